@@ -1,0 +1,132 @@
+"""更新通知 — the update notice: one change to one resident from one municipality."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from .codes import LocalGovernmentCode, ResidentCode
+from .errors import ValidationError
+from .facts import ChangeKind, ChangeReason, IdentityFacts, parse_date
+
+JST = dt.timezone(dt.timedelta(hours=9), "JST")
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+MAX_SEQUENCE = 10**12 - 1  # 12 digits in keys; a municipality sends ~10^4 notices a year
+
+
+def parse_notice_time(raw: object, field: str = "notice_time") -> dt.datetime:
+    if isinstance(raw, dt.datetime):
+        value = raw
+    else:
+        if not isinstance(raw, str) or not raw:
+            raise ValidationError(field, "required", "notice time is required")
+        try:
+            value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError(field, "format", f"{raw!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise ValidationError(field, "format", "notice time must carry a time zone")
+    return value.astimezone(dt.timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateNotice:
+    """本人確認情報の更新通知.
+
+    ``sequence`` is the sending municipality's notice number: strictly increasing and
+    gap-free per municipality (assigned by its CS). ``facts`` is the full record after the
+    change, or ``None`` for a deletion. A resident-code change (住民票コード変更) is sent
+    under the *new* code with ``previous_resident_code`` naming the old one.
+    """
+
+    municipality: LocalGovernmentCode
+    sequence: int
+    resident_code: ResidentCode
+    reason: ChangeReason
+    change_date: dt.date
+    notice_time: dt.datetime
+    facts: IdentityFacts | None
+    previous_resident_code: ResidentCode | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not 1 <= self.sequence <= MAX_SEQUENCE:
+            raise ValidationError("sequence", "range", f"sequence must be 1..{MAX_SEQUENCE}")
+        if self.municipality.is_prefecture:
+            raise ValidationError("municipality", "consistency", "a notice comes from a municipality, not a prefecture code")
+        if self.notice_time.tzinfo is None:
+            raise ValidationError("notice_time", "format", "notice time must carry a time zone")
+        kind = self.reason.kind
+        if kind is ChangeKind.DELETION:
+            if self.facts is not None:
+                raise ValidationError("facts", "consistency", f"a deletion ({self.reason.label_ja}) carries no facts")
+        else:
+            if self.facts is None:
+                raise ValidationError("facts", "required", f"{self.reason.label_ja} must carry the facts after the change")
+            if self.facts.resident_code != self.resident_code:
+                raise ValidationError("facts.resident_code", "consistency", "facts belong to another resident code")
+            if self.facts.birth_date > self.change_date:
+                raise ValidationError("facts.birth_date", "consistency", "birth date is after the date of change")
+        if self.reason is ChangeReason.CODE_CHANGE:
+            if self.previous_resident_code is None:
+                raise ValidationError("previous_resident_code", "required", "住民票コード変更 must name the previous code")
+            if self.previous_resident_code == self.resident_code:
+                raise ValidationError("previous_resident_code", "consistency", "previous code equals the new code")
+        elif self.previous_resident_code is not None:
+            raise ValidationError("previous_resident_code", "consistency", "only 住民票コード変更 names a previous code")
+
+    @property
+    def notice_id(self) -> str:
+        """Globally unique and stable: the same notice re-sent keeps its id (deduplication key)."""
+        return f"{self.municipality.value}-{self.sequence:012d}"
+
+    @property
+    def order_key(self) -> str:
+        """Sortable text form of the ordering rule (``domain.ordering``): compare as strings."""
+        return "|".join((
+            self.change_date.isoformat(),
+            str(self.reason.precedence),
+            self.notice_time.strftime(_TIME_FORMAT),
+            self.municipality.value,
+            f"{self.sequence:012d}",
+        ))
+
+    @property
+    def reporting_month(self) -> str:
+        """Month of the notice in Japan time, ``YYYY-MM``: the month statistics count it in."""
+        return self.notice_time.astimezone(JST).strftime("%Y-%m")
+
+    def to_dict(self) -> dict:
+        return {
+            "municipality": self.municipality.value,
+            "sequence": self.sequence,
+            "resident_code": self.resident_code.value,
+            "reason": self.reason.value,
+            "change_date": self.change_date.isoformat(),
+            "notice_time": self.notice_time.strftime(_TIME_FORMAT),
+            "facts": None if self.facts is None else self.facts.to_dict(),
+            "previous_resident_code": None if self.previous_resident_code is None else self.previous_resident_code.value,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object) -> UpdateNotice:
+        """Parse and validate; every failure is a ``ValidationError`` naming field and rule."""
+        if not isinstance(raw, dict):
+            raise ValidationError("notice", "format", "a notice must be an object")
+        sequence = raw.get("sequence")
+        if isinstance(sequence, bool) or not isinstance(sequence, int):
+            raise ValidationError("sequence", "format", "sequence must be an integer")
+        previous = raw.get("previous_resident_code")
+        facts = raw.get("facts")
+        return cls(
+            municipality=LocalGovernmentCode.parse(raw.get("municipality"), "municipality"),
+            sequence=sequence,
+            resident_code=ResidentCode.parse(raw.get("resident_code"), "resident_code"),
+            reason=ChangeReason.parse(raw.get("reason"), "reason"),
+            change_date=parse_date(raw.get("change_date"), "change_date"),
+            notice_time=parse_notice_time(raw.get("notice_time")),
+            facts=None if facts is None else IdentityFacts.parse(facts),
+            previous_resident_code=None if previous in (None, "") else ResidentCode.parse(previous, "previous_resident_code"),
+        )
