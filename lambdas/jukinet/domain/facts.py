@@ -150,10 +150,13 @@ def parse_date(raw: object, field: str) -> dt.date:
         raise ValidationError(field, "required", "date is required")
     text = unicodedata.normalize("NFKC", str(raw)).strip()
     try:
-        if len(text) == 8 and text.isdigit():
+        # ASCII digits only (as for codes): int() would also take "+1", " 1" and Thai digits.
+        if len(text) == 8 and text.isascii() and text.isdigit():
             return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
         if len(text) == 10 and text[4] in "-/" and text[7] == text[4]:
-            return dt.date(int(text[:4]), int(text[5:7]), int(text[8:]))
+            digits = text[:4] + text[5:7] + text[8:]
+            if digits.isascii() and digits.isdigit():
+                return dt.date(int(text[:4]), int(text[5:7]), int(text[8:]))
     except ValueError as exc:
         raise ValidationError(field, "date", f"{text!r} is not a calendar date ({exc})") from None
     raise ValidationError(field, "date", f"{text!r} is not a date in YYYY-MM-DD or YYYYMMDD form")

@@ -24,9 +24,20 @@ def parse_notice_time(raw: object, field: str = "notice_time") -> dt.datetime:
             value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
             raise ValidationError(field, "format", f"{raw!r} is not an ISO 8601 time") from None
-    if value.tzinfo is None:
+    return _in_utc(value, field)
+
+
+def _in_utc(value: dt.datetime, field: str = "notice_time") -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(field, "format", "notice time must carry a time zone")
-    return value.astimezone(dt.timezone.utc)
+    try:
+        value = value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValidationError(field, "range", "notice time is out of range") from None
+    # Four-digit years keep order_key and to_dict sortable and re-parseable (%Y does not pad).
+    if value.year < 1000:
+        raise ValidationError(field, "range", "notice time must be in a four-digit year")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +61,16 @@ class UpdateNotice:
 
     def __post_init__(self) -> None:
         self.validate()
+        # order_key and to_dict write the time with a "Z": hold it in UTC whatever it came in.
+        if self.notice_time.tzinfo is not dt.timezone.utc:
+            object.__setattr__(self, "notice_time", self.notice_time.astimezone(dt.timezone.utc))
 
     def validate(self) -> None:
         if not 1 <= self.sequence <= MAX_SEQUENCE:
             raise ValidationError("sequence", "range", f"sequence must be 1..{MAX_SEQUENCE}")
         if self.municipality.is_prefecture:
             raise ValidationError("municipality", "consistency", "a notice comes from a municipality, not a prefecture code")
-        if self.notice_time.tzinfo is None:
-            raise ValidationError("notice_time", "format", "notice time must carry a time zone")
+        _in_utc(self.notice_time)
         kind = self.reason.kind
         if kind is ChangeKind.DELETION:
             if self.facts is not None:
