@@ -173,6 +173,16 @@ def _required_text(raw: object, field: str, label: str, max_length: int) -> str:
         raise ValidationError(field, "length", f"{label} must be at most {max_length} characters, got {len(text)}")
     if any(unicodedata.category(c) in ("Cc", "Cf") for c in text):
         raise ValidationError(field, "format", f"{label} must not contain control characters")
+    # A lone surrogate (from a JSON "\ud800" escape) cannot be encoded as UTF-8, so it would
+    # crash the CS when the notice is packed; a private-use character (外字 of one
+    # municipality's system, e.g. CP932 0xF040–0xF9FC) means a different glyph everywhere else.
+    for c in text:
+        category = unicodedata.category(c)
+        if category == "Cs":
+            raise ValidationError(field, "format", f"{label} contains a lone surrogate U+{ord(c):04X}")
+        if category == "Co":
+            raise ValidationError(field, "format", f"{label} contains the private-use character (外字) "
+                                  f"U+{ord(c):04X}; replace it with a standard character")
     return text
 
 
