@@ -1,0 +1,66 @@
+"""Benchmark: the update pipeline end to end (CS → prefecture → national) on moto.
+
+Prints notices per second through all three tiers (in-process moto, so it measures our
+code plus moto's emulation, not AWS) and the AWS requests per 1,000 notices by service
+and operation — the cost drivers. The KMS budget is 30 per 1,000 notices.
+
+    .venv/bin/python bench/bench_pipeline.py [--municipalities 5] [--per-file 400] [--files 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+from moto import mock_aws  # noqa: E402
+
+from tests.pipeline.exports import csv_bytes, move_ins  # noqa: E402
+from tests.pipeline.harness import MUNICIPALITIES, Pipeline  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-file", type=int, default=400, help="rows per export file")
+    parser.add_argument("--files", type=int, default=2, help="files per municipality")
+    args = parser.parse_args()
+    with mock_aws():
+        p = Pipeline()
+        total = 0
+        start = time.perf_counter()
+        for i, muni in enumerate(MUNICIPALITIES):
+            for f in range(args.files):
+                _, rows = move_ins(args.per_file, seed=1000 * i + f)
+                p.drop(muni, f"bench-{f}.csv", csv_bytes(rows))
+                total += args.per_file
+        cs_done = time.perf_counter()
+        p.drain("prefecture")
+        pref_done = time.perf_counter()
+        p.drain("national")
+        end = time.perf_counter()
+        p.stop_counting()
+    print(f"notices end to end        {total:>10,}")
+    print(f"elapsed                   {end - start:>10.2f} s  (CS {cs_done - start:.2f}, prefecture "
+          f"{pref_done - cs_done:.2f}, national {end - pref_done:.2f})")
+    print(f"throughput                {total / (end - start):>10.0f} notices/s (in-process moto)")
+    print("AWS requests per 1,000 notices:")
+    by_service: dict[str, int] = {}
+    for call, n in sorted(p.calls.items()):
+        by_service[call.split(":")[0]] = by_service.get(call.split(":")[0], 0) + n
+        print(f"  {call:<36} {n * 1000 / total:>8.1f}")
+    for service, n in sorted(by_service.items()):
+        print(f"  total {service:<30} {n * 1000 / total:>8.1f}")
+    kms = by_service.get("kms", 0) * 1000 / total
+    print(f"KMS budget check          {kms:.1f} per 1,000 (limit 30): {'OK' if kms <= 30 else 'OVER'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""One way to build boto3 clients: cached per service and endpoint, with standard retries.
+
+``AWS_ENDPOINT_URL`` (set by the embedded AWS in local mode) is honoured by botocore
+itself; it is part of the cache key so that a process can talk to a new endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=20)
+
+
+_observers: list[Callable[[str, str], None]] = []
+
+
+def observe_calls(callback: Callable[[str, str], None]) -> Callable[[], None]:
+    """Call ``callback(service, operation)`` before every AWS request (benchmarks, tests).
+    Returns a function that stops the observation."""
+    _observers.append(callback)
+    return lambda: _observers.remove(callback)
+
+
+def _notify(model: Any, **_: Any) -> None:
+    for callback in _observers:
+        callback(model.service_model.service_name, model.name)
+
+
+@lru_cache(maxsize=64)
+def _client(service: str, region: str | None, endpoint: str | None) -> Any:
+    made = boto3.session.Session().client(service, region_name=region, config=_CONFIG)
+    made.meta.events.register("before-call", _notify)
+    return made
+
+
+def reset_clients() -> None:
+    """Forget cached clients (a test that starts a new embedded AWS)."""
+    _client.cache_clear()
+
+
+def client(service: str) -> Any:
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return _client(service, region, os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError, or '' for anything else."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""

@@ -1,0 +1,130 @@
+"""The municipality CS's own state: its sequence counter, the files it has taken, its counts.
+
+Sequence numbers must be strictly increasing and gap-free per municipality, and a file must
+never be sent twice nor half-sent. So a file's range of numbers is reserved in the same
+transaction that records the file (keyed by its SHA-256); a retry after a crash finds the
+record, reuses the same range and notice time, and therefore re-sends byte-identical
+notices that the next tier deduplicates. Counts move in the transaction that marks the
+file sent, so they are exact whatever the retries.
+
+Items (pk ``MUNI#<code>``): ``COUNTER`` (next_seq), ``FILE#<sha256>`` (status, range,
+counts), ``STAT#<YYYY-MM>`` (sent, rejected, files, rejected_files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import aws
+
+RESERVED, SENT, REJECTED = "reserved", "sent", "rejected"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    sha256: str
+    status: str
+    object_key: str
+    first_seq: int
+    count: int
+    rejected: int
+    notice_time: str
+    month: str
+
+
+class CsState:
+    def __init__(self, table_name: str, municipality: str) -> None:
+        self.table_name = table_name
+        self.pk = f"MUNI#{municipality}"
+
+    def _key(self, sk: str) -> dict:
+        return {"pk": {"S": self.pk}, "sk": {"S": sk}}
+
+    def file(self, sha256: str) -> FileRecord | None:
+        item = aws.client("dynamodb").get_item(
+            TableName=self.table_name, Key=self._key(f"FILE#{sha256}"), ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        return FileRecord(
+            sha256=sha256, status=item["status"]["S"], object_key=item["object_key"]["S"],
+            first_seq=int(item["first_seq"]["N"]), count=int(item["count"]["N"]),
+            rejected=int(item["rejected"]["N"]), notice_time=item["notice_time"]["S"], month=item["month"]["S"],
+        )
+
+    def reserve(self, sha256: str, object_key: str, count: int, rejected: int, notice_time: str,
+                month: str) -> FileRecord:
+        """Record the file and reserve ``count`` sequence numbers for it, atomically."""
+        ddb = aws.client("dynamodb")
+        for _ in range(20):
+            existing = self.file(sha256)
+            if existing is not None:
+                return existing
+            counter = ddb.get_item(TableName=self.table_name, Key=self._key("COUNTER"), ConsistentRead=True).get("Item")
+            first = int(counter["next_seq"]["N"]) if counter else 1
+            record = FileRecord(sha256, RESERVED, object_key, first, count, rejected, notice_time, month)
+            counter_update = {
+                "TableName": self.table_name, "Key": self._key("COUNTER"),
+                "UpdateExpression": "SET next_seq = :new",
+                "ExpressionAttributeValues": {":new": {"N": str(first + count)}},
+            }
+            if counter:
+                counter_update["ConditionExpression"] = "next_seq = :cur"
+                counter_update["ExpressionAttributeValues"][":cur"] = {"N": str(first)}
+            else:
+                counter_update["ConditionExpression"] = "attribute_not_exists(pk)"
+            try:
+                ddb.transact_write_items(TransactItems=[
+                    {"Update": counter_update},
+                    {"Put": {
+                        "TableName": self.table_name,
+                        "Item": {
+                            **self._key(f"FILE#{sha256}"), "status": {"S": RESERVED}, "object_key": {"S": object_key},
+                            "first_seq": {"N": str(first)}, "count": {"N": str(count)},
+                            "rejected": {"N": str(rejected)}, "notice_time": {"S": notice_time},
+                            "month": {"S": month},
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }},
+                ])
+            except Exception as exc:
+                if aws.error_code(exc) == "TransactionCanceledException":
+                    continue  # another file took the counter first, or this file was recorded
+                raise
+            return record
+        raise RuntimeError("could not reserve sequence numbers after 20 attempts")
+
+    def finish(self, record: FileRecord, status: str = SENT) -> bool:
+        """Mark the file done and count it, once. False if it was already finished."""
+        stats = {":sent": record.count if status == SENT else 0, ":rej": record.rejected,
+                 ":files": 1, ":rfiles": 1 if status == REJECTED else 0}
+        try:
+            aws.client("dynamodb").transact_write_items(TransactItems=[
+                {"Update": {
+                    "TableName": self.table_name, "Key": self._key(f"FILE#{record.sha256}"),
+                    "UpdateExpression": "SET #s = :done", "ConditionExpression": "#s = :reserved",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": {":done": {"S": status}, ":reserved": {"S": RESERVED}},
+                }},
+                {"Update": {
+                    "TableName": self.table_name, "Key": self._key(f"STAT#{record.month}"),
+                    "UpdateExpression": "ADD sent :sent, rejected :rej, files :files, rejected_files :rfiles",
+                    "ExpressionAttributeValues": {k: {"N": str(v)} for k, v in stats.items()},
+                }},
+            ])
+        except Exception as exc:
+            if aws.error_code(exc) == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+    def month_stats(self, month: str) -> dict[str, int]:
+        item = aws.client("dynamodb").get_item(
+            TableName=self.table_name, Key=self._key(f"STAT#{month}"), ConsistentRead=True).get("Item") or {}
+        return {k: int(item[k]["N"]) if k in item else 0 for k in ("sent", "rejected", "files", "rejected_files")}
+
+    def months(self) -> list[str]:
+        ddb = aws.client("dynamodb")
+        response = ddb.query(
+            TableName=self.table_name, KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            ExpressionAttributeValues={":pk": {"S": self.pk}, ":p": {"S": "STAT#"}}, ConsistentRead=True)
+        return [i["sk"]["S"][5:] for i in response["Items"]]

@@ -1,0 +1,37 @@
+"""The shared SQS batch loop of the tier processors (partial batch responses)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from ..domain.notice import UpdateNotice
+from ..observability import logger
+from ..services.tier_processor import TierProcessor
+
+
+def process_batch(event: dict, context: object, processor: TierProcessor,
+                  forward: Callable[[list[UpdateNotice]], object] | None) -> dict:
+    """Process each SQS record on its own; then forward everything that succeeded in one go
+    (fewer signatures). If forwarding fails, the succeeded records are reported as failures
+    too, so SQS redelivers them; storing is idempotent, so the retry only forwards again."""
+    batch = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    to_forward: dict[str, list[UpdateNotice]] = {}
+
+    def record_handler(record: SQSRecord) -> None:
+        to_forward[record.message_id] = processor.process(record.body, record.message_id).forward
+
+    with batch(event.get("Records", []), record_handler, lambda_context=context):
+        batch.process()
+    response = batch.response()
+    if forward is not None:
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        succeeded = [mid for mid in to_forward if mid not in failed]
+        try:
+            forward([n for mid in succeeded for n in to_forward[mid]])
+        except Exception:
+            logger.exception("forwarding failed; the batch's stored records will be redelivered")
+            response["batchItemFailures"].extend({"itemIdentifier": mid} for mid in succeeded)
+    return response

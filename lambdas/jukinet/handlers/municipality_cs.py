@@ -1,0 +1,41 @@
+"""Municipality CS: S3 ObjectCreated in the municipality's drop zone → signed notices up."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from functools import lru_cache
+
+from ..adapters.cs_state import CsState
+from ..adapters.kms import Signer
+from ..observability import logger, metrics
+from ..services.communication_server import CommunicationServer
+from ..settings import MunicipalityCsSettings, load_settings
+
+
+@lru_cache(maxsize=256)  # one per distinct environment: a cold start
+def _runtime(settings: MunicipalityCsSettings, endpoint: str | None) -> CommunicationServer:
+    return CommunicationServer(
+        settings.MUNICIPALITY_CODE,
+        CsState(settings.STATE_TABLE_NAME, settings.MUNICIPALITY_CODE),
+        Signer(settings.SIGNING_KEY_ID, settings.MUNICIPALITY_CODE),
+        settings.OUTBOUND_QUEUE_URL,
+        settings.DROP_ZONE_BUCKET,
+        settings.DROP_ZONE_PREFIX,
+    )
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: object) -> dict:
+    settings = load_settings(MunicipalityCsSettings)
+    server = _runtime(settings, os.environ.get("AWS_ENDPOINT_URL"))
+    metrics.set_default_dimensions(tier="municipality")
+    outcomes = []
+    try:
+        for record in event.get("Records", []):
+            s3 = record.get("s3", {})
+            key = urllib.parse.unquote_plus(s3.get("object", {}).get("key", ""))
+            outcomes.append(server.process_object(s3.get("bucket", {}).get("name", ""), key).__dict__)
+    finally:
+        metrics.flush_metrics()
+    return {"files": outcomes}

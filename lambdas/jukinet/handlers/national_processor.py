@@ -1,0 +1,34 @@
+"""National server (全国サーバ): prefecture notices in, the nationwide table."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from ..adapters.identity_store import IdentityStore
+from ..adapters.kms import DataKeys, PublicKeys
+from ..observability import logger, metrics
+from ..services.tier_processor import TierProcessor, national_policy
+from ..settings import NationalSettings, load_settings
+from ._sqs import process_batch
+
+
+@lru_cache(maxsize=8)  # one per distinct environment: a cold start
+def _runtime(settings: NationalSettings, endpoint: str | None) -> TierProcessor:
+    data_keys = DataKeys(settings.DATA_KEY_ID, {"tier": "national"})
+    return TierProcessor(
+        national_policy(settings.ALLOWED_PREFECTURES),
+        IdentityStore(settings.TABLE_NAME, data_keys),
+        PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX),
+        settings.DEAD_LETTER_QUEUE_URL,
+    )
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: object) -> dict:
+    processor = _runtime(load_settings(NationalSettings), os.environ.get("AWS_ENDPOINT_URL"))
+    metrics.set_default_dimensions(tier="national")
+    try:
+        return process_batch(event, context, processor, None)
+    finally:
+        metrics.flush_metrics()

@@ -1,0 +1,103 @@
+"""The municipality CS (コミュニケーションサーバ): an export file in, signed notices out.
+
+read the file from the drop zone → parse and validate every row → reserve gap-free
+sequence numbers for the valid rows (atomically with a record of the file) → sign batches
+and send them to the prefecture's inbound queue → write the rejection report → count.
+A rejected row is reported with row number, field and rule, counted, and never sent; a
+valid row is never half-sent (see ``adapters.cs_state``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import posixpath
+from dataclasses import dataclass
+
+from ..adapters import aws, queues
+from ..adapters.cs_state import REJECTED, SENT, CsState
+from ..adapters.kms import Signer
+from ..domain.codes import LocalGovernmentCode
+from ..domain.export import parse_export, rejection_report_csv, summary_json
+from ..domain.message import pack
+from ..domain.notice import JST, parse_notice_time
+from ..observability import MetricUnit, logger, metrics
+
+
+def utcnow() -> dt.datetime:
+    """The CS's clock: a notice's time is when its CS sent it (tests replace this)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass
+class FileOutcome:
+    object_key: str
+    status: str  # sent | rejected | duplicate | ignored
+    sent: int = 0
+    rejected: int = 0
+    messages: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+class CommunicationServer:
+    def __init__(self, municipality: str, state: CsState, signer: Signer, outbound_queue_url: str,
+                 bucket: str, prefix: str = "") -> None:
+        self.municipality = LocalGovernmentCode.parse(municipality, "MUNICIPALITY_CODE")
+        self.state = state
+        self.signer = signer
+        self.outbound_queue_url = outbound_queue_url
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def process_object(self, bucket: str, key: str) -> FileOutcome:
+        incoming = f"{self.prefix}incoming/"
+        if bucket != self.bucket or not key.startswith(incoming):
+            logger.warning("object outside this CS's drop zone ignored", extra={"bucket": bucket, "key": key})
+            return FileOutcome(key, "ignored")
+        s3 = aws.client("s3")
+        data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        sha256 = hashlib.sha256(data).hexdigest()
+        existing = self.state.file(sha256)
+        if existing is not None and existing.status != "reserved":
+            logger.info("file already taken; not sent again", extra={"key": key, "first": existing.object_key})
+            metrics.add_metric(name="DuplicateFiles", unit=MetricUnit.Count, value=1)
+            return FileOutcome(key, "duplicate")
+
+        # A retry reuses the recorded notice time, so the re-sent notices are byte-identical.
+        notice_time = parse_notice_time(existing.notice_time) if existing else utcnow()
+        filename = posixpath.basename(key)
+        result = parse_export(data, municipality=self.municipality, notice_time=notice_time, filename=filename)
+        valid = [n for _, n in result.notices]
+        rejected = len(result.rejections) + (1 if result.file_error else 0)
+        record = existing or self.state.reserve(
+            sha256, key, len(valid), rejected, notice_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            notice_time.astimezone(JST).strftime("%Y-%m"),
+        )
+        if record.count != len(valid):
+            raise RuntimeError(f"{key}: {len(valid)} valid rows but {record.count} numbers reserved")
+        notices = [dataclasses.replace(n, sequence=record.first_seq + i) for i, n in enumerate(valid)]
+
+        messages = 0
+        if notices:
+            signed = [self.signer.sign(p) for p in pack(notices, sender=self.municipality.value, created=notice_time)]
+            messages = queues.send_signed(self.outbound_queue_url, signed)
+        report_base = f"{self.prefix}reports/{filename}"
+        s3.put_object(Bucket=bucket, Key=f"{report_base}.rejections.csv", Body=rejection_report_csv(result, filename),
+                      ContentType="text/csv; charset=utf-8")
+        summary = summary_json(result)
+        s3.put_object(Bucket=bucket, Key=f"{report_base}.summary.json",
+                      Body=summary.encode() if isinstance(summary, str) else summary, ContentType="application/json")
+        status = REJECTED if result.file_error else SENT
+        self.state.finish(record, status)
+
+        metrics.add_metric(name="NoticesSent", unit=MetricUnit.Count, value=len(notices))
+        metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=rejected)
+        logger.info("export processed", extra={
+            "key": key, "sent": len(notices), "rejected": rejected, "messages": messages,
+            "first_seq": record.first_seq, "encoding": getattr(result, "encoding", None),
+        })
+        return FileOutcome(key, status, len(notices), rejected, messages,
+                           record.first_seq if notices else None,
+                           record.first_seq + len(notices) - 1 if notices else None)

@@ -1,0 +1,177 @@
+"""What the prefecture and national tiers do with one inbound signed message.
+
+verify sender and signature → validate each notice → store under the ordering rule →
+record the sequence runs and report gaps → return the notices to forward (prefecture).
+
+Failures that can never succeed (malformed envelope, unknown or disallowed sender, bad
+signature, malformed notice) are *permanent*: the message, or the single notice, goes to
+this tier's dead-letter queue with its reason and is counted; the SQS record is then
+acknowledged so it never blocks good ones. Anything else (throttling, network) raises,
+the record is reported as a batch item failure, and SQS retries it; after
+``maxReceiveCount`` receives the queue's redrive policy moves it to the same DLQ.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..adapters import queues
+from ..adapters.identity_store import ApplyResult, IdentityStore
+from ..adapters.kms import PublicKeys, UnknownSender
+from ..domain.errors import ValidationError
+from ..domain.message import Payload, SignedMessage, verify_signature
+from ..domain.notice import JST, UpdateNotice
+from ..observability import MetricUnit, logger, metrics
+
+
+class PermanentFailure(Exception):
+    def __init__(self, reason: str, detail: str, field: str = "", rule: str = "") -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail, self.field, self.rule = reason, detail, field, rule
+
+
+@dataclass
+class MessageOutcome:
+    forward: list[UpdateNotice] = field(default_factory=list)
+    applied: ApplyResult = field(default_factory=ApplyResult)
+    dead_lettered: int = 0
+    gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+
+@dataclass
+class TierPolicy:
+    """Who may send to this tier, and which notices each sender may carry."""
+
+    tier: str
+    allows_sender: Callable[[str], bool]
+    allows_notice: Callable[[str, UpdateNotice], bool]
+    describe: str
+
+
+def prefecture_policy(prefecture_code: str) -> TierPolicy:
+    number = prefecture_code[:2]
+    return TierPolicy(
+        tier="prefecture",
+        allows_sender=lambda s: s[:2] == number and s[2:5] != "000",
+        allows_notice=lambda s, n: n.municipality.value == s,
+        describe=f"municipalities of prefecture {prefecture_code}",
+    )
+
+
+def national_policy(allowed_prefectures: list[str]) -> TierPolicy:
+    allowed = frozenset(allowed_prefectures)
+    return TierPolicy(
+        tier="national",
+        allows_sender=lambda s: s in allowed,
+        allows_notice=lambda s, n: n.municipality.prefecture_number == s[:2],
+        describe=f"prefectures {', '.join(sorted(allowed))}",
+    )
+
+
+class TierProcessor:
+    def __init__(self, policy: TierPolicy, store: IdentityStore, public_keys: PublicKeys, dead_letter_queue_url: str):
+        self.policy = policy
+        self.store = store
+        self.public_keys = public_keys
+        self.dead_letter_queue_url = dead_letter_queue_url
+
+    def process(self, body: str, message_id: str) -> MessageOutcome:
+        try:
+            message, payload = self._verified(body)
+        except PermanentFailure as failure:
+            self._dead_letter_message(body, message_id, failure)
+            return MessageOutcome(dead_lettered=1)
+        outcome = MessageOutcome()
+        valid: list[UpdateNotice] = []
+        for index, raw in enumerate(payload.notices):
+            try:
+                notice = UpdateNotice.from_dict(raw)
+                if not self.policy.allows_notice(message.sender, notice):
+                    raise ValidationError("municipality", "sender", f"sender {message.sender} may not send this notice")
+            except ValidationError as exc:
+                self._dead_letter_notice(raw, f"{message_id}#{index}", message.sender, exc)
+                outcome.dead_lettered += 1
+                continue
+            valid.append(notice)
+        outcome.applied = self.store.apply(valid)
+        self.store.record_sequence_runs(valid, message_id)
+        for municipality in sorted({n.municipality.value for n in valid}):
+            gaps = self.store.sequence_gaps(municipality)
+            if gaps:
+                outcome.gaps[municipality] = gaps
+                missing = sum(last - first + 1 for first, last in gaps)
+                logger.warning("sequence gap", extra={"municipality": municipality, "gaps": gaps[:20], "missing": missing})
+                metrics.add_metric(name="SequenceGaps", unit=MetricUnit.Count, value=missing)
+        metrics.add_metric(name="NoticesStored", unit=MetricUnit.Count, value=len(outcome.applied.stored))
+        metrics.add_metric(name="NoticesDuplicate", unit=MetricUnit.Count, value=len(outcome.applied.duplicates))
+        outcome.forward = valid
+        return outcome
+
+    def _verified(self, body: str) -> tuple[SignedMessage, Payload]:
+        try:
+            message = SignedMessage.from_body(body)
+        except ValidationError as exc:
+            raise PermanentFailure("malformed_envelope", exc.detail, exc.field, exc.rule) from None
+        if not self.policy.allows_sender(message.sender):
+            raise PermanentFailure("sender_not_allowed", f"{message.sender} is not one of {self.policy.describe}",
+                                   "envelope.sender", "sender")
+        try:
+            public_key = self.public_keys.get(message.sender)
+        except UnknownSender as exc:
+            raise PermanentFailure("unknown_sender", str(exc), "envelope.sender", "sender") from None
+        if not verify_signature(public_key, message):
+            metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
+            raise PermanentFailure("signature_invalid", f"signature does not verify with {message.sender}'s key",
+                                   "envelope.sig", "signature")
+        try:
+            payload = Payload.from_bytes(message.payload)
+        except ValidationError as exc:
+            raise PermanentFailure("malformed_payload", exc.detail, exc.field, exc.rule) from None
+        if payload.sender != message.sender:
+            raise PermanentFailure("malformed_payload", "payload sender differs from envelope sender",
+                                   "payload.sender", "consistency")
+        return message, payload
+
+    # --- dead letters --------------------------------------------------------------------
+    def _dead_letter_message(self, body: str, message_id: str, failure: PermanentFailure) -> None:
+        sender, count, month = _claimed(body)
+        logger.warning("message dead-lettered", extra={"reason": failure.reason, "detail": failure.detail,
+                                                        "sender": sender, "message_id": message_id})
+        queues.send_dead_letter(self.dead_letter_queue_url, body, tier=self.policy.tier, reason=failure.reason,
+                                field=failure.field, rule=failure.rule, detail=failure.detail, sender=sender)
+        self.store.record_dead_letter(sender or "unknown", month, message_id, count, failure.reason)
+        metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=count)
+
+    def _dead_letter_notice(self, raw: object, item_id: str, sender: str, exc: ValidationError) -> None:
+        municipality = raw.get("municipality") if isinstance(raw, dict) else None
+        month = _month_of(raw.get("notice_time") if isinstance(raw, dict) else None)
+        logger.warning("notice dead-lettered", extra={"field": exc.field, "rule": exc.rule, "sender": sender})
+        queues.send_dead_letter(self.dead_letter_queue_url, {"kind": "notice", "sender": sender, "notice": raw},
+                                tier=self.policy.tier, reason="invalid_notice", field=exc.field, rule=exc.rule,
+                                detail=exc.detail, sender=sender)
+        self.store.record_dead_letter(str(municipality or sender), month, item_id, 1, f"invalid_notice:{exc}")
+        metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=1)
+
+
+def _month_of(notice_time: object) -> str:
+    try:
+        return dt.datetime.fromisoformat(str(notice_time).replace("Z", "+00:00")).astimezone(JST).strftime("%Y-%m")
+    except ValueError:
+        return dt.datetime.now(JST).strftime("%Y-%m")
+
+
+def _claimed(body: str) -> tuple[str, int, str]:
+    """Best effort, without trusting it: who the message claims to be from, how many notices
+    it carries and in which month — so a rejected message is counted against its claim."""
+    try:
+        message = SignedMessage.from_body(body)
+    except ValidationError:
+        return "", 1, _month_of(None)
+    try:
+        payload = Payload.from_bytes(message.payload)
+    except ValidationError:
+        return message.sender, 1, _month_of(None)
+    first_time = payload.notices[0].get("notice_time") if payload.notices and isinstance(payload.notices[0], dict) else None
+    return message.sender, max(1, len(payload.notices)), _month_of(first_time)

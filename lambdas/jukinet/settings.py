@@ -1,0 +1,94 @@
+"""Environment configuration of every function, validated once per cold start.
+
+CDK (``infra/``) sets these variables; the embedded AWS reads them back from the deployed
+functions. One process may host several functions with different environments (local
+mode), so settings are cached per distinct environment, not per module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from .domain.codes import LocalGovernmentCode
+
+Code6 = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+
+
+class SettingsError(RuntimeError):
+    """A function was deployed with a missing or malformed environment variable."""
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class MunicipalityCsSettings(_Settings):
+    MUNICIPALITY_CODE: Code6
+    STATE_TABLE_NAME: NonEmpty
+    SIGNING_KEY_ID: NonEmpty
+    OUTBOUND_QUEUE_URL: NonEmpty
+    DROP_ZONE_BUCKET: NonEmpty
+    DROP_ZONE_PREFIX: str = ""
+
+    @field_validator("MUNICIPALITY_CODE")
+    @classmethod
+    def _valid_code(cls, v: str) -> str:
+        code = LocalGovernmentCode.parse(v, "MUNICIPALITY_CODE")
+        if code.is_prefecture:
+            raise ValueError("MUNICIPALITY_CODE must be a municipality, not a prefecture code")
+        return v
+
+
+class TierSettings(_Settings):
+    TABLE_NAME: NonEmpty
+    DATA_KEY_ID: NonEmpty
+    SENDER_KEY_ALIAS_PREFIX: NonEmpty
+    DEAD_LETTER_QUEUE_URL: NonEmpty
+
+
+class PrefectureSettings(TierSettings):
+    PREFECTURE_CODE: Code6
+    SIGNING_KEY_ID: NonEmpty
+    FORWARD_QUEUE_URL: NonEmpty
+
+    @field_validator("PREFECTURE_CODE")
+    @classmethod
+    def _valid_code(cls, v: str) -> str:
+        if not LocalGovernmentCode.parse(v, "PREFECTURE_CODE").is_prefecture:
+            raise ValueError("PREFECTURE_CODE must be a prefecture-level code such as 200000")
+        return v
+
+
+class NationalSettings(TierSettings):
+    ALLOWED_PREFECTURES: tuple[Code6, ...] = Field(min_length=1)
+
+    @field_validator("ALLOWED_PREFECTURES", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+@lru_cache(maxsize=512)
+def _load(model: type[S], items: tuple[tuple[str, str], ...]) -> S:
+    try:
+        return model.model_validate(dict(items))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"{model.__name__}: {problems}") from None
+
+
+def load_settings(model: type[S], environ: Mapping[str, str] | None = None) -> S:
+    env = os.environ if environ is None else environ
+    names = model.model_fields.keys()
+    return _load(model, tuple((k, env[k]) for k in sorted(names) if k in env))
