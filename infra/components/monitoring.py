@@ -1,0 +1,64 @@
+"""Alarms of a tier, all to one KMS-encrypted SNS topic. Meanings and first responses:
+``docs/operations.md`` (one section per alarm name suffix)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from ..naming import METRICS_NAMESPACE
+
+PERIOD = Duration.minutes(5)
+GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+
+
+def custom_metric(name: str, *, service: str, tier: str) -> cloudwatch.Metric:
+    """A handler metric; the dimension set must equal what Powertools emits: service + tier."""
+    return cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=name,
+                             dimensions_map={"service": service, "tier": tier},
+                             statistic=cloudwatch.Stats.SUM, period=PERIOD)
+
+
+class TierAlarms(Construct):
+    def __init__(self, scope: Construct, id: str, *, topic_name: str, key: kms.IKey, email: str | None) -> None:
+        super().__init__(scope, id)
+        self.topic = sns.Topic(self, "Topic", topic_name=topic_name, master_key=key, enforce_ssl=True,
+                               display_name="jukinet alarms")
+        if email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        self._action = actions.SnsAction(self.topic)
+        self.alarms: list[cloudwatch.Alarm] = []
+
+    def alarm(self, id: str, *, name: str, description: str, metric: cloudwatch.IMetric, threshold: float = 0,
+              evaluation_periods: int = 1, datapoints_to_alarm: int = 1,
+              comparison: cloudwatch.ComparisonOperator = GT) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self, id, alarm_name=name, alarm_description=f"{description} See docs/operations.md.", metric=metric,
+            threshold=threshold, comparison_operator=comparison, evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(self._action)
+        alarm.add_ok_action(self._action)
+        self.alarms.append(alarm)
+        return alarm
+
+    def queue_alarms(self, id: str, *, tier_name: str, queue_label: str, dead_letter_queue: sqs.IQueue,
+                     queue: sqs.IQueue | None = None, max_age_seconds: int | None = None) -> None:
+        self.alarm(f"{id}DlqNotEmpty", name=f"{tier_name}-{queue_label}-dlq-not-empty",
+                   description=f"Messages are waiting in the {queue_label} dead-letter queue: something could not "
+                               "be processed and needs a person.",
+                   metric=dead_letter_queue.metric_approximate_number_of_messages_visible(
+                       period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM))
+        if queue is not None and max_age_seconds is not None:
+            self.alarm(f"{id}OldestMessage", name=f"{tier_name}-{queue_label}-oldest-message-age",
+                       description=f"The oldest message has waited more than {max_age_seconds} s: the tier is not "
+                                   "keeping up or not consuming.",
+                       metric=queue.metric_approximate_age_of_oldest_message(
+                           period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM),
+                       threshold=max_age_seconds, evaluation_periods=2, datapoints_to_alarm=2)

@@ -1,0 +1,57 @@
+"""DynamoDB tables (``AWS::DynamoDB::Table``; TableV2 is not deployable on the embedded AWS).
+
+Every table: customer-managed key, point-in-time recovery, deletion protection, on-demand
+billing, retained on stack deletion.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from . import nag
+
+S = dynamodb.AttributeType.STRING
+# Used to count stored notices per municipality and month (pk of the index: "<muni>#<YYYY-MM>").
+BY_SENDER_MONTH = "by_sender_month"
+# The search API's blind index (HMAC of kana name and birth date) → resident partition.
+BY_BLIND_INDEX = "by_blind_index"
+
+
+def _table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dynamodb.Table:
+    table = dynamodb.Table(
+        scope, id, table_name=table_name,
+        partition_key=dynamodb.Attribute(name="pk", type=S), sort_key=dynamodb.Attribute(name="sk", type=S),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=key,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True),
+        deletion_protection=True,
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    nag.acknowledge(table, [
+        ("NIST.800.53.R5-DynamoDBInBackupPlan",
+         ("Point-in-time recovery (35 days) and deletion protection are on; long-term, cross-account backup copies "
+         "are set by the organisation's AWS Backup policy (AWS Organizations), not per application. See "
+         "docs/operations.md, Backups.")),
+    ])
+    return table
+
+
+def identity_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dynamodb.Table:
+    """The prefecture's or the nation's identity facts (see lambdas/jukinet/adapters/identity_store.py)."""
+    table = _table(scope, id, table_name=table_name, key=key)
+    table.add_global_secondary_index(
+        index_name=BY_SENDER_MONTH, partition_key=dynamodb.Attribute(name="sender_month", type=S),
+        sort_key=dynamodb.Attribute(name="sk", type=S), projection_type=dynamodb.ProjectionType.KEYS_ONLY)
+    table.add_global_secondary_index(
+        index_name=BY_BLIND_INDEX, partition_key=dynamodb.Attribute(name="bidx", type=S),
+        sort_key=dynamodb.Attribute(name="pk", type=S), projection_type=dynamodb.ProjectionType.KEYS_ONLY)
+    return table
+
+
+def cs_state_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dynamodb.Table:
+    """The municipality CSs' counters, file records and statistics (one partition per municipality)."""
+    return _table(scope, id, table_name=table_name, key=key)

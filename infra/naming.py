@@ -1,0 +1,180 @@
+"""Every name, ARN and URL one tier needs of another, computed from configuration.
+
+Tiers may live in separate accounts, where a CloudFormation reference cannot reach. So
+anything crossing a tier boundary — queue names and URLs, signing-key aliases, role paths,
+bucket and function names — is derived here from the deployment configuration alone,
+never from another stack's output. The runtime (``lambdas/``) and the embedded AWS get
+these values only through the functions' environment variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Deployment, Environment
+
+PARTITION = "aws"
+NATIONAL = "national"
+
+
+def prefecture_tier(code: str) -> str:
+    return f"pref-{code}"
+
+
+def municipality_tier(prefecture_code: str) -> str:
+    return f"muni-{prefecture_code}"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Names under one deployment prefix (``jukinet`` unless configured otherwise)."""
+
+    prefix: str
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> Names:
+        return cls(deployment.prefix)
+
+    # --- stacks and exports ---------------------------------------------------------
+    def national_stack(self) -> str:
+        return f"{self.prefix}-national"
+
+    def prefecture_stack(self, code: str) -> str:
+        return f"{self.prefix}-pref-{code}"
+
+    def municipality_base_stack(self, prefecture_code: str) -> str:
+        return f"{self.prefix}-muni-{prefecture_code}-base"
+
+    def municipality_stack(self, prefecture_code: str, index: int) -> str:
+        return f"{self.prefix}-muni-{prefecture_code}-{index:02d}"
+
+    def sqs_endpoint_export(self, tier: str) -> str:
+        """CloudFormation export of a tier's SQS endpoint id (used only within one account/region)."""
+        return f"{self.prefix}-{tier}-sqs-endpoint-id"
+
+    # --- queues ---------------------------------------------------------------------
+    def inbound_queue(self, tier: str) -> str:
+        return f"{self.prefix}-{tier}-inbound"
+
+    def dead_letter_queue(self, queue_name: str) -> str:
+        return f"{queue_name}-dlq"
+
+    def cs_failure_queue(self, prefecture_code: str) -> str:
+        """Where Lambda puts S3 events a municipality CS failed to process after its retries."""
+        return f"{self.prefix}-{municipality_tier(prefecture_code)}-cs-failed-events"
+
+    @staticmethod
+    def queue_arn(env: Environment, name: str) -> str:
+        return f"arn:{PARTITION}:sqs:{env.region}:{env.account}:{name}"
+
+    @staticmethod
+    def queue_url(env: Environment, name: str) -> str:
+        return f"https://sqs.{env.region}.amazonaws.com/{env.account}/{name}"
+
+    # --- KMS ------------------------------------------------------------------------
+    def signing_alias(self, code: str) -> str:
+        """``alias/jukinet/signing/<6-digit code>``: how a receiver finds a sender's public key."""
+        return f"alias/{self.prefix}/signing/{code}"
+
+    def signing_alias_arn_prefix(self, env: Environment) -> str:
+        """SENDER_KEY_ALIAS_PREFIX: append a sender's code to get its signing-key alias ARN."""
+        return f"arn:{PARTITION}:kms:{env.region}:{env.account}:alias/{self.prefix}/signing/"
+
+    def key_alias(self, tier: str, purpose: str) -> str:
+        return f"alias/{self.prefix}/{tier}/{purpose}"
+
+    def all_aliases_pattern(self) -> str:
+        return f"alias/{self.prefix}/*"
+
+    @staticmethod
+    def keys_arn_pattern(env: Environment) -> str:
+        return f"arn:{PARTITION}:kms:{env.region}:{env.account}:key/*"
+
+    # --- IAM ------------------------------------------------------------------------
+    def role_path(self, tier: str) -> str:
+        """Every function role of a tier lives under this path; policies name the path."""
+        return f"/{self.prefix}/{tier}/"
+
+    def role_arn_pattern(self, env: Environment, tier: str) -> str:
+        return f"arn:{PARTITION}:iam::{env.account}:role{self.role_path(tier)}*"
+
+    def role_arn(self, env: Environment, tier: str, role_name: str) -> str:
+        return f"arn:{PARTITION}:iam::{env.account}:role{self.role_path(tier)}{role_name}"
+
+    def drop_zone_writers_path(self, prefecture_code: str) -> str:
+        """Roles of the municipalities' existing systems that put exports into drop zones."""
+        return f"/{self.prefix}/{municipality_tier(prefecture_code)}-writers/"
+
+    def drop_zone_writers_pattern(self, env: Environment, prefecture_code: str) -> str:
+        return f"arn:{PARTITION}:iam::{env.account}:role{self.drop_zone_writers_path(prefecture_code)}*"
+
+    # --- functions, tables, buckets -------------------------------------------------
+    def cs_function(self, code: str) -> str:
+        return f"{self.prefix}-cs-{code}"
+
+    def cs_role(self, code: str) -> str:
+        return f"{self.prefix}-cs-{code}"
+
+    def processor_function(self, tier: str) -> str:
+        return f"{self.prefix}-{tier}-processor"
+
+    def processor_role(self, tier: str) -> str:
+        return f"{self.prefix}-{tier}-processor"
+
+    def function_prefix(self) -> str:
+        return f"{self.prefix}-"
+
+    def identity_table(self, tier: str) -> str:
+        return f"{self.prefix}-{tier}-identity"
+
+    def cs_state_table(self, prefecture_code: str) -> str:
+        return f"{self.prefix}-{municipality_tier(prefecture_code)}-cs-state"
+
+    @staticmethod
+    def table_arn(env: Environment, name: str) -> str:
+        return f"arn:{PARTITION}:dynamodb:{env.region}:{env.account}:table/{name}"
+
+    def drop_zone_bucket(self, env: Environment, code: str) -> str:
+        """Globally unique by account and region; fixed, so the S3 → CS trigger needs no custom resource."""
+        name = f"{self.drop_zone_bucket_prefix(env)}{code}"
+        if len(name) > 63:
+            raise ValueError(f"bucket name {name!r} exceeds 63 characters; shorten the deployment prefix")
+        return name
+
+    def drop_zone_bucket_prefix(self, env: Environment) -> str:
+        return f"{self.prefix}-dropzone-{env.account}-{env.region}-"
+
+    @staticmethod
+    def bucket_arn(name: str) -> str:
+        return f"arn:{PARTITION}:s3:::{name}"
+
+    # --- audit and observability ----------------------------------------------------
+    def trail(self) -> str:
+        return f"{self.prefix}-audit"
+
+    @staticmethod
+    def trail_arn(env: Environment, name: str) -> str:
+        return f"arn:{PARTITION}:cloudtrail:{env.region}:{env.account}:trail/{name}"
+
+    def service_name(self, tier: str) -> str:
+        """POWERTOOLS_SERVICE_NAME: with ``tier``, the dimensions of the tier's custom metrics."""
+        return f"{self.prefix}-{tier}"
+
+    def alarm(self, tier: str, what: str) -> str:
+        return f"{self.prefix}-{tier}-{what}"
+
+
+# The namespace of the handlers' metrics (lambdas/jukinet/observability.py). Their dimensions are
+# ``tier`` (set by each handler) and ``service`` (Powertools, from POWERTOOLS_SERVICE_NAME, see
+# ``Names.service_name``); alarms must use exactly that dimension set.
+METRICS_NAMESPACE = "Jukinet"
+
+def cs_state_partition(code: str) -> str:
+    """The CS state table's partition of one municipality (lambdas/jukinet/adapters/cs_state.py):
+    each CS role may touch only items under its own partition (``dynamodb:LeadingKeys``)."""
+    return f"MUNI#{code}"
+
+
+# The signing algorithm of every notice signature (lambdas/jukinet/domain/message.py ALGORITHM);
+# key policies allow kms:Sign with this algorithm only.
+SIGNING_ALGORITHM = "ECDSA_SHA_256"

@@ -1,0 +1,65 @@
+"""The national server tier (全国サーバ, 指定情報処理機関)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from ..config import Deployment
+from ..naming import NATIONAL, Names, prefecture_tier
+from .processing import TABLE_ACTIONS, Senders, build_processing
+from .tier import DYNAMODB, KMS, SQS, TierStack
+
+
+class NationalStack(TierStack):
+    """Receives the prefectures' signed notices and keeps the nationwide copy.
+
+    ``sender_endpoint_ids``: each prefecture tier's SQS endpoint (imports or configuration).
+    """
+
+    def __init__(self, scope: Construct, *, deployment: Deployment, host_trail: bool,
+                 sender_endpoint_ids: Sequence[str]) -> None:
+        national = deployment.national
+        super().__init__(
+            scope, deployment=deployment, tier=NATIONAL, env=national.env, network=national.network,
+            stack_name=Names.of(deployment).national_stack(), host_trail=host_trail,
+            description="jukinet: national server tier", interface_endpoints={"Sqs": SQS, "Kms": KMS},
+            gateway_endpoints={"DynamoDb": DYNAMODB},
+        )
+        names, env = self.names, national.env
+        patterns: dict[str, list[str]] = defaultdict(list)
+        for p in deployment.prefectures:
+            patterns[p.env.account].append(names.role_arn_pattern(p.env, prefecture_tier(p.code)))
+        prefecture_env = deployment.prefectures[0].env  # one account for all prefectures (config validates)
+        codes = [p.code for p in deployment.prefectures]
+        self.processing = build_processing(
+            self, tier_label="national", handler="jukinet.handlers.national_processor.handler",
+            description="National server: verify and store the prefectures' notices",
+            senders=Senders(endpoint_ids=list(sender_endpoint_ids), role_patterns_by_account=dict(patterns)),
+            envelope_context={"tier": "national"},
+            environment={
+                "SENDER_KEY_ALIAS_PREFIX": names.signing_alias_arn_prefix(prefecture_env),
+                "ALLOWED_PREFECTURES": ",".join(codes),
+            },
+            statements=[],
+            concurrency=national.processor_concurrency,
+            sender_public_keys=(prefecture_env, [names.signing_alias(c) for c in codes]),
+        )
+        p = self.processing
+        pattern = [self.role_pattern]
+        self.network.allow_through("Sqs", iam.PolicyStatement(
+            sid="OwnDeadLettersOnly", principals=[iam.AnyPrincipal()], actions=["sqs:SendMessage"],
+            resources=[p.inbound.dead_letter_queue.queue_arn], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        self.network.allow_through("Kms", iam.PolicyStatement(
+            sid="ThisSystemsKeysOnly", principals=[iam.AnyPrincipal()],
+            actions=["kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"],
+            resources=sorted({names.keys_arn_pattern(env), names.keys_arn_pattern(prefecture_env)}),
+            conditions={"ArnLike": {"aws:PrincipalArn": pattern},
+                        "ForAnyValue:StringLike": {"kms:ResourceAliases": [names.all_aliases_pattern()]}}))
+        self.network.allow_through("DynamoDb", iam.PolicyStatement(
+            sid="IdentityTableOnly", principals=[iam.AnyPrincipal()], actions=TABLE_ACTIONS,
+            resources=[p.table.table_arn, f"{p.table.table_arn}/index/*"],
+            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))

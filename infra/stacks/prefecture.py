@@ -1,0 +1,98 @@
+"""The prefecture server tier (都道府県サーバ) of one prefecture."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from ..components import keys, nag
+from ..config import Deployment, Prefecture
+from ..naming import NATIONAL, SIGNING_ALGORITHM, Names, municipality_tier, prefecture_tier
+from .processing import DATA_KEY_ACTIONS, TABLE_ACTIONS, Senders, build_processing
+from .tier import DYNAMODB, KMS, SQS, TierStack
+
+
+class PrefectureStack(TierStack):
+    """Receives the municipalities' signed notices, stores them, forwards them signed to the nation.
+
+    ``sender_endpoint_id``: the municipality tier's SQS endpoint (an import when both tiers
+    share account and region, else ``MunicipalityTier.sqs_endpoint_id``).
+    """
+
+    def __init__(self, scope: Construct, *, deployment: Deployment, prefecture: Prefecture, host_trail: bool,
+                 sender_endpoint_id: str) -> None:
+        code = prefecture.code
+        tier = prefecture_tier(code)
+        super().__init__(
+            scope, deployment=deployment, tier=tier, env=prefecture.env, network=prefecture.network,
+            stack_name=Names.of(deployment).prefecture_stack(code), host_trail=host_trail,
+            description=f"jukinet: prefecture server tier of {prefecture.name_en} ({code})",
+            interface_endpoints={"Sqs": SQS, "Kms": KMS}, gateway_endpoints={"DynamoDb": DYNAMODB},
+        )
+        names, env, region = self.names, prefecture.env, prefecture.env.region
+        muni = prefecture.municipality_tier
+        national_env = deployment.national.env
+        national_queue = names.inbound_queue(NATIONAL)
+        processor_role_arn = names.role_arn(env, tier, names.processor_role(tier))
+
+        self.signing_key = keys.signing_key(
+            self, "SigningKey", alias=names.signing_alias(code), account=env.account,
+            administrators=self.administrators, description=f"{tier}: signs the notices forwarded to the nation",
+            statements=[
+                keys.use_by_roles("ProcessorSigns", env.account, [processor_role_arn], ["kms:Sign"],
+                                  conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}}),
+                keys.use_by_roles("NationalVerifies", national_env.account,
+                                  [names.role_arn_pattern(national_env, NATIONAL)], ["kms:GetPublicKey"]),
+            ],
+        )
+        muni_tier = municipality_tier(code)
+        self.processing = build_processing(
+            self, tier_label="prefecture", handler="jukinet.handlers.prefecture_processor.handler",
+            description=f"Prefecture server of {prefecture.name_en} ({code}): verify, store, forward",
+            senders=Senders(endpoint_ids=[sender_endpoint_id],
+                            role_patterns_by_account={muni.env.account: [names.role_arn_pattern(muni.env, muni_tier)]}),
+            envelope_context={"tier": "prefecture", "prefecture": code},
+            environment={
+                "PREFECTURE_CODE": code,
+                "SIGNING_KEY_ID": self.signing_key.key_arn,
+                "SENDER_KEY_ALIAS_PREFIX": names.signing_alias_arn_prefix(muni.env),
+                "FORWARD_QUEUE_URL": names.queue_url(national_env, national_queue),
+            },
+            statements=[
+                iam.PolicyStatement(sid="SignForwardedMessages", actions=["kms:Sign"],
+                                    resources=[self.signing_key.key_arn],
+                                    conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}}),
+                iam.PolicyStatement(sid="ForwardToNational", actions=["sqs:SendMessage"],
+                                    resources=[names.queue_arn(national_env, national_queue)]),
+                iam.PolicyStatement(sid="NationalQueueEncryption", actions=DATA_KEY_ACTIONS,
+                                    resources=[names.keys_arn_pattern(national_env)], conditions={
+                                        "StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"},
+                                        "ForAnyValue:StringEquals": {
+                                            "kms:ResourceAliases": [names.key_alias(NATIONAL, "transport")]}}),
+            ],
+            concurrency=prefecture.processor_concurrency,
+            # Municipality codes start with the prefecture number; the handler checks the exact sender.
+            sender_public_keys=(muni.env, [f"{names.signing_alias(code[:2])}*"]),
+        )
+        p = self.processing
+        nag.acknowledge(p.processor.policy, [
+            ("AwsSolutions-IAM5", ("The national queue's key is found by alias in the national account; the wildcard "
+             "key ARN is narrowed by kms:ResourceAliases to that one alias."),
+             [f"Resource::{names.keys_arn_pattern(national_env)}"]),
+        ], apply_to_children=True)
+
+        pattern = [self.role_pattern]
+        self.network.allow_through("Sqs", iam.PolicyStatement(
+            sid="SendToNationalAndOwnDeadLetters", principals=[iam.AnyPrincipal()], actions=["sqs:SendMessage"],
+            resources=[names.queue_arn(national_env, national_queue), p.inbound.dead_letter_queue.queue_arn],
+            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        self.network.allow_through("Kms", iam.PolicyStatement(
+            sid="ThisSystemsKeysOnly", principals=[iam.AnyPrincipal()],
+            actions=["kms:Sign", "kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"],
+            resources=sorted({names.keys_arn_pattern(env), names.keys_arn_pattern(muni.env)}),
+            conditions={"ArnLike": {"aws:PrincipalArn": pattern},
+                        "ForAnyValue:StringLike": {"kms:ResourceAliases": [names.all_aliases_pattern()]}}))
+        self.network.allow_through("DynamoDb", iam.PolicyStatement(
+            sid="IdentityTableOnly", principals=[iam.AnyPrincipal()], actions=TABLE_ACTIONS,
+            resources=[p.table.table_arn, f"{p.table.table_arn}/index/*"],
+            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))

@@ -1,0 +1,167 @@
+"""What the prefecture and national tiers share: identity table, inbound queue, processor, alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+
+from ..components import keys, nag
+from ..components.functions import TierFunction
+from ..components.monitoring import PERIOD, custom_metric
+from ..components.queues import InboundQueue
+from ..components.tables import identity_table
+from ..config import Environment
+from ..naming import METRICS_NAMESPACE
+from .tier import TierStack
+
+PROCESSOR_TIMEOUT = Duration.seconds(60)
+PROCESSOR_MEMORY_MB = 1024
+BATCH_SIZE = 10
+TABLE_ACTIONS = [
+    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
+]
+# What a caller needs of a symmetric key to encrypt and decrypt through SQS, S3 or envelope sealing.
+DATA_KEY_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"]
+
+
+@dataclass(frozen=True)
+class Senders:
+    """Who may put messages into a tier's inbound queue."""
+
+    endpoint_ids: Sequence[str]
+    role_patterns_by_account: Mapping[str, Sequence[str]]
+
+    @property
+    def accounts(self) -> list[str]:
+        return sorted(self.role_patterns_by_account)
+
+    @property
+    def role_patterns(self) -> list[str]:
+        return sorted({p for patterns in self.role_patterns_by_account.values() for p in patterns})
+
+
+@dataclass
+class Processing:
+    table: dynamodb.Table
+    inbound: InboundQueue
+    processor: TierFunction
+    transport_key: kms.Key
+    envelope_key: kms.Key
+
+
+def build_processing(stack: TierStack, *, tier_label: str, handler: str, description: str, senders: Senders,
+                     envelope_context: Mapping[str, str], environment: Mapping[str, str],
+                     statements: Sequence[iam.PolicyStatement], concurrency: int,
+                     sender_public_keys: tuple[Environment, list[str]]) -> Processing:
+    """Keys, table, inbound queue and processor of a tier; ``statements`` add the tier's own grants.
+
+    ``sender_public_keys``: the senders' account and the alias patterns of their signing keys.
+    """
+    names, env = stack.names, stack.tier_env
+    region = env.region
+    at_rest_key = stack.symmetric_key("AtRestKey", purpose="at-rest", description="identity table at rest",
+                                      statements=[keys.use_through_dynamodb(env.account, region)])
+    sender_statements = [
+        keys.use_by_roles(f"SendersEncrypt{i}", account, patterns, DATA_KEY_ACTIONS, via_services=["sqs"],
+                          region=region)
+        for i, (account, patterns) in enumerate(sorted(senders.role_patterns_by_account.items()))
+    ]
+    transport_key = stack.symmetric_key(
+        "TransportKey", purpose="transport", description="inbound queue and its dead-letter queue (SQS SSE-KMS)",
+        statements=[*sender_statements, keys.use_by_roles("TierUses", env.account, [stack.role_pattern],
+                                                          DATA_KEY_ACTIONS, via_services=["sqs"], region=region)])
+    context_condition = {"StringEquals": {f"kms:EncryptionContext:{k}": v for k, v in envelope_context.items()}}
+    envelope_key = stack.symmetric_key(
+        "EnvelopeKey", purpose="envelope", description="field-level envelope encryption of identity facts",
+        statements=[keys.use_by_roles("ProcessorSealsFacts", env.account, [stack.role_pattern], DATA_KEY_ACTIONS,
+                                      conditions=context_condition)])
+    table = identity_table(stack, "IdentityTable", table_name=names.identity_table(stack.tier), key=at_rest_key)
+    inbound = InboundQueue(
+        stack, "Inbound", queue_name=names.inbound_queue(stack.tier),
+        dead_letter_queue_name=names.dead_letter_queue(names.inbound_queue(stack.tier)), key=transport_key,
+        function_timeout=PROCESSOR_TIMEOUT, sender_endpoint_ids=senders.endpoint_ids, sender_accounts=senders.accounts,
+        sender_role_patterns=senders.role_patterns, consumer_role_patterns=[stack.role_pattern],
+    )
+    sender_env, sender_aliases = sender_public_keys
+    all_statements = [
+        iam.PolicyStatement(sid="ConsumeInbound", resources=[inbound.queue.queue_arn], actions=[
+            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]),
+        iam.PolicyStatement(sid="DeadLetterPoisonMessages", actions=["sqs:SendMessage"],
+                            resources=[inbound.dead_letter_queue.queue_arn]),
+        iam.PolicyStatement(sid="OwnQueuesEncryption", actions=DATA_KEY_ACTIONS, resources=[transport_key.key_arn],
+                            conditions={"StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}}),
+        iam.PolicyStatement(sid="SealIdentityFacts", actions=DATA_KEY_ACTIONS, resources=[envelope_key.key_arn],
+                            conditions=context_condition),
+        iam.PolicyStatement(sid="VerifySenders", actions=["kms:GetPublicKey"],
+                            resources=[names.keys_arn_pattern(sender_env)],
+                            conditions={"ForAnyValue:StringLike": {"kms:ResourceAliases": sender_aliases}}),
+        iam.PolicyStatement(sid="IdentityTable", actions=TABLE_ACTIONS,
+                            resources=[table.table_arn, f"{table.table_arn}/index/*"]),
+        *statements,
+    ]
+    processor = TierFunction(
+        stack, "Processor", function_name=names.processor_function(stack.tier),
+        role_name=names.processor_role(stack.tier), role_path=names.role_path(stack.tier), handler=handler,
+        description=description,
+        environment={
+            **environment,
+            "TABLE_NAME": table.table_name,
+            "DATA_KEY_ID": envelope_key.key_arn,
+            "DEAD_LETTER_QUEUE_URL": inbound.dead_letter_queue.queue_url,
+            "POWERTOOLS_SERVICE_NAME": names.service_name(stack.tier),
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "LOG_LEVEL": "INFO",
+        },
+        timeout=PROCESSOR_TIMEOUT, memory_size=PROCESSOR_MEMORY_MB, reserved_concurrency=concurrency,
+        network=stack.network, log_key=stack.audit_key, log_retention=stack.log_retention, statements=all_statements,
+    )
+    lambda_.EventSourceMapping(
+        stack, "InboundMapping", target=processor.function, event_source_arn=inbound.queue.queue_arn,
+        batch_size=BATCH_SIZE, report_batch_item_failures=True, max_concurrency=concurrency, enabled=True,
+    )
+    nag.acknowledge(processor.function, [
+        ("NIST.800.53.R5-LambdaDLQ",
+         ("Invoked synchronously by an SQS event source mapping, never asynchronously: failed messages go to the "
+         "inbound queue's dead-letter queue by its redrive policy, poison messages by the handler itself.")),
+    ])
+    nag.acknowledge(processor.policy, [
+        ("AwsSolutions-IAM5", ("ENI management (Lambda in a VPC) and X-Ray trace writes support no resource-level "
+         "permissions."), ["Resource::*"]),
+        ("AwsSolutions-IAM5", ("Sender public keys are found by alias across the senders' account; the wildcard key "
+         "ARN is narrowed by kms:ResourceAliases to this tier's senders."),
+         [f"Resource::{names.keys_arn_pattern(sender_env)}"]),
+        ("AwsSolutions-IAM5", "The identity table's two GSIs (counts per sender and month; blind-index search).",
+         [r"/^Resource::<IdentityTable[A-F0-9]+\.Arn>\/index\/\*$/"]),
+    ], apply_to_children=True)
+
+    alarms, tier = stack.alarms, stack.tier
+    alarms.queue_alarms("Inbound", tier_name=f"{names.prefix}-{tier}", queue_label="inbound",
+                        dead_letter_queue=inbound.dead_letter_queue, queue=inbound.queue,
+                        max_age_seconds=stack.deployment.operations.oldest_message_alarm_seconds)
+    fn = processor.function
+    alarms.alarm("ProcessorErrors", name=names.alarm(tier, "processor-errors"),
+                 description=f"{processor.function_name} failed invocations (a whole batch raised).",
+                 metric=fn.metric_errors(period=PERIOD, statistic=cloudwatch.Stats.SUM))
+    alarms.alarm("ProcessorThrottles", name=names.alarm(tier, "processor-throttles"),
+                 description=f"{processor.function_name} was throttled for 15 minutes: reserved concurrency too low "
+                             "or the account limit reached.",
+                 metric=fn.metric_throttles(period=PERIOD, statistic=cloudwatch.Stats.SUM),
+                 evaluation_periods=3, datapoints_to_alarm=3)
+    service = names.service_name(tier)
+    alarms.alarm("SequenceGaps", name=names.alarm(tier, "sequence-gaps"),
+                 description=f"The {tier_label} tier saw a gap in a sender's sequence numbers: notices may be missing.",
+                 metric=custom_metric("SequenceGaps", service=service, tier=tier_label))
+    alarms.alarm("SignatureFailures", name=names.alarm(tier, "signature-failures"),
+                 description=f"A message to the {tier_label} tier failed signature verification or came from an "
+                             "unknown sender: possible tampering or misconfiguration.",
+                 metric=custom_metric("SignatureFailures", service=service, tier=tier_label))
+    return Processing(table=table, inbound=inbound, processor=processor, transport_key=transport_key,
+                      envelope_key=envelope_key)

@@ -1,0 +1,79 @@
+"""Alarms: each to the tier's encrypted topic, each documented in docs/operations.md."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .conftest import REPO, Synth
+
+pytestmark = pytest.mark.slow
+
+_TIER = re.compile(r"^jukinet-(national|pref-\d{6}|muni-\d{6})-")
+_SPAN = re.compile(r"-\d{6}-\d{6}$")
+
+
+def alarm_kind(name: str) -> str:
+    """``jukinet-pref-200000-sequence-gaps`` → ``sequence-gaps``; ``…-cs-errors-202011-202100`` → ``cs-errors``."""
+    return _SPAN.sub("", _TIER.sub("", name))
+
+
+def test_alarm_topics_are_kms_encrypted(every: Synth) -> None:
+    topics = every.props("AWS::SNS::Topic")
+    assert len(topics) == 1 + 2 * len(every.deployment.prefectures)
+    assert all("KmsMasterKeyId" in t for t in topics)
+
+
+def test_every_alarm_notifies_its_tiers_topic_on_alarm_and_on_recovery(every: Synth) -> None:
+    for _, _, res in every.resources("AWS::CloudWatch::Alarm"):
+        p = res["Properties"]
+        assert len(p["AlarmActions"]) == 1 and p["OKActions"] == p["AlarmActions"]
+        assert p["TreatMissingData"] == "notBreaching"
+
+
+def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_signatures(nagano: Synth) -> None:
+    kinds_by_tier: dict[str, set[str]] = {}
+    for _, _, res in nagano.resources("AWS::CloudWatch::Alarm"):
+        name = res["Properties"]["AlarmName"]
+        kinds_by_tier.setdefault(_TIER.match(name)[1], set()).add(alarm_kind(name))  # type: ignore[index]
+    expected = {"inbound-dlq-not-empty", "inbound-oldest-message-age", "processor-errors", "processor-throttles",
+                "sequence-gaps", "signature-failures"}
+    assert kinds_by_tier["national"] == expected
+    assert kinds_by_tier["pref-200000"] == expected
+    assert kinds_by_tier["muni-200000"] == {"cs-failed-events-dlq-not-empty", "cs-errors", "cs-throttles"}
+
+
+def test_custom_metric_alarms_use_the_dimensions_the_handlers_emit(nagano: Synth) -> None:
+    for _, _, res in nagano.resources("AWS::CloudWatch::Alarm"):
+        p = res["Properties"]
+        if p.get("Namespace") != "Jukinet":
+            continue
+        dims = {d["Name"]: d["Value"] for d in p["Dimensions"]}
+        tier = "national" if "national" in p["AlarmName"] else "prefecture"
+        assert dims == {"tier": tier, "service": "jukinet-national" if tier == "national" else "jukinet-pref-200000"}
+        assert p["Threshold"] == 0 and p["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_every_cs_function_is_watched_by_exactly_one_errors_and_one_throttles_alarm(every: Synth) -> None:
+    cs_functions = {f["FunctionName"] for f in every.props("AWS::Lambda::Function")
+                    if f["Handler"] == "jukinet.handlers.municipality_cs.handler"}
+    for metric in ("Errors", "Throttles"):
+        watched: list[str] = []
+        for _, _, res in every.resources("AWS::CloudWatch::Alarm"):
+            queries = res["Properties"].get("Metrics", [])
+            stats = [q["MetricStat"]["Metric"] for q in queries if "MetricStat" in q]
+            if stats and all(m["MetricName"] == metric for m in stats):
+                assert len(stats) <= 10  # metric math's limit per alarm
+                watched += [m["Dimensions"][0]["Value"] for m in stats]
+        assert sorted(watched) == sorted(cs_functions), metric
+
+
+def test_every_alarm_kind_has_a_meaning_and_first_response_in_operations_md(every: Synth) -> None:
+    text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^### `([a-z-]+)`", text, flags=re.MULTILINE))
+    kinds = {alarm_kind(p["AlarmName"]) for p in every.props("AWS::CloudWatch::Alarm")}
+    assert kinds <= documented, kinds - documented
+    for kind in kinds:
+        section = text.split(f"### `{kind}`", 1)[1].split("\n### ", 1)[0]
+        assert "**Meaning**" in section and "**First response**" in section, kind

@@ -1,0 +1,83 @@
+"""Per-tier VPCs: isolated, logged, default group closed, endpoints narrowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.components.network import CLOSE_DEFAULT_SG_RUNBOOK
+
+from .conftest import Synth, statements
+
+pytestmark = pytest.mark.slow
+
+
+def test_no_internet_gateway_nat_or_public_subnet(every: Synth) -> None:
+    for banned in ("AWS::EC2::InternetGateway", "AWS::EC2::NatGateway", "AWS::EC2::EgressOnlyInternetGateway",
+                   "AWS::EC2::VPCGatewayAttachment", "AWS::EC2::EIP"):
+        assert not every.resources(banned), banned
+    subnets = every.props("AWS::EC2::Subnet")
+    assert subnets and all(s["MapPublicIpOnLaunch"] is False for s in subnets)
+    for stack, _, route in every.resources("AWS::EC2::Route"):
+        raise AssertionError(f"unexpected route in {stack}: {route}")
+
+
+def test_each_tier_has_one_vpc_with_isolated_subnets_in_two_named_azs(every: Synth) -> None:
+    vpcs = every.resources("AWS::EC2::VPC")
+    assert len(vpcs) == 1 + 2 * len(every.deployment.prefectures)
+    for stack, vpc_id, _ in vpcs:
+        azs = [r["Properties"]["AvailabilityZone"] for r in every.templates[stack]["Resources"].values()
+               if r["Type"] == "AWS::EC2::Subnet" and r["Properties"]["VpcId"] == {"Ref": vpc_id}]
+        assert len(set(azs)) >= 2
+        assert all(isinstance(az, str) and az.startswith(every.deployment.region) for az in azs)
+
+
+def test_every_vpc_has_flow_logs_to_an_encrypted_log_group(every: Synth) -> None:
+    for stack, vpc_id, _ in every.resources("AWS::EC2::VPC"):
+        resources = every.templates[stack]["Resources"]
+        logs = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::EC2::FlowLog"
+                and r["Properties"]["ResourceId"] == {"Ref": vpc_id}]
+        assert len(logs) == 1 and logs[0]["TrafficType"] == "ALL"
+        group = resources[logs[0]["LogGroupName"]["Ref"]]["Properties"]
+        assert "KmsKeyId" in group and group["RetentionInDays"] > 0
+
+
+def test_every_default_security_group_is_closed_by_the_aws_runbook_without_custom_resources(every: Synth) -> None:
+    for stack, vpc_id, _ in every.resources("AWS::EC2::VPC"):
+        associations = [r["Properties"] for r in every.templates[stack]["Resources"].values()
+                        if r["Type"] == "AWS::SSM::Association"]
+        assert len(associations) == 1
+        a = associations[0]
+        assert a["Name"] == CLOSE_DEFAULT_SG_RUNBOOK
+        assert a["Parameters"]["GroupId"] == [{"Fn::GetAtt": [vpc_id, "DefaultSecurityGroup"]}]
+        assert a["ScheduleExpression"] == "rate(1 day)"
+
+
+def test_functions_egress_only_https_and_endpoints_admit_only_the_functions(every: Synth) -> None:
+    for _, _, res in every.resources("AWS::EC2::SecurityGroup"):
+        p = res["Properties"]
+        egress = p.get("SecurityGroupEgress", [])
+        assert all(e.get("FromPort") in (443, 252) for e in egress), egress  # 252: CDK's "no egress" marker
+        assert not p.get("SecurityGroupIngress")
+    for _, _, ingress in every.resources("AWS::EC2::SecurityGroupIngress"):
+        assert ingress["Properties"]["FromPort"] == 443 and "SourceSecurityGroupId" in ingress["Properties"]
+
+
+def test_endpoints_are_exactly_the_services_the_functions_call(every: Synth) -> None:
+    by_stack: dict[str, set[str]] = {}
+    for stack, _, res in every.resources("AWS::EC2::VPCEndpoint"):
+        name = res["Properties"]["ServiceName"]
+        service = name if isinstance(name, str) else name["Fn::Join"][1][-1]
+        by_stack.setdefault(stack, set()).add(service.rsplit(".", 1)[-1])
+        assert statements(res["Properties"]["PolicyDocument"]), f"{stack} {service} endpoint has no policy"
+    for stack, services in by_stack.items():
+        expected = {"sqs", "kms", "dynamodb"} | ({"s3"} if stack.endswith("-base") else set())
+        assert services == expected, stack
+
+
+def test_endpoint_policies_admit_only_this_tiers_roles(every: Synth) -> None:
+    for _, _, res in every.resources("AWS::EC2::VPCEndpoint"):
+        for s in statements(res["Properties"]["PolicyDocument"]):
+            assert s["Effect"] == "Allow"
+            patterns = s["Condition"]["ArnLike"]["aws:PrincipalArn"]
+            assert all(p.startswith("arn:aws:iam::") and p.endswith("/*") for p in patterns)
+            assert s["Resource"] != "*"
