@@ -1,0 +1,623 @@
+"""Running the deployed functions in this process, driven by their deployed triggers.
+
+``LocalRunner`` plays the Lambda service for a ``DeployedEnvironment``:
+
+* Each function is run *as deployed*: its Handler, environment, timeout and memory are
+  read back from the embedded AWS (``GetFunction``), its code is the deployed zip
+  (downloaded, checked against ``CodeSha256``, imported in isolation, see ``code_image.py``).
+* Each function runs in its own module space (its own "container"): module-level state
+  initialised at import is per function, as in Lambda. ``share_modules=True`` shares one
+  space per code package instead; handlers that key their runtime by environment (as
+  jukinet's do) work either way.
+* For the duration of an invocation ``os.environ`` is replaced by the function's
+  environment, Lambda's reserved variables, dummy credentials and ``AWS_ENDPOINT_URL``
+  (the embedded AWS); it is restored afterwards.
+* SQS event source mappings (held disabled in moto, see ``template.py``) are polled with
+  their BatchSize; partial batch responses are honoured when the mapping reports
+  ``ReportBatchItemFailures``: only the successful records are deleted. Failed records are
+  made visible again at once (Lambda would wait for the visibility timeout) so the queue's
+  redrive policy moves them to the DLQ after ``maxReceiveCount`` receives - moto applies
+  redrive when a message is received. A handler that raises deletes nothing.
+* S3 → Lambda notifications (CloudFormation ``LambdaConfigurations``, recorded by the
+  deployer) are driven by listing the bucket: each new object (version, or ETag and
+  modification time) under the filtered prefix is delivered once, as an asynchronous
+  invocation with Lambda's retries (MaximumRetryAttempts, default 2), then to the
+  function's dead-letter queue or topic (DeadLetterConfig, recorded by the deployer).
+
+Invocations are strictly sequential (see the lock in ``code_image.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from botocore.exceptions import ClientError
+
+from .code_image import CodeImage, handler_root
+from .model import BucketNotification, DeployedEnvironment, EventSourceMappingSpec
+from .server import local_client, local_credentials
+
+log = logging.getLogger(__name__)
+
+# Host variables a function still sees (the interpreter and libraries need them); all else,
+# AWS_PROFILE and friends included, is hidden so nothing of the host's AWS setup leaks in.
+_HOST_VARIABLES = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT",
+                   "PYTHONHASHSEED", "PYTHONUTF8", "SSL_CERT_FILE", "SSL_CERT_DIR")
+_MAX_SQS_RECEIVE = 10  # SQS ReceiveMessage limit
+_DEFAULT_ASYNC_RETRIES = 2  # Lambda's default for asynchronous invocations
+
+
+class FunctionNotRunnable(RuntimeError):
+    """The function's deployed code cannot be run locally (container image, inline code...)."""
+
+
+@dataclass
+class LambdaContext:
+    """The context object Lambda's Python runtime passes to a handler."""
+
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_limit_in_mb: str  # a string in the real runtime too
+    aws_request_id: str
+    log_group_name: str
+    log_stream_name: str
+    timeout_s: float
+    identity: Any = None
+    client_context: Any = None
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_s - (time.monotonic() - self._started)) * 1000))
+
+
+@dataclass
+class DeployedFunction:
+    """A function as read back from the embedded AWS."""
+
+    name: str
+    arn: str
+    handler: str
+    runtime: str
+    timeout_s: int
+    memory_mb: int
+    environment: dict[str, str]
+    code_sha256: str
+    code_location: str | None
+    region: str
+    account: str
+    max_async_retries: int = _DEFAULT_ASYNC_RETRIES
+
+
+@dataclass
+class FunctionStats:
+    invocations: int = 0
+    errors: int = 0  # the handler raised
+    records: int = 0  # SQS/S3 records delivered
+    failed_records: int = 0  # reported in batchItemFailures, or in a batch whose handler raised
+    timeouts: int = 0  # ran longer than the function's Timeout (not cut off)
+    total_s: float = 0.0
+    max_s: float = 0.0
+
+    @property
+    def mean_ms(self) -> float:
+        return self.total_s / self.invocations * 1000 if self.invocations else 0.0
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    function: str
+    ok: bool
+    response: Any
+    error: BaseException | None
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    elapsed_s: float
+    invocations: int
+    last_function: str | None
+    last_ok: bool | None
+    pending_messages: int | None  # known only when the runner checks for idleness
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    idle: bool
+    elapsed_s: float
+    invocations: int
+    rounds: int
+
+
+class RunTimeout(TimeoutError):
+    def __init__(self, message: str, summary: RunSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass
+class _SqsMapping:
+    spec: EventSourceMappingSpec
+    function: str
+    queue_url: str
+    region: str
+    account: str
+    batch_size: int
+    report_failures: bool
+    config: dict[str, Any]
+
+
+class LocalRunner:
+    """Runs a deployed environment's functions in this process. Use as a context manager
+    (removes its code cache unless ``cache_dir`` was given).
+
+    ``share_modules=True`` lets functions deployed from the same package share one copy of
+    its modules (first invocations are ~30 ms cheaper per function, but module-level state
+    initialised from the environment at import is then the first function's)."""
+
+    def __init__(self, env: DeployedEnvironment, *, cache_dir: Path | None = None,
+                 env_overrides: Mapping[str, str] | None = None, log_stream: TextIO | None = None,
+                 share_modules: bool = False) -> None:
+        self.env = env
+        self.share_modules = share_modules
+        self.endpoint_url = env.endpoint_url
+        self._own_cache = cache_dir is None
+        self.cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="jukinet-local-"))
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.env_overrides = dict(env_overrides or {})
+        self.log_stream = log_stream
+        self.warnings: list[str] = []
+        self.stats: dict[str, FunctionStats] = {}
+        self.functions: dict[str, DeployedFunction] = {}
+        self._images: dict[str, CodeImage] = {}
+        self._clients: dict[tuple[str, str, str], Any] = {}
+        self._delivered: set[tuple[str, ...]] = set()
+        self._invocations = 0
+        self._last: InvocationResult | None = None
+        self._load_functions()
+        self._by_arn = {f.arn: f.name for f in self.functions.values()}
+        self._mappings = self._load_mappings()
+        self._notifications = [n for n in env.bucket_notifications if n.function_arn in self._by_arn]
+        self._versioned: dict[str, bool] = {}
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _client(self, service: str, region: str, account: str) -> Any:
+        key = (service, region, account)
+        if key not in self._clients:
+            self._clients[key] = local_client(self.endpoint_url, service, region, account)
+        return self._clients[key]
+
+    def _load_functions(self) -> None:
+        for stack in self.env.stacks.values():
+            lam = self._client("lambda", stack.region, stack.account)
+            for resource in stack.resources_of_type("AWS::Lambda::Function"):
+                if resource.state != "CREATED" or not resource.physical_id:
+                    continue
+                got = lam.get_function(FunctionName=resource.physical_id)
+                config = got["Configuration"]
+                fn = DeployedFunction(
+                    name=config["FunctionName"], arn=config["FunctionArn"], handler=config.get("Handler", ""),
+                    runtime=config.get("Runtime", ""), timeout_s=int(config.get("Timeout", 3)),
+                    memory_mb=int(config.get("MemorySize", 128)),
+                    environment=dict(config.get("Environment", {}).get("Variables", {})),
+                    code_sha256=config.get("CodeSha256", ""), code_location=got.get("Code", {}).get("Location"),
+                    region=stack.region, account=stack.account)
+                with contextlib.suppress(ClientError):  # no EventInvokeConfig: Lambda's default
+                    invoke_config = lam.get_function_event_invoke_config(FunctionName=fn.name)
+                    fn.max_async_retries = int(invoke_config.get("MaximumRetryAttempts", _DEFAULT_ASYNC_RETRIES))
+                self.functions[fn.name] = fn
+                self.stats[fn.name] = FunctionStats()
+
+    def _load_mappings(self) -> list[_SqsMapping]:
+        arns = self._by_arn
+        mappings = []
+        for spec in self.env.event_source_mappings:
+            if not spec.enabled:
+                continue
+            if spec.function_arn not in arns:
+                self.warnings.append(f"mapping {spec.logical_id}: function {spec.function_arn} is not runnable")
+                continue
+            fn = self.functions[arns[spec.function_arn]]
+            config = self._client("lambda", fn.region, fn.account).get_event_source_mapping(UUID=spec.uuid)
+            _, _, _, region, account, queue_name = spec.event_source_arn.split(":", 5)
+            sqs = self._client("sqs", region, account)
+            url = sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+            if config.get("FilterCriteria"):
+                self.warnings.append(f"mapping {spec.logical_id}: FilterCriteria are not applied locally "
+                                     f"(every message is delivered)")
+            mappings.append(_SqsMapping(
+                spec=spec, function=fn.name, queue_url=url, region=region, account=account,
+                batch_size=int(config.get("BatchSize") or 10),
+                report_failures="ReportBatchItemFailures" in (config.get("FunctionResponseTypes") or []),
+                config=config))
+        return mappings
+
+    def _image(self, fn: DeployedFunction) -> CodeImage:
+        image = self._images.get(fn.code_sha256)
+        if image is not None:
+            return image
+        zip_path = self.cache_dir / (hashlib.sha256(fn.code_sha256.encode()).hexdigest()[:32] + ".zip")
+        if not zip_path.is_file():
+            data = self._download_code(fn)
+            tmp = zip_path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, zip_path)
+        roots = {handler_root(f.handler) for f in self.functions.values() if f.code_sha256 == fn.code_sha256}
+        image = CodeImage.extract(zip_path, fn.code_sha256, roots, self.cache_dir)
+        self.warnings += [f"code of {fn.name}: {w}" for w in image.warnings]
+        self._images[fn.code_sha256] = image
+        return image
+
+    def _download_code(self, fn: DeployedFunction) -> bytes:
+        """The deployed zip. Moto's Code.Location is not downloadable; its path is the S3 key
+        the function was created from, which the deployer published to the assets bucket.
+        The bytes must hash to the function's CodeSha256, so this is the deployed code."""
+        if not fn.code_location:
+            raise FunctionNotRunnable(f"{fn.name}: no code location (container image or inline code)")
+        key = urllib.parse.unquote(urllib.parse.urlparse(fn.code_location).path.lstrip("/"))
+        candidates = [b for (account, _region), b in self.env.asset_buckets.items() if account == fn.account]
+        for bucket in candidates:
+            s3 = self._client("s3", fn.region, fn.account)
+            try:
+                data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except ClientError:
+                continue
+            if base64.b64encode(hashlib.sha256(data).digest()).decode() == fn.code_sha256:
+                return bytes(data)
+        raise FunctionNotRunnable(f"{fn.name}: deployed code {key} not found in the assets bucket(s) "
+                                  f"{', '.join(candidates) or '(none)'}")
+
+    # -- invoking ------------------------------------------------------------------------------
+
+    def _environment(self, fn: DeployedFunction, image: CodeImage) -> dict[str, str]:
+        variables = {k: v for k, v in os.environ.items() if k in _HOST_VARIABLES or k.startswith("MOTO_")}
+        variables.update(fn.environment)
+        variables.update({
+            "AWS_LAMBDA_FUNCTION_NAME": fn.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{fn.name}",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{fn.runtime}",
+            "AWS_REGION": fn.region,
+            "AWS_DEFAULT_REGION": fn.region,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            # No host AWS configuration may reach the code (profiles, SSO, endpoints).
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "LAMBDA_TASK_ROOT": str(image.task_root),
+            "_HANDLER": fn.handler,
+        })
+        variables.update(local_credentials(self.endpoint_url, fn.region, fn.account))
+        variables.update(self.env_overrides)
+        return variables
+
+    @contextlib.contextmanager
+    def _process_environment(self, variables: Mapping[str, str]) -> Iterator[None]:
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(variables)
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def invoke(self, function: str, event: Any) -> InvocationResult:
+        """Invoke one function synchronously with ``event``, as Lambda would."""
+        fn = self.functions.get(function) or self.functions.get(self._by_arn.get(function, ""))
+        if fn is None:
+            raise KeyError(f"no deployed function {function!r}; known: {', '.join(sorted(self.functions))}")
+        image = self._image(fn)
+        context = LambdaContext(
+            function_name=fn.name, function_version="$LATEST", invoked_function_arn=fn.arn,
+            memory_limit_in_mb=str(fn.memory_mb), aws_request_id=str(uuid.uuid4()),
+            log_group_name=f"/aws/lambda/{fn.name}", log_stream_name=f"local/{fn.name}", timeout_s=fn.timeout_s)
+        stats = self.stats[fn.name]
+        redirect: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self.log_stream is not None:
+            redirect = _redirect_output(self.log_stream)
+        space = "" if self.share_modules else fn.name
+        with image.active(space), self._process_environment(self._environment(fn, image)), redirect:
+            started = time.perf_counter()
+            try:
+                handler = image.load_handler(fn.handler)
+                response, error = handler(event, context), None
+            except Exception as exc:  # the function failed: Lambda reports, the caller decides
+                response, error = None, exc
+            duration = time.perf_counter() - started
+        self._invocations += 1
+        stats.invocations += 1
+        stats.total_s += duration
+        stats.max_s = max(stats.max_s, duration)
+        if error is not None:
+            stats.errors += 1
+            log.warning("%s failed: %s: %s", fn.name, type(error).__name__, error)
+        if duration > fn.timeout_s:
+            stats.timeouts += 1
+            log.warning("%s ran %.1fs, longer than its %ss timeout (not enforced locally)",
+                        fn.name, duration, fn.timeout_s)
+        self._last = InvocationResult(fn.name, error is None, response, error, duration)
+        return self._last
+
+    # -- SQS -----------------------------------------------------------------------------------
+
+    def poll_queues(self) -> int:
+        """One batch per mapping; returns the number of messages delivered."""
+        return sum(self._poll(m) for m in self._mappings)
+
+    def _poll(self, mapping: _SqsMapping) -> int:
+        sqs = self._client("sqs", mapping.region, mapping.account)
+        messages: list[dict[str, Any]] = []
+        while len(messages) < mapping.batch_size:
+            wanted = min(_MAX_SQS_RECEIVE, mapping.batch_size - len(messages))
+            got = sqs.receive_message(QueueUrl=mapping.queue_url, MaxNumberOfMessages=wanted, WaitTimeSeconds=0,
+                                      AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+            messages += got
+            if len(got) < wanted:
+                break
+        if not messages:
+            return 0
+        event = {"Records": [sqs_record(m, mapping.spec.event_source_arn, mapping.region) for m in messages]}
+        result = self.invoke(mapping.function, event)
+        ids = {m["MessageId"] for m in messages}
+        if not result.ok:
+            failed = ids
+        elif mapping.report_failures:
+            failed = _batch_item_failures(result.response, ids)
+        else:
+            failed = set()
+        stats = self.stats[mapping.function]
+        stats.records += len(messages)
+        stats.failed_records += len(failed)
+        done = [m for m in messages if m["MessageId"] not in failed]
+        retry = [m for m in messages if m["MessageId"] in failed]
+        for chunk in _chunks(done, _MAX_SQS_RECEIVE):
+            sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)])
+        for chunk in _chunks(retry, _MAX_SQS_RECEIVE):
+            # Lambda leaves them invisible until the visibility timeout; locally, retry now.
+            sqs.change_message_visibility_batch(QueueUrl=mapping.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for i, m in enumerate(chunk)])
+        return len(messages)
+
+    def pending_messages(self) -> int:
+        """Messages visible, in flight or delayed in the mapped queues."""
+        total = 0
+        for url, (region, account) in {m.queue_url: (m.region, m.account) for m in self._mappings}.items():
+            attributes = self._client("sqs", region, account).get_queue_attributes(QueueUrl=url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+            total += sum(int(v) for v in attributes.values())
+        return total
+
+    # -- S3 ------------------------------------------------------------------------------------
+
+    def process_new_objects(self) -> int:
+        """Deliver every object created since the last call to the functions notified for
+        it; returns the number of objects delivered."""
+        delivered = 0
+        for notification in self._notifications:
+            if not notification.event.startswith("s3:ObjectCreated:"):
+                continue
+            for obj in self._list_objects(notification):
+                identity = (notification.configuration_id, notification.bucket, obj["Key"],
+                            obj.get("VersionId") or f"{obj['ETag']}@{obj['LastModified'].isoformat()}")
+                if identity in self._delivered:
+                    continue
+                self._delivered.add(identity)
+                self._invoke_async(self._by_arn[notification.function_arn],
+                                   {"Records": [s3_record(notification, obj, self._region_of(notification))]})
+                delivered += 1
+        return delivered
+
+    def _region_of(self, notification: BucketNotification) -> str:
+        return self.env.stacks[notification.stack].region
+
+    def _list_objects(self, n: BucketNotification) -> list[dict[str, Any]]:
+        stack = self.env.stacks[n.stack]
+        s3 = self._client("s3", stack.region, stack.account)
+        if n.bucket not in self._versioned:
+            self._versioned[n.bucket] = s3.get_bucket_versioning(Bucket=n.bucket).get("Status") == "Enabled"
+        objects: list[dict[str, Any]] = []
+        if self._versioned[n.bucket]:
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=n.bucket, Prefix=n.prefix):
+                objects += [v for v in page.get("Versions", []) if v.get("IsLatest")]
+        else:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=n.bucket, Prefix=n.prefix):
+                objects += page.get("Contents", [])
+        objects = [o for o in objects if o["Key"].endswith(n.suffix)]
+        return sorted(objects, key=lambda o: (o["LastModified"], o["Key"]))
+
+    def _invoke_async(self, function: str, event: dict[str, Any]) -> None:
+        """Lambda's asynchronous invocation: retried MaximumRetryAttempts times (at once,
+        not after Lambda's 1 and 2 minutes), then sent to the function's dead-letter queue
+        or topic if it has one, else dropped."""
+        fn = self.functions[function]
+        records = len(event.get("Records", []))
+        for _attempt in range(1 + fn.max_async_retries):
+            result = self.invoke(function, event)
+            self.stats[function].records += records
+            if result.ok:
+                return
+        self.stats[function].failed_records += records
+        target = self.env.dead_letter_targets.get(fn.arn)
+        if target is None:
+            log.warning("%s: event dropped after %d attempts (no dead-letter target)", function, _attempt + 1)
+            return
+        body = json.dumps(event)
+        attributes = {"RequestID": {"DataType": "String", "StringValue": str(uuid.uuid4())},
+                      "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+                      "ErrorMessage": {"DataType": "String", "StringValue": f"{result.error!r}"[:1000]}}
+        _, _, service, region, account, name = target.split(":", 5)
+        client = self._client(service, region, account)
+        if service == "sqs":
+            url = client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+            client.send_message(QueueUrl=url, MessageBody=body, MessageAttributes=attributes)
+        else:
+            client.publish(TopicArn=target, Message=body, MessageAttributes=attributes)
+
+    # -- driving everything ----------------------------------------------------------------------
+
+    def run_until_idle(self, timeout_s: float = 60.0,
+                       on_progress: Callable[[RunProgress], None] | None = None) -> RunSummary:
+        """Poll every mapped queue and notified bucket until all queues are empty (nothing
+        visible, in flight or delayed) and no new object remains. Raises ``RunTimeout``
+        if that takes longer than ``timeout_s`` (a message that always fails on a queue
+        without a redrive policy never lets the environment become idle)."""
+        started = time.monotonic()
+        first = self._invocations
+        rounds = 0
+        while True:
+            rounds += 1
+            before = self._invocations
+            work = self.poll_queues() + self.process_new_objects()
+            elapsed = time.monotonic() - started
+            if work == 0:
+                pending = self.pending_messages()
+                if on_progress:
+                    on_progress(RunProgress(elapsed, self._invocations - first, None, None, pending))
+                if pending == 0 and self.process_new_objects() == 0:
+                    return RunSummary(True, elapsed, self._invocations - first, rounds)
+                if pending:
+                    time.sleep(0.02)  # in flight elsewhere, or delayed: wait, do not spin
+            elif on_progress and self._invocations > before and self._last is not None:
+                on_progress(RunProgress(elapsed, self._invocations - first, self._last.function, self._last.ok, None))
+            if time.monotonic() - started > timeout_s:
+                summary = RunSummary(False, time.monotonic() - started, self._invocations - first, rounds)
+                raise RunTimeout(f"not idle after {timeout_s:.0f}s ({self.pending_messages()} messages pending)",
+                                 summary)
+
+    def format_stats(self) -> str:
+        lines = [f"{'function':<48} {'inv':>5} {'err':>4} {'rec':>6} {'fail':>5} {'mean ms':>8} {'max ms':>8}"]
+        for name, s in sorted(self.stats.items()):
+            if s.invocations:
+                lines.append(f"{name[:48]:<48} {s.invocations:>5} {s.errors:>4} {s.records:>6} "
+                             f"{s.failed_records:>5} {s.mean_ms:>8.1f} {s.max_s * 1000:>8.1f}")
+        return "\n".join(lines)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._images.clear()
+        if self._own_cache:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """One record of the event Lambda's SQS poller passes to a function."""
+    attributes = dict(message.get("Attributes", {}))
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": attributes,
+        "messageAttributes": {name: _message_attribute(value)
+                              for name, value in message.get("MessageAttributes", {}).items()},
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+    if "MD5OfMessageAttributes" in message:
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    return record
+
+
+def _message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    # Lambda's spelling: camelCase keys, binary values base64-encoded, empty list fields.
+    out: dict[str, Any] = {"stringListValues": [], "binaryListValues": [], "dataType": value.get("DataType", "")}
+    if "StringValue" in value:
+        out["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        out["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+    return out
+
+
+def s3_record(n: BucketNotification, obj: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """One record of an S3 event notification (ObjectCreated:Put; a listing cannot tell
+    Put from Post, Copy or CompleteMultipartUpload)."""
+    modified = obj["LastModified"]
+    s3_object: dict[str, Any] = {
+        "key": urllib.parse.quote_plus(obj["Key"], safe="/"),
+        "size": int(obj.get("Size", 0)),
+        "eTag": str(obj.get("ETag", "")).strip('"'),
+        "sequencer": f"{int(modified.timestamp() * 1000):016X}",
+    }
+    if obj.get("VersionId") and obj["VersionId"] != "null":
+        s3_object["versionId"] = obj["VersionId"]
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": region,
+        "eventTime": modified.strftime("%Y-%m-%dT%H:%M:%S.") + f"{modified.microsecond // 1000:03d}Z",
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:LOCALMODE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16].upper(), "x-amz-id-2": "local-mode"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": n.configuration_id,
+            "bucket": {"name": n.bucket, "ownerIdentity": {"principalId": "LOCALMODE"},
+                       "arn": f"arn:aws:s3:::{n.bucket}"},
+            "object": s3_object,
+        },
+    }
+
+
+def _batch_item_failures(response: Any, ids: set[str]) -> set[str]:
+    """The failed message ids of a partial batch response. Like Lambda, a malformed
+    response (not a dict, an empty or unknown itemIdentifier) fails the whole batch."""
+    if response is None:
+        return set()
+    if not isinstance(response, dict):
+        return set(ids)
+    failures = response.get("batchItemFailures")
+    if failures is None:
+        return set()
+    if not isinstance(failures, list):
+        return set(ids)
+    failed: set[str] = set()
+    for item in failures:
+        identifier = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not identifier or identifier not in ids:
+            return set(ids)
+        failed.add(identifier)
+    return failed
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+@contextlib.contextmanager
+def _redirect_output(stream: TextIO) -> Iterator[None]:
+    with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):  # type: ignore[type-var]
+        yield
