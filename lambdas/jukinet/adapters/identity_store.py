@@ -16,20 +16,29 @@ Identity facts are sealed (AES-256-GCM, ``domain.envelope``) with a data key fro
 tier's KMS key before they are written; the wrapped data key is stored beside them. AAD
 binds each ciphertext to its resident code and notice id.
 
-Writes follow ``domain.ordering``: history entries are put with ``attribute_not_exists``
-(a duplicate changes nothing); the current state is put only when the notice's
-``order_key`` is greater than the stored one (``attribute_not_exists OR order_key < :k``),
-so concurrent writers converge on the greatest notice whatever the arrival order. Writes
-are grouped into TransactWriteItems of up to 100 actions; if a transaction is cancelled
-(a duplicate, or a concurrent newer write), that group falls back to single conditional
-writes, current state first and history second, so a crash between the two is repaired by
-the retry (the history put is what marks a notice as stored).
+Writes follow ``domain.ordering``:
+
+1. History: one BatchGetItem per 100 events finds the entries already stored (duplicates:
+   counted, not rewritten); the rest go out 25 to a BatchWriteItem. An entry's key is its
+   notice's order key, so a concurrent or repeated put of the same entry is harmless.
+2. Current state: for each resident whose newest event in the batch is newer than the stored
+   current state (read with one BatchGetItem per 100), a conditional put
+   ``attribute_not_exists(pk) OR order_key < :k``; concurrent writers therefore converge on the
+   greatest notice whatever the arrival order. These puts run in parallel.
+
+History first, current second: if the function dies in between, the retry finds the history
+stored (a duplicate) but still compares and writes the current state, which repairs it.
+Why not TransactWriteItems: a transaction costs twice the write units on DynamoDB, and the
+embedded AWS (moto) deep-copies the whole table for every item of a transaction, which makes
+local runs quadratic (docs/decisions/0009-identity-store-writes.md).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -42,8 +51,9 @@ from . import aws
 from .kms import DataKeys
 
 CURRENT = "CURRENT"
-MAX_TRANSACT_ACTIONS = 100
 _BATCH_GET_LIMIT = 100
+_BATCH_WRITE_LIMIT = 25
+_PARALLEL_PUTS = 8  # boto3 clients are thread-safe; the puts are independent of each other
 
 
 def resident_pk(code: str) -> str:
@@ -139,39 +149,31 @@ class IdentityStore:
         sealer = envelope.Sealer(plaintext_key)
         bidx_key = self.blind_index_key()
 
-        groups: list[list[tuple[ResidentEvent, dict, dict | None]]] = []
-        group: list[tuple[ResidentEvent, dict, dict | None]] = []
-        actions = 0
+        planned: list[tuple[ResidentEvent, dict]] = []
+        newest: dict[str, tuple[ResidentEvent, dict]] = {}
         for code, events in by_code.items():
             events.sort(key=lambda e: e.order_key)
-            newest = events[-1]
-            writes_current = newest.order_key > (current_keys.get(code) or "")
-            planned = []
             for event in events:
                 history, current = self._items(event, sealer, wrapped_key, bidx_key, stamp)
-                planned.append((event, history, current if (writes_current and event is newest) else None))
-            needed = len(events) + (1 if writes_current else 0)
-            if group and actions + needed > MAX_TRANSACT_ACTIONS:
-                groups.append(group)
-                group, actions = [], 0
-            group.extend(planned)
-            actions += needed
-        if group:
-            groups.append(group)
+                planned.append((event, history))
+            if events[-1].order_key > (current_keys.get(code) or ""):
+                newest[code] = (events[-1], current)
 
-        for planned in groups:
-            outcomes = self._transact(planned) or self._one_by_one(planned)
-            for (event, _, _), (stored, changed) in zip(planned, outcomes, strict=True):
-                primary = event.notice.resident_code.value == event.resident_code
-                if stored:
-                    if primary:
-                        result.stored.append(event.notice)
-                    if changed:
-                        result.current_changed += 1
-                    else:
-                        result.stale += 1
-                elif primary:
+        existing = self._existing_history([h for _, h in planned])
+        self._batch_put([h for _, h in planned if (h["pk"]["S"], h["sk"]["S"]) not in existing])
+        changed = self._put_currents(list(newest.values()))
+        for event, history in planned:
+            primary = event.notice.resident_code.value == event.resident_code
+            if (history["pk"]["S"], history["sk"]["S"]) in existing:
+                if primary:
                     result.duplicates.append(event.notice)
+                continue
+            if primary:
+                result.stored.append(event.notice)
+            if (event.resident_code, event.order_key) in changed:
+                result.current_changed += 1
+            else:
+                result.stale += 1
         return result
 
     def _items(self, event: ResidentEvent, sealer: envelope.Sealer, wrapped_key: bytes, bidx_key: bytes,
@@ -203,43 +205,54 @@ class IdentityStore:
             current["bidx"] = {"S": blind_index(bidx_key, event.facts.name.kana, event.facts.birth_date)}
         return history, current
 
-    def _put_current(self, event: ResidentEvent, item: dict) -> dict:
-        return {
-            "TableName": self.table_name, "Item": item,
-            "ConditionExpression": "attribute_not_exists(pk) OR order_key < :k",
-            "ExpressionAttributeValues": {":k": {"S": event.order_key}},
-        }
-
-    def _put_history(self, item: dict) -> dict:
-        return {"TableName": self.table_name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
-
-    def _transact(self, planned: list[tuple[ResidentEvent, dict, dict | None]]) -> list[tuple[bool, bool]] | None:
-        """All-or-nothing write of a group; None when any condition failed."""
-        items = []
-        for event, history, current in planned:
-            if current is not None:
-                items.append({"Put": self._put_current(event, current)})
-            items.append({"Put": self._put_history(history)})
-        if len(items) > MAX_TRANSACT_ACTIONS:  # one resident with ~100 notices in one message
-            return None
-        try:
-            aws.client("dynamodb").transact_write_items(TransactItems=items)
-        except Exception as exc:
-            if aws.error_code(exc) == "TransactionCanceledException":
-                return None
-            raise
-        return [(True, current is not None) for _, _, current in planned]
-
-    def _one_by_one(self, planned: list[tuple[ResidentEvent, dict, dict | None]]) -> list[tuple[bool, bool]]:
-        """Single conditional writes. Current state first: if we crash before the history put,
-        the retry finds current == this notice (not greater), skips it and puts the history."""
+    def _existing_history(self, items: list[dict]) -> set[tuple[str, str]]:
+        """Which history items are already stored (duplicates): one BatchGetItem per 100."""
         ddb = aws.client("dynamodb")
-        outcomes = []
-        for event, history, current in planned:
-            changed = current is not None and _conditional(ddb.put_item, **self._put_current(event, current))
-            stored = _conditional(ddb.put_item, **self._put_history(history))
-            outcomes.append((stored, changed))
-        return outcomes
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(items), _BATCH_GET_LIMIT):
+            keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items[start:start + _BATCH_GET_LIMIT]]
+            request = {self.table_name: {"Keys": keys, "ProjectionExpression": "pk, sk", "ConsistentRead": True}}
+            while request:
+                response = ddb.batch_get_item(RequestItems=request)
+                found.update((i["pk"]["S"], i["sk"]["S"]) for i in response.get("Responses", {}).get(self.table_name, []))
+                request = response.get("UnprocessedKeys") or None
+        return found
+
+    def _batch_put(self, items: list[dict]) -> None:
+        """History items: unconditional puts are safe (an item's key is its notice's order key and
+        a re-put carries the same facts), so they go 25 to a BatchWriteItem."""
+        ddb = aws.client("dynamodb")
+        for start in range(0, len(items), _BATCH_WRITE_LIMIT):
+            request = {self.table_name: [{"PutRequest": {"Item": i}} for i in items[start:start + _BATCH_WRITE_LIMIT]]}
+            for attempt in range(8):
+                unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+                if not unprocessed:
+                    break
+                request = unprocessed
+                time.sleep(min(0.05 * 2 ** attempt, 2.0))
+            else:
+                raise RuntimeError(f"{self.table_name}: BatchWriteItem left items unprocessed after retries")
+
+    def _put_currents(self, writes: list[tuple[ResidentEvent, dict]]) -> set[tuple[str, str]]:
+        """Current items, each a conditional put (the ordering rule under concurrency), issued in
+        parallel. Returns the (resident code, order key) pairs that became current."""
+        if not writes:
+            return set()
+        ddb = aws.client("dynamodb")
+
+        def put(write: tuple[ResidentEvent, dict]) -> tuple[str, str] | None:
+            event, item = write
+            ok = _conditional(ddb.put_item, TableName=self.table_name, Item=item,
+                              ConditionExpression="attribute_not_exists(pk) OR order_key < :k",
+                              ExpressionAttributeValues={":k": {"S": event.order_key}})
+            return (event.resident_code, event.order_key) if ok else None
+
+        if len(writes) == 1:
+            results = [put(writes[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=_PARALLEL_PUTS) as pool:
+                results = list(pool.map(put, writes))
+        return {r for r in results if r is not None}
 
     def _current_order_keys(self, codes: list[str]) -> dict[str, str]:
         ddb = aws.client("dynamodb")

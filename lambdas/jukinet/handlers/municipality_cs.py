@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from ..adapters.cs_state import CsState
 from ..adapters.kms import Signer
-from ..observability import logger, metrics
+from ..observability import logger, metrics, use_tier
 from ..services.communication_server import CommunicationServer
 from ..settings import MunicipalityCsSettings, load_settings
 
@@ -29,7 +29,7 @@ def _runtime(settings: MunicipalityCsSettings, endpoint: str | None) -> Communic
 def handler(event: dict, context: object) -> dict:
     settings = load_settings(MunicipalityCsSettings)
     server = _runtime(settings, os.environ.get("AWS_ENDPOINT_URL"))
-    metrics.set_default_dimensions(tier="municipality")
+    use_tier("municipality")
     outcomes = []
     try:
         for record in event.get("Records", []):

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys, PublicKeys
-from ..observability import logger, metrics
+from ..observability import logger, metrics, use_tier
 from ..services.tier_processor import TierProcessor, national_policy
 from ..settings import NationalSettings, load_settings
 from ._sqs import process_batch
@@ -27,7 +27,7 @@ def _runtime(settings: NationalSettings, endpoint: str | None) -> TierProcessor:
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     processor = _runtime(load_settings(NationalSettings), os.environ.get("AWS_ENDPOINT_URL"))
-    metrics.set_default_dimensions(tier="national")
+    use_tier("national")
     try:
         return process_batch(event, context, processor, None)
     finally:

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys, PublicKeys, Signer
-from ..observability import logger, metrics
+from ..observability import logger, metrics, use_tier
 from ..services.forwarder import Forwarder
 from ..services.tier_processor import TierProcessor, prefecture_policy
 from ..settings import PrefectureSettings, load_settings
@@ -31,7 +31,7 @@ def _runtime(settings: PrefectureSettings, endpoint: str | None) -> tuple[TierPr
 def handler(event: dict, context: object) -> dict:
     settings = load_settings(PrefectureSettings)
     processor, forwarder = _runtime(settings, os.environ.get("AWS_ENDPOINT_URL"))
-    metrics.set_default_dimensions(tier="prefecture")
+    use_tier("prefecture")
     try:
         return process_batch(event, context, processor, forwarder.forward)
     finally:
