@@ -1,0 +1,209 @@
+"""``jukinet demo``: a month of Nagano's update notices through all three tiers, locally.
+
+1. synthesize the CDK app (the same cloud assembly ``cdk deploy`` would deploy);
+2. start the embedded AWS (a moto server on 127.0.0.1) and deploy the assembly into it;
+3. generate a synthetic month (default: the 18,692 notices Nagano's municipalities sent in
+   January 2003, plus malformed rows) as each municipality's export files;
+4. drop the files into the municipalities' drop zones, run the deployed CS functions, and
+   inject what a real network meets — an identical file dropped twice, SQS redeliveries,
+   a tampered message and a poison message;
+5. run the deployed prefecture and national processors until every queue is empty;
+6. print the reconciliation table, the dead-letter queues and the alarm states.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from jukinet.adapters import aws
+from jukinet.domain.message import Payload
+from jukinet.domain.notice import JST
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORK_DIR = REPO_ROOT / ".jukinet"
+
+
+def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | None = None,
+             cdk_out: str | None = None, console: Console | None = None) -> int:
+    from infra.config import load_deployment
+    from infra.naming import Names, prefecture_tier
+    from jukinet_ops.demo_data import generate_month
+    from jukinet_ops.local.deploy import deploy_assembly
+    from jukinet_ops.local.runner import LocalRunner
+    from jukinet_ops.local.server import MotoServer, local_credentials
+    from jukinet_ops.reconcile import reconcile_deployment
+    from jukinet_ops.report import print_reconciliation
+    from jukinet_ops.synth import synth
+
+    console = console or Console()
+    deployment = load_deployment(deployment_name)
+    names = Names.of(deployment)
+    prefecture = deployment.prefectures[0]
+    timings: dict[str, float] = {}
+    WORK_DIR.mkdir(exist_ok=True)
+    started = time.perf_counter()
+
+    with ExitStack() as stack:
+        t = time.perf_counter()
+        if cdk_out:
+            out = Path(cdk_out)
+        else:
+            with console.status("Synthesizing the CDK app (cdk synth)…"):
+                out = synth(deployment_name, WORK_DIR / "cdk.out")
+        timings["synth"] = time.perf_counter() - t
+        console.print(f"[bold]1.[/] cloud assembly: {out} ({timings['synth']:.1f} s)")
+
+        t = time.perf_counter()
+        with console.status("Starting the embedded AWS and deploying the assembly…"):
+            server = stack.enter_context(MotoServer(log_file=WORK_DIR / "moto.log"))
+            env = deploy_assembly(out, server.endpoint_url, default_region=deployment.region)
+        timings["deploy"] = time.perf_counter() - t
+        resources = sum(len(s.resources) for s in env.stacks.values())
+        console.print(f"[bold]2.[/] embedded AWS at {server.endpoint_url}: {len(env.stacks)} stacks, "
+                      f"{resources} resources deployed ({timings['deploy']:.1f} s)")
+        if env.not_emulated:
+            kinds = sorted({n.feature for n in env.not_emulated})
+            console.print(f"   not emulated ({len(env.not_emulated)} items, see docs/local-mode.md): "
+                          f"{'; '.join(k[:70] for k in kinds[:6])}{' …' if len(kinds) > 6 else ''}")
+
+        # The operator side of the demo (uploads, injections, reconciliation) talks to the
+        # embedded AWS like any AWS client.
+        os.environ.update({"AWS_ENDPOINT_URL": server.endpoint_url, "AWS_DEFAULT_REGION": deployment.region,
+                           **local_credentials(server.endpoint_url, deployment.region)})
+        aws.reset_clients()
+
+        municipalities = {m.code: m.name for m in prefecture.municipality_tier.municipalities}
+        month = generate_month(municipalities, notices=notices, seed=seed)
+        console.print(f"[bold]3.[/] synthetic month: {month.valid_rows:,} notices + {month.malformed_rows} malformed "
+                      f"rows in {month.file_count} export files from {len(municipalities)} municipalities "
+                      f"(UTF-8 CSV, CP932 CSV, JSON Lines)")
+
+        log_path = WORK_DIR / "demo-functions.log"
+        log_stream = stack.enter_context(open(log_path, "w", encoding="utf-8"))
+        runner = stack.enter_context(LocalRunner(env, log_stream=log_stream,
+                                                 cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-"))))
+        s3 = aws.client("s3")
+        muni_env = prefecture.municipality_tier.env
+        months_seen = {dt.datetime.now(JST).strftime("%Y-%m")}
+        t = time.perf_counter()
+        cs_total = month.file_count + 1  # + the identical file dropped twice
+        with _progress(console) as progress:
+            cs_task = progress.add_task("municipality CS: export files", total=cs_total)
+            for code, files in month.files.items():
+                bucket = names.drop_zone_bucket(muni_env, code)
+                for name, data in files:
+                    s3.put_object(Bucket=bucket, Key=f"incoming/{name}", Body=data)
+            first_code, first_files = next(iter(month.files.items()))
+            s3.put_object(Bucket=names.drop_zone_bucket(muni_env, first_code),
+                          Key=f"incoming/resent-{first_files[0][0]}", Body=first_files[0][1])
+            while runner.process_new_objects():
+                progress.update(cs_task, completed=_cs_invocations(runner))
+            progress.update(cs_task, completed=_cs_invocations(runner))
+            timings["cs"] = time.perf_counter() - t
+
+            injected = _inject_faults(Names.queue_url(prefecture.env, names.inbound_queue(prefecture_tier(prefecture.code))))
+            tier_task = progress.add_task("prefecture → national: queue batches", total=None)
+
+            def on_progress(p) -> None:
+                progress.update(tier_task, completed=p.invocations)
+
+            t = time.perf_counter()
+            summary = runner.run_until_idle(timeout_s=1800, on_progress=on_progress)
+            timings["tiers"] = time.perf_counter() - t
+            progress.update(tier_task, total=summary.invocations, completed=summary.invocations)
+        months_seen.add(dt.datetime.now(JST).strftime("%Y-%m"))
+        console.print(f"[bold]4.[/] CS processed {cs_total} files in {timings['cs']:.1f} s; injected: {injected}")
+        console.print(f"[bold]5.[/] prefecture and national tiers idle after {summary.invocations} invocations "
+                      f"({timings['tiers']:.1f} s); function logs in {log_path}")
+
+        for m in sorted(months_seen):
+            rows = reconcile_deployment(deployment, m, prefecture.code)
+            if any(r.sent or r.dead_lettered for r in rows):
+                print_reconciliation(rows, m, console)
+        _print_dead_letters(console, deployment, names, prefecture)
+        _print_alarms(console)
+        timings["total"] = time.perf_counter() - started
+        console.print(f"Demo finished in {timings['total']:.0f} s (synth {timings['synth']:.0f}, deploy "
+                      f"{timings['deploy']:.0f}, CS {timings['cs']:.0f}, tiers {timings['tiers']:.0f}).")
+    return 0
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+def _cs_invocations(runner) -> int:
+    return sum(s.invocations for name, s in runner.stats.items() if "-cs-" in name)
+
+
+def _inject_faults(queue_url: str) -> str:
+    """What a real network meets: two redelivered messages, a tampered one, a poison one."""
+    sqs = aws.client("sqs")
+    got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=3, VisibilityTimeout=0).get("Messages", [])
+    for m in got[:2]:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=m["Body"])  # at-least-once delivery
+    if got:
+        envelope = json.loads(got[-1]["Body"])
+        payload = Payload.from_bytes(base64.b64decode(envelope["payload"]))
+        notice = payload.notices[0]
+        if notice.get("facts"):
+            notice["facts"]["address"] = "改ざんされた住所"
+        else:
+            notice["change_date"] = "2003-01-31"
+        envelope["payload"] = base64.b64encode(Payload(payload.sender, payload.created, payload.notices[:1]).to_bytes()).decode()
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(envelope))
+    sqs.send_message(QueueUrl=queue_url, MessageBody="garbage that is not a signed message")
+    return (f"{min(2, len(got))} redelivered messages, 1 identical file dropped twice, "
+            f"{1 if got else 0} tampered message (1 notice), 1 poison message")
+
+
+def _print_dead_letters(console: Console, deployment, names, prefecture) -> None:
+    from infra.naming import NATIONAL, prefecture_tier
+
+    sqs = aws.client("sqs")
+    table = Table(title="Dead-letter queues")
+    for col in ("queue", "messages", "reasons"):
+        table.add_column(col)
+    for tier, env in ((prefecture_tier(prefecture.code), prefecture.env), (NATIONAL, deployment.national.env)):
+        url = names.queue_url(env, names.dead_letter_queue(names.inbound_queue(tier)))
+        messages = []
+        while True:
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+                                      VisibilityTimeout=30).get("Messages", [])
+            if not got:
+                break
+            messages.extend(got)
+        reasons: dict[str, int] = {}
+        for m in messages:
+            reason = m.get("MessageAttributes", {}).get("jukinet.reason", {}).get("StringValue", "redriven (retries exhausted)")
+            reasons[reason] = reasons.get(reason, 0) + 1
+        table.add_row(url.rsplit("/", 1)[-1], str(len(messages)), ", ".join(f"{k} × {v}" for k, v in reasons.items()))
+    console.print(table)
+
+
+def _print_alarms(console: Console) -> None:
+    alarms = aws.client("cloudwatch").describe_alarms().get("MetricAlarms", [])
+    table = Table(title=f"CloudWatch alarms ({len(alarms)})")
+    table.add_column("state")
+    table.add_column("alarms")
+    by_state: dict[str, list[str]] = {}
+    for a in alarms:
+        by_state.setdefault(a["StateValue"], []).append(a["AlarmName"])
+    for state, names in sorted(by_state.items()):
+        table.add_row(state, f"{len(names)}: " + ", ".join(sorted(names)[:6]) + (" …" if len(names) > 6 else ""))
+    console.print(table)
+    console.print("   The embedded AWS stores alarms but does not evaluate them yet, so they stay "
+                  "INSUFFICIENT_DATA here (see docs/local-mode.md); the dead-letter queues above are what "
+                  "the 'DLQ not empty' alarms watch.")
