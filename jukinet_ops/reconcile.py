@@ -28,15 +28,13 @@ def reconcile(tables: TierTables, municipalities: dict[str, str], month: str) ->
     rows = []
     for code, name in sorted(municipalities.items()):
         stats = CsState(tables.cs_state_table, code).month_stats(month)
+        at_prefecture, at_national = prefecture.ledger(code), national.ledger(code)
         rows.append(ReconciliationRow(
             municipality=code, name=name, month=month,
             sent=stats["sent"], rejected=stats["rejected"],
-            stored_prefecture=prefecture.count_stored(code, month),
-            stored_national=national.count_stored(code, month),
-            dead_lettered_prefecture=prefecture.count_dead_lettered(code, month),
-            dead_lettered_national=national.count_dead_lettered(code, month),
-            gaps_prefecture=prefecture.sequence_gaps(code),
-            gaps_national=national.sequence_gaps(code),
+            stored_prefecture=at_prefecture.stored_in(month), stored_national=at_national.stored_in(month),
+            dead_lettered_prefecture=at_prefecture.dead_in(month), dead_lettered_national=at_national.dead_in(month),
+            gaps_prefecture=at_prefecture.gaps, gaps_national=at_national.gaps,
         ))
     return rows
 

@@ -14,8 +14,6 @@ from constructs import Construct
 from . import nag
 
 S = dynamodb.AttributeType.STRING
-# Used to count stored notices per municipality and month (pk of the index: "<muni>#<YYYY-MM>").
-BY_SENDER_MONTH = "by_sender_month"
 # The search API's blind index (HMAC of kana name and birth date) → resident partition.
 BY_BLIND_INDEX = "by_blind_index"
 
@@ -43,9 +41,6 @@ def _table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dyna
 def identity_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dynamodb.Table:
     """The prefecture's or the nation's identity facts (see lambdas/jukinet/adapters/identity_store.py)."""
     table = _table(scope, id, table_name=table_name, key=key)
-    table.add_global_secondary_index(
-        index_name=BY_SENDER_MONTH, partition_key=dynamodb.Attribute(name="sender_month", type=S),
-        sort_key=dynamodb.Attribute(name="sk", type=S), projection_type=dynamodb.ProjectionType.KEYS_ONLY)
     table.add_global_secondary_index(
         index_name=BY_BLIND_INDEX, partition_key=dynamodb.Attribute(name="bidx", type=S),
         sort_key=dynamodb.Attribute(name="pk", type=S), projection_type=dynamodb.ProjectionType.KEYS_ONLY)

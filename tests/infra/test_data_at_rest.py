@@ -27,16 +27,14 @@ def test_every_table_uses_its_cmk_pitr_deletion_protection_and_on_demand_billing
     assert not every.resources("AWS::DynamoDB::GlobalTable")  # TableV2 cannot be deployed on the embedded AWS
 
 
-def test_identity_tables_have_the_sender_month_and_blind_index_gsis(nagano: Synth) -> None:
+def test_identity_tables_have_only_the_blind_index_gsi(nagano: Synth) -> None:
     identity = [t for t in nagano.props("AWS::DynamoDB::Table") if t["TableName"].endswith("-identity")]
     assert {t["TableName"] for t in identity} == {"jukinet-pref-200000-identity", "jukinet-national-identity"}
     for t in identity:
         assert t["KeySchema"] == [
             {"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
         gsis = {g["IndexName"]: g for g in t["GlobalSecondaryIndexes"]}
-        assert gsis["by_sender_month"]["KeySchema"] == [
-            {"AttributeName": "sender_month", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
-        assert gsis["by_sender_month"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
+        assert set(gsis) == {"by_blind_index"}  # counts live in the ledger items, not an index
         assert gsis["by_blind_index"]["KeySchema"] == [
             {"AttributeName": "bidx", "KeyType": "HASH"}, {"AttributeName": "pk", "KeyType": "RANGE"}]
     state = [t for t in nagano.props("AWS::DynamoDB::Table") if t["TableName"].endswith("-cs-state")]

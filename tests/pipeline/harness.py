@@ -84,15 +84,12 @@ class Pipeline:
         return arn
 
     def _identity_table(self, name: str) -> str:
-        attrs = [("pk", "S"), ("sk", "S"), ("sender_month", "S"), ("bidx", "S")]
+        attrs = [("pk", "S"), ("sk", "S"), ("bidx", "S")]
         self.ddb.create_table(
             TableName=name, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
             AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in attrs],
             GlobalSecondaryIndexes=[
-                {"IndexName": "by_sender_month", "Projection": {"ProjectionType": "KEYS_ONLY"},
-                 "KeySchema": [{"AttributeName": "sender_month", "KeyType": "HASH"},
-                               {"AttributeName": "sk", "KeyType": "RANGE"}]},
                 {"IndexName": "by_blind_index", "Projection": {"ProjectionType": "KEYS_ONLY"},
                  "KeySchema": [{"AttributeName": "bidx", "KeyType": "HASH"},
                                {"AttributeName": "pk", "KeyType": "RANGE"}]},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 
-from jukinet.adapters.identity_store import IdentityStore, gaps_in, sequence_runs
+from jukinet.adapters.identity_store import IdentityStore, Ledger, gaps_in
 from jukinet.adapters.kms import DataKeys
 from jukinet.domain.notice import UpdateNotice
 
@@ -62,5 +62,19 @@ def test_gaps_are_the_numbers_missing_below_the_highest_received():
     assert gaps_in([(1, 3), (6, 7), (9, 9)]) == [(4, 5), (8, 8)]
     assert gaps_in([(2, 2)]) == [(1, 1)]
     assert gaps_in([(5, 9), (1, 4)]) == []
-    ns = [n for n in _notices(5) if n.sequence != 3]
-    assert sequence_runs(ns) == {"202011": [(1, 2), (4, 5)]}
+
+
+def test_ledger_counts_each_sequence_number_once_whatever_the_redeliveries():
+    ledger = Ledger().add([(1, "2003-01"), (2, "2003-01")], [], None)
+    again = ledger.add([(2, "2003-01"), (1, "2003-01")], [], None)
+    assert again == ledger and again.stored_in("2003-01") == 2
+    later = ledger.add([(5, "2003-02")], [4], ("msg-1", "2003-02", 1))
+    assert (later.stored_in("2003-02"), later.dead_in("2003-02"), later.gaps) == (1, 1, [(3, 3)])
+    assert later.add([], [], ("msg-1", "2003-02", 1)) == later  # a dead letter counts once
+
+
+def test_ledger_survives_its_item_form(pipeline):
+    store = _store(pipeline)
+    store.update_ledger("202011", stored=[(1, "2003-01"), (3, "2003-01")], dead_letter=("m", "2003-01", 2))
+    assert store.ledger("202011") == Ledger(1, ((1, 1), (3, 3)), (("2003-01", 2),), (("2003-01", 2),),
+                                            frozenset({"m"}))

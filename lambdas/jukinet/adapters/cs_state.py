@@ -121,10 +121,3 @@ class CsState:
         item = aws.client("dynamodb").get_item(
             TableName=self.table_name, Key=self._key(f"STAT#{month}"), ConsistentRead=True).get("Item") or {}
         return {k: int(item[k]["N"]) if k in item else 0 for k in ("sent", "rejected", "files", "rejected_files")}
-
-    def months(self) -> list[str]:
-        ddb = aws.client("dynamodb")
-        response = ddb.query(
-            TableName=self.table_name, KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-            ExpressionAttributeValues={":pk": {"S": self.pk}, ":p": {"S": "STAT#"}}, ConsistentRead=True)
-        return [i["sk"]["S"][5:] for i in response["Items"]]

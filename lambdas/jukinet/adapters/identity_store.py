@@ -7,8 +7,8 @@ pk                     sk                  what
 =====================  ==================  ==================================================
 ``R#<resident code>``  ``CURRENT``         current state; ``order_key`` guards every write
 ``R#<resident code>``  ``H#<order key>``   one history entry per notice (per code it touches)
-``SEQ#<municipality>`` ``<first seq>``     a run of sequence numbers received (gap detection)
-``DLQ#<muni>#<YYYY-MM>`` ``<message/notice>`` a notice dead-lettered by this tier
+``LEDGER#<muni>``      ``LEDGER``          runs of sequence numbers received (gaps), notices
+                                           stored and dead-lettered per month (``Ledger``)
 ``META``               ``blind-index-key`` the blind-index HMAC key, wrapped by the data key
 =====================  ==================  ==================================================
 
@@ -36,6 +36,7 @@ local runs quadratic (docs/decisions/0009-identity-store-writes.md).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -64,10 +65,6 @@ def history_sk(order_key: str) -> str:
     return f"H#{order_key}"
 
 
-def sender_month(municipality: str, month: str) -> str:
-    return f"{municipality}#{month}"
-
-
 def aad_for(resident_code: str, notice_id: str) -> bytes:
     return f"{resident_code}|{notice_id}".encode()
 
@@ -78,6 +75,74 @@ class ApplyResult:
     duplicates: list[UpdateNotice] = field(default_factory=list)  # already stored before
     current_changed: int = 0
     stale: int = 0  # stored in history, but a newer notice already defines the current state
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What a tier has from one municipality: sequence runs received, notices stored per
+    month, notices dead-lettered per month (with the ids already counted)."""
+
+    version: int = 0
+    runs: tuple[tuple[int, int], ...] = ()
+    stored: tuple[tuple[str, int], ...] = ()
+    dead: tuple[tuple[str, int], ...] = ()
+    dead_ids: frozenset[str] = frozenset()
+
+    @property
+    def gaps(self) -> list[tuple[int, int]]:
+        return gaps_in(self.runs)
+
+    def stored_in(self, month: str) -> int:
+        return dict(self.stored).get(month, 0)
+
+    def dead_in(self, month: str) -> int:
+        return dict(self.dead).get(month, 0)
+
+    def covers(self, seq: int) -> bool:
+        return any(first <= seq <= last for first, last in self.runs)
+
+    def add(self, stored: list[tuple[int, str]], received: list[int],
+            dead_letter: tuple[str, str, int] | None) -> Ledger:
+        counts = dict(self.stored)
+        seen: set[int] = set()
+        for seq, month in stored:
+            if seq not in seen and not self.covers(seq):
+                counts[month] = counts.get(month, 0) + 1
+            seen.add(seq)
+        dead, dead_ids = dict(self.dead), self.dead_ids
+        if dead_letter is not None and dead_letter[0] not in dead_ids:
+            dead[dead_letter[1]] = dead.get(dead_letter[1], 0) + dead_letter[2]
+            dead_ids = dead_ids | {dead_letter[0]}
+        all_seqs = sorted(seen | set(received))
+        runs = _merge_runs([*self.runs, *_runs(all_seqs)])
+        candidate = Ledger(self.version, tuple(runs), tuple(sorted(counts.items())), tuple(sorted(dead.items())),
+                           dead_ids)
+        if candidate == self:
+            return self
+        return Ledger(self.version + 1, candidate.runs, candidate.stored, candidate.dead, candidate.dead_ids)
+
+    def to_attributes(self) -> dict:
+        attrs = {
+            "version": {"N": str(self.version)},
+            "runs": {"S": json.dumps(self.runs, separators=(",", ":"))},
+            "stored": {"S": json.dumps(dict(self.stored), separators=(",", ":"))},
+            "dead": {"S": json.dumps(dict(self.dead), separators=(",", ":"))},
+        }
+        if self.dead_ids:
+            attrs["dead_ids"] = {"SS": sorted(self.dead_ids)}
+        return attrs
+
+    @classmethod
+    def from_item(cls, item: dict | None) -> Ledger:
+        if not item:
+            return cls()
+        return cls(
+            version=int(item["version"]["N"]),
+            runs=tuple(tuple(r) for r in json.loads(item["runs"]["S"])),  # type: ignore[misc]
+            stored=tuple(sorted(json.loads(item["stored"]["S"]).items())),
+            dead=tuple(sorted(json.loads(item["dead"]["S"]).items())),
+            dead_ids=frozenset(item.get("dead_ids", {}).get("SS", [])),
+        )
 
 
 @dataclass(frozen=True)
@@ -197,9 +262,6 @@ class IdentityStore:
             common["facts"] = {"B": sealer.seal_facts(event.facts, aad_for(event.resident_code, notice.notice_id))}
             common["dek"] = {"B": wrapped_key}
         history = {**common, "sk": {"S": history_sk(event.order_key)}, "sequence": {"N": str(notice.sequence)}}
-        if notice.resident_code.value == event.resident_code:
-            # Only the primary event counts as "stored" for the municipality's statistics.
-            history["sender_month"] = {"S": sender_month(notice.municipality.value, notice.reporting_month)}
         current = {**common, "sk": {"S": CURRENT}}
         if event.facts is not None and event.status is ResidentStatus.ACTIVE:
             current["bidx"] = {"S": blind_index(bidx_key, event.facts.name.kana, event.facts.birth_date)}
@@ -267,49 +329,44 @@ class IdentityStore:
                 request = response.get("UnprocessedKeys") or None
         return found
 
-    # --- sequence ledger and dead letters ---------------------------------------------
-    def record_sequence_runs(self, notices: Iterable[UpdateNotice], message_id: str) -> None:
-        """Record which sequence numbers arrived, as runs per municipality (idempotent)."""
+    # --- the municipality ledger: received sequence numbers, stored and dead-lettered counts --
+    def update_ledger(self, municipality: str, *, stored: Iterable[tuple[int, str]] = (),
+                      received: Iterable[int] = (), dead_letter: tuple[str, str, int] | None = None) -> Ledger:
+        """Record, once, what this tier got from a municipality.
+
+        ``stored``: (sequence, month) of valid notices now in the history (new or repeated);
+        ``received``: further sequence numbers that arrived but were dead-lettered;
+        ``dead_letter``: (id, month, notice count) of something dead-lettered under this
+        municipality. A sequence number already covered, or a dead-letter id already
+        recorded, counts nothing: so redeliveries and retries count each notice once.
+        One item per municipality, updated with optimistic locking (``version``)."""
+        stored = list(stored)
+        received = list(received)
         ddb = aws.client("dynamodb")
-        for municipality, runs in sequence_runs(notices).items():
-            for first, last in runs:
-                ddb.put_item(TableName=self.table_name, Item={
-                    "pk": {"S": f"SEQ#{municipality}"}, "sk": {"S": f"{first:012d}"},
-                    "last": {"N": str(last)}, "message_id": {"S": message_id},
-                })
+        key = {"pk": {"S": f"LEDGER#{municipality}"}, "sk": {"S": "LEDGER"}}
+        for attempt in range(50):
+            item = ddb.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
+            ledger = Ledger.from_item(item)
+            updated = ledger.add(stored, received, dead_letter)
+            if updated == ledger:
+                return ledger
+            condition = ("version = :v", {":v": {"N": str(ledger.version)}}) if item else ("attribute_not_exists(pk)", None)
+            kwargs = {"TableName": self.table_name, "Item": {**key, **updated.to_attributes()},
+                      "ConditionExpression": condition[0]}
+            if condition[1]:
+                kwargs["ExpressionAttributeValues"] = condition[1]
+            if _conditional(ddb.put_item, **kwargs):
+                return updated
+            time.sleep(min(0.01 * (attempt + 1), 0.2))  # another processor updated it: read again
+        raise RuntimeError(f"{self.table_name}: ledger of {municipality} kept changing under us")
 
-    def sequence_gaps(self, municipality: str) -> list[tuple[int, int]]:
-        """Missing sequence numbers of a municipality, as inclusive (first, last) ranges."""
-        runs = [(int(i["sk"]["S"]), int(i["last"]["N"])) for i in self._query(f"SEQ#{municipality}")]
-        return gaps_in(runs)
-
-    def record_dead_letter(self, municipality: str, month: str, item_id: str, count: int, reason: str) -> None:
-        aws.client("dynamodb").put_item(TableName=self.table_name, Item={
-            "pk": {"S": f"DLQ#{municipality}#{month}"}, "sk": {"S": item_id},
-            "count": {"N": str(count)}, "reason": {"S": reason[:500]},
-        })
+    def ledger(self, municipality: str) -> Ledger:
+        item = aws.client("dynamodb").get_item(
+            TableName=self.table_name, Key={"pk": {"S": f"LEDGER#{municipality}"}, "sk": {"S": "LEDGER"}},
+            ConsistentRead=True).get("Item")
+        return Ledger.from_item(item)
 
     # --- reads -------------------------------------------------------------------------
-    def count_stored(self, municipality: str, month: str) -> int:
-        ddb = aws.client("dynamodb")
-        total, start = 0, None
-        while True:
-            kwargs = {
-                "TableName": self.table_name, "IndexName": "by_sender_month", "Select": "COUNT",
-                "KeyConditionExpression": "sender_month = :m",
-                "ExpressionAttributeValues": {":m": {"S": sender_month(municipality, month)}},
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            response = ddb.query(**kwargs)
-            total += response["Count"]
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                return total
-
-    def count_dead_lettered(self, municipality: str, month: str) -> int:
-        return sum(int(i["count"]["N"]) for i in self._query(f"DLQ#{municipality}#{month}"))
-
     def current(self, resident_code: str) -> StoredEntry | None:
         item = aws.client("dynamodb").get_item(
             TableName=self.table_name, Key={"pk": {"S": resident_pk(resident_code)}, "sk": {"S": CURRENT}},
@@ -360,14 +417,6 @@ def _conditional(put, **kwargs) -> bool:
     return True
 
 
-def sequence_runs(notices: Iterable[UpdateNotice]) -> dict[str, list[tuple[int, int]]]:
-    """Contiguous runs of sequence numbers per municipality, e.g. {"202011": [(1, 40), (42, 50)]}."""
-    by_muni: dict[str, list[int]] = defaultdict(list)
-    for notice in notices:
-        by_muni[notice.municipality.value].append(notice.sequence)
-    return {m: _runs(sorted(set(seqs))) for m, seqs in by_muni.items()}
-
-
 def _runs(seqs: list[int]) -> list[tuple[int, int]]:
     runs: list[tuple[int, int]] = []
     for s in seqs:
@@ -376,6 +425,16 @@ def _runs(seqs: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((s, s))
     return runs
+
+
+def _merge_runs(runs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(runs):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def gaps_in(runs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ the record is reported as a batch item failure, and SQS retries it; after
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -96,13 +97,17 @@ class TierProcessor:
                 continue
             valid.append(notice)
         outcome.applied = self.store.apply(valid)
-        self.store.record_sequence_runs(valid, message_id)
-        for municipality in sorted({n.municipality.value for n in valid}):
-            gaps = self.store.sequence_gaps(municipality)
-            if gaps:
-                outcome.gaps[municipality] = gaps
-                missing = sum(last - first + 1 for first, last in gaps)
-                logger.warning("sequence gap", extra={"municipality": municipality, "gaps": gaps[:20], "missing": missing})
+        by_municipality: dict[str, list[UpdateNotice]] = defaultdict(list)
+        for notice in valid:
+            by_municipality[notice.municipality.value].append(notice)
+        for municipality, notices in sorted(by_municipality.items()):
+            ledger = self.store.update_ledger(
+                municipality, stored=[(n.sequence, n.reporting_month) for n in notices])
+            if ledger.gaps:
+                outcome.gaps[municipality] = ledger.gaps
+                missing = sum(last - first + 1 for first, last in ledger.gaps)
+                logger.warning("sequence gap", extra={"municipality": municipality, "gaps": ledger.gaps[:20],
+                                                      "missing": missing})
                 metrics.add_metric(name="SequenceGaps", unit=MetricUnit.Count, value=missing)
         metrics.add_metric(name="NoticesStored", unit=MetricUnit.Count, value=len(outcome.applied.stored))
         metrics.add_metric(name="NoticesDuplicate", unit=MetricUnit.Count, value=len(outcome.applied.duplicates))
@@ -141,7 +146,7 @@ class TierProcessor:
                                                         "sender": sender, "message_id": message_id})
         queues.send_dead_letter(self.dead_letter_queue_url, body, tier=self.policy.tier, reason=failure.reason,
                                 field=failure.field, rule=failure.rule, detail=failure.detail, sender=sender)
-        self.store.record_dead_letter(sender or "unknown", month, message_id, count, failure.reason)
+        self.store.update_ledger(sender or "unknown", dead_letter=(message_id, month, count))
         metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=count)
 
     def _dead_letter_notice(self, raw: object, item_id: str, sender: str, exc: ValidationError) -> None:
@@ -151,7 +156,9 @@ class TierProcessor:
         queues.send_dead_letter(self.dead_letter_queue_url, {"kind": "notice", "sender": sender, "notice": raw},
                                 tier=self.policy.tier, reason="invalid_notice", field=exc.field, rule=exc.rule,
                                 detail=exc.detail, sender=sender)
-        self.store.record_dead_letter(str(municipality or sender), month, item_id, 1, f"invalid_notice:{exc}")
+        sequence = raw.get("sequence") if isinstance(raw, dict) else None
+        received = [sequence] if isinstance(sequence, int) and not isinstance(sequence, bool) and sequence > 0 else []
+        self.store.update_ledger(str(municipality or sender), received=received, dead_letter=(item_id, month, 1))
         metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=1)
 
 
