@@ -1,0 +1,105 @@
+"""End to end on the embedded AWS: the synthesized Nagano assembly deployed into a moto
+server, the deployed functions run in-process, a small set of notices through all tiers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+
+import pytest
+
+from infra.config import load_deployment
+from infra.naming import Names, prefecture_tier
+from jukinet.adapters import aws
+from jukinet.adapters.identity_store import IdentityStore
+from jukinet.adapters.kms import DataKeys
+from jukinet.domain.notice import JST
+from jukinet_ops.local.deploy import deploy_assembly
+from jukinet_ops.local.runner import LocalRunner
+from jukinet_ops.local.server import MotoServer, local_credentials
+from jukinet_ops.reconcile import reconcile_deployment
+from jukinet_ops.synth import synth
+
+from ..pipeline.exports import csv_bytes, person, row
+
+pytestmark = pytest.mark.slow
+
+NAGANO, MATSUMOTO = "202011", "202029"
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    deployment = load_deployment("nagano-demo")
+    out = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out")
+    saved = dict(os.environ)
+    with MotoServer() as server:
+        env = deploy_assembly(out, server.endpoint_url, default_region=deployment.region)
+        os.environ.update({"AWS_ENDPOINT_URL": server.endpoint_url, "AWS_DEFAULT_REGION": deployment.region,
+                           **local_credentials(server.endpoint_url, deployment.region)})
+        aws.reset_clients()
+        with LocalRunner(env, log_stream=open(os.devnull, "w"), share_modules=True) as runner:
+            yield deployment, env, runner
+    os.environ.clear()
+    os.environ.update(saved)
+    aws.reset_clients()
+
+
+def _identity(deployment, tier: str) -> IdentityStore:
+    names = Names.of(deployment)
+    alias = names.key_alias(tier, "envelope")
+    key_id = aws.client("kms").describe_key(KeyId=alias)["KeyMetadata"]["Arn"]
+    context = {"tier": "national"} if tier == "national" else {"tier": "prefecture", "prefecture": "200000"}
+    return IdentityStore(names.identity_table(tier), DataKeys(key_id, context))
+
+
+def test_notices_flow_through_the_deployed_tiers_with_reorder_duplicate_and_poison(deployed):
+    deployment, env, runner = deployed
+    names = Names.of(deployment)
+    prefecture = deployment.prefectures[0]
+    muni_env = prefecture.municipality_tier.env
+    rng = random.Random(42)
+    stayer, mover = person(rng), person(rng)
+    moved = dict(stayer, address="長野県長野市篠ノ井布施高田1番地")
+    bad = dict(person(rng), resident_code="12345678901")  # check digit wrong
+    s3 = aws.client("s3")
+    drop = names.drop_zone_bucket
+    s3.put_object(Bucket=drop(muni_env, NAGANO), Key="incoming/a.csv", Body=csv_bytes(
+        [row(stayer, "転入", "2003-01-05"), row(mover, "転入", "2003-01-05"), row(bad, "転入", "2003-01-05")]))
+    assert runner.process_new_objects() == 1
+    s3.put_object(Bucket=drop(muni_env, NAGANO), Key="incoming/b.csv", Body=csv_bytes(
+        [row(moved, "転居", "2003-01-20"), row(mover, "転出", "2003-01-18")], encoding="cp932"))
+    s3.put_object(Bucket=drop(muni_env, MATSUMOTO), Key="incoming/c.csv", Body=csv_bytes(
+        [row(dict(mover, address="長野県松本市丸の内3番7号"), "転入", "2003-01-19")]))
+    assert runner.process_new_objects() == 2
+
+    sqs = aws.client("sqs")
+    inbound = names.queue_url(prefecture.env, names.inbound_queue(prefecture_tier(prefecture.code)))
+    messages = []
+    for _ in range(10):  # SQS may answer a receive with fewer messages than it holds
+        messages += sqs.receive_message(QueueUrl=inbound, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages", [])
+    assert len(messages) == 3
+    for m in messages:
+        sqs.delete_message(QueueUrl=inbound, ReceiptHandle=m["ReceiptHandle"])
+    for m in reversed(messages):  # reorder: the newest changes arrive first
+        sqs.send_message(QueueUrl=inbound, MessageBody=m["Body"])
+    sqs.send_message(QueueUrl=inbound, MessageBody=messages[0]["Body"])  # duplicate delivery
+    sqs.send_message(QueueUrl=inbound, MessageBody="poison")
+    assert runner.run_until_idle(timeout_s=120).idle
+
+    for tier in ("national", prefecture_tier(prefecture.code)):
+        store = _identity(deployment, tier)
+        current = store.current(stayer["resident_code"])
+        assert current.facts.address == "長野県長野市篠ノ井布施高田1番地"
+        assert [h.reason for h in store.history(stayer["resident_code"])] == ["11", "31"]
+        assert store.current(mover["resident_code"]).municipality == MATSUMOTO
+    dlq = names.queue_url(prefecture.env, names.dead_letter_queue(inbound.rsplit("/", 1)[-1]))
+    [dead] = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+    assert dead["Body"] == "poison"
+    assert dead["MessageAttributes"]["jukinet.reason"]["StringValue"] == "malformed_envelope"
+
+    month = dt.datetime.now(JST).strftime("%Y-%m")
+    rows = {r.municipality: r for r in reconcile_deployment(deployment, month, prefecture.code)}
+    assert (rows[NAGANO].sent, rows[NAGANO].rejected, rows[NAGANO].stored_national) == (4, 1, 4)
+    assert (rows[MATSUMOTO].sent, rows[MATSUMOTO].stored_prefecture) == (1, 1)
+    assert rows[NAGANO].balanced and rows[MATSUMOTO].balanced
