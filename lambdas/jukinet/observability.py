@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import os
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 logger = Logger()
 metrics = Metrics(namespace="Jukinet")
 
-__all__ = ["logger", "metrics", "MetricUnit", "use_tier"]
+__all__ = ["logger", "metrics", "MetricUnit", "use_tier", "flush"]
 
 
 def use_tier(tier: str) -> None:
-    """Set the ``tier`` dimension of this invocation's metrics (once per process, normally).
-    Alarms match the dimension set {service, tier} exactly (infra/naming.py)."""
-    if metrics.default_dimensions.get("tier") != tier:
-        metrics.clear_default_dimensions()
-        metrics.set_default_dimensions(tier=tier)
+    """Bind this invocation's metrics and logs to its function: dimensions {service, tier}, the
+    set the alarms match exactly (infra/naming.py). Read per invocation, not at import, because
+    one process may host several functions (local mode) and the service name is per function."""
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "jukinet"
+    metrics.provider.service = service
+    metrics.add_dimension(name="tier", value=tier)
+    logger.append_keys(service=service, tier=tier)
+
+
+def flush() -> None:
+    """Publish this invocation's metrics (EMF) and reset them, dimensions included, even when
+    the invocation recorded none (Powertools leaves the dimensions set in that case)."""
+    if metrics.metric_set:
+        metrics.flush_metrics()
+    metrics.clear_metrics()

@@ -285,3 +285,20 @@ def _notice(municipality: str, sequence: int) -> UpdateNotice:
     })
 
 
+
+
+def test_bad_signature_emits_the_metric_the_alarm_watches(pipeline, capsys):
+    notice = _notice(NAGANO, 1)
+    [payload] = pack([notice], sender=NAGANO, created=NOW)
+    send_signed(pipeline.pref_queue, [Signer(pipeline.keys[f"sign-{MATSUMOTO}"], NAGANO).sign(payload)])
+    env = pipeline.prefecture_env()
+    pipeline.prefecture_env = lambda: {**env, "POWERTOOLS_METRICS_DISABLED": "false",
+                                       "POWERTOOLS_SERVICE_NAME": "jukinet-pref-200000"}
+    capsys.readouterr()
+    pipeline.drain("prefecture")
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [record] = [r for r in emf if "SignatureFailures" in r]
+    [directive] = record["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Jukinet"
+    assert sorted(directive["Dimensions"][0]) == ["service", "tier"]
+    assert (record["tier"], record["service"], record["SignatureFailures"]) == ("prefecture", "jukinet-pref-200000", [1.0])

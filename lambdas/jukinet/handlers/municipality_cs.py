@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from ..adapters.cs_state import CsState
 from ..adapters.kms import Signer
-from ..observability import logger, metrics, use_tier
+from ..observability import flush, logger, use_tier
 from ..services.communication_server import CommunicationServer
 from ..settings import MunicipalityCsSettings, load_settings
 
@@ -37,5 +37,5 @@ def handler(event: dict, context: object) -> dict:
             key = urllib.parse.unquote_plus(s3.get("object", {}).get("key", ""))
             outcomes.append(server.process_object(s3.get("bucket", {}).get("name", ""), key).__dict__)
     finally:
-        metrics.flush_metrics()
+        flush()
     return {"files": outcomes}

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys, PublicKeys
-from ..observability import logger, metrics, use_tier
+from ..observability import flush, logger, use_tier
 from ..services.tier_processor import TierProcessor, national_policy
 from ..settings import NationalSettings, load_settings
 from ._sqs import process_batch
@@ -31,4 +31,4 @@ def handler(event: dict, context: object) -> dict:
     try:
         return process_batch(event, context, processor, None)
     finally:
-        metrics.flush_metrics()
+        flush()

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys, PublicKeys, Signer
-from ..observability import logger, metrics, use_tier
+from ..observability import flush, logger, use_tier
 from ..services.forwarder import Forwarder
 from ..services.tier_processor import TierProcessor, prefecture_policy
 from ..settings import PrefectureSettings, load_settings
@@ -35,4 +35,4 @@ def handler(event: dict, context: object) -> dict:
     try:
         return process_batch(event, context, processor, forwarder.forward)
     finally:
-        metrics.flush_metrics()
+        flush()
