@@ -10,7 +10,7 @@ from constructs import Construct
 
 from ..config import Deployment
 from ..naming import NATIONAL, Names, prefecture_tier
-from .processing import TABLE_ACTIONS, Senders, build_processing
+from .processing import Senders, build_processing, narrow_processor_endpoints
 from .tier import DYNAMODB, KMS, SQS, TierStack
 
 
@@ -48,18 +48,7 @@ class NationalStack(TierStack):
             concurrency=national.processor_concurrency,
             sender_public_keys=(prefecture_env, [names.signing_alias(c) for c in codes]),
         )
-        p = self.processing
-        pattern = [self.role_pattern]
-        self.network.allow_through("Sqs", iam.PolicyStatement(
-            sid="OwnDeadLettersOnly", principals=[iam.AnyPrincipal()], actions=["sqs:SendMessage"],
-            resources=[p.inbound.dead_letter_queue.queue_arn], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
-        self.network.allow_through("Kms", iam.PolicyStatement(
-            sid="ThisSystemsKeysOnly", principals=[iam.AnyPrincipal()],
-            actions=["kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"],
-            resources=sorted({names.keys_arn_pattern(env), names.keys_arn_pattern(prefecture_env)}),
-            conditions={"ArnLike": {"aws:PrincipalArn": pattern},
-                        "ForAnyValue:StringLike": {"kms:ResourceAliases": [names.all_aliases_pattern()]}}))
-        self.network.allow_through("DynamoDb", iam.PolicyStatement(
-            sid="IdentityTableOnly", principals=[iam.AnyPrincipal()], actions=TABLE_ACTIONS,
-            resources=[p.table.table_arn, f"{p.table.table_arn}/index/*"],
-            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        narrow_processor_endpoints(
+            self, self.processing, sqs_sid="OwnDeadLettersOnly",
+            sqs_resources=[self.processing.inbound.dead_letter_queue.queue_arn],
+            kms_actions=["kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"], key_envs=[env, prefecture_env])

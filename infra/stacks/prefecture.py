@@ -8,7 +8,7 @@ from constructs import Construct
 from ..components import keys, nag
 from ..config import Deployment, Prefecture
 from ..naming import NATIONAL, SIGNING_ALGORITHM, Names, municipality_tier, prefecture_tier
-from .processing import DATA_KEY_ACTIONS, TABLE_ACTIONS, Senders, build_processing
+from .processing import DATA_KEY_ACTIONS, Senders, build_processing, narrow_processor_endpoints
 from .tier import DYNAMODB, KMS, SQS, TierStack
 
 
@@ -81,18 +81,7 @@ class PrefectureStack(TierStack):
              [f"Resource::{names.keys_arn_pattern(national_env)}"]),
         ], apply_to_children=True)
 
-        pattern = [self.role_pattern]
-        self.network.allow_through("Sqs", iam.PolicyStatement(
-            sid="SendToNationalAndOwnDeadLetters", principals=[iam.AnyPrincipal()], actions=["sqs:SendMessage"],
-            resources=[names.queue_arn(national_env, national_queue), p.inbound.dead_letter_queue.queue_arn],
-            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
-        self.network.allow_through("Kms", iam.PolicyStatement(
-            sid="ThisSystemsKeysOnly", principals=[iam.AnyPrincipal()],
-            actions=["kms:Sign", "kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"],
-            resources=sorted({names.keys_arn_pattern(env), names.keys_arn_pattern(muni.env)}),
-            conditions={"ArnLike": {"aws:PrincipalArn": pattern},
-                        "ForAnyValue:StringLike": {"kms:ResourceAliases": [names.all_aliases_pattern()]}}))
-        self.network.allow_through("DynamoDb", iam.PolicyStatement(
-            sid="IdentityTableOnly", principals=[iam.AnyPrincipal()], actions=TABLE_ACTIONS,
-            resources=[p.table.table_arn, f"{p.table.table_arn}/index/*"],
-            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        narrow_processor_endpoints(
+            self, p, sqs_sid="SendToNationalAndOwnDeadLetters",
+            sqs_resources=[names.queue_arn(national_env, national_queue), p.inbound.dead_letter_queue.queue_arn],
+            kms_actions=["kms:Sign", "kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"], key_envs=[env, muni.env])

@@ -165,3 +165,23 @@ def build_processing(stack: TierStack, *, tier_label: str, handler: str, descrip
                  metric=custom_metric("SignatureFailures", service=service, tier=tier_label))
     return Processing(table=table, inbound=inbound, processor=processor, transport_key=transport_key,
                       envelope_key=envelope_key)
+
+
+def narrow_processor_endpoints(stack: TierStack, processing: Processing, *, sqs_sid: str, sqs_resources: list[str],
+                               kms_actions: list[str], key_envs: Sequence[Environment]) -> None:
+    """Endpoint policies of a processing tier: its roles may send only to ``sqs_resources``,
+    use only this system's keys (by alias) in ``key_envs``, and touch only its identity table."""
+    names = stack.names
+    pattern = [stack.role_pattern]
+    stack.network.allow_through("Sqs", iam.PolicyStatement(
+        sid=sqs_sid, principals=[iam.AnyPrincipal()], actions=["sqs:SendMessage"], resources=sqs_resources,
+        conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+    stack.network.allow_through("Kms", iam.PolicyStatement(
+        sid="ThisSystemsKeysOnly", principals=[iam.AnyPrincipal()], actions=kms_actions,
+        resources=sorted({names.keys_arn_pattern(e) for e in key_envs}),
+        conditions={"ArnLike": {"aws:PrincipalArn": pattern},
+                    "ForAnyValue:StringLike": {"kms:ResourceAliases": [names.all_aliases_pattern()]}}))
+    table_arn = processing.table.table_arn
+    stack.network.allow_through("DynamoDb", iam.PolicyStatement(
+        sid="IdentityTableOnly", principals=[iam.AnyPrincipal()], actions=TABLE_ACTIONS,
+        resources=[table_arn, f"{table_arn}/index/*"], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
