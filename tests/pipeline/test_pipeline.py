@@ -302,3 +302,14 @@ def test_bad_signature_emits_the_metric_the_alarm_watches(pipeline, capsys):
     assert directive["Namespace"] == "Jukinet"
     assert sorted(directive["Dimensions"][0]) == ["service", "tier"]
     assert (record["tier"], record["service"], record["SignatureFailures"]) == ("prefecture", "jukinet-pref-200000", [1.0])
+
+
+def test_forged_message_at_national_tier_shows_against_the_municipalities_it_claims(pipeline):
+    notices = [_notice(NAGANO, 1), _notice(MATSUMOTO, 1)]
+    [payload] = pack(notices, sender=PREFECTURE, created=NOW)
+    forged = Signer(pipeline.keys["sign-130001"], PREFECTURE).sign(payload)  # not Nagano's key
+    send_signed(pipeline.national_queue, [forged])
+    pipeline.run()
+    rows = recon(pipeline, (NAGANO, MATSUMOTO))
+    for code in (NAGANO, MATSUMOTO):
+        assert rows[code].dead_lettered_national == 1 and not rows[code].balanced

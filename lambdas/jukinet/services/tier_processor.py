@@ -141,13 +141,14 @@ class TierProcessor:
 
     # --- dead letters --------------------------------------------------------------------
     def _dead_letter_message(self, body: str, message_id: str, failure: PermanentFailure) -> None:
-        sender, count, month = _claimed(body)
+        sender, claims = _claimed(body)
         logger.warning("message dead-lettered", extra={"reason": failure.reason, "detail": failure.detail,
                                                         "sender": sender, "message_id": message_id})
         queues.send_dead_letter(self.dead_letter_queue_url, body, tier=self.policy.tier, reason=failure.reason,
                                 field=failure.field, rule=failure.rule, detail=failure.detail, sender=sender)
-        self.store.update_ledger(sender or "unknown", dead_letter=(message_id, month, count))
-        metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=count)
+        for (municipality, month), count in sorted(claims.items()):
+            self.store.update_ledger(municipality, dead_letter=(message_id, month, count))
+        metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=sum(claims.values()))
 
     def _dead_letter_notice(self, raw: object, item_id: str, sender: str, exc: ValidationError) -> None:
         municipality = raw.get("municipality") if isinstance(raw, dict) else None
@@ -158,7 +159,7 @@ class TierProcessor:
                                 detail=exc.detail, sender=sender)
         sequence = raw.get("sequence") if isinstance(raw, dict) else None
         received = [sequence] if isinstance(sequence, int) and not isinstance(sequence, bool) and sequence > 0 else []
-        self.store.update_ledger(str(municipality or sender), received=received, dead_letter=(item_id, month, 1))
+        self.store.update_ledger(_ledger_name(municipality, sender), received=received, dead_letter=(item_id, month, 1))
         metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=1)
 
 
@@ -169,16 +170,29 @@ def _month_of(notice_time: object) -> str:
         return dt.datetime.now(JST).strftime("%Y-%m")
 
 
-def _claimed(body: str) -> tuple[str, int, str]:
-    """Best effort, without trusting it: who the message claims to be from, how many notices
-    it carries and in which month — so a rejected message is counted against its claim."""
+def _ledger_name(claimed: object, fallback: str) -> str:
+    """A ledger key from an untrusted claim: a 6-digit code, else the sender, else 'unknown'."""
+    text = str(claimed or "")
+    if len(text) == 6 and text.isascii() and text.isdigit():
+        return text
+    return fallback or "unknown"
+
+
+def _claimed(body: str) -> tuple[str, dict[tuple[str, str], int]]:
+    """Best effort, without trusting it: who the message claims to be from and how many notices
+    it carries per (municipality, month) — so a rejected message is counted against the
+    municipalities it claims to carry, and shows in their reconciliation rows."""
+    now = _month_of(None)
     try:
         message = SignedMessage.from_body(body)
     except ValidationError:
-        return "", 1, _month_of(None)
+        return "", {("unknown", now): 1}
     try:
         payload = Payload.from_bytes(message.payload)
     except ValidationError:
-        return message.sender, 1, _month_of(None)
-    first_time = payload.notices[0].get("notice_time") if payload.notices and isinstance(payload.notices[0], dict) else None
-    return message.sender, max(1, len(payload.notices)), _month_of(first_time)
+        return message.sender, {(message.sender, now): 1}
+    claims: dict[tuple[str, str], int] = defaultdict(int)
+    for raw in payload.notices:
+        raw = raw if isinstance(raw, dict) else {}
+        claims[(_ledger_name(raw.get("municipality"), message.sender), _month_of(raw.get("notice_time")))] += 1
+    return message.sender, dict(claims) or {(message.sender, now): 1}
