@@ -65,16 +65,27 @@ def test_gaps_are_the_numbers_missing_below_the_highest_received():
 
 
 def test_ledger_counts_each_sequence_number_once_whatever_the_redeliveries():
-    ledger = Ledger().add([(1, "2003-01"), (2, "2003-01")], [], None)
-    again = ledger.add([(2, "2003-01"), (1, "2003-01")], [], None)
+    ledger = Ledger().add([(1, "2003-01"), (2, "2003-01")], [])
+    again = ledger.add([(2, "2003-01"), (1, "2003-01")], [])
     assert again == ledger and again.stored_in("2003-01") == 2
-    later = ledger.add([(5, "2003-02")], [4], ("msg-1", "2003-02", 1))
-    assert (later.stored_in("2003-02"), later.dead_in("2003-02"), later.gaps) == (1, 1, [(3, 3)])
-    assert later.add([], [], ("msg-1", "2003-02", 1)) == later  # a dead letter counts once
+    later = ledger.add([(5, "2003-02")], [4])
+    assert (later.stored_in("2003-02"), later.gaps) == (1, [(3, 3)])
 
 
-def test_ledger_survives_its_item_form(pipeline):
+def test_ledger_survives_its_item_form_and_counts_a_dead_letter_once(pipeline):
     store = _store(pipeline)
-    store.update_ledger("202011", stored=[(1, "2003-01"), (3, "2003-01")], dead_letter=("m", "2003-01", 2))
-    assert store.ledger("202011") == Ledger(1, ((1, 1), (3, 3)), (("2003-01", 2),), (("2003-01", 2),),
-                                            frozenset({"m"}))
+    store.update_ledger("202011", stored=[(1, "2003-01"), (3, "2003-01")])
+    assert store.record_dead_letter("202011", "digest|2003-01", "2003-01", 2)
+    assert not store.record_dead_letter("202011", "digest|2003-01", "2003-01", 2)
+    assert store.ledger("202011") == Ledger(2, ((1, 1), (3, 3)), (("2003-01", 2),), (("2003-01", 2),))
+
+
+def test_blind_index_key_is_not_a_key_that_seals_facts(pipeline):
+    store = _store(pipeline)
+    store.apply(_notices(1))
+    meta = pipeline.ddb.get_item(TableName=pipeline.pref_table,
+                                 Key={"pk": {"S": "META"}, "sk": {"S": "blind-index-key"}})["Item"]
+    items = pipeline.ddb.scan(TableName=pipeline.pref_table)["Items"]
+    deks = {i["dek"]["B"] for i in items if "dek" in i}
+    assert deks and meta["wrapped"]["B"] not in deks
+    assert store.blind_index_key() not in {store.data_keys.unwrap(d) for d in deks}

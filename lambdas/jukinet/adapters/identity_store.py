@@ -9,6 +9,7 @@ pk                     sk                  what
 ``R#<resident code>``  ``H#<order key>``   one history entry per notice (per code it touches)
 ``LEDGER#<muni>``      ``LEDGER``          runs of sequence numbers received (gaps), notices
                                            stored and dead-lettered per month (``Ledger``)
+``DLQ#<muni>``         ``<content id>``    marker: this dead letter is counted (idempotency)
 ``META``               ``blind-index-key`` the blind-index HMAC key, wrapped by the data key
 =====================  ==================  ==================================================
 
@@ -35,12 +36,13 @@ local runs quadratic (docs/decisions/0009-identity-store-writes.md).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..domain import envelope
@@ -80,13 +82,12 @@ class ApplyResult:
 @dataclass(frozen=True)
 class Ledger:
     """What a tier has from one municipality: sequence runs received, notices stored per
-    month, notices dead-lettered per month (with the ids already counted)."""
+    month, notices dead-lettered per month."""
 
     version: int = 0
     runs: tuple[tuple[int, int], ...] = ()
     stored: tuple[tuple[str, int], ...] = ()
     dead: tuple[tuple[str, int], ...] = ()
-    dead_ids: frozenset[str] = frozenset()
 
     @property
     def gaps(self) -> list[tuple[int, int]]:
@@ -101,25 +102,21 @@ class Ledger:
     def covers(self, seq: int) -> bool:
         return any(first <= seq <= last for first, last in self.runs)
 
-    def add(self, stored: list[tuple[int, str]], received: list[int],
-            dead_letter: tuple[str, str, int] | None) -> Ledger:
+    def add(self, stored: list[tuple[int, str]], received: list[int]) -> Ledger:
         counts = dict(self.stored)
         seen: set[int] = set()
         for seq, month in stored:
             if seq not in seen and not self.covers(seq):
                 counts[month] = counts.get(month, 0) + 1
             seen.add(seq)
-        dead, dead_ids = dict(self.dead), self.dead_ids
-        if dead_letter is not None and dead_letter[0] not in dead_ids:
-            dead[dead_letter[1]] = dead.get(dead_letter[1], 0) + dead_letter[2]
-            dead_ids = dead_ids | {dead_letter[0]}
-        all_seqs = sorted(seen | set(received))
-        runs = _merge_runs([*self.runs, *_runs(all_seqs)])
-        candidate = Ledger(self.version, tuple(runs), tuple(sorted(counts.items())), tuple(sorted(dead.items())),
-                           dead_ids)
-        if candidate == self:
-            return self
-        return Ledger(self.version + 1, candidate.runs, candidate.stored, candidate.dead, candidate.dead_ids)
+        runs = tuple(_merge_runs([*self.runs, *_runs(sorted(seen | set(received)))]))
+        candidate = Ledger(self.version, runs, tuple(sorted(counts.items())), self.dead)
+        return self if candidate == self else dataclasses.replace(candidate, version=self.version + 1)
+
+    def add_dead(self, month: str, count: int) -> Ledger:
+        dead = dict(self.dead)
+        dead[month] = dead.get(month, 0) + count
+        return Ledger(self.version + 1, self.runs, self.stored, tuple(sorted(dead.items())))
 
     def to_attributes(self) -> dict:
         attrs = {
@@ -128,8 +125,6 @@ class Ledger:
             "stored": {"S": json.dumps(dict(self.stored), separators=(",", ":"))},
             "dead": {"S": json.dumps(dict(self.dead), separators=(",", ":"))},
         }
-        if self.dead_ids:
-            attrs["dead_ids"] = {"SS": sorted(self.dead_ids)}
         return attrs
 
     @classmethod
@@ -141,7 +136,6 @@ class Ledger:
             runs=tuple(tuple(r) for r in json.loads(item["runs"]["S"])),  # type: ignore[misc]
             stored=tuple(sorted(json.loads(item["stored"]["S"]).items())),
             dead=tuple(sorted(json.loads(item["dead"]["S"]).items())),
-            dead_ids=frozenset(item.get("dead_ids", {}).get("SS", [])),
         )
 
 
@@ -169,26 +163,22 @@ class IdentityStore:
 
     # --- blind index key -------------------------------------------------------------
     def blind_index_key(self) -> bytes:
-        """The tier's HMAC key for the blind index, created once and kept wrapped in the table."""
+        """The tier's HMAC key for the blind index: its own data key (never one that seals facts),
+        generated once under the tier's KMS key with purpose ``blind-index`` and kept wrapped in
+        the table; unwrapped once per cold start."""
         if self._blind_index_key is None:
-            ddb = aws.client("dynamodb")
+            ddb, kms = aws.client("dynamodb"), aws.client("kms")
+            context = {**self.data_keys.context, "purpose": "blind-index"}
             key = {"pk": {"S": "META"}, "sk": {"S": "blind-index-key"}}
             item = ddb.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
             if item is None:
-                _, wrapped = self.data_keys.current(uses=0)
-                # A fresh data key would also do; reusing the current one saves a KMS call, and
-                # the HMAC key is still only ever stored wrapped.
-                try:
-                    ddb.put_item(
-                        TableName=self.table_name,
-                        Item={**key, "wrapped": {"B": wrapped}},
-                        ConditionExpression="attribute_not_exists(pk)",
-                    )
-                except Exception as exc:
-                    if aws.error_code(exc) != "ConditionalCheckFailedException":
-                        raise
+                wrapped = kms.generate_data_key(KeyId=self.data_keys.key_id, KeySpec="AES_256",
+                                                EncryptionContext=context)["CiphertextBlob"]
+                _conditional(ddb.put_item, TableName=self.table_name, Item={**key, "wrapped": {"B": wrapped}},
+                             ConditionExpression="attribute_not_exists(pk)")  # a concurrent creator wins
                 item = ddb.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)["Item"]
-            self._blind_index_key = self.data_keys.unwrap(item["wrapped"]["B"])
+            self._blind_index_key = kms.decrypt(CiphertextBlob=item["wrapped"]["B"], KeyId=self.data_keys.key_id,
+                                                EncryptionContext=context)["Plaintext"]
         return self._blind_index_key
 
     # --- writes ----------------------------------------------------------------------
@@ -331,32 +321,61 @@ class IdentityStore:
 
     # --- the municipality ledger: received sequence numbers, stored and dead-lettered counts --
     def update_ledger(self, municipality: str, *, stored: Iterable[tuple[int, str]] = (),
-                      received: Iterable[int] = (), dead_letter: tuple[str, str, int] | None = None) -> Ledger:
+                      received: Iterable[int] = ()) -> Ledger:
         """Record, once, what this tier got from a municipality.
 
         ``stored``: (sequence, month) of valid notices now in the history (new or repeated);
-        ``received``: further sequence numbers that arrived but were dead-lettered;
-        ``dead_letter``: (id, month, notice count) of something dead-lettered under this
-        municipality. A sequence number already covered, or a dead-letter id already
-        recorded, counts nothing: so redeliveries and retries count each notice once.
-        One item per municipality, updated with optimistic locking (``version``)."""
-        stored = list(stored)
-        received = list(received)
+        ``received``: further sequence numbers that arrived but were dead-lettered. A sequence
+        number already covered counts nothing, so redeliveries and retries count each notice
+        once. One item per municipality, updated with optimistic locking (``version``)."""
+        stored, received = list(stored), list(received)
+        return self._update_ledger(municipality, lambda ledger: ledger.add(stored, received))
+
+    def record_dead_letter(self, municipality: str, item_id: str, month: str, count: int) -> bool:
+        """Count ``count`` dead-lettered notices in ``month`` against ``municipality``, once per
+        ``item_id``: a marker item ``DLQ#<municipality>``/``<item id>`` is put in the same
+        transaction as the ledger (dead letters are rare; the ledger stays small)."""
+        marker = {"pk": {"S": f"DLQ#{municipality}"}, "sk": {"S": item_id[:512]}, "month": {"S": month},
+                  "count": {"N": str(count)}}
+        marker_put = {"Put": {"TableName": self.table_name, "Item": marker,
+                              "ConditionExpression": "attribute_not_exists(pk)"}}
+        try:
+            self._update_ledger(municipality, lambda ledger: ledger.add_dead(month, count), marker_put)
+        except _AlreadyCounted:
+            return False
+        return True
+
+    def _update_ledger(self, municipality: str, change: Callable[[Ledger], Ledger],
+                       extra: dict | None = None) -> Ledger:
+        """Read-modify-write of the ledger item under ``version``; with ``extra`` (one more
+        transaction item whose condition failing means "already done") in one transaction."""
         ddb = aws.client("dynamodb")
         key = {"pk": {"S": f"LEDGER#{municipality}"}, "sk": {"S": "LEDGER"}}
         for attempt in range(50):
             item = ddb.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
             ledger = Ledger.from_item(item)
-            updated = ledger.add(stored, received, dead_letter)
-            if updated == ledger:
+            updated = change(ledger)
+            if updated == ledger and extra is None:
                 return ledger
-            condition = ("version = :v", {":v": {"N": str(ledger.version)}}) if item else ("attribute_not_exists(pk)", None)
-            kwargs = {"TableName": self.table_name, "Item": {**key, **updated.to_attributes()},
-                      "ConditionExpression": condition[0]}
-            if condition[1]:
-                kwargs["ExpressionAttributeValues"] = condition[1]
-            if _conditional(ddb.put_item, **kwargs):
-                return updated
+            put = {"TableName": self.table_name, "Item": {**key, **updated.to_attributes()}}
+            if item:
+                put["ConditionExpression"] = "version = :v"
+                put["ExpressionAttributeValues"] = {":v": {"N": str(ledger.version)}}
+            else:
+                put["ConditionExpression"] = "attribute_not_exists(pk)"
+            if extra is None:
+                if _conditional(ddb.put_item, **put):
+                    return updated
+            else:
+                try:
+                    ddb.transact_write_items(TransactItems=[{"Put": put}, extra])
+                    return updated
+                except Exception as exc:
+                    if aws.error_code(exc) != "TransactionCanceledException":
+                        raise
+                    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]  # type: ignore[attr-defined]
+                    if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                        raise _AlreadyCounted() from None
             time.sleep(min(0.01 * (attempt + 1), 0.2))  # another processor updated it: read again
         raise RuntimeError(f"{self.table_name}: ledger of {municipality} kept changing under us")
 
@@ -405,6 +424,10 @@ class IdentityStore:
             if "LastEvaluatedKey" not in response:
                 return items
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+class _AlreadyCounted(Exception):
+    """The dead-letter marker exists: this dead letter was counted before."""
 
 
 def _conditional(put, **kwargs) -> bool:

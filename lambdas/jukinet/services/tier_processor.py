@@ -14,6 +14,7 @@ the record is reported as a batch item failure, and SQS retries it; after
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,12 +44,15 @@ class MessageOutcome:
 
 @dataclass
 class TierPolicy:
-    """Who may send to this tier, and which notices each sender may carry."""
+    """Who may send to this tier, and for which municipalities each sender may carry notices."""
 
     tier: str
     allows_sender: Callable[[str], bool]
-    allows_notice: Callable[[str, UpdateNotice], bool]
+    allows_municipality: Callable[[str, str], bool]  # (sender, municipality code) → may carry
     describe: str
+
+    def allows_notice(self, sender: str, notice: UpdateNotice) -> bool:
+        return self.allows_municipality(sender, notice.municipality.value)
 
 
 def prefecture_policy(prefecture_code: str) -> TierPolicy:
@@ -56,7 +60,7 @@ def prefecture_policy(prefecture_code: str) -> TierPolicy:
     return TierPolicy(
         tier="prefecture",
         allows_sender=lambda s: s[:2] == number and s[2:5] != "000",
-        allows_notice=lambda s, n: n.municipality.value == s,
+        allows_municipality=lambda s, m: m == s,
         describe=f"municipalities of prefecture {prefecture_code}",
     )
 
@@ -66,7 +70,7 @@ def national_policy(allowed_prefectures: list[str]) -> TierPolicy:
     return TierPolicy(
         tier="national",
         allows_sender=lambda s: s in allowed,
-        allows_notice=lambda s, n: n.municipality.prefecture_number == s[:2],
+        allows_municipality=lambda s, m: m[:2] == s[:2] and m[2:5] != "000",
         describe=f"prefectures {', '.join(sorted(allowed))}",
     )
 
@@ -92,7 +96,7 @@ class TierProcessor:
                 if not self.policy.allows_notice(message.sender, notice):
                     raise ValidationError("municipality", "sender", f"sender {message.sender} may not send this notice")
             except ValidationError as exc:
-                self._dead_letter_notice(raw, f"{message_id}#{index}", message.sender, exc)
+                self._dead_letter_notice(raw, index, message, exc)
                 outcome.dead_lettered += 1
                 continue
             valid.append(notice)
@@ -141,32 +145,44 @@ class TierProcessor:
 
     # --- dead letters --------------------------------------------------------------------
     def _dead_letter_message(self, body: str, message_id: str, failure: PermanentFailure) -> None:
-        sender, claims = _claimed(body)
+        sender, digest, claims = _claimed(body)
         logger.warning("message dead-lettered", extra={"reason": failure.reason, "detail": failure.detail,
                                                         "sender": sender, "message_id": message_id})
         queues.send_dead_letter(self.dead_letter_queue_url, body, tier=self.policy.tier, reason=failure.reason,
                                 field=failure.field, rule=failure.rule, detail=failure.detail, sender=sender)
+        # Counted by content (the payload's digest), not by SQS message id: the same bytes sent
+        # again count once.
         for (municipality, month), count in sorted(claims.items()):
-            self.store.update_ledger(municipality, dead_letter=(message_id, month, count))
+            self.store.record_dead_letter(municipality, f"{digest}|{month}", month, count)
         metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=sum(claims.values()))
 
-    def _dead_letter_notice(self, raw: object, item_id: str, sender: str, exc: ValidationError) -> None:
-        municipality = raw.get("municipality") if isinstance(raw, dict) else None
-        month = _month_of(raw.get("notice_time") if isinstance(raw, dict) else None)
+    def _dead_letter_notice(self, raw: object, index: int, message: SignedMessage, exc: ValidationError) -> None:
+        sender = message.sender
+        raw_dict = raw if isinstance(raw, dict) else {}
+        claimed = _ledger_name(raw_dict.get("municipality"), "")
+        sequence = raw_dict.get("sequence")
+        # Only the sender is authenticated: a notice is counted against the municipality it names
+        # only if this sender may carry that municipality's notices; otherwise against the sender,
+        # and its sequence number never counts as received (it could hide another's lost notice).
+        trusted = bool(claimed) and self.policy.allows_municipality(sender, claimed)
+        municipality = claimed if trusted else sender
+        has_sequence = trusted and isinstance(sequence, int) and not isinstance(sequence, bool) and sequence > 0
+        item_id = f"{claimed}-{sequence}" if has_sequence else f"{message.digest.hex()}#{index}"
+        month = _month_of(raw_dict.get("notice_time"))
         logger.warning("notice dead-lettered", extra={"field": exc.field, "rule": exc.rule, "sender": sender})
         queues.send_dead_letter(self.dead_letter_queue_url, {"kind": "notice", "sender": sender, "notice": raw},
                                 tier=self.policy.tier, reason="invalid_notice", field=exc.field, rule=exc.rule,
                                 detail=exc.detail, sender=sender)
-        sequence = raw.get("sequence") if isinstance(raw, dict) else None
-        received = [sequence] if isinstance(sequence, int) and not isinstance(sequence, bool) and sequence > 0 else []
-        self.store.update_ledger(_ledger_name(municipality, sender), received=received, dead_letter=(item_id, month, 1))
+        if has_sequence:
+            self.store.update_ledger(municipality, received=[sequence])
+        self.store.record_dead_letter(municipality, item_id, month, 1)
         metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=1)
 
 
 def _month_of(notice_time: object) -> str:
     try:
         return dt.datetime.fromisoformat(str(notice_time).replace("Z", "+00:00")).astimezone(JST).strftime("%Y-%m")
-    except ValueError:
+    except (ValueError, OverflowError):
         return dt.datetime.now(JST).strftime("%Y-%m")
 
 
@@ -178,21 +194,23 @@ def _ledger_name(claimed: object, fallback: str) -> str:
     return fallback or "unknown"
 
 
-def _claimed(body: str) -> tuple[str, dict[tuple[str, str], int]]:
-    """Best effort, without trusting it: who the message claims to be from and how many notices
-    it carries per (municipality, month) — so a rejected message is counted against the
-    municipalities it claims to carry, and shows in their reconciliation rows."""
+def _claimed(body: str) -> tuple[str, str, dict[tuple[str, str], int]]:
+    """Best effort, without trusting it: who the message claims to be from, a digest of its
+    content, and how many notices it carries per (municipality, month) — so a rejected message
+    is counted against the municipalities it claims to carry and shows in their rows."""
     now = _month_of(None)
+    digest = hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()
     try:
         message = SignedMessage.from_body(body)
     except ValidationError:
-        return "", {("unknown", now): 1}
+        return "", digest, {("unknown", now): 1}
+    digest = message.digest.hex()
     try:
         payload = Payload.from_bytes(message.payload)
     except ValidationError:
-        return message.sender, {(message.sender, now): 1}
+        return message.sender, digest, {(message.sender, now): 1}
     claims: dict[tuple[str, str], int] = defaultdict(int)
     for raw in payload.notices:
         raw = raw if isinstance(raw, dict) else {}
         claims[(_ledger_name(raw.get("municipality"), message.sender), _month_of(raw.get("notice_time")))] += 1
-    return message.sender, dict(claims) or {(message.sender, now): 1}
+    return message.sender, digest, dict(claims) or {(message.sender, now): 1}
