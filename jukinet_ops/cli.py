@@ -21,6 +21,13 @@ def _this_month() -> str:
     return dt.datetime.now(JST).strftime("%Y-%m")
 
 
+def _month(text: str) -> str:
+    try:
+        return dt.datetime.strptime(text, "%Y-%m").strftime("%Y-%m")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"month must be YYYY-MM, got {text!r}") from None
+
+
 def _add_deployment(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deployment", default=None, help="deployment configuration name (default: nagano-demo)")
 
@@ -77,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "CS, stored at the prefecture and nationally, dead-lettered, and sequence "
                                      "gaps. Rows that do not balance are shown in red with the reason. Uses the "
                                      "standard AWS credential chain; --endpoint-url points it at an embedded AWS.")
-    rec.add_argument("--month", default=_this_month(), help="YYYY-MM, Japan time (default: this month)")
+    rec.add_argument("--month", type=_month, default=_this_month(), help="YYYY-MM, Japan time (default: this month)")
     rec.add_argument("--prefecture", default=None, help="only this prefecture (6-digit code, e.g. 200000)")
     rec.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
     rec.add_argument("--json", action="store_true", help="print JSON instead of a table")

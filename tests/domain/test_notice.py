@@ -231,3 +231,22 @@ def test_order_key_breaks_ties_on_the_same_day_and_time(data):
     other_municipality = data.draw(st.integers(1, 999).map(lambda n: LocalGovernmentCode.from_body(f"20{n:03d}")))
     other = dataclasses.replace(base, sequence=other_sequence, municipality=other_municipality)
     assert (base.order_key < other.order_key) == (_order_tuple(base) < _order_tuple(other))
+
+
+def test_payload_that_inflates_beyond_the_cap_is_refused_without_inflating_it():
+    import gzip
+
+    from jukinet.domain.message import MAX_INFLATED_BYTES, Payload
+
+    bomb = gzip.compress(b"[" + b" " * (MAX_INFLATED_BYTES * 4) + b"]")
+    with pytest.raises(ValidationError) as info:
+        Payload.from_bytes(bomb)
+    assert (info.value.field, info.value.rule) == ("payload", "size")
+
+
+def test_notice_time_with_no_japan_time_is_out_of_range():
+    from jukinet.domain.notice import parse_notice_time
+
+    with pytest.raises(ValidationError) as info:
+        parse_notice_time("9999-12-31T23:00:00Z")
+    assert info.value.rule == "range"

@@ -6,6 +6,8 @@ import base64
 import json
 import random
 
+import pytest
+
 from jukinet.adapters.kms import Signer
 from jukinet.adapters.queues import send_signed
 from jukinet.domain.codes import ResidentCode
@@ -73,9 +75,14 @@ def test_duplicate_messages_change_nothing_and_are_stored_once(pipeline):
     drop_at(pipeline, NAGANO, "a.csv", csv_bytes(rows))
     bodies = [m["Body"] for m in pipeline.sqs.receive_message(QueueUrl=pipeline.pref_queue, MaxNumberOfMessages=10,
                                                               VisibilityTimeout=0)["Messages"]]
+    assert bodies
+    pipeline.run()
+    pref, _ = stores(pipeline)
+    first_write = pipeline.ddb.scan(TableName=pipeline.pref_table)["Items"]
     for body in bodies * 2:  # at-least-once delivery: the same message twice more
         pipeline.send_raw("prefecture", body)
     pipeline.run()
+    assert pipeline.ddb.scan(TableName=pipeline.pref_table)["Items"] == first_write  # nothing rewritten
     r = recon(pipeline)[NAGANO]
     assert (r.sent, r.stored_prefecture, r.stored_national) == (10, 10, 10)
     assert r.balanced
@@ -109,14 +116,18 @@ def test_stale_move_out_arriving_after_move_in_does_not_erase_the_new_entry(pipe
         assert [h.reason for h in store.history(p["resident_code"])] == ["21", "11"]
 
 
-def test_same_day_move_out_and_move_in_leave_the_resident_entered_in_either_order(pipeline):
+@pytest.mark.parametrize("move_out_first", [True, False])
+def test_same_day_move_out_and_move_in_leave_the_resident_entered_in_either_order(pipeline, move_out_first):
     rng = random.Random(8)
     p = person(rng)
-    drop_at(pipeline, NAGANO, "out.csv", csv_bytes([row(p, "転出", "2003-01-10")]), when=utc(2003, 1, 12))
-    drop_at(pipeline, MATSUMOTO, "in.csv", csv_bytes([row(p, "転入", "2003-01-10")]), when=utc(2003, 1, 11))
-    pipeline.run()
-    _, nat = stores(pipeline)
-    assert nat.current(p["resident_code"]).municipality == MATSUMOTO
+    drops = [(NAGANO, "out.csv", row(p, "転出", "2003-01-10"), utc(2003, 1, 12)),
+             (MATSUMOTO, "in.csv", row(p, "転入", "2003-01-10"), utc(2003, 1, 11))]
+    for municipality, name, r, when in (drops if move_out_first else drops[::-1]):
+        drop_at(pipeline, municipality, name, csv_bytes([r]), when=when)
+        pipeline.run()  # each notice fully processed before the next arrives
+    pref, nat = stores(pipeline)
+    for store in (pref, nat):
+        assert store.current(p["resident_code"]).municipality == MATSUMOTO
 
 
 def test_out_of_order_delivery_converges_to_the_latest_change(pipeline):
@@ -313,3 +324,32 @@ def test_forged_message_at_national_tier_shows_against_the_municipalities_it_cla
     rows = recon(pipeline, (NAGANO, MATSUMOTO))
     for code in (NAGANO, MATSUMOTO):
         assert rows[code].dead_lettered_national == 1 and not rows[code].balanced
+
+
+def test_cs_that_dies_mid_file_resends_identical_notices_on_retry(pipeline):
+    import jukinet.services.communication_server as cs
+
+    _, rows = move_ins(6)
+    real_send = cs.queues.send_signed
+    calls = []
+
+    def dies_after_sending(url, messages):
+        sent = real_send(url, messages)
+        calls.append(sent)
+        if len(calls) == 1:
+            raise ConnectionError("the function died after sending, before finishing the file")
+        return sent
+
+    cs.queues.send_signed = dies_after_sending
+    try:
+        with pytest.raises(ConnectionError):
+            drop_at(pipeline, NAGANO, "a.csv", csv_bytes(rows), when=utc(2003, 1, 20, 1))
+        retry = drop_at(pipeline, NAGANO, "a.csv", csv_bytes(rows), when=utc(2003, 1, 20, 2))  # Lambda's retry
+    finally:
+        cs.queues.send_signed = real_send
+    assert retry["files"][0]["status"] == "sent" and retry["files"][0]["first_seq"] == 1
+    pipeline.run()
+    r = recon(pipeline)[NAGANO]
+    assert (r.sent, r.stored_prefecture, r.stored_national, r.gaps_prefecture) == (6, 6, 6, [])
+    pref, _ = stores(pipeline)
+    assert len(pref.history(rows[0]["resident_code"])) == 1  # same notice time: the same notice, stored once

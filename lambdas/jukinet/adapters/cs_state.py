@@ -13,6 +13,7 @@ counts), ``STAT#<YYYY-MM>`` (sent, rejected, files, rejected_files).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from . import aws
@@ -94,28 +95,38 @@ class CsState:
         raise RuntimeError("could not reserve sequence numbers after 20 attempts")
 
     def finish(self, record: FileRecord, status: str = SENT) -> bool:
-        """Mark the file done and count it, once. False if it was already finished."""
+        """Mark the file done and count it, once. False if it was already finished; a
+        transaction conflict (another file of this municipality finishing at the same moment)
+        is retried, never taken for "already finished"."""
         stats = {":sent": record.count if status == SENT else 0, ":rej": record.rejected,
                  ":files": 1, ":rfiles": 1 if status == REJECTED else 0}
-        try:
-            aws.client("dynamodb").transact_write_items(TransactItems=[
-                {"Update": {
-                    "TableName": self.table_name, "Key": self._key(f"FILE#{record.sha256}"),
-                    "UpdateExpression": "SET #s = :done", "ConditionExpression": "#s = :reserved",
-                    "ExpressionAttributeNames": {"#s": "status"},
-                    "ExpressionAttributeValues": {":done": {"S": status}, ":reserved": {"S": RESERVED}},
-                }},
-                {"Update": {
-                    "TableName": self.table_name, "Key": self._key(f"STAT#{record.month}"),
-                    "UpdateExpression": "ADD sent :sent, rejected :rej, files :files, rejected_files :rfiles",
-                    "ExpressionAttributeValues": {k: {"N": str(v)} for k, v in stats.items()},
-                }},
-            ])
-        except Exception as exc:
-            if aws.error_code(exc) == "TransactionCanceledException":
-                return False
-            raise
-        return True
+        for attempt in range(20):
+            try:
+                self._finish(record, status, stats)
+                return True
+            except Exception as exc:
+                if aws.error_code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return False
+                time.sleep(min(0.02 * (attempt + 1), 0.5))
+        raise RuntimeError(f"could not finish file {record.sha256} after 20 attempts")
+
+    def _finish(self, record: FileRecord, status: str, stats: dict[str, int]) -> None:
+        aws.client("dynamodb").transact_write_items(TransactItems=[
+            {"Update": {
+                "TableName": self.table_name, "Key": self._key(f"FILE#{record.sha256}"),
+                "UpdateExpression": "SET #s = :done", "ConditionExpression": "#s = :reserved",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":done": {"S": status}, ":reserved": {"S": RESERVED}},
+            }},
+            {"Update": {
+                "TableName": self.table_name, "Key": self._key(f"STAT#{record.month}"),
+                "UpdateExpression": "ADD sent :sent, rejected :rej, files :files, rejected_files :rfiles",
+                "ExpressionAttributeValues": {k: {"N": str(v)} for k, v in stats.items()},
+            }},
+        ])
 
     def month_stats(self, month: str) -> dict[str, int]:
         item = aws.client("dynamodb").get_item(

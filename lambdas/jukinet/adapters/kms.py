@@ -2,7 +2,7 @@
 
 Budget: the pipeline must stay under 30 KMS requests per 1,000 notices end to end, so
 nothing here is called per notice. ``Signer.sign`` is called once per SQS message;
-``PublicKeys.get`` once per sender per cold start; ``DataKeys.current`` once per
+``PublicKeys.get`` once per sender per 10 minutes; ``DataKeys.current`` once per
 ``DATA_KEY_MAX_AGE_S`` or ``DATA_KEY_MAX_USES`` seals; ``DataKeys.unwrap`` once per
 distinct wrapped key per cold start.
 """
@@ -23,6 +23,7 @@ from . import aws
 
 DATA_KEY_MAX_AGE_S = 300.0
 DATA_KEY_MAX_USES = 100_000
+PUBLIC_KEY_TTL_S = 600.0
 
 
 class UnknownSender(LookupError):
@@ -43,17 +44,19 @@ class Signer:
 
 
 class PublicKeys:
-    """Public keys of senders, by alias ``<prefix><sender code>``, fetched once and cached."""
+    """Public keys of senders, by alias ``<prefix><sender code>``, cached for
+    ``PUBLIC_KEY_TTL_S``: a key that operators disable or re-point stops being trusted by warm
+    functions within that time."""
 
     def __init__(self, alias_prefix: str) -> None:
         self.alias_prefix = alias_prefix
-        self._cache: dict[str, PublicKeyTypes] = {}
+        self._cache: dict[str, tuple[float, PublicKeyTypes]] = {}
         self._lock = threading.Lock()
 
     def get(self, sender: str) -> PublicKeyTypes:
-        key = self._cache.get(sender)
-        if key is not None:
-            return key
+        cached = self._cache.get(sender)
+        if cached is not None and time.monotonic() - cached[0] < PUBLIC_KEY_TTL_S:
+            return cached[1]
         try:
             response = aws.client("kms").get_public_key(KeyId=self.alias_prefix + sender)
         except Exception as exc:
@@ -64,7 +67,7 @@ class PublicKeys:
             raise UnknownSender(f"key for sender {sender} is not an {ALGORITHM} signing key")
         key = load_der_public_key(response["PublicKey"])
         with self._lock:
-            self._cache[sender] = key
+            self._cache[sender] = (time.monotonic(), key)
         return key
 
 

@@ -26,6 +26,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -44,6 +45,9 @@ ALGORITHM = "ECDSA_SHA_256"
 # bytes and base64 adds a third, so 180,000 bytes of uncompressed JSON always fits.
 MAX_PAYLOAD_JSON_BYTES = 180_000
 MAX_NOTICES_PER_MESSAGE = 1_000
+# A payload never expands beyond MAX_PAYLOAD_JSON_BYTES; refuse to inflate far more than
+# that (a gzip bomb in an unverified message must not exhaust the function's memory).
+MAX_INFLATED_BYTES = 4 * MAX_PAYLOAD_JSON_BYTES
 
 
 def _dumps(obj: object) -> bytes:
@@ -63,8 +67,14 @@ class Payload:
     @classmethod
     def from_bytes(cls, data: bytes) -> Payload:
         try:
-            body = json.loads(gzip.decompress(data))
-        except (OSError, EOFError, ValueError) as exc:
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip container
+            text = inflater.decompress(data, MAX_INFLATED_BYTES)
+            if inflater.unconsumed_tail:
+                raise ValidationError("payload", "size", f"payload inflates beyond {MAX_INFLATED_BYTES} bytes")
+            body = json.loads(text)
+        except (zlib.error, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
             raise ValidationError("payload", "format", f"payload is not gzip-compressed JSON ({exc})") from None
         if not isinstance(body, dict) or not isinstance(body.get("notices"), list):
             raise ValidationError("payload.notices", "format", "payload must carry a list of notices")

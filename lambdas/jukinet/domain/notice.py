@@ -32,6 +32,7 @@ def _in_utc(value: dt.datetime, field: str = "notice_time") -> dt.datetime:
         raise ValidationError(field, "format", "notice time must carry a time zone")
     try:
         value = value.astimezone(dt.timezone.utc)
+        value.astimezone(JST)  # reporting_month needs Japan time: 9999-12-31T23:00Z has none
     except OverflowError:
         raise ValidationError(field, "range", "notice time is out of range") from None
     # Four-digit years keep order_key and to_dict sortable and re-parseable (%Y does not pad).

@@ -28,7 +28,8 @@ def process_batch(event: dict, context: object, processor: TierProcessor,
     response = batch.response()
     if forward is not None:
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-        succeeded = [mid for mid in to_forward if mid not in failed]
+        # Only records that carry notices: dead-lettered ones are done and must not come back.
+        succeeded = [mid for mid, notices in to_forward.items() if notices and mid not in failed]
         try:
             forward([n for mid in succeeded for n in to_forward[mid]])
         except Exception:

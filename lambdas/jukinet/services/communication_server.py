@@ -16,7 +16,7 @@ import posixpath
 from dataclasses import dataclass
 
 from ..adapters import aws, queues
-from ..adapters.cs_state import REJECTED, SENT, CsState
+from ..adapters.cs_state import REJECTED, RESERVED, SENT, CsState
 from ..adapters.kms import Signer
 from ..domain.codes import LocalGovernmentCode
 from ..domain.export import parse_export, rejection_report_csv, summary_json
@@ -60,7 +60,7 @@ class CommunicationServer:
         data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         sha256 = hashlib.sha256(data).hexdigest()
         existing = self.state.file(sha256)
-        if existing is not None and existing.status != "reserved":
+        if existing is not None and existing.status != RESERVED:
             logger.info("file already taken; not sent again", extra={"key": key, "first": existing.object_key})
             metrics.add_metric(name="DuplicateFiles", unit=MetricUnit.Count, value=1)
             return FileOutcome(key, "duplicate")
@@ -71,10 +71,16 @@ class CommunicationServer:
         result = parse_export(data, municipality=self.municipality, notice_time=notice_time, filename=filename)
         valid = [n for _, n in result.notices]
         rejected = len(result.rejections) + (1 if result.file_error else 0)
+        stamp = notice_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         record = existing or self.state.reserve(
-            sha256, key, len(valid), rejected, notice_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            notice_time.astimezone(JST).strftime("%Y-%m"),
-        )
+            sha256, key, len(valid), rejected, stamp, notice_time.astimezone(JST).strftime("%Y-%m"))
+        if record.status != RESERVED:  # a concurrent invocation took and finished the same file
+            metrics.add_metric(name="DuplicateFiles", unit=MetricUnit.Count, value=1)
+            return FileOutcome(key, "duplicate")
+        if record.notice_time != stamp:  # a concurrent invocation reserved it first: use its time
+            notice_time = parse_notice_time(record.notice_time)
+            result = parse_export(data, municipality=self.municipality, notice_time=notice_time, filename=filename)
+            valid = [n for _, n in result.notices]
         if record.count != len(valid):
             raise RuntimeError(f"{key}: {len(valid)} valid rows but {record.count} numbers reserved")
         notices = [dataclasses.replace(n, sequence=record.first_seq + i) for i, n in enumerate(valid)]
