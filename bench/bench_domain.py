@@ -115,6 +115,52 @@ def _time(stage: Callable[[], object], repeat: int) -> float:
     return best
 
 
+def measure(n: int = 20_000, repeat: int = 3) -> dict:
+    """Time each stage and the end-to-end run on ``n`` synthetic notices (best of ``repeat``).
+
+    Returns ``{"n", "with_facts", "stages": [(label, count, seconds)], "end_to_end_s",
+    "end_to_end": callable}`` (the callable is what ``--profile`` profiles)."""
+    raw = synthetic_notices(n)
+    notices = [UpdateNotice.from_dict(r) for r in raw]
+    sealer = Sealer(os.urandom(32))
+    index_key = os.urandom(32)
+    with_facts = [x for x in notices if x.facts is not None]
+
+    def parse() -> None:
+        for r in raw:
+            UpdateNotice.from_dict(r)
+
+    def validate() -> None:
+        for x in notices:
+            x.validate()
+
+    def seal() -> None:
+        for x in with_facts:
+            sealer.seal_facts(x.facts, f"{x.resident_code.value}|{x.notice_id}".encode())
+
+    def serialise() -> None:
+        for x in notices:
+            json.dumps(x.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    def index() -> None:
+        for x in with_facts:
+            blind_index(index_key, x.facts.name.kana, x.facts.birth_date)
+
+    def end_to_end() -> None:
+        for r in raw:
+            x = UpdateNotice.from_dict(r)
+            if x.facts is not None:
+                sealer.seal_facts(x.facts, f"{x.resident_code.value}|{x.notice_id}".encode())
+            json.dumps(x.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    stages = [("parse (from_dict)", parse, n), ("validate (rules only)", validate, n),
+              ("seal facts (AES-GCM)", seal, len(with_facts)), ("serialise (to_dict+json)", serialise, n),
+              ("blind index (HMAC)", index, len(with_facts))]
+    return {"n": n, "with_facts": len(with_facts),
+            "stages": [(label, count, _time(stage, repeat)) for label, stage, count in stages],
+            "end_to_end_s": _time(end_to_end, repeat), "end_to_end": end_to_end}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=20_000, help="number of notices")
@@ -122,47 +168,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the end-to-end run and print the top 25")
     args = parser.parse_args()
 
-    raw = synthetic_notices(args.n)
-    notices = [UpdateNotice.from_dict(r) for r in raw]
-    sealer = Sealer(os.urandom(32))
-    index_key = os.urandom(32)
-    with_facts = [n for n in notices if n.facts is not None]
-
-    def parse() -> None:
-        for r in raw:
-            UpdateNotice.from_dict(r)
-
-    def validate() -> None:
-        for n in notices:
-            n.validate()
-
-    def seal() -> None:
-        for n in with_facts:
-            sealer.seal_facts(n.facts, f"{n.resident_code.value}|{n.notice_id}".encode())
-
-    def serialise() -> None:
-        for n in notices:
-            json.dumps(n.to_dict(), separators=(",", ":"), ensure_ascii=False)
-
-    def index() -> None:
-        for n in with_facts:
-            blind_index(index_key, n.facts.name.kana, n.facts.birth_date)
-
-    def end_to_end() -> None:
-        for r in raw:
-            n = UpdateNotice.from_dict(r)
-            if n.facts is not None:
-                sealer.seal_facts(n.facts, f"{n.resident_code.value}|{n.notice_id}".encode())
-            json.dumps(n.to_dict(), separators=(",", ":"), ensure_ascii=False)
-
-    print(f"domain core, one core, {args.n:,} notices ({len(with_facts):,} with facts), best of {args.repeat}")
-    stages = [("parse (from_dict)", parse, args.n), ("validate (rules only)", validate, args.n),
-              ("seal facts (AES-GCM)", seal, len(with_facts)), ("serialise (to_dict+json)", serialise, args.n),
-              ("blind index (HMAC)", index, len(with_facts))]
-    for label, stage, count in stages:
-        elapsed = _time(stage, args.repeat)
+    result = measure(args.n, args.repeat)
+    print(f"domain core, one core, {args.n:,} notices ({result['with_facts']:,} with facts), best of {args.repeat}")
+    for label, count, elapsed in result["stages"]:
         print(f"  {label:<26} {count / elapsed:>10,.0f} notices/s  {elapsed / count * 1e6:>7.1f} µs/notice")
-    elapsed = _time(end_to_end, args.repeat)
+    elapsed = result["end_to_end_s"]
     rate = args.n / elapsed
     verdict = "meets" if rate >= TARGET_PER_S else "BELOW"
     print(f"  {'end to end (parse+seal+ser.)':<26} {rate:>10,.0f} notices/s  {elapsed / args.n * 1e6:>7.1f} µs/notice"
@@ -170,7 +180,7 @@ def main() -> None:
 
     if args.profile:
         profiler = cProfile.Profile()
-        profiler.runcall(end_to_end)
+        profiler.runcall(result["end_to_end"])
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 
 

@@ -2,7 +2,7 @@
 
 Budget: the pipeline must stay under 30 KMS requests per 1,000 notices end to end, so
 nothing here is called per notice. ``Signer.sign`` is called once per SQS message;
-``PublicKeys.get`` once per sender per 10 minutes; ``DataKeys.current`` once per
+``PublicKeys.get`` once per sender per hour; ``DataKeys.current`` once per
 ``DATA_KEY_MAX_AGE_S`` or ``DATA_KEY_MAX_USES`` seals; ``DataKeys.unwrap`` once per
 distinct wrapped key per cold start.
 """
@@ -23,7 +23,7 @@ from . import aws
 
 DATA_KEY_MAX_AGE_S = 300.0
 DATA_KEY_MAX_USES = 100_000
-PUBLIC_KEY_TTL_S = 600.0
+PUBLIC_KEY_TTL_S = 3600.0  # revocation reaches warm functions within an hour; KMS calls stay per sender-hour
 
 
 class UnknownSender(LookupError):
