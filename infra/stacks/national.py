@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from ..config import Deployment

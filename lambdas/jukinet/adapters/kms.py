@@ -9,7 +9,6 @@ distinct wrapped key per cold start.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -119,7 +118,3 @@ class DataKeys:
         self._unwrapped[wrapped] = plaintext
         while len(self._unwrapped) > 256:
             self._unwrapped.popitem(last=False)
-
-
-def key_fingerprint(wrapped: bytes) -> str:
-    return hashlib.sha256(wrapped).hexdigest()[:16]
