@@ -40,7 +40,7 @@ from ..naming import (
     municipality_tier,
     prefecture_tier,
 )
-from .processing import DATA_KEY_ACTIONS
+from .processing import DATA_KEY_ACTIONS, send_upward_statements
 from .tier import DYNAMODB, KMS, S3, SQS, TierStack, cdk_env
 
 CS_TIMEOUT = Duration.minutes(5)
@@ -205,15 +205,12 @@ class CommunicationServer(Construct):
                                     resources=[names.table_arn(env, names.cs_state_table(pcode))], conditions={
                                         "ForAllValues:StringEquals": {
                                             "dynamodb:LeadingKeys": [cs_state_partition(code)]}}),
-                iam.PolicyStatement(sid="SignNotices", actions=["kms:Sign"], resources=[self.signing_key.key_arn],
-                                    conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}}),
-                iam.PolicyStatement(sid="SendToPrefecture", actions=["sqs:SendMessage"],
-                                    resources=[names.queue_arn(pref_env, prefecture_queue)]),
-                iam.PolicyStatement(sid="PrefectureQueueEncryption", actions=DATA_KEY_ACTIONS,
-                                    resources=[names.keys_arn_pattern(pref_env)], conditions={
-                                        "StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"},
-                                        "ForAnyValue:StringEquals": {
-                                            "kms:ResourceAliases": [names.key_alias(pref_tier, "transport")]}}),
+                *send_upward_statements(
+                    sids=("SignNotices", "SendToPrefecture", "PrefectureQueueEncryption"),
+                    signing_key_arn=self.signing_key.key_arn,
+                    queue_arn=names.queue_arn(pref_env, prefecture_queue),
+                    queue_key_pattern=names.keys_arn_pattern(pref_env),
+                    queue_key_alias=names.key_alias(pref_tier, "transport"), region=region),
                 iam.PolicyStatement(sid="ReportFailedEvents", actions=["sqs:SendMessage"],
                                     resources=[base.failed_events.queue_arn]),
                 iam.PolicyStatement(sid="FailedEventsEncryption", actions=DATA_KEY_ACTIONS,

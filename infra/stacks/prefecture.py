@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from ..components import keys, nag
 from ..config import Deployment, Prefecture
 from ..naming import NATIONAL, SIGNING_ALGORITHM, Names, municipality_tier, prefecture_tier
-from .processing import DATA_KEY_ACTIONS, Senders, build_processing, narrow_processor_endpoints
+from .processing import Senders, build_processing, narrow_processor_endpoints, send_upward_statements
 from .tier import DYNAMODB, KMS, SQS, TierStack
 
 
@@ -59,16 +58,12 @@ class PrefectureStack(TierStack):
                 "FORWARD_QUEUE_URL": names.queue_url(national_env, national_queue),
             },
             statements=[
-                iam.PolicyStatement(sid="SignForwardedMessages", actions=["kms:Sign"],
-                                    resources=[self.signing_key.key_arn],
-                                    conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}}),
-                iam.PolicyStatement(sid="ForwardToNational", actions=["sqs:SendMessage"],
-                                    resources=[names.queue_arn(national_env, national_queue)]),
-                iam.PolicyStatement(sid="NationalQueueEncryption", actions=DATA_KEY_ACTIONS,
-                                    resources=[names.keys_arn_pattern(national_env)], conditions={
-                                        "StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"},
-                                        "ForAnyValue:StringEquals": {
-                                            "kms:ResourceAliases": [names.key_alias(NATIONAL, "transport")]}}),
+                *send_upward_statements(
+                    sids=("SignForwardedMessages", "ForwardToNational", "NationalQueueEncryption"),
+                    signing_key_arn=self.signing_key.key_arn,
+                    queue_arn=names.queue_arn(national_env, national_queue),
+                    queue_key_pattern=names.keys_arn_pattern(national_env),
+                    queue_key_alias=names.key_alias(NATIONAL, "transport"), region=region),
             ],
             concurrency=prefecture.processor_concurrency,
             # Municipality codes start with the prefecture number; the handler checks the exact sender.

@@ -18,7 +18,7 @@ from ..components.monitoring import PERIOD, custom_metric
 from ..components.queues import InboundQueue
 from ..components.tables import identity_table
 from ..config import Environment
-from ..naming import METRICS_NAMESPACE
+from ..naming import METRICS_NAMESPACE, SIGNING_ALGORITHM
 from .tier import TierStack
 
 PROCESSOR_TIMEOUT = Duration.seconds(60)
@@ -30,6 +30,22 @@ TABLE_ACTIONS = [
 ]
 # What a caller needs of a symmetric key to encrypt and decrypt through SQS, S3 or envelope sealing.
 DATA_KEY_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"]
+
+
+def send_upward_statements(*, sids: tuple[str, str, str], signing_key_arn: str, queue_arn: str, queue_key_pattern: str,
+                           queue_key_alias: str, region: str) -> list[iam.PolicyStatement]:
+    """What a sending tier's function needs to pass signed messages to the next tier: sign with
+    its own key (ECDSA only), send to that tier's inbound queue, and use that queue's transport
+    key through SQS only (the key is found by alias in the receiving tier's account)."""
+    sign_sid, send_sid, key_sid = sids
+    return [
+        iam.PolicyStatement(sid=sign_sid, actions=["kms:Sign"], resources=[signing_key_arn],
+                            conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}}),
+        iam.PolicyStatement(sid=send_sid, actions=["sqs:SendMessage"], resources=[queue_arn]),
+        iam.PolicyStatement(sid=key_sid, actions=DATA_KEY_ACTIONS, resources=[queue_key_pattern],
+                            conditions={"StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"},
+                                        "ForAnyValue:StringEquals": {"kms:ResourceAliases": [queue_key_alias]}}),
+    ]
 
 
 @dataclass(frozen=True)
