@@ -7,6 +7,7 @@ mode), so settings are cached per distinct environment, not per module.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
@@ -92,3 +93,35 @@ def load_settings(model: type[S], environ: Mapping[str, str] | None = None) -> S
     env = os.environ if environ is None else environ
     names = model.model_fields.keys()
     return _load(model, tuple((k, env[k]) for k in sorted(names) if k in env))
+
+
+class ProvisionSettings(_Settings):
+    """The provision API and the batch function (national tier)."""
+
+    TABLE_NAME: NonEmpty
+    DATA_KEY_ID: NonEmpty
+    PROVISION_LOG_TABLE: NonEmpty
+    PROVISION_STATE_TABLE: NonEmpty
+    BATCH_BUCKET: NonEmpty
+    BATCH_QUEUE_URL: NonEmpty
+    AGREEMENTS_FILE: NonEmpty = "agreements.json"
+    # JSON object: prefecture code -> that prefecture tier's execute-api endpoint id. Kept as
+    # text so the settings stay hashable (runtimes are cached per settings).
+    PREFECTURE_API_ENDPOINTS: str = "{}"
+
+    @field_validator("PREFECTURE_API_ENDPOINTS")
+    @classmethod
+    def _json_object(cls, v: str) -> str:
+        parsed = json.loads(v or "{}")
+        if not isinstance(parsed, dict) or not all(isinstance(x, str) for x in parsed.values()):
+            raise ValueError("PREFECTURE_API_ENDPOINTS must be a JSON object of prefecture code -> endpoint id")
+        return v or "{}"
+
+    def prefecture_endpoints(self) -> dict[str, str]:
+        return json.loads(self.PREFECTURE_API_ENDPOINTS)
+
+
+class SealerSettings(_Settings):
+    PROVISION_LOG_TABLE: NonEmpty
+    PROVISION_STATE_TABLE: NonEmpty
+    SEAL_KEY_ID: NonEmpty

@@ -162,15 +162,18 @@ class IdentityStore:
         self._blind_index_key = blind_index_key
 
     # --- blind index key -------------------------------------------------------------
-    def blind_index_key(self) -> bytes:
+    def blind_index_key(self, create: bool = True) -> bytes | None:
         """The tier's HMAC key for the blind index: its own data key (never one that seals facts),
         generated once under the tier's KMS key with purpose ``blind-index`` and kept wrapped in
-        the table; unwrapped once per cold start."""
+        the table; unwrapped once per cold start. Readers pass ``create=False`` (they hold no
+        right to generate keys): None means nothing was ever stored, so nothing can match."""
         if self._blind_index_key is None:
             ddb, kms = aws.client("dynamodb"), aws.client("kms")
             context = {**self.data_keys.context, "purpose": "blind-index"}
             key = {"pk": {"S": "META"}, "sk": {"S": "blind-index-key"}}
             item = ddb.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
+            if item is None and not create:
+                return None
             if item is None:
                 wrapped = kms.generate_data_key(KeyId=self.data_keys.key_id, KeySpec="AES_256",
                                                 EncryptionContext=context)["CiphertextBlob"]
@@ -392,6 +395,31 @@ class IdentityStore:
             ConsistentRead=True,
         ).get("Item")
         return None if item is None else self._entry(item)
+
+    def currents(self, resident_codes: Iterable[str]) -> dict[str, StoredEntry]:
+        """Current states of many residents (one BatchGetItem per 100), decrypted; unknown
+        codes are absent."""
+        ddb = aws.client("dynamodb")
+        codes = list(dict.fromkeys(resident_codes))
+        found: dict[str, StoredEntry] = {}
+        for start in range(0, len(codes), _BATCH_GET_LIMIT):
+            request = {self.table_name: {"ConsistentRead": True, "Keys": [
+                {"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in codes[start:start + _BATCH_GET_LIMIT]]}}
+            while request:
+                response = ddb.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    entry = self._entry(item)
+                    found[entry.resident_code] = entry
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def codes_with_blind_index(self, index: str, limit: int) -> list[str]:
+        """Resident codes whose current state carries blind index ``index``, at most ``limit``
+        (a search needs to know only whether there are 0, 1 or more candidates)."""
+        response = aws.client("dynamodb").query(
+            TableName=self.table_name, IndexName="by_blind_index", KeyConditionExpression="bidx = :b",
+            ExpressionAttributeValues={":b": {"S": index}}, Limit=limit)
+        return [item["pk"]["S"][2:] for item in response["Items"]]
 
     def history(self, resident_code: str) -> list[StoredEntry]:
         items = self._query(resident_pk(resident_code), sk_prefix="H#")

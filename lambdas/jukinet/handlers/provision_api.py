@@ -1,0 +1,291 @@
+"""Provision API (private REST API, IAM/SigV4): look-ups, searches, batches, disclosure.
+
+Routes and their request/response models are declared here; Powertools validates requests
+against them (``enable_validation=True``) and generates the OpenAPI document published as
+``docs/openapi.json`` (``jukinet openapi``; a test fails when it is stale). Errors are mapped
+once, below: handlers never build error JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.metrics import single_metric
+from pydantic import BaseModel, Field
+
+from ..adapters.batch_jobs import BatchJobs
+from ..adapters.identity_store import IdentityStore
+from ..adapters.kms import DataKeys
+from ..adapters.provision_log import ProvisionLog
+from ..domain.agreements import Directory
+from ..domain.provision import MAX_REQUEST_BYTES, Refusal, RefusalCode
+from ..observability import MetricUnit, flush, logger, metrics, use_tier
+from ..services.provision import Caller, Grant, ProvisionService
+from ..services.provision_batch import BatchProvision
+from ..settings import ProvisionSettings, load_settings
+
+API_TITLE = "jukinet provision API"
+API_VERSION = "1.0.0"
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+FieldName = Literal["resident_code", "name", "birth_date", "sex", "address", "individual_number", "status",
+                    "change_information"]
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+class LookupRequest(BaseModel):
+    affair_code: Annotated[str, Field(min_length=1, max_length=64, description="the statutory affair (agreement)")]
+    resident_codes: Annotated[list[Annotated[str, Field(max_length=32)]],
+                              Field(min_length=1, description="1 to 100 resident codes (住民票コード, 11 digits)")]
+    fields: Annotated[list[FieldName] | None,
+                      Field(description="fields wanted; default: all the agreement permits")] = None
+
+
+class SearchRequest(BaseModel):
+    affair_code: Annotated[str, Field(min_length=1, max_length=64)]
+    kana_name: Annotated[str, Field(min_length=1, max_length=100, description="name in kana, any spelling")]
+    birth_date: Annotated[str, Field(min_length=1, max_length=10, description="YYYY-MM-DD")]
+    sex: Annotated[str | None, Field(max_length=8, description="1 (男) or 2 (女)")] = None
+    address: Annotated[str | None, Field(max_length=200)] = None
+    fields: list[FieldName] | None = None
+
+
+class BatchRequest(BaseModel):
+    affair_code: Annotated[str, Field(min_length=1, max_length=64)]
+    input_key: Annotated[str, Field(min_length=1, max_length=512,
+                                    description="object key under in/<recipient id>/ in the batch bucket")]
+    fields: list[FieldName] | None = None
+
+
+class ResidentAnswer(BaseModel):
+    resident_code: str
+    outcome: Literal["provided", "not_found", "deleted", "code_changed", "invalid_code"]
+    facts: dict
+
+
+class LookupResponse(BaseModel):
+    provision_id: str
+    affair_code: str
+    function: Literal["lookup", "own_use"]
+    results: list[ResidentAnswer]
+
+
+class SearchResponse(BaseModel):
+    provision_id: str
+    affair_code: str
+    outcome: Literal["unique", "not_found", "ambiguous"]
+    result: ResidentAnswer | None = None
+
+
+class BatchAccepted(BaseModel):
+    job_id: str
+    provision_id: str
+    status: str
+
+
+class BatchStatus(BaseModel):
+    job_id: str
+    provision_id: str
+    affair_code: str
+    status: Literal["accepted", "running", "complete", "failed"]
+    input_key: str
+    created_at: str
+    rows: int
+    chunks: int
+    chunks_done: int
+    outcomes: dict[str, int]
+    completed_at: str | None = None
+    result_keys: list[str] | None = None
+    error: dict | None = None
+
+
+class DisclosedProvision(BaseModel):
+    date: str
+    at: str
+    provision_id: str
+    recipient_id: str
+    recipient: str
+    affair_code: str
+    affair: str
+    function: str
+    function_label: str
+    fields: list[str]
+    provider: str
+    entry: int
+
+
+class ChainVerification(BaseModel):
+    entries: int
+    verified: bool
+    problems: list[str]
+
+
+class Disclosure(BaseModel):
+    resident_code: str
+    office: str
+    provisions: list[DisclosedProvision]
+    chain: ChainVerification
+    period_from: Annotated[str, Field(alias="from")]
+    period_to: Annotated[str, Field(alias="to")]
+
+
+# --- runtime -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)  # one per distinct environment: a cold start
+def _runtime(settings: ProvisionSettings, endpoint: str | None) -> tuple[ProvisionService, BatchProvision]:
+    root = Path(os.environ.get("LAMBDA_TASK_ROOT") or Path(__file__).resolve().parents[2])
+    directory = Directory.from_document((root / settings.AGREEMENTS_FILE).read_bytes(),
+                                        settings.prefecture_endpoints())
+    identity = IdentityStore(settings.TABLE_NAME, DataKeys(settings.DATA_KEY_ID, {"tier": "national"}))
+    service = ProvisionService(directory, identity, ProvisionLog(settings.PROVISION_LOG_TABLE,
+                                                                 settings.PROVISION_STATE_TABLE))
+    jobs = BatchJobs(settings.PROVISION_STATE_TABLE, settings.BATCH_BUCKET, settings.BATCH_QUEUE_URL)
+    return service, BatchProvision(service, jobs)
+
+
+def runtime() -> tuple[ProvisionService, BatchProvision]:
+    return _runtime(load_settings(ProvisionSettings), os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def caller() -> Caller:
+    identity = app.current_event.raw_event.get("requestContext", {}).get("identity", {}) or {}
+    return Caller(principal_arn=identity.get("userArn"), source_endpoint=identity.get("vpceId"),
+                  request_id=app.current_event.request_context.request_id or "")
+
+
+def served(grant: Grant, records: int) -> None:
+    """Metrics and the structured log of a served request (never a resident's facts)."""
+    metrics.add_metric(name="ProvisionRequests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="RecordsProvided", unit=MetricUnit.Count, value=records)
+    if grant.outside_hours:
+        metrics.add_metric(name="OutsideAgreedHours", unit=MetricUnit.Count, value=1)
+    with single_metric(name="RecordsProvidedByRecipient", unit=MetricUnit.Count, value=records,
+                       namespace=metrics.namespace,
+                       default_dimensions={"service": metrics.service or "jukinet"}) as metric:
+        metric.add_dimension(name="recipient", value=grant.recipient.recipient_id)
+    logger.info("provision served", extra={
+        "provision_id": grant.provision_id, "recipient": grant.recipient.recipient_id,
+        "affair_code": grant.agreement.affair_code, "function": grant.function.value, "records": records,
+        "fields": sorted(grant.fields), "outside_agreed_hours": grant.outside_hours, "events": grant.events,
+        "caller": caller().principal_arn, "source_vpce": caller().source_endpoint})
+
+
+# --- routes --------------------------------------------------------------------------------
+
+
+@app.post("/v1/lookups", summary="Look up residents by resident code (照会); the prefecture's own use (利用)",
+          responses={200: {"description": "one answer per code", "content": {
+              "application/json": {"model": LookupResponse}}}}, tags=["provision"])
+def lookups(request: LookupRequest) -> LookupResponse:
+    service, _ = runtime()
+    grant, body = service.lookup(caller(), request.model_dump())
+    served(grant, sum(1 for r in body["results"] if r["outcome"] != "not_found"))
+    return LookupResponse.model_validate(body)
+
+
+@app.post("/v1/searches", summary="Search by the four basic facts (検索): a unique match or nothing",
+          responses={200: {"description": "unique, not_found or ambiguous", "content": {
+              "application/json": {"model": SearchResponse}}}}, tags=["provision"])
+def searches(request: SearchRequest) -> SearchResponse:
+    service, _ = runtime()
+    grant, body = service.search(caller(), request.model_dump())
+    served(grant, 1 if body["outcome"] == "unique" else 0)
+    return SearchResponse.model_validate(body)
+
+
+@app.post("/v1/batches", summary="Submit a batch provision (一括提供) of an uploaded file of resident codes",
+          responses={202: {"description": "accepted", "content": {"application/json": {"model": BatchAccepted}}}},
+          tags=["batch"])
+def submit_batch(request: BatchRequest) -> Response[BatchAccepted]:
+    _, batch = runtime()
+    grant, body = batch.submit(caller(), request.model_dump())
+    served(grant, 0)
+    return Response(status_code=202, content_type="application/json", body=BatchAccepted.model_validate(body))
+
+
+@app.get("/v1/batches/<job_id>", summary="Status of a batch provision job", tags=["batch"],
+         responses={200: {"description": "the job", "content": {"application/json": {"model": BatchStatus}}}})
+def batch_status(job_id: Annotated[str, PathParam(max_length=64)]) -> BatchStatus:
+    _, batch = runtime()
+    return BatchStatus.model_validate(batch.status(caller(), job_id))
+
+
+@app.get("/v1/disclosures/<resident_code>", tags=["disclosure"],
+         summary="Disclosure of provisions (提供状況の開示) of one resident, for prefecture staff",
+         responses={200: {"description": "the provisions and the chain's verification",
+                          "content": {"application/json": {"model": Disclosure}}}})
+def disclosures(resident_code: Annotated[str, PathParam(max_length=32)],
+                date_from: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+                date_to: Annotated[str | None, Query(alias="to", max_length=10)] = None) -> Disclosure:
+    service, _ = runtime()
+    body = service.disclose(caller(), resident_code, date_from, date_to)
+    logger.info("disclosure served", extra={"office": body["office"], "caller": caller().principal_arn,
+                                            "provisions": len(body["provisions"])})
+    metrics.add_metric(name="DisclosuresServed", unit=MetricUnit.Count, value=1)
+    return Disclosure.model_validate(body)
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def refusal_response(refusal: Refusal) -> Response:
+    metrics.add_metric(name="ProvisionRefusals", unit=MetricUnit.Count, value=1)
+    if refusal.code.unauthorised:
+        metrics.add_metric(name="UnauthorisedAttempts", unit=MetricUnit.Count, value=1)
+    who = caller()
+    logger.warning("provision refused", extra={"code": refusal.code.name, "field": refusal.field,
+                                               "rule": refusal.rule, "caller": who.principal_arn,
+                                               "source_vpce": who.source_endpoint})
+    return Response(status_code=refusal.code.status, content_type="application/json",
+                    body=json.dumps({"error": {**refusal.to_dict(), "request_id": who.request_id}}))
+
+
+@app.exception_handler(Refusal)
+def _refused(exc: Refusal) -> Response:
+    return refusal_response(exc)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(exc: RequestValidationError) -> Response:
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    return refusal_response(Refusal(RefusalCode.INVALID_REQUEST, str(first.get("msg", "invalid request")),
+                                    field=".".join(location) or "body", rule=str(first.get("type", "invalid"))))
+
+
+@app.not_found
+def _not_found(exc: Exception) -> Response:
+    return refusal_response(Refusal(RefusalCode.NOT_FOUND, "no such resource"))
+
+
+def too_large(event: dict) -> dict | None:
+    body = event.get("body") or ""
+    if len(body.encode("utf-8") if isinstance(body, str) else body) <= MAX_REQUEST_BYTES:
+        return None
+    refusal = Refusal(RefusalCode.REQUEST_TOO_LARGE, f"the request body is over {MAX_REQUEST_BYTES} bytes",
+                      field="body", rule="max_bytes")
+    metrics.add_metric(name="ProvisionRefusals", unit=MetricUnit.Count, value=1)
+    logger.warning("provision refused", extra={"code": refusal.code.name, "field": "body", "rule": "max_bytes"})
+    return {"statusCode": refusal.code.status, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"error": refusal.to_dict()}), "isBase64Encoded": False}
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: object) -> dict:
+    use_tier("national")
+    try:
+        return too_large(event) or app.resolve(event, context)
+    finally:
+        flush()

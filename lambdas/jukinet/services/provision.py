@@ -1,0 +1,253 @@
+"""Provision use cases: look-up, search, the prefecture's own use, disclosure, batch submission.
+
+The order in every use case is: decide (``domain.provision.authorise`` — nothing about any
+resident has been read yet, so a refusal cannot reveal anything), read, minimise to the
+agreement's fields, **record** in the provision log, and only then answer. If recording
+fails the request fails and nothing is given.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..adapters.identity_store import IdentityStore
+from ..adapters.provision_log import ProvisionLog
+from ..domain.agreements import AgreementTerms, Directory, ProvisionFunction, Recipient
+from ..domain.blind_index import blind_index
+from ..domain.errors import ValidationError
+from ..domain.facts import MAX_ADDRESS_LENGTH, Sex, parse_date
+from ..domain.notice import JST
+from ..domain.provision import (
+    Answer,
+    Outcome,
+    ProvisionRecord,
+    Refusal,
+    RefusalCode,
+    answer_for,
+    authorise,
+    function_for,
+    new_provision_id,
+    parse_resident_codes,
+    provided_fields,
+    verify_chain,
+)
+
+MAX_SEARCH_CANDIDATES = 50
+NATIONAL_PROVIDER = "national"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as API Gateway established it (SigV4) and where from."""
+
+    principal_arn: str | None
+    source_endpoint: str | None
+    request_id: str = ""
+
+
+@dataclass
+class Grant:
+    """An authorised request: what the log and statistics need to know about it."""
+
+    recipient: Recipient
+    agreement: AgreementTerms
+    function: ProvisionFunction
+    fields: frozenset[str]
+    provision_id: str
+    at: dt.datetime
+    outside_hours: bool = False
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def provider(self) -> str:
+        return self.recipient.prefecture if self.function is ProvisionFunction.OWN_USE and self.recipient.prefecture \
+            else NATIONAL_PROVIDER
+
+    def record(self, answer: Answer) -> ProvisionRecord:
+        return ProvisionRecord(
+            resident_code=answer.resident_code, provision_id=self.provision_id, at=self.at,
+            recipient_id=self.recipient.recipient_id, recipient_name=self.recipient.name_ja or self.recipient.name,
+            affair_code=self.agreement.affair_code, affair=self.agreement.affair, function=self.function,
+            fields=provided_fields(answer), provider=self.provider, outcome=answer.outcome.value)
+
+
+class ProvisionService:
+    def __init__(self, directory: Directory, identity: IdentityStore, log: ProvisionLog,
+                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.directory = directory
+        self.identity = identity
+        self.log = log
+        self.clock = clock
+
+    # --- authorisation ------------------------------------------------------------------
+    def grant(self, caller: Caller, *, affair_code: object, function: ProvisionFunction,
+              fields: Sequence[str] | None = None, records: int = 1) -> Grant:
+        if not isinstance(affair_code, str) or not affair_code.strip():
+            raise Refusal(RefusalCode.INVALID_REQUEST, "affair_code is required", field="affair_code", rule="required")
+        recipient = self.directory.recipient_for(caller.principal_arn)
+        now = self.clock()
+        allowed = self.directory.endpoints_of(recipient) if recipient is not None else None
+        recipient, agreement, granted = authorise(
+            recipient, affair_code=affair_code, function=function_for(recipient, function) if recipient else function,
+            now=now, requested_fields=fields, source_endpoint=caller.source_endpoint, allowed_endpoints=allowed)
+        actual = function_for(recipient, function)
+        self._check_volume(recipient, agreement, records, now)
+        local = now.astimezone(JST).time()
+        return Grant(recipient, agreement, actual, granted, new_provision_id(now), now,
+                     outside_hours=not agreement.within_hours(local))
+
+    def _check_volume(self, recipient: Recipient, agreement: AgreementTerms, records: int, now: dt.datetime) -> None:
+        month = now.astimezone(JST).strftime("%Y-%m")
+        used = sum(n for (_, affair, _), n in self.log.statistics(month, [recipient.recipient_id]).items()
+                   if affair == agreement.affair_code)
+        if used + records > agreement.monthly_record_limit:
+            raise Refusal(RefusalCode.VOLUME_LIMIT_EXCEEDED,
+                          f"the agreement for {agreement.affair_code} allows {agreement.monthly_record_limit} records "
+                          f"a month; {used} were provided this month", field="affair_code", rule="monthly_limit")
+
+    # --- recording ----------------------------------------------------------------------
+    def record(self, grant: Grant, answers: Sequence[Answer]) -> int:
+        """Record every answer that gives facts, and count it in the month's statistics."""
+        records = [grant.record(a) for a in answers if a.provides_facts]
+        self.log.append(records)
+        if records:
+            month = grant.at.astimezone(JST).strftime("%Y-%m")
+            self.log.count(month, Counter({(grant.recipient.recipient_id, grant.agreement.affair_code,
+                                            grant.function.value): len(records)}))
+        return len(records)
+
+    # --- look-up (照会) and the prefecture's own use (利用) ------------------------------
+    def lookup(self, caller: Caller, body: dict) -> tuple[Grant, dict]:
+        codes = parse_resident_codes(body.get("resident_codes"))
+        grant = self.grant(caller, affair_code=body.get("affair_code"), function=ProvisionFunction.LOOKUP,
+                           fields=body.get("fields"), records=len(codes))
+        answers = self.answers(grant, codes)
+        self.record(grant, answers)
+        return grant, {"provision_id": grant.provision_id, "affair_code": grant.agreement.affair_code,
+                       "function": grant.function.value, "results": [a.to_dict() for a in answers]}
+
+    def answers(self, grant: Grant, codes: Sequence[str]) -> list[Answer]:
+        found = self.identity.currents(codes)
+        answers = []
+        for code in codes:
+            current = found.get(code)
+            if current is not None and not self._in_scope(grant, current):
+                current = None  # outside the prefecture's own use: answered as unknown, nothing revealed
+            answers.append(answer_for(code, current, grant.fields))
+        return answers
+
+    @staticmethod
+    def _in_scope(grant: Grant, current: object) -> bool:
+        if grant.function is not ProvisionFunction.OWN_USE or not grant.recipient.prefecture:
+            return True
+        return str(getattr(current, "municipality", ""))[:2] == grant.recipient.prefecture[:2]
+
+    # --- search by the four basic facts (検索) ------------------------------------------
+    def search(self, caller: Caller, body: dict) -> tuple[Grant, dict]:
+        kana, birth_date, sex, address = _search_terms(body)
+        grant = self.grant(caller, affair_code=body.get("affair_code"), function=ProvisionFunction.SEARCH,
+                           fields=body.get("fields"))
+        key = self.identity.blind_index_key(create=False)
+        matches: list = []
+        if key is not None:
+            codes = self.identity.codes_with_blind_index(blind_index(key, kana, birth_date), MAX_SEARCH_CANDIDATES)
+            for current in self.identity.currents(codes).values():
+                if current.status != "active" or current.facts is None or not self._in_scope(grant, current):
+                    continue
+                if sex is not None and current.facts.sex is not sex:
+                    continue
+                if address is not None and _address_key(current.facts.address) != address:
+                    continue
+                matches.append(current)
+        response: dict = {"provision_id": grant.provision_id, "affair_code": grant.agreement.affair_code}
+        if len(matches) == 1:
+            answer = answer_for(matches[0].resident_code, matches[0], grant.fields)
+            self.record(grant, [answer])
+            response.update(outcome="unique", result=answer.to_dict())
+            grant.events.append("search_unique")
+        else:
+            # No list to fish in: several matches are only "ambiguous", without codes or count.
+            response.update(outcome="not_found" if not matches else "ambiguous")
+            grant.events.append(f"search_{response['outcome']}")
+        return grant, response
+
+    # --- disclosure (提供状況の開示) ------------------------------------------------------
+    def disclose(self, caller: Caller, resident_code: str, date_from: str | None, date_to: str | None) -> dict:
+        office = self.directory.disclosure_office_for(caller.principal_arn)
+        if office is None:
+            raise Refusal(RefusalCode.DISCLOSURE_NOT_PERMITTED, "the caller is not disclosure staff of a prefecture")
+        code = parse_resident_codes([resident_code], field="resident_code")[0]
+        start = _date_or(date_from, "from", dt.date(1970, 1, 1))
+        end = _date_or(date_to, "to", self.clock().astimezone(JST).date())
+        if start > end:
+            raise Refusal(RefusalCode.INVALID_REQUEST, "from must not be after to", field="from", rule="range")
+        return disclosure(self.log, code, start, end, office=office.recipient_id)
+
+
+def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.date, *, office: str = "") -> dict:
+    """The disclosure of one resident's provisions in [start, end] (JST dates), with the
+    verification of the resident's whole chain. Shared by the API and ``jukinet disclose``."""
+    entries, head = log.chain(resident_code)
+    problems = verify_chain(resident_code, entries, head)
+    provisions = []
+    for e in entries:
+        c = e.content
+        at = dt.datetime.fromisoformat(str(c.get("at", "")).replace("Z", "+00:00"))
+        day = at.astimezone(JST).date()
+        if not start <= day <= end:
+            continue
+        function = c.get("function", "")
+        provisions.append({
+            "date": day.isoformat(), "at": c.get("at"), "provision_id": c.get("provision_id"),
+            "recipient_id": c.get("recipient_id"), "recipient": c.get("recipient_name"),
+            "affair_code": c.get("affair_code"), "affair": c.get("affair"), "function": function,
+            "function_label": ProvisionFunction(function).label_ja if function in {f.value for f in ProvisionFunction}
+            else "", "fields": list(c.get("fields", [])), "provider": c.get("provider"), "entry": e.n,
+        })
+    return {"resident_code": resident_code, "from": start.isoformat(), "to": end.isoformat(), "office": office,
+            "provisions": provisions,
+            "chain": {"entries": len(entries), "verified": not problems, "problems": [str(p) for p in problems]}}
+
+
+def _search_terms(body: dict) -> tuple[str, dt.date, Sex | None, str | None]:
+    kana = body.get("kana_name")
+    if not isinstance(kana, str) or not kana.strip():
+        raise Refusal(RefusalCode.INVALID_REQUEST, "kana_name is required", field="kana_name", rule="required")
+    if len(kana) > 100:
+        raise Refusal(RefusalCode.INVALID_REQUEST, "kana_name is at most 100 characters", field="kana_name",
+                      rule="length")
+    try:
+        birth_date = parse_date(body.get("birth_date"), "birth_date")
+        sex = Sex.parse(body["sex"], "sex") if body.get("sex") not in (None, "") else None
+    except ValidationError as exc:
+        raise Refusal(RefusalCode.INVALID_REQUEST, exc.detail, field=exc.field, rule=exc.rule) from None
+    address = body.get("address")
+    if address is not None and (not isinstance(address, str) or len(address) > MAX_ADDRESS_LENGTH):
+        raise Refusal(RefusalCode.INVALID_REQUEST, f"address is text of at most {MAX_ADDRESS_LENGTH} characters",
+                      field="address", rule="length")
+    return kana, birth_date, sex, (_address_key(address) if address else None)
+
+
+def _address_key(address: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", address).split())
+
+
+def _date_or(raw: str | None, name: str, default: dt.date) -> dt.date:
+    if raw in (None, ""):
+        return default
+    try:
+        return dt.date.fromisoformat(str(raw))
+    except ValueError:
+        raise Refusal(RefusalCode.INVALID_REQUEST, f"{name} must be a date YYYY-MM-DD", field=name,
+                      rule="date") from None
+
+
+__all__ = ["Caller", "Grant", "ProvisionService", "disclosure", "Outcome"]

@@ -1,0 +1,144 @@
+"""Batch provision (一括提供): a file of up to ``max_batch_records`` resident codes for one affair.
+
+1. ``submit`` (the API, ``POST /v1/batches``): the recipient has uploaded a file to
+   ``in/<recipient id>/`` of the batch bucket; the request is authorised like any other, the
+   job recorded, and a *split* task queued. The answer (202) carries the job and provision ids.
+2. *split* (the batch function): reads the file (one resident code per line, an optional
+   ``resident_code`` header), checks the size against the agreement and the month's volume,
+   and queues one *chunk* task per ``CHUNK_ROWS`` rows.
+3. *chunk*: reads the current states (BatchGetItem per 100), minimises them to the
+   agreement's fields, **records** every row that gives facts in the provision log, writes
+   the chunk's result part, and counts the chunk once in the job. A malformed code is
+   answered ``invalid_code`` for its row — one bad row must not refuse a million good ones.
+4. ``GET /v1/batches/{job_id}``: the job's status, counts, and result keys when complete.
+
+A chunk retried after a crash between recording and counting records its rows again: the log
+may hold a provision twice, never miss one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+from ..adapters.batch_jobs import BatchJobs, Job, new_job_id
+from ..domain.agreements import ProvisionFunction
+from ..domain.codes import ResidentCode
+from ..domain.errors import ValidationError
+from ..domain.provision import Answer, Outcome, Refusal, RefusalCode
+from .provision import Caller, Grant, ProvisionService
+
+CHUNK_ROWS = 1000
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # 1,000,000 codes of 12 digits with CRLF is ~14 MB
+_HEADER = "resident_code"
+
+
+class BatchProvision:
+    def __init__(self, service: ProvisionService, jobs: BatchJobs) -> None:
+        self.service = service
+        self.jobs = jobs
+
+    # --- the API side -------------------------------------------------------------------
+    def submit(self, caller: Caller, body: dict) -> tuple[Grant, dict]:
+        grant = self.service.grant(caller, affair_code=body.get("affair_code"), function=ProvisionFunction.BATCH,
+                                   fields=body.get("fields"), records=0)
+        key = body.get("input_key")
+        prefix = f"in/{grant.recipient.recipient_id}/"
+        if not isinstance(key, str) or not key.startswith(prefix) or ".." in key or len(key) > 512:
+            raise Refusal(RefusalCode.INVALID_REQUEST, f"input_key must be an object under {prefix}",
+                          field="input_key", rule="prefix")
+        size = self.jobs.input_size(key)
+        if size is None:
+            raise Refusal(RefusalCode.INVALID_REQUEST, "input_key names no uploaded object", field="input_key",
+                          rule="exists")
+        if size > MAX_INPUT_BYTES:
+            raise Refusal(RefusalCode.REQUEST_TOO_LARGE, f"the input file is over {MAX_INPUT_BYTES} bytes",
+                          field="input_key", rule="max_bytes")
+        job = Job(job_id=new_job_id(), recipient_id=grant.recipient.recipient_id,
+                  affair_code=grant.agreement.affair_code, function=grant.function.value,
+                  fields=tuple(sorted(grant.fields)), input_key=key, provision_id=grant.provision_id,
+                  status="accepted", created_at=grant.at.isoformat())
+        self.jobs.create(job, grant.at)
+        self.jobs.enqueue([{"kind": "split", "job_id": job.job_id}])
+        return grant, {"job_id": job.job_id, "provision_id": job.provision_id, "status": job.status}
+
+    def status(self, caller: Caller, job_id: str) -> dict:
+        recipient = self.service.directory.recipient_for(caller.principal_arn)
+        if recipient is None:
+            raise Refusal(RefusalCode.UNKNOWN_CALLER, "the caller is not a configured recipient")
+        job = self.jobs.get(job_id) if isinstance(job_id, str) and job_id.startswith("J-") else None
+        if job is None or job.recipient_id != recipient.recipient_id:
+            raise Refusal(RefusalCode.NOT_FOUND, "no such batch job for this recipient", field="job_id",
+                          rule="exists")
+        return job.to_status()
+
+    # --- the worker side ----------------------------------------------------------------
+    def handle(self, task: dict) -> None:
+        kind = task.get("kind")
+        if kind == "split":
+            self.split(task["job_id"])
+        elif kind == "chunk":
+            self.chunk(task["job_id"], int(task["chunk"]), int(task["first_row"]), list(task["rows"]))
+        else:
+            raise ValueError(f"unknown batch task kind {kind!r}")
+
+    def _grant(self, job: Job) -> Grant:
+        recipient = self.service.directory.get(job.recipient_id)
+        agreement = recipient.agreement(job.affair_code) if recipient else None
+        if recipient is None or agreement is None:
+            raise Refusal(RefusalCode.AFFAIR_NOT_AGREED, "the job's agreement is no longer configured")
+        return Grant(recipient, agreement, ProvisionFunction(job.function), frozenset(job.fields), job.provision_id,
+                     self.service.clock())
+
+    def split(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.status not in ("accepted", "running"):
+            return  # unknown or finished: a repeated task changes nothing
+        lines = [line.strip() for line in self.jobs.read_input(job.input_key)]
+        if lines and lines[0].lower() == _HEADER:
+            lines = lines[1:]
+        while lines and not lines[-1]:
+            lines.pop()
+        grant = self._grant(job)
+        now = self.service.clock()
+        limit = grant.agreement.max_batch_records
+        try:
+            if not lines:
+                raise Refusal(RefusalCode.INVALID_REQUEST, "the input file holds no resident codes",
+                              field="input_key", rule="required")
+            if limit and len(lines) > limit:
+                raise Refusal(RefusalCode.REQUEST_TOO_LARGE,
+                              f"{len(lines)} rows; the agreement allows {limit} per batch", field="input_key",
+                              rule="max_batch_records")
+            self.service._check_volume(grant.recipient, grant.agreement, len(lines), now)
+        except Refusal as refusal:
+            self.jobs.fail(job_id, refusal.code.name, refusal.message, now)
+            raise
+        chunks = [lines[i:i + CHUNK_ROWS] for i in range(0, len(lines), CHUNK_ROWS)]
+        self.jobs.start(job_id, len(lines), len(chunks))
+        self.jobs.enqueue([{"kind": "chunk", "job_id": job_id, "chunk": k, "first_row": k * CHUNK_ROWS + 1,
+                            "rows": rows} for k, rows in enumerate(chunks)])
+
+    def chunk(self, job_id: str, chunk: int, first_row: int, rows: list[str]) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.status != "running" or chunk in job.done:
+            return
+        grant = self._grant(job)
+        valid: dict[int, str] = {}
+        for i, raw in enumerate(rows):
+            try:
+                valid[i] = ResidentCode.parse(raw, "resident_code").value
+            except ValidationError:
+                continue
+        answers_by_code = {a.resident_code: a for a in self.service.answers(grant, list(dict.fromkeys(valid.values())))}
+        lines, outcomes = [], Counter()
+        for i, raw in enumerate(rows):
+            answer = answers_by_code.get(valid.get(i, ""), Answer(str(raw)[:32], Outcome.INVALID_CODE))
+            outcomes[answer.outcome.value] += 1
+            lines.append({"row": first_row + i, **answer.to_dict()})
+        self.service.record(grant, list(answers_by_code.values()))
+        self.jobs.put_result(job.result_key(chunk), lines)
+        self.jobs.complete_chunk(job_id, chunk, outcomes, self.service.clock())
+
+
+__all__ = ["BatchProvision", "CHUNK_ROWS", "dt"]
