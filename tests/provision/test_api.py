@@ -368,3 +368,17 @@ def test_session_arn_maps_to_the_configured_role_whatever_the_session_name():
     assert principal_key(session("pension")) == principal_key(f"arn:aws:iam::{ACCOUNT}:role/agencies/pension")
     assert principal_key(f"arn:aws:sts::{ACCOUNT}:assumed-role/pension/other") == principal_key(session("pension"))
     assert principal_key(f"arn:aws:sts::999999999999:assumed-role/pension/x") != principal_key(session("pension"))
+
+
+def test_scan_signals_count_unknown_and_consecutive_codes(world, capfd):
+    from jukinet.domain.codes import ResidentCode
+    from jukinet.handlers.provision_api import sequential_codes
+
+    walk = [ResidentCode.from_body(f"{b:010d}").value for b in range(5_000_000_000, 5_000_000_005)]
+    assert sequential_codes(walk) == 5
+    assert sequential_codes([walk[0], walk[2], walk[4]]) == 0
+    status, _ = world.call("POST", "/v1/lookups", {"affair_code": "PAY", "resident_codes": walk})
+    assert status == 200
+    docs = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    served = next(d for d in docs if "NotFoundAnswers" in d)
+    assert served["NotFoundAnswers"] == [5.0] and served["SequentialCodes"] == [5.0]

@@ -165,10 +165,17 @@ def caller() -> Caller:
                   request_id=app.current_event.request_context.request_id or "")
 
 
-def served(grant: Grant, records: int) -> None:
-    """Metrics and the structured log of a served request (never a resident's facts)."""
+def served(grant: Grant, records: int, *, not_found: int = 0, sequential: int = 0) -> None:
+    """Metrics and the structured log of a served request (never a resident's facts).
+
+    ``not_found`` and ``sequential`` feed the scan detection (docs/operations.md): resident
+    codes are sparse, so someone walking through codes meets mostly unknown ones, and codes
+    whose 10-digit bodies are consecutive are a sign of enumeration."""
     metrics.add_metric(name="ProvisionRequests", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="RecordsProvided", unit=MetricUnit.Count, value=records)
+    metrics.add_metric(name="NotFoundAnswers", unit=MetricUnit.Count, value=not_found)
+    if sequential:
+        metrics.add_metric(name="SequentialCodes", unit=MetricUnit.Count, value=sequential)
     if grant.outside_hours:
         metrics.add_metric(name="OutsideAgreedHours", unit=MetricUnit.Count, value=1)
     with single_metric(name="RecordsProvidedByRecipient", unit=MetricUnit.Count, value=records,
@@ -182,6 +189,13 @@ def served(grant: Grant, records: int) -> None:
         "caller": caller().principal_arn, "source_vpce": caller().source_endpoint})
 
 
+def sequential_codes(codes: list[str]) -> int:
+    """How many codes in a request have a neighbour whose 10-digit body differs by one."""
+    bodies = sorted({int(c[:10]) for c in codes})
+    adjacent = {b for i, b in enumerate(bodies) for other in bodies[i + 1:i + 2] if other - b == 1}
+    return len(adjacent | {b + 1 for b in adjacent}) if adjacent else 0
+
+
 # --- routes --------------------------------------------------------------------------------
 
 
@@ -191,7 +205,10 @@ def served(grant: Grant, records: int) -> None:
 def lookups(request: LookupRequest) -> LookupResponse:
     service, _ = runtime()
     grant, body = service.lookup(caller(), request.model_dump())
-    served(grant, sum(1 for r in body["results"] if r["outcome"] != "not_found"))
+    results = body["results"]
+    served(grant, sum(1 for r in results if r["outcome"] != "not_found"),
+           not_found=sum(1 for r in results if r["outcome"] == "not_found"),
+           sequential=sequential_codes([r["resident_code"] for r in results]))
     return LookupResponse.model_validate(body)
 
 
@@ -201,7 +218,7 @@ def lookups(request: LookupRequest) -> LookupResponse:
 def searches(request: SearchRequest) -> SearchResponse:
     service, _ = runtime()
     grant, body = service.search(caller(), request.model_dump())
-    served(grant, 1 if body["outcome"] == "unique" else 0)
+    served(grant, 1 if body["outcome"] == "unique" else 0, not_found=1 if body["outcome"] == "not_found" else 0)
     return SearchResponse.model_validate(body)
 
 
