@@ -14,7 +14,11 @@ The build is cached under ``build/lambda/`` in two layers, each keyed by a hash:
 
 Synth with a warm cache makes no network call at all. ``JUKINET_OFFLINE=1`` turns a cold
 dependency cache into a clear error instead of a pip download. All functions share the
-one asset (same hash), so ``cdk.out`` and the bootstrap bucket hold it once.
+one asset (same hash), so ``cdk.out`` and the bootstrap bucket hold it once — except
+functions that need generated data beside the code (the provision functions'
+``agreements.json``): ``lambda_code(extra_files=...)`` gives them the bundle plus those files
+as a third, content-addressed layer ``extra-<hash>`` (hard links into the bundle where the
+file system allows, so it costs the extra files only).
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from aws_cdk import AssetHashType
 from aws_cdk import aws_lambda as lambda_
@@ -45,6 +50,7 @@ PACKAGE = "jukinet"
 CACHE_DIR = REPO_ROOT / "build" / "lambda"
 PROVIDED_BY_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
 _KEEP_BUNDLES = 3
+_KEEP_EXTRAS = 6
 
 
 class BundlingError(RuntimeError):
@@ -151,7 +157,55 @@ def build_bundle() -> tuple[Path, str]:
     return bundle, key
 
 
-def lambda_code() -> lambda_.Code:
-    """The shared code asset of every function (one hash, staged once)."""
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _checked_name(name: str) -> str:
+    path = PurePosixPath(name)
+    if path.is_absolute() or not path.parts or any(p in ("", ".", "..") for p in path.parts) or "\\" in name:
+        raise BundlingError(f"extra file {name!r} must be a relative path inside the bundle")
+    return path.as_posix()
+
+
+def build_bundle_with(extra_files: Mapping[str, bytes]) -> tuple[Path, str]:
+    """The shared bundle plus ``extra_files`` (relative path → bytes), in a directory keyed by
+    the bundle's key and the files' names and contents. Extra files may not replace code."""
     bundle, key = build_bundle()
+    files = {_checked_name(name): data for name, data in extra_files.items()}
+    parts = [key.encode()]
+    for name in sorted(files):
+        parts += [name.encode(), files[name]]
+    extra_key = _digest(parts)
+    target = CACHE_DIR / f"extra-{extra_key}"
+    if target.is_dir():
+        return target, extra_key
+    clashes = sorted(name for name in files if (bundle / name).exists())
+    if clashes:
+        raise BundlingError(f"extra files {clashes} would replace files of the Lambda bundle")
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(bundle, tmp, copy_function=_link_or_copy)
+    for name, data in files.items():
+        path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    extras = sorted(CACHE_DIR.glob("extra-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in extras[_KEEP_EXTRAS:]:
+        if old != target and ".tmp" not in old.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return target, extra_key
+
+
+def lambda_code(extra_files: Mapping[str, bytes] | None = None) -> lambda_.Code:
+    """The shared code asset of every function (one hash, staged once); with ``extra_files``,
+    an asset of its own: the same bundle plus those files."""
+    bundle, key = build_bundle_with(extra_files) if extra_files else build_bundle()
     return lambda_.Code.from_asset(str(bundle), asset_hash=key, asset_hash_type=AssetHashType.CUSTOM)

@@ -2,9 +2,10 @@
 
 Dependencies between stacks: the CS stacks use their tier's base stack (same account and
 region by construction). Across tiers nothing is referenced except the sending tier's SQS
-endpoint id, needed by the receiving queue's policy: imported from the sender's stack when
-both share account and region, taken from configuration otherwise (``config`` refuses a
-deployment where it is missing). Everything else crossing tiers comes from ``naming``.
+endpoint id, needed by the receiving queue's policy, and a prefecture tier's execute-api
+endpoint id, needed by the provision API's resource policy: imported from the other stack
+when both share account and region, taken from configuration otherwise (``config`` refuses
+a deployment where it is missing). Everything else crossing tiers comes from ``naming``.
 """
 
 from __future__ import annotations
@@ -79,11 +80,21 @@ def build(app: cdk.App, deployment: Deployment, *, checks: bool = True) -> Built
         else:
             assert p.sqs_endpoint_id is not None  # config.Deployment refuses this case
             endpoints.append(p.sqs_endpoint_id)
+    api_endpoints: dict[str, str] = {}
+    for p in deployment.prefectures:
+        if not deployment.own_use_recipients(p.code):
+            continue
+        if p.env == national_env:
+            api_endpoints[p.code] = cdk.Fn.import_value(names.execute_api_endpoint_export(prefecture_tier(p.code)))
+        else:
+            assert p.api_endpoint_id is not None  # config.Deployment refuses this case
+            api_endpoints[p.code] = p.api_endpoint_id
     national = NationalStack(app, deployment=deployment, host_trail=hosts[national_env.account] == (NATIONAL, ""),
-                             sender_endpoint_ids=endpoints)
+                             sender_endpoint_ids=endpoints, prefecture_api_endpoints=api_endpoints)
     for p in deployment.prefectures:
         if p.env == national_env:
-            national.add_stack_dependency(prefectures[p.code], "imports the prefecture tier's SQS endpoint id")
+            national.add_stack_dependency(prefectures[p.code], "imports the prefecture tier's SQS (and execute-api) "
+                                                               "endpoint id")
 
     cdk.Tags.of(app).add("system", names.prefix)
     if checks:

@@ -16,7 +16,8 @@ Registered deployments (``DEPLOYMENTS``):
     the stack split keeps every stack under CloudFormation's 500-resource limit.
 ``multi-account-example``
     Each tier in its own account: shows the values that then must come from configuration
-    (the sending tiers' SQS endpoint ids), and the one audit trail per account.
+    (the sending tiers' SQS endpoint ids, the prefecture's execute-api endpoint id), and the
+    one audit trail per account.
 """
 
 from __future__ import annotations
@@ -48,12 +49,19 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}$")
 _VPCE = re.compile(r"^vpce-[0-9a-z]{8,17}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _IAM_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|role/.+|user/.+)$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/(?:[\w+=,.@-]+/)*(?P<name>[\w+=,.@-]{1,64})$")
+_AGENCY_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
+_HOURS = re.compile(r"^(?P<start>(?:[01]\d|2[0-3]):[0-5]\d)-(?P<end>(?:[01]\d|2[0-3]):[0-5]\d)$")
 
 FACT_FIELDS = frozenset({
     "resident_code", "name", "birth_date", "sex", "address", "individual_number",
     "status", "change_information",
 })
 PROVISION_FUNCTIONS = frozenset({"lookup", "search", "batch", "own_use"})
+RECIPIENT_KINDS = ("agency", "prefecture")
+# API Gateway's default account-level limits (requests/s, burst): no usage plan may exceed them.
+MAX_THROTTLE_RATE = 10_000.0
+MAX_THROTTLE_BURST = 5_000
 
 
 class ConfigError(ValueError):
@@ -180,6 +188,12 @@ class Prefecture:
 
     ``sqs_endpoint_id``: this tier's SQS endpoint, needed by the national inbound queue
     policy when this prefecture is not in the national tier's account and region.
+
+    ``api_endpoint_id``: this tier's execute-api endpoint, through which the prefecture's own
+    staff call the national provision API (created when a ``kind = "prefecture"`` recipient
+    names this prefecture). The API's resource policy admits it: imported within the national
+    tier's account and region, else given here. ``api_client_cidrs``: who may reach that
+    endpoint (HTTPS); default the tier's VPC CIDR (add the staff networks routed into the VPC).
     """
 
     code: str
@@ -190,6 +204,8 @@ class Prefecture:
     municipality_tier: MunicipalityTier
     sqs_endpoint_id: str | None = None
     processor_concurrency: int = 5
+    api_endpoint_id: str | None = None
+    api_client_cidrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         parsed = _code(self.code, "prefecture code")
@@ -200,6 +216,14 @@ class Prefecture:
         _require(2 <= self.processor_concurrency <= 1000, "processor_concurrency must be between 2 and 1000")
         if self.sqs_endpoint_id is not None:
             _require(bool(_VPCE.match(self.sqs_endpoint_id)), f"{self.sqs_endpoint_id!r} is not a VPC endpoint id")
+        if self.api_endpoint_id is not None:
+            _require(bool(_VPCE.match(self.api_endpoint_id)),
+                     f"prefecture {self.code}: api_endpoint_id {self.api_endpoint_id!r} is not a VPC endpoint id")
+        for cidr in self.api_client_cidrs:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError as exc:
+                raise ConfigError(f"prefecture {self.code}: api_client_cidrs {cidr!r}: {exc}") from None
         muni = self.municipality_tier
         if muni.env != self.env and muni.sqs_endpoint_id is None:
             raise ConfigError(
@@ -208,6 +232,11 @@ class Prefecture:
                 "prefecture's inbound queue policy cannot import the municipality tier's SQS endpoint id: "
                 "deploy the municipality tier first and set municipality_tier.sqs_endpoint_id to its "
                 "'SqsEndpointId' output")
+
+    @property
+    def api_clients(self) -> tuple[str, ...]:
+        """Networks admitted to this tier's execute-api endpoint."""
+        return self.api_client_cidrs or (self.network.cidr,)
 
 
 @dataclass(frozen=True)
@@ -231,6 +260,9 @@ class Agreement:
 
     ``appended_table`` and ``appended_table_item`` refer to 住基法 別表第一〜第五; the demo's
     item references are illustrative (the statute's numbering is not reproduced here).
+
+    ``agreed_hours``: ``"HH:MM-HH:MM"`` in JST, start inclusive, end exclusive; a window whose
+    end precedes its start runs past midnight (``"22:00-06:00"``). None: any time.
     """
 
     affair_code: str
@@ -243,6 +275,7 @@ class Agreement:
     valid_until: dt.date
     monthly_record_limit: int
     max_batch_records: int = 0
+    agreed_hours: str | None = None
 
     def __post_init__(self) -> None:
         _require(self.valid_from < self.valid_until,
@@ -251,15 +284,48 @@ class Agreement:
         _require(not unknown, f"agreement {self.affair_code}: unknown fields {sorted(unknown)}")
         bad = self.functions - PROVISION_FUNCTIONS
         _require(not bad, f"agreement {self.affair_code}: unknown functions {sorted(bad)}")
+        _require(bool(self.functions), f"agreement {self.affair_code}: functions must name at least one of "
+                                       f"{sorted(PROVISION_FUNCTIONS)}")
         _require(self.monthly_record_limit > 0, f"agreement {self.affair_code}: monthly_record_limit must be positive")
+        _require(self.max_batch_records >= 0, f"agreement {self.affair_code}: max_batch_records must not be negative")
+        if "batch" in self.functions:
+            _require(self.max_batch_records > 0,
+                     f"agreement {self.affair_code}: max_batch_records must be positive when functions include batch")
+        if self.agreed_hours is not None:
+            match = _HOURS.match(self.agreed_hours)
+            _require(match is not None,
+                     f"agreement {self.affair_code}: agreed_hours {self.agreed_hours!r} must be \"HH:MM-HH:MM\" "
+                     "(JST, 00:00-23:59)")
+            assert match is not None
+            _require(match["start"] != match["end"],
+                     f"agreement {self.affair_code}: agreed_hours {self.agreed_hours!r} must not start and end at "
+                     "the same time (leave it out for any time of day)")
 
     def is_valid_on(self, day: dt.date) -> bool:
         return self.valid_from <= day <= self.valid_until
 
 
+def role_key(arn: str) -> tuple[str, str]:
+    """(account, role name) of a role ARN: what API Gateway reports for a role's call is the
+    assumed-role session ARN, which drops the role's path, so this pair identifies the caller."""
+    match = _ROLE_ARN.match(arn)
+    if match is None:
+        raise ConfigError(f"{arn!r} is not an IAM role ARN")
+    return match["account"], match["name"]
+
+
 @dataclass(frozen=True)
 class Agency:
-    """A recipient body (国の機関等) with its principals, VPC endpoints and agreements."""
+    """A recipient body with its principals, VPC endpoints, throttling and agreements.
+
+    ``kind``: ``agency`` (国の機関等) or ``prefecture`` (the prefecture's own use, 都道府県の利用,
+    with ``prefecture`` its code). ``principals`` call the provision API (SigV4);
+    ``disclosure_principals`` (prefectures only) are the staff roles that may call the
+    disclosure endpoint. ``vpc_endpoint_ids``: every VPC endpoint of the recipient its calls
+    come through — execute-api for the API, and its S3 endpoint for batch files; a prefecture
+    may leave it empty, then its own tier's execute-api endpoint is used.
+    ``throttle_rate``/``throttle_burst``: its usage plan (requests/s, burst).
+    """
 
     agency_id: str
     name: str
@@ -268,15 +334,58 @@ class Agency:
     vpc_endpoint_ids: tuple[str, ...]
     agreements: tuple[Agreement, ...]
     demo_data: bool = False
+    kind: str = "agency"
+    prefecture: str | None = None
+    disclosure_principals: tuple[str, ...] = ()
+    throttle_rate: float = 20.0
+    throttle_burst: int = 40
 
     def __post_init__(self) -> None:
-        _require(bool(re.match(r"^[a-z][a-z0-9-]{1,30}$", self.agency_id)), f"agency id {self.agency_id!r}")
-        for arn in self.principals:
-            _require(bool(_IAM_ARN.match(arn)), f"agency {self.agency_id}: {arn!r} is not an IAM principal ARN")
+        who = f"agency {self.agency_id}"
+        _require(bool(_AGENCY_ID.match(self.agency_id)),
+                 f"agency id {self.agency_id!r}: 2-31 lowercase letters, digits or '-', starting with a letter")
+        _require(self.kind in RECIPIENT_KINDS, f"{who}: kind {self.kind!r} must be one of {list(RECIPIENT_KINDS)}")
+        if self.kind == "prefecture":
+            _require(self.prefecture is not None, f"{who}: kind \"prefecture\" requires prefecture (its code)")
+            assert self.prefecture is not None
+            parsed = _code(self.prefecture, f"{who}: prefecture")
+            _require(parsed.is_prefecture,
+                     f"{who}: prefecture {self.prefecture} is not a prefecture-level code (like 200000)")
+        else:
+            _require(self.prefecture is None, f"{who}: prefecture is only for kind \"prefecture\"")
+            _require(not self.disclosure_principals, f"{who}: disclosure_principals are only for kind \"prefecture\"")
+            _require(len(self.vpc_endpoint_ids) > 0,
+                     f"{who}: vpc_endpoint_ids must name at least one VPC endpoint (kind \"agency\")")
+        _require(len(self.principals) > 0, f"{who}: principals must name at least one IAM role")
+        for field_name, arns in (("principals", self.principals), ("disclosure_principals", self.disclosure_principals)):
+            for arn in arns:
+                _require(bool(_ROLE_ARN.match(arn)), f"{who}: {field_name}: {arn!r} is not an IAM role ARN")
         for vpce in self.vpc_endpoint_ids:
-            _require(bool(_VPCE.match(vpce)), f"agency {self.agency_id}: {vpce!r} is not a VPC endpoint id")
+            _require(bool(_VPCE.match(vpce)), f"{who}: vpc_endpoint_ids: {vpce!r} is not a VPC endpoint id")
+        _require(len(set(self.vpc_endpoint_ids)) == len(self.vpc_endpoint_ids), f"{who}: vpc_endpoint_ids repeat")
+        _require(isinstance(self.throttle_rate, int | float) and 0 < self.throttle_rate <= MAX_THROTTLE_RATE,
+                 f"{who}: throttle_rate {self.throttle_rate!r} must be above 0 and at most {MAX_THROTTLE_RATE:g} "
+                 "requests per second")
+        _require(isinstance(self.throttle_burst, int) and 1 <= self.throttle_burst <= MAX_THROTTLE_BURST,
+                 f"{who}: throttle_burst {self.throttle_burst!r} must be a whole number from 1 to {MAX_THROTTLE_BURST}")
         codes = [a.affair_code for a in self.agreements]
-        _require(len(codes) == len(set(codes)), f"agency {self.agency_id}: affair codes repeat")
+        _require(len(codes) == len(set(codes)), f"{who}: affair codes repeat")
+        for a in self.agreements:
+            if "own_use" in a.functions:
+                _require(self.kind == "prefecture",
+                         f"{who}: agreement {a.affair_code}: function own_use is only for kind \"prefecture\"")
+            if "batch" in a.functions:
+                _require(len(self.vpc_endpoint_ids) > 0,
+                         f"{who}: agreement {a.affair_code} has function batch, so vpc_endpoint_ids must name the "
+                         "S3 endpoint its batch files come through")
+
+    @property
+    def all_principals(self) -> tuple[str, ...]:
+        return (*self.principals, *self.disclosure_principals)
+
+    @property
+    def uses_batch(self) -> bool:
+        return any("batch" in a.functions for a in self.agreements)
 
 
 # --- operations -------------------------------------------------------------------------
@@ -355,6 +464,36 @@ class Deployment:
                 _require(az.startswith(next(iter(regions))), f"availability zone {az} is not in {next(iter(regions))}")
         agency_ids = [a.agency_id for a in self.agencies]
         _require(len(agency_ids) == len(set(agency_ids)), "agency ids repeat")
+        self._validate_recipients()
+
+    def _validate_recipients(self) -> None:
+        codes = {p.code for p in self.prefectures}
+        owners: dict[tuple[str, str], str] = {}
+        for a in self.agencies:
+            if a.kind == "prefecture":
+                _require(a.prefecture in codes,
+                         f"agency {a.agency_id}: prefecture {a.prefecture} is not a prefecture of this deployment "
+                         f"(configured: {sorted(codes)})")
+            for arn in a.all_principals:
+                key = role_key(arn)
+                _require(key not in owners,
+                         f"agency {a.agency_id}: role {key[1]!r} of account {key[0]} is already a principal of "
+                         f"{owners.get(key)}: API Gateway reports a caller by account and role name only, so each "
+                         "role may act for one recipient in one capacity")
+                owners[key] = a.agency_id
+        national = self.national.env
+        for p in self.prefectures:
+            own_use = [a.agency_id for a in self.own_use_recipients(p.code)]
+            if own_use and p.env != national and p.api_endpoint_id is None:
+                raise ConfigError(
+                    f"prefecture {p.code} has own-use recipients ({', '.join(own_use)}) but is in account "
+                    f"{p.env.account}, not the national tier's ({national.account}), so the provision API's "
+                    "resource policy cannot import its execute-api endpoint id: deploy the prefecture first and set "
+                    "its api_endpoint_id to the 'ExecuteApiEndpointId' output of its stack")
+
+    def own_use_recipients(self, prefecture_code: str) -> tuple[Agency, ...]:
+        """Recipients of kind prefecture for this prefecture (their staff use its execute-api endpoint)."""
+        return tuple(a for a in self.agencies if a.kind == "prefecture" and a.prefecture == prefecture_code)
 
     @property
     def region(self) -> str:
@@ -385,26 +524,45 @@ def load_municipalities(path: Path) -> tuple[Municipality, ...]:
                  for r in rows)
 
 
+_AGENCY_KEYS = frozenset({"id", "name", "name_ja", "kind", "prefecture", "principals", "disclosure_principals",
+                          "vpc_endpoint_ids", "throttle_rate", "throttle_burst", "agreement"})
+_AGREEMENT_KEYS = frozenset({"affair_code", "affair", "appended_table", "appended_table_item", "functions", "fields",
+                             "valid_from", "valid_until", "monthly_record_limit", "max_batch_records",
+                             "agreed_hours"})
+
+
+def _known_keys(table: dict, known: frozenset[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    _require(not unknown, f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+
+
 def load_agencies(path: Path) -> tuple[Agency, ...]:
-    """Agencies and agreements from a TOML file: changing an agreement is a data change."""
+    """Recipients and agreements from a TOML file: changing an agreement is a data change."""
     with path.open("rb") as fh:
         doc = tomllib.load(fh)
     demo = bool(doc.get("demo_data", False))
     agencies = []
     for a in doc.get("agency", []):
+        where = f"{path.name}: agency {a.get('id')!r}"
+        _known_keys(a, _AGENCY_KEYS, where)
+        for g in a.get("agreement", []):
+            _known_keys(g, _AGREEMENT_KEYS, f"{where}, agreement {g.get('affair_code')!r}")
         agreements = tuple(
             Agreement(
                 affair_code=g["affair_code"], affair=g["affair"], appended_table=g["appended_table"],
                 appended_table_item=g["appended_table_item"], functions=frozenset(g["functions"]),
                 fields=frozenset(g["fields"]), valid_from=g["valid_from"], valid_until=g["valid_until"],
                 monthly_record_limit=int(g["monthly_record_limit"]),
-                max_batch_records=int(g.get("max_batch_records", 0)),
+                max_batch_records=int(g.get("max_batch_records", 0)), agreed_hours=g.get("agreed_hours"),
             )
             for g in a.get("agreement", [])
         )
         agencies.append(Agency(
             agency_id=a["id"], name=a["name"], name_ja=a["name_ja"], principals=tuple(a.get("principals", [])),
             vpc_endpoint_ids=tuple(a.get("vpc_endpoint_ids", [])), agreements=agreements, demo_data=demo,
+            kind=a.get("kind", "agency"), prefecture=a.get("prefecture"),
+            disclosure_principals=tuple(a.get("disclosure_principals", [])),
+            throttle_rate=a.get("throttle_rate", 20.0), throttle_burst=a.get("throttle_burst", 40),
         ))
     return tuple(agencies)
 
@@ -421,12 +579,12 @@ def _networks(prefecture_number: int) -> tuple[Network, Network]:
 
 def _prefecture(code: str, name: str, name_en: str, municipalities: Iterable[Municipality], env: Environment, *,
                 muni_env: Environment | None = None, muni_sqs_endpoint_id: str | None = None,
-                sqs_endpoint_id: str | None = None) -> Prefecture:
+                sqs_endpoint_id: str | None = None, api_endpoint_id: str | None = None) -> Prefecture:
     pref_net, muni_net = _networks(int(code[:2]))
     tier = MunicipalityTier(env=muni_env or env, network=muni_net, municipalities=tuple(municipalities),
                             sqs_endpoint_id=muni_sqs_endpoint_id)
     return Prefecture(code=code, name=name, name_en=name_en, env=env, network=pref_net, municipality_tier=tier,
-                      sqs_endpoint_id=sqs_endpoint_id)
+                      sqs_endpoint_id=sqs_endpoint_id, api_endpoint_id=api_endpoint_id)
 
 
 def _nagano_municipalities() -> tuple[Municipality, ...]:
@@ -463,14 +621,14 @@ def large_prefecture_test() -> Deployment:
 
 
 def multi_account_example() -> Deployment:
-    """Each tier in its own account; endpoint ids of the sending tiers come from configuration."""
+    """Each tier in its own account; endpoint ids of the other tiers come from configuration."""
     national = Environment("111111111111", DEMO_REGION)
     prefecture = Environment("222222222222", DEMO_REGION)
     municipalities = Environment("333333333333", DEMO_REGION)
     nagano = _prefecture(
         "200000", "長野県", "Nagano", _nagano_municipalities(), prefecture,
         muni_env=municipalities, sqs_endpoint_id="vpce-0a1b2c3d4e5f60002",
-        muni_sqs_endpoint_id="vpce-0a1b2c3d4e5f60003",
+        muni_sqs_endpoint_id="vpce-0a1b2c3d4e5f60003", api_endpoint_id="vpce-0a1b2c3d4e5f60004",
     )
     return Deployment(
         name="multi-account-example",

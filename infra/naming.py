@@ -15,6 +15,8 @@ from .config import Deployment, Environment
 
 PARTITION = "aws"
 NATIONAL = "national"
+# The provision API's stage: URLs read …/api/v1/lookups (the version is in the path).
+PROVISION_API_STAGE = "api"
 
 
 def prefecture_tier(code: str) -> str:
@@ -51,6 +53,10 @@ class Names:
     def sqs_endpoint_export(self, tier: str) -> str:
         """CloudFormation export of a tier's SQS endpoint id (used only within one account/region)."""
         return f"{self.prefix}-{tier}-sqs-endpoint-id"
+
+    def execute_api_endpoint_export(self, tier: str) -> str:
+        """CloudFormation export of a prefecture tier's execute-api endpoint id (the provision API admits it)."""
+        return f"{self.prefix}-{tier}-execute-api-endpoint-id"
 
     # --- queues ---------------------------------------------------------------------
     def inbound_queue(self, tier: str) -> str:
@@ -147,6 +153,46 @@ class Names:
     @staticmethod
     def bucket_arn(name: str) -> str:
         return f"arn:{PARTITION}:s3:::{name}"
+
+    # --- the provision API (national tier; docs/provision.md) ---------------------------
+    def provision_api(self) -> str:
+        """The private REST API's name."""
+        return f"{self.prefix}-provision"
+
+    def provision_function(self, what: str) -> str:
+        """``api``, ``batch`` or ``sealer``; the role has the same name, under the national role path."""
+        return f"{self.prefix}-{NATIONAL}-provision-{what}"
+
+    def provision_role(self, what: str) -> str:
+        return self.provision_function(what)
+
+    def provision_log_table(self) -> str:
+        return f"{self.prefix}-{NATIONAL}-provision-log"
+
+    def provision_state_table(self) -> str:
+        return f"{self.prefix}-{NATIONAL}-provision-state"
+
+    def provision_batch_queue(self) -> str:
+        return f"{self.prefix}-{NATIONAL}-provision-batch"
+
+    def provision_batch_bucket(self, env: Environment) -> str:
+        name = f"{self.prefix}-provision-batch-{env.account}-{env.region}"
+        if len(name) > 63:
+            raise ValueError(f"bucket name {name!r} exceeds 63 characters; shorten the deployment prefix")
+        return name
+
+    def provision_usage_plan(self, recipient_id: str) -> str:
+        return f"{self.prefix}-provision-{recipient_id}"
+
+    def provision_api_key(self, recipient_id: str) -> str:
+        return f"{self.prefix}-provision-{recipient_id}"
+
+    def provision_seal_rule(self) -> str:
+        return f"{self.prefix}-{NATIONAL}-provision-seal"
+
+    def provision_service(self) -> str:
+        """POWERTOOLS_SERVICE_NAME of the provision functions (their metrics' ``service`` dimension)."""
+        return f"{self.prefix}-provision"
 
     # --- audit and observability ----------------------------------------------------
     def trail(self) -> str:

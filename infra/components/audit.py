@@ -8,8 +8,8 @@ composition gives each account exactly one trail, hosted by the highest tier in 
 
 The trail: all regions, log-file validation, KMS encryption with the host tier's audit key,
 delivery to an encrypted CloudWatch Logs group, management events plus data events for this
-system's DynamoDB tables, Lambda functions and drop-zone objects. Its bucket: TLS only,
-versioned, access-logged, public access blocked, KMS-encrypted.
+system's DynamoDB tables, Lambda functions, drop-zone objects and provision batch files. Its
+bucket: TLS only, versioned, access-logged, public access blocked, KMS-encrypted.
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ def access_log_bucket(scope: Construct, id: str, *, retention_days: int) -> s3.B
 
 
 def data_event_selectors(names: Names, env: Environment) -> list[cloudtrail.CfnTrail.AdvancedEventSelectorProperty]:
-    def data(name: str, resource_type: str, arn_prefix: str) -> cloudtrail.CfnTrail.AdvancedEventSelectorProperty:
+    def data(name: str, resource_type: str, *arn_prefixes: str) -> cloudtrail.CfnTrail.AdvancedEventSelectorProperty:
         return cloudtrail.CfnTrail.AdvancedEventSelectorProperty(name=name, field_selectors=[
             cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(field="eventCategory", equal_to=["Data"]),
             cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(field="resources.type", equal_to=[resource_type]),
-            cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(field="resources.ARN", starts_with=[arn_prefix]),
+            cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(field="resources.ARN", starts_with=list(arn_prefixes)),
         ])
 
     return [
@@ -62,8 +62,11 @@ def data_event_selectors(names: Names, env: Environment) -> list[cloudtrail.CfnT
              f"arn:{PARTITION}:dynamodb:{env.region}:{env.account}:table/{names.prefix}-"),
         data("Functions", "AWS::Lambda::Function",
              f"arn:{PARTITION}:lambda:{env.region}:{env.account}:function:{names.function_prefix()}"),
-        # What crosses the boundary between a municipality's existing system and the network.
-        data("Drop zones", "AWS::S3::Object", f"arn:{PARTITION}:s3:::{names.drop_zone_bucket_prefix(env)}"),
+        # What crosses the boundary between the network and the systems beside it: the
+        # municipalities' exports, and the recipients' batch files (national account only).
+        data("Drop zones and provision batch files", "AWS::S3::Object",
+             f"arn:{PARTITION}:s3:::{names.drop_zone_bucket_prefix(env)}",
+             f"{names.bucket_arn(names.provision_batch_bucket(env))}/"),
     ]
 
 

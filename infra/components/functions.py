@@ -33,7 +33,8 @@ class TierFunction(Construct):
                  handler: str, description: str, environment: Mapping[str, str], timeout: Duration,
                  memory_size: int, reserved_concurrency: int, network: TierNetwork, log_key: kms.IKey,
                  log_retention: logs.RetentionDays, statements: Sequence[iam.PolicyStatement],
-                 dead_letter_queue: sqs.IQueue | None = None) -> None:
+                 dead_letter_queue: sqs.IQueue | None = None, code: lambda_.Code | None = None) -> None:
+        """``code``: the function's code asset; default the shared bundle (``bundling.lambda_code``)."""
         super().__init__(scope, id)
         self.function_name = function_name
         self.timeout = timeout
@@ -62,7 +63,7 @@ class TierFunction(Construct):
             description=description,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            code=lambda_code(),
+            code=code or lambda_code(),
             handler=handler,
             role=self.role.without_policy_updates(),
             environment=dict(environment),

@@ -1,5 +1,6 @@
 """Alarms of a tier, all to one KMS-encrypted SNS topic. Meanings and first responses:
-``docs/operations.md`` (one section per alarm name suffix)."""
+``docs/operations.md`` (one section per alarm name suffix; the provision API's alarms in
+``docs/provision.md``)."""
 
 from __future__ import annotations
 
@@ -37,9 +38,9 @@ class TierAlarms(Construct):
 
     def alarm(self, id: str, *, name: str, description: str, metric: cloudwatch.IMetric, threshold: float = 0,
               evaluation_periods: int = 1, datapoints_to_alarm: int = 1,
-              comparison: cloudwatch.ComparisonOperator = GT) -> cloudwatch.Alarm:
+              comparison: cloudwatch.ComparisonOperator = GT, doc: str = "docs/operations.md") -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
-            self, id, alarm_name=name, alarm_description=f"{description} See docs/operations.md.", metric=metric,
+            self, id, alarm_name=name, alarm_description=f"{description} See {doc}.", metric=metric,
             threshold=threshold, comparison_operator=comparison, evaluation_periods=evaluation_periods,
             datapoints_to_alarm=datapoints_to_alarm, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
@@ -49,16 +50,17 @@ class TierAlarms(Construct):
         return alarm
 
     def queue_alarms(self, id: str, *, tier_name: str, queue_label: str, dead_letter_queue: sqs.IQueue,
-                     queue: sqs.IQueue | None = None, max_age_seconds: int | None = None) -> None:
+                     queue: sqs.IQueue | None = None, max_age_seconds: int | None = None,
+                     doc: str = "docs/operations.md") -> None:
         self.alarm(f"{id}DlqNotEmpty", name=f"{tier_name}-{queue_label}-dlq-not-empty",
                    description=f"Messages are waiting in the {queue_label} dead-letter queue: something could not "
                                "be processed and needs a person.",
                    metric=dead_letter_queue.metric_approximate_number_of_messages_visible(
-                       period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM))
+                       period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM), doc=doc)
         if queue is not None and max_age_seconds is not None:
             self.alarm(f"{id}OldestMessage", name=f"{tier_name}-{queue_label}-oldest-message-age",
                        description=f"The oldest message has waited more than {max_age_seconds} s: the tier is not "
                                    "keeping up or not consuming.",
                        metric=queue.metric_approximate_age_of_oldest_message(
                            period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM),
-                       threshold=max_age_seconds, evaluation_periods=2, datapoints_to_alarm=2)
+                       threshold=max_age_seconds, evaluation_periods=2, datapoints_to_alarm=2, doc=doc)

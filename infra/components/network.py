@@ -141,3 +141,17 @@ class TierNetwork(Construct):
         """Add an Allow to an endpoint policy (an endpoint with a policy denies everything else)."""
         target = self.interface.get(endpoint) or self.gateway[endpoint]
         target.add_to_policy(statement)
+
+    def add_client_endpoint(self, name: str, service: ec2.InterfaceVpcEndpointAwsService, *,
+                            client_cidrs: tuple[str, ...], description: str) -> ec2.InterfaceVpcEndpoint:
+        """An interface endpoint for people rather than this tier's functions: its own security
+        group admits HTTPS from ``client_cidrs`` only (and nothing goes out)."""
+        group = ec2.SecurityGroup(self, f"{name}EndpointSg", vpc=self.vpc, allow_all_outbound=False,
+                                  description=description)
+        for cidr in client_cidrs:
+            group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), f"HTTPS from {cidr}")
+        endpoint = ec2.InterfaceVpcEndpoint(self, f"{name}Endpoint", vpc=self.vpc, service=service,
+                                            private_dns_enabled=True, security_groups=[group], open=False,
+                                            subnets=ISOLATED)
+        self.interface[name] = endpoint
+        return endpoint

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
@@ -16,11 +17,16 @@ from . import nag
 S = dynamodb.AttributeType.STRING
 # The search API's blind index (HMAC of kana name and birth date) → resident partition.
 BY_BLIND_INDEX = "by_blind_index"
+# The provision log's entries of one day (sharded), for the daily seal (lambdas/jukinet/adapters/provision_log.py).
+BY_DAY = "by_day"
+EXPIRES_AT = "expires_at"
 
 
-def _table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dynamodb.Table:
+def _table(scope: Construct, id: str, *, table_name: str, key: kms.IKey, time_to_live_attribute: str | None = None,
+           resource_policy: iam.PolicyDocument | None = None) -> dynamodb.Table:
     table = dynamodb.Table(
-        scope, id, table_name=table_name,
+        scope, id, table_name=table_name, time_to_live_attribute=time_to_live_attribute,
+        resource_policy=resource_policy,
         partition_key=dynamodb.Attribute(name="pk", type=S), sort_key=dynamodb.Attribute(name="sk", type=S),
         billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
         encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=key,
@@ -50,3 +56,21 @@ def identity_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey)
 def cs_state_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dynamodb.Table:
     """The municipality CSs' counters, file records and statistics (one partition per municipality)."""
     return _table(scope, id, table_name=table_name, key=key)
+
+
+def provision_log_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey,
+                        resource_policy: iam.PolicyDocument | None) -> dynamodb.Table:
+    """The provision log (提供記録): hash-chained entries per resident and the daily seals.
+    ``by_day`` projects only each entry's hash: what the sealer needs, nothing about a person."""
+    table = _table(scope, id, table_name=table_name, key=key, time_to_live_attribute=EXPIRES_AT,
+                   resource_policy=resource_policy)
+    table.add_global_secondary_index(
+        index_name=BY_DAY, partition_key=dynamodb.Attribute(name="day_shard", type=S),
+        sort_key=dynamodb.Attribute(name="entry_ref", type=S), projection_type=dynamodb.ProjectionType.INCLUDE,
+        non_key_attributes=["hash"])
+    return table
+
+
+def provision_state_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dynamodb.Table:
+    """The provision functions' mutable bookkeeping: chain heads, monthly counts, batch jobs."""
+    return _table(scope, id, table_name=table_name, key=key, time_to_live_attribute=EXPIRES_AT)

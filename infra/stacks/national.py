@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from constructs import Construct
 
 from ..config import Deployment
 from ..naming import NATIONAL, Names, prefecture_tier
 from .processing import Senders, build_processing, narrow_processor_endpoints
-from .tier import DYNAMODB, KMS, SQS, TierStack
+from .provision import ProvisionApi
+from .tier import DYNAMODB, KMS, S3, SQS, TierStack
 
 
 class NationalStack(TierStack):
-    """Receives the prefectures' signed notices and keeps the nationwide copy.
+    """Receives the prefectures' signed notices and keeps the nationwide copy; serves the
+    provision API to the configured recipients (``provision.py``) when there are any.
 
     ``sender_endpoint_ids``: each prefecture tier's SQS endpoint (imports or configuration).
+    ``prefecture_api_endpoints``: prefecture code → its tier's execute-api endpoint id, for the
+    prefectures with own-use recipients (imports or configuration).
     """
 
     def __init__(self, scope: Construct, *, deployment: Deployment, host_trail: bool,
-                 sender_endpoint_ids: Sequence[str]) -> None:
+                 sender_endpoint_ids: Sequence[str], prefecture_api_endpoints: Mapping[str, str] | None = None) -> None:
         national = deployment.national
+        provides = bool(deployment.agencies)
         super().__init__(
             scope, deployment=deployment, tier=NATIONAL, env=national.env, network=national.network,
             stack_name=Names.of(deployment).national_stack(), host_trail=host_trail,
             description="jukinet: national server tier", interface_endpoints={"Sqs": SQS, "Kms": KMS},
-            gateway_endpoints={"DynamoDb": DYNAMODB},
+            gateway_endpoints={"DynamoDb": DYNAMODB, **({"S3": S3} if provides else {})},
         )
         names, env = self.names, national.env
         patterns: dict[str, list[str]] = defaultdict(list)
@@ -50,4 +55,9 @@ class NationalStack(TierStack):
         narrow_processor_endpoints(
             self, self.processing, sqs_sid="OwnDeadLettersOnly",
             sqs_resources=[self.processing.inbound.dead_letter_queue.queue_arn],
-            kms_actions=["kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"], key_envs=[env, prefecture_env])
+            kms_actions=["kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt", *(["kms:Sign"] if provides else [])],
+            key_envs=[env, prefecture_env])
+        self.provision: ProvisionApi | None = None
+        if provides:
+            self.provision = ProvisionApi(self, "Provision", processing=self.processing,
+                                          prefecture_api_endpoints=prefecture_api_endpoints or {})

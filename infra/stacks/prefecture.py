@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from ..components import keys, nag
 from ..config import Deployment, Prefecture
-from ..naming import NATIONAL, SIGNING_ALGORITHM, Names, municipality_tier, prefecture_tier
+from ..naming import NATIONAL, PARTITION, SIGNING_ALGORITHM, Names, municipality_tier, prefecture_tier
 from .processing import Senders, build_processing, narrow_processor_endpoints, send_upward_statements
+from .provision import STAGE
 from .tier import DYNAMODB, KMS, SQS, TierStack
 
 
@@ -80,3 +84,27 @@ class PrefectureStack(TierStack):
             self, p, sqs_sid="SendToNationalAndOwnDeadLetters",
             sqs_resources=[names.queue_arn(national_env, national_queue), p.inbound.dead_letter_queue.queue_arn],
             kms_actions=["kms:Sign", "kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"], key_envs=[env, muni.env])
+
+        self.api_endpoint: ec2.InterfaceVpcEndpoint | None = None
+        own_use = deployment.own_use_recipients(code)
+        if own_use:
+            self.api_endpoint = self._provision_api_endpoint(prefecture, [p for r in own_use for p in r.all_principals])
+
+    def _provision_api_endpoint(self, prefecture: Prefecture, principals: list[str]) -> ec2.InterfaceVpcEndpoint:
+        """The execute-api endpoint through which the prefecture's own staff (its own-use and
+        disclosure roles) call the national provision API; the API's resource policy admits it."""
+        names, national_env = self.names, self.deployment.national.env
+        endpoint = self.network.add_client_endpoint(
+            "ExecuteApi", ec2.InterfaceVpcEndpointAwsService.APIGATEWAY, client_cidrs=prefecture.api_clients,
+            description="execute-api endpoint: HTTPS in from the prefecture staff networks")
+        # The API's id is not known here (the national stack imports this endpoint's id), so the
+        # policy names the national account's v1 stages and the prefecture's own roles.
+        endpoint.add_to_policy(iam.PolicyStatement(
+            sid="OwnUseAndDisclosureStaffToProvisionApi", principals=[iam.AnyPrincipal()],
+            actions=["execute-api:Invoke"],
+            resources=[f"arn:{PARTITION}:execute-api:{national_env.region}:{national_env.account}:*/{STAGE}/*"],
+            conditions={"ArnLike": {"aws:PrincipalArn": sorted(set(principals))}}))
+        cdk.CfnOutput(self, "ExecuteApiEndpointId", value=endpoint.vpc_endpoint_id,
+                      description="This tier's execute-api endpoint: the national provision API admits it",
+                      export_name=names.execute_api_endpoint_export(self.tier))
+        return endpoint

@@ -67,3 +67,22 @@ def test_offline_with_a_cold_cache_fails_with_a_clear_message(tmp_path: Path, mo
 def test_runtime_and_bundle_target_the_same_python_and_architecture() -> None:
     assert bundling.RUNTIME.name == f"python{bundling.PYTHON_VERSION}"
     assert bundling.ARCHITECTURE.name == "arm64" and bundling.PLATFORM.endswith("aarch64")
+
+
+def test_extra_files_make_a_content_addressed_copy_of_the_bundle(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "bundle-k"
+    (bundle / "jukinet").mkdir(parents=True)
+    (bundle / "jukinet" / "__init__.py").write_text("", encoding="utf-8")
+    monkeypatch.setattr(bundling, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(bundling, "build_bundle", lambda: (bundle, "k"))
+    first, key = bundling.build_bundle_with({"agreements.json": b"{}"})
+    assert first.name == f"extra-{key}" and (first / "agreements.json").read_bytes() == b"{}"
+    assert (first / "jukinet" / "__init__.py").is_file() and not (bundle / "agreements.json").exists()
+    assert bundling.build_bundle_with({"agreements.json": b"{}"}) == (first, key)  # cached
+    changed, other = bundling.build_bundle_with({"agreements.json": b"{ }"})
+    assert other != key and (changed / "agreements.json").read_bytes() == b"{ }"
+    with pytest.raises(bundling.BundlingError, match="would replace files of the Lambda bundle"):
+        bundling.build_bundle_with({"jukinet/__init__.py": b""})
+    with pytest.raises(bundling.BundlingError, match="must be a relative path"):
+        bundling.build_bundle_with({"../escape.json": b""})

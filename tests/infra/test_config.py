@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from jukinet.domain.codes import LocalGovernmentCode
 
 from infra.config import (
     ConfigError,
@@ -21,6 +20,7 @@ from infra.config import (
     synthetic_municipalities,
 )
 from infra.naming import Names, prefecture_tier
+from jukinet.domain.codes import LocalGovernmentCode
 
 AZS = ("ap-northeast-1a", "ap-northeast-1c")
 
@@ -133,12 +133,18 @@ def test_all_prefectures_must_share_one_account() -> None:
 
 def test_demo_agencies_are_marked_demo_and_minimise_fields_per_affair() -> None:
     agencies = {a.agency_id: a for a in nagano_demo().agencies}
-    assert set(agencies) == {"chikyosai", "mhlw-engo", "nenkin", "fsa"}
+    assert set(agencies) == {"chikyosai", "mhlw-engo", "nenkin", "fsa", "nagano-pref"}
     assert all(a.demo_data for a in agencies.values())
     alive = next(g for g in agencies["nenkin"].agreements if "ALIVE" in g.affair_code)
     assert "address" not in alive.fields and {"status", "change_information"} <= alive.fields
     assert alive.is_valid_on(dt.date(2026, 1, 1))
-    assert all(g.appended_table.startswith("別表") for a in agencies.values() for g in a.agreements)
+    national_bodies = [a for a in agencies.values() if a.kind == "agency"]
+    assert all(g.appended_table.startswith("別表") for a in national_bodies for g in a.agreements)
+    # The prefecture's own use: 別表第五, or an ordinance (住基法第30条の15第2項).
+    own_use = agencies["nagano-pref"]
+    assert own_use.kind == "prefecture" and own_use.prefecture == "200000" and not own_use.vpc_endpoint_ids
+    assert all(g.functions == {"own_use"} for g in own_use.agreements)
+    assert {g.appended_table for g in own_use.agreements} == {"別表第五", "条例 (住基法第30条の15第2項)"}
 
 
 def test_multi_account_example_names_cross_account_resources_from_config_alone() -> None:

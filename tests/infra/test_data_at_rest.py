@@ -16,7 +16,8 @@ CRYPTO_ACTIONS = {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:Sign
 
 def test_every_table_uses_its_cmk_pitr_deletion_protection_and_on_demand_billing(every: Synth) -> None:
     tables = every.props("AWS::DynamoDB::Table")
-    assert len(tables) == 2 * len(every.deployment.prefectures) + 1
+    provision = 2 if every.deployment.agencies else 0  # the provision log and state tables
+    assert len(tables) == 2 * len(every.deployment.prefectures) + 1 + provision
     for t in tables:
         assert t["SSESpecification"]["SSEEnabled"] is True
         assert t["SSESpecification"]["SSEType"] == "KMS"
@@ -52,6 +53,8 @@ def test_each_municipality_and_prefecture_has_an_ecc_signing_key_under_its_alias
     names = Names.of(every.deployment)
     signing = [k for k in every.props("AWS::KMS::Key") if k.get("KeySpec") == "ECC_NIST_P256"]
     assert all(k["KeyUsage"] == "SIGN_VERIFY" for k in signing)
+    # The provision log's seal key is the one signing key that signs no notices (tests/infra/test_provision.py).
+    signing = [k for k in signing if not k["Description"].startswith("national:")]
     codes = [p.code for p in every.deployment.prefectures] + [
         m.code for p in every.deployment.prefectures for m in p.municipality_tier.municipalities]
     assert len(signing) == len(codes)
@@ -75,7 +78,7 @@ def test_key_policies_separate_administration_from_use(every: Synth) -> None:
 
 def test_only_the_cs_role_may_sign_with_a_municipality_key(nagano: Synth) -> None:
     for key in nagano.props("AWS::KMS::Key"):
-        if key.get("KeySpec") != "ECC_NIST_P256" or "pref-200000" in key["Description"]:
+        if key.get("KeySpec") != "ECC_NIST_P256" or key["Description"].startswith(("pref-200000", "national:")):
             continue
         code = key["Description"].split()[0]
         sign = [s for s in statements(key["KeyPolicy"]) if "kms:Sign" in as_list(s["Action"])]

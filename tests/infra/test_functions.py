@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from jukinet.settings import MunicipalityCsSettings, NationalSettings, PrefectureSettings
 
+import jukinet.settings
 from infra.naming import Names, cs_state_partition
 
 from .conftest import Synth, as_list, statements
@@ -14,10 +14,14 @@ from .conftest import Synth, as_list, statements
 pytestmark = pytest.mark.slow
 
 HANDLERS = {
-    "jukinet.handlers.municipality_cs.handler": MunicipalityCsSettings,
-    "jukinet.handlers.prefecture_processor.handler": PrefectureSettings,
-    "jukinet.handlers.national_processor.handler": NationalSettings,
+    "jukinet.handlers.municipality_cs.handler": "MunicipalityCsSettings",
+    "jukinet.handlers.prefecture_processor.handler": "PrefectureSettings",
+    "jukinet.handlers.national_processor.handler": "NationalSettings",
+    "jukinet.handlers.provision_api.handler": "ProvisionSettings",
+    "jukinet.handlers.provision_batch.handler": "ProvisionSettings",
+    "jukinet.handlers.provision_sealer.handler": "SealerSettings",
 }
+PROVISION_HANDLERS = {h for h in HANDLERS if ".provision_" in h}
 
 
 def _runtime_version(runtime: str) -> tuple[int, int]:
@@ -34,7 +38,9 @@ def test_there_is_one_cs_per_municipality_one_processor_per_prefecture_and_one_n
         len(p.municipality_tier.municipalities) for p in d.prefectures)
     assert handlers.count("jukinet.handlers.prefecture_processor.handler") == len(d.prefectures)
     assert handlers.count("jukinet.handlers.national_processor.handler") == 1
-    assert len(functions) == len(handlers)  # and no other function (no custom-resource providers)
+    for provision in PROVISION_HANDLERS:
+        assert handlers.count(provision) == (1 if d.agencies else 0), provision
+    assert set(handlers) <= HANDLERS.keys()  # and no other function (no custom-resource providers)
 
 
 def test_functions_run_python_312_or_newer_on_arm64_in_the_vpc_with_limits_tracing_and_own_logs(every: Synth) -> None:
@@ -52,14 +58,18 @@ def test_functions_run_python_312_or_newer_on_arm64_in_the_vpc_with_limits_traci
         assert log_group["RetentionInDays"] > 0 and "KmsKeyId" in log_group
 
 
-def test_all_functions_share_one_code_asset(every: Synth) -> None:
-    keys = {f["Code"]["S3Key"] for f in every.props("AWS::Lambda::Function")}
-    assert len(keys) == 1
+def test_all_functions_share_one_code_asset_but_the_provision_functions_share_another(every: Synth) -> None:
+    """The provision functions' asset is the same bundle plus agreements.json (test_provision.py)."""
+    functions = every.props("AWS::Lambda::Function")
+    shared = {f["Code"]["S3Key"] for f in functions if f["Handler"] not in PROVISION_HANDLERS}
+    provision = {f["Code"]["S3Key"] for f in functions if f["Handler"] in PROVISION_HANDLERS}
+    assert len(shared) == 1
+    assert len(provision) == 1 and provision != shared
 
 
 def test_environment_provides_every_setting_the_handler_requires(every: Synth) -> None:
     for f in every.props("AWS::Lambda::Function"):
-        model = HANDLERS[f["Handler"]]
+        model = getattr(jukinet.settings, HANDLERS[f["Handler"]])
         env = f["Environment"]["Variables"]
         required = {name for name, field in model.model_fields.items() if field.is_required()}
         assert required <= env.keys(), (f["FunctionName"], required - env.keys())
@@ -90,9 +100,8 @@ def test_cs_state_partition_matches_the_runtime_key_layout() -> None:
 
 
 def test_signing_algorithm_in_key_policies_is_the_one_the_runtime_uses() -> None:
-    from jukinet.domain.message import ALGORITHM
-
     from infra.naming import SIGNING_ALGORITHM
+    from jukinet.domain.message import ALGORITHM
 
     assert SIGNING_ALGORITHM == ALGORITHM
 

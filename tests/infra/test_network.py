@@ -53,11 +53,17 @@ def test_every_default_security_group_is_closed_by_the_aws_runbook_without_custo
 
 
 def test_functions_egress_only_https_and_endpoints_admit_only_the_functions(every: Synth) -> None:
+    """Except the prefecture's execute-api endpoint, which admits HTTPS from its staff networks."""
+    staff = {c for p in every.deployment.prefectures for c in p.api_clients}
     for _, _, res in every.resources("AWS::EC2::SecurityGroup"):
         p = res["Properties"]
         egress = p.get("SecurityGroupEgress", [])
         assert all(e.get("FromPort") in (443, 252) for e in egress), egress  # 252: CDK's "no egress" marker
-        assert not p.get("SecurityGroupIngress")
+        if p["GroupDescription"].startswith("execute-api endpoint"):
+            ingress = p["SecurityGroupIngress"]
+            assert ingress and all(i["FromPort"] == i["ToPort"] == 443 and i["CidrIp"] in staff for i in ingress)
+        else:
+            assert not p.get("SecurityGroupIngress")
     for _, _, ingress in every.resources("AWS::EC2::SecurityGroupIngress"):
         assert ingress["Properties"]["FromPort"] == 443 and "SourceSecurityGroupId" in ingress["Properties"]
 
@@ -69,15 +75,28 @@ def test_endpoints_are_exactly_the_services_the_functions_call(every: Synth) -> 
         service = name if isinstance(name, str) else name["Fn::Join"][1][-1]
         by_stack.setdefault(stack, set()).add(service.rsplit(".", 1)[-1])
         assert statements(res["Properties"]["PolicyDocument"]), f"{stack} {service} endpoint has no policy"
+    own_use = {f"jukinet-pref-{a.prefecture}" for a in every.deployment.agencies if a.kind == "prefecture"}
     for stack, services in by_stack.items():
-        expected = {"sqs", "kms", "dynamodb"} | ({"s3"} if stack.endswith("-base") else set())
+        expected = {"sqs", "kms", "dynamodb"}
+        if stack.endswith("-base") or stack == "jukinet-national":  # drop zones; provision batch bucket
+            expected.add("s3")
+        if stack in own_use:  # the prefecture's staff call the provision API
+            expected.add("execute-api")
         assert services == expected, stack
 
 
 def test_endpoint_policies_admit_only_this_tiers_roles(every: Synth) -> None:
-    for _, _, res in every.resources("AWS::EC2::VPCEndpoint"):
+    """The execute-api endpoint: the prefecture's own-use and disclosure roles instead."""
+    for stack, _, res in every.resources("AWS::EC2::VPCEndpoint"):
+        service = str(res["Properties"]["ServiceName"])
         for s in statements(res["Properties"]["PolicyDocument"]):
             assert s["Effect"] == "Allow"
             patterns = s["Condition"]["ArnLike"]["aws:PrincipalArn"]
-            assert all(p.startswith("arn:aws:iam::") and p.endswith("/*") for p in patterns)
+            if "execute-api" in service:
+                code = stack.rsplit("-", 1)[1]
+                assert patterns == sorted(p for a in every.deployment.own_use_recipients(code)
+                                          for p in a.all_principals)
+                assert s["Action"] == "execute-api:Invoke"
+            else:
+                assert all(p.startswith("arn:aws:iam::") and p.endswith("/*") for p in patterns)
             assert s["Resource"] != "*"
