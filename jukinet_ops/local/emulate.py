@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .model import BucketNotification, NotEmulated
-from .template import is_placeholder
+from .template import PLACEHOLDER_PREFIX, is_placeholder
 
 
 class NotEmulatedError(Exception):
@@ -41,6 +41,7 @@ class ApplyContext:
     not_emulated: list[NotEmulated] = field(default_factory=list)
     bucket_notifications: list[BucketNotification] = field(default_factory=list)
     dead_letter_targets: dict[str, str] = field(default_factory=dict)  # function ARN -> target ARN
+    created: dict[str, str] = field(default_factory=dict)  # logical id -> id of what a handler created
     current: tuple[str, str] = ("", "")  # (logical id, type) being applied
 
     def note(self, feature: str, reason: str) -> None:
@@ -74,6 +75,16 @@ def _require(value: Any, what: str) -> Any:
     if value is None or is_placeholder(value):
         raise NotEmulatedError(f"{what} refers to a resource that does not exist locally ({value})")
     return value
+
+
+def _created(ctx: ApplyContext, value: Any, what: str) -> Any:
+    """``value``, or, for a reference to a resource an earlier handler created through the
+    API (moto's CloudFormation never saw it, so the reference is a placeholder), its id."""
+    if isinstance(value, str) and value.startswith(PLACEHOLDER_PREFIX):
+        found = ctx.created.get(value[len(PLACEHOLDER_PREFIX):])
+        if found is not None:
+            return found
+    return _require(value, what)
 
 
 # -- types moto's CloudFormation does not create ------------------------------------------------
@@ -247,6 +258,115 @@ def _event_invoke_config(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) 
     return str(request["FunctionName"])
 
 
+# API Gateway REST APIs: moto's CloudFormation creates RestApi, Resource, Method (with
+# its Integration's Type, Uri and IntegrationHttpMethod only) and Deployment; it has no
+# model for Stage, ApiKey, UsagePlan, UsagePlanKey. The API is served by
+# jukinet_ops/local/api.py (LocalApi), which reads all of this back from moto.
+
+
+def _apigw_stage(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
+    props = resolved["props"]
+    api_id = _require(props.get("RestApiId"), "RestApiId")
+    client = ctx.client("apigateway")
+    deployment = props.get("DeploymentId")
+    if deployment is None or is_placeholder(deployment):
+        # moto's Deployment model has no physical id, so the Ref became a placeholder.
+        deployments = client.get_deployments(restApiId=api_id).get("items", [])
+        if not deployments:
+            raise NotEmulatedError(f"REST API {api_id} has no deployment")
+        deployment = max(deployments, key=lambda d: d["createdDate"])["id"]
+    name = props["StageName"]
+    request: dict[str, Any] = {"restApiId": api_id, "stageName": name, "deploymentId": deployment}
+    if "Description" in props:
+        request["description"] = props["Description"]
+    if props.get("Variables"):
+        request["variables"] = props["Variables"]
+    if "TracingEnabled" in props:
+        request["tracingEnabled"] = _bool(props["TracingEnabled"])
+    client.create_stage(**request)
+    operations = []
+    log = props.get("AccessLogSetting") or {}
+    for key, path in (("DestinationArn", "destinationArn"), ("Format", "format")):
+        if key in log:
+            operations.append({"op": "replace", "path": f"/accessLogSettings/{path}", "value": log[key]})
+    settings = {"ThrottlingRateLimit": "throttling/rateLimit", "ThrottlingBurstLimit": "throttling/burstLimit",
+                "LoggingLevel": "logging/loglevel", "DataTraceEnabled": "logging/dataTrace",
+                "MetricsEnabled": "metrics/enabled", "CachingEnabled": "caching/enabled"}
+    for setting in props.get("MethodSettings", []):
+        where = f"{setting.get('ResourcePath', '/*')}/{setting.get('HttpMethod', '*')}"
+        for key, path in settings.items():
+            if key in setting:
+                value = setting[key]
+                operations.append({"op": "replace", "path": f"{where}/{path}",
+                                   "value": str(value).lower() if isinstance(value, bool) else str(value)})
+    if operations:
+        client.update_stage(restApiId=api_id, stageName=name, patchOperations=operations)
+    if props.get("MethodSettings"):
+        ctx.note("API Gateway method settings", "stored on the stage; throttling, caching and execution "
+                                                "logging are not applied locally")
+    ctx.created[lid] = name
+    return f"{api_id}/{name}"
+
+
+def _apigw_api_key(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
+    props = resolved["props"]
+    request: dict[str, Any] = {"name": props.get("Name") or ctx.generated_name(lid, 1024),
+                               "enabled": _bool(props.get("Enabled", False))}
+    for cfn, api in (("Value", "value"), ("Description", "description"), ("CustomerId", "customerId")):
+        if cfn in props:
+            request[api] = props[cfn]
+    if props.get("StageKeys"):
+        request["stageKeys"] = [{"restApiId": _require(k.get("RestApiId"), "RestApiId"),
+                                 "stageName": _created(ctx, k.get("StageName"), "StageName")}
+                                for k in props["StageKeys"]]
+    key_id = str(ctx.client("apigateway").create_api_key(**request)["id"])
+    ctx.created[lid] = key_id
+    return key_id
+
+
+def _apigw_usage_plan(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
+    props = resolved["props"]
+    request: dict[str, Any] = {"name": props.get("UsagePlanName") or ctx.generated_name(lid, 1024)}
+    if "Description" in props:
+        request["description"] = props["Description"]
+    stages = []
+    for item in props.get("ApiStages", []):
+        stage = {"apiId": _require(item.get("ApiId"), "ApiId"), "stage": _created(ctx, item.get("Stage"), "Stage")}
+        if item.get("Throttle"):
+            stage["throttle"] = {path: _throttle(t) for path, t in item["Throttle"].items()}
+        stages.append(stage)
+    request["apiStages"] = stages
+    if props.get("Throttle"):
+        request["throttle"] = _throttle(props["Throttle"])
+    if props.get("Quota"):
+        quota = props["Quota"]
+        request["quota"] = {k.lower(): (int(v) if k in ("Limit", "Offset") else v) for k, v in quota.items()}
+    if props.get("Throttle") or props.get("Quota") or any(s.get("throttle") for s in stages):
+        ctx.note("API Gateway throttling and quotas", "the usage plan's limits are stored; the local API "
+                                                      "neither throttles nor counts requests")
+    plan_id = str(ctx.client("apigateway").create_usage_plan(**request)["id"])
+    ctx.created[lid] = plan_id
+    return plan_id
+
+
+def _throttle(throttle: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "BurstLimit" in throttle:
+        out["burstLimit"] = int(throttle["BurstLimit"])
+    if "RateLimit" in throttle:
+        out["rateLimit"] = float(throttle["RateLimit"])
+    return out
+
+
+def _apigw_usage_plan_key(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
+    props = resolved["props"]
+    plan = _created(ctx, props.get("UsagePlanId"), "UsagePlanId")
+    key = _created(ctx, props.get("KeyId"), "KeyId")
+    ctx.client("apigateway").create_usage_plan_key(usagePlanId=plan, keyId=key,
+                                                   keyType=props.get("KeyType", "API_KEY"))
+    return f"{plan}/{key}"
+
+
 API_CREATED: dict[str, Handler] = {
     "AWS::SQS::QueuePolicy": _queue_policy,
     "AWS::SQS::QueueInlinePolicy": _queue_policy,
@@ -258,6 +378,10 @@ API_CREATED: dict[str, Handler] = {
     "AWS::CloudTrail::Trail": _trail,
     "AWS::Logs::MetricFilter": _metric_filter,
     "AWS::Lambda::EventInvokeConfig": _event_invoke_config,
+    "AWS::ApiGateway::Stage": _apigw_stage,
+    "AWS::ApiGateway::ApiKey": _apigw_api_key,
+    "AWS::ApiGateway::UsagePlan": _apigw_usage_plan,
+    "AWS::ApiGateway::UsagePlanKey": _apigw_usage_plan_key,
 }
 
 
@@ -442,11 +566,30 @@ def _function(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
     return name
 
 
+def _rest_api(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
+    """A REST API's resource policy and binary media types (moto's CloudFormation reads
+    only Name, Description and EndpointConfiguration)."""
+    props, api_id = resolved["props"], resolved["ref"]
+    operations = []
+    if props.get("Policy"):
+        operations.append({"op": "replace", "path": "/policy", "value": _policy(props["Policy"])})
+    for media_type in props.get("BinaryMediaTypes", []):
+        operations.append({"op": "add", "path": "/binaryMediaTypes/" + media_type.replace("/", "~1"),
+                           "value": media_type})
+    if operations:
+        ctx.client("apigateway").update_rest_api(restApiId=api_id, patchOperations=operations)
+    if props.get("Policy"):
+        ctx.note("API Gateway resource policy enforcement", "stored on the API; evaluated only when the API is "
+                                                            "served by jukinet_ops.local.api.LocalApi")
+    return api_id
+
+
 EXTRA_PROPERTIES: dict[str, Handler] = {
     "AWS::S3::Bucket": _bucket,
     "AWS::DynamoDB::Table": _table,
     "AWS::KMS::Key": _key,
     "AWS::Lambda::Function": _function,
+    "AWS::ApiGateway::RestApi": _rest_api,
 }
 
 # Which properties of those types the deployer needs resolved (None: all of them).
@@ -456,6 +599,7 @@ RESOLVED_PROPERTIES: dict[str, frozenset[str] | None] = {
                                        "SSESpecification"}),
     "AWS::KMS::Key": None,
     "AWS::Lambda::Function": frozenset({"DeadLetterConfig"}),
+    "AWS::ApiGateway::RestApi": frozenset({"Policy", "BinaryMediaTypes"}),
 }
 
 # Properties moto 5.2.5's CloudFormation models read, per type (the rest are ignored by moto).
@@ -470,6 +614,10 @@ MOTO_HONOURED: dict[str, frozenset[str]] = {
         "VpcConfig", "Environment", "ReservedConcurrentExecutions", "Tags"}),
     "AWS::KMS::Key": frozenset({"KeyPolicy", "Description", "Tags", "EnableKeyRotation", "Enabled"}),
     "AWS::Logs::LogGroup": frozenset({"LogGroupName", "RetentionInDays", "Tags"}),
+    "AWS::ApiGateway::RestApi": frozenset({"Name", "Description", "EndpointConfiguration"}),
+    # Of Integration only Type, Uri and IntegrationHttpMethod.
+    "AWS::ApiGateway::Method": frozenset({"RestApiId", "ResourceId", "HttpMethod", "AuthorizationType",
+                                          "ApiKeyRequired", "Integration"}),
 }
 
 # Properties the handlers above apply, per type.
@@ -482,6 +630,7 @@ APPLIED_HERE: dict[str, frozenset[str]] = {
     # deliberately replaces (see runner.py), reported separately.
     "AWS::Lambda::Function": frozenset({"Architectures", "DeadLetterConfig"}),
     "AWS::KMS::Key": frozenset({"KeySpec", "KeyUsage"}),  # via pre-creation
+    "AWS::ApiGateway::RestApi": frozenset({"Policy", "BinaryMediaTypes"}),
 }
 
 # Why an ignored property matters, where there is more to say than "ignored".
@@ -495,6 +644,10 @@ IGNORED_PROPERTY_REASONS: dict[tuple[str, str], str] = {
     ("AWS::KMS::Key", "MultiRegion"): "single-region key",
     ("AWS::KMS::Key", "PendingWindowInDays"): "deletion is immediate",
     ("AWS::Logs::LogGroup", "KmsKeyId"): "log group is not encrypted",
+    ("AWS::ApiGateway::Method", "RequestValidatorId"): "requests are not validated locally",
+    ("AWS::ApiGateway::Method", "RequestModels"): "requests are not validated locally",
+    ("AWS::ApiGateway::Method", "RequestParameters"): "requests are not validated locally",
+    ("AWS::ApiGateway::Method", "AuthorizerId"): "only AWS_IAM authorization is emulated (jukinet_ops.local.api)",
 }
 
 

@@ -61,9 +61,19 @@ def _kms_key_tags(props: dict[str, Any]) -> dict[str, Any]:
     return props
 
 
+def _rest_api_endpoint_configuration(props: dict[str, Any]) -> dict[str, Any]:
+    # moto stores the dict as given and serves it under the API's lower-case names, so
+    # CloudFormation's Types/VpcEndpointIds would read back as an empty configuration.
+    config = props.get("EndpointConfiguration")
+    if isinstance(config, dict):
+        props["EndpointConfiguration"] = {key[:1].lower() + key[1:]: value for key, value in config.items()}
+    return props
+
+
 # Per type: make the properties readable by moto's model (step 7).
 MOTO_QUIRKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     KMS_KEY: _kms_key_tags,
+    "AWS::ApiGateway::RestApi": _rest_api_endpoint_configuration,
 }
 
 # Attributes CloudFormation defines as equal to the resource's Ref, which moto lacks.

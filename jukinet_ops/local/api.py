@@ -1,0 +1,1273 @@
+"""Serving a deployed API Gateway REST API locally, with SigV4 and its resource policy.
+
+``LocalApi(env, runner, credentials=...)`` plays API Gateway for one REST API of a
+``DeployedEnvironment``: an HTTP server on 127.0.0.1 answering ``/{stage}/{resource path}``
+the way the deployed API would, and running the integrated functions through the
+``LocalRunner``.
+
+* **The API is what was deployed.** Resources, methods (authorization type, API key
+  requirement, Lambda proxy integration), the stage (variables, access-log setting), the
+  resource policy, API keys and usage plans are all read back from moto's API Gateway.
+  moto's CloudFormation creates the RestApi (not its Policy), Resources, Methods (of the
+  Integration only Type, Uri, IntegrationHttpMethod) and the Deployment; the deployer
+  completes the rest through the API Gateway API (``emulate.py``: Stage, ApiKey,
+  UsagePlan, UsagePlanKey, the RestApi's Policy and BinaryMediaTypes, with every intrinsic
+  resolved by moto). There is no second description of the API.
+* **Gateway checks, in API Gateway's order:** stage, resource and method (an unknown path
+  or method is 403 ``Missing Authentication Token``, as API Gateway answers), SigV4
+  (``AWS_IAM`` methods: recomputed with botocore's ``SigV4Auth`` for the access key's
+  secret, service ``execute-api``, the API's region, 15 minutes of clock skew, session
+  tokens), the resource policy (explicit Deny wins; otherwise an Allow must match), the
+  API key (``x-api-key`` against the keys of the usage plans of this stage), then the
+  Lambda proxy integration.
+* **Callers are ``LocalPrincipal``s**: local-only credentials standing for an IAM role's
+  assumed-role session, each with the VPC endpoint its traffic comes from. The request
+  header ``X-Jukinet-Local-Source-Vpce`` (local only, never forwarded to the function)
+  overrides that endpoint, to simulate a call through an endpoint the policy does not name.
+* **Access logs**: every request, refused ones included, is rendered with the stage's
+  ``AccessLogSetting.Format`` and put into its log group in moto's CloudWatch Logs; the
+  last lines are kept in ``LocalApi.access_log``.
+* **One request at a time reaches the functions**: ``LocalRunner.invoke`` swaps
+  ``os.environ`` and ``sys.modules`` for the duration of an invocation, so invocations
+  (and the access-log writes, which use boto3 in this process) hold the runner's lock
+  (``code_image.INVOCATION_LOCK``). The gateway checks themselves run concurrently.
+
+Not emulated (``LocalApi.not_emulated``): throttling and quotas, identity-based IAM
+policies of the callers, authorizers other than AWS_IAM, integrations other than Lambda
+proxy, request validation, gateway response customisation, execution logs, the network
+path of a private API (the endpoint comes from the principal, not the network).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import email.utils
+import fnmatch
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from hashlib import sha256
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, Self
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.compat import HTTPHeaders
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from .code_image import INVOCATION_LOCK
+from .model import DeployedEnvironment, NotEmulated, StackReport
+from .runner import LocalRunner
+
+__all__ = [
+    "ApiMethod",
+    "LocalApi",
+    "LocalApiError",
+    "LocalPrincipal",
+    "LocalResponse",
+    "RawValue",
+    "ResourcePolicy",
+    "UnsupportedPolicyError",
+    "local_principals",
+    "render_access_log",
+    "send",
+    "sign_request",
+]
+
+log = logging.getLogger(__name__)
+
+SERVICE = "execute-api"
+INVOKE_ACTION = "execute-api:Invoke"
+SOURCE_VPCE_HEADER = "X-Jukinet-Local-Source-Vpce"  # local only: simulates the caller's endpoint
+MAX_SKEW = dt.timedelta(minutes=15)
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
+SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
+_LOOPBACK = ("127.0.0.1", "localhost")
+
+MISSING_TOKEN = "Missing Authentication Token"
+INVALID_TOKEN = "The security token included in the request is invalid."
+SIGNATURE_MISMATCH = ("The request signature we calculated does not match the signature you provided. Check your "
+                      "AWS Secret Access Key and signing method. Consult the service documentation for details.")
+INTERNAL_ERROR = "Internal server error"
+
+# CDK's AccessLogFormat.jsonWithStandardFields(), for the in-memory log of a stage without a setting.
+DEFAULT_ACCESS_LOG_FORMAT = json.dumps({
+    "requestId": "$context.requestId", "ip": "$context.identity.sourceIp", "user": "$context.identity.user",
+    "caller": "$context.identity.caller", "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod", "resourcePath": "$context.resourcePath", "status": "$context.status",
+    "protocol": "$context.protocol", "responseLength": "$context.responseLength"}, separators=(",", ":"))
+
+_ROLE_ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role/(?:[^/]+/)*(?P<name>[\w+=,.@-]+)$")
+_LAMBDA_URI = re.compile(r"^arn:aws[a-z-]*:apigateway:[^:]+:lambda:path/[^/]+/functions/(?P<function>.+)/invocations$")
+_CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_.]*[A-Za-z0-9_])")
+_PROXY_RESPONSE_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
+
+
+class LocalApiError(RuntimeError):
+    """The API cannot be served locally as deployed."""
+
+
+class UnsupportedPolicyError(LocalApiError):
+    """The resource policy uses something the local evaluator does not implement."""
+
+
+# -- callers -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalPrincipal:
+    """A caller of the local API: local-only credentials standing for an assumed-role
+    session of an IAM role, and the VPC endpoint its calls come through.
+
+    The credentials are valid only against ``LocalApi`` (the embedded AWS accepts any
+    credentials anyway); they are not, and cannot become, AWS credentials."""
+
+    access_key_id: str
+    secret_access_key: str
+    principal_arn: str  # the IAM role: arn:aws:iam::ACCOUNT:role/path/name
+    session_arn: str  # its session: arn:aws:sts::ACCOUNT:assumed-role/name/local
+    vpce_id: str | None  # the endpoint its traffic comes from (aws:SourceVpce)
+    api_key: str | None = None  # sent as x-api-key by sign_request / LocalApi.request
+    session_token: str | None = None  # X-Amz-Security-Token; required when set
+
+    @property
+    def account(self) -> str:
+        return self.principal_arn.split(":")[4]
+
+    @property
+    def role_name(self) -> str:
+        return self.principal_arn.rsplit("/", 1)[-1]
+
+    @property
+    def session_name(self) -> str:
+        return self.session_arn.rsplit("/", 1)[-1]
+
+    def credentials(self) -> Credentials:
+        """botocore credentials, for ``SigV4Auth(principal.credentials(), "execute-api", region)``."""
+        return Credentials(self.access_key_id, self.secret_access_key, self.session_token)
+
+
+def local_principals(principal_arns_with_endpoints: Mapping[str, str | None], *,
+                     api_keys: Mapping[str, str] | None = None,
+                     session_name: str = "local") -> dict[str, LocalPrincipal]:
+    """Local-only credentials for IAM role ARNs -> the VPC endpoint each one's calls come
+    from; keyed by role ARN. Deterministic (derived from the ARN by hashing: access key
+    ``ASIA`` + 16 characters, secret, session token), so a demo and its tests can recompute
+    them. ``api_keys``: role ARN -> the API key value its client sends."""
+    principals: dict[str, LocalPrincipal] = {}
+    for arn, vpce in principal_arns_with_endpoints.items():
+        match = _ROLE_ARN.match(arn)
+        if match is None:
+            raise ValueError(f"not an IAM role ARN: {arn!r}")
+        access = "ASIA" + base64.b32encode(_digest("access-key-id", arn)).decode()[:16]
+        secret = base64.b64encode(_digest("secret-access-key", arn)).decode()[:40]
+        token = "local/" + base64.b64encode(_digest("session-token", arn) * 3).decode()
+        session = f"arn:{match['partition']}:sts::{match['account']}:assumed-role/{match['name']}/{session_name}"
+        principals[arn] = LocalPrincipal(access_key_id=access, secret_access_key=secret, principal_arn=arn,
+                                         session_arn=session, vpce_id=vpce, api_key=(api_keys or {}).get(arn),
+                                         session_token=token)
+    return principals
+
+
+def _digest(purpose: str, value: str) -> bytes:
+    return hashlib.sha256(f"jukinet-local-mode\0{purpose}\0{value}".encode()).digest()
+
+
+def sign_request(principal: LocalPrincipal, method: str, url: str, region: str, *, body: bytes = b"",
+                 headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers of a SigV4-signed request (plus ``x-api-key`` when the principal has a
+    key), computed by botocore exactly as any AWS SDK signs an ``execute-api`` call."""
+    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
+    SigV4Auth(principal.credentials(), SERVICE, region).add_auth(request)
+    signed = dict(request.headers.items())
+    if principal.api_key and not any(k.lower() == "x-api-key" for k in signed):
+        signed["x-api-key"] = principal.api_key
+    return signed
+
+
+# -- the resource policy -------------------------------------------------------------------------
+
+Decision = Literal["allow", "explicit-deny", "implicit-deny"]
+
+# Condition operator -> the keys it is evaluated for (lower case, as IAM compares them).
+_CONDITIONS = {
+    "stringequals": frozenset({"aws:sourcevpce", "aws:principalarn"}),
+    "stringnotequals": frozenset({"aws:sourcevpce", "aws:principalarn"}),
+    "arnlike": frozenset({"aws:principalarn"}),
+    "arnnotlike": frozenset({"aws:principalarn"}),
+}
+_STATEMENT_KEYS = frozenset({"Sid", "Effect", "Principal", "Action", "Resource", "Condition"})
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+@dataclass(frozen=True)
+class _Statement:
+    sid: str
+    effect: str
+    principals: tuple[str, ...]  # "*" or AWS principals
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]  # ARN patterns, execute-api:/ shorthand expanded
+    conditions: tuple[tuple[str, str, tuple[str, ...]], ...]  # (operator, key, values), all lower-case but values
+
+
+class ResourcePolicy:
+    """An API Gateway resource policy, evaluated for ``execute-api:Invoke``.
+
+    Implements exactly what the stacks use: ``Allow``/``Deny`` statements with
+    ``Principal`` ``*`` or ``{"AWS": ...}`` (role ARNs, assumed-role session ARNs, account
+    ids or roots), ``Action``, ``Resource`` (ARNs with wildcards, or API Gateway's
+    ``execute-api:/stage/METHOD/path`` shorthand), and conditions ``StringEquals``/
+    ``StringNotEquals`` on ``aws:SourceVpce`` or ``aws:PrincipalArn``, ``ArnLike``/
+    ``ArnNotLike`` on ``aws:PrincipalArn``. Anything else raises ``UnsupportedPolicyError``
+    when the policy is loaded (never a silent allow)."""
+
+    def __init__(self, document: str | Mapping[str, Any], *, region: str, account: str, api_id: str,
+                 partition: str = "aws") -> None:
+        parsed: Any = document
+        while isinstance(parsed, str):  # API Gateway serves the policy as a (sometimes escaped) JSON string
+            parsed = json.loads(parsed.replace('\\"', '"') if parsed.startswith('{\\"') else parsed)
+        if not isinstance(parsed, Mapping):
+            raise UnsupportedPolicyError(f"resource policy is not a JSON object: {document!r}")
+        self.document = dict(parsed)
+        self.api_arn = f"arn:{partition}:execute-api:{region}:{account}:{api_id}"
+        self.statements = [self._statement(s, i) for i, s in enumerate(_as_list(parsed.get("Statement")))]
+
+    def _statement(self, raw: Any, index: int) -> _Statement:
+        if not isinstance(raw, Mapping):
+            raise UnsupportedPolicyError(f"statement {index} is not an object")
+        sid = str(raw.get("Sid", index))
+        unknown = set(raw) - _STATEMENT_KEYS
+        if unknown:
+            raise UnsupportedPolicyError(f"statement {sid}: {', '.join(sorted(unknown))} not supported locally")
+        effect = raw.get("Effect")
+        if effect not in ("Allow", "Deny"):
+            raise UnsupportedPolicyError(f"statement {sid}: Effect {effect!r}")
+        principal = raw.get("Principal")
+        if principal == "*":
+            principals: tuple[str, ...] = ("*",)
+        elif isinstance(principal, Mapping) and set(principal) == {"AWS"}:
+            principals = tuple(str(p) for p in _as_list(principal["AWS"]))
+        else:
+            raise UnsupportedPolicyError(f"statement {sid}: Principal {principal!r} (only * and AWS principals)")
+        actions = tuple(str(a) for a in _as_list(raw.get("Action")))
+        resources = tuple(self._expand(str(r)) for r in _as_list(raw.get("Resource")))
+        if not actions or not resources:
+            raise UnsupportedPolicyError(f"statement {sid}: needs Action and Resource")
+        conditions = []
+        for operator, block in (raw.get("Condition") or {}).items():
+            if operator.lower() not in _CONDITIONS:
+                raise UnsupportedPolicyError(f"statement {sid}: condition operator {operator} is not evaluated "
+                                             f"locally (supported: StringEquals, StringNotEquals, ArnLike, "
+                                             f"ArnNotLike)")
+            if not isinstance(block, Mapping):
+                raise UnsupportedPolicyError(f"statement {sid}: condition {operator} is not an object")
+            for key, values in block.items():
+                if key.lower() not in _CONDITIONS[operator.lower()]:
+                    raise UnsupportedPolicyError(f"statement {sid}: {operator} on {key} is not evaluated locally "
+                                                 f"(supported: StringEquals/StringNotEquals on aws:SourceVpce or "
+                                                 f"aws:PrincipalArn, ArnLike/ArnNotLike on aws:PrincipalArn)")
+                conditions.append((operator.lower(), key.lower(), tuple(str(v) for v in _as_list(values))))
+        return _Statement(sid, effect, principals, actions, resources, tuple(conditions))
+
+    def _expand(self, resource: str) -> str:
+        if resource.startswith("execute-api:/"):
+            return f"{self.api_arn}/{resource[len('execute-api:/'):]}"
+        return resource
+
+    def evaluate(self, *, resource_arn: str, principal: LocalPrincipal | None, source_vpce: str | None,
+                 action: str = INVOKE_ACTION) -> Decision:
+        """``explicit-deny`` if a matching Deny statement applies, else ``allow`` if a
+        matching Allow does, else ``implicit-deny``. ``principal`` None: anonymous."""
+        context: dict[str, str] = {}
+        if source_vpce:
+            context["aws:sourcevpce"] = source_vpce
+        if principal is not None:
+            context["aws:principalarn"] = principal.principal_arn
+        allowed = False
+        for statement in self.statements:
+            if not self._applies(statement, resource_arn, principal, action, context):
+                continue
+            if statement.effect == "Deny":
+                return "explicit-deny"
+            allowed = True
+        return "allow" if allowed else "implicit-deny"
+
+    @staticmethod
+    def _applies(statement: _Statement, resource_arn: str, principal: LocalPrincipal | None, action: str,
+                 context: Mapping[str, str]) -> bool:
+        if not any(_glob(pattern, action, case_sensitive=False) for pattern in statement.actions):
+            return False
+        if not any(_glob(pattern, resource_arn) for pattern in statement.resources):
+            return False
+        if not any(_principal_matches(p, principal) for p in statement.principals):
+            return False
+        return all(_condition(operator, context.get(key), values) for operator, key, values in statement.conditions)
+
+
+def _principal_matches(value: str, principal: LocalPrincipal | None) -> bool:
+    if value == "*":
+        return True
+    if principal is None:
+        return False
+    return value in (principal.principal_arn, principal.session_arn, principal.account,
+                     f"arn:aws:iam::{principal.account}:root")
+
+
+def _condition(operator: str, actual: str | None, values: tuple[str, ...]) -> bool:
+    # A negated operator is true when the key is absent from the request (IAM's rule).
+    if operator == "stringequals":
+        return actual is not None and actual in values
+    if operator == "stringnotequals":
+        return actual is None or actual not in values
+    if operator == "arnlike":
+        return actual is not None and any(_arn_like(v, actual) for v in values)
+    if operator == "arnnotlike":
+        return actual is None or not any(_arn_like(v, actual) for v in values)
+    raise UnsupportedPolicyError(operator)  # validated at load time
+
+
+def _arn_like(pattern: str, arn: str) -> bool:
+    # Each of the six colon-separated parts is matched separately, wildcards within a part.
+    wanted, got = pattern.split(":", 5), arn.split(":", 5)
+    return len(wanted) == len(got) == 6 and all(_glob(w, g) for w, g in zip(wanted, got, strict=True))
+
+
+def _glob(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
+    if not case_sensitive:
+        pattern, value = pattern.lower(), value.lower()
+    return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
+
+
+# -- SigV4 ---------------------------------------------------------------------------------------
+
+
+class _SigV4Verifier(SigV4Auth):
+    """botocore's SigV4 signer, recomputing a received request's signature: the headers
+    signed are the ones the request says it signed, with the values it carried, and the
+    payload hash is always that of the body received."""
+
+    def __init__(self, credentials: Credentials, region: str, headers: list[tuple[str, str]],
+                 signed_headers: list[str]) -> None:
+        super().__init__(credentials, SERVICE, region)
+        self._received = headers
+        self._signed = set(signed_headers)
+
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+        selected = HTTPHeaders()
+        for name, value in self._received:
+            if name.lower() in self._signed:
+                selected[name.lower()] = value
+        return selected
+
+    def canonical_query_string(self, request: AWSRequest) -> str:
+        # As AWS does on receipt: each name and value decoded, then RFC 3986-encoded, sorted.
+        # For a client that encoded them per SigV4 (botocore does) this is what it signed.
+        pairs = []
+        for pair in urllib.parse.urlsplit(request.url).query.split("&"):
+            if pair:
+                key, _, value = pair.partition("=")
+                pairs.append((_uri_encode(key), _uri_encode(value)))
+        return "&".join(f"{key}={value}" for key, value in sorted(pairs))
+
+    def canonical_request(self, request: AWSRequest) -> str:
+        headers = self.headers_to_sign(request)
+        return "\n".join([
+            request.method.upper(),
+            self._normalize_url_path(urllib.parse.urlsplit(request.url).path),
+            self.canonical_query_string(request),
+            self.canonical_headers(headers) + "\n",
+            self.signed_headers(headers),
+            sha256(request.body or b"").hexdigest(),
+        ])
+
+
+def _uri_encode(text: str) -> str:
+    return urllib.parse.quote(urllib.parse.unquote(text), safe="-_.~")
+
+
+@dataclass(eq=False)
+class _Refusal(Exception):
+    status: int
+    message: str
+    error_type: str  # x-amzn-ErrorType
+    response_type: str  # $context.error.responseType
+
+
+def _parse_authorization(value: str) -> tuple[str, dict[str, str]]:
+    algorithm, _, rest = value.strip().partition(" ")
+    fields: dict[str, str] = {}
+    for part in rest.split(","):
+        key, sep, val = part.strip().partition("=")
+        if sep:
+            fields[key.strip()] = val.strip()
+    return algorithm, fields
+
+
+def _verify_sigv4(method: str, target: str, headers: list[tuple[str, str]], body: bytes, *, region: str,
+                  principals: Mapping[str, LocalPrincipal], now: dt.datetime) -> LocalPrincipal:
+    """The principal whose credentials signed the request, or ``_Refusal``."""
+    header = _header(headers, "authorization")
+    if header is None:
+        raise _Refusal(403, MISSING_TOKEN, "MissingAuthenticationTokenException", "MISSING_AUTHENTICATION_TOKEN")
+    algorithm, fields = _parse_authorization(header)
+    missing = [f"Authorization header requires '{name}' parameter."
+               for name in ("Credential", "Signature", "SignedHeaders") if name not in fields]
+    amz_date = _header(headers, "x-amz-date")
+    if amz_date is None and _header(headers, "date") is None:
+        missing.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+    if algorithm != "AWS4-HMAC-SHA256" or missing:
+        problems = missing or [f"Unsupported Authorization Type: {algorithm}"]
+        raise _Refusal(403, " ".join(problems) + f" Authorization={header}", "IncompleteSignatureException",
+                       "INVALID_SIGNATURE")
+    scope = fields["Credential"].split("/")
+    if len(scope) != 5 or scope[4] != "aws4_request":
+        raise _Refusal(403, f"Credential should be scoped to a valid region and service: {fields['Credential']}",
+                       "IncompleteSignatureException", "INVALID_SIGNATURE")
+    access_key, scope_date, scope_region, scope_service = scope[:4]
+    principal = principals.get(access_key)
+    token = _header(headers, "x-amz-security-token")
+    if principal is None or token != principal.session_token:
+        # AWS does not document the gateway response type of this refusal; counted with the signatures.
+        raise _Refusal(403, INVALID_TOKEN, "UnrecognizedClientException", "INVALID_SIGNATURE")
+    if scope_service != SERVICE:
+        raise _Refusal(403, f"Credential should be scoped to correct service: '{SERVICE}'. ",
+                       "InvalidSignatureException", "INVALID_SIGNATURE")
+    if scope_region != region:
+        raise _Refusal(403, f"Credential should be scoped to a valid region, not '{scope_region}'. ",
+                       "InvalidSignatureException", "INVALID_SIGNATURE")
+    if amz_date is not None:
+        try:
+            signed_at = dt.datetime.strptime(amz_date, SIGV4_TIMESTAMP).replace(tzinfo=dt.UTC)
+        except ValueError:
+            raise _Refusal(403, f"Invalid X-Amz-Date: {amz_date}", "IncompleteSignatureException",
+                           "INVALID_SIGNATURE") from None
+    else:
+        try:
+            signed_at = email.utils.parsedate_to_datetime(str(_header(headers, "date"))).astimezone(dt.UTC)
+        except (TypeError, ValueError):
+            raise _Refusal(403, "Invalid Date header", "IncompleteSignatureException", "INVALID_SIGNATURE") from None
+        amz_date = signed_at.strftime(SIGV4_TIMESTAMP)
+    if scope_date != amz_date[:8]:
+        raise _Refusal(403, f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from "
+                            f"HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'.",
+                       "InvalidSignatureException", "INVALID_SIGNATURE")
+    stamp = now.strftime(SIGV4_TIMESTAMP)
+    if signed_at < now - MAX_SKEW:
+        raise _Refusal(403, f"Signature expired: {amz_date} is now earlier than "
+                            f"{(now - MAX_SKEW).strftime(SIGV4_TIMESTAMP)} ({stamp} - 15 min.)",
+                       "InvalidSignatureException", "INVALID_SIGNATURE")
+    if signed_at > now + MAX_SKEW:
+        raise _Refusal(403, f"Signature not yet current: {amz_date} is still later than "
+                            f"{(now + MAX_SKEW).strftime(SIGV4_TIMESTAMP)} ({stamp} + 15 min.)",
+                       "InvalidSignatureException", "INVALID_SIGNATURE")
+    signed_headers = [h.strip().lower() for h in fields["SignedHeaders"].split(";") if h.strip()]
+    if "host" not in signed_headers:
+        raise _Refusal(403, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
+                       "IncompleteSignatureException", "INVALID_SIGNATURE")
+    request = AWSRequest(method=method, url=f"http://localhost{target}", data=body)
+    request.context["timestamp"] = amz_date
+    verifier = _SigV4Verifier(principal.credentials(), region, headers, signed_headers)
+    canonical = verifier.canonical_request(request)
+    string_to_sign = verifier.string_to_sign(request, canonical)
+    expected = verifier.signature(string_to_sign, request)
+    if not hmac.compare_digest(expected, fields["Signature"]):
+        raise _Refusal(403, f"{SIGNATURE_MISMATCH}\n\nThe Canonical String for this request should have been\n"
+                            f"'{canonical}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n",
+                       "InvalidSignatureException", "INVALID_SIGNATURE")
+    return principal
+
+
+def _header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    found = None
+    for key, value in headers:
+        if key.lower() == name:
+            found = value
+    return found
+
+
+# -- the API as deployed -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiMethod:
+    """One method of the deployed API, as moto's API Gateway holds it."""
+
+    resource_id: str
+    resource_path: str  # /residents/{code}
+    http_method: str  # GET, POST... or ANY
+    authorization_type: str  # AWS_IAM, NONE...
+    api_key_required: bool
+    integration_type: str | None
+    integration_uri: str | None
+    function: str | None  # the runner's function name, for a Lambda proxy integration it can run
+
+
+@dataclass
+class _Node:
+    literal: dict[str, _Node] = field(default_factory=dict)
+    param: tuple[str, _Node] | None = None
+    greedy: tuple[str, _Node] | None = None
+    resource: tuple[str, str] | None = None  # (resource id, resource path)
+
+
+@dataclass(frozen=True)
+class _ApiKey:
+    id: str
+    name: str
+    value: str
+
+
+@dataclass
+class LocalResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class _Exchange:
+    """What one request gathered on its way through the gateway (access-log variables)."""
+
+    request_id: str
+    extended_request_id: str
+    started: float
+    request_time: str
+    request_time_epoch: int
+    http_method: str
+    path: str = "-"
+    resource_path: str = "-"
+    resource_id: str = "-"
+    protocol: str = "HTTP/1.1"
+    user_agent: str | None = None
+    principal: LocalPrincipal | None = None
+    caller: str | None = None
+    source_vpce: str | None = None
+    api_key: _ApiKey | None = None
+    error: _Refusal | None = None
+    integration_error: str | None = None
+    integration_status: int | None = None
+    integration_latency_ms: int | None = None
+    function_status: int | None = None
+
+
+class LocalApi:
+    """A deployed REST API served on 127.0.0.1. Use as a context manager::
+
+        principals = local_principals({role_arn: "vpce-0123..."})
+        with LocalApi(env, runner, credentials=principals) as api:
+            print(api.url)                          # http://127.0.0.1:<port>/v1
+            response = api.request(principals[role_arn], "GET", "/residents/123")
+
+    ``credentials``: the principals that may sign requests (keyed by anything; looked up by
+    access key id). ``api``: logical id, id or name of the REST API when the environment
+    has several; ``stage``: the stage to serve when the API has several."""
+
+    def __init__(self, env: DeployedEnvironment, runner: LocalRunner, *,
+                 credentials: Mapping[str, LocalPrincipal], api: str | None = None, stage: str | None = None,
+                 host: str = "127.0.0.1", port: int = 0, access_log_size: int = 1000) -> None:
+        if host not in _LOOPBACK:
+            raise ValueError(f"the local API binds the loopback interface only, not {host!r}")
+        self.env = env
+        self.runner = runner
+        self.host = "127.0.0.1"
+        self._requested_port = port
+        self.principals = {p.access_key_id: p for p in credentials.values()}
+        self.access_log: deque[str] = deque(maxlen=access_log_size)
+        self.not_emulated: list[NotEmulated] = []
+        self.invocations = 0
+        # runner.invoke swaps os.environ, sys.modules: one invocation at a time in the process. The
+        # runner's own (re-entrant) lock, so a runner driven from another thread is covered too.
+        self._invoke_lock = INVOCATION_LOCK
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._log_stream_ready = False
+        self._role_ids: dict[str, str] = {}
+        self._stack, self.api_logical_id, self.api_id = self._find_api(api)
+        self.region, self.account = self._stack.region, self._stack.account
+        self._apigw = env.client("apigateway", self.region, self.account)
+        self._load(stage)
+
+    # -- loading what was deployed ---------------------------------------------------------------
+
+    def _find_api(self, wanted: str | None) -> tuple[StackReport, str, str]:
+        found = []
+        for stack in self.env.stacks.values():
+            for resource in stack.resources_of_type("AWS::ApiGateway::RestApi"):
+                if resource.physical_id and resource.state == "CREATED":
+                    found.append((stack, resource.logical_id, resource.physical_id))
+        if wanted is not None:
+            selected = [f for f in found if wanted in (f[1], f[2])]
+            if not selected:  # by name
+                selected = [f for f in found
+                            if self.env.client("apigateway", f[0].region, f[0].account)
+                            .get_rest_api(restApiId=f[2])["name"] == wanted]
+            found = selected
+        if len(found) != 1:
+            names = ", ".join(f"{s.stack_name}/{lid} ({pid})" for s, lid, pid in found) or "none"
+            raise LocalApiError(f"expected exactly one deployed REST API{f' matching {wanted!r}' if wanted else ''}; "
+                                f"found {names}")
+        return found[0]
+
+    def _note(self, feature: str, reason: str, logical_id: str | None = None, rtype: str | None = None) -> None:
+        self.not_emulated.append(NotEmulated(self._stack.stack_name, logical_id or self.api_logical_id,
+                                             rtype or "AWS::ApiGateway::RestApi", feature, reason))
+
+    def _load(self, wanted_stage: str | None) -> None:
+        for item in self.env.not_emulated:
+            if item.stack == self._stack.stack_name and item.logical_id == self.api_logical_id \
+                    and item.feature == "AWS::ApiGateway::RestApi":
+                raise LocalApiError(f"the deployer could not complete the REST API: {item.reason}")
+        api = self._apigw.get_rest_api(restApiId=self.api_id)
+        self.name = api["name"]
+        self.endpoint_types = list(api.get("endpointConfiguration", {}).get("types", []))
+        self.private = "PRIVATE" in self.endpoint_types
+        self.binary_media_types = list(api.get("binaryMediaTypes", []))
+        self.api_key_source = api.get("apiKeySource", "HEADER")
+        self.policy = (ResourcePolicy(api["policy"], region=self.region, account=self.account, api_id=self.api_id)
+                       if api.get("policy") else None)
+        if self.private and self.policy is None:
+            self._note("resource policy", "a private API without a resource policy cannot be invoked in AWS; "
+                                          "served locally with no policy check")
+
+        stages = self._apigw.get_stages(restApiId=self.api_id).get("item", [])
+        if wanted_stage is not None:
+            stages = [s for s in stages if s["stageName"] == wanted_stage]
+        if len(stages) != 1:
+            states = {r.logical_id: r.state for r in self._stack.resources_of_type("AWS::ApiGateway::Stage")}
+            raise LocalApiError(f"REST API {self.api_id}: expected one stage{f' {wanted_stage!r}' if wanted_stage else ''}"
+                                f" in moto's API Gateway, found {[s['stageName'] for s in stages]} "
+                                f"(Stage resources of the stack: {states or 'none'})")
+        stage = stages[0]
+        self.stage = str(stage["stageName"])
+        self.deployment_id = stage.get("deploymentId")
+        self.stage_variables: dict[str, str] = dict(stage.get("variables") or {})
+        settings = stage.get("accessLogSettings") or {}
+        self.access_log_format: str | None = settings.get("format")
+        self.access_log_group: tuple[str, str, str] | None = None  # (region, account, log group name)
+        if settings.get("destinationArn"):
+            parts = settings["destinationArn"].split(":")
+            if len(parts) >= 7 and parts[2] == "logs" and parts[5] == "log-group":
+                self.access_log_group = (parts[3], parts[4], parts[6])
+            else:
+                self._note("access log destination", f"{settings['destinationArn']} is not a log group; access "
+                                                     f"log lines are kept in memory only")
+        self._logs = (self.env.client("logs", self.access_log_group[0], self.access_log_group[1])
+                      if self.access_log_group else None)
+        self._log_stream = f"{self.api_id}-{self.stage}-local"
+
+        by_arn = {fn.arn: name for name, fn in self.runner.functions.items()}
+        self.methods: dict[str, dict[str, ApiMethod]] = {}  # resource id -> method -> ApiMethod
+        self._root = _Node()
+        for resource in self._resources():
+            path = resource["path"]
+            self._add_route(path, resource["id"])
+            methods = self.methods.setdefault(resource["id"], {})
+            for http_method, method in (resource.get("resourceMethods") or {}).items():
+                methods[http_method] = self._method(resource["id"], path, http_method, method, by_arn)
+        self._api_keys, self._api_keys_checked = self._load_api_keys()
+        for principal in self.principals.values():  # boto3 now, not in a request thread
+            self._role_id(principal)
+        self._general_notes()
+
+    def _resources(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {"restApiId": self.api_id, "embed": ["methods"], "limit": 500}
+        while True:
+            page = self._apigw.get_resources(**request)
+            items += page.get("items", [])
+            if not page.get("position"):
+                return items
+            request["position"] = page["position"]
+
+    def _method(self, resource_id: str, path: str, http_method: str, method: Mapping[str, Any],
+                by_arn: Mapping[str, str]) -> ApiMethod:
+        integration = method.get("methodIntegration") or {}
+        integration_type, uri = integration.get("type"), integration.get("uri")
+        function = None
+        where = f"{http_method} {path}"
+        if integration_type == "AWS_PROXY" and uri:
+            match = _LAMBDA_URI.match(uri)
+            arn = match["function"] if match else None
+            if arn and "${stageVariables." in arn:
+                arn = re.sub(r"\$\{stageVariables\.([^}]+)\}", lambda m: self.stage_variables.get(m[1], ""), arn)
+            if arn and arn.count(":") > 6:  # a qualified ARN (alias or version): the runner runs $LATEST
+                arn = arn.rsplit(":", 1)[0]
+            function = by_arn.get(arn or "")
+            if function is None:
+                self._note(f"integration of {where}", f"{uri} is not a function the local runner can run; the "
+                                                      f"method answers 500", rtype="AWS::ApiGateway::Method")
+        else:
+            self._note(f"integration of {where}", f"{integration_type or 'no'} integration: only Lambda proxy "
+                                                  f"(AWS_PROXY) integrations are served; the method answers 500",
+                       rtype="AWS::ApiGateway::Method")
+        authorization = method.get("authorizationType") or "NONE"
+        if authorization not in ("AWS_IAM", "NONE"):
+            self._note(f"authorizer of {where}", f"{authorization} authorization is not emulated; the method "
+                                                 f"answers 500", rtype="AWS::ApiGateway::Method")
+        return ApiMethod(resource_id=resource_id, resource_path=path, http_method=http_method,
+                         authorization_type=authorization, api_key_required=bool(method.get("apiKeyRequired")),
+                         integration_type=integration_type, integration_uri=uri, function=function)
+
+    def _add_route(self, path: str, resource_id: str) -> None:
+        node = self._root
+        for segment in [s for s in path.split("/") if s]:
+            if segment.startswith("{") and segment.endswith("+}"):
+                if node.greedy is None:
+                    node.greedy = (segment[1:-2], _Node())
+                node = node.greedy[1]
+            elif segment.startswith("{") and segment.endswith("}"):
+                if node.param is None:
+                    node.param = (segment[1:-1], _Node())
+                node = node.param[1]
+            else:
+                node = node.literal.setdefault(segment, _Node())
+        node.resource = (resource_id, path)
+
+    def _load_api_keys(self) -> tuple[dict[str, _ApiKey], bool]:
+        if not any(m.api_key_required for methods in self.methods.values() for m in methods.values()):
+            return {}, True
+        if self.api_key_source != "HEADER":
+            self._note("API key source", f"apiKeySource {self.api_key_source}: keys from an authorizer are not "
+                                         f"emulated; any non-empty x-api-key header is accepted")
+            return {}, False
+        plans = [p for p in self._apigw.get_usage_plans(limit=500).get("items", [])
+                 if any(s.get("apiId") == self.api_id and s.get("stage") == self.stage
+                        for s in p.get("apiStages", []))]
+        if not plans:
+            created = [r for r in self._stack.resources
+                       if r.resource_type in ("AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::UsagePlanKey",
+                                              "AWS::ApiGateway::ApiKey")]
+            self._note("API key checking", "no usage plan of this stage exists in moto's API Gateway "
+                                           f"({', '.join(f'{r.logical_id}: {r.state}' for r in created) or 'none'}); "
+                                           "any non-empty x-api-key header is accepted")
+            return {}, False
+        keys: dict[str, _ApiKey] = {}
+        for plan in plans:
+            for item in self._apigw.get_usage_plan_keys(usagePlanId=plan["id"], limit=500).get("items", []):
+                if item.get("type", "API_KEY") != "API_KEY":
+                    continue
+                key = self._apigw.get_api_key(apiKey=item["id"], includeValue=True)
+                if key.get("enabled") and key.get("value"):
+                    keys[key["value"]] = _ApiKey(key["id"], key.get("name", ""), key["value"])
+        return keys, True
+
+    def _general_notes(self) -> None:
+        self._note("API Gateway throttling and quotas", "usage plan and stage limits are not enforced; requests "
+                                                        "are never throttled or counted")
+        self._note("identity-based IAM policies", "a caller's own IAM policies are not evaluated: a valid "
+                                                  "signature and the resource policy decide")
+        if self.private:
+            self._note("private API network path", "calls reach 127.0.0.1 directly; aws:SourceVpce is the "
+                                                   f"principal's configured endpoint or the {SOURCE_VPCE_HEADER} "
+                                                   "header, and VPC endpoint policies are not evaluated")
+        self._note("API Gateway request handling", "query-string (presigned) SigV4, request validators, "
+                                                   "request parameters/models, gateway response customisation, "
+                                                   "execution logs and the 29 s integration timeout are not "
+                                                   "emulated")
+        others = sorted({r.resource_type for r in self._stack.resources
+                         if r.resource_type.startswith("AWS::ApiGateway::") and r.state == "NOT_EMULATED"})
+        for rtype in others:
+            self._note(rtype, "not deployed locally (see DeployedEnvironment.not_emulated)", rtype=rtype)
+
+    @property
+    def api_keys(self) -> dict[str, str]:
+        """API key name -> value, for the keys this stage accepts (empty when not checked)."""
+        return {key.name: key.value for key in self._api_keys.values()}
+
+    @property
+    def routes(self) -> list[ApiMethod]:
+        return [m for methods in self.methods.values() for m in methods.values()]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise LocalApiError("the local API is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:<port>/<stage>"""
+        return f"http://{self.host}:{self.port}/{self.stage}"
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        server = ThreadingHTTPServer((self.host, self._requested_port), _Handler)
+        server.daemon_threads = True
+        server.api = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"local-api-{self.api_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- a client, for demos and tests ----------------------------------------------------------------
+
+    def request(self, principal: LocalPrincipal | None, method: str, path: str, *,
+                query: Mapping[str, str] | Iterable[tuple[str, str]] | None = None, body: bytes | str | None = None,
+                headers: Mapping[str, str] | None = None, timeout_s: float = 60.0) -> LocalResponse:
+        """Send a request to the running API, SigV4-signed by ``principal`` (None: unsigned).
+        ``path`` is relative to the stage (``/residents/123``)."""
+        url = self.url + "/" + path.lstrip("/")
+        if query:
+            url += "?" + urllib.parse.urlencode(list(query.items() if isinstance(query, Mapping) else query),
+                                                quote_via=urllib.parse.quote)
+        data = body.encode() if isinstance(body, str) else (body or b"")
+        sent = dict(headers or {})
+        if principal is not None:
+            sent = sign_request(principal, method, url, self.region, body=data, headers=sent)
+        return send(method, url, data, sent, timeout_s=timeout_s)
+
+    # -- serving -----------------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
+               protocol: str = "HTTP/1.1") -> tuple[int, list[tuple[str, str]], bytes]:
+        """One request through the gateway: (status, headers, body). ``target``: the raw
+        request target (``/v1/residents/123?x=1``)."""
+        now = time.time()
+        exchange = _Exchange(request_id=str(uuid.uuid4()),
+                             extended_request_id=base64.b64encode(secrets.token_bytes(12)).decode()[:16],
+                             started=now, request_time=time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+                             request_time_epoch=int(now * 1000), http_method=method.upper(), protocol=protocol,
+                             user_agent=_header(headers, "user-agent"))
+        try:
+            status, out_headers, out_body = self._gateway(exchange, target, headers, body)
+        except _Refusal as refusal:
+            exchange.error = refusal
+            status, out_headers, out_body = _error_response(refusal)
+        except Exception:  # a bug here must not kill the server thread
+            log.exception("local API failed on %s %s", method, target)
+            refusal = _Refusal(500, INTERNAL_ERROR, "InternalServerErrorException", "DEFAULT_5XX")
+            exchange.error = refusal
+            status, out_headers, out_body = _error_response(refusal)
+        out_headers += [("x-amzn-RequestId", exchange.request_id), ("x-amz-apigw-id", exchange.extended_request_id)]
+        self._access_log(exchange, status, len(out_body))
+        return status, out_headers, out_body
+
+    def _gateway(self, exchange: _Exchange, target: str, headers: list[tuple[str, str]],
+                 body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        split = urllib.parse.urlsplit(target)
+        segments = split.path.split("/")[1:]
+        if not segments or segments[0] != self.stage:
+            raise _Refusal(403, "Forbidden", "ForbiddenException", "DEFAULT_4XX")
+        rest = segments[1:]
+        if rest and rest[-1] == "":
+            rest = rest[:-1]
+        decoded = [urllib.parse.unquote(s) for s in rest]
+        exchange.path = "/" + "/".join(decoded)
+        found = self._match(decoded)
+        method = None
+        if found is not None:
+            (resource_id, _path), path_params = found
+            methods = self.methods.get(resource_id, {})
+            method = methods.get(exchange.http_method) or methods.get("ANY")
+        if method is None:
+            raise _Refusal(403, MISSING_TOKEN, "MissingAuthenticationTokenException", "MISSING_AUTHENTICATION_TOKEN")
+        exchange.resource_path, exchange.resource_id = method.resource_path, method.resource_id
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise _Refusal(413, "Request Too Long", "RequestTooLongException", "REQUEST_TOO_LARGE")
+        if method.authorization_type not in ("AWS_IAM", "NONE"):
+            raise _Refusal(500, INTERNAL_ERROR, "InternalServerErrorException", "DEFAULT_5XX")
+
+        principal = None
+        if method.authorization_type == "AWS_IAM":
+            principal = _verify_sigv4(exchange.http_method, target, headers, body, region=self.region,
+                                      principals=self.principals, now=dt.datetime.now(dt.UTC))
+            exchange.principal = principal
+            exchange.caller = f"{self._role_id(principal)}:{principal.session_name}"
+        override = _header(headers, SOURCE_VPCE_HEADER.lower())
+        exchange.source_vpce = override or (principal.vpce_id if principal else None)
+
+        resource_arn = (f"{self.policy.api_arn if self.policy else self._api_arn()}/{self.stage}/"
+                        f"{exchange.http_method}{exchange.path}")
+        if self.policy is not None:
+            decision = self.policy.evaluate(resource_arn=resource_arn, principal=principal,
+                                            source_vpce=exchange.source_vpce)
+            if decision != "allow":
+                who = principal.session_arn if principal else "anonymous"
+                suffix = " with an explicit deny" if decision == "explicit-deny" else ""
+                raise _Refusal(403, f"User: {who} is not authorized to perform: {INVOKE_ACTION} on resource: "
+                                    f"{resource_arn}{suffix}", "AccessDeniedException", "ACCESS_DENIED")
+
+        if method.api_key_required:
+            value = _header(headers, "x-api-key")
+            if not value or (self._api_keys_checked and value not in self._api_keys):
+                raise _Refusal(403, "Forbidden", "ForbiddenException", "INVALID_API_KEY")
+            exchange.api_key = self._api_keys.get(value) or _ApiKey("-", "-", value)
+
+        if method.function is None:
+            exchange.integration_error = f"no runnable integration for {method.http_method} {method.resource_path}"
+            raise _Refusal(500, INTERNAL_ERROR, "InternalServerErrorException", "DEFAULT_5XX")
+        event = self._event(exchange, method, path_params, split.query, headers, body)
+        return self._invoke(exchange, method.function, event)
+
+    def _api_arn(self) -> str:
+        return f"arn:aws:execute-api:{self.region}:{self.account}:{self.api_id}"
+
+    def _match(self, segments: list[str]) -> tuple[tuple[str, str], dict[str, str]] | None:
+        def walk(node: _Node, i: int, params: dict[str, str]) -> tuple[tuple[str, str], dict[str, str]] | None:
+            if i == len(segments):
+                return (node.resource, params) if node.resource else None
+            segment = segments[i]
+            if segment == "":
+                return None
+            if segment in node.literal:
+                found = walk(node.literal[segment], i + 1, params)
+                if found:
+                    return found
+            if node.param is not None:
+                found = walk(node.param[1], i + 1, {**params, node.param[0]: segment})
+                if found:
+                    return found
+            if node.greedy is not None and node.greedy[1].resource is not None:
+                return node.greedy[1].resource, {**params, node.greedy[0]: "/".join(segments[i:])}
+            return None
+
+        return walk(self._root, 0, {})
+
+    def _role_id(self, principal: LocalPrincipal) -> str:
+        """The role's unique id (AROA...) as moto's IAM holds it, else a derived one."""
+        if principal.principal_arn not in self._role_ids:
+            role_id = "AROA" + base64.b32encode(_digest("role-id", principal.principal_arn)).decode()[:17]
+            if principal.account in {s.account for s in self.env.stacks.values()}:
+                with contextlib.suppress(ClientError):
+                    role_id = self.env.client("iam", self.region, principal.account).get_role(
+                        RoleName=principal.role_name)["Role"]["RoleId"]
+            self._role_ids[principal.principal_arn] = role_id
+        return self._role_ids[principal.principal_arn]
+
+    def _event(self, exchange: _Exchange, method: ApiMethod, path_params: Mapping[str, str], query: str,
+               headers: list[tuple[str, str]], body: bytes) -> dict[str, Any]:
+        """The REST API (payload 1.0) Lambda proxy event, as API Gateway builds it."""
+        forwarded = [(k, v) for k, v in headers if k.lower() != SOURCE_VPCE_HEADER.lower()]
+        port = str(self.port) if self._server is not None else "443"  # handle() may be called directly
+        forwarded += [("X-Forwarded-For", "127.0.0.1"), ("X-Forwarded-Port", port),
+                      ("X-Forwarded-Proto", "http"), ("X-Amzn-Trace-Id", _trace_id(exchange.started))]
+        if self.private and exchange.source_vpce:
+            forwarded.append(("x-amzn-vpce-id", exchange.source_vpce))
+        single: dict[str, str] = {}
+        multi: dict[str, list[str]] = {}
+        for key, value in forwarded:
+            single[key] = value
+            multi.setdefault(key, []).append(value)
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query_single = {k: v for k, v in pairs}
+        query_multi: dict[str, list[str]] = {}
+        for key, value in pairs:
+            query_multi.setdefault(key, []).append(value)
+        binary = self._is_binary(_header(headers, "content-type"))
+        principal = exchange.principal
+        identity = {
+            "cognitoIdentityPoolId": None, "cognitoIdentityId": None, "cognitoAuthenticationType": None,
+            "cognitoAuthenticationProvider": None, "principalOrgId": None, "clientCert": None,
+            "accountId": principal.account if principal else None,
+            "caller": exchange.caller, "user": exchange.caller,
+            "userArn": principal.session_arn if principal else None,
+            "accessKey": principal.access_key_id if principal else None,
+            "sourceIp": "127.0.0.1",
+            "userAgent": exchange.user_agent,
+            "apiKey": exchange.api_key.value if exchange.api_key else None,
+            "apiKeyId": exchange.api_key.id if exchange.api_key and exchange.api_key.id != "-" else None,
+        }
+        if self.private:
+            identity["vpceId"] = exchange.source_vpce
+        return {
+            "resource": method.resource_path,
+            "path": exchange.path,
+            "httpMethod": exchange.http_method,
+            "headers": single or None,
+            "multiValueHeaders": multi or None,
+            "queryStringParameters": query_single or None,
+            "multiValueQueryStringParameters": query_multi or None,
+            "pathParameters": dict(path_params) or None,
+            "stageVariables": dict(self.stage_variables) or None,
+            "requestContext": {
+                "resourceId": method.resource_id,
+                "resourcePath": method.resource_path,
+                "httpMethod": exchange.http_method,
+                "extendedRequestId": exchange.extended_request_id,
+                "requestTime": exchange.request_time,
+                "path": f"/{self.stage}{exchange.path}",
+                "accountId": self.account,
+                "protocol": exchange.protocol,
+                "stage": self.stage,
+                "domainPrefix": self.api_id,
+                "requestTimeEpoch": exchange.request_time_epoch,
+                "requestId": exchange.request_id,
+                "identity": identity,
+                "domainName": f"{self.api_id}.execute-api.{self.region}.amazonaws.com",
+                "deploymentId": self.deployment_id,
+                "apiId": self.api_id,
+            },
+            "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8", "replace")) if body else None,
+            "isBase64Encoded": bool(body) and binary,
+        }
+
+    def _is_binary(self, content_type: str | None) -> bool:
+        if not content_type or not self.binary_media_types:
+            return False
+        media = content_type.split(";")[0].strip().lower()
+        return any(fnmatch.fnmatchcase(media, pattern.lower()) for pattern in self.binary_media_types)
+
+    def _invoke(self, exchange: _Exchange, function: str, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]],
+                                                                                          bytes]:
+        started = time.perf_counter()
+        with self._invoke_lock:
+            result = self.runner.invoke(function, event)
+            self.invocations += 1
+        exchange.integration_latency_ms = int((time.perf_counter() - started) * 1000)
+        exchange.integration_status = 200
+        if not result.ok:
+            exchange.integration_error = (f"Lambda execution failed with status 200 due to customer function error: "
+                                          f"{type(result.error).__name__}: {result.error}")
+            raise _Refusal(502, INTERNAL_ERROR, "InternalServerErrorException", "DEFAULT_5XX")
+        try:
+            response = json.loads(json.dumps(result.response))  # what Lambda would serialise
+            status, headers, body = _proxy_response(response)
+        except (TypeError, ValueError) as exc:
+            exchange.integration_error = f"Execution failed due to configuration error: Malformed Lambda proxy " \
+                                         f"response ({exc})"
+            raise _Refusal(502, INTERNAL_ERROR, "InternalServerErrorException", "DEFAULT_5XX") from None
+        exchange.function_status = status
+        return status, headers, body
+
+    # -- access logs -------------------------------------------------------------------------
+
+    def _access_log(self, exchange: _Exchange, status: int, length: int) -> None:
+        line = render_access_log(self.access_log_format or DEFAULT_ACCESS_LOG_FORMAT,
+                                 self._log_variables(exchange, status, length))
+        self.access_log.append(line)
+        if self._logs is None or self.access_log_group is None:
+            return
+        group = self.access_log_group[2]
+        try:
+            with self._invoke_lock:  # boto3 in this process: not while a function's environment is swapped in
+                if not self._log_stream_ready:
+                    with contextlib.suppress(self._logs.exceptions.ResourceAlreadyExistsException):
+                        self._logs.create_log_stream(logGroupName=group, logStreamName=self._log_stream)
+                    self._log_stream_ready = True
+                self._logs.put_log_events(logGroupName=group, logStreamName=self._log_stream, logEvents=[
+                    {"timestamp": exchange.request_time_epoch, "message": line}])
+        except ClientError as exc:
+            log.warning("access log line not written to %s: %s", group, exc)
+
+    def _log_variables(self, exchange: _Exchange, status: int, length: int) -> dict[str, Any]:
+        principal, error = exchange.principal, exchange.error
+        return {
+            "requestId": exchange.request_id,
+            "extendedRequestId": exchange.extended_request_id,
+            "requestTime": exchange.request_time,
+            "requestTimeEpoch": exchange.request_time_epoch,
+            "httpMethod": exchange.http_method,
+            "resourcePath": exchange.resource_path,
+            "resourceId": exchange.resource_id,
+            "path": f"/{self.stage}{exchange.path}" if exchange.path != "-" else "-",
+            "stage": self.stage,
+            "apiId": self.api_id,
+            "accountId": self.account,
+            "deploymentId": self.deployment_id,
+            "domainName": f"{self.api_id}.execute-api.{self.region}.amazonaws.com",
+            "domainPrefix": self.api_id,
+            "protocol": exchange.protocol,
+            "status": status,
+            "responseLength": length,
+            "responseLatency": int((time.time() - exchange.started) * 1000),
+            "integrationLatency": exchange.integration_latency_ms,
+            "integrationStatus": exchange.integration_status,
+            "integration.latency": exchange.integration_latency_ms,
+            "integration.status": exchange.function_status,
+            "integration.integrationStatus": exchange.integration_status,
+            "integration.error": exchange.integration_error,
+            "integrationErrorMessage": exchange.integration_error,
+            "error.message": error.message if error else None,
+            "error.messageString": RawValue(json.dumps(error.message if error else "-", ensure_ascii=False)),
+            "error.responseType": error.response_type if error else None,
+            "identity.userArn": principal.session_arn if principal else None,
+            "identity.caller": exchange.caller,
+            "identity.user": exchange.caller,
+            "identity.accountId": principal.account if principal else None,
+            "identity.accessKey": principal.access_key_id if principal else None,
+            "identity.vpceId": exchange.source_vpce,
+            "identity.sourceIp": "127.0.0.1",
+            "identity.userAgent": exchange.user_agent,
+            "identity.apiKey": exchange.api_key.value if exchange.api_key else None,
+            "identity.apiKeyId": exchange.api_key.id if exchange.api_key else None,
+        }
+
+
+class RawValue(str):
+    """An access-log value inserted as is (``$context.error.messageString`` is already a
+    quoted JSON string)."""
+
+
+def render_access_log(template: str, variables: Mapping[str, Any]) -> str:
+    """Substitute ``$context.<name>`` in an access-log format; unknown or absent values
+    become ``-``. Values are JSON-escaped (without quotes) so a JSON format stays JSON,
+    except ``RawValue``s."""
+
+    def value(match: re.Match[str]) -> str:
+        found = variables.get(match.group(1))
+        if isinstance(found, RawValue):
+            return str(found)
+        return "-" if found is None else json.dumps(str(found), ensure_ascii=False)[1:-1]
+
+    return _CONTEXT_VARIABLE.sub(value, template)
+
+
+def _proxy_response(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Map a Lambda proxy response to HTTP; TypeError/ValueError if malformed (API Gateway: 502)."""
+    if not isinstance(response, dict):
+        raise TypeError("not a JSON object")
+    unknown = set(response) - _PROXY_RESPONSE_KEYS
+    if unknown:
+        raise ValueError(f"unexpected field(s) {', '.join(sorted(unknown))}")
+    status = response.get("statusCode")
+    if isinstance(status, str) and status.isdigit():
+        status = int(status)
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise ValueError(f"statusCode {status!r}")
+    body = response.get("body")
+    if body is not None and not isinstance(body, str):
+        raise ValueError("body is not a string")
+    encoded = response.get("isBase64Encoded", False)
+    if not isinstance(encoded, bool):
+        raise TypeError("isBase64Encoded is not a boolean")
+    try:
+        payload = base64.b64decode(body or "", validate=True) if encoded else (body or "").encode()
+    except binascii.Error:
+        raise ValueError("body is not valid base64") from None
+    single = response.get("headers") or {}
+    multi = response.get("multiValueHeaders") or {}
+    if not isinstance(single, dict) or not isinstance(multi, dict):
+        raise TypeError("headers are not objects")
+    merged: dict[str, list[str]] = {}
+    for key, value in single.items():
+        if isinstance(value, dict | list):
+            raise TypeError(f"header {key} is not a scalar")
+        merged[key] = [_scalar(value)]
+    for key, values in multi.items():
+        if not isinstance(values, list):
+            raise TypeError(f"multiValueHeaders {key} is not a list")
+        merged[key] = [_scalar(v) for v in values]  # multiValueHeaders win over headers
+    headers = [(k, v) for k, values in merged.items() for v in values]
+    if not any(k.lower() == "content-type" for k, _ in headers):
+        headers.append(("Content-Type", "application/json"))
+    return status, headers, payload
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
+
+
+def _error_response(refusal: _Refusal) -> tuple[int, list[tuple[str, str]], bytes]:
+    body = json.dumps({"message": refusal.message}).encode()
+    return refusal.status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", refusal.error_type)], body
+
+
+def _trace_id(started: float) -> str:
+    return f"Root=1-{int(started):08x}-{secrets.token_hex(12)}"
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "jukinet-local-api"
+
+    def _serve(self) -> None:
+        api: LocalApi = self.server.api  # type: ignore[attr-defined]
+        try:
+            body = self._read_body()
+        except ValueError as exc:
+            self.close_connection = True  # the rest of the body is still unread
+            self.send_error(413 if "Too Long" in str(exc) else 400, str(exc))
+            return
+        status, headers, payload = api.handle(self.command, self.path, list(self.headers.items()), body,
+                                              protocol=self.request_version)
+        self.send_response(status)
+        for key, value in headers:
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if sum(map(len, chunks)) + size > MAX_PAYLOAD_BYTES + 1:
+                    raise ValueError("Request Too Long")
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_PAYLOAD_BYTES + 1:
+            raise ValueError("Request Too Long")
+        return self.rfile.read(length) if length else b""
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("local API: " + format, *args)
+
+
+def send(method: str, url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float = 60.0) -> LocalResponse:
+    """A plain HTTP request (no proxy from the environment), returning errors as responses."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, data=body or None, method=method, headers=dict(headers))
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            return LocalResponse(response.status, dict(response.headers.items()), response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return LocalResponse(error.code, dict(error.headers.items()), error.read())
