@@ -5,12 +5,20 @@
     jukinet reconcile    per municipality and month: sent, rejected, stored at each tier,
                          dead-lettered, gaps — against AWS or the embedded AWS
     jukinet synth        synthesize the CDK app into cdk.out (offline)
+    jukinet verify       check the provision log: each day against its signed seal, chains of
+                         days not sealed yet and of named residents; exit 1 on any problem
+    jukinet disclose     one resident's provisions (提供状況の開示) with the check of their chain
+    jukinet provision-stats
+                         records provided in a month per recipient, affair and function
+    jukinet openapi      write docs/openapi.json from the provision API's code (--check: exit 1
+                         if the committed document is stale)
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 
@@ -63,6 +71,109 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(notices=args.notices, seed=args.seed, deployment_name=args.deployment, cdk_out=args.cdk_out)
 
 
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"date must be YYYY-MM-DD, got {text!r}") from None
+
+
+def _resident_code(text: str) -> str:
+    from jukinet.domain.codes import ResidentCode
+    from jukinet.domain.errors import ValidationError
+
+    try:
+        return ResidentCode.parse(text).value
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"resident code {text!r}: {exc.detail}") from None
+
+
+def _provision_log(args: argparse.Namespace):
+    """The deployment's provision log, against AWS or (``--endpoint-url``) the embedded AWS."""
+    from infra.config import load_deployment
+    from jukinet_ops.provision import provision_tables
+
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    deployment = load_deployment(args.deployment)
+    os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
+    return deployment, provision_tables(deployment).log()
+
+
+def _verify_days(args: argparse.Namespace) -> list[str]:
+    from jukinet_ops.provision import day_range, default_days, today_jst
+
+    days = [d.isoformat() for d in args.day or []]
+    if args.date_from or args.date_to:
+        end = args.date_to or today_jst()
+        start = args.date_from or end - dt.timedelta(days=6)
+        days += day_range(start, end)
+    if not days and not args.resident:
+        days = default_days(today_jst())
+    return sorted(set(days))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from jukinet_ops.provision import key_source, print_verify, verify_json, verify_log
+
+    try:
+        days = _verify_days(args)
+    except ValueError as exc:
+        print(f"jukinet verify: {exc}", file=sys.stderr)
+        return 2
+    key_file = None
+    if args.public_key:
+        with open(args.public_key, "rb") as fh:
+            key_file = fh.read()
+    _, log = _provision_log(args)
+    try:
+        report = verify_log(log, days, args.resident or [], key_source(key_file))
+    except Exception as exc:
+        from jukinet.adapters import aws
+
+        if aws.error_code(exc) in ("AccessDeniedException", "NotFoundException", "DisabledException"):
+            print(f"jukinet verify: cannot get the sealing key's public key from KMS ({aws.error_code(exc)}); "
+                  "give a copy with --public-key FILE", file=sys.stderr)
+            return 2
+        raise
+    if args.format == "json":
+        print(verify_json(report))
+    else:
+        print_verify(report)
+    return 0 if report.ok else 1
+
+
+def cmd_disclose(args: argparse.Namespace) -> int:
+    from jukinet_ops.provision import disclose, print_disclosure
+
+    if args.date_from and args.date_to and args.date_from > args.date_to:
+        print("jukinet disclose: --from must not be after --to", file=sys.stderr)
+        return 2
+    _, log = _provision_log(args)
+    result = disclose(log, args.resident_code, args.date_from, args.date_to)
+    if args.format == "json":
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        print_disclosure(result)
+    return 0 if result["chain"]["verified"] else 1
+
+
+def cmd_provision_stats(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from jukinet_ops.provision import monthly_statistics, stats_csv, stats_json, stats_table
+
+    deployment, log = _provision_log(args)
+    rows = monthly_statistics(log, args.month, deployment.agencies)
+    if args.format == "csv":
+        sys.stdout.write(stats_csv(rows, args.month))
+    elif args.format == "json":
+        print(stats_json(rows, args.month))
+    else:
+        Console().print(stats_table(rows, args.month))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jukinet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,6 +208,58 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--out", default="cdk.out", help="output directory (default: cdk.out)")
     _add_deployment(syn)
     syn.set_defaults(func=cmd_synth)
+
+    ver = sub.add_parser("verify", help="verify the provision log against its seals and hash chains",
+                         description="Each day (Japan time): a sealed day is checked against its seal — the KMS "
+                                     "signature, the signed manifest, and every entry the table holds for the day "
+                                     "against it; a day not sealed yet by the hash chains of the residents with "
+                                     "entries that day. --resident checks those residents' whole chains, each entry "
+                                     "against the seal of its day where sealed (alone, it checks no day). Prints each problem as <resident code>#<n>: <kind>: <detail>; "
+                                     "exit 1 on any problem. Default: the last 7 days up to today.")
+    ver.add_argument("--day", type=_date, action="append", metavar="YYYY-MM-DD", help="a day to verify (repeatable)")
+    ver.add_argument("--from", dest="date_from", type=_date, metavar="YYYY-MM-DD",
+                     help="first day of a range (default: 6 days before --to)")
+    ver.add_argument("--to", dest="date_to", type=_date, metavar="YYYY-MM-DD", help="last day of a range "
+                     "(default: today)")
+    ver.add_argument("--resident", type=_resident_code, action="append", metavar="CODE",
+                     help="verify this resident's chain (repeatable)")
+    ver.add_argument("--public-key", metavar="FILE", default=None,
+                     help="the sealing key's public key (DER or PEM), for an auditor without KMS access "
+                          "(default: KMS GetPublicKey of each seal's key)")
+    ver.add_argument("--format", choices=["table", "json"], default="table")
+    ver.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
+    _add_deployment(ver)
+    ver.set_defaults(func=cmd_verify)
+
+    dis = sub.add_parser("disclose", help="one resident's provisions (提供状況の開示)",
+                         description="Every provision of the resident's identity facts in the period (Japan time): "
+                                     "date, recipient, affair, function, fields and provider, with the verification "
+                                     "of the resident's whole chain. Exit 1 if the chain does not verify.")
+    dis.add_argument("resident_code", type=_resident_code, metavar="RESIDENT_CODE")
+    dis.add_argument("--from", dest="date_from", type=_date, metavar="YYYY-MM-DD", help="default: the first entry")
+    dis.add_argument("--to", dest="date_to", type=_date, metavar="YYYY-MM-DD", help="default: today")
+    dis.add_argument("--format", choices=["table", "json"], default="table")
+    dis.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
+    _add_deployment(dis)
+    dis.set_defaults(func=cmd_disclose)
+
+    sta = sub.add_parser("provision-stats", help="records provided in a month, per recipient and affair",
+                         description="The month's provision statistics (Japan time): one row per recipient of the "
+                                     "deployment configuration and affair/function with records provided, and the "
+                                     "total.")
+    sta.add_argument("--month", type=_month, default=_this_month(), help="YYYY-MM, Japan time (default: this month)")
+    sta.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sta.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
+    _add_deployment(sta)
+    sta.set_defaults(func=cmd_provision_stats)
+
+    from jukinet_ops.openapi import add_arguments as openapi_arguments
+    from jukinet_ops.openapi import run as openapi_run
+
+    oa = sub.add_parser("openapi", help="write docs/openapi.json from the provision API's code",
+                        description="Generate the provision API's OpenAPI document; --check exits 1 if it is stale.")
+    openapi_arguments(oa)
+    oa.set_defaults(func=openapi_run)
     return parser
 
 

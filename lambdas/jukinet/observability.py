@@ -10,7 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 logger = Logger()
 metrics = Metrics(namespace="Jukinet")
 
-__all__ = ["logger", "metrics", "MetricUnit", "use_tier", "flush"]
+__all__ = ["MetricUnit", "flush", "logger", "metrics", "use_tier"]
 
 
 def use_tier(tier: str) -> None:

@@ -242,7 +242,7 @@ def test_refusals_are_counted_and_unauthorised_ones_separately(world, capfd, cap
 
 def test_look_up_outside_agreed_hours_is_served_and_flagged(world, capfd):
     r = world.add_residents(1)[0]
-    world.now = dt.datetime(2026, 11, 26, 14, 0, tzinfo=dt.timezone.utc)  # 23:00 JST
+    world.now = dt.datetime(2026, 11, 26, 14, 0, tzinfo=dt.UTC)  # 23:00 JST
     status, _ = world.call("POST", "/v1/lookups", {"affair_code": "BANK", "resident_codes": [r.code]}, who="fsa")
     assert status == 200
     assert '"OutsideAgreedHours"' in capfd.readouterr().out
@@ -367,7 +367,7 @@ def test_session_arn_maps_to_the_configured_role_whatever_the_session_name():
 
     assert principal_key(session("pension")) == principal_key(f"arn:aws:iam::{ACCOUNT}:role/agencies/pension")
     assert principal_key(f"arn:aws:sts::{ACCOUNT}:assumed-role/pension/other") == principal_key(session("pension"))
-    assert principal_key(f"arn:aws:sts::999999999999:assumed-role/pension/x") != principal_key(session("pension"))
+    assert principal_key("arn:aws:sts::999999999999:assumed-role/pension/x") != principal_key(session("pension"))
 
 
 def test_scan_signals_count_unknown_and_consecutive_codes(world, capfd):

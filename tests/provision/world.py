@@ -23,7 +23,6 @@ from jukinet.adapters.kms import DataKeys
 from jukinet.adapters.provision_log import ProvisionLog
 from jukinet.domain.notice import UpdateNotice
 from jukinet.handlers import provision_api, provision_batch, provision_sealer
-from jukinet.services import provision as provision_service
 
 from ..pipeline.exports import person
 
@@ -98,7 +97,7 @@ class World:
     root: Path
     calls: Counter = field(default_factory=Counter)
     residents: list[Resident] = field(default_factory=list)
-    now: dt.datetime = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.timezone.utc)  # 12:00 JST
+    now: dt.datetime = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)  # 12:00 JST
 
     def __post_init__(self) -> None:
         self.kms = boto3.client("kms", region_name=REGION)
@@ -176,7 +175,6 @@ class World:
     def environment(self):
         saved = dict(os.environ)
         os.environ.update(self.env)
-        saved_clock = provision_service.utcnow
         try:
             yield
         finally:

@@ -41,8 +41,8 @@ import datetime as dt
 import json
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..domain import envelope
@@ -197,7 +197,7 @@ class IdentityStore:
         notices = list(unique.values())
         if not notices:
             return result
-        stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         by_code: dict[str, list[ResidentEvent]] = defaultdict(list)
         for notice in notices:
             for event in events_for(notice):

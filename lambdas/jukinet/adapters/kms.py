@@ -9,6 +9,7 @@ distinct wrapped key per cold start.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -81,9 +82,14 @@ class _DataKey:
 class DataKeys:
     """Envelope-encryption data keys from one KMS key, reused across many records."""
 
-    def __init__(self, key_id: str, context: dict[str, str]) -> None:
+    def __init__(self, key_id: str, context: dict[str, str], cache_size: int = 256) -> None:
+        """``cache_size``: unwrapped data keys kept (~250 bytes each). Writers meet few distinct
+        keys; a reader across the whole table (the provision functions) meets every key the
+        writers ever made — one per writer instance per ``DATA_KEY_MAX_AGE_S`` — and needs many
+        to avoid a KMS Decrypt per record."""
         self.key_id = key_id
         self.context = context
+        self.cache_size = cache_size
         self._current: _DataKey | None = None
         self._unwrapped: OrderedDict[bytes, bytes] = OrderedDict()
         self._lock = threading.Lock()
@@ -106,6 +112,8 @@ class DataKeys:
     def unwrap(self, wrapped: bytes) -> bytes:
         cached = self._unwrapped.get(wrapped)
         if cached is not None:
+            with contextlib.suppress(KeyError):  # evicted meanwhile by another thread: still valid
+                self._unwrapped.move_to_end(wrapped)  # least recently used goes first
             return cached
         response = aws.client("kms").decrypt(
             CiphertextBlob=wrapped, KeyId=self.key_id, EncryptionContext=self.context,
@@ -116,5 +124,5 @@ class DataKeys:
 
     def _remember(self, wrapped: bytes, plaintext: bytes) -> None:
         self._unwrapped[wrapped] = plaintext
-        while len(self._unwrapped) > 256:
+        while len(self._unwrapped) > self.cache_size:
             self._unwrapped.popitem(last=False)

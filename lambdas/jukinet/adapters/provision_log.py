@@ -176,8 +176,9 @@ class ProvisionLog:
     def entries(self, refs: Iterable[str]) -> dict[str, ChainEntry]:
         keys = []
         for ref in refs:
-            code, n = ref.rsplit("#", 1)
-            keys.append({"pk": {"S": _log_pk(code)}, "sk": {"S": _entry_sk(int(n))}})
+            code, _, n = ref.rpartition("#")
+            if code and n.isdigit():  # anything else is not a ref this code writes: the caller reports it
+                keys.append({"pk": {"S": _log_pk(code)}, "sk": {"S": _entry_sk(int(n))}})
         out: dict[str, ChainEntry] = {}
         for item in _batch_get(self.log_table, keys):
             entry = chain_entry(item)
@@ -220,7 +221,7 @@ class ProvisionLog:
                 if aws.error_code(exc) != "ConditionalCheckFailedException":
                     raise
         seal = Seal(day, len(ordered), digest, signature, key_id, algorithm, len(parts),
-                    sealed_at.astimezone(dt.timezone.utc).isoformat())
+                    sealed_at.astimezone(dt.UTC).isoformat())
         ddb.put_item(TableName=self.log_table, ConditionExpression="attribute_not_exists(pk)", Item={
             "pk": {"S": f"SEAL#{day}"}, "sk": {"S": "SEAL"}, "count": {"N": str(seal.count)},
             "digest": {"S": digest}, "signature": {"B": signature}, "key_id": {"S": key_id},

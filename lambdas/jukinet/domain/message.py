@@ -144,7 +144,7 @@ def verify_signature(public_key: PublicKeyTypes, message: SignedMessage) -> bool
 
 def pack(notices: Iterable[UpdateNotice], *, sender: str, created: dt.datetime) -> Iterator[Payload]:
     """Group notices into payloads that each fit one SQS message."""
-    created_text = created.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created_text = created.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     batch: list[dict] = []
     size = 0
     for notice in notices:

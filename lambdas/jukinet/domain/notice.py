@@ -31,7 +31,7 @@ def _in_utc(value: dt.datetime, field: str = "notice_time") -> dt.datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(field, "format", "notice time must carry a time zone")
     try:
-        value = value.astimezone(dt.timezone.utc)
+        value = value.astimezone(dt.UTC)
         value.astimezone(JST)  # reporting_month needs Japan time: 9999-12-31T23:00Z has none
     except OverflowError:
         raise ValidationError(field, "range", "notice time is out of range") from None
@@ -63,8 +63,8 @@ class UpdateNotice:
     def __post_init__(self) -> None:
         self.validate()
         # order_key and to_dict write the time with a "Z": hold it in UTC whatever it came in.
-        if self.notice_time.tzinfo is not dt.timezone.utc:
-            object.__setattr__(self, "notice_time", self.notice_time.astimezone(dt.timezone.utc))
+        if self.notice_time.tzinfo is not dt.UTC:
+            object.__setattr__(self, "notice_time", self.notice_time.astimezone(dt.UTC))
 
     def validate(self) -> None:
         if not 1 <= self.sequence <= MAX_SEQUENCE:

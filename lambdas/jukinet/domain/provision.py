@@ -214,8 +214,8 @@ def answer_for(resident_code: str, current: object | None, fields: frozenset[str
     """
     if current is None:
         return Answer(resident_code, Outcome.NOT_FOUND)
-    status = getattr(current, "status")
-    info = change_information(getattr(current, "reason"), getattr(current, "change_date"))
+    status = current.status
+    info = change_information(current.reason, current.change_date)
     if status != "active":
         facts: dict[str, object] = {}
         if "status" in fields:
@@ -227,7 +227,7 @@ def answer_for(resident_code: str, current: object | None, fields: frozenset[str
             facts["replaced_by"] = replaced_by
         outcome = Outcome.CODE_CHANGED if status == "code_changed" else Outcome.DELETED
         return Answer(resident_code, outcome, facts)
-    stored = getattr(current, "facts").to_dict()
+    stored = current.facts.to_dict()
     facts = {}
     for name in sorted(fields):
         if name == "status":
@@ -296,7 +296,7 @@ class ProvisionRecord:
     def content(self) -> dict:
         return {
             "resident_code": self.resident_code, "provision_id": self.provision_id,
-            "at": self.at.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "at": self.at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "recipient_id": self.recipient_id, "recipient_name": self.recipient_name,
             "affair_code": self.affair_code, "affair": self.affair, "function": self.function.value,
             "fields": sorted(self.fields), "provider": self.provider, "outcome": self.outcome,
@@ -361,13 +361,13 @@ def verify_chain(resident_code: str, entries: Sequence[ChainEntry], head_n: int 
     problems: list[Problem] = []
     by_n = {e.n: e for e in entries}
     last = max([*by_n, head_n or 0], default=0)
-    prev_hash = GENESIS
+    prev_hash: str | None = GENESIS  # None: the entry before was itself wrong, its link proves nothing
     for n in range(1, last + 1):
         ref = entry_ref(resident_code, n)
         e = by_n.get(n)
         if e is None:
             problems.append(Problem(ref, "removed", "no entry at this position of the chain"))
-            prev_hash = None  # type: ignore[assignment]
+            prev_hash = None
             continue
         if e.claimed_n != n:
             problems.append(Problem(ref, "reordered", f"the entry here belongs at position {e.claimed_n}"))
@@ -377,7 +377,10 @@ def verify_chain(resident_code: str, entries: Sequence[ChainEntry], head_n: int 
             problems.append(Problem(ref, "edited", "the entry names another resident"))
         elif prev_hash is not None and e.prev != prev_hash:
             problems.append(Problem(ref, "broken_link", "prev does not match the hash of the entry before it"))
-        prev_hash = e.hash
+        else:
+            prev_hash = e.hash
+            continue
+        prev_hash = None
     return problems
 
 

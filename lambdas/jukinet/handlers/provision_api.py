@@ -148,7 +148,10 @@ def _runtime(settings: ProvisionSettings, endpoint: str | None) -> tuple[Provisi
     root = Path(os.environ.get("LAMBDA_TASK_ROOT") or Path(__file__).resolve().parents[2])
     directory = Directory.from_document((root / settings.AGREEMENTS_FILE).read_bytes(),
                                         settings.prefecture_endpoints())
-    identity = IdentityStore(settings.TABLE_NAME, DataKeys(settings.DATA_KEY_ID, {"tier": "national"}))
+    # Reads meet every data key the national processor ever made: keep up to 65,536 unwrapped
+    # (~16 MB), so a batch does not call KMS Decrypt per record (docs/performance.md).
+    identity = IdentityStore(settings.TABLE_NAME, DataKeys(settings.DATA_KEY_ID, {"tier": "national"},
+                                                           cache_size=65_536))
     service = ProvisionService(directory, identity, ProvisionLog(settings.PROVISION_LOG_TABLE,
                                                                  settings.PROVISION_STATE_TABLE))
     jobs = BatchJobs(settings.PROVISION_STATE_TABLE, settings.BATCH_BUCKET, settings.BATCH_QUEUE_URL)
@@ -257,14 +260,18 @@ def disclosures(resident_code: Annotated[str, PathParam(max_length=32)],
 # --- errors --------------------------------------------------------------------------------
 
 
-def refusal_response(refusal: Refusal) -> Response:
+def count_refusal(refusal: Refusal, who: Caller) -> None:
     metrics.add_metric(name="ProvisionRefusals", unit=MetricUnit.Count, value=1)
     if refusal.code.unauthorised:
         metrics.add_metric(name="UnauthorisedAttempts", unit=MetricUnit.Count, value=1)
-    who = caller()
     logger.warning("provision refused", extra={"code": refusal.code.name, "field": refusal.field,
                                                "rule": refusal.rule, "caller": who.principal_arn,
                                                "source_vpce": who.source_endpoint})
+
+
+def refusal_response(refusal: Refusal) -> Response:
+    who = caller()
+    count_refusal(refusal, who)
     return Response(status_code=refusal.code.status, content_type="application/json",
                     body=json.dumps({"error": {**refusal.to_dict(), "request_id": who.request_id}}))
 
@@ -287,22 +294,31 @@ def _not_found(exc: Exception) -> Response:
     return refusal_response(Refusal(RefusalCode.NOT_FOUND, "no such resource"))
 
 
-def too_large(event: dict) -> dict | None:
+def precheck(event: dict) -> dict | None:
+    """Refusals decided before routing and validation: the caller and its endpoint (an unknown
+    caller learns nothing about its input), then the body's size."""
+    context = event.get("requestContext") or {}
+    identity = context.get("identity") or {}
+    who = Caller(principal_arn=identity.get("userArn"), source_endpoint=identity.get("vpceId"),
+                 request_id=context.get("requestId") or "")
     body = event.get("body") or ""
-    if len(body.encode("utf-8") if isinstance(body, str) else body) <= MAX_REQUEST_BYTES:
-        return None
-    refusal = Refusal(RefusalCode.REQUEST_TOO_LARGE, f"the request body is over {MAX_REQUEST_BYTES} bytes",
-                      field="body", rule="max_bytes")
-    metrics.add_metric(name="ProvisionRefusals", unit=MetricUnit.Count, value=1)
-    logger.warning("provision refused", extra={"code": refusal.code.name, "field": "body", "rule": "max_bytes"})
-    return {"statusCode": refusal.code.status, "headers": {"Content-Type": "application/json"},
-            "body": json.dumps({"error": refusal.to_dict()}), "isBase64Encoded": False}
+    try:
+        runtime()[0].identify(who)
+        if len(body.encode("utf-8") if isinstance(body, str) else body) > MAX_REQUEST_BYTES:
+            raise Refusal(RefusalCode.REQUEST_TOO_LARGE, f"the request body is over {MAX_REQUEST_BYTES} bytes",
+                          field="body", rule="max_bytes")
+    except Refusal as refusal:
+        count_refusal(refusal, who)
+        return {"statusCode": refusal.code.status, "headers": {"Content-Type": "application/json"},
+                "body": json.dumps({"error": {**refusal.to_dict(), "request_id": who.request_id}}),
+                "isBase64Encoded": False}
+    return None
 
 
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     use_tier("national")
     try:
-        return too_large(event) or app.resolve(event, context)
+        return precheck(event) or app.resolve(event, context)
     finally:
         flush()

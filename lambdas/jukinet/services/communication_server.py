@@ -27,7 +27,7 @@ from ..observability import MetricUnit, logger, metrics
 
 def utcnow() -> dt.datetime:
     """The CS's clock: a notice's time is when its CS sent it (tests replace this)."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass

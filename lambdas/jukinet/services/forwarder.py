@@ -21,6 +21,6 @@ class Forwarder:
         tier stores each notice once whatever how often it arrives."""
         if not notices:
             return 0
-        created = now or dt.datetime.now(dt.timezone.utc)
+        created = now or dt.datetime.now(dt.UTC)
         signed = [self.signer.sign(p) for p in pack(notices, sender=self.signer.sender, created=created)]
         return queues.send_signed(self.queue_url, signed)

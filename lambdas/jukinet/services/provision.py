@@ -9,6 +9,7 @@ fails the request fails and nothing is given.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -41,7 +42,7 @@ NATIONAL_PROVIDER = "national"
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,20 @@ class ProvisionService:
         self.clock = clock
 
     # --- authorisation ------------------------------------------------------------------
+    def identify(self, caller: Caller) -> Recipient:
+        """Who the caller is, and that it came through one of its endpoints — the first check
+        of every request, before its body is even parsed: an unknown caller learns nothing,
+        not even whether its input was well-formed. A prefecture's disclosure staff are
+        identified as their prefecture."""
+        recipient = self.directory.recipient_for(caller.principal_arn) or \
+            self.directory.disclosure_office_for(caller.principal_arn)
+        if recipient is None:
+            raise Refusal(RefusalCode.UNKNOWN_CALLER, "the caller is not a configured recipient")
+        if caller.source_endpoint not in self.directory.endpoints_of(recipient):
+            raise Refusal(RefusalCode.ENDPOINT_NOT_ALLOWED,
+                          "the request did not come through an interface endpoint configured for this recipient")
+        return recipient
+
     def grant(self, caller: Caller, *, affair_code: object, function: ProvisionFunction,
               fields: Sequence[str] | None = None, records: int = 1) -> Grant:
         if not isinstance(affair_code, str) or not affair_code.strip():
@@ -184,6 +199,9 @@ class ProvisionService:
         office = self.directory.disclosure_office_for(caller.principal_arn)
         if office is None:
             raise Refusal(RefusalCode.DISCLOSURE_NOT_PERMITTED, "the caller is not disclosure staff of a prefecture")
+        if caller.source_endpoint not in self.directory.endpoints_of(office):
+            raise Refusal(RefusalCode.ENDPOINT_NOT_ALLOWED,
+                          "the request did not come through an interface endpoint configured for this prefecture")
         code = parse_resident_codes([resident_code], field="resident_code")[0]
         start = _date_or(date_from, "from", dt.date(1970, 1, 1))
         end = _date_or(date_to, "to", self.clock().astimezone(JST).date())
@@ -240,14 +258,19 @@ def _address_key(address: str) -> str:
     return "".join(unicodedata.normalize("NFKC", address).split())
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
 def _date_or(raw: str | None, name: str, default: dt.date) -> dt.date:
     if raw in (None, ""):
         return default
     try:
+        if not _ISO_DATE.match(str(raw)):  # fromisoformat would also take 20261101 and 2026-W48-4
+            raise ValueError(raw)
         return dt.date.fromisoformat(str(raw))
     except ValueError:
         raise Refusal(RefusalCode.INVALID_REQUEST, f"{name} must be a date YYYY-MM-DD", field=name,
                       rule="date") from None
 
 
-__all__ = ["Caller", "Grant", "ProvisionService", "disclosure", "Outcome"]
+__all__ = ["Caller", "Grant", "Outcome", "ProvisionService", "disclosure"]

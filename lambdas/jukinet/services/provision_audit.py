@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from ..adapters import aws
 from ..adapters.provision_log import ProvisionLog, Seal
 from ..domain.notice import JST
-from ..domain.provision import Problem, compare_manifest, manifest_digest, seal_message, verify_chain
+from ..domain.provision import Problem, compare_manifest, jst_day, manifest_digest, seal_message, verify_chain
 
 SEAL_ALGORITHM = "ECDSA_SHA_256"
 
@@ -85,17 +85,52 @@ def verify_day(log: ProvisionLog, day: str, public_key_der: Callable[[str], byte
         report.problems.append(Problem(day, "manifest", "the stored manifest does not match the signed digest"))
         return report
     entries = log.entries(present)
-    recomputed = {ref: e.recomputed() if e.claimed_n == e.n else "" for ref, e in entries.items()}
+    # An index item without its entry (a decoy left behind a removed entry) recomputes to "".
+    recomputed = {ref: (e.recomputed() if e.claimed_n == e.n else "") if (e := entries.get(ref)) else ""
+                  for ref in present}
     report.problems.extend(compare_manifest(day, sealed, present, recomputed))
     return report
 
 
-def verify_residents(log: ProvisionLog, codes: Iterable[str]) -> list[Problem]:
+def verify_residents(log: ProvisionLog, codes: Iterable[str],
+                     public_key_der: Callable[[str], bytes] | None = None) -> list[Problem]:
+    """Each resident's chain, and — for every entry whose day is sealed — that the day's signed
+    manifest holds it with the same hash (an entry kept out of the ``by_day`` index, or added
+    after the seal with correct links, shows here). ``public_key_der``: check each seal's
+    signature too."""
     problems: list[Problem] = []
+    manifests: dict[str, dict[str, str] | None] = {}
     for code in codes:
         entries, head = log.chain(code)
         problems.extend(verify_chain(code, entries, head))
+        for e in entries:
+            day = jst_day(dt.datetime.fromisoformat(str(e.content.get("at", "")).replace("Z", "+00:00")))
+            if day not in manifests:
+                manifests[day] = _signed_manifest(log, day, public_key_der, problems)
+            sealed = manifests[day]
+            if sealed is not None and sealed.get(e.ref) != e.hash:
+                kind = "inserted" if e.ref not in sealed else "edited"
+                problems.append(Problem(e.ref, kind, f"not as sealed on {day}"))
     return problems
+
+
+def _signed_manifest(log: ProvisionLog, day: str, public_key_der: Callable[[str], bytes] | None,
+                     problems: list[Problem]) -> dict[str, str] | None:
+    seal = log.seal(day)
+    if seal is None:
+        return None
+    if public_key_der is not None:
+        key = load_der_public_key(public_key_der(seal.key_id))
+        try:
+            key.verify(seal.signature, seal_message(day, seal.count, seal.digest), ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
+        except InvalidSignature:
+            problems.append(Problem(day, "seal_invalid", "the seal's signature does not verify"))
+            return None
+    manifest = log.manifest(day, seal.parts)
+    if manifest_digest(day, list(manifest.items())) != seal.digest:
+        problems.append(Problem(day, "manifest", "the stored manifest does not match the signed digest"))
+        return None
+    return manifest
 
 
 def kms_public_key(key_id: str) -> bytes:

@@ -18,7 +18,6 @@ may hold a provision twice, never miss one.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 
 from ..adapters.batch_jobs import BatchJobs, Job, new_job_id
@@ -63,9 +62,7 @@ class BatchProvision:
         return grant, {"job_id": job.job_id, "provision_id": job.provision_id, "status": job.status}
 
     def status(self, caller: Caller, job_id: str) -> dict:
-        recipient = self.service.directory.recipient_for(caller.principal_arn)
-        if recipient is None:
-            raise Refusal(RefusalCode.UNKNOWN_CALLER, "the caller is not a configured recipient")
+        recipient = self.service.identify(caller)
         job = self.jobs.get(job_id) if isinstance(job_id, str) and job_id.startswith("J-") else None
         if job is None or job.recipient_id != recipient.recipient_id:
             raise Refusal(RefusalCode.NOT_FOUND, "no such batch job for this recipient", field="job_id",
@@ -141,4 +138,4 @@ class BatchProvision:
         self.jobs.complete_chunk(job_id, chunk, outcomes, self.service.clock())
 
 
-__all__ = ["BatchProvision", "CHUNK_ROWS", "dt"]
+__all__ = ["CHUNK_ROWS", "BatchProvision"]

@@ -1,0 +1,339 @@
+"""Operator reports on the provision log: ``jukinet verify``, ``jukinet disclose``,
+``jukinet provision-stats`` (``docs/provision.md``).
+
+Everything reads the national tier's provision tables through the runtime's own adapter
+(``jukinet.adapters.provision_log.ProvisionLog``) and checks with the runtime's own functions
+(``jukinet.services.provision_audit``), so the commands see exactly what the functions wrote.
+They use the standard AWS credential chain; ``AWS_ENDPOINT_URL`` points them at the embedded AWS.
+
+The building of each report is pure (``verify_log`` aside, which reads) and separate from its
+printing, so that tests check the rows and the commands only render them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from jukinet.adapters.provision_log import ProvisionLog
+from jukinet.domain.agreements import ProvisionFunction
+from jukinet.domain.notice import JST
+from jukinet.domain.provision import Problem, entry_ref
+from jukinet.services.provision import disclosure
+from jukinet.services.provision_audit import kms_public_key, verify_day, verify_residents
+
+DEFAULT_VERIFY_DAYS = 7
+
+
+def today_jst() -> dt.date:
+    """Today in Japan (the log's days are JST days). A function so tests can pin it."""
+    return dt.datetime.now(JST).date()
+
+
+# --- where the tables are ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProvisionTables:
+    log_table: str
+    state_table: str
+
+    def log(self) -> ProvisionLog:
+        return ProvisionLog(self.log_table, self.state_table)
+
+
+def provision_tables(deployment) -> ProvisionTables:  # deployment: infra.config.Deployment
+    """The national provision log and state tables, named as the national stack names them."""
+    from infra.naming import Names
+
+    names = Names.of(deployment)
+    return ProvisionTables(log_table=names.provision_log_table(), state_table=names.provision_state_table())
+
+
+# --- verify -----------------------------------------------------------------------------
+
+
+def day_range(start: dt.date, end: dt.date) -> list[str]:
+    if start > end:
+        raise ValueError(f"--from {start} is after --to {end}")
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def default_days(today: dt.date, count: int = DEFAULT_VERIFY_DAYS) -> list[str]:
+    """The last ``count`` JST days up to and including today."""
+    return day_range(today - dt.timedelta(days=count - 1), today)
+
+
+def public_key_der(data: bytes) -> bytes:
+    """The DER (SubjectPublicKeyInfo) of a public key given as DER or PEM."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return load_pem_public_key(data).public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return data
+
+
+def key_source(public_key_file: bytes | None) -> Callable[[str], bytes]:
+    """``key_id → DER public key``: the auditor's copy if given, else KMS GetPublicKey (once per key)."""
+    if public_key_file is not None:
+        der = public_key_der(public_key_file)
+        return lambda _key_id: der
+    cache: dict[str, bytes] = {}
+
+    def from_kms(key_id: str) -> bytes:
+        if key_id not in cache:
+            cache[key_id] = kms_public_key(key_id)
+        return cache[key_id]
+
+    return from_kms
+
+
+def _code_of(ref: str) -> str:
+    return ref.rsplit("#", 1)[0]
+
+
+@dataclass
+class DayCheck:
+    """One day of the log. A sealed day is checked against its seal (signature, manifest,
+    every entry); a day not sealed yet by the chains of the residents with entries that day."""
+
+    day: str
+    entries: int
+    sealed: bool
+    residents: list[str] = field(default_factory=list)  # chains verified for an unsealed day
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def status(self) -> str:
+        if self.problems:
+            return f"{len(self.problems)} problem(s)"
+        if not self.entries and not self.sealed:
+            return "no entries"
+        if not self.sealed:
+            return f"not sealed yet; {len(self.residents)} chain(s) verified"
+        return "verified against the seal"
+
+
+@dataclass
+class VerifyReport:
+    days: list[DayCheck]
+    residents: list[str]  # every chain verified (asked for, and those of unsealed days)
+    chain_problems: list[Problem]
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Every problem once: the sealed days' and the chains'."""
+        seen: dict[tuple[str, str], Problem] = {}
+        for p in [*(p for d in self.days for p in d.problems if d.sealed or p.kind == "seal_missing"),
+                  *self.chain_problems]:
+            seen.setdefault((p.where, p.kind), p)
+        return list(seen.values())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+SEAL_GRACE = dt.timedelta(hours=2)  # the sealer runs at 01:00 JST for the day before
+
+
+def verify_log(log: ProvisionLog, days: Sequence[str], residents: Sequence[str],
+               public_key: Callable[[str], bytes], now: dt.datetime | None = None) -> VerifyReport:
+    """Check ``days`` (sealed: ``verify_day``; not sealed: the chains of their residents, found
+    through the ``by_day`` index) and the chains of ``residents`` — each chain once, and each of
+    its entries against the signed seal of the entry's day where that day is sealed."""
+    checks: list[DayCheck] = []
+    for day in days:
+        if log.seal(day) is None:
+            present = log.day_hashes(day)
+            checks.append(DayCheck(day, len(present), False, sorted({_code_of(ref) for ref in present})))
+        else:
+            report = verify_day(log, day, public_key)
+            checks.append(DayCheck(day, report.entries, True, [], list(report.problems)))
+    codes = list(dict.fromkeys([*residents, *(c for d in checks for c in d.residents)]))
+    chain_problems = verify_residents(log, codes, public_key)
+    now = now or dt.datetime.now(dt.UTC)
+    for d in checks:
+        if not d.sealed:
+            mine = set(d.residents)
+            d.problems = [p for p in chain_problems if _code_of(p.where) in mine]
+            due = dt.datetime.combine(dt.date.fromisoformat(d.day) + dt.timedelta(days=1), dt.time(), tzinfo=JST)
+            if d.entries and now >= due + SEAL_GRACE:
+                d.problems.insert(0, Problem(d.day, "seal_missing",
+                                             "the day has ended but has no seal: the sealer did not run"))
+    return VerifyReport(checks, codes, chain_problems)
+
+
+def verify_table(report: VerifyReport) -> Table:
+    table = Table(title="Provision log (提供記録) — verification")
+    for name, justify in [("day (JST)", "left"), ("sealed", "left"), ("entries", "right"), ("result", "left")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for d in report.days:
+        style = "bold red" if d.problems else ("yellow" if not d.sealed and d.entries else None)
+        table.add_row(d.day, "yes" if d.sealed else "no", f"{d.entries:,}", d.status, style=style)
+    asked = [c for c in report.residents if not any(c in d.residents for d in report.days)]
+    if asked:
+        bad = {_code_of(p.where) for p in report.chain_problems}
+        for code in asked:
+            table.add_row(f"resident {code}", "", "", "chain broken" if code in bad else "chain verified",
+                          style="bold red" if code in bad else None)
+    return table
+
+
+def print_verify(report: VerifyReport, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(verify_table(report))
+    problems = report.problems
+    if problems:
+        console.print(f"[bold red]{len(problems)} problem(s):[/]")
+        for p in problems:
+            console.print(f"  {escape(str(p))}", highlight=False)
+    else:
+        console.print(f"[green]No problem: {len(report.days)} day(s), {len(report.residents)} chain(s) checked.[/]")
+
+
+def verify_json(report: VerifyReport) -> str:
+    return json.dumps({
+        "ok": report.ok,
+        "days": [{"day": d.day, "entries": d.entries, "sealed": d.sealed, "status": d.status,
+                  "problems": [str(p) for p in d.problems]} for d in report.days],
+        "residents": report.residents,
+        "problems": [{"where": p.where, "kind": p.kind, "detail": p.detail} for p in report.problems],
+    }, ensure_ascii=False, indent=2)
+
+
+# --- disclose ---------------------------------------------------------------------------
+
+
+def disclosure_table(result: Mapping) -> Table:
+    table = Table(title=f"Provisions of {result['resident_code']} (提供状況) {result['from']} – {result['to']}")
+    for name in ["date", "recipient", "affair", "function", "fields", "provider"]:
+        table.add_column(name)
+    # Rows whose entry the chain check faults are shown in red: their content cannot be trusted.
+    faulted = {problem.split(":", 1)[0] for problem in result["chain"]["problems"]}
+    for p in result["provisions"]:
+        function = f"{p['function_label']} ({p['function']})" if p.get("function_label") else str(p["function"])
+        bad = entry_ref(result["resident_code"], int(p["entry"])) in faulted if p.get("entry") else False
+        table.add_row(p["date"], str(p.get("recipient") or p.get("recipient_id") or ""),
+                      f"{p.get('affair_code', '')} {p.get('affair') or ''}".strip(), function,
+                      ", ".join(p.get("fields", [])), str(p.get("provider") or ""),
+                      style="bold red" if bad else None)
+    return table
+
+
+def chain_line(result: Mapping) -> str:
+    chain = result["chain"]
+    if chain["verified"]:
+        return f"chain of {result['resident_code']}: {chain['entries']} entries, verified"
+    return (f"chain of {result['resident_code']}: {chain['entries']} entries, NOT verified "
+            f"({len(chain['problems'])} problem(s))")
+
+
+def print_disclosure(result: Mapping, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(disclosure_table(result))
+    console.print(f"{len(result['provisions'])} provision(s).")
+    verified = result["chain"]["verified"]
+    console.print(f"[{'green' if verified else 'bold red'}]{escape(chain_line(result))}[/]", highlight=False)
+    for problem in result["chain"]["problems"]:
+        console.print(f"  {escape(problem)}", highlight=False)
+
+
+def disclose(log: ProvisionLog, resident_code: str, start: dt.date | None, end: dt.date | None) -> dict:
+    return disclosure(log, resident_code, start or dt.date(1970, 1, 1), end or today_jst())
+
+
+# --- provision-stats --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    recipient_id: str
+    name_ja: str
+    name: str
+    affair_code: str
+    affair: str
+    function: str
+    records: int
+
+    @property
+    def function_label(self) -> str:
+        try:
+            return ProvisionFunction(self.function).label_ja
+        except ValueError:
+            return ""
+
+    @property
+    def is_total(self) -> bool:
+        return self.recipient_id == ""
+
+
+def stats_rows(counts: Mapping[tuple[str, str, str], int], agencies: Iterable) -> list[StatsRow]:
+    """The month's statistics in the seed's shape: one row per recipient and affair/function
+    with records provided (configuration order of recipients, then affair code and function),
+    then a total row (``recipient_id == ""``). ``agencies``: ``infra.config.Agency`` objects.
+    Counts of a recipient or affair no longer configured are still shown (names left empty)."""
+    order: dict[str, int] = {}
+    names: dict[str, tuple[str, str]] = {}
+    affairs: dict[tuple[str, str], str] = {}
+    for i, a in enumerate(agencies):
+        order[a.agency_id] = i
+        names[a.agency_id] = (a.name_ja, a.name)
+        for g in a.agreements:
+            affairs[(a.agency_id, g.affair_code)] = g.affair
+    rows = [StatsRow(recipient, *names.get(recipient, ("", "")), affair, affairs.get((recipient, affair), ""),
+                     function, n)
+            for (recipient, affair, function), n in counts.items() if n]
+    rows.sort(key=lambda r: (order.get(r.recipient_id, len(order)), r.recipient_id, r.affair_code, r.function))
+    rows.append(StatsRow("", "合計", "total", "", "", "", sum(r.records for r in rows)))
+    return rows
+
+
+def monthly_statistics(log: ProvisionLog, month: str, agencies: Sequence) -> list[StatsRow]:
+    return stats_rows(log.statistics(month, [a.agency_id for a in agencies]), agencies)
+
+
+def stats_table(rows: Sequence[StatsRow], month: str) -> Table:
+    table = Table(title=f"Provisions {month} (本人確認情報の提供件数)")
+    for name, justify in [("recipient", "left"), ("name", "left"), ("affair", "left"), ("function", "left"),
+                          ("records", "right")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for i, r in enumerate(rows):
+        function = f"{r.function_label} ({r.function})" if r.function_label else r.function
+        last_before_total = i + 1 < len(rows) and rows[i + 1].is_total
+        table.add_row(r.name_ja or r.recipient_id, r.name, f"{r.affair_code} {r.affair}".strip(), function,
+                      f"{r.records:,}", style="bold" if r.is_total else None, end_section=last_before_total)
+    return table
+
+
+def stats_csv(rows: Sequence[StatsRow], month: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["month", "recipient_id", "name_ja", "name", "affair_code", "affair", "function",
+                     "function_label", "records"])
+    for r in rows:
+        writer.writerow([month, r.recipient_id, r.name_ja, r.name, r.affair_code, r.affair, r.function,
+                         r.function_label, r.records])
+    return out.getvalue()
+
+
+def stats_json(rows: Sequence[StatsRow], month: str) -> str:
+    body = [r for r in rows if not r.is_total]
+    return json.dumps({
+        "month": month,
+        "rows": [{"recipient_id": r.recipient_id, "name_ja": r.name_ja, "name": r.name, "affair_code": r.affair_code,
+                  "affair": r.affair, "function": r.function, "function_label": r.function_label,
+                  "records": r.records} for r in body],
+        "total": sum(r.records for r in body),
+    }, ensure_ascii=False, indent=2)
