@@ -1,0 +1,170 @@
+"""bench/projection.py: the arithmetic of the national-scale projection is checkable and right."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "bench" / "projection.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("projection", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["projection"] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+p = _load()
+
+
+# --- DynamoDB bills units, not calls ---------------------------------------------------------------------------
+
+
+def test_write_units_round_up_per_kilobyte_and_reads_per_four():
+    assert p.wru_for(0.5) == 1 and p.wru_for(1.0) == 1 and p.wru_for(1.01) == 2 and p.wru_for(3) == 3
+    assert p.rru_for(0.8) == 1 and p.rru_for(4.1) == 2 and p.rru_for(0.8, consistent=False) == 0.5
+    assert p.wru_for(p.CURRENT_ITEM_BYTES / 1024) == 1  # the measured current item is under 1 KB
+
+
+def test_a_look_up_costs_the_designed_calls_and_units():
+    one = p.lookup_units(1)
+    assert one["calls"] == 1 + 1 + 1 + 1 + 1 + 1  # stats read, identity, heads, put, heads write, stats update
+    assert one["rru"] == 1 + 1 + 1
+    assert one["wru"] == 1 + 1 + 1 + 1  # log entry, its by_day index entry, head, statistics
+    hundred = p.lookup_units(100)
+    assert hundred["calls"] == 1 + 2 * 1 + 100 + 4 + 1
+    assert hundred["rru"] == 1 + 2 * 100
+    assert hundred["wru"] == 3 * 100 + 1
+
+
+def test_a_batch_write_of_25_items_is_25_units_not_one():
+    units = {k: p.lookup_units(k) for k in (25, 26)}
+    assert units[25]["calls"] == units[26]["calls"] - 2  # one more put, one more BatchWriteItem for the heads
+    assert units[26]["wru"] - units[25]["wru"] == 3  # the 26th record: entry + index entry + head
+
+
+def test_the_notice_pipeline_counts_history_items_not_batch_calls():
+    load = p.SCENARIOS[2]
+    c = p.calls(load)
+    wru, _ = p.notice_wru_rru(c, load.notices)
+    batch_calls = c[("dynamodb", "BatchWriteItem", "prefecture")] + c[("dynamodb", "BatchWriteItem", "national")]
+    history_units = 2 * load.notices * p.HISTORY_ITEMS_PER_NOTICE
+    assert history_units > 20 * batch_calls
+    # two processing tiers × (history 1 + current 1 + its index entry 1) plus ledgers and the CS: just under 6
+    assert 5.5 < wru / load.notices < 6.0
+
+
+# --- scaling the measured counts ---------------------------------------------------------------------------------
+
+
+def test_at_the_measured_sizes_the_measured_rates_come_back():
+    measured = p.NoticeScenario("measured", p.MEASURED_NOTICES, p.MEASURED_NOTICES / p.MEASURED_MESSAGES,
+                                p.MEASURED_NOTICES / p.MEASURED_FILES)
+    c = p.calls(measured)
+    for m in p.MEASURED_PER_1000:
+        assert c[(m.service, m.op, m.caller)] == pytest.approx(m.per_1000 * p.MEASURED_NOTICES / 1000)
+
+
+def test_bigger_messages_and_files_need_fewer_per_message_calls_but_as_many_puts():
+    month, load = p.SCENARIOS[0], p.SCENARIOS[2]
+    cm, cl = p.calls(month), p.calls(load)
+    assert cl[("kms", "Sign", "cs")] / load.notices < cm[("kms", "Sign", "cs")] / month.notices / 10
+    assert cl[("dynamodb", "PutItem", "national")] / load.notices == pytest.approx(
+        cm[("dynamodb", "PutItem", "national")] / month.notices)
+
+
+def test_the_copied_rows_add_up_to_the_measured_totals():
+    total = {svc: sum(m.per_1000 for m in p.MEASURED_PER_1000 if m.service == svc and m.caller != "poller")
+             for svc in ("dynamodb", "kms", "s3")}
+    assert total["dynamodb"] == pytest.approx(2090.8, abs=0.2)
+    assert total["kms"] == pytest.approx(19.6, abs=0.2)
+    assert total["s3"] == pytest.approx(37.1, abs=0.1)
+
+
+# --- fixed cost -------------------------------------------------------------------------------------------------
+
+
+def test_nagano_counts_match_the_synthesized_stacks():
+    # cdk synth of nagano-demo, 2026-11-26: 91 KMS keys, 7 interface endpoints in 2 AZs, 34 alarms whose
+    # metric-math CS alarms watch 154 metrics, 3 SQS event sources
+    assert p.kms_keys(p.NAGANO) == 91
+    assert p.endpoint_azs(p.NAGANO) == 14
+    assert p.alarm_counts(p.NAGANO) == (34, 18 + 2 * 77)
+    assert p.event_sources(p.NAGANO) == 3
+
+
+def test_fixed_counts_scale_with_municipalities_and_prefectures():
+    more = p.Shape(1, (p.NAGANO_MUNICIPALITIES + 1,), 1, 5, 1)
+    assert p.kms_keys(more) - p.kms_keys(p.NAGANO) == 1  # one signing key per municipality
+    assert p.alarm_counts(more)[1] - p.alarm_counts(p.NAGANO)[1] == 2  # its errors and throttles
+    assert p.endpoint_azs(more) == p.endpoint_azs(p.NAGANO)  # the municipality tier shares one VPC
+    assert p.kms_keys(p.COUNTRY) == 7 + 47 * (5 + 2) + 1741
+    assert p.endpoint_azs(p.COUNTRY) == 2 * (2 + 47 * (3 + 2))
+    assert p.endpoint_azs(p.COUNTRY, muni_azs=1) == p.endpoint_azs(p.COUNTRY) - 47 * 2
+
+
+def test_the_country_has_47_prefectures_and_1741_municipalities():
+    assert len(p.MUNICIPALITIES_BY_PREFECTURE) == p.PREFECTURES == 47
+    assert sum(p.MUNICIPALITIES_BY_PREFECTURE) == p.MUNICIPALITIES == 1741
+    assert p.MUNICIPALITIES_BY_PREFECTURE[19] == p.NAGANO_MUNICIPALITIES  # Nagano is prefecture 20
+
+
+def test_fixed_lines_are_count_times_price():
+    lines = {name: (count, dollars) for name, count, dollars in p.fixed_lines(p.COUNTRY)}
+    count, dollars = lines["interface endpoints (endpoint-AZs × 730 h)"]
+    assert dollars == pytest.approx(count * 730 * p.PRICES["vpce_hour"].usd)
+    count, dollars = lines["KMS keys (one signing key per municipality)"]
+    assert dollars == pytest.approx(count * p.PRICES["kms_key_month"].usd)
+
+
+def test_one_account_cannot_reserve_the_country_s_concurrency():
+    assert p.reserved_concurrency(p.NAGANO_MUNICIPALITIES, 1) < 900
+    assert p.reserved_concurrency(p.MUNICIPALITIES, p.PREFECTURES) > 900
+
+
+# --- KMS data keys ----------------------------------------------------------------------------------------------
+
+
+def test_decrypts_vanish_once_the_cache_holds_every_data_key():
+    keys = max(p.distinct_data_keys_after_load(), p.data_keys_a_year())
+    assert p.decrypt_miss_rate(cache=math.ceil(keys)) == 0
+    assert 0.5 < p.decrypt_miss_rate() < 1  # 256 cached keys against ~1,250 of the initial load
+
+
+# --- prices and the report ---------------------------------------------------------------------------------------
+
+
+def test_every_price_names_its_source_and_date_and_non_tokyo_prices_say_so():
+    for key, price in p.PRICES.items():
+        assert price.url.startswith("http"), key
+        assert price.dated, key
+        if not price.tokyo:
+            assert any(w in price.dated for w in ("assumption", "unverified", "all regions", "free")), key
+
+
+def test_the_report_prints_the_four_tables_and_the_sources(capsys):
+    assert p.main(["--format", "markdown", "--sources"]) == 0
+    out = capsys.readouterr().out
+    for heading in ("(i) Variable cost and time", "(ii) Where the first limit bites", "(iii) Fixed monthly cost",
+                    "(iv) Where the fixed cost can be cut", "Sources", "Assumptions"):
+        assert f"#### {heading}" in out
+    assert "a 79-million-record alive check" in out and "¥3.228 billion" in out
+
+
+def test_the_script_runs_on_its_own():
+    result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=60, check=True)
+    assert "FIXED TOTAL" in result.stdout
+
+
+def test_docs_embed_the_script_s_current_output():
+    doc = (REPO / "docs" / "performance.md").read_text(encoding="utf-8")
+    assert p.report("markdown") in doc, "rerun bench/projection.py --format markdown and update docs/performance.md"
+    assert p.sources("markdown") in doc and p.assumptions("markdown") in doc
