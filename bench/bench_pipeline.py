@@ -22,10 +22,10 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from moto import mock_aws  # noqa: E402
+from moto import mock_aws
 
-from tests.pipeline.exports import csv_bytes, move_ins  # noqa: E402
-from tests.pipeline.harness import MUNICIPALITIES, Pipeline  # noqa: E402
+from tests.pipeline.exports import csv_bytes, move_ins
+from tests.pipeline.harness import MUNICIPALITIES, Pipeline
 
 
 def main() -> None:

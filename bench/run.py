@@ -39,9 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import botocore.client  # noqa: E402
-
-import bench_domain  # noqa: E402
+import bench_domain
+import botocore.client
 
 HANDLERS = ("municipality_cs", "prefecture_processor", "national_processor")
 DEFAULT_NOTICES = 18_692  # Nagano, January 2003: about 2.5 minutes on a 2-core machine (147 s measured)
@@ -70,7 +69,7 @@ class RequestCounter:
     def __enter__(self) -> RequestCounter:
         counter, original = self, self._original
 
-        def counted(client, operation_name, api_params):  # noqa: ANN001, ANN202
+        def counted(client, operation_name, api_params):
             if counter.active:
                 function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
                 source = _tier(function) if function else "lambda service (runner)"
@@ -207,7 +206,7 @@ def raw_baseline(endpoint_url: str, region: str, bodies: list[str]) -> dict:
         for i in range(0, len(items), 25):
             ddb.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": it}} for it in items[i:i + 25]]})
 
-    def drain(url: str, handle) -> int:  # noqa: ANN001
+    def drain(url: str, handle) -> int:
         moved = 0
         while True:
             got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
@@ -238,7 +237,7 @@ def raw_baseline(endpoint_url: str, region: str, bodies: list[str]) -> dict:
     url1, url2 = queue("bench-raw-hop1"), queue("bench-raw-hop2")
     t1, t2 = table("bench-raw-hop1"), table("bench-raw-hop2")
 
-    def per_notice(table_name: str, forward: str | None):  # noqa: ANN202
+    def per_notice(table_name: str, forward: str | None):
         def handle(got: list[dict]) -> int:
             items = []
             for m in got:

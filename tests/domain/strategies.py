@@ -17,7 +17,7 @@ from jukinet.domain.codes import IndividualNumber, LocalGovernmentCode, Resident
 from jukinet.domain.facts import ChangeKind, ChangeReason, IdentityFacts, PersonName, Sex
 from jukinet.domain.notice import MAX_SEQUENCE, UpdateNotice
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NAGANO = "20"
 
 # Realistic names: (kanji, kana). Kana as the register writes it (full-width katakana).

@@ -522,14 +522,14 @@ def test_example_with_errors_gives_exactly_the_report_shown_in_the_docs():
         (3, "resident_code", "check_digit"), (4, "change_date", "date"), (5, "reason", "enum"),
         (6, "name_kana", "kana"), (7, "address", "required"),
     ]
-    block = re.search(r"<!-- report of export-with-errors.csv[^>]*-->\s*```csv\n(.*?)```", DOC.read_text(), re.S)
+    block = re.search(r"<!-- report of export-with-errors.csv[^>]*-->\s*```csv\n(.*?)```", DOC.read_text(), re.DOTALL)
     assert block is not None
     assert rejection_report_csv(result, "export-with-errors.csv").decode("utf-8-sig") == \
         block.group(1).replace("\n", "\r\n")
 
 
 def test_summary_shown_in_the_docs_is_the_real_one():
-    block = re.search(r"\*\*`reports/<file>.summary.json`\*\*.*?```json\n(.*?)```", DOC.read_text(), re.S)
+    block = re.search(r"\*\*`reports/<file>.summary.json`\*\*.*?```json\n(.*?)```", DOC.read_text(), re.DOTALL)
     assert json.loads(block.group(1)) == json.loads(summary_json(_example("export-with-errors.csv")))
 
 

@@ -8,9 +8,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-import jukinet
 import pytest
 
+import jukinet
 from jukinet_ops.local.assembly import zip_directory
 from jukinet_ops.local.code_image import CodeImage, handler_root
 
