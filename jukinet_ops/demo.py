@@ -8,7 +8,11 @@
    inject what a real network meets — an identical file dropped twice, SQS redeliveries,
    a tampered message and a poison message;
 5. run the deployed prefecture and national processors until every queue is empty;
-6. print the reconciliation table, the dead-letter queues and the alarm states.
+6. print the reconciliation table, the dead-letter queues and the alarm states;
+7. serve the deployed provision API locally (SigV4) and play a month of agency traffic —
+   look-ups, searches, the prefecture's own use, one batch, and requests that must be
+   refused — then print the month's provision statistics, one resident's disclosure and the
+   provision log's verification.
 """
 
 from __future__ import annotations
@@ -136,10 +140,79 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
                 print_reconciliation(rows, m, console)
         _print_dead_letters(console, deployment, names, prefecture)
         _print_alarms(console)
+
+        t = time.perf_counter()
+        if deployment.agencies:
+            _agency_traffic(console, deployment, env, runner)
+        timings["provision"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - started
         console.print(f"Demo finished in {timings['total']:.0f} s (synth {timings['synth']:.0f}, deploy "
-                      f"{timings['deploy']:.0f}, CS {timings['cs']:.0f}, tiers {timings['tiers']:.0f}).")
+                      f"{timings['deploy']:.0f}, CS {timings['cs']:.0f}, tiers {timings['tiers']:.0f}, "
+                      f"provision {timings['provision']:.0f}).")
     return 0
+
+
+def _agency_traffic(console: Console, deployment, env, runner) -> None:
+    from jukinet_ops.agency_traffic import recipient_principals, run_demo_traffic, sample_residents
+    from jukinet_ops.local.api import LocalApi
+    from jukinet_ops.provision import (
+        disclose,
+        key_source,
+        monthly_statistics,
+        print_disclosure,
+        print_verify,
+        provision_tables,
+        stats_table,
+        today_jst,
+        verify_log,
+    )
+
+    with LocalApi(env, runner, credentials={}) as api:
+        principals = recipient_principals(deployment, runner, api)
+        api.principals.update({p.access_key_id: p for p in principals.values()})
+        console.print(f"[bold]6.[/] provision API served at {api.url} (the deployed private REST API; SigV4 "
+                      f"checked against local credentials of {len(principals) - 1} recipient roles)")
+        residents = sample_residents(deployment, 200)
+        with console.status("Agencies calling the provision API…") as status:
+            report = run_demo_traffic(api, principals, deployment, runner, residents,
+                                      on_step=lambda what: status.update(f"Agencies: {what}…"))
+    served = Table(title="Provision API: requests served")
+    for col in ("recipient", "request", "answered"):
+        served.add_column(col, justify="right" if col == "answered" else "left")
+    for (who, what), n in sorted(report.served.items()):
+        served.add_row(who, what, str(n))
+    console.print(served)
+    refused = Table(title="Provision API: requests refused (each logged and counted)")
+    for col in ("caller", "request", "status", "refused by / code"):
+        refused.add_column(col)
+    for who, what, status_code, code in report.refused:
+        if code.isupper():
+            reason = f"handler: {code}"
+        elif "explicit deny" in code:
+            reason = "gateway: resource policy, explicit deny"
+        elif "not authorized" in code:
+            reason = "gateway: resource policy, no allow"
+        else:
+            reason = f"gateway: {code[:60]}"
+        refused.add_row(who, what, str(status_code), reason)
+    console.print(refused)
+    batch = report.batch
+    if batch.get("status") == "complete":
+        outcomes = ", ".join(f"{k} {v}" for k, v in batch["outcomes"].items() if v)
+        console.print(f"   batch (一括提供) {batch['job_id']}: {batch['rows']:,} rows in {batch['seconds']:.1f} s "
+                      f"({batch['rows'] / batch['seconds']:,.0f} rows/s) — {outcomes}; results in "
+                      f"{len(batch['result_keys'])} part(s) under out/chikyosai/")
+    else:
+        console.print(f"   [red]batch did not complete:[/] {batch}")
+    log = provision_tables(deployment).log()
+    month = dt.datetime.now(JST).strftime("%Y-%m")
+    console.print(stats_table(monthly_statistics(log, month, deployment.agencies), month))
+    if report.disclosure_code:
+        console.print(f"Disclosure (提供状況の開示) for resident {report.disclosure_code}:")
+        print_disclosure(disclose(log, report.disclosure_code, None, None), console)
+    print_verify(verify_log(log, [today_jst().isoformat()], [], key_source(None)), console)
+    console.print("   Today's entries are checked by their hash chains; the sealer signs the day at 01:00 JST "
+                  "tomorrow (jukinet verify then checks them against the seal).")
 
 
 def _progress(console: Console) -> Progress:

@@ -173,6 +173,10 @@ class CodeImage:
                     continue
                 if dist.host_version is not None and dist.host_version != dist.version:
                     warnings.append(f"bundle has {dist.name} {dist.version}, the host runs {dist.host_version}")
+            # Data files at the root of the package (e.g. the provision functions' agreements.json):
+            # the function reads them from $LAMBDA_TASK_ROOT, so they belong to the task root too.
+            owned |= {m.filename for m in archive.infolist()
+                      if "/" not in m.filename and not m.filename.endswith((".py", ".pyc", ".so", ".pth"))}
             missing = sorted(r for r in handler_roots if r not in layout.modules)
             if missing:
                 warnings.append(f"handler package(s) {', '.join(missing)} not in the deployed code")

@@ -35,6 +35,7 @@ from .server import DEFAULT_ACCOUNT_ID, local_client
 from .template import (
     EVENT_SOURCE_MAPPING,
     NESTED_STACK,
+    PLACEHOLDER_PREFIX,
     RESOLVED_OUTPUT_PREFIX,
     PreparedTemplate,
     analyse,
@@ -339,8 +340,9 @@ def _complete(artifact: StackArtifact, template: Mapping[str, Any], prepared: Pr
             ctx.note(f"property {prop}", reason)
         states[lid] = ResourceStatus(lid, rtype, state, physical_id, detail)
 
-    # 2. Resources dropped from the template.
-    for lid, rtype in prepared.dropped.items():
+    # 2. Resources dropped from the template, those that refer to another one after it (an API
+    #    key before the usage-plan key naming it: the reference is a placeholder until then).
+    for lid, rtype in _referenced_first(prepared.dropped, resolved):
         if lid in states:
             continue
         ctx.current = (lid, rtype)
@@ -372,6 +374,27 @@ def _complete(artifact: StackArtifact, template: Mapping[str, Any], prepared: Pr
     env.not_emulated += ctx.not_emulated
     env.bucket_notifications += ctx.bucket_notifications
     env.dead_letter_targets.update(ctx.dead_letter_targets)
+
+
+def _referenced_first(dropped: Mapping[str, str], resolved: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``dropped`` in template order, except that a resource comes after every dropped resource
+    its resolved properties refer to (by placeholder)."""
+    text = {lid: json.dumps(resolved.get(lid, {}), default=str) for lid in dropped}
+    ordered: list[tuple[str, str]] = []
+    placed: set[str] = set()
+
+    def place(lid: str, trail: frozenset[str]) -> None:
+        if lid in placed or lid in trail:
+            return
+        for other in dropped:
+            if other != lid and f"{PLACEHOLDER_PREFIX}{other}" in text[lid]:
+                place(other, trail | {lid})
+        placed.add(lid)
+        ordered.append((lid, dropped[lid]))
+
+    for lid in dropped:
+        place(lid, frozenset())
+    return ordered
 
 
 def _mapping_spec(stack: str, lid: str, uuid: str, enabled: bool,
