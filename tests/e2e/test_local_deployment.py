@@ -4,24 +4,19 @@ server, the deployed functions run in-process, a small set of notices through al
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 
 import pytest
 
-from infra.config import load_deployment
 from infra.naming import Names, prefecture_tier
 from jukinet.adapters import aws
 from jukinet.adapters.identity_store import IdentityStore
 from jukinet.adapters.kms import DataKeys
 from jukinet.domain.notice import JST
-from jukinet_ops.local.deploy import deploy_assembly
-from jukinet_ops.local.runner import LocalRunner
-from jukinet_ops.local.server import MotoServer, local_credentials
 from jukinet_ops.reconcile import reconcile_deployment
-from jukinet_ops.synth import synth
 
 from ..pipeline.exports import csv_bytes, person, row
+from .embedded import deployed_nagano
 
 pytestmark = pytest.mark.slow
 
@@ -30,19 +25,8 @@ NAGANO, MATSUMOTO = "202011", "202029"
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    deployment = load_deployment("nagano-demo")
-    out = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out")
-    saved = dict(os.environ)
-    with MotoServer() as server:
-        env = deploy_assembly(out, server.endpoint_url, default_region=deployment.region)
-        os.environ.update({"AWS_ENDPOINT_URL": server.endpoint_url, "AWS_DEFAULT_REGION": deployment.region,
-                           **local_credentials(server.endpoint_url, deployment.region)})
-        aws.reset_clients()
-        with LocalRunner(env, log_stream=open(os.devnull, "w"), share_modules=True) as runner:
-            yield deployment, env, runner
-    os.environ.clear()
-    os.environ.update(saved)
-    aws.reset_clients()
+    with deployed_nagano(tmp_path_factory) as world:
+        yield world
 
 
 def _identity(deployment, tier: str) -> IdentityStore:

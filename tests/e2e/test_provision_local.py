@@ -5,52 +5,36 @@ served by ``LocalApi`` — called with SigV4 signatures by the configured recipi
 from __future__ import annotations
 
 import json
-import os
 import random
 
 import pytest
 
-from infra.config import load_deployment
 from infra.naming import Names
 from jukinet.adapters import aws
 from jukinet_ops.agency_traffic import recipient_principals, sample_residents
 from jukinet_ops.local.api import LocalApi
-from jukinet_ops.local.deploy import deploy_assembly
-from jukinet_ops.local.runner import LocalRunner
-from jukinet_ops.local.server import MotoServer, local_credentials
 from jukinet_ops.provision import monthly_statistics, provision_tables
-from jukinet_ops.synth import synth
 
 from ..pipeline.exports import csv_bytes, person, row
+from .embedded import deployed_nagano
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    deployment = load_deployment("nagano-demo")
-    out = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out")
-    saved = dict(os.environ)
-    with MotoServer() as server:
-        env = deploy_assembly(out, server.endpoint_url, default_region=deployment.region)
-        os.environ.update({"AWS_ENDPOINT_URL": server.endpoint_url, "AWS_DEFAULT_REGION": deployment.region,
-                           **local_credentials(server.endpoint_url, deployment.region)})
-        aws.reset_clients()
-        with LocalRunner(env, log_stream=open(os.devnull, "w"), share_modules=True) as runner:
-            names = Names.of(deployment)
-            rng = random.Random(11)
-            people = [person(rng) for _ in range(30)]
-            bucket = names.drop_zone_bucket(deployment.prefectures[0].municipality_tier.env, "202011")
-            aws.client("s3").put_object(Bucket=bucket, Key="incoming/residents.csv",
-                                        Body=csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
-            runner.run_until_idle(timeout_s=300)
-            with LocalApi(env, runner, credentials={}) as api:
-                principals = recipient_principals(deployment, runner, api)
-                api.principals.update({p.access_key_id: p for p in principals.values()})
-                yield deployment, runner, api, principals, sample_residents(deployment, 30)
-    os.environ.clear()
-    os.environ.update(saved)
-    aws.reset_clients()
+    with deployed_nagano(tmp_path_factory) as (deployment, env, runner):
+        names = Names.of(deployment)
+        rng = random.Random(11)
+        people = [person(rng) for _ in range(30)]
+        bucket = names.drop_zone_bucket(deployment.prefectures[0].municipality_tier.env, "202011")
+        aws.client("s3").put_object(Bucket=bucket, Key="incoming/residents.csv",
+                                    Body=csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
+        runner.run_until_idle(timeout_s=300)
+        with LocalApi(env, runner, credentials={}) as api:
+            principals = recipient_principals(deployment, runner, api)
+            api.principals.update({p.access_key_id: p for p in principals.values()})
+            yield deployment, runner, api, principals, sample_residents(deployment, 30)
 
 
 def _post(api, principal, path, body, headers=None):

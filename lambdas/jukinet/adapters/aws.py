@@ -55,3 +55,15 @@ def error_code(exc: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def query_all(**kwargs: Any) -> list[dict]:
+    """Every item of a DynamoDB Query, following ``LastEvaluatedKey``."""
+    ddb = client("dynamodb")
+    items: list[dict] = []
+    while True:
+        response = ddb.query(**kwargs)
+        items.extend(response["Items"])
+        if "LastEvaluatedKey" not in response:
+            return items
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]

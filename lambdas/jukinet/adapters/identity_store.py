@@ -439,19 +439,11 @@ class IdentityStore:
         )
 
     def _query(self, pk: str, sk_prefix: str | None = None) -> list[dict]:
-        ddb = aws.client("dynamodb")
-        items: list[dict] = []
-        kwargs: dict = {
-            "TableName": self.table_name, "ConsistentRead": True,
-            "KeyConditionExpression": "pk = :pk" + (" AND begins_with(sk, :p)" if sk_prefix else ""),
-            "ExpressionAttributeValues": {":pk": {"S": pk}, **({":p": {"S": sk_prefix}} if sk_prefix else {})},
-        }
-        while True:
-            response = ddb.query(**kwargs)
-            items.extend(response["Items"])
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return aws.query_all(
+            TableName=self.table_name, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk" + (" AND begins_with(sk, :p)" if sk_prefix else ""),
+            ExpressionAttributeValues={":pk": {"S": pk}, **({":p": {"S": sk_prefix}} if sk_prefix else {})},
+        )
 
 
 class _AlreadyCounted(Exception):

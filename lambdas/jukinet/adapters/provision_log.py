@@ -279,12 +279,4 @@ def _batch_write(table: str, items: list[dict]) -> None:
 
 
 def _query(table: str, kwargs: dict) -> list[dict]:
-    ddb = aws.client("dynamodb")
-    items: list[dict] = []
-    kwargs = {"TableName": table, **kwargs}
-    while True:
-        response = ddb.query(**kwargs)
-        items.extend(response["Items"])
-        if "LastEvaluatedKey" not in response:
-            return items
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return aws.query_all(TableName=table, **kwargs)

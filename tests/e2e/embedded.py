@@ -1,0 +1,38 @@
+"""The Nagano assembly synthesized, deployed into a fresh embedded AWS (a moto server on
+127.0.0.1) and its functions made runnable — what every end-to-end test starts from."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from infra.config import load_deployment
+from jukinet.adapters import aws
+from jukinet_ops.local.deploy import deploy_assembly
+from jukinet_ops.local.runner import LocalRunner
+from jukinet_ops.local.server import MotoServer, local_credentials
+from jukinet_ops.synth import synth
+
+
+@contextlib.contextmanager
+def deployed_nagano(tmp_path_factory: Any, **runner_options: Any) -> Iterator[tuple[Any, Any, LocalRunner]]:
+    """(deployment, deployed environment, runner); this process talks to the embedded AWS
+    meanwhile (AWS_ENDPOINT_URL and local credentials), and is restored afterwards."""
+    deployment = load_deployment("nagano-demo")
+    out = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out")
+    saved = dict(os.environ)
+    try:
+        with MotoServer() as server:
+            env = deploy_assembly(out, server.endpoint_url, default_region=deployment.region)
+            os.environ.update({"AWS_ENDPOINT_URL": server.endpoint_url, "AWS_DEFAULT_REGION": deployment.region,
+                               **local_credentials(server.endpoint_url, deployment.region)})
+            aws.reset_clients()
+            with open(os.devnull, "w", encoding="utf-8") as devnull, \
+                    LocalRunner(env, log_stream=devnull, share_modules=True, **runner_options) as runner:
+                yield deployment, env, runner
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        aws.reset_clients()
