@@ -18,7 +18,8 @@ the way the deployed API would, and running the integrated functions through the
   (``AWS_IAM`` methods: recomputed with botocore's ``SigV4Auth`` for the access key's
   secret, service ``execute-api``, the API's region, 15 minutes of clock skew, session
   tokens), the resource policy (explicit Deny wins; otherwise an Allow must match), the
-  API key (``x-api-key`` against the keys of the usage plans of this stage), then the
+  API key (``x-api-key`` against the enabled keys of the usage plans of this stage, read
+  from moto at each request so that a key disabled meanwhile is refused), then the
   Lambda proxy integration.
 * **Callers are ``LocalPrincipal``s**: local-only credentials standing for an IAM role's
   assumed-role session, each with the VPC endpoint its traffic comes from. The request
@@ -793,6 +794,20 @@ class LocalApi:
         for rtype in others:
             self._note(rtype, "not deployed locally (see DeployedEnvironment.not_emulated)", rtype=rtype)
 
+    def _api_key_in_force(self, value: str) -> bool:
+        """Whether ``value`` is an enabled key of a usage plan of this stage *now*: a key
+        disabled (``jukinet isolate agency``) or enabled after the server started counts at
+        once. A known key costs one GetApiKey; an unknown value reloads the keys."""
+        with self._invoke_lock:  # boto3 in this process: not while a function's environment is swapped in
+            key = self._api_keys.get(value)
+            if key is None:
+                self._api_keys, self._api_keys_checked = self._load_api_keys()
+                return value in self._api_keys
+            try:
+                return bool(self._apigw.get_api_key(apiKey=key.id).get("enabled"))
+            except ClientError:  # deleted
+                return False
+
     @property
     def api_keys(self) -> dict[str, str]:
         """API key name -> value, for the keys this stage accepts (empty when not checked)."""
@@ -932,7 +947,7 @@ class LocalApi:
 
         if method.api_key_required:
             value = _header(headers, "x-api-key")
-            if not value or (self._api_keys_checked and value not in self._api_keys):
+            if not value or (self._api_keys_checked and not self._api_key_in_force(value)):
                 raise _Refusal(403, "Forbidden", "ForbiddenException", "INVALID_API_KEY")
             exchange.api_key = self._api_keys.get(value) or _ApiKey("-", "-", value)
 

@@ -23,6 +23,14 @@
   modification time) under the filtered prefix is delivered once, as an asynchronous
   invocation with Lambda's retries (MaximumRetryAttempts, default 2), then to the
   function's dead-letter queue or topic (DeadLetterConfig, recorded by the deployer).
+* ``invoke_async`` is Lambda's ``Invoke`` with ``InvocationType=Event``: the event is queued
+  and run by the next round, with the same retries and dead-letter target.
+* Operator holds (``jukinet isolate``, ``jukinet_ops/emergency.py``) are read from the embedded
+  AWS before work is taken: a function whose reserved concurrency is 0 is never invoked (its
+  S3 and asynchronous events wait, its mappings are not polled) and a mapping whose queue is
+  tagged ``jukinet:isolation`` is not polled (moto holds every mapping Disabled, see
+  ``template.py``, so its State cannot say what an operator decided). Held work does not keep
+  ``run_until_idle`` from returning; ``held()`` lists it.
 
 Invocations are strictly sequential (see the lock in ``code_image.py``).
 """
@@ -43,10 +51,11 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 from botocore.exceptions import ClientError
 
+from ..emergency import ISOLATION_TAG
 from .code_image import CodeImage, handler_root
 from .model import BucketNotification, DeployedEnvironment, EventSourceMappingSpec
 from .server import local_client, local_credentials
@@ -142,6 +151,7 @@ class RunSummary:
     elapsed_s: float
     invocations: int
     rounds: int
+    held: tuple[str, ...] = ()  # work left waiting by an operator hold (see LocalRunner.held)
 
 
 class RunTimeout(TimeoutError):
@@ -194,6 +204,8 @@ class LocalRunner:
         self._mappings = self._load_mappings()
         self._notifications = [n for n in env.bucket_notifications if n.function_arn in self._by_arn]
         self._versioned: dict[str, bool] = {}
+        self._async_events: list[tuple[str, dict[str, Any]]] = []
+        self._holds: dict[tuple[str, str], str] = {}  # what waits because of an operator hold
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -339,7 +351,7 @@ class LocalRunner:
             try:
                 handler = image.load_handler(fn.handler)
                 response, error = handler(event, context), None
-            except Exception as exc:  # the function failed: Lambda reports, the caller decides
+            except Exception as exc:  # noqa: BLE001 - the function failed: Lambda reports, the caller decides
                 response, error = None, exc
             duration = time.perf_counter() - started
         self._invocations += 1
@@ -359,8 +371,46 @@ class LocalRunner:
     # -- SQS -----------------------------------------------------------------------------------
 
     def poll_queues(self) -> int:
-        """One batch per mapping; returns the number of messages delivered."""
-        return sum(self._poll(m) for m in self._mappings)
+        """One batch per mapping not held by an operator; returns the number of messages delivered."""
+        delivered = 0
+        for mapping in self._mappings:
+            hold = self._mapping_hold(mapping)
+            self._set_hold(("mapping", mapping.spec.uuid), hold)
+            if hold is None:
+                delivered += self._poll(mapping)
+        return delivered
+
+    # -- operator holds ------------------------------------------------------------------------
+
+    def _throttled(self, function: str) -> bool:
+        """Reserved concurrency 0: Lambda throttles every invocation of the function."""
+        fn = self.functions[function]
+        got = self._client("lambda", fn.region, fn.account).get_function_concurrency(FunctionName=fn.name)
+        return got.get("ReservedConcurrentExecutions") == 0
+
+    def _mapping_hold(self, mapping: _SqsMapping) -> str | None:
+        """Why the mapping is not polled now, if it is held. An operator's disable cannot be read
+        from the mapping (moto holds every mapping Disabled): ``jukinet isolate prefecture`` tags
+        the mapped queue, which is what is read here."""
+        fn = self.functions[mapping.function]
+        sqs = self._client("sqs", mapping.region, mapping.account)
+        tags = sqs.list_queue_tags(QueueUrl=mapping.queue_url).get("Tags", {})
+        queue = mapping.queue_url.rsplit("/", 1)[-1]
+        if ISOLATION_TAG in tags:
+            return f"{queue}: mapping to {fn.name} disabled by an operator ({ISOLATION_TAG}={tags[ISOLATION_TAG]})"
+        if self._throttled(fn.name):
+            return f"{queue}: {fn.name} has reserved concurrency 0 (not polled)"
+        return None
+
+    def _set_hold(self, key: tuple[str, str], description: str | None) -> None:
+        if description is None:
+            self._holds.pop(key, None)
+        else:
+            self._holds[key] = description
+
+    def held(self) -> tuple[str, ...]:
+        """What waits because of an operator hold, as of the last round."""
+        return tuple(self._holds[k] for k in sorted(self._holds))
 
     def _poll(self, mapping: _SqsMapping) -> int:
         sqs = self._client("sqs", mapping.region, mapping.account)
@@ -399,9 +449,11 @@ class LocalRunner:
         return len(messages)
 
     def pending_messages(self) -> int:
-        """Messages visible, in flight or delayed in the mapped queues."""
+        """Messages visible, in flight or delayed in the mapped queues (but those of mappings
+        held by an operator at the last poll, which wait on purpose)."""
         total = 0
-        for url, (region, account) in {m.queue_url: (m.region, m.account) for m in self._mappings}.items():
+        driven = [m for m in self._mappings if ("mapping", m.spec.uuid) not in self._holds]
+        for url, (region, account) in {m.queue_url: (m.region, m.account) for m in driven}.items():
             attributes = self._client("sqs", region, account).get_queue_attributes(QueueUrl=url, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                 "ApproximateNumberOfMessagesDelayed"])["Attributes"]
@@ -414,19 +466,56 @@ class LocalRunner:
         """Deliver every object created since the last call to the functions notified for
         it; returns the number of objects delivered."""
         delivered = 0
+        throttled: dict[str, bool] = {}
         for notification in self._notifications:
             if not notification.event.startswith("s3:ObjectCreated:"):
                 continue
+            function = self._by_arn[notification.function_arn]
+            held = 0
             for obj in self._list_objects(notification):
                 identity = (notification.configuration_id, notification.bucket, obj["Key"],
                             obj.get("VersionId") or f"{obj['ETag']}@{obj['LastModified'].isoformat()}")
                 if identity in self._delivered:
                     continue
+                if function not in throttled:
+                    throttled[function] = self._throttled(function)
+                if throttled[function]:  # Lambda keeps the event and retries it (up to 6 hours in AWS)
+                    held += 1
+                    continue
                 self._delivered.add(identity)
-                self._invoke_async(self._by_arn[notification.function_arn],
+                self._invoke_async(function,
                                    {"Records": [s3_record(notification, obj, self._region_of(notification))]})
                 delivered += 1
+            self._set_hold(("s3", notification.configuration_id), f"{notification.bucket}: {held} object(s) wait, "
+                           f"{function} has reserved concurrency 0" if held else None)
         return delivered
+
+    def invoke_async(self, function: str, event: dict[str, Any]) -> None:
+        """Lambda ``Invoke`` with ``InvocationType=Event``: the event is queued and run by the
+        next ``process_async_events`` (every ``run_until_idle`` round), with the function's
+        asynchronous retries and dead-letter target; held while its reserved concurrency is 0."""
+        name = function if function in self.functions else self._by_arn.get(function)
+        if name is None:
+            raise KeyError(f"no deployed function {function!r}")
+        self._async_events.append((name, event))
+
+    def process_async_events(self) -> int:
+        """Run the queued asynchronous invocations; returns how many ran."""
+        queued, self._async_events = self._async_events, []
+        throttled: dict[str, bool] = {}
+        ran = 0
+        for function, event in queued:
+            if function not in throttled:
+                throttled[function] = self._throttled(function)
+            if throttled[function]:
+                self._async_events.append((function, event))
+                continue
+            self._invoke_async(function, event)
+            ran += 1
+        waiting = sorted({f for f, _ in self._async_events})
+        self._set_hold(("async", ""), f"{len(self._async_events)} asynchronous invocation(s) wait: "
+                       f"{', '.join(waiting)} reserved concurrency 0" if waiting else None)
+        return ran
 
     def _region_of(self, notification: BucketNotification) -> str:
         return self.env.stacks[notification.stack].region
@@ -479,7 +568,8 @@ class LocalRunner:
     def run_until_idle(self, timeout_s: float = 60.0,
                        on_progress: Callable[[RunProgress], None] | None = None) -> RunSummary:
         """Poll every mapped queue and notified bucket until all queues are empty (nothing
-        visible, in flight or delayed) and no new object remains. Raises ``RunTimeout``
+        visible, in flight or delayed), no new object and no queued asynchronous invocation
+        remains — apart from work held by an operator (``held()``). Raises ``RunTimeout``
         if that takes longer than ``timeout_s`` (a message that always fails on a queue
         without a redrive policy never lets the environment become idle)."""
         started = time.monotonic()
@@ -488,20 +578,21 @@ class LocalRunner:
         while True:
             rounds += 1
             before = self._invocations
-            work = self.poll_queues() + self.process_new_objects()
+            work = self.poll_queues() + self.process_new_objects() + self.process_async_events()
             elapsed = time.monotonic() - started
             if work == 0:
                 pending = self.pending_messages()
                 if on_progress:
                     on_progress(RunProgress(elapsed, self._invocations - first, None, None, pending))
-                if pending == 0 and self.process_new_objects() == 0:
-                    return RunSummary(True, elapsed, self._invocations - first, rounds)
+                if pending == 0 and self.process_new_objects() == 0 and self.process_async_events() == 0:
+                    return RunSummary(True, elapsed, self._invocations - first, rounds, self.held())
                 if pending:
                     time.sleep(0.02)  # in flight elsewhere, or delayed: wait, do not spin
             elif on_progress and self._invocations > before and self._last is not None:
                 on_progress(RunProgress(elapsed, self._invocations - first, self._last.function, self._last.ok, None))
             if time.monotonic() - started > timeout_s:
-                summary = RunSummary(False, time.monotonic() - started, self._invocations - first, rounds)
+                summary = RunSummary(False, time.monotonic() - started, self._invocations - first, rounds,
+                                     self.held())
                 raise RunTimeout(f"not idle after {timeout_s:.0f}s ({self.pending_messages()} messages pending)",
                                  summary)
 
@@ -520,7 +611,7 @@ class LocalRunner:
         if self._own_cache:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
 
-    def __enter__(self) -> LocalRunner:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
