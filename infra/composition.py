@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 
+from .components.responsibility import attach_people
 from .config import Deployment
 from .naming import NATIONAL, Names, municipality_tier, prefecture_tier
 from .stacks.municipality import MunicipalityBaseStack, MunicipalityStack
@@ -95,6 +96,9 @@ def build(app: cdk.App, deployment: Deployment, *, checks: bool = True) -> Built
         if p.env == national_env:
             national.add_stack_dependency(prefectures[p.code], "imports the prefecture tier's SQS (and execute-api) "
                                                                "endpoint id")
+
+    # People's roles per tier and the break-glass filters on each account's trail (docs/security.md).
+    attach_people(deployment, [national, *prefectures.values(), *bases.values()])
 
     cdk.Tags.of(app).add("system", names.prefix)
     if checks:

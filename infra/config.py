@@ -388,6 +388,200 @@ class Agency:
         return any("batch" in a.functions for a in self.agreements)
 
 
+# --- people: the responsibility structure as IAM (docs/security.md) ----------------------
+
+# The roles every tier stack creates for people (besides break-glass and one per contract),
+# in order of authority. Japanese titles after the technical standard's responsibility structure.
+RESPONSIBILITY_ROLES: dict[str, str] = {
+    "chief-security-officer": "統括責任者",
+    "deputy-chief-security-officer": "副統括責任者",
+    "security-officer": "セキュリティ責任者",
+    "network-administrator": "システム管理者 (ネットワーク)",
+    "operator": "運用担当",
+    "auditor": "監査",
+}
+# The role of each tier that alone opens identity facts (held by the tier's security officers).
+BREAK_GLASS_ROLE = "break-glass"
+# A contractor's (委託) access is granted for at most this long ahead, then renewed.
+MAX_CONTRACT_DAYS = 366
+JST = dt.timezone(dt.timedelta(hours=9), "JST")
+SAML_AUDIENCE = "https://signin.aws.amazon.com/saml"
+
+_PERSON_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
+_CONTRACT_ID = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+_TIER_NAME = re.compile(r"^(national|pref-\d{6}|muni-\d{6})$")
+_PERSON_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+_SAML_PROVIDER = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:saml-provider/[\w.-]{1,128}$")
+
+
+def today_jst() -> dt.date:
+    """The date in Japan: contract expiries are JST dates."""
+    return dt.datetime.now(JST).date()
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone who holds a role: exactly one principal, so a trust policy names exactly that person.
+
+    ``principal``: an IAM user or role ARN (the person's own identity, signed in with MFA), or
+    a SAML provider ARN with ``saml_subject`` (the IdP's NameID of this person; the IdP must
+    enforce MFA: AWS has no MFA condition key for SAML sessions). An account root is refused:
+    it names no person. ``person_id`` is also the ``sts:SourceIdentity`` of a break-glass session.
+    """
+
+    person_id: str
+    name: str
+    principal: str
+    organisation: str = ""
+    saml_subject: str | None = None
+
+    def __post_init__(self) -> None:
+        who = f"person {self.person_id!r}"
+        _require(bool(_PERSON_ID.match(self.person_id)),
+                 f"{who}: id must be 2-31 lowercase letters, digits or '-', starting with a letter")
+        _require(bool(self.name.strip()), f"{who}: name must not be empty")
+        if _SAML_PROVIDER.match(self.principal):
+            _require(bool(self.saml_subject), f"{who}: a SAML provider principal needs saml_subject (the person's "
+                                              "NameID), or every user of the IdP could assume the role")
+        else:
+            _require(bool(_PERSON_ARN.match(self.principal)),
+                     f"{who}: principal {self.principal!r} must be an IAM user or role ARN, or a SAML provider ARN "
+                     "(an account root names no person)")
+            _require(self.saml_subject is None, f"{who}: saml_subject is only for a SAML provider principal")
+
+    @property
+    def is_saml(self) -> bool:
+        return self.saml_subject is not None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``person`` holds ``role`` (a key of ``RESPONSIBILITY_ROLES``) in ``tier`` since ``since``."""
+
+    tier: str
+    role: str
+    person: str
+    since: dt.date
+
+    def __post_init__(self) -> None:
+        _require(self.role in RESPONSIBILITY_ROLES,
+                 f"assignment of {self.person!r} in {self.tier}: role {self.role!r} must be one of "
+                 f"{list(RESPONSIBILITY_ROLES)}")
+        _require(bool(_TIER_NAME.match(self.tier)),
+                 f"assignment of {self.person!r}: tier {self.tier!r} must be national, pref-<code> or muni-<code>")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """委託: a contractor's people get read-only operator rights on one tier until ``expires``.
+
+    ``expires`` is the first day (JST) on which access is refused: the role's trust policy and
+    every Allow of its policy carry ``DateLessThan aws:CurrentTime <expires>T00:00:00+09:00``.
+    """
+
+    contract_id: str
+    company: str
+    tier: str
+    people: tuple[str, ...]
+    since: dt.date
+    expires: dt.date
+    purpose: str = ""
+
+    def __post_init__(self) -> None:
+        who = f"contract {self.contract_id!r}"
+        _require(bool(_CONTRACT_ID.match(self.contract_id)),
+                 f"{who}: id must be 2-20 lowercase letters, digits or '-', starting with a letter")
+        _require(bool(_TIER_NAME.match(self.tier)),
+                 f"{who}: tier {self.tier!r} must be national, pref-<code> or muni-<code>")
+        _require(len(self.people) > 0, f"{who}: people must name at least one person")
+        _require(len(set(self.people)) == len(self.people), f"{who}: people repeat")
+        _require(self.since < self.expires, f"{who}: since {self.since} must precede expires {self.expires}")
+
+    @property
+    def expires_at(self) -> str:
+        """The ``aws:CurrentTime`` bound: midnight at the start of the expiry day, Japan time."""
+        return f"{self.expires.isoformat()}T00:00:00+09:00"
+
+    @property
+    def role_kind(self) -> str:
+        return f"contractor-{self.contract_id}"
+
+    def is_expired(self, today: dt.date) -> bool:
+        return today >= self.expires
+
+
+@dataclass(frozen=True)
+class People:
+    """Who holds which role in which tier (``data/operators.demo.toml`` for the demos)."""
+
+    persons: tuple[Person, ...] = ()
+    assignments: tuple[Assignment, ...] = ()
+    contracts: tuple[Contract, ...] = ()
+    demo_data: bool = False
+
+    def __post_init__(self) -> None:
+        ids = [p.person_id for p in self.persons]
+        _require(len(ids) == len(set(ids)), f"person ids repeat: {sorted({i for i in ids if ids.count(i) > 1})}")
+        principals = [(p.principal, p.saml_subject) for p in self.persons]
+        _require(len(principals) == len(set(principals)),
+                 "two persons share one principal: a role's trust policy would not tell them apart")
+        known = set(ids)
+        seen: set[tuple[str, str, str]] = set()
+        for a in self.assignments:
+            _require(a.person in known, f"assignment {a.role} in {a.tier}: unknown person {a.person!r}")
+            key = (a.tier, a.role, a.person)
+            _require(key not in seen, f"person {a.person!r} is assigned {a.role} in {a.tier} twice")
+            seen.add(key)
+        for a in self.assignments:
+            if a.role == "security-officer":
+                _require(not self.person(a.person).is_saml,
+                         f"person {a.person!r} is a security officer of {a.tier}, who may break glass, so must sign in "
+                         "as an IAM user or role: the break-glass trust policy itself requires MFA, which AWS cannot "
+                         "check for a SAML session")
+            if a.role == "auditor":
+                others = sorted(r for t, r, p in seen if t == a.tier and p == a.person and r != "auditor")
+                _require(not others, f"person {a.person!r} cannot audit {a.tier} and hold {others} there: auditors "
+                                     "are independent of what they audit")
+        contract_ids = [c.contract_id for c in self.contracts]
+        _require(len(contract_ids) == len(set(contract_ids)), f"contract ids repeat: {contract_ids}")
+        for c in self.contracts:
+            unknown = sorted(set(c.people) - known)
+            _require(not unknown, f"contract {c.contract_id!r}: unknown people {unknown}")
+            staff = sorted({a.role for a in self.assignments if a.person in c.people and a.tier == c.tier})
+            _require(not staff, f"contract {c.contract_id!r}: its people already hold {staff} in {c.tier}; a "
+                                "contractor's access must be the contract's alone")
+
+    def validate(self, tiers: Iterable[str], today: dt.date) -> None:
+        """Against the deployment's tiers, and contract expiries against today (JST)."""
+        tiers = set(tiers)
+        for a in self.assignments:
+            _require(a.tier in tiers, f"assignment of {a.person!r} as {a.role}: tier {a.tier} is not a tier of this "
+                                      f"deployment (known: {sorted(tiers)})")
+        limit = today + dt.timedelta(days=MAX_CONTRACT_DAYS)
+        for c in self.contracts:
+            _require(c.tier in tiers, f"contract {c.contract_id!r}: tier {c.tier} is not a tier of this deployment "
+                                      f"(known: {sorted(tiers)})")
+            _require(c.expires <= limit,
+                     f"contract {c.contract_id!r}: expires {c.expires} is more than {MAX_CONTRACT_DAYS} days after "
+                     f"today ({today}); contractor access is granted for at most a year at a time, then renewed")
+
+    def person(self, person_id: str) -> Person:
+        for p in self.persons:
+            if p.person_id == person_id:
+                return p
+        raise KeyError(person_id)
+
+    def holders(self, tier: str, role: str) -> tuple[Person, ...]:
+        """Persons holding ``role`` in ``tier``, in configuration order."""
+        return tuple(self.person(a.person) for a in self.assignments if a.tier == tier and a.role == role)
+
+    def contracts_of(self, tier: str) -> tuple[Contract, ...]:
+        return tuple(c for c in self.contracts if c.tier == tier)
+
+    def expired_contracts(self, today: dt.date) -> tuple[Contract, ...]:
+        return tuple(c for c in self.contracts if c.is_expired(today))
+
+
 # --- operations -------------------------------------------------------------------------
 
 
@@ -427,6 +621,7 @@ class Deployment:
     agencies: tuple[Agency, ...] = ()
     operations: Operations = field(default_factory=Operations)
     prefix: str = "jukinet"
+    people: People = field(default_factory=People)
 
     def __post_init__(self) -> None:
         _require(bool(_PREFIX.match(self.prefix)), f"prefix {self.prefix!r}: 2-10 lowercase letters/digits")
@@ -465,6 +660,29 @@ class Deployment:
         agency_ids = [a.agency_id for a in self.agencies]
         _require(len(agency_ids) == len(set(agency_ids)), "agency ids repeat")
         self._validate_recipients()
+        self.people.validate(self.tiers(), today_jst())
+
+    def tiers(self) -> tuple[str, ...]:
+        """Every tier's name (``naming``): national, then pref-<code> and muni-<code> per prefecture."""
+        from .naming import NATIONAL, municipality_tier, prefecture_tier
+
+        found = [NATIONAL]
+        for p in self.prefectures:
+            found += [prefecture_tier(p.code), municipality_tier(p.code)]
+        return tuple(found)
+
+    def tier_env(self, tier: str) -> Environment:
+        """Where a tier (by name) lives."""
+        from .naming import NATIONAL, municipality_tier, prefecture_tier
+
+        if tier == NATIONAL:
+            return self.national.env
+        for p in self.prefectures:
+            if tier == prefecture_tier(p.code):
+                return p.env
+            if tier == municipality_tier(p.code):
+                return p.municipality_tier.env
+        raise KeyError(tier)
 
     def _validate_recipients(self) -> None:
         codes = {p.code for p in self.prefectures}
@@ -567,6 +785,39 @@ def load_agencies(path: Path) -> tuple[Agency, ...]:
     return tuple(agencies)
 
 
+_PERSON_KEYS = frozenset({"id", "name", "organisation", "principal", "saml_subject"})
+_ASSIGNMENT_KEYS = frozenset({"tier", "role", "person", "since"})
+_CONTRACT_KEYS = frozenset({"id", "company", "tier", "people", "since", "expires", "purpose"})
+
+
+def load_people(path: Path) -> People:
+    """Persons, their roles per tier and the contractors' contracts from a TOML file
+    (``data/operators.demo.toml`` describes the format): who holds what is a data change."""
+    with path.open("rb") as fh:
+        doc = tomllib.load(fh)
+    _known_keys(doc, frozenset({"demo_data", "person", "assignment", "contract"}), path.name)
+    persons, assignments, contracts = [], [], []
+    for p in doc.get("person", []):
+        _known_keys(p, _PERSON_KEYS, f"{path.name}: person {p.get('id')!r}")
+        persons.append(Person(person_id=p["id"], name=p["name"], principal=p["principal"],
+                              organisation=p.get("organisation", ""), saml_subject=p.get("saml_subject")))
+    for a in doc.get("assignment", []):
+        _known_keys(a, _ASSIGNMENT_KEYS, f"{path.name}: assignment of {a.get('person')!r}")
+        _require(isinstance(a.get("since"), dt.date), f"{path.name}: assignment of {a.get('person')!r}: since must "
+                                                      "be a date (YYYY-MM-DD, unquoted)")
+        assignments.append(Assignment(tier=a["tier"], role=a["role"], person=a["person"], since=a["since"]))
+    for c in doc.get("contract", []):
+        where = f"{path.name}: contract {c.get('id')!r}"
+        _known_keys(c, _CONTRACT_KEYS, where)
+        for key in ("since", "expires"):
+            _require(isinstance(c.get(key), dt.date), f"{where}: {key} must be a date (YYYY-MM-DD, unquoted)")
+        contracts.append(Contract(contract_id=c["id"], company=c["company"], tier=c["tier"],
+                                  people=tuple(c["people"]), since=c["since"], expires=c["expires"],
+                                  purpose=c.get("purpose", "")))
+    return People(persons=tuple(persons), assignments=tuple(assignments), contracts=tuple(contracts),
+                  demo_data=bool(doc.get("demo_data", False)))
+
+
 DEMO_ACCOUNT = "123456789012"  # placeholder: replace with real accounts before `cdk deploy`
 DEMO_REGION = "ap-northeast-1"
 DEMO_AZS = ("ap-northeast-1a", "ap-northeast-1c")
@@ -598,6 +849,7 @@ def nagano_demo() -> Deployment:
         national=National(env=env, network=Network("10.0.0.0/22", DEMO_AZS)),
         prefectures=(_prefecture("200000", "長野県", "Nagano", _nagano_municipalities(), env),),
         agencies=load_agencies(DATA_DIR / "agencies.demo.toml"),
+        people=load_people(DATA_DIR / "operators.demo.toml"),
     )
 
 
@@ -617,7 +869,7 @@ def large_prefecture_test() -> Deployment:
     hokkaido = _prefecture("010006", "北海道 (synthetic)", "Hokkaido (synthetic)",
                            synthetic_municipalities("01", 179), env)
     return Deployment(name="large-prefecture-test", national=demo.national, prefectures=(hokkaido, *demo.prefectures),
-                      agencies=demo.agencies)
+                      agencies=demo.agencies, people=demo.people)
 
 
 def multi_account_example() -> Deployment:
@@ -636,6 +888,7 @@ def multi_account_example() -> Deployment:
         prefectures=(nagano,),
         agencies=load_agencies(DATA_DIR / "agencies.demo.toml"),
         operations=Operations(alarm_email="jukinet-ops@example.jp"),
+        people=load_people(DATA_DIR / "operators.demo.toml"),
     )
 
 

@@ -107,6 +107,18 @@ class Names:
     def role_arn(self, env: Environment, tier: str, role_name: str) -> str:
         return f"arn:{PARTITION}:iam::{env.account}:role{self.role_path(tier)}{role_name}"
 
+    def people_path(self, tier: str) -> str:
+        """People's roles and their policies (docs/security.md): apart from the function roles'
+        path, so no key policy or endpoint policy naming ``role_path`` admits a person."""
+        return f"/{self.prefix}/{tier}-people/"
+
+    def people_role(self, tier: str, kind: str) -> str:
+        """``<prefix>-<tier>-<kind>``: kind ``operator``, ``break-glass``, ``contractor-<id>``, …"""
+        return f"{self.prefix}-{tier}-{kind}"
+
+    def people_role_arn(self, env: Environment, tier: str, kind: str) -> str:
+        return f"arn:{PARTITION}:iam::{env.account}:role{self.people_path(tier)}{self.people_role(tier, kind)}"
+
     def drop_zone_writers_path(self, prefecture_code: str) -> str:
         """Roles of the municipalities' existing systems that put exports into drop zones."""
         return f"/{self.prefix}/{municipality_tier(prefecture_code)}-writers/"

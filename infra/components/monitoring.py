@@ -1,8 +1,11 @@
 """Alarms of a tier, all to one KMS-encrypted SNS topic. Meanings and first responses:
 ``docs/operations.md`` (one section per alarm name suffix; the provision API's alarms in
-``docs/provision.md``)."""
+``docs/provision.md``). The CIS set and the provision anomalies: ``security_monitoring.py``;
+each tier's dashboard: ``dashboard.py``."""
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -17,6 +20,7 @@ from ..naming import METRICS_NAMESPACE
 
 PERIOD = Duration.minutes(5)
 GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+_AlarmT = TypeVar("_AlarmT", bound=cloudwatch.Alarm)
 
 
 def custom_metric(name: str, *, service: str, tier: str) -> cloudwatch.Metric:
@@ -44,6 +48,22 @@ class TierAlarms(Construct):
             threshold=threshold, comparison_operator=comparison, evaluation_periods=evaluation_periods,
             datapoints_to_alarm=datapoints_to_alarm, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        return self._arm(alarm)
+
+    def anomaly_alarm(self, id: str, *, name: str, description: str, metric: cloudwatch.IMetric, std_devs: float,
+                      doc: str = "docs/operations.md") -> cloudwatch.AnomalyDetectionAlarm:
+        """Above the upper edge of CloudWatch's anomaly-detection band of ``metric`` (a model
+        trained on the metric's own history: its trailing level and its daily and weekly
+        pattern), ``std_devs`` wide, in one period of the metric."""
+        alarm = cloudwatch.AnomalyDetectionAlarm(
+            self, id, alarm_name=name, alarm_description=f"{description} See {doc}.", metric=metric,
+            std_devs=std_devs, evaluation_periods=1, datapoints_to_alarm=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        return self._arm(alarm)
+
+    def _arm(self, alarm: _AlarmT) -> _AlarmT:
         alarm.add_alarm_action(self._action)
         alarm.add_ok_action(self._action)
         self.alarms.append(alarm)

@@ -26,6 +26,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..components import keys, nag
+from ..components.dashboard import TierDashboard
 from ..components.functions import TierFunction
 from ..components.monitoring import PERIOD
 from ..components.queues import DATA_KEY_REUSE, DLQ_RETENTION
@@ -122,6 +123,9 @@ class MunicipalityBaseStack(TierStack):
         self.network.allow_through("DynamoDb", iam.PolicyStatement(
             sid="StateTableOnly", principals=[iam.AnyPrincipal()], actions=STATE_ACTIONS,
             resources=[self.state_table.table_arn], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        TierDashboard(self, "Dashboard", stack=self, tier_label="municipality",
+                      cs_function_names=[names.cs_function(m.code) for m in muni.municipalities],
+                      cs_failed_events=self.failed_events)
 
 
 class CommunicationServer(Construct):

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from constructs import Construct
 
+from ..components.dashboard import TierDashboard
 from ..config import Deployment
 from ..naming import NATIONAL, Names, prefecture_tier
 from .processing import Senders, build_processing, narrow_processor_endpoints
@@ -61,3 +62,5 @@ class NationalStack(TierStack):
         if provides:
             self.provision = ProvisionApi(self, "Provision", processing=self.processing,
                                           prefecture_api_endpoints=prefecture_api_endpoints or {})
+        TierDashboard(self, "Dashboard", stack=self, tier_label="national", processing=self.processing,
+                      provision=self.provision)

@@ -8,6 +8,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from ..components import keys, nag
+from ..components.dashboard import TierDashboard
 from ..config import Deployment, Prefecture
 from ..naming import NATIONAL, PARTITION, SIGNING_ALGORITHM, Names, municipality_tier, prefecture_tier
 from .processing import Senders, build_processing, narrow_processor_endpoints, send_upward_statements
@@ -89,6 +90,7 @@ class PrefectureStack(TierStack):
         own_use = deployment.own_use_recipients(code)
         if own_use:
             self.api_endpoint = self._provision_api_endpoint(prefecture, [p for r in own_use for p in r.all_principals])
+        TierDashboard(self, "Dashboard", stack=self, tier_label="prefecture", processing=self.processing)
 
     def _provision_api_endpoint(self, prefecture: Prefecture, principals: list[str]) -> ec2.InterfaceVpcEndpoint:
         """The execute-api endpoint through which the prefecture's own staff (its own-use and

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -71,6 +71,7 @@ class Processing:
     processor: TierFunction
     transport_key: kms.Key
     envelope_key: kms.Key
+    envelope_context: Mapping[str, str] = field(default_factory=dict)  # what the envelope key's users must send
 
 
 def build_processing(stack: TierStack, *, tier_label: str, handler: str, description: str, senders: Senders,
@@ -180,7 +181,7 @@ def build_processing(stack: TierStack, *, tier_label: str, handler: str, descrip
                              "unknown sender: possible tampering or misconfiguration.",
                  metric=custom_metric("SignatureFailures", service=service, tier=tier_label))
     return Processing(table=table, inbound=inbound, processor=processor, transport_key=transport_key,
-                      envelope_key=envelope_key)
+                      envelope_key=envelope_key, envelope_context=dict(envelope_context))
 
 
 def narrow_processor_endpoints(stack: TierStack, processing: Processing, *, sqs_sid: str, sqs_resources: list[str],

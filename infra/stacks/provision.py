@@ -42,6 +42,7 @@ from ..components import keys, nag
 from ..components.functions import TierFunction
 from ..components.monitoring import PERIOD, custom_metric
 from ..components.queues import DATA_KEY_REUSE, DLQ_RETENTION, visibility_timeout_for
+from ..components.security_monitoring import provision_anomaly_alarms
 from ..components.tables import provision_log_table, provision_state_table
 from ..config import Agency, role_key
 from ..naming import METRICS_NAMESPACE, NATIONAL, PROVISION_API_STAGE, SIGNING_ALGORITHM
@@ -624,3 +625,4 @@ class ProvisionApi(Construct):
                      description="The daily seal of the provision log failed: the day is not sealed.",
                      metric=self.sealer.function.metric_errors(period=PERIOD, statistic=cloudwatch.Stats.SUM),
                      doc=DOC)
+        provision_anomaly_alarms(alarms, names=names, recipient_ids=[a.agency_id for a in stack.deployment.agencies])

@@ -15,6 +15,7 @@ from ..components import keys
 from ..components.audit import AccountTrail, access_log_bucket
 from ..components.monitoring import TierAlarms
 from ..components.network import TierNetwork
+from ..components.security_monitoring import CisMonitoring
 from ..config import Deployment, Environment, Network
 from ..naming import NATIONAL, Names
 
@@ -84,6 +85,8 @@ class TierStack(cdk.Stack):
             self.trail = AccountTrail(self, "AccountTrail", names=self.names, env=env, key=self.audit_key,
                                       access_logs=self.access_logs, log_retention=self.log_retention,
                                       service_role_path=self.service_role_path)
+            CisMonitoring(self, "CisMonitoring", log_group=self.trail.log_group, alarms=self.alarms, names=self.names,
+                          tier=tier)
         if "Sqs" in self.network.interface and tier != NATIONAL:
             endpoint_id = self.network.interface["Sqs"].vpc_endpoint_id
             cdk.CfnOutput(self, "SqsEndpointId", value=endpoint_id,

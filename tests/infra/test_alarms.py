@@ -6,17 +6,26 @@ import re
 
 import pytest
 
+from infra.components.security_monitoring import (
+    CIS_CONTROLS,
+    SEQUENTIAL_CODES_THRESHOLD,
+    VOLUME_ANOMALY_KIND,
+    cis_alarm_kind,
+)
+
 from .conftest import REPO, Synth
 
 pytestmark = pytest.mark.slow
 
 _TIER = re.compile(r"^jukinet-(national|pref-\d{6}|muni-\d{6})-")
 _SPAN = re.compile(r"-\d{6}-\d{6}$")
+_RECIPIENT = re.compile(rf"^({VOLUME_ANOMALY_KIND})-[a-z][a-z0-9-]*$")
 
 
 def alarm_kind(name: str) -> str:
-    """``jukinet-pref-200000-sequence-gaps`` → ``sequence-gaps``; ``…-cs-errors-202011-202100`` → ``cs-errors``."""
-    return _SPAN.sub("", _TIER.sub("", name))
+    """``jukinet-pref-200000-sequence-gaps`` → ``sequence-gaps``; ``…-cs-errors-202011-202100`` → ``cs-errors``;
+    ``…-provision-volume-anomaly-nenkin`` → ``provision-volume-anomaly``."""
+    return _RECIPIENT.sub(r"\1", _SPAN.sub("", _TIER.sub("", name)))
 
 
 def test_alarm_topics_are_kms_encrypted(every: Synth) -> None:
@@ -40,10 +49,13 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
     expected = {"inbound-dlq-not-empty", "inbound-oldest-message-age", "processor-errors", "processor-throttles",
                 "sequence-gaps", "signature-failures"}
     provision = {"provision-unauthorised-attempts", "provision-gateway-refusals", "provision-api-errors",
-                 "provision-batch-dlq-not-empty", "provision-sealer-errors"}
-    assert kinds_by_tier["national"] == expected | provision
-    assert kinds_by_tier["pref-200000"] == expected
-    assert kinds_by_tier["muni-200000"] == {"cs-failed-events-dlq-not-empty", "cs-errors", "cs-throttles"}
+                 "provision-batch-dlq-not-empty", "provision-sealer-errors", "provision-outside-agreed-hours",
+                 "provision-sequential-codes", "provision-not-found-ratio", "provision-volume-anomaly"}
+    cis = {cis_alarm_kind(c) for c in CIS_CONTROLS}  # the national tier hosts the demo account's trail
+    people = {"break-glass-used"}  # every tier whose configuration names security officers (docs/security.md)
+    assert kinds_by_tier["national"] == expected | provision | cis | people
+    assert kinds_by_tier["pref-200000"] == expected | people
+    assert kinds_by_tier["muni-200000"] == {"cs-failed-events-dlq-not-empty", "cs-errors", "cs-throttles"} | people
 
 
 def test_custom_metric_alarms_use_the_dimensions_the_handlers_emit(nagano: Synth) -> None:
@@ -52,7 +64,11 @@ def test_custom_metric_alarms_use_the_dimensions_the_handlers_emit(nagano: Synth
         p = res["Properties"]
         if p.get("Namespace") != "Jukinet":
             continue
-        assert p["Threshold"] == 0 and p["ComparisonOperator"] == "GreaterThanThreshold"
+        if p["MetricName"] == "SequentialCodes":
+            assert p["Threshold"] == SEQUENTIAL_CODES_THRESHOLD
+            assert p["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        else:
+            assert p["Threshold"] == 0 and p["ComparisonOperator"] == "GreaterThanThreshold"
         if p["MetricName"] == "GatewayRefusals":
             assert "Dimensions" not in p
             continue

@@ -574,8 +574,12 @@ def test_alarms_watch_refusals_errors_dead_letters_and_the_seal(nagano: Synth) -
     assert alarms["jukinet-national-provision-api-errors"]["MetricName"] == "5XXError"
     assert alarms["jukinet-national-provision-sealer-errors"]["MetricName"] == "Errors"
     assert "jukinet-national-provision-batch-dlq-not-empty" in alarms
-    assert all(a["AlarmDescription"].endswith("See docs/provision.md.") for a in alarms.values())
-    [metric_filter] = [r["Properties"] for r in _national(nagano).values() if r["Type"] == "AWS::Logs::MetricFilter"]
+    # The anomaly alarms on the provision metrics belong to detection: docs/operations.md.
+    anomalies = ("-outside-agreed-hours", "-sequential-codes", "-not-found-ratio", "-volume-anomaly-")
+    assert all(a["AlarmDescription"].endswith("See docs/operations.md." if any(k in n for k in anomalies)
+                                              else "See docs/provision.md.") for n, a in alarms.items())
+    [metric_filter] = [r["Properties"] for r in _national(nagano).values() if r["Type"] == "AWS::Logs::MetricFilter"
+                       and r["Properties"]["MetricTransformations"][0]["MetricName"] == "GatewayRefusals"]
     assert '$.status = "403"' in metric_filter["FilterPattern"]
     assert '$.errorResponseType = "ACCESS_DENIED"' in metric_filter["FilterPattern"]
     [transformation] = metric_filter["MetricTransformations"]

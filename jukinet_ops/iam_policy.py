@@ -1,0 +1,217 @@
+"""A small IAM policy evaluator: enough of IAM's rules to answer "would this be allowed?" offline.
+
+Used by the access review (is a deployed trust policy still in force today?) and by the tests
+that prove a contractor's access ends by itself. It follows IAM's evaluation logic for one
+set of policies: an explicit Deny wins, else any Allow, else the implicit deny. Supported:
+``Action``/``NotAction``, ``Resource``/``NotResource`` (wildcards ``*`` and ``?``),
+``Principal`` (``AWS``, ``Federated``, ``*``) for trust policies, and the condition operators
+this system writes — String*, Arn*, Bool, Null, Date*, Numeric*, with ``ForAnyValue:`` /
+``ForAllValues:`` and ``…IfExists``. Anything else raises ``UnsupportedPolicy`` rather than
+guessing. A resource that is still a CloudFormation intrinsic (``{"Fn::GetAtt": …}``) matches
+only an equal request resource, so synthesized templates can be evaluated as they are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+ALLOW, DENY, IMPLICIT_DENY = "allow", "deny", "implicit-deny"
+
+
+class UnsupportedPolicy(ValueError):
+    """The policy uses something this evaluator does not implement."""
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _glob(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
+    if not case_sensitive:
+        pattern, value = pattern.lower(), value.lower()
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+def _resource_matches(pattern: Any, resource: Any) -> bool:
+    if isinstance(pattern, str) and isinstance(resource, str):
+        return _glob(pattern, resource)
+    return pattern == resource
+
+
+def parse_time(value: Any) -> dt.datetime:
+    """An IAM date: ISO 8601 with an offset or ``Z`` (a naive value is taken as UTC), or epoch seconds."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
+        return dt.datetime.fromtimestamp(float(value), dt.UTC)
+    else:
+        parsed = dt.datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _compare(base: str, actual: Any, expected: Any) -> bool:
+    """One context value against one policy value, for a non-negated base operator."""
+    if base == "StringEquals":
+        return str(actual) == str(expected)
+    if base == "StringEqualsIgnoreCase":
+        return str(actual).lower() == str(expected).lower()
+    if base == "StringLike":
+        return _glob(str(expected), str(actual))
+    if base in ("ArnLike", "ArnEquals"):
+        return _glob(str(expected), str(actual))
+    if base == "Bool":
+        return str(actual).lower() == str(expected).lower()
+    if base.startswith("Date"):
+        a, e = parse_time(actual), parse_time(expected)
+        return {"DateEquals": a == e, "DateLessThan": a < e, "DateLessThanEquals": a <= e,
+                "DateGreaterThan": a > e, "DateGreaterThanEquals": a >= e}[base]
+    if base.startswith("Numeric"):
+        a, e = float(actual), float(expected)
+        return {"NumericEquals": a == e, "NumericLessThan": a < e, "NumericLessThanEquals": a <= e,
+                "NumericGreaterThan": a > e, "NumericGreaterThanEquals": a >= e}[base]
+    raise UnsupportedPolicy(f"condition operator {base!r}")
+
+
+_NEGATED = {"StringNotEquals": "StringEquals", "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
+            "StringNotLike": "StringLike", "ArnNotLike": "ArnLike", "ArnNotEquals": "ArnEquals",
+            "NumericNotEquals": "NumericEquals", "DateNotEquals": "DateEquals"}
+_POSITIVE = {"StringEquals", "StringEqualsIgnoreCase", "StringLike", "ArnLike", "ArnEquals", "Bool",
+             "DateEquals", "DateLessThan", "DateLessThanEquals", "DateGreaterThan", "DateGreaterThanEquals",
+             "NumericEquals", "NumericLessThan", "NumericLessThanEquals", "NumericGreaterThan",
+             "NumericGreaterThanEquals"}
+
+
+def _condition(operator: str, key: str, expected: Sequence[Any], context: Mapping[str, Any]) -> bool:
+    qualifier = ""
+    if ":" in operator:
+        qualifier, operator = operator.split(":", 1)
+        if qualifier not in ("ForAnyValue", "ForAllValues"):
+            raise UnsupportedPolicy(f"condition qualifier {qualifier!r}")
+    if_exists = operator.endswith("IfExists")
+    base = operator.removesuffix("IfExists")
+    present = key.lower() in context
+    actual = context.get(key.lower())
+    if base == "Null":
+        absent = not present or actual is None or actual == []
+        return any(str(e).lower() == ("true" if absent else "false") for e in expected)
+    negated = base in _NEGATED
+    positive = _NEGATED.get(base, base)
+    if positive not in _POSITIVE:
+        raise UnsupportedPolicy(f"condition operator {operator!r}")
+    if not present or actual is None:
+        if qualifier == "ForAllValues":
+            return True
+        if qualifier == "ForAnyValue":
+            return False
+        return if_exists or negated
+    values = _as_list(actual)
+
+    def one(value: Any) -> bool:
+        hit = any(_compare(positive, value, e) for e in expected)
+        return not hit if negated else hit
+
+    if qualifier == "ForAllValues":
+        return all(one(v) for v in values)
+    if qualifier == "ForAnyValue":
+        return any(one(v) for v in values)
+    if len(values) != 1:
+        raise UnsupportedPolicy(f"{operator} on the multivalued key {key} needs ForAnyValue or ForAllValues")
+    return one(values[0])
+
+
+def conditions_hold(conditions: Mapping[str, Mapping[str, Any]] | None, context: Mapping[str, Any]) -> bool:
+    """Every operator, every key of each: true (values of one key are alternatives)."""
+    normalised = {k.lower(): v for k, v in context.items()}
+    for operator, keys in (conditions or {}).items():
+        for key, expected in keys.items():
+            if not _condition(operator, key, _as_list(expected), normalised):
+                return False
+    return True
+
+
+def _principal_matches(principal_block: Any, principal: str | None) -> bool:
+    if principal_block == "*":
+        return True
+    if principal is None or not isinstance(principal_block, Mapping):
+        return False
+    for kind, values in principal_block.items():
+        if kind not in ("AWS", "Federated", "Service", "CanonicalUser"):
+            raise UnsupportedPolicy(f"principal type {kind!r}")
+        for value in _as_list(values):
+            if value == "*" or value == principal:
+                return True
+            account = re.fullmatch(r"arn:[\w-]+:iam::(\d{12}):root|(\d{12})", str(value))
+            if account and f":{account[1] or account[2]}:" in principal:
+                return True
+    return False
+
+
+def _statement_applies(statement: Mapping[str, Any], *, action: str, resource: Any, principal: str | None,
+                       context: Mapping[str, Any]) -> bool:
+    if "Principal" in statement or "NotPrincipal" in statement:
+        if "NotPrincipal" in statement:
+            raise UnsupportedPolicy("NotPrincipal")
+        if not _principal_matches(statement["Principal"], principal):
+            return False
+    if "Action" in statement:
+        if not any(_glob(a, action, case_sensitive=False) for a in _as_list(statement["Action"])):
+            return False
+    elif any(_glob(a, action, case_sensitive=False) for a in _as_list(statement.get("NotAction"))):
+        return False
+    if "Resource" in statement:
+        if not any(_resource_matches(r, resource) for r in _as_list(statement["Resource"])):
+            return False
+    elif any(_resource_matches(r, resource) for r in _as_list(statement.get("NotResource"))):
+        return False
+    return conditions_hold(statement.get("Condition"), context)
+
+
+def statements(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return _as_list(document.get("Statement"))
+
+
+def evaluate(documents: Mapping[str, Any] | Iterable[Mapping[str, Any]], *, action: str, resource: Any = "*",
+             principal: str | None = None, context: Mapping[str, Any] | None = None) -> str:
+    """``allow``, ``deny`` (an explicit Deny applies) or ``implicit-deny`` for one request.
+
+    ``documents``: one policy or several (a role's policies together, or a trust policy —
+    then give ``principal``, the caller's ARN or SAML provider ARN). ``context``: condition
+    keys of the request (``aws:CurrentTime`` as a datetime or ISO string, ``aws:MultiFactorAuthPresent``…).
+    """
+    docs = [documents] if isinstance(documents, Mapping) else list(documents)
+    ctx = dict(context or {})
+    allowed = False
+    for doc in docs:
+        for st in statements(doc):
+            if not _statement_applies(st, action=action, resource=resource, principal=principal, context=ctx):
+                continue
+            if st.get("Effect") == "Deny":
+                return DENY
+            allowed = allowed or st.get("Effect") == "Allow"
+    return ALLOW if allowed else IMPLICIT_DENY
+
+
+def date_bounds(document: Mapping[str, Any]) -> list[dt.datetime]:
+    """Every ``DateLessThan aws:CurrentTime`` bound in the document's Allow statements."""
+    found = []
+    for st in statements(document):
+        if st.get("Effect") != "Allow":
+            continue
+        for operator, keys in (st.get("Condition") or {}).items():
+            if operator in ("DateLessThan", "DateLessThanEquals"):
+                for key, value in keys.items():
+                    if key.lower() == "aws:currenttime":
+                        found += [parse_time(v) for v in _as_list(value)]
+    return found
+
+
+__all__ = ["ALLOW", "DENY", "IMPLICIT_DENY", "UnsupportedPolicy", "conditions_hold", "date_bounds", "evaluate",
+           "parse_time", "statements"]
