@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from jukinet.adapters import aws
 from jukinet.adapters.identity_store import IdentityStore
 from jukinet.adapters.kms import DataKeys
+from jukinet.domain.codes import ResidentCode
 
 from .local.api import LocalApi, LocalPrincipal, local_principals
 
@@ -98,8 +99,11 @@ class TrafficReport:
 
 def run_demo_traffic(api: LocalApi, principals: Mapping[str, LocalPrincipal], deployment, runner,
                      residents: Sequence[dict], *, batch_rows: int = 2_000,
-                     on_step: Callable[[str], None] | None = None) -> TrafficReport:
-    """The demo's month of agency traffic against the deployed provision API."""
+                     on_step: Callable[[str], None] | None = None,
+                     after_attacks: Callable[[], None] | None = None) -> TrafficReport:
+    """The demo's month of agency traffic against the deployed provision API.
+    ``after_attacks`` runs right after the refused requests and the scan (the demo evaluates
+    the alarms there, within the alarms' 5-minute periods)."""
     from infra.naming import Names
 
     names = Names.of(deployment)
@@ -162,6 +166,16 @@ def run_demo_traffic(api: LocalApi, principals: Mapping[str, LocalPrincipal], de
          "a resident code with a wrong check digit")
     call("mhlw-engo", "POST", "/v1/lookups", {"affair_code": "DEMO-T1-ENGO-PENSION",
                                               "resident_codes": codes[:101] * 2}, "an oversized request")
+
+    step("an injected attack: walking through consecutive resident codes")
+    start = 6_100_000_000 + rng.randrange(1_000_000)
+    walk = [ResidentCode.from_body(f"{start + i:010d}").value for i in range(100)]
+    for i in range(0, len(walk), 10):  # a recipient's credentials used to enumerate residents
+        call("mhlw-engo", "POST", "/v1/lookups", {"affair_code": "DEMO-T1-ENGO-PENSION",
+                                                  "resident_codes": walk[i:i + 10]}, "scan: consecutive codes")
+
+    if after_attacks is not None:
+        after_attacks()
 
     step(f"one batch of {batch_rows:,} rows (一括提供)")
     rows = active_codes(deployment, batch_rows)

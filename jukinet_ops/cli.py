@@ -10,6 +10,11 @@
     jukinet disclose     one resident's provisions (提供状況の開示) with the check of their chain
     jukinet provision-stats
                          records provided in a month per recipient, affair and function
+    jukinet checklist    the security checklist per municipality, read from the deployed
+                         environment (Markdown + HTML reports); exit 1 on any miss
+    jukinet access-review
+                         who holds which role in which tier (configuration and deployed trust
+                         policies), contractors' expiry; exit 1 if an expired contract is deployed
     jukinet openapi      write docs/openapi.json from the provision API's code (--check: exit 1
                          if the committed document is stale)
 """
@@ -253,6 +258,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deployment(sta)
     sta.set_defaults(func=cmd_provision_stats)
 
+    from jukinet_ops.checklist import add_arguments as checklist_arguments
+    from jukinet_ops.checklist import cmd_checklist
+
+    chk = sub.add_parser("checklist", help="security checklist of a deployed environment, per municipality",
+                         description="Inspect the deployed environment through the AWS APIs (the embedded AWS with "
+                                     "--endpoint-url) and write one checklist report per municipality, with the "
+                                     "prefecture and national tiers' checks it depends on, as Markdown and HTML; "
+                                     "print a summary. Exit 1 on any FAIL. Checks: docs/checklist.md.")
+    checklist_arguments(chk)
+    chk.set_defaults(func=cmd_checklist)
+
+    from jukinet_ops.access_review import add_arguments as access_review_arguments
+    from jukinet_ops.access_review import run as access_review_run
+
+    rev = sub.add_parser("access-review", help="who holds which role in which tier (アクセス権の確認)",
+                         description="Every person's role per tier, since when and until when (contractors' "
+                                     "expiry; flags expired ones and those expiring within 30 days), from the "
+                                     "deployment configuration and, when the account is reachable, from the "
+                                     "deployed roles' trust policies, with the drift between the two. Exit 1 if an "
+                                     "expired contractor's role is still deployed (--strict: on any drift).")
+    access_review_arguments(rev)
+    _add_deployment(rev)
+    rev.set_defaults(func=access_review_run)
+
     from jukinet_ops.openapi import add_arguments as openapi_arguments
     from jukinet_ops.openapi import run as openapi_run
 
@@ -260,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Generate the provision API's OpenAPI document; --check exits 1 if it is stale.")
     openapi_arguments(oa)
     oa.set_defaults(func=openapi_run)
+
+    from jukinet_ops.emergency import add_commands as emergency_commands
+
+    emergency_commands(sub)  # isolate, restore, isolation-status (docs/emergency.md)
     return parser
 
 

@@ -8,7 +8,8 @@
    inject what a real network meets — an identical file dropped twice, SQS redeliveries,
    a tampered message and a poison message;
 5. run the deployed prefecture and national processors until every queue is empty;
-6. print the reconciliation table, the dead-letter queues and the alarm states;
+6. print the reconciliation table, the dead-letter queues and the alarm states, evaluated from
+   the metrics the functions emitted;
 7. serve the deployed provision API locally (SigV4) and play a month of agency traffic —
    look-ups, searches, the prefecture's own use, one batch, and requests that must be
    refused — then print the month's provision statistics, one resident's disclosure and the
@@ -44,6 +45,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
     from infra.naming import Names, prefecture_tier
     from jukinet_ops.demo_data import generate_month
     from jukinet_ops.local.deploy import deploy_assembly
+    from jukinet_ops.local.monitoring import LocalMonitoring, print_alarm_status
     from jukinet_ops.local.runner import LocalRunner
     from jukinet_ops.local.server import MotoServer, local_credentials
     from jukinet_ops.reconcile import reconcile_deployment
@@ -98,7 +100,10 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         # share_modules: one import of the deployed code serves every function (each still runs
         # with its own environment; the handlers cache their runtime per environment). Separate
         # copies per function cost ~0.5 s of cold start each, 40 s for Nagano's 79 functions.
-        runner = stack.enter_context(LocalRunner(env, log_stream=log_stream, share_modules=True,
+        # The functions' EMF metrics become CloudWatch metric data in the embedded AWS, and the
+        # deployed alarms are evaluated from them (jukinet_ops/local/monitoring.py).
+        monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream))
+        runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True,
                                                  cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-"))))
         s3 = aws.client("s3")
         muni_env = prefecture.municipality_tier.env
@@ -139,11 +144,13 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
             if any(r.sent or r.dead_lettered for r in rows):
                 print_reconciliation(rows, m, console)
         _print_dead_letters(console, deployment, names, prefecture)
-        _print_alarms(console)
+        print_alarm_status(console, monitoring.evaluate(), title="Alarms after the update notices")
 
         t = time.perf_counter()
         if deployment.agencies:
-            _agency_traffic(console, deployment, env, runner)
+            verdicts: list = []
+            _agency_traffic(console, deployment, env, runner, lambda: verdicts.extend(monitoring.evaluate()))
+            print_alarm_status(console, verdicts, title="Alarms right after the refused requests and the scan")
         timings["provision"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - started
         console.print(f"Demo finished in {timings['total']:.0f} s (synth {timings['synth']:.0f}, deploy "
@@ -152,7 +159,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
     return 0
 
 
-def _agency_traffic(console: Console, deployment, env, runner) -> None:
+def _agency_traffic(console: Console, deployment, env, runner, after_attacks) -> None:
     from jukinet_ops.agency_traffic import recipient_principals, run_demo_traffic, sample_residents
     from jukinet_ops.local.api import LocalApi
     from jukinet_ops.provision import (
@@ -175,7 +182,8 @@ def _agency_traffic(console: Console, deployment, env, runner) -> None:
         residents = sample_residents(deployment, 200)
         with console.status("Agencies calling the provision API…") as status:
             report = run_demo_traffic(api, principals, deployment, runner, residents,
-                                      on_step=lambda what: status.update(f"Agencies: {what}…"))
+                                      on_step=lambda what: status.update(f"Agencies: {what}…"),
+                                      after_attacks=after_attacks)
     served = Table(title="Provision API: requests served")
     for col in ("recipient", "request", "answered"):
         served.add_column(col, justify="right" if col == "answered" else "left")
@@ -267,19 +275,3 @@ def _print_dead_letters(console: Console, deployment, names, prefecture) -> None
             reasons[reason] = reasons.get(reason, 0) + 1
         table.add_row(url.rsplit("/", 1)[-1], str(len(messages)), ", ".join(f"{k} × {v}" for k, v in reasons.items()))
     console.print(table)
-
-
-def _print_alarms(console: Console) -> None:
-    alarms = aws.client("cloudwatch").describe_alarms().get("MetricAlarms", [])
-    table = Table(title=f"CloudWatch alarms ({len(alarms)})")
-    table.add_column("state")
-    table.add_column("alarms")
-    by_state: dict[str, list[str]] = {}
-    for a in alarms:
-        by_state.setdefault(a["StateValue"], []).append(a["AlarmName"])
-    for state, names in sorted(by_state.items()):
-        table.add_row(state, f"{len(names)}: " + ", ".join(sorted(names)[:6]) + (" …" if len(names) > 6 else ""))
-    console.print(table)
-    console.print("   The embedded AWS stores the alarms but does not evaluate them (see docs/local-mode.md): "
-                  "these are the states it reports, not verdicts on this run. The dead-letter queues above are "
-                  "what the 'DLQ not empty' alarms watch.")
