@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from infra.config import load_deployment
@@ -15,13 +16,23 @@ from jukinet_ops.local.runner import LocalRunner
 from jukinet_ops.local.server import MotoServer, local_credentials
 from jukinet_ops.synth import synth
 
+_ASSEMBLIES: dict[str, Path] = {}
+
+
+def nagano_assembly(tmp_path_factory: Any) -> Path:
+    """The Nagano cloud assembly, synthesized once per test process (every e2e module
+    deploys the same templates into its own embedded AWS)."""
+    if "nagano-demo" not in _ASSEMBLIES:
+        _ASSEMBLIES["nagano-demo"] = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out")
+    return _ASSEMBLIES["nagano-demo"]
+
 
 @contextlib.contextmanager
 def deployed_nagano(tmp_path_factory: Any, **runner_options: Any) -> Iterator[tuple[Any, Any, LocalRunner]]:
     """(deployment, deployed environment, runner); this process talks to the embedded AWS
     meanwhile (AWS_ENDPOINT_URL and local credentials), and is restored afterwards."""
     deployment = load_deployment("nagano-demo")
-    out = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out")
+    out = nagano_assembly(tmp_path_factory)
     saved = dict(os.environ)
     try:
         with MotoServer() as server:

@@ -25,7 +25,8 @@ from jukinet_ops.checklist import CHECKS, Audit, Status, run_checklist
 from jukinet_ops.cli import main
 from jukinet_ops.local.deploy import deploy_assembly
 from jukinet_ops.local.server import MotoServer, local_client
-from jukinet_ops.synth import synth
+
+from .embedded import nagano_assembly
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +73,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
     deployment = load_deployment("nagano-demo")
-    out = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out")
+    out = nagano_assembly(tmp_path_factory)
     with MotoServer() as server:
         deploy_assembly(out, server.endpoint_url, default_region=deployment.region)
         yield World(deployment, server.endpoint_url)

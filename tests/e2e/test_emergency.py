@@ -25,9 +25,9 @@ from jukinet_ops.local.deploy import deploy_assembly
 from jukinet_ops.local.runner import LocalRunner
 from jukinet_ops.local.server import MotoServer, local_credentials
 from jukinet_ops.reconcile import reconcile_deployment
-from jukinet_ops.synth import synth
 
 from ..pipeline.exports import csv_bytes, person, row
+from .embedded import nagano_assembly
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ MINUTE = 60.0
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     deployment = load_deployment("nagano-demo")
-    out = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out")
+    out = nagano_assembly(tmp_path_factory)
     saved = dict(os.environ)
     with MotoServer() as server:
         env = deploy_assembly(out, server.endpoint_url, default_region=deployment.region)

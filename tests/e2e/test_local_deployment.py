@@ -38,7 +38,7 @@ def _identity(deployment, tier: str) -> IdentityStore:
 
 
 def test_notices_flow_through_the_deployed_tiers_with_reorder_duplicate_and_poison(deployed):
-    deployment, env, runner = deployed
+    deployment, _env, runner = deployed
     names = Names.of(deployment)
     prefecture = deployment.prefectures[0]
     muni_env = prefecture.municipality_tier.env

@@ -42,6 +42,8 @@ from jukinet_ops.local.monitoring import (
 )
 from jukinet_ops.local.server import MotoServer, local_credentials
 
+from ..e2e.embedded import nagano_assembly
+
 REGION = "ap-northeast-1"
 ACCOUNT = "123456789012"
 OTHER_ACCOUNT = "111111111111"
@@ -592,10 +594,9 @@ def nagano(tmp_path_factory):
     from jukinet.adapters import aws
     from jukinet_ops.local.deploy import deploy_assembly
     from jukinet_ops.local.runner import LocalRunner
-    from jukinet_ops.synth import synth
 
     deployment = load_deployment("nagano-demo")
-    out = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out")
+    out = nagano_assembly(tmp_path_factory)
     saved = dict(os.environ)
     with MotoServer() as server, open(os.devnull, "w") as devnull:
         env = deploy_assembly(out, server.endpoint_url, default_region=deployment.region)
