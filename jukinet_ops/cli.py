@@ -15,6 +15,9 @@
     jukinet access-review
                          who holds which role in which tier (configuration and deployed trust
                          policies), contractors' expiry; exit 1 if an expired contract is deployed
+    jukinet isolate / restore / isolation-status
+                         emergency plan (緊急時対応): cut one municipality, prefecture or agency off
+                         within a minute, nothing lost, and restore it (docs/emergency.md)
     jukinet openapi      write docs/openapi.json from the provision API's code (--check: exit 1
                          if the committed document is stale)
 """
