@@ -1,6 +1,7 @@
 """One benchmark command: prints one table, each figure measured in this run with its baseline.
 
-    .venv/bin/python bench/run.py [--notices N] [--seed S] [--deployment NAME]
+    .venv/bin/python bench/run.py [--notices N] [--seed S] [--deployment NAME] [--batch-rows N]
+                                  [--profile-lookups]
 
 1. domain core on one core (bench_domain.measure): notices/s and µs per notice;
 2. the pipeline end to end through the three tiers on the embedded AWS (the synthesized
@@ -14,7 +15,12 @@
    service's (the runner's) SQS polling;
 4. cold-start proxies: ``python -X importtime`` of each handler module, and the Lambda code
    package size (zipped as the CDK CLI zips it, and unzipped);
-5. agency look-ups and batch provision: n/a until issue 4's provision API exists.
+5. the provision API (bench_provision.measure), in the same server after the pipeline has
+   filled the national identity table: the deployed look-up handler against a minimal
+   Powertools handler returning a constant, both invoked in process through the runner with
+   the same proxy event (throughput, ratio, AWS requests per look-up); p50/p99 of single
+   look-ups through the local API (LocalApi, SigV4); a batch provision of --batch-rows codes
+   of existing residents end to end (rows/s, AWS requests per 1,000 rows).
 
 See docs/performance.md for what each figure means.
 """
@@ -34,16 +40,19 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_domain
+import bench_provision
 import botocore.client
+from bench_provision import hold_check, runner_overhead_s
 
 HANDLERS = ("municipality_cs", "prefecture_processor", "national_processor")
-DEFAULT_NOTICES = 18_692  # Nagano, January 2003: about 2.5 minutes on a 2-core machine (147 s measured)
+DEFAULT_NOTICES = 18_692  # Nagano, January 2003; the whole default run: ~3.5 minutes on 2 cores (215 s measured)
 
 
 # -- request counting ------------------------------------------------------------------------------
@@ -56,7 +65,9 @@ class RequestCounter:
     a session's event system do not see its calls; botocore itself is the host's, so a
     wrapper on ``BaseClient._make_api_call`` sees them all. The source is the function
     being invoked (the runner sets AWS_LAMBDA_FUNCTION_NAME only during an invocation),
-    else "poller" (the runner playing Lambda's SQS poller / S3 notifications) or "host".
+    else "API Gateway (LocalApi)" for API Gateway and CloudWatch Logs calls (the local API
+    checking API keys and writing access logs), else "lambda service (runner)" (the runner
+    playing Lambda's SQS poller / S3 notifications, and the benchmark's own calls).
     """
 
     def __init__(self) -> None:
@@ -66,14 +77,15 @@ class RequestCounter:
         self.active = False
         self._original = botocore.client.BaseClient._make_api_call
 
-    def __enter__(self) -> RequestCounter:
+    def __enter__(self) -> Self:
         counter, original = self, self._original
 
         def counted(client, operation_name, api_params):
             if counter.active:
                 function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
-                source = _tier(function) if function else "lambda service (runner)"
                 service = client.meta.service_model.service_name
+                source = _tier(function) if function else \
+                    "API Gateway (LocalApi)" if service in ("apigateway", "logs") else "lambda service (runner)"
                 counter.counts[(source, service, operation_name)] += 1
                 if source == "municipality CS" and operation_name == "SendMessageBatch" \
                         and "-inbound" in api_params.get("QueueUrl", "") and "-dlq" not in api_params["QueueUrl"]:
@@ -93,6 +105,8 @@ class RequestCounter:
 
 
 def _tier(function: str) -> str:
+    if "-provision-" in function:  # jukinet-national-provision-api: before "-national-"
+        return "provision " + function.rsplit("-provision-", 1)[1]
     if "-cs-" in function:
         return "municipality CS"
     if "-national-" in function:
@@ -104,7 +118,8 @@ def _tier(function: str) -> str:
 
 # -- 2 + 3: the pipeline and its raw baseline --------------------------------------------------------
 
-def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path) -> dict:
+def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *,
+             batch_rows: int = bench_provision.DEFAULT_BATCH_ROWS, profile_lookups: bool = False) -> dict:
     from infra.config import load_deployment
     from infra.naming import Names
     from jukinet.adapters import aws
@@ -151,20 +166,23 @@ def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path) -
         counter.active = False
         out["invocations"] = summary.invocations
         out["counts"] = {k: v for k, v in counter.counts.items() if k[0] != "lambda service (runner)"
-                         or k[1] == "sqs"}
+                         or (k[1] == "sqs" and not hold_check(k[1], k[2]))}
         out["host_counts"] = {k: v for k, v in counter.counts.items() if k not in out["counts"]}
         out["cs_messages"] = len(counter.cs_bodies)
         out["cs_bytes"] = sum(len(b.encode()) for b in counter.cs_bodies)
-        # What only the emulation does: finding new objects by listing the 77 drop zones
-        # (S3 delivers notifications to Lambda in AWS).
-        out["listing_s"] = sum(v for (s, sv, op), v in counter.seconds.items()
-                               if s == "lambda service (runner)" and sv == "s3" and op != "PutObject")
+        # What only the emulation does: finding new objects by listing the 77 drop zones (S3
+        # delivers notifications to Lambda in AWS), and reading operator holds (reserved
+        # concurrency, mapping tags) through the Lambda API each round (Lambda knows its own).
+        out["listing_s"] = runner_overhead_s(counter)
         out["upload_s"] = sum(v for (s, sv, op), v in counter.seconds.items()
                               if s == "lambda service (runner)" and op == "PutObject")
         out["errors"] = sum(s.errors for s in runner.stats.values())
         out["failed_records"] = sum(s.failed_records for s in runner.stats.values())
 
         out.update(raw_baseline(server.endpoint_url, deployment.region, counter.cs_bodies))
+        # 5: the provision API, on the residents the pipeline stored nationally
+        out["provision"] = bench_provision.measure(env, runner, counter, deployment, batch_rows=batch_rows,
+                                                   seed=seed, profile=profile_lookups)
     return out
 
 
@@ -306,20 +324,105 @@ def code_packages(cdk_out: Path) -> list[dict]:
 
 # -- the table ---------------------------------------------------------------------------------------
 
+def provision_rows(v: dict) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    n = v["calls"]
+    lookup_s, minimal_s = v["lookup_handler_s"] / n, v["minimal_handler_s"] / n
+    aws_s = v["lookup_aws_s"] / n
+    per_lookup = sum(v["lookup_requests"].values()) / n
+    rows.append(("look-up handler, in process (1 code)", f"{1 / lookup_s:,.0f} calls/s · {lookup_s * 1e3:.1f} ms",
+                 (f"{n} calls after {bench_provision.WARMUP_CALLS} warm-up, existing residents, as "
+                  f"{bench_provision.LOOKUP_RECIPIENT}; time inside handler(); {per_lookup:.0f} AWS requests a call")))
+    rows.append(("minimal handler (a constant, same stack)",
+                 f"{1 / minimal_s:,.0f} calls/s · {minimal_s * 1e6:.0f} µs",
+                 "Powertools resolver (validation on), same logger/metrics, image, environment and event"))
+    rows.append(("ratio look-up / minimal", f"{minimal_s / lookup_s:.4f}", "aim ≥ 0.5"))
+    rows.append(("ratio look-up / (minimal + its AWS requests alone)", f"{(minimal_s + aws_s) / lookup_s:.2f}",
+                 f"{aws_s * 1e3:.1f} ms of each look-up is inside its {per_lookup:.0f} botocore calls"))
+    lookup_wall, minimal_wall = v["lookup_wall_s"] / n, v["minimal_wall_s"] / n
+    rows.append(("  through LocalRunner.invoke (emulation included)",
+                 f"{1 / lookup_wall:,.0f} vs {1 / minimal_wall:,.0f} calls/s",
+                 f"ratio {minimal_wall / lookup_wall:.3f}; the runner swaps os.environ and the module space per call"))
+    rows.append(("  process CPU per call",
+                 f"{v['lookup_cpu_s'] / n * 1e3:.1f} ms vs {v['minimal_cpu_s'] / n * 1e3:.1f} ms",
+                 "look-up vs minimal, runner included; moto runs in its own process"))
+    for (source, service, op), count in sorted(v["lookup_requests"].items(), key=lambda kv: (kv[0][1], kv[0][2])):
+        rows.append((f"  per look-up: {service} {op}", f"{count / n:.1f}", source))
+
+    latencies, function_s = v["api_latencies"], v["api_function_s"]
+    pct = bench_provision.percentile
+    rest = [t - f for t, f in zip(latencies, function_s, strict=True)]
+    rows.append(("single look-ups through the local API",
+                 f"p50 {pct(latencies, 0.5) * 1e3:.1f} ms · p99 {pct(latencies, 0.99) * 1e3:.1f} ms",
+                 (f"{len(latencies)} after {bench_provision.WARMUP_CALLS} warm-up, one at a time, as "
+                  f"{bench_provision.LOOKUP_RECIPIENT}: botocore SigV4 + urllib → LocalApi → runner; "
+                  f"max {max(latencies) * 1e3:.0f} ms")))
+    rows.append(("  requests/s (one client, sequential)", f"{len(latencies) / v['api_s']:,.1f}", ""))
+    rows.append(("  of which the function / the rest (p50)",
+                 f"{pct(function_s, 0.5) * 1e3:.1f} ms / {pct(rest, 0.5) * 1e3:.1f} ms",
+                 "the rest: signing, HTTP, SigV4 check, resource policy, API key, runner, access log"))
+    api_requests = v["api_requests"]
+    by_source: Counter[str] = Counter()
+    for (source, service, op), count in api_requests.items():
+        by_source[source] += count
+    rows.append(("  AWS requests per API request",
+                 " + ".join(f"{by_source[s] / len(latencies):.1f}" for s in sorted(by_source)),
+                 "; ".join(f"{s}: " + ", ".join(f"{op} {c / len(latencies):.1f}"
+                                                for (src, _sv, op), c in sorted(api_requests.items()) if src == s)
+                           for s in sorted(by_source))))
+
+    status = v["batch_status"]
+    rows_n = v["batch_rows"]
+    outcomes = ", ".join(f"{k} {c:,}" for k, c in status["outcomes"].items() if c)
+    rows.append(("batch provision end to end", f"{rows_n / v['batch_s']:,.0f} rows/s ({v['batch_s']:.1f} s)",
+                 (f"{rows_n:,} codes of existing residents ({v['batch_distinct']:,} distinct) as "
+                  f"{bench_provision.BATCH_RECIPIENT}, POST → complete; {status['chunks']} chunks; {outcomes}")))
+    rows.append(("  of which the runner's listing and hold checks", f"{v['batch_listing_s']:.1f} s",
+                 "emulation only: drop-zone listing, Lambda concurrency/tag reads"))
+    per_k = 1000 / rows_n
+    requests = v["batch_requests"]
+    by_op: dict[tuple[str, str], Counter[str]] = {}
+    for (source, service, op), count in requests.items():
+        if source.startswith("provision "):
+            by_op.setdefault((service, op), Counter())[source.removeprefix("provision ")] += count
+    by_service: Counter[str] = Counter()
+    for (service, op), sources in sorted(by_op.items()):
+        by_service[service] += sum(sources.values())
+        rows.append((f"  per 1,000 rows: {service} {op}", f"{sum(sources.values()) * per_k:,.1f}",
+                     ", ".join(f"{src} {c * per_k:,.1f}" for src, c in sorted(sources.items()))))
+    poll = sum(c for (s, sv, op), c in requests.items()
+               if s == "lambda service (runner)" and sv == "sqs" and not hold_check(sv, op))
+    for service in ("dynamodb", "kms", "s3", "sqs"):
+        note = "functions' own calls (api + batch)"
+        if service == "sqs":
+            note += f"; + {poll * per_k:,.1f} by the Lambda SQS poller (runner)"
+        rows.append((f"  total {service} per 1,000 rows", f"{by_service.get(service, 0) * per_k:,.1f}", note))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notices", type=int, default=DEFAULT_NOTICES,
                         help=f"valid notices in the synthetic month (default {DEFAULT_NOTICES:,})")
     parser.add_argument("--seed", type=int, default=2003)
     parser.add_argument("--deployment", default=None, help="deployment configuration (default: nagano-demo)")
+    parser.add_argument("--batch-rows", type=int, default=bench_provision.DEFAULT_BATCH_ROWS,
+                        help=f"resident codes in the batch provision file (default "
+                             f"{bench_provision.DEFAULT_BATCH_ROWS:,}; codes of existing residents, sampled)")
+    parser.add_argument("--profile-lookups", action="store_true",
+                        help="after the table, cProfile of 200 more in-process look-ups (main thread only)")
     args = parser.parse_args()
+    if args.batch_rows < 1:
+        parser.error("--batch-rows must be at least 1")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]  # 1-minute load average: other work on the machine skews every figure
 
     domain = bench_domain.measure(max(args.notices, 5_000), repeat=3)
     imports = {h: import_time_us(f"jukinet.handlers.{h}") for h in HANDLERS}
     with tempfile.TemporaryDirectory(prefix="jukinet-bench-") as tmp:
-        p = pipeline(args.notices, args.seed, args.deployment, Path(tmp))
+        p = pipeline(args.notices, args.seed, args.deployment, Path(tmp), batch_rows=args.batch_rows,
+                     profile_lookups=args.profile_lookups)
         packages = code_packages(p["cdk_out"])
 
     rows: list[tuple[str, str, str]] = []
@@ -341,14 +444,14 @@ def main() -> None:
     section("2. pipeline, three tiers, embedded AWS")
     rows.append(("pipeline end to end (CS → prefecture → national)",
                  f"{rate:,.0f} notices/s ({p['pipeline_s']:.1f} s)",
-                 f"{notices:,} notices + {p['malformed']} malformed rows, {p['files']} files, "
-                 f"{p['invocations']} invocations, {p['errors']} errors"))
+                 (f"{notices:,} notices + {p['malformed']} malformed rows, {p['files']} files, "
+                  f"{p['invocations']} invocations, {p['errors']} errors")))
     rows.append(("  of which dropping the export files", f"{p['upload_s']:.1f} s", "PutObject into the drop zones"))
-    rows.append(("  of which the runner's drop-zone listing", f"{p['listing_s']:.1f} s",
-                 "emulation only: S3 notifies Lambda in AWS"))
+    rows.append(("  of which the runner's listing and hold checks", f"{p['listing_s']:.1f} s",
+                 "emulation only: S3 notifies Lambda in AWS, Lambda knows its holds"))
     rows.append(("raw baseline A: per notice, two hops", f"{raw_rate:,.0f} notices/s ({p['raw_notice_s']:.1f} s)",
-                 f"the CS's {p['cs_messages']} signed bodies ({p['cs_bytes'] / 1e6:.1f} MB, {p['raw_notices']:,} "
-                 f"notices) → queue → {p['raw_notice_items']:,} items in 2 tables"))
+                 (f"the CS's {p['cs_messages']} signed bodies ({p['cs_bytes'] / 1e6:.1f} MB, {p['raw_notices']:,} "
+                  f"notices) → queue → {p['raw_notice_items']:,} items in 2 tables")))
     rows.append(("raw baseline B: per message, one hop",
                  f"{raw_message_rate:,.0f} notices/s ({p['raw_message_s']:.1f} s)",
                  f"the same bodies → queue → {p['raw_message_items']} items (one per body)"))
@@ -382,12 +485,14 @@ def main() -> None:
                      f"{pkg['zipped'] / 2**20:.1f} MiB zipped · {pkg['unzipped'] / 2**20:.1f} MiB unzipped",
                      f"{pkg['files']:,} files; used by {pkg['functions']} functions (limit 50 MiB / 250 MiB)"))
 
-    section("5. provision API")
-    rows.append(("agency look-ups: throughput ratio, p50/p99", "n/a (issue 4)", ""))
-    rows.append(("batch provision: records/s", "n/a (issue 4)", ""))
+    section("5. provision API (embedded AWS, after 2)")
+    rows += provision_rows(p["provision"])
 
+    v = p["provision"]
     print(f"jukinet benchmark · {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC · Python {sys.version.split()[0]} · "
-          f"{os.cpu_count()} CPUs · synth {p['synth_s']:.0f} s, deploy {p['deploy_s']:.0f} s, "
+          f"{os.cpu_count()} CPUs · load {load_before:.1f} → {os.getloadavg()[0]:.1f} · synth {p['synth_s']:.0f} s, "
+          f"deploy {p['deploy_s']:.0f} s, provision {v['section_s']:.0f} s (in process {v['in_process_s']:.0f}, "
+          f"local API {v['api_total_s']:.0f}, batch {v['batch_s']:.0f}), "
           f"total {time.perf_counter() - started:.0f} s")
     print()
     widths = [max(len(r[i]) for r in rows + [("figure", "value", "baseline / notes")]) for i in range(3)]
@@ -396,9 +501,12 @@ def main() -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    if p["provision"].get("profile"):
+        print("\n" + p["provision"]["profile"])
     if p["host_counts"]:
         host = ", ".join(f"{s} {sv} {op} {c}" for (s, sv, op), c in sorted(p["host_counts"].items()))
-        print(f"\nnot counted above (the benchmark's own uploads and the runner's bucket listing): {host}")
+        print(f"\nnot counted above (the benchmark's own uploads, the runner's bucket listing and hold checks): "
+              f"{host}")
 
 
 if __name__ == "__main__":
