@@ -382,3 +382,16 @@ def test_scan_signals_count_unknown_and_consecutive_codes(world, capfd):
     docs = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     served = next(d for d in docs if "NotFoundAnswers" in d)
     assert served["NotFoundAnswers"] == [5.0] and served["SequentialCodes"] == [5.0]
+
+
+def test_disclosure_of_a_chain_with_a_garbled_entry_lists_it_and_fails_verification(world):
+    r = world.add_residents(1)[0]
+    world.call("POST", "/v1/lookups", {"affair_code": "PAY", "resident_codes": [r.code]})
+    item = world.ddb.get_item(TableName=world.log_table, Key={"pk": {"S": f"P#{r.code}"}, "sk": {"S": "E#00000001"}})
+    content = json.loads(item["Item"]["content"]["S"])
+    content["at"] = "yesterday-ish"
+    world.ddb.put_item(TableName=world.log_table, Item={**item["Item"], "content": {"S": json.dumps(content)}})
+    status, body = world.call("GET", f"/v1/disclosures/{r.code}", who="pref-disclosure")
+    assert status == 200
+    assert [p["date"] for p in body["provisions"]] == [""]
+    assert body["chain"]["verified"] is False and "edited" in body["chain"]["problems"][0]

@@ -218,13 +218,15 @@ def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.da
     provisions = []
     for e in entries:
         c = e.content
-        at = dt.datetime.fromisoformat(str(c.get("at", "")).replace("Z", "+00:00"))
-        day = at.astimezone(JST).date()
-        if not start <= day <= end:
+        try:
+            day = dt.datetime.fromisoformat(str(c.get("at", "")).replace("Z", "+00:00")).astimezone(JST).date()
+        except ValueError:  # an edited entry: verify_chain reports it; it is listed, undated, whatever the period
+            day = None
+        if day is not None and not start <= day <= end:
             continue
         function = c.get("function", "")
         provisions.append({
-            "date": day.isoformat(), "at": c.get("at"), "provision_id": c.get("provision_id"),
+            "date": day.isoformat() if day else "", "at": str(c.get("at", "")), "provision_id": c.get("provision_id"),
             "recipient_id": c.get("recipient_id"), "recipient": c.get("recipient_name"),
             "affair_code": c.get("affair_code"), "affair": c.get("affair"), "function": function,
             "function_label": ProvisionFunction(function).label_ja if function in {f.value for f in ProvisionFunction}
