@@ -12,6 +12,7 @@ from typing import Any
 from infra.config import load_deployment
 from jukinet.adapters import aws
 from jukinet_ops.local.deploy import deploy_assembly
+from jukinet_ops.local.monitoring import LocalMonitoring
 from jukinet_ops.local.runner import LocalRunner
 from jukinet_ops.local.server import MotoServer, local_credentials
 from jukinet_ops.synth import synth
@@ -28,9 +29,12 @@ def nagano_assembly(tmp_path_factory: Any) -> Path:
 
 
 @contextlib.contextmanager
-def deployed_nagano(tmp_path_factory: Any, **runner_options: Any) -> Iterator[tuple[Any, Any, LocalRunner]]:
+def deployed_nagano(tmp_path_factory: Any, *, monitoring: bool = False,
+                    **runner_options: Any) -> Iterator[tuple[Any, Any, LocalRunner]]:
     """(deployment, deployed environment, runner); this process talks to the embedded AWS
-    meanwhile (AWS_ENDPOINT_URL and local credentials), and is restored afterwards."""
+    meanwhile (AWS_ENDPOINT_URL and local credentials), and is restored afterwards.
+    ``monitoring``: the functions' metrics go to the embedded CloudWatch and
+    ``runner.monitoring`` (a ``LocalMonitoring``) evaluates the alarms."""
     deployment = load_deployment("nagano-demo")
     out = nagano_assembly(tmp_path_factory)
     saved = dict(os.environ)
@@ -41,7 +45,11 @@ def deployed_nagano(tmp_path_factory: Any, **runner_options: Any) -> Iterator[tu
                                **local_credentials(server.endpoint_url, deployment.region)})
             aws.reset_clients()
             with open(os.devnull, "w", encoding="utf-8") as devnull, \
-                    LocalRunner(env, log_stream=devnull, share_modules=True, **runner_options) as runner:
+                    contextlib.ExitStack() as stack:
+                watch = stack.enter_context(LocalMonitoring(env, stream=devnull)) if monitoring else None
+                runner = stack.enter_context(LocalRunner(env, log_stream=watch.sink if watch else devnull,
+                                                         share_modules=True, **runner_options))
+                runner.monitoring = watch  # type: ignore[attr-defined]
                 yield deployment, env, runner
     finally:
         os.environ.clear()

@@ -4,6 +4,7 @@ served by ``LocalApi`` — called with SigV4 signatures by the configured recipi
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 
@@ -11,6 +12,7 @@ import pytest
 
 from infra.naming import Names
 from jukinet.adapters import aws
+from jukinet.domain.codes import ResidentCode
 from jukinet_ops.agency_traffic import recipient_principals, sample_residents
 from jukinet_ops.local.api import LocalApi
 from jukinet_ops.provision import monthly_statistics, provision_tables
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    with deployed_nagano(tmp_path_factory) as (deployment, env, runner):
+    with deployed_nagano(tmp_path_factory, monitoring=True) as (deployment, env, runner):
         names = Names.of(deployment)
         rng = random.Random(11)
         people = [person(rng) for _ in range(30)]
@@ -41,6 +43,39 @@ def _post(api, principal, path, body, headers=None):
     response = api.request(principal, "POST", path, body=json.dumps(body),
                            headers={"Content-Type": "application/json", **(headers or {})})
     return response.status, response.json()
+
+
+PROVISION_SIGNALS = {"provision-unauthorised-attempts", "provision-gateway-refusals", "provision-sequential-codes",
+                     "provision-not-found-ratio", "provision-outside-agreed-hours"}
+
+
+def _in_alarm(verdicts) -> set[str]:
+    return {v.name.removeprefix("jukinet-national-") for v in verdicts if v.new_state == "ALARM"}
+
+
+def test_alarms_stay_quiet_on_normal_traffic_and_fire_on_exactly_the_attack(world):
+    """First in the module: later tests make refused calls on purpose, which these alarms count."""
+    _, runner, api, principals, residents = world
+    codes = [r["code"] for r in residents]
+    for i in range(0, 12, 3):  # normal: a permitted recipient, its affair, real residents
+        status, _ = _post(api, principals["mhlw-engo"], "/v1/lookups",
+                          {"affair_code": "DEMO-T1-ENGO-PENSION", "resident_codes": codes[i:i + 3]})
+        assert status == 200
+    quiet = runner.monitoring.evaluate(dt.datetime.now(dt.UTC))
+    assert not _in_alarm(quiet) & PROVISION_SIGNALS
+
+    # An attack: a role no agreement names, an affair outside the agreement, a walk through
+    # consecutive resident codes with a permitted recipient's credentials.
+    _post(api, principals["stranger"], "/v1/lookups", {"affair_code": "DEMO-T1-ENGO-PENSION",
+                                                       "resident_codes": codes[:1]})
+    _post(api, principals["nenkin"], "/v1/lookups", {"affair_code": "DEMO-T1-ENGO-PENSION",
+                                                     "resident_codes": codes[:1]})
+    walk = [ResidentCode.from_body(f"{7_000_000_000 + i:010d}").value for i in range(100)]
+    for i in range(0, 100, 10):
+        _post(api, principals["mhlw-engo"], "/v1/lookups", {"affair_code": "DEMO-T1-ENGO-PENSION",
+                                                            "resident_codes": walk[i:i + 10]})
+    fired = _in_alarm(runner.monitoring.evaluate(dt.datetime.now(dt.UTC))) & PROVISION_SIGNALS
+    assert fired == PROVISION_SIGNALS - {"provision-outside-agreed-hours"}
 
 
 def test_a_signed_look_up_gets_only_the_affairs_fields_and_a_provision_id(world):
@@ -75,7 +110,7 @@ def test_the_handler_refuses_an_affair_outside_the_agreement_with_its_code(world
 
 def test_the_prefectures_own_use_and_its_disclosure(world):
     _, _, api, principals, residents = world
-    code = residents[1]["code"]
+    code = residents[25]["code"]  # no other test of this module looks it up
     status, body = _post(api, principals["nagano-pref"], "/v1/lookups",
                          {"affair_code": "DEMO-PREF-PASSPORT", "resident_codes": [code]})
     assert status == 200 and body["function"] == "own_use", body
@@ -105,3 +140,4 @@ def test_a_batch_runs_through_the_deployed_queue_and_function(world):
     rows = monthly_statistics(provision_tables(deployment).log(), month, deployment.agencies)
     by_recipient = {(r.recipient_id, r.function): r.records for r in rows if not r.is_total}
     assert by_recipient[("chikyosai", "batch")] == len(codes)
+
