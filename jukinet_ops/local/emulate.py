@@ -186,7 +186,8 @@ def _alarm(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
         else:
             request[key] = value
     ctx.client("cloudwatch").put_metric_alarm(**request)
-    ctx.note("alarm evaluation", "the alarm exists but moto never evaluates it; no action ever fires")
+    ctx.note("alarm evaluation", "moto never evaluates it; LocalMonitoring (jukinet_ops/local/monitoring.py, used "
+                                 "by the demo) evaluates it from the metrics the functions emit")
     return name
 
 
@@ -239,7 +240,9 @@ def _metric_filter(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str
     ctx.client("logs").put_metric_filter(logGroupName=_require(props.get("LogGroupName"), "LogGroupName"),
                                          filterName=name, filterPattern=props.get("FilterPattern", ""),
                                          metricTransformations=transformations)
-    ctx.note("metric filter evaluation", "stored; functions run locally do not write to CloudWatch Logs")
+    ctx.note("metric filter evaluation", "stored; moto never applies it: LocalMonitoring applies it to the log "
+                                         "groups' events (the functions' logs through its sink, the local API's "
+                                         "access logs)")
     return name
 
 
