@@ -16,6 +16,7 @@ import json
 import os
 import random
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -470,6 +471,7 @@ def test_metric_filter_counts_403_lines_only(aws, factory, cloudwatch):
         logs.put_log_events(logGroupName="/access", logStreamName="s", logEvents=[
             {"timestamp": base + i, "message": json.dumps({"status": s, "path": "/v1/lookups"})}
             for i, s in enumerate(statuses)])
+        time.sleep(0.02)  # the events' timestamps (base + i ms) must be in the past when the filters run
 
     filters = LogMetricFilters(factory, since=base - 1000)
     put(200, 200, 404, "403")  # normal traffic; a string "403" is not the number 403
