@@ -6,7 +6,9 @@ itself; it is part of the cache key so that a process can talk to a new endpoint
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -67,3 +69,40 @@ def query_all(**kwargs: Any) -> list[dict]:
         if "LastEvaluatedKey" not in response:
             return items
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+_BATCH_GET_LIMIT = 100
+_BATCH_WRITE_LIMIT = 25
+
+
+def batch_get_all(table: str, keys: list[dict], projection: str | None = None) -> list[dict]:
+    """Every item of ``keys`` (duplicates removed) that exists in ``table``: consistent
+    BatchGetItem 100 keys at a time, following ``UnprocessedKeys``."""
+    ddb = client("dynamodb")
+    unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
+    found: list[dict] = []
+    for start in range(0, len(unique), _BATCH_GET_LIMIT):
+        spec: dict[str, Any] = {"Keys": unique[start:start + _BATCH_GET_LIMIT], "ConsistentRead": True}
+        if projection:
+            spec["ProjectionExpression"] = projection
+        request: dict = {table: spec}
+        while request:
+            response = ddb.batch_get_item(RequestItems=request)
+            found.extend(response.get("Responses", {}).get(table, []))
+            request = response.get("UnprocessedKeys") or {}
+    return found
+
+
+def batch_put_all(table: str, items: list[dict]) -> None:
+    """Unconditional puts, 25 to a BatchWriteItem, retrying ``UnprocessedItems`` with backoff."""
+    ddb = client("dynamodb")
+    for start in range(0, len(items), _BATCH_WRITE_LIMIT):
+        request = {table: [{"PutRequest": {"Item": i}} for i in items[start:start + _BATCH_WRITE_LIMIT]]}
+        for attempt in range(8):
+            unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+            if not unprocessed:
+                break
+            request = unprocessed
+            time.sleep(min(0.05 * 2 ** attempt, 2.0))
+        else:
+            raise RuntimeError(f"{table}: BatchWriteItem left items unprocessed after retries")

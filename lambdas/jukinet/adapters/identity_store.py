@@ -54,8 +54,6 @@ from . import aws
 from .kms import DataKeys
 
 CURRENT = "CURRENT"
-_BATCH_GET_LIMIT = 100
-_BATCH_WRITE_LIMIT = 25
 _PARALLEL_PUTS = 8  # boto3 clients are thread-safe; the puts are independent of each other
 
 
@@ -262,31 +260,13 @@ class IdentityStore:
 
     def _existing_history(self, items: list[dict]) -> set[tuple[str, str]]:
         """Which history items are already stored (duplicates): one BatchGetItem per 100."""
-        ddb = aws.client("dynamodb")
-        found: set[tuple[str, str]] = set()
-        for start in range(0, len(items), _BATCH_GET_LIMIT):
-            keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items[start:start + _BATCH_GET_LIMIT]]
-            request = {self.table_name: {"Keys": keys, "ProjectionExpression": "pk, sk", "ConsistentRead": True}}
-            while request:
-                response = ddb.batch_get_item(RequestItems=request)
-                found.update((i["pk"]["S"], i["sk"]["S"]) for i in response.get("Responses", {}).get(self.table_name, []))
-                request = response.get("UnprocessedKeys") or None
-        return found
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items]
+        return {(i["pk"]["S"], i["sk"]["S"]) for i in aws.batch_get_all(self.table_name, keys, "pk, sk")}
 
     def _batch_put(self, items: list[dict]) -> None:
         """History items: unconditional puts are safe (an item's key is its notice's order key and
         a re-put carries the same facts), so they go 25 to a BatchWriteItem."""
-        ddb = aws.client("dynamodb")
-        for start in range(0, len(items), _BATCH_WRITE_LIMIT):
-            request = {self.table_name: [{"PutRequest": {"Item": i}} for i in items[start:start + _BATCH_WRITE_LIMIT]]}
-            for attempt in range(8):
-                unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-                if not unprocessed:
-                    break
-                request = unprocessed
-                time.sleep(min(0.05 * 2 ** attempt, 2.0))
-            else:
-                raise RuntimeError(f"{self.table_name}: BatchWriteItem left items unprocessed after retries")
+        aws.batch_put_all(self.table_name, items)
 
     def _put_currents(self, writes: list[tuple[ResidentEvent, dict]]) -> set[tuple[str, str]]:
         """Current items, each a conditional put (the ordering rule under concurrency), issued in
@@ -310,17 +290,9 @@ class IdentityStore:
         return {r for r in results if r is not None}
 
     def _current_order_keys(self, codes: list[str]) -> dict[str, str]:
-        ddb = aws.client("dynamodb")
-        found: dict[str, str] = {}
-        for start in range(0, len(codes), _BATCH_GET_LIMIT):
-            keys = [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in codes[start:start + _BATCH_GET_LIMIT]]
-            request = {self.table_name: {"Keys": keys, "ProjectionExpression": "pk, order_key", "ConsistentRead": True}}
-            while request:
-                response = ddb.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    found[item["pk"]["S"][2:]] = item["order_key"]["S"]
-                request = response.get("UnprocessedKeys") or None
-        return found
+        keys = [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in codes]
+        return {i["pk"]["S"][2:]: i["order_key"]["S"]
+                for i in aws.batch_get_all(self.table_name, keys, "pk, order_key")}
 
     # --- the municipality ledger: received sequence numbers, stored and dead-lettered counts --
     def update_ledger(self, municipality: str, *, stored: Iterable[tuple[int, str]] = (),
@@ -399,19 +371,9 @@ class IdentityStore:
     def currents(self, resident_codes: Iterable[str]) -> dict[str, StoredEntry]:
         """Current states of many residents (one BatchGetItem per 100), decrypted; unknown
         codes are absent."""
-        ddb = aws.client("dynamodb")
-        codes = list(dict.fromkeys(resident_codes))
-        found: dict[str, StoredEntry] = {}
-        for start in range(0, len(codes), _BATCH_GET_LIMIT):
-            request = {self.table_name: {"ConsistentRead": True, "Keys": [
-                {"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in codes[start:start + _BATCH_GET_LIMIT]]}}
-            while request:
-                response = ddb.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    entry = self._entry(item)
-                    found[entry.resident_code] = entry
-                request = response.get("UnprocessedKeys") or {}
-        return found
+        keys = [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in resident_codes]
+        entries = (self._entry(item) for item in aws.batch_get_all(self.table_name, keys))
+        return {e.resident_code: e for e in entries}
 
     def codes_with_blind_index(self, index: str, limit: int) -> list[str]:
         """Resident codes whose current state carries blind index ``index``, at most ``limit``

@@ -50,8 +50,6 @@ from ..domain.provision import (
 )
 from . import aws
 
-_BATCH_GET = 100
-_BATCH_WRITE = 25
 _PARALLEL = 8
 _MAX_PROBES = 1000
 MANIFEST_PART_REFS = 4000  # ~84 bytes a line, gzip ~50%: parts stay far below DynamoDB's 400 KB
@@ -113,8 +111,11 @@ class ProvisionLog:
                 written.append(entry)
             return code, written
 
-        with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(by_code))) as pool:
-            results = list(pool.map(write, by_code))
+        if len(by_code) == 1:  # a single look-up: no thread pool to start
+            results = [write(next(iter(by_code)))]
+        else:
+            with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(by_code))) as pool:
+                results = list(pool.map(write, by_code))
         self._put_heads({code: (entries[-1].n, entries[-1].hash) for code, entries in results})
         return [e for _, entries in results for e in entries]
 
@@ -258,24 +259,11 @@ class ProvisionLog:
 
 
 def _batch_get(table: str, keys: list[dict]) -> list[dict]:
-    ddb = aws.client("dynamodb")
-    found: list[dict] = []
-    unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
-    for start in range(0, len(unique), _BATCH_GET):
-        request = {table: {"Keys": unique[start:start + _BATCH_GET], "ConsistentRead": True}}
-        while request:
-            response = ddb.batch_get_item(RequestItems=request)
-            found.extend(response.get("Responses", {}).get(table, []))
-            request = response.get("UnprocessedKeys") or {}
-    return found
+    return aws.batch_get_all(table, keys)
 
 
 def _batch_write(table: str, items: list[dict]) -> None:
-    ddb = aws.client("dynamodb")
-    for start in range(0, len(items), _BATCH_WRITE):
-        request = {table: [{"PutRequest": {"Item": i}} for i in items[start:start + _BATCH_WRITE]]}
-        while request:
-            request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+    aws.batch_put_all(table, items)
 
 
 def _query(table: str, kwargs: dict) -> list[dict]:
