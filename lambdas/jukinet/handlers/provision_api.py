@@ -185,11 +185,12 @@ def served(grant: Grant, records: int, *, not_found: int = 0, sequential: int = 
                        namespace=metrics.namespace,
                        default_dimensions={"service": metrics.service or "jukinet"}) as metric:
         metric.add_dimension(name="recipient", value=grant.recipient.recipient_id)
+    who = caller()
     logger.info("provision served", extra={
         "provision_id": grant.provision_id, "recipient": grant.recipient.recipient_id,
         "affair_code": grant.agreement.affair_code, "function": grant.function.value, "records": records,
         "fields": sorted(grant.fields), "outside_agreed_hours": grant.outside_hours, "events": grant.events,
-        "caller": caller().principal_arn, "source_vpce": caller().source_endpoint})
+        "caller": who.principal_arn, "source_vpce": who.source_endpoint})
 
 
 def sequential_codes(codes: list[str]) -> int:
