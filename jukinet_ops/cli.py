@@ -30,11 +30,7 @@ import json
 import os
 import sys
 
-from jukinet.domain.notice import JST
-
-
-def _this_month() -> str:
-    return dt.datetime.now(JST).strftime("%Y-%m")
+from jukinet.clock import Clock, month_jst, system_clock, today_jst
 
 
 def _month(text: str) -> str:
@@ -76,7 +72,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from jukinet_ops.demo import run_demo
 
-    return run_demo(notices=args.notices, seed=args.seed, deployment_name=args.deployment, cdk_out=args.cdk_out)
+    return run_demo(notices=args.notices, seed=args.seed, deployment_name=args.deployment, cdk_out=args.cdk_out,
+                    clock=args.clock)
 
 
 def _date(text: str) -> dt.date:
@@ -109,15 +106,15 @@ def _provision_log(args: argparse.Namespace):
 
 
 def _verify_days(args: argparse.Namespace) -> list[str]:
-    from jukinet_ops.provision import day_range, default_days, today_jst
+    from jukinet_ops.provision import day_range, default_days
 
     days = [d.isoformat() for d in args.day or []]
     if args.date_from or args.date_to:
-        end = args.date_to or today_jst()
+        end = args.date_to or today_jst(args.now)
         start = args.date_from or end - dt.timedelta(days=6)
         days += day_range(start, end)
     if not days and not args.resident:
-        days = default_days(today_jst())
+        days = default_days(today_jst(args.now))
     return sorted(set(days))
 
 
@@ -135,7 +132,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             key_file = fh.read()
     _, log = _provision_log(args)
     try:
-        report = verify_log(log, days, args.resident or [], key_source(key_file))
+        report = verify_log(log, days, args.resident or [], key_source(key_file), now=args.now)
     except Exception as exc:
         from jukinet.adapters import aws
 
@@ -158,7 +155,7 @@ def cmd_disclose(args: argparse.Namespace) -> int:
         print("jukinet disclose: --from must not be after --to", file=sys.stderr)
         return 2
     _, log = _provision_log(args)
-    result = disclose(log, args.resident_code, args.date_from, args.date_to)
+    result = disclose(log, args.resident_code, args.date_from, args.date_to, today=today_jst(args.now))
     if args.format == "json":
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:
@@ -182,7 +179,10 @@ def cmd_provision_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
+    """The command line; ``now`` (default: the system clock) gives the defaults that depend
+    on the date, such as this month."""
+    this_month = month_jst(now or system_clock())
     parser = argparse.ArgumentParser(prog="jukinet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "CS, stored at the prefecture and nationally, dead-lettered, and sequence "
                                      "gaps. Rows that do not balance are shown in red with the reason. Uses the "
                                      "standard AWS credential chain; --endpoint-url points it at an embedded AWS.")
-    rec.add_argument("--month", type=_month, default=_this_month(), help="YYYY-MM, Japan time (default: this month)")
+    rec.add_argument("--month", type=_month, default=this_month, help="YYYY-MM, Japan time (default: this month)")
     rec.add_argument("--prefecture", default=None, help="only this prefecture (6-digit code, e.g. 200000)")
     rec.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
     rec.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="The month's provision statistics (Japan time): one row per recipient of the "
                                      "deployment configuration and affair/function with records provided, and the "
                                      "total.")
-    sta.add_argument("--month", type=_month, default=_this_month(), help="YYYY-MM, Japan time (default: this month)")
+    sta.add_argument("--month", type=_month, default=this_month, help="YYYY-MM, Japan time (default: this month)")
     sta.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sta.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
     _add_deployment(sta)
@@ -299,8 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, *, clock: Clock = system_clock) -> int:
+    """Run one command. The clock is read once, here: every command takes its "now" (today,
+    this month, the time of an isolation record…) from ``args.now``."""
+    now = clock()
+    args = build_parser(now).parse_args(argv)
+    args.now, args.clock = now, clock
     return int(args.func(args) or 0)
 
 

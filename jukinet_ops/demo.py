@@ -33,14 +33,17 @@ from rich.table import Table
 
 from jukinet.adapters import aws
 from jukinet.domain.message import Payload
-from jukinet.domain.notice import JST
+from jukinet.clock import Clock, month_jst, system_clock, today_jst
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = REPO_ROOT / ".jukinet"
 
 
 def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | None = None,
-             cdk_out: str | None = None, console: Console | None = None) -> int:
+             cdk_out: str | None = None, console: Console | None = None, clock: Clock = system_clock) -> int:
+    """The demo. ``clock`` is the one the embedded AWS, its functions and the reports share:
+    the functions run in this process and read the system clock, so only a moved process
+    clock (``scripts/test-any-date``) moves them all together."""
     from infra.config import load_deployment
     from infra.naming import Names, prefecture_tier
     from jukinet_ops.demo_data import generate_month
@@ -107,7 +110,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
                                                  cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-"))))
         s3 = aws.client("s3")
         muni_env = prefecture.municipality_tier.env
-        months_seen = {dt.datetime.now(JST).strftime("%Y-%m")}
+        months_seen = {month_jst(clock())}
         t = time.perf_counter()
         cs_total = month.file_count + 1  # + the identical file dropped twice
         with _progress(console) as progress:
@@ -134,7 +137,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
             summary = runner.run_until_idle(timeout_s=1800, on_progress=on_progress)
             timings["tiers"] = time.perf_counter() - t
             progress.update(tier_task, total=summary.invocations, completed=summary.invocations)
-        months_seen.add(dt.datetime.now(JST).strftime("%Y-%m"))
+        months_seen.add(month_jst(clock()))
         console.print(f"[bold]4.[/] CS processed {cs_total} files in {timings['cs']:.1f} s; injected: {injected}")
         console.print(f"[bold]5.[/] prefecture and national tiers idle after {summary.invocations} invocations "
                       f"({timings['tiers']:.1f} s); function logs in {log_path}")
@@ -149,7 +152,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         t = time.perf_counter()
         if deployment.agencies:
             verdicts: list = []
-            _agency_traffic(console, deployment, env, runner, lambda: verdicts.extend(monitoring.evaluate()))
+            _agency_traffic(console, deployment, env, runner, lambda: verdicts.extend(monitoring.evaluate()), clock)
             print_alarm_status(console, verdicts, title="Alarms right after the refused requests and the scan")
         timings["provision"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - started
@@ -159,7 +162,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
     return 0
 
 
-def _agency_traffic(console: Console, deployment, env, runner, after_attacks) -> None:
+def _agency_traffic(console: Console, deployment, env, runner, after_attacks, clock: Clock) -> None:
     from jukinet_ops.agency_traffic import recipient_principals, run_demo_traffic, sample_residents
     from jukinet_ops.local.api import LocalApi
     from jukinet_ops.provision import (
@@ -212,15 +215,16 @@ def _agency_traffic(console: Console, deployment, env, runner, after_attacks) ->
     else:
         console.print(f"   [red]batch did not complete:[/] {batch}")
     log = provision_tables(deployment).log()
-    month = dt.datetime.now(JST).strftime("%Y-%m")
+    now = clock()
+    month = month_jst(now)
     console.print(stats_table(monthly_statistics(log, month, deployment.agencies), month))
     if report.disclosure_code:
         console.print(f"Disclosure (提供状況の開示) for resident {report.disclosure_code}:")
-        print_disclosure(disclose(log, report.disclosure_code, None, None), console)
+        print_disclosure(disclose(log, report.disclosure_code, None, None, today=today_jst(now)), console)
     # The chains of the residents the agencies asked about one by one (the batch's 2,000 are
     # checked the same way by `jukinet verify`; on the embedded AWS every chain read scans the
     # table, so the demo keeps to these).
-    print_verify(verify_log(log, [], [r["code"] for r in residents], key_source(None)), console)
+    print_verify(verify_log(log, [], [r["code"] for r in residents], key_source(None), now=now), console)
     console.print("   Today's entries are checked by their hash chains; the sealer signs the day at 01:00 JST "
                   "tomorrow (`jukinet verify` then checks them against the seal).")
 

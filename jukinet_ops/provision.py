@@ -34,11 +34,6 @@ from jukinet.services.provision_audit import kms_public_key, verify_day, verify_
 DEFAULT_VERIFY_DAYS = 7
 
 
-def today_jst() -> dt.date:
-    """Today in Japan (the log's days are JST days). A function so tests can pin it."""
-    return dt.datetime.now(JST).date()
-
-
 # --- where the tables are ---------------------------------------------------------------
 
 
@@ -149,10 +144,11 @@ SEAL_GRACE = dt.timedelta(hours=2)  # the sealer runs at 01:00 JST for the day b
 
 
 def verify_log(log: ProvisionLog, days: Sequence[str], residents: Sequence[str],
-               public_key: Callable[[str], bytes], now: dt.datetime | None = None) -> VerifyReport:
+               public_key: Callable[[str], bytes], *, now: dt.datetime) -> VerifyReport:
     """Check ``days`` (sealed: ``verify_day``; not sealed: the chains of their residents, found
     through the ``by_day`` index) and the chains of ``residents`` — each chain once, and each of
-    its entries against the signed seal of the entry's day where that day is sealed."""
+    its entries against the signed seal of the entry's day where that day is sealed. ``now``
+    decides which unsealed days are overdue."""
     checks: list[DayCheck] = []
     for day in days:
         if log.seal(day) is None:
@@ -163,7 +159,6 @@ def verify_log(log: ProvisionLog, days: Sequence[str], residents: Sequence[str],
             checks.append(DayCheck(day, report.entries, True, [], list(report.problems)))
     codes = list(dict.fromkeys([*residents, *(c for d in checks for c in d.residents)]))
     chain_problems = verify_residents(log, codes, public_key)
-    now = now or dt.datetime.now(dt.UTC)
     for d in checks:
         if not d.sealed:
             mine = set(d.residents)
@@ -250,8 +245,10 @@ def print_disclosure(result: Mapping, console: Console | None = None) -> None:
         console.print(f"  {escape(problem)}", highlight=False)
 
 
-def disclose(log: ProvisionLog, resident_code: str, start: dt.date | None, end: dt.date | None) -> dict:
-    return disclosure(log, resident_code, start or dt.date(1970, 1, 1), end or today_jst())
+def disclose(log: ProvisionLog, resident_code: str, start: dt.date | None, end: dt.date | None, *,
+             today: dt.date) -> dict:
+    """One resident's provisions from ``start`` (default: the first) to ``end`` (default: ``today``, JST)."""
+    return disclosure(log, resident_code, start or dt.date(1970, 1, 1), end or today)
 
 
 # --- provision-stats --------------------------------------------------------------------

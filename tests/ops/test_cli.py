@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from jukinet_ops.cli import build_parser, main
@@ -22,6 +24,10 @@ def test_reconcile_refuses_a_malformed_month_naming_the_rule(capsys):
     assert "month must be YYYY-MM" in capsys.readouterr().err
 
 
-def test_reconcile_defaults_to_this_month_in_japan_time():
-    args = build_parser().parse_args(["reconcile"])
-    assert len(args.month) == 7 and args.month[4] == "-"
+@pytest.mark.parametrize("command", ["reconcile", "provision-stats"])
+def test_the_default_month_is_this_month_in_japan_time(command):
+    # 15:00 UTC on the last day of a month is already the next month in Japan (UTC+9).
+    assert build_parser(dt.datetime(2027, 3, 31, 15, 0, tzinfo=dt.UTC)).parse_args([command]).month == "2027-04"
+    assert build_parser(dt.datetime(2027, 3, 31, 14, 59, tzinfo=dt.UTC)).parse_args([command]).month == "2027-03"
+    # New Year: 2027-12-31 15:00 UTC is January 2028 in Japan.
+    assert build_parser(dt.datetime(2027, 12, 31, 15, 0, tzinfo=dt.UTC)).parse_args([command]).month == "2028-01"

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 
 from infra import config
 from infra.config import Agency, Agreement, Deployment
-from jukinet_ops import provision as ops
+from jukinet.clock import fixed
 from jukinet_ops.cli import build_parser, main
 from jukinet_ops.provision import StatsRow, stats_rows
 from tests.provision import conftest as provision_conftest
@@ -23,6 +23,7 @@ from tests.provision.world import AGREEMENTS, ENDPOINTS
 world = provision_conftest.world  # the moto world fixture, shared with tests/provision
 
 DAY = "2026-11-26"  # the world's clock: 2026-11-26 12:00 JST
+NOW = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)  # the commands' clock: the world's
 DEPLOYMENT = "provision-world"
 
 
@@ -70,9 +71,9 @@ def provided(world, deployment) -> list[str]:
     return codes
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
+def run(capsys, *argv: str, now: dt.datetime = NOW) -> tuple[int, str, str]:
     capsys.readouterr()  # forget what the world printed (the handlers' logs)
-    code = main([*argv, "--deployment", DEPLOYMENT])
+    code = main([*argv, "--deployment", DEPLOYMENT], clock=fixed(now))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -110,17 +111,24 @@ def test_arguments_are_checked_before_any_aws_call(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_verify_defaults_to_the_last_seven_days_in_japan_time(monkeypatch):
+def _args(*argv: str, now: dt.datetime):
+    args = build_parser(now).parse_args(list(argv))
+    args.now = now
+    return args
+
+
+def test_verify_defaults_to_the_last_seven_days_in_japan_time():
     from jukinet_ops.cli import _verify_days
 
-    monkeypatch.setattr(ops, "today_jst", lambda: dt.date(2026, 3, 2))
-    args = build_parser().parse_args(["verify"])
+    # 2026-03-01 23:30 UTC is already 2026-03-02 in Japan.
+    now = dt.datetime(2026, 3, 1, 23, 30, tzinfo=dt.UTC)
+    args = _args("verify", now=now)
     assert _verify_days(args) == ["2026-02-24", "2026-02-25", "2026-02-26", "2026-02-27", "2026-02-28",
                                   "2026-03-01", "2026-03-02"]
-    args = build_parser().parse_args(["verify", "--to", "2026-01-03", "--day", "2025-12-01"])
+    args = _args("verify", "--to", "2026-01-03", "--day", "2025-12-01", now=now)
     assert _verify_days(args)[0] == "2025-12-01" and _verify_days(args)[1:] == [
         f"2025-12-{d}" for d in range(28, 32)] + ["2026-01-01", "2026-01-02", "2026-01-03"]
-    assert _verify_days(build_parser().parse_args(["verify", "--resident", "50000000016"])) == []
+    assert _verify_days(_args("verify", "--resident", "50000000016", now=now)) == []
 
 
 def test_verify_refuses_a_reversed_range(world, deployment, capsys):
@@ -131,8 +139,7 @@ def test_verify_refuses_a_reversed_range(world, deployment, capsys):
 # --- verify ----------------------------------------------------------------------------
 
 
-def test_verify_a_day_not_sealed_yet_checks_its_chains(world, provided, capsys, monkeypatch):
-    monkeypatch.setattr(ops, "today_jst", lambda: dt.date(2026, 11, 26))
+def test_verify_a_day_not_sealed_yet_checks_its_chains(world, provided, capsys):
     code, out, _ = run(capsys, "verify")  # the default: the 7 days up to today
     assert code == 0, out
     assert "2026-11-20" in out and DAY in out

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 import boto3
 
+from jukinet import clock
 from jukinet.adapters import aws
 from jukinet.handlers import municipality_cs, national_processor, prefecture_processor
+from jukinet.settings import MunicipalityCsSettings, load_settings
 
 REGION = "ap-northeast-1"
 PREFECTURE = "200000"
@@ -51,6 +53,8 @@ def environment(values: dict[str, str]):
 class Pipeline:
     keys: dict[str, str] = field(default_factory=dict)
     calls: Counter = field(default_factory=Counter)
+    # The CS's clock: when a dropped file is sent (its notices' time). Fixed, never today.
+    now: dt.datetime = dt.datetime(2003, 1, 20, 1, 0, tzinfo=dt.UTC)
 
     def __post_init__(self) -> None:
         self.kms = boto3.client("kms", region_name=REGION)
@@ -135,11 +139,15 @@ class Pipeline:
         }
 
     # --- driving ------------------------------------------------------------------------
-    def drop(self, municipality: str, filename: str, data: bytes) -> dict:
+    def drop(self, municipality: str, filename: str, data: bytes, now: dt.datetime | None = None) -> dict:
+        """Drop an export file and run the municipality's CS on it, its clock at ``now``
+        (default: the pipeline's ``now``)."""
         key = f"{municipality}/incoming/{filename}"
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         event = {"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": self.bucket}, "object": {"key": key}}}]}
         with environment(self.cs_env(municipality)):
+            server = municipality_cs._runtime(load_settings(MunicipalityCsSettings), os.environ.get("AWS_ENDPOINT_URL"))
+            server.clock = clock.fixed(now or self.now)
             return municipality_cs.handler(event, Context())
 
     def drain(self, tier: str, max_rounds: int = 50) -> list[dict]:

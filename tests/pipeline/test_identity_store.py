@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 
@@ -10,6 +11,8 @@ from jukinet.adapters.kms import DataKeys
 from jukinet.domain.notice import UpdateNotice
 
 from .exports import person
+
+STORED_AT = dt.datetime(2003, 1, 20, 1, 0, tzinfo=dt.UTC)
 
 
 def _store(p) -> IdentityStore:
@@ -31,7 +34,7 @@ def test_concurrent_writers_converge_on_the_newest_notice(pipeline):
     notices = _notices(12)
     shuffled = notices[:]
     random.Random(1).shuffle(shuffled)
-    threads = [threading.Thread(target=_store(pipeline).apply, args=([n],)) for n in shuffled]
+    threads = [threading.Thread(target=_store(pipeline).apply, args=([n],), kwargs={"now": STORED_AT}) for n in shuffled]
     for t in threads:
         t.start()
     for t in threads:
@@ -44,8 +47,8 @@ def test_concurrent_writers_converge_on_the_newest_notice(pipeline):
 def test_older_notice_applied_last_is_kept_in_history_only(pipeline):
     old, new = _notices(2)
     store = _store(pipeline)
-    assert store.apply([new]).current_changed == 1
-    result = store.apply([old])
+    assert store.apply([new], now=STORED_AT).current_changed == 1
+    result = store.apply([old], now=STORED_AT)
     assert (len(result.stored), result.current_changed, result.stale) == (1, 0, 1)
     assert store.current(old.resident_code.value).notice_id == new.notice_id
 
@@ -53,8 +56,8 @@ def test_older_notice_applied_last_is_kept_in_history_only(pipeline):
 def test_reapplying_a_batch_reports_duplicates_and_changes_nothing(pipeline):
     notices = _notices(3)
     store = _store(pipeline)
-    store.apply(notices)
-    again = store.apply(notices)
+    store.apply(notices, now=STORED_AT)
+    again = store.apply(notices, now=STORED_AT)
     assert (len(again.stored), len(again.duplicates), again.current_changed) == (0, 3, 0)
 
 
@@ -82,7 +85,7 @@ def test_ledger_survives_its_item_form_and_counts_a_dead_letter_once(pipeline):
 
 def test_blind_index_key_is_not_a_key_that_seals_facts(pipeline):
     store = _store(pipeline)
-    store.apply(_notices(1))
+    store.apply(_notices(1), now=STORED_AT)
     meta = pipeline.ddb.get_item(TableName=pipeline.pref_table,
                                  Key={"pk": {"S": "META"}, "sk": {"S": "blind-index-key"}})["Item"]
     items = pipeline.ddb.scan(TableName=pipeline.pref_table)["Items"]

@@ -38,14 +38,7 @@ def recon(p, municipalities=(NAGANO, MATSUMOTO, UEDA)):
 
 
 def drop_at(p, municipality, name, data, when=NOW):
-    import jukinet.services.communication_server as cs
-
-    real = cs.utcnow
-    cs.utcnow = lambda: when
-    try:
-        return p.drop(municipality, name, data)
-    finally:
-        cs.utcnow = real
+    return p.drop(municipality, name, data, now=when)
 
 
 def test_move_ins_reach_prefecture_and_national_with_facts_encrypted(pipeline):

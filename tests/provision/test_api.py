@@ -124,7 +124,7 @@ def test_search_with_several_matches_is_ambiguous_and_reveals_no_code(world):
         "municipality": "202011", "sequence": 900, "resident_code": other, "reason": "13",
         "change_date": a.birth_date, "notice_time": "2003-01-06T09:00:00Z",
         "facts": {"resident_code": other, "name": {"kanji": "別人", "kana": a.kana}, "birth_date": a.birth_date,
-                  "sex": a.sex, "address": "長野県松本市1番地"}})])
+                  "sex": a.sex, "address": "長野県松本市1番地"}})], now=world.now)
     status, body = world.call("POST", "/v1/searches", {"affair_code": "PAY", "kana_name": a.kana,
                                                        "birth_date": a.birth_date})
     assert status == 200 and body["outcome"] == "ambiguous"

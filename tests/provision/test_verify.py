@@ -121,20 +121,20 @@ def ref(code: str, n: int) -> str:
 
 def found(world, days=(DAY,), residents=()) -> list[tuple[str, str]]:
     """Every problem verify reports (and prints), as (where, kind)."""
-    report = verify_log(world.log(), list(days), list(residents), key_source(None))
+    report = verify_log(world.log(), list(days), list(residents), key_source(None), now=world.now)
     problems = [(p.where, p.kind) for p in report.problems]
     assert len(set(problems)) == len(problems) and report.ok == (not problems)
     return sorted(problems)
 
 
 def test_an_untampered_log_verifies_clean_before_and_after_its_seal(world, codes):
-    report = verify_log(world.log(), [DAY], [], key_source(None))
+    report = verify_log(world.log(), [DAY], [], key_source(None), now=world.now)
     assert report.ok and not report.days[0].sealed
     assert report.days[0].entries == 16 and report.days[0].residents == sorted(codes)
     assert report.days[0].status == "not sealed yet; 4 chain(s) verified"
 
     world.seal(DAY)
-    report = verify_log(world.log(), [DAY, "2026-11-25"], codes, key_source(None))
+    report = verify_log(world.log(), [DAY, "2026-11-25"], codes, key_source(None), now=world.now)
     assert report.ok, report.problems
     assert [(d.day, d.sealed, d.entries) for d in report.days] == [(DAY, True, 16), ("2026-11-25", False, 0)]
     assert report.days[0].status == "verified against the seal"

@@ -161,14 +161,14 @@ class World:
                 "notice_time": "2003-01-06T09:00:00Z",
                 "facts": {"resident_code": p["resident_code"], "name": {"kanji": p["name_kanji"], "kana": p["name_kana"]},
                           "birth_date": p["birth_date"], "sex": p["sex"], "address": f"長野県長野市{i}番地"}}))
-        self.store().apply(notices)
+        self.store().apply(notices, now=self.now)
         self.residents.extend(added)
         return added
 
     def delete_resident(self, r: Resident, sequence: int) -> None:
         self.store().apply([UpdateNotice.from_dict({
             "municipality": r.municipality, "sequence": sequence, "resident_code": r.code, "reason": "22",
-            "change_date": "2004-02-01", "notice_time": "2004-02-01T09:00:00Z", "facts": None})])
+            "change_date": "2004-02-01", "notice_time": "2004-02-01T09:00:00Z", "facts": None})], now=self.now)
 
     # --- invoking --------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -183,7 +183,7 @@ class IdentityStore:
         return self._blind_index_key
 
     # --- writes ----------------------------------------------------------------------
-    def apply(self, notices: list[UpdateNotice], now: dt.datetime | None = None) -> ApplyResult:
+    def apply(self, notices: list[UpdateNotice], *, now: dt.datetime) -> ApplyResult:
         """Store a batch of validated notices under the ordering rule; idempotent."""
         result = ApplyResult()
         unique: dict[str, UpdateNotice] = {}
@@ -195,7 +195,7 @@ class IdentityStore:
         notices = list(unique.values())
         if not notices:
             return result
-        stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         by_code: dict[str, list[ResidentEvent]] = defaultdict(list)
         for notice in notices:
             for event in events_for(notice):

@@ -8,6 +8,7 @@ from functools import lru_cache
 
 from ..adapters.cs_state import CsState
 from ..adapters.kms import Signer
+from ..clock import system_clock
 from ..observability import flush, logger, use_tier
 from ..services.communication_server import CommunicationServer
 from ..settings import MunicipalityCsSettings, load_settings
@@ -22,6 +23,7 @@ def _runtime(settings: MunicipalityCsSettings, endpoint: str | None) -> Communic
         settings.OUTBOUND_QUEUE_URL,
         settings.DROP_ZONE_BUCKET,
         settings.DROP_ZONE_PREFIX,
+        clock=system_clock,
     )
 
 

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys, PublicKeys
+from ..clock import system_clock
 from ..observability import flush, logger, use_tier
 from ..services.tier_processor import TierProcessor, national_policy
 from ..settings import NationalSettings, load_settings
@@ -21,6 +22,7 @@ def _runtime(settings: NationalSettings, endpoint: str | None) -> TierProcessor:
         IdentityStore(settings.TABLE_NAME, data_keys),
         PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX),
         settings.DEAD_LETTER_QUEUE_URL,
+        clock=system_clock,
     )
 
 

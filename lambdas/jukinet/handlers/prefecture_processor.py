@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys, PublicKeys, Signer
+from ..clock import system_clock
 from ..observability import flush, logger, use_tier
 from ..services.forwarder import Forwarder
 from ..services.tier_processor import TierProcessor, prefecture_policy
@@ -22,8 +23,10 @@ def _runtime(settings: PrefectureSettings, endpoint: str | None) -> tuple[TierPr
         IdentityStore(settings.TABLE_NAME, data_keys),
         PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX),
         settings.DEAD_LETTER_QUEUE_URL,
+        clock=system_clock,
     )
-    forwarder = Forwarder(Signer(settings.SIGNING_KEY_ID, settings.PREFECTURE_CODE), settings.FORWARD_QUEUE_URL)
+    forwarder = Forwarder(Signer(settings.SIGNING_KEY_ID, settings.PREFECTURE_CODE), settings.FORWARD_QUEUE_URL,
+                          clock=system_clock)
     return processor, forwarder
 
 

@@ -25,6 +25,7 @@ from ..adapters.batch_jobs import BatchJobs
 from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys
 from ..adapters.provision_log import ProvisionLog
+from ..clock import system_clock
 from ..domain.agreements import Directory
 from ..domain.provision import MAX_REQUEST_BYTES, Refusal, RefusalCode
 from ..observability import MetricUnit, flush, logger, metrics, use_tier
@@ -152,8 +153,9 @@ def _runtime(settings: ProvisionSettings, endpoint: str | None) -> tuple[Provisi
     # (~16 MB), so a batch does not call KMS Decrypt per record (docs/performance.md).
     identity = IdentityStore(settings.TABLE_NAME, DataKeys(settings.DATA_KEY_ID, {"tier": "national"},
                                                            cache_size=65_536))
-    service = ProvisionService(directory, identity, ProvisionLog(settings.PROVISION_LOG_TABLE,
-                                                                 settings.PROVISION_STATE_TABLE))
+    service = ProvisionService(directory, identity,
+                               ProvisionLog(settings.PROVISION_LOG_TABLE, settings.PROVISION_STATE_TABLE),
+                               clock=system_clock)
     jobs = BatchJobs(settings.PROVISION_STATE_TABLE, settings.BATCH_BUCKET, settings.BATCH_QUEUE_URL)
     return service, BatchProvision(service, jobs)
 

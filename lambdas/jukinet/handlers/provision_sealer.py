@@ -10,8 +10,8 @@ import os
 from functools import lru_cache
 
 from ..adapters.provision_log import ProvisionLog
+from ..clock import system_clock
 from ..observability import MetricUnit, flush, logger, metrics, use_tier
-from ..services.provision import utcnow
 from ..services.provision_audit import Sealer, previous_day
 from ..settings import SealerSettings, load_settings
 
@@ -19,7 +19,7 @@ from ..settings import SealerSettings, load_settings
 @lru_cache(maxsize=8)
 def _runtime(settings: SealerSettings, endpoint: str | None) -> Sealer:
     return Sealer(ProvisionLog(settings.PROVISION_LOG_TABLE, settings.PROVISION_STATE_TABLE), settings.SEAL_KEY_ID,
-                  utcnow)
+                  system_clock)
 
 
 @logger.inject_lambda_context

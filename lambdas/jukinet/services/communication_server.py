@@ -10,7 +10,6 @@ valid row is never half-sent (see ``adapters.cs_state``).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import posixpath
 from dataclasses import dataclass
@@ -18,16 +17,12 @@ from dataclasses import dataclass
 from ..adapters import aws, queues
 from ..adapters.cs_state import REJECTED, RESERVED, SENT, CsState
 from ..adapters.kms import Signer
+from ..clock import Clock
 from ..domain.codes import LocalGovernmentCode
 from ..domain.export import parse_export, rejection_report_csv, summary_json
 from ..domain.message import pack
 from ..domain.notice import JST, parse_notice_time
 from ..observability import MetricUnit, logger, metrics
-
-
-def utcnow() -> dt.datetime:
-    """The CS's clock: a notice's time is when its CS sent it (tests replace this)."""
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -43,13 +38,14 @@ class FileOutcome:
 
 class CommunicationServer:
     def __init__(self, municipality: str, state: CsState, signer: Signer, outbound_queue_url: str,
-                 bucket: str, prefix: str = "") -> None:
+                 bucket: str, prefix: str = "", *, clock: Clock) -> None:
         self.municipality = LocalGovernmentCode.parse(municipality, "MUNICIPALITY_CODE")
         self.state = state
         self.signer = signer
         self.outbound_queue_url = outbound_queue_url
         self.bucket = bucket
         self.prefix = prefix
+        self.clock = clock  # a notice's time is when its CS sent it
 
     def process_object(self, bucket: str, key: str) -> FileOutcome:
         incoming = f"{self.prefix}incoming/"
@@ -66,7 +62,7 @@ class CommunicationServer:
             return FileOutcome(key, "duplicate")
 
         # A retry reuses the recorded notice time, so the re-sent notices are byte-identical.
-        notice_time = parse_notice_time(existing.notice_time) if existing else utcnow()
+        notice_time = parse_notice_time(existing.notice_time) if existing else self.clock()
         filename = posixpath.basename(key)
         result = parse_export(data, municipality=self.municipality, notice_time=notice_time, filename=filename)
         valid = [n for _, n in result.notices]

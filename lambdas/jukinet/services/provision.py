@@ -12,11 +12,12 @@ import datetime as dt
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..adapters.identity_store import IdentityStore
 from ..adapters.provision_log import ProvisionLog
+from ..clock import Clock
 from ..domain.agreements import AgreementTerms, Directory, ProvisionFunction, Recipient
 from ..domain.blind_index import blind_index
 from ..domain.errors import ValidationError
@@ -39,10 +40,6 @@ from ..domain.provision import (
 
 MAX_SEARCH_CANDIDATES = 50
 NATIONAL_PROVIDER = "national"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,7 @@ class Grant:
 
 class ProvisionService:
     def __init__(self, directory: Directory, identity: IdentityStore, log: ProvisionLog,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 *, clock: Clock) -> None:
         self.directory = directory
         self.identity = identity
         self.log = log

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ..adapters import queues
 from ..adapters.identity_store import ApplyResult, IdentityStore
 from ..adapters.kms import PublicKeys, UnknownSender
+from ..clock import Clock, month_jst
 from ..domain.errors import ValidationError
 from ..domain.message import Payload, SignedMessage, verify_signature
 from ..domain.notice import JST, UpdateNotice
@@ -76,8 +77,10 @@ def national_policy(allowed_prefectures: list[str]) -> TierPolicy:
 
 
 class TierProcessor:
-    def __init__(self, policy: TierPolicy, store: IdentityStore, public_keys: PublicKeys, dead_letter_queue_url: str):
+    def __init__(self, policy: TierPolicy, store: IdentityStore, public_keys: PublicKeys, dead_letter_queue_url: str,
+                 *, clock: Clock):
         self.policy = policy
+        self.clock = clock
         self.store = store
         self.public_keys = public_keys
         self.dead_letter_queue_url = dead_letter_queue_url
@@ -100,7 +103,7 @@ class TierProcessor:
                 outcome.dead_lettered += 1
                 continue
             valid.append(notice)
-        outcome.applied = self.store.apply(valid)
+        outcome.applied = self.store.apply(valid, now=self.clock())
         by_municipality: dict[str, list[UpdateNotice]] = defaultdict(list)
         for notice in valid:
             by_municipality[notice.municipality.value].append(notice)
@@ -145,7 +148,7 @@ class TierProcessor:
 
     # --- dead letters --------------------------------------------------------------------
     def _dead_letter_message(self, body: str, message_id: str, failure: PermanentFailure) -> None:
-        sender, digest, claims = _claimed(body)
+        sender, digest, claims = _claimed(body, self.clock())
         logger.warning("message dead-lettered", extra={"reason": failure.reason, "detail": failure.detail,
                                                         "sender": sender, "message_id": message_id})
         queues.send_dead_letter(self.dead_letter_queue_url, body, tier=self.policy.tier, reason=failure.reason,
@@ -168,7 +171,7 @@ class TierProcessor:
         municipality = claimed if trusted else sender
         has_sequence = trusted and isinstance(sequence, int) and not isinstance(sequence, bool) and sequence > 0
         item_id = f"{claimed}-{sequence}" if has_sequence else f"{message.digest.hex()}#{index}"
-        month = _month_of(raw_dict.get("notice_time"))
+        month = _month_of(raw_dict.get("notice_time"), self.clock())
         logger.warning("notice dead-lettered", extra={"field": exc.field, "rule": exc.rule, "sender": sender})
         queues.send_dead_letter(self.dead_letter_queue_url, {"kind": "notice", "sender": sender, "notice": raw},
                                 tier=self.policy.tier, reason="invalid_notice", field=exc.field, rule=exc.rule,
@@ -179,11 +182,12 @@ class TierProcessor:
         metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=1)
 
 
-def _month_of(notice_time: object) -> str:
+def _month_of(notice_time: object, now: dt.datetime) -> str:
+    """The JST month of a claimed notice time; the month of ``now`` when it is unreadable."""
     try:
         return dt.datetime.fromisoformat(str(notice_time).replace("Z", "+00:00")).astimezone(JST).strftime("%Y-%m")
     except (ValueError, OverflowError):
-        return dt.datetime.now(JST).strftime("%Y-%m")
+        return month_jst(now)
 
 
 def _ledger_name(claimed: object, fallback: str) -> str:
@@ -194,11 +198,11 @@ def _ledger_name(claimed: object, fallback: str) -> str:
     return fallback or "unknown"
 
 
-def _claimed(body: str) -> tuple[str, str, dict[tuple[str, str], int]]:
+def _claimed(body: str, at: dt.datetime) -> tuple[str, str, dict[tuple[str, str], int]]:
     """Best effort, without trusting it: who the message claims to be from, a digest of its
     content, and how many notices it carries per (municipality, month) — so a rejected message
     is counted against the municipalities it claims to carry and shows in their rows."""
-    now = _month_of(None)
+    now = month_jst(at)
     digest = hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()
     try:
         message = SignedMessage.from_body(body)
@@ -212,5 +216,5 @@ def _claimed(body: str) -> tuple[str, str, dict[tuple[str, str], int]]:
     claims: dict[tuple[str, str], int] = defaultdict(int)
     for raw in payload.notices:
         raw = raw if isinstance(raw, dict) else {}
-        claims[(_ledger_name(raw.get("municipality"), message.sender), _month_of(raw.get("notice_time")))] += 1
+        claims[(_ledger_name(raw.get("municipality"), message.sender), _month_of(raw.get("notice_time"), at))] += 1
     return message.sender, digest, dict(claims) or {(message.sender, now): 1}
