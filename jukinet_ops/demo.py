@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import os
 import tempfile
@@ -32,8 +31,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from jukinet.adapters import aws
-from jukinet.domain.message import Payload
 from jukinet.clock import Clock, month_jst, system_clock, today_jst
+from jukinet.domain.message import Payload
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = REPO_ROOT / ".jukinet"
