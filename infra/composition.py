@@ -10,6 +10,7 @@ a deployment where it is missing). Everything else crossing tiers comes from ``n
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import aws_cdk as cdk
@@ -50,7 +51,10 @@ class Built:
         return found
 
 
-def build(app: cdk.App, deployment: Deployment, *, checks: bool = True) -> Built:
+def build(app: cdk.App, deployment: Deployment, *, today: dt.date, checks: bool = True) -> Built:
+    """The deployment's stacks as of ``today`` (JST): the day decides which contractors' roles
+    are still synthesized, and a contract may run at most a year past it."""
+    deployment.people.validate_on(today)
     names = Names.of(deployment)
     hosts = trail_hosts(deployment)
     bases: dict[str, MunicipalityBaseStack] = {}
@@ -98,7 +102,7 @@ def build(app: cdk.App, deployment: Deployment, *, checks: bool = True) -> Built
                                                                "endpoint id")
 
     # People's roles per tier and the break-glass filters on each account's trail (docs/security.md).
-    attach_people(deployment, [national, *prefectures.values(), *bases.values()])
+    attach_people(deployment, [national, *prefectures.values(), *bases.values()], today=today)
 
     cdk.Tags.of(app).add("system", names.prefix)
     if checks:

@@ -414,11 +414,6 @@ _PERSON_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/(?:[\w+=,.@-]
 _SAML_PROVIDER = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:saml-provider/[\w.-]{1,128}$")
 
 
-def today_jst() -> dt.date:
-    """The date in Japan: contract expiries are JST dates."""
-    return dt.datetime.now(JST).date()
-
-
 @dataclass(frozen=True)
 class Person:
     """Someone who holds a role: exactly one principal, so a trust policy names exactly that person.
@@ -551,16 +546,20 @@ class People:
             _require(not staff, f"contract {c.contract_id!r}: its people already hold {staff} in {c.tier}; a "
                                 "contractor's access must be the contract's alone")
 
-    def validate(self, tiers: Iterable[str], today: dt.date) -> None:
-        """Against the deployment's tiers, and contract expiries against today (JST)."""
+    def validate(self, tiers: Iterable[str]) -> None:
+        """Against the deployment's tiers."""
         tiers = set(tiers)
         for a in self.assignments:
             _require(a.tier in tiers, f"assignment of {a.person!r} as {a.role}: tier {a.tier} is not a tier of this "
                                       f"deployment (known: {sorted(tiers)})")
-        limit = today + dt.timedelta(days=MAX_CONTRACT_DAYS)
         for c in self.contracts:
             _require(c.tier in tiers, f"contract {c.contract_id!r}: tier {c.tier} is not a tier of this deployment "
                                       f"(known: {sorted(tiers)})")
+
+    def validate_on(self, today: dt.date) -> None:
+        """Contract expiries against the day of synthesis (JST): at most a year ahead."""
+        limit = today + dt.timedelta(days=MAX_CONTRACT_DAYS)
+        for c in self.contracts:
             _require(c.expires <= limit,
                      f"contract {c.contract_id!r}: expires {c.expires} is more than {MAX_CONTRACT_DAYS} days after "
                      f"today ({today}); contractor access is granted for at most a year at a time, then renewed")
@@ -660,7 +659,7 @@ class Deployment:
         agency_ids = [a.agency_id for a in self.agencies]
         _require(len(agency_ids) == len(set(agency_ids)), "agency ids repeat")
         self._validate_recipients()
-        self.people.validate(self.tiers(), today_jst())
+        self.people.validate(self.tiers())
 
     def tiers(self) -> tuple[str, ...]:
         """Every tier's name (``naming``): national, then pref-<code> and muni-<code> per prefecture."""

@@ -35,7 +35,6 @@ from infra.config import (
     Deployment,
     Person,
     load_deployment,
-    today_jst,
 )
 from infra.naming import Names
 
@@ -380,7 +379,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"jukinet access-review: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
-    today = args.today or today_jst()
+    today = args.today or args.now.astimezone(JST).date()
     deployed: Sequence[DeployedRole] = []
     checked = None
     if not args.config_only:

@@ -164,12 +164,14 @@ class Unreadable(Exception):
 @dataclass
 class Inspection:
     """What every check needs: the deployment (expected names), a client factory, whether the
-    target is the embedded AWS (``local``), and the day against which dates are judged."""
+    target is the embedded AWS (``local``), the day against which dates are judged (JST) and
+    the instant of the inspection."""
 
     deployment: Deployment
     clients: ClientFactory
+    today: dt.date
     local: bool = False
-    today: dt.date = field(default_factory=lambda: dt.datetime.now(JST).date())
+    at: dt.datetime | None = None
     _memo: dict[Any, Any] = field(default_factory=dict)
 
     @property
@@ -1378,7 +1380,9 @@ def run_audit(ins: Inspection, targets: Sequence[Target], target_description: st
     for t in targets:
         findings += municipality_findings(ins, t.prefecture, t.municipality)
     return Audit(deployment=d, targets=list(targets), findings=findings, target_description=target_description,
-                 local=ins.local, today=ins.today, generated_at=dt.datetime.now(JST).replace(microsecond=0))
+                 local=ins.local, today=ins.today,
+                 generated_at=(ins.at or dt.datetime.combine(ins.today, dt.time(), JST)).astimezone(JST)
+                 .replace(microsecond=0))
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -1656,16 +1660,15 @@ def aws_clients(role_name: str | None = None, endpoint_url: str | None = None) -
 
 
 def run_checklist(deployment: Deployment, *, endpoint_url: str | None, codes: Sequence[str] | None,
-                  out_dir: str | os.PathLike[str] | None, today: dt.date | None = None,
+                  out_dir: str | os.PathLike[str] | None, now: dt.datetime, today: dt.date | None = None,
                   role_name: str | None = None, clients: ClientFactory | None = None) -> Audit:
-    """Inspect, write the reports (when ``out_dir``), return the audit."""
+    """Inspect at ``now``, judging dates on ``today`` (default: ``now``'s day in Japan); write
+    the reports (when ``out_dir``), return the audit."""
     targets = select_targets(deployment, codes)
     local = endpoint_url is not None
     if clients is None:
         clients = local_clients(endpoint_url) if local else aws_clients(role_name)  # type: ignore[arg-type]
-    ins = Inspection(deployment, clients, local=local)
-    if today is not None:
-        ins.today = today
+    ins = Inspection(deployment, clients, today=today or now.astimezone(JST).date(), local=local, at=now)
     description = (f"embedded AWS at {endpoint_url} (local mode)" if local
                    else f"AWS accounts {', '.join(deployment.accounts())} through the standard credential chain")
     audit = run_audit(ins, targets, description)
@@ -1688,7 +1691,7 @@ def cmd_checklist(args: Any) -> int:
         return 2
     endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
     audit = run_checklist(deployment, endpoint_url=endpoint, codes=args.municipality, out_dir=args.out,
-                          today=args.as_of, role_name=args.role_name)
+                          now=args.now, today=args.as_of, role_name=args.role_name)
     print(summary_text(audit, args.out))
     return audit.exit_code
 

@@ -64,7 +64,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from jukinet_ops.synth import synth
 
-    out = synth(args.deployment, args.out)
+    out = synth(args.deployment, args.out, today=args.today or today_jst(args.now))
     print(f"cloud assembly written to {out}")
     return 0
 
@@ -214,6 +214,9 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
 
     syn = sub.add_parser("synth", help="synthesize the CDK app into a cloud assembly (offline)")
     syn.add_argument("--out", default="cdk.out", help="output directory (default: cdk.out)")
+    syn.add_argument("--today", type=_date, default=None, metavar="YYYY-MM-DD",
+                     help="the day of synthesis, Japan time: which contractors' roles are still synthesized "
+                          "(default: today)")
     _add_deployment(syn)
     syn.set_defaults(func=cmd_synth)
 

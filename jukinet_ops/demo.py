@@ -68,7 +68,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
             out = Path(cdk_out)
         else:
             with console.status("Synthesizing the CDK app (cdk synth)…"):
-                out = synth(deployment_name, WORK_DIR / "cdk.out")
+                out = synth(deployment_name, WORK_DIR / "cdk.out", today=today_jst(clock()))
         timings["synth"] = time.perf_counter() - t
         console.print(f"[bold]1.[/] cloud assembly: {out} ({timings['synth']:.1f} s)")
 

@@ -42,6 +42,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jukinet.clock import Clock, system_clock
+
 ISOLATION_TAG = "jukinet:isolation"
 KINDS = ("municipality", "prefecture", "agency")
 RECORD_VERSION = 1
@@ -153,10 +155,6 @@ class StatusLine:
 
     def to_dict(self) -> dict[str, Any]:
         return {"parameter": self.parameter, "drift": self.drift, "record": dataclasses.asdict(self.record)}
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _short(value: Any) -> str:
@@ -628,7 +626,7 @@ class Emergency:
 
     def __init__(self, deployment: Any, *, invoke_event: InvokeEvent | None = _DEFAULT,
                  clients: Callable[[str], Any] | None = None, wait_timeout_s: float = 50.0,
-                 poll_s: float = 1.0) -> None:
+                 poll_s: float = 1.0, clock: Clock = system_clock) -> None:
         from infra.naming import Names
 
         self.deployment = deployment
@@ -636,12 +634,16 @@ class Emergency:
         self.region = deployment.region
         self.wait_timeout_s = wait_timeout_s
         self.poll_s = poll_s
+        self.clock = clock  # when records and notes say something happened
         self._clients: dict[str, Any] = {}
         self._client_factory = clients
         self.invoke_event: InvokeEvent | None = self._lambda_invoke if invoke_event is Emergency._DEFAULT \
             else invoke_event
         self.store = RecordStore(self.client("ssm"), deployment.prefix)
         self._caller: str | None = None
+
+    def _now(self) -> str:
+        return self.clock().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -724,7 +726,7 @@ class Emergency:
             if record.status == ISOLATING or changes:
                 record.status = ISOLATED
                 record.changes += [dataclasses.asdict(c) for c in changes]
-                record.notes.append(f"{_now()} isolate again by {self.caller()} ({reason}): "
+                record.notes.append(f"{self._now()} isolate again by {self.caller()} ({reason}): "
                                     f"{len(changes)} control(s) re-applied")
                 self.store.put(record)
             message = (f"already isolated since {record.isolated_at} by {record.isolated_by}: "
@@ -732,7 +734,7 @@ class Emergency:
             return Outcome("isolate", target, bool(changes), message, time.perf_counter() - started, changes,
                            notes, record, parameter)
         record = IsolationRecord(kind=kind, target=target_id, name=target.name, status=ISOLATING, reason=reason,
-                                 isolated_by=self.caller(), isolated_at=_now(), previous=controls.previous(existing))
+                                 isolated_by=self.caller(), isolated_at=self._now(), previous=controls.previous(existing))
         self.store.put(record)  # before any change: whatever happens next, the way back is recorded
         changes, notes = controls.apply(record)
         record.status = ISOLATED
@@ -764,7 +766,7 @@ class Emergency:
             changes, notes, pending = controls.finish(record)
             record.restore_changes += [dataclasses.asdict(c) for c in changes]
             record.pending = pending
-            record.notes.append(f"{_now()} pending restore steps {'still open' if pending else 'completed'} "
+            record.notes.append(f"{self._now()} pending restore steps {'still open' if pending else 'completed'} "
                                 f"by {self.caller()} ({reason})")
             self.store.put(record)
             seconds = time.perf_counter() - started
@@ -773,7 +775,7 @@ class Emergency:
             return Outcome("restore", target, bool(changes), message, seconds, changes, notes, record, parameter)
         changes, notes, pending = controls.undo(record)
         record.status = RESTORED
-        record.restored_by, record.restored_at, record.restore_reason = self.caller(), _now(), reason
+        record.restored_by, record.restored_at, record.restore_reason = self.caller(), self._now(), reason
         record.restore_changes = [dataclasses.asdict(c) for c in changes]
         record.pending = pending
         record.notes += notes
@@ -920,7 +922,7 @@ def _emergency(args: Any) -> Emergency:
             os.environ.setdefault(name, value)
         invoke = None  # moto would try Docker; the local runner delivers what it held itself
     os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
-    return Emergency(deployment, invoke_event=invoke)
+    return Emergency(deployment, invoke_event=invoke, clock=args.clock)
 
 
 def _cmd_action(args: Any) -> int:

@@ -8,6 +8,7 @@ repo installs (Node 20 prints an end-of-life banner on every synth).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -17,10 +18,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def synth_environment(deployment: str | None, out_dir: Path) -> dict[str, str]:
+def synth_environment(deployment: str | None, out_dir: Path, today: dt.date | None = None) -> dict[str, str]:
     context = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {})
     if deployment:
         context["deployment"] = deployment
+    if today:
+        context["today"] = today.isoformat()
     env = dict(os.environ)
     env["CDK_CONTEXT_JSON"] = json.dumps(context)
     env["CDK_OUTDIR"] = str(out_dir)
@@ -33,10 +36,12 @@ def synth_environment(deployment: str | None, out_dir: Path) -> dict[str, str]:
     return env
 
 
-def synth(deployment: str | None = None, out: str | os.PathLike = "cdk.out") -> Path:
+def synth(deployment: str | None = None, out: str | os.PathLike = "cdk.out", *, today: dt.date | None = None) -> Path:
+    """Synthesize ``deployment`` into ``out``; ``today`` (JST) is the day of synthesis
+    (default: today in Japan, read by ``app.py``)."""
     out_dir = Path(out).resolve()
     result = subprocess.run([sys.executable, str(REPO_ROOT / "app.py")], cwd=REPO_ROOT,
-                            env=synth_environment(deployment, out_dir), capture_output=True, text=True)
+                            env=synth_environment(deployment, out_dir, today), capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"cdk synth failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return out_dir

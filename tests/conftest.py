@@ -7,8 +7,40 @@ still sets its own ``max_examples`` where it matters.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+
+import pytest
 from hypothesis import HealthCheck, settings
+
+from jukinet.clock import JST
 
 settings.register_profile("jukinet", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile("jukinet")
+
+
+# --- the clock ----------------------------------------------------------------------------
+# scripts/test-any-date moves the whole process tree's clock (libfaketime) and names the
+# instant in JUKINET_CLOCK_MOVED. Refuse to run if the clock did not move: the run would prove
+# nothing about that date.
+
+
+def _moved_to() -> dt.datetime | None:
+    moved = os.environ.get("JUKINET_CLOCK_MOVED")
+    if not moved:
+        return None
+    return dt.datetime.strptime(moved.removesuffix(" JST"), "%Y-%m-%d %H:%M").replace(tzinfo=JST)
+
+
+def pytest_configure(config) -> None:
+    target = _moved_to()
+    if target is not None and abs(dt.datetime.now(dt.UTC) - target) > dt.timedelta(hours=6):
+        raise pytest.UsageError(f"JUKINET_CLOCK_MOVED={target:%Y-%m-%d %H:%M} JST but the clock says "
+                                f"{dt.datetime.now(JST):%Y-%m-%d %H:%M} JST: libfaketime is not in effect")
+
+
+def pytest_report_header(config) -> str | None:
+    if _moved_to() is None:
+        return None
+    return f"clock moved: {dt.datetime.now(JST):%Y-%m-%d %H:%M:%S} JST (libfaketime)"

@@ -35,7 +35,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from ..config import BREAK_GLASS_ROLE, RESPONSIBILITY_ROLES, SAML_AUDIENCE, Contract, Deployment, Person, today_jst
+from ..config import BREAK_GLASS_ROLE, RESPONSIBILITY_ROLES, SAML_AUDIENCE, Contract, Deployment, Person
 from ..naming import NATIONAL, PARTITION, Names
 from . import keys, nag
 from .monitoring import PERIOD
@@ -256,7 +256,7 @@ def scope_of(stack: Any) -> TierScope:
 class TierPeople(Construct):
     """The people roles, their policies, the guardrails and the break-glass alarm of one tier stack."""
 
-    def __init__(self, stack: Any, id: str, *, deployment: Deployment, today: dt.date | None = None) -> None:
+    def __init__(self, stack: Any, id: str, *, deployment: Deployment, today: dt.date) -> None:
         super().__init__(stack, id)
         self.stack = stack
         self.deployment = deployment
@@ -264,7 +264,6 @@ class TierPeople(Construct):
         self.tier: str = stack.tier
         self.env = stack.tier_env
         self.scope = scope_of(stack)
-        today = today or today_jst()
         people = deployment.people
         names, tier, env = self.names, self.tier, self.env
         self.path = names.people_path(tier)
@@ -641,7 +640,7 @@ def break_glass_filters(host: Any, tiers: Sequence[str]) -> list[logs.MetricFilt
     return filters
 
 
-def attach_people(deployment: Deployment, stacks: Sequence[Any], *, today: dt.date | None = None) -> dict[str, TierPeople]:
+def attach_people(deployment: Deployment, stacks: Sequence[Any], *, today: dt.date) -> dict[str, TierPeople]:
     """Give each tier stack its people's roles, and each account trail the break-glass filters
     of the tiers in its account (called by ``composition.build`` once every stack exists)."""
     people = {stack.tier: TierPeople(stack, "People", deployment=deployment, today=today) for stack in stacks}

@@ -17,6 +17,8 @@ from jukinet_ops.local.runner import LocalRunner
 from jukinet_ops.local.server import MotoServer, local_credentials
 from jukinet_ops.synth import synth
 
+from ..dates import SYNTH_DAY
+
 _ASSEMBLIES: dict[str, Path] = {}
 
 
@@ -24,7 +26,8 @@ def nagano_assembly(tmp_path_factory: Any) -> Path:
     """The Nagano cloud assembly, synthesized once per test process (every e2e module
     deploys the same templates into its own embedded AWS)."""
     if "nagano-demo" not in _ASSEMBLIES:
-        _ASSEMBLIES["nagano-demo"] = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out")
+        _ASSEMBLIES["nagano-demo"] = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out",
+                                            today=SYNTH_DAY)
     return _ASSEMBLIES["nagano-demo"]
 
 

@@ -19,14 +19,19 @@ from typing import Any
 
 import pytest
 
-from infra.config import Deployment, Environment, load_deployment
+from infra.config import JST, Deployment, Environment, load_deployment
 from infra.naming import NATIONAL, Names, municipality_tier, prefecture_tier
+from jukinet.clock import fixed
 from jukinet_ops.checklist import CHECKS, Audit, Status, run_checklist
 from jukinet_ops.cli import main
 from jukinet_ops.local.deploy import deploy_assembly
 from jukinet_ops.local.server import MotoServer, local_client
 
+from ..dates import SYNTH_DAY
 from .embedded import nagano_assembly
+
+# The checklist's clock: noon on the day the assembly was synthesized as of.
+SYNTH_NOON = fixed(dt.datetime.combine(SYNTH_DAY, dt.time(12), JST))
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +70,11 @@ class World:
     def key_id(self, alias: str) -> str:
         return self.client("kms").describe_key(KeyId=alias)["KeyMetadata"]["KeyId"]
 
-    def checklist(self, codes: tuple[str, ...] = (NAGANO,), today: dt.date | None = None) -> Audit:
+    def checklist(self, codes: tuple[str, ...] = (NAGANO,), today: dt.date = SYNTH_DAY) -> Audit:
+        """The checklist, dates judged on ``today`` (default: the day the assembly was synthesized
+        as of, so the demo contract and agreements are judged as the templates were made)."""
         return run_checklist(self.deployment, endpoint_url=self.endpoint_url, codes=list(codes), out_dir=None,
-                             today=today)
+                             now=dt.datetime.combine(today, dt.time(12), JST), today=today)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +98,7 @@ def _failures(audit: Audit) -> dict[str, list[str]]:
 
 def test_the_deployed_assembly_passes_and_every_municipality_gets_its_reports(world, tmp_path, capsys):
     out = tmp_path / "reports"
-    code = main(["checklist", "--endpoint-url", world.endpoint_url, "--out", str(out)])
+    code = main(["checklist", "--endpoint-url", world.endpoint_url, "--out", str(out)], clock=SYNTH_NOON)
     summary = capsys.readouterr().out
     assert code == 0, summary
     assert "result: PASS" in summary and "77 PASS, 0 FAIL" in summary
@@ -541,7 +548,7 @@ def test_a_miss_fails_the_command_and_shows_in_that_municipality_report_only(wor
     bucket = world.names.drop_zone_bucket(world.env, NAGANO)
     with bucket_encryption_deleted(world):
         code = main(["checklist", "--endpoint-url", world.endpoint_url, "--out", str(out),
-                     "--municipality", NAGANO, MATSUMOTO])
+                     "--municipality", NAGANO, MATSUMOTO], clock=SYNTH_NOON)
     summary = capsys.readouterr().out
     assert code == 1
     assert f"S3-1 [municipality {NAGANO}] {bucket}: no default encryption configured" in summary

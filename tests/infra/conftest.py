@@ -32,6 +32,8 @@ from infra.bundling import build_bundle
 from infra.composition import Built, build
 from infra.config import Deployment, load_deployment
 
+from ..dates import SYNTH_DAY
+
 AWS_ENV = ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
            "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
 
@@ -95,7 +97,7 @@ def synthesize(name: str, outdir: Path, *, checks: bool = True) -> Synth:
     with offline():
         app = cdk.App(outdir=str(outdir), context=cdk_context(name), analytics_reporting=False)
         deployment = load_deployment(name)
-        built = build(app, deployment, checks=checks)
+        built = build(app, deployment, today=SYNTH_DAY, checks=checks)
         assembly = app.synth()
     templates = {s.stack_name: s.template for s in assembly.stacks}
     manifest = json.loads((outdir / "manifest.json").read_text())

@@ -32,11 +32,11 @@ from infra.config import (
     load_municipalities,
     load_people,
     nagano_demo,
-    today_jst,
 )
 from infra.naming import Names
 from jukinet_ops.iam_policy import ALLOW, DENY, IMPLICIT_DENY, evaluate
 
+from ..dates import SYNTH_DAY
 from .conftest import Synth, cdk_context, offline
 
 pytestmark = pytest.mark.slow
@@ -96,7 +96,7 @@ def tier_stacks(synth: Synth) -> dict[str, str]:
 # --- a small deployment with contracts of our own choosing --------------------------------------
 
 
-TODAY = today_jst()
+TODAY = SYNTH_DAY  # the day the small deployment is synthesized as of
 EXPIRES = TODAY + dt.timedelta(days=100)
 
 
@@ -142,7 +142,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     deployment = small_deployment()
     with offline():
         app = cdk.App(outdir=str(outdir), context=cdk_context("nagano-demo"), analytics_reporting=False)
-        built = build(app, deployment, checks=False)
+        built = build(app, deployment, today=TODAY, checks=False)
         assembly = app.synth()
     templates = {s.stack_name: s.template for s in assembly.stacks}
     manifest = json.loads((outdir / "manifest.json").read_text())
@@ -544,20 +544,20 @@ def test_a_contract_more_than_a_year_ahead_is_refused() -> None:
     today = dt.date(2026, 11, 26)
     far = Contract("far", "Vendor", "national", ("vendor1",), today, today + dt.timedelta(days=MAX_CONTRACT_DAYS + 1))
     people = _people(contracts=(far,))
-    tiers = ("national", "pref-200000", "muni-200000")
     with pytest.raises(ConfigError, match=r"contract 'far': expires 2027-11-28 is more than 366 days after today "
                                           r"\(2026-11-26\)"):
-        people.validate(tiers, today)
-    people.validate(tiers, today + dt.timedelta(days=1))  # a day later it is within the year
+        people.validate_on(today)
+    people.validate_on(today + dt.timedelta(days=1))  # a day later it is within the year
 
 
-def test_a_deployment_refuses_a_contract_beyond_a_year_at_synth(monkeypatch: pytest.MonkeyPatch) -> None:
-    from infra import config
+def test_a_deployment_refuses_a_contract_beyond_a_year_at_synth() -> None:
+    import aws_cdk as cdk
 
-    demo = nagano_demo()
-    monkeypatch.setattr(config, "today_jst", lambda: EXPIRES - dt.timedelta(days=MAX_CONTRACT_DAYS + 5))
-    with pytest.raises(ConfigError, match="contract 'ops-support'.*at most a year at a time"):
-        small_deployment(demo)
+    from infra.composition import build
+
+    app = cdk.App(context=cdk_context("nagano-demo"), analytics_reporting=False)
+    with offline(), pytest.raises(ConfigError, match="contract 'ops-support'.*at most a year at a time"):
+        build(app, small_deployment(), today=EXPIRES - dt.timedelta(days=MAX_CONTRACT_DAYS + 5), checks=False)
 
 
 def test_a_contract_must_end_after_it_starts() -> None:
@@ -602,7 +602,7 @@ def test_assignments_name_known_roles_people_and_tiers() -> None:
         _people(assignments=(Assignment("national", "operator", "nobody", TODAY),))
     people = _people(assignments=(Assignment("pref-130001", "operator", "operator", TODAY),), contracts=())
     with pytest.raises(ConfigError, match="tier pref-130001 is not a tier of this deployment"):
-        people.validate(("national", "pref-200000", "muni-200000"), TODAY)
+        people.validate(("national", "pref-200000", "muni-200000"))
 
 
 def test_people_roles_are_named_from_the_prefix_and_tier() -> None:
