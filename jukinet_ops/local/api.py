@@ -72,6 +72,8 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from jukinet.clock import system_clock
+
 from .code_image import INVOCATION_LOCK
 from .model import DeployedEnvironment, NotEmulated, StackReport
 from .runner import LocalRunner
@@ -880,7 +882,7 @@ class LocalApi:
                protocol: str = "HTTP/1.1") -> tuple[int, list[tuple[str, str]], bytes]:
         """One request through the gateway: (status, headers, body). ``target``: the raw
         request target (``/v1/residents/123?x=1``)."""
-        now = time.time()
+        now = system_clock().timestamp()
         exchange = _Exchange(request_id=str(uuid.uuid4()),
                              extended_request_id=base64.b64encode(secrets.token_bytes(12)).decode()[:16],
                              started=now, request_time=time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
@@ -928,7 +930,7 @@ class LocalApi:
         principal = None
         if method.authorization_type == "AWS_IAM":
             principal = _verify_sigv4(exchange.http_method, target, headers, body, region=self.region,
-                                      principals=self.principals, now=dt.datetime.now(dt.UTC))
+                                      principals=self.principals, now=system_clock())
             exchange.principal = principal
             exchange.caller = f"{self._role_id(principal)}:{principal.session_name}"
         override = _header(headers, SOURCE_VPCE_HEADER.lower())

@@ -46,13 +46,14 @@ import os
 import re
 import statistics
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+from jukinet.clock import system_clock
 
 from .code_image import INVOCATION_LOCK
 
@@ -411,7 +412,7 @@ class MetricSink(io.TextIOBase):
         with self._lock:
             self.lines += 1
             if group and stream and line:
-                self._logs[(target, group, stream)].events.append((int(time.time() * 1000), line))  # type: ignore[index]
+                self._logs[(target, group, stream)].events.append((int(system_clock().timestamp() * 1000), line))  # type: ignore[index]
                 self._pending += 1
         stripped = line.strip()
         if not (stripped.startswith("{") and '"_aws"' in stripped):
@@ -432,7 +433,7 @@ class MetricSink(io.TextIOBase):
         return len(data)
 
     def _queue(self, data: list[MetricDatum], target: _Target) -> None:
-        now = dt.datetime.now(UTC)
+        now = system_clock()
         accepted, problems = [], []
         for datum in data:
             if not now - MAX_METRIC_AGE <= datum.timestamp <= now + MAX_METRIC_FUTURE:
@@ -825,7 +826,7 @@ def apply_metric_filters(client_factory: ClientFactory | Any, since: dt.datetime
     pattern (or metric value) the local evaluator does not implement."""
     factory, where = _factory_and_locations(client_factory, locations)
     since_ms = _epoch_ms(since, 0)
-    until_ms = _epoch_ms(until, int(time.time() * 1000))
+    until_ms = _epoch_ms(until, int(system_clock().timestamp() * 1000))
     report = MetricFilterReport(since_ms, until_ms)
     for region, account in where:
         logs = _client(factory, "logs", region, account)
@@ -1630,7 +1631,7 @@ def evaluate_alarms(client_factory: ClientFactory | Any, now: dt.datetime | None
     Alarms using something not evaluated locally get ``evaluated=False`` (or raise
     ``UnsupportedAlarm`` with ``strict``)."""
     factory, where = _factory_and_locations(client_factory, locations)
-    now = now or dt.datetime.now(UTC)
+    now = now or system_clock()
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     names = set(alarm_names) if alarm_names is not None else None
@@ -1738,7 +1739,7 @@ class ServiceMetrics:
         self._seen: dict[str, tuple[int, int]] = {}
 
     def publish(self, now: dt.datetime | None = None) -> int:
-        now = now or dt.datetime.now(UTC)
+        now = now or system_clock()
         by_location: dict[tuple[str | None, str | None], list[MetricDatum]] = defaultdict(list)
         for region, account in self.locations:
             sqs = _client(self.factory, "sqs", region, account)
