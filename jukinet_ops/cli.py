@@ -371,8 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"the embedded AWS's port; the provision API gets the next one (default {DEFAULT_PORT_BASE})")
     up.add_argument("--seed-month", action="store_true",
                     help="drop a synthetic month of export files into the drop zones at start")
-    up.add_argument("--seed-notices", type=int, default=18_692,
-                    help="valid notices in the seeded month (default: 18,692)")
+    up.add_argument("--seed-notices", type=int, default=2_000,
+                    help="valid notices in the seeded month (default: 2,000; the demo's Nagano month is 18,692)")
     up.add_argument("--cdk-out", default=None, help="use this synthesized assembly instead of synthesizing")
     _add_deployment(up)
     up.set_defaults(func=cmd_up)

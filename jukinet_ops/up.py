@@ -70,7 +70,7 @@ def state_dir() -> Path:
 
 
 def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | None = None,
-           port_base: int = DEFAULT_PORT_BASE, seed_month: bool = False, seed_notices: int = 18_692,
+           port_base: int = DEFAULT_PORT_BASE, seed_month: bool = False, seed_notices: int = 2_000,
            seed: int = 2003, state: Path | None = None, console: Console | None = None,
            stop: threading.Event | None = None) -> int:
     from infra.config import load_deployment
@@ -149,10 +149,15 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
             "JUKINET_BATCH_BUCKET": names.provision_batch_bucket(deployment.national.env),
             "JUKINET_FUNCTIONS_LOG": str(log_path.resolve()),
         }
+        writers = [p for p in profiles if p.kind == "writer"]
         for prefecture in deployment.prefectures:
             for m in prefecture.municipality_tier.municipalities:
                 variables[f"JUKINET_DROP_ZONE_{m.code}"] = names.drop_zone_bucket(prefecture.municipality_tier.env,
                                                                                    m.code)
+                # The municipality's writer role, when the assembly has one per municipality.
+                own = [p.name for p in writers if m.code in p.name]
+                if len(own) == 1:
+                    variables[f"JUKINET_WRITER_PROFILE_{m.code}"] = own[0]
         write_client_files(files, endpoint_url=server.endpoint_url, region=deployment.region, profiles=profiles,
                            variables=variables)
         _print_banner(console, deployment, server.endpoint_url, api.url, files, profiles, variables, schedules,
@@ -186,14 +191,14 @@ class _Loop:
         self.errors: list[str] = []
 
     def run(self, on_idle: Callable[[], bool] | None = None) -> None:
-        from .local.code_image import INVOCATION_LOCK
-
         last_alarms = last_status = float("-inf")
         while not self.stop.is_set():
             self.rounds += 1
             try:
-                with INVOCATION_LOCK:  # the API's requests run between rounds
-                    work = self._round()
+                # Not under the invocation lock as a whole: each invocation takes it (runner.invoke),
+                # so the API's requests are served between two invocations, not after a whole round
+                # (a round may run hundreds of CS invocations for a seeded month).
+                work = self._round()
                 if time.monotonic() - last_alarms >= ALARM_EVERY_S:
                     last_alarms = time.monotonic()
                     self._evaluate_alarms()
@@ -322,9 +327,12 @@ def _print_banner(console: Console, deployment: Any, endpoint: str, api_url: str
                       "evaluates no IAM)")
     zones = sorted((k, v) for k, v in variables.items() if k.startswith("JUKINET_DROP_ZONE_"))
     for key, bucket in zones[:3]:
-        console.print(f"  drop zone         s3://{bucket}/incoming/  (${key})")
+        writer = variables.get(key.replace("_DROP_ZONE_", "_WRITER_PROFILE_"))
+        console.print(f"  drop zone         s3://{bucket}/incoming/  (${key}"
+                      f"{f'; profile {writer}' if writer else ''})")
     if len(zones) > 3:
-        console.print(f"    … {len(zones)} drop zones in all, each as $JUKINET_DROP_ZONE_<code> in {files.env}")
+        console.print(f"    … {len(zones)} drop zones in all, each as $JUKINET_DROP_ZONE_<code> (and its writer's "
+                      f"profile as $JUKINET_WRITER_PROFILE_<code>) in {files.env}")
     console.print(f"  batch bucket      s3://{variables['JUKINET_BATCH_BUCKET']}/in/<recipient>/")
     for t in schedules.targets:
         console.print(f"  schedule          {t.rule_name}: {t.expression} → {t.function_arn.rsplit(':', 1)[-1]}")

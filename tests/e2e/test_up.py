@@ -100,8 +100,7 @@ def test_up_serves_a_dropped_file_to_an_agency_and_down_leaves_nothing_running(t
         # profile when the assembly has one.
         config = configparser.ConfigParser()
         config.read(variables["AWS_CONFIG_FILE"])
-        writers = [s.removeprefix("profile ") for s in config.sections() if "202011" in s and "writer" in s]
-        profile = writers[0] if writers else "default"
+        profile = variables.get("JUKINET_WRITER_PROFILE_202011", "default")
         bucket = variables["JUKINET_DROP_ZONE_202011"]
         subprocess.run([str(BIN / "aws"), "--profile", profile, "s3", "cp", str(EXAMPLE),
                         f"s3://{bucket}/incoming/export-cp932.csv"], env=client_env, check=True, capture_output=True,
@@ -152,6 +151,18 @@ def test_up_serves_a_dropped_file_to_an_agency_and_down_leaves_nothing_running(t
         assert [p["provision_id"] for p in disclosure["provisions"]] == [answer["provision_id"]]
         assert disclosure["provisions"][0]["recipient_id"] == "mhlw-engo"
         assert disclosure["chain"]["verified"] is True
+        # jukinet status --local: every queue drained, the dead-letter queues listed, nothing held.
+        shown = subprocess.run([str(BIN / "jukinet"), "status", "--local", "--json"], env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        status = json.loads(shown.stdout)
+        assert {t["tier"] for t in status["tiers"]} == {"national", "pref-200000", "muni-200000"}
+        assert all(s == "CREATE_COMPLETE" for t in status["tiers"] for s in t["stacks"].values())
+        queues = {q["name"]: q for q in status["queues"]}
+        assert queues["jukinet-national-inbound"]["depth"] == 0
+        assert queues["jukinet-national-inbound-dlq"]["dead_letter"] is True
+        assert status["isolations"] == []
+        assert status["local"]["pid"] == proc.pid  # what jukinet up last reported
         print(f"jukinet up ready after {up_seconds:.1f} s; file to answer in {time.monotonic() - started - up_seconds:.1f} s")
 
         # jukinet down: the environment stops and nothing is left running.
