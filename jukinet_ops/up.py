@@ -109,7 +109,8 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
             with console.status("Synthesizing the CDK app (cdk synth)…"):
                 out = synth(deployment_name, files.state_dir / "cdk.out")
         with console.status("Starting the embedded AWS and deploying the assembly…"):
-            server = stack.enter_context(MotoServer(port=port_base, log_file=files.state_dir / "moto.log"))
+            server = stack.enter_context(MotoServer(port=port_base, log_file=files.state_dir / "moto.log",
+                                                    own_session=True))
             env = deploy_assembly(out, server.endpoint_url, default_region=deployment.region)
         resources = sum(len(s.resources) for s in env.stacks.values())
         console.print(f"embedded AWS at {server.endpoint_url}: {len(env.stacks)} stacks, {resources} resources "

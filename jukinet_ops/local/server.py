@@ -52,11 +52,15 @@ class MotoServer:
     """
 
     def __init__(self, *, mode: Literal["process", "thread"] = "process",
-                 log_file: Path | None = None, start_timeout_s: float = 30.0, port: int | None = None) -> None:
+                 log_file: Path | None = None, start_timeout_s: float = 30.0, port: int | None = None,
+                 own_session: bool = False) -> None:
         """``port``: bind this port (``jukinet up``'s fixed endpoint) instead of a free one;
-        ``MotoServerError`` if it is taken."""
+        ``MotoServerError`` if it is taken. ``own_session``: the child gets its own session, so a
+        terminal's Ctrl-C reaches only the parent, which stops the server in order (interrupted
+        with requests in flight, moto's server hangs on its open connections)."""
         self.mode = mode
         self._fixed_port = port
+        self._own_session = own_session
         self.log_file = log_file
         self.start_timeout_s = start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
@@ -134,7 +138,7 @@ class MotoServer:
             env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
             process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
-                stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, env=env,
+                stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, env=env, start_new_session=self._own_session,
             )
             if _wait_until_ready(port, process, self.start_timeout_s):
                 self._process, self.port = process, port
