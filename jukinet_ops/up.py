@@ -374,7 +374,7 @@ def _is_jukinet_up(pid: int) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return True
-    return b"up" in argv
+    return b"up" in argv and any(b"jukinet" in arg for arg in argv)
 
 
 def _running_pid(files: LocalEnvironmentFiles) -> int | None:

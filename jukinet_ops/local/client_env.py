@@ -26,6 +26,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from .model import DeployedEnvironment
 from .server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, local_client
 

@@ -29,8 +29,15 @@ from typing import Any
 
 from .model import DeployedEnvironment
 
-__all__ = ["CronSchedule", "RateSchedule", "ScheduleError", "ScheduledTarget", "LocalSchedules",
-           "parse_schedule", "scheduled_event"]
+__all__ = [
+    "CronSchedule",
+    "LocalSchedules",
+    "RateSchedule",
+    "ScheduleError",
+    "ScheduledTarget",
+    "parse_schedule",
+    "scheduled_event",
+]
 
 UTC = dt.UTC
 _MINUTE = dt.timedelta(minutes=1)

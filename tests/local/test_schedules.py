@@ -25,7 +25,7 @@ class _Events:
         assert name == "list_rules"
         return SimpleNamespace(paginate=lambda: [{"Rules": self.rules}])
 
-    def list_targets_by_rule(self, Rule: str) -> dict:  # noqa: N803 - boto3's spelling
+    def list_targets_by_rule(self, Rule: str) -> dict:
         return {"Targets": self.targets.get(Rule, [])}
 
 
@@ -83,8 +83,8 @@ def test_disabled_rules_and_targets_that_are_not_functions_are_not_fired():
         "to-queue": [{"Id": "q", "Arn": "arn:aws:sqs:ap-northeast-1:123456789012:some-queue"}]}),
         _at("2003-01-31T15:00:00"))
     assert schedules.due(_at("2003-01-31T17:00:00")) == []
-    assert schedules.not_emulated == ["rule to-queue: target arn:aws:sqs:ap-northeast-1:123456789012:some-queue is "
-                                      "not a Lambda function; not fired"]
+    assert schedules.not_emulated == [("rule to-queue: target arn:aws:sqs:ap-northeast-1:123456789012:some-queue is "
+                                       "not a Lambda function; not fired")]
 
 
 def test_a_targets_constant_input_is_delivered_instead_of_the_scheduled_event():

@@ -96,7 +96,7 @@ def test_every_command_that_acts_on_an_environment_takes_local(command):
 
 @pytest.fixture
 def sleeper():
-    """A process that is not ``jukinet up`` (no ``up`` argument), and one that looks like it."""
+    """A process with the given arguments (``jukinet up`` or not)."""
     started = []
 
     def start(*argv: str) -> subprocess.Popen:
@@ -110,8 +110,9 @@ def sleeper():
         proc.wait()
 
 
-def test_down_does_not_signal_a_recycled_pid_that_is_not_jukinet_up(tmp_path, sleeper):
-    other = sleeper()  # a stale env file whose pid now belongs to someone else
+@pytest.mark.parametrize("argv", [(), ("compose", "up")])
+def test_down_does_not_signal_a_recycled_pid_that_is_not_jukinet_up(tmp_path, sleeper, argv):
+    other = sleeper(*argv)  # a stale env file whose pid now belongs to someone else
     files = LocalEnvironmentFiles(tmp_path)
     _write(files, JUKINET_PID=str(other.pid))
     assert run_down(state=tmp_path, out=open(os.devnull, "w")) == 0  # noqa: SIM115
@@ -125,7 +126,7 @@ def test_down_without_an_environment_exits_1(tmp_path, capsys):
 
 
 def test_a_second_up_on_the_same_state_is_refused_before_deploying_anything(tmp_path, sleeper):
-    running = sleeper("up")
+    running = sleeper("jukinet", "up")
     _write(LocalEnvironmentFiles(tmp_path), JUKINET_PID=str(running.pid))
     console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
     assert run_up(clock=fixed(NOW), state=tmp_path, cdk_out="/nonexistent", console=console) == 2
