@@ -75,6 +75,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from jukinet.clock import system_clock
     from jukinet_ops.up import run_up
 
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr] - `jukinet up > log` is followed live
     return run_up(clock=system_clock, deployment_name=args.deployment, cdk_out=args.cdk_out,
                   port_base=args.port_base, seed_month=args.seed_month, seed_notices=args.seed_notices)
 

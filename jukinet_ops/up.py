@@ -30,7 +30,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -124,8 +123,7 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
         log_path = files.state_dir / "functions.log"
         log_stream = stack.enter_context(open(log_path, "a", encoding="utf-8"))
         monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream, service_metrics=True))
-        runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True,
-                                                 cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-"))))
+        runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True))
         schedules = LocalSchedules(env, clock())
         api = stack.enter_context(LocalApi(env, runner, credentials={}, port=port_base + 1))
         recipients = {label: p for label, p in recipient_principals(deployment, runner, api,
@@ -141,7 +139,6 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
                                                                ("jukinet_provision_api", api.url)) if v})
                      for label, p in sorted(recipients.items())]
         profiles += deployed_role_profiles(env)
-        muni_env = deployment.prefectures[0].municipality_tier.env
         variables = {
             "JUKINET_DEPLOYMENT": deployment.name,
             "JUKINET_PID": str(os.getpid()),
@@ -162,7 +159,7 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
         write_client_files(files, endpoint_url=server.endpoint_url, region=deployment.region, profiles=profiles,
                            variables=variables)
         _print_banner(console, deployment, server.endpoint_url, api.url, files, profiles, variables, schedules,
-                      muni_env, time.perf_counter() - started)
+                      time.perf_counter() - started)
 
         seeding = _seed(console, deployment, names, seed_notices, seed) if seed_month else None
         loop = _Loop(runner=runner, schedules=schedules, monitoring=monitoring, clock=clock, console=console,
@@ -306,8 +303,7 @@ def _seed_done(console: Console, deployment: Any, files: LocalEnvironmentFiles, 
 
 
 def _print_banner(console: Console, deployment: Any, endpoint: str, api_url: str, files: LocalEnvironmentFiles,
-                  profiles: list[ClientProfile], variables: dict[str, str], schedules: Any, muni_env: Any,
-                  seconds: float) -> None:
+                  profiles: list[ClientProfile], variables: dict[str, str], schedules: Any, seconds: float) -> None:
     console.print(f"[bold green]jukinet up:[/] {deployment.name} running ({seconds:.0f} s to start); "
                   f"Ctrl-C or `jukinet down` stops it")
     console.print(f"  AWS endpoint      {endpoint}  (region {deployment.region})")
