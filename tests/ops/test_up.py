@@ -154,3 +154,60 @@ def test_the_loop_hands_a_due_schedule_to_the_runner_as_an_asynchronous_invocati
 def test_reading_a_missing_env_file_raises_not_running(tmp_path):
     with pytest.raises(NotRunning):
         read_env_file(LocalEnvironmentFiles(tmp_path))
+
+
+# -- jukinet status ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def in_process_aws(monkeypatch):
+    from moto import mock_aws
+
+    from jukinet.adapters import aws
+
+    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-1")
+    aws.reset_clients()
+    with mock_aws():
+        yield aws
+    aws.reset_clients()
+
+
+def test_status_counts_dead_letters_and_lists_only_alarms_in_alarm(in_process_aws):
+    from infra.config import load_deployment
+    from jukinet_ops.status import collect_status
+
+    deployment = load_deployment("nagano-demo")
+    sqs = in_process_aws.client("sqs")
+    inbound = sqs.create_queue(QueueName="jukinet-pref-200000-inbound")["QueueUrl"]
+    dlq = sqs.create_queue(QueueName="jukinet-pref-200000-inbound-dlq")["QueueUrl"]
+    sqs.create_queue(QueueName="jukinet-muni-200000-cs-failed-events")
+    sqs.create_queue(QueueName="someone-elses-queue")
+    for body in ("a", "b", "c"):
+        sqs.send_message(QueueUrl=inbound, MessageBody=body)
+    sqs.send_message(QueueUrl=dlq, MessageBody="poison")
+    sqs.receive_message(QueueUrl=inbound, MaxNumberOfMessages=1, VisibilityTimeout=300)
+    cloudwatch = in_process_aws.client("cloudwatch")
+    for name in ("jukinet-pref-200000-signature-failures", "jukinet-pref-200000-sequence-gaps"):
+        cloudwatch.put_metric_alarm(AlarmName=name, Namespace="Jukinet", MetricName="X", Statistic="Sum", Period=300,
+                                    EvaluationPeriods=1, Threshold=0, ComparisonOperator="GreaterThanThreshold")
+    cloudwatch.set_alarm_state(AlarmName="jukinet-pref-200000-signature-failures", StateValue="ALARM",
+                               StateReason="1 forged message")
+    cloudwatch.set_alarm_state(AlarmName="jukinet-pref-200000-sequence-gaps", StateValue="OK", StateReason="none")
+
+    status = collect_status(deployment)
+
+    queues = {q.name: q for q in status.queues}
+    assert set(queues) == {"jukinet-pref-200000-inbound", "jukinet-pref-200000-inbound-dlq",
+                           "jukinet-muni-200000-cs-failed-events"}  # the deployment's queues only
+    assert (queues["jukinet-pref-200000-inbound"].depth, queues["jukinet-pref-200000-inbound"].in_flight) == (3, 1)
+    assert not queues["jukinet-pref-200000-inbound"].dead_letter
+    assert queues["jukinet-pref-200000-inbound-dlq"].dead_letter and queues["jukinet-pref-200000-inbound-dlq"].depth == 1
+    assert queues["jukinet-muni-200000-cs-failed-events"].dead_letter
+    assert [a["name"] for a in status.alarms_in_alarm] == ["jukinet-pref-200000-signature-failures"]
+    assert status.isolations == [] and status.problems == []
+    tiers = {t.tier: t.stacks for t in status.tiers}
+    assert tiers["national"] == {"jukinet-national": "missing"}  # nothing deployed in this account
