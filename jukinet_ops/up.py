@@ -316,7 +316,7 @@ def _print_banner(console: Console, deployment: Any, endpoint: str, api_url: str
     for p in by_kind.get("recipient", []):
         extra = f"  x-api-key {p.settings['jukinet_api_key']}" if p.settings.get("jukinet_api_key") else ""
         console.print(f"    recipient {p.name:<44} --user {p.access_key_id}:{p.secret_access_key}{extra}")
-    for kind in ("writer", "people"):
+    for kind in ("writer", "people", "role"):
         for p in by_kind.get(kind, []):
             console.print(f"    {kind:<9} {p.name:<44} (session of {p.role_arn})")
     if "writer" not in by_kind:

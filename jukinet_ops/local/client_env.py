@@ -8,10 +8,12 @@
 * ``<state>/aws-config`` and ``<state>/aws-credentials`` — an AWS config/credentials file pair
   with one profile per role a person or a system uses: each recipient of the provision API
   (``jukinet-recipient-<id>``: a key pair for SigV4, with its API key and the API URL as the
-  profile's ``jukinet_api_key`` and ``jukinet_provision_api``), and every people and writer
-  role deployed in the assembly (profile = role name, credentials of an ``AssumeRole``
-  session of that role in the embedded AWS), plus ``default`` (the embedded AWS's local
-  credentials). Which roles exist is read from the deployment, never listed here.
+  profile's ``jukinet_api_key`` and ``jukinet_provision_api``), and every role deployed in the
+  assembly that people or systems assume — its trust policy names an account, a role or a SAML
+  provider, not only AWS services: the people's roles, the municipalities' writers… (profile =
+  role name, credentials of an ``AssumeRole`` session of that role in the embedded AWS), plus
+  ``default`` (the embedded AWS's local credentials). Which roles exist is read from the
+  deployment, never listed here.
 
 The credentials are local-only: the embedded AWS evaluates no IAM, and the provision API's
 key pairs are known to the locally served API only (``local/api.py``).
@@ -20,12 +22,15 @@ key pairs are known to the locally served API only (``local/api.py``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .model import DeployedEnvironment
 from .server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, local_client
@@ -34,8 +39,8 @@ __all__ = ["ClientProfile", "LocalEnvironmentFiles", "NotRunning", "add_variable
            "deployed_role_profiles", "read_env_file", "write_client_files"]
 
 ENV_FILE, CONFIG_FILE, CREDENTIALS_FILE = "env", "aws-config", "aws-credentials"
-# Role paths whose roles are used by people or systems outside the functions (infra/naming.py:
-# people_path, drop_zone_writers_path).
+# The kind of a client role, by its path (infra/naming.py: people_path, drop_zone_writers_path);
+# any other role that people or systems may assume is of kind "role".
 _CLIENT_ROLE_PATHS = {"-people/": "people", "-writers/": "writer"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -94,9 +99,9 @@ def deployed_role_profiles(env: DeployedEnvironment) -> list[ClientProfile]:
             if not resource.physical_id or resource.physical_id in seen:
                 continue
             role = iam.get_role(RoleName=resource.physical_id)["Role"]
-            kind = next((k for suffix, k in _CLIENT_ROLE_PATHS.items() if role["Path"].endswith(suffix)), None)
-            if kind is None:
+            if not _assumed_by_people_or_systems(role.get("AssumeRolePolicyDocument")):
                 continue
+            kind = next((k for suffix, k in _CLIENT_ROLE_PATHS.items() if role["Path"].endswith(suffix)), "role")
             seen.add(resource.physical_id)
             creds = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="local",
                                     DurationSeconds=43200)["Credentials"]
@@ -105,6 +110,21 @@ def deployed_role_profiles(env: DeployedEnvironment) -> list[ClientProfile]:
                                           secret_access_key=creds["SecretAccessKey"],
                                           session_token=creds["SessionToken"]))
     return sorted(profiles, key=lambda p: (p.kind, p.name))
+
+
+def _assumed_by_people_or_systems(document: Any) -> bool:
+    """Whether the trust policy lets an account, a role, a user or a federated identity (SAML)
+    assume the role — someone a profile is for — rather than only AWS services (functions,
+    API Gateway, flow logs…)."""
+    if isinstance(document, str):
+        document = json.loads(urllib.parse.unquote(document))
+    statements = (document or {}).get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        principal = statement.get("Principal")
+        if statement.get("Effect") == "Allow" and isinstance(principal, dict) and (
+                principal.keys() & {"AWS", "Federated"}):
+            return True
+    return False
 
 
 def default_profile() -> ClientProfile:
