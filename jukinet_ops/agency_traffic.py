@@ -27,11 +27,12 @@ DISCLOSURE = ":disclosure"
 STRANGER = "arn:aws:iam::123456789012:role/not-a-recipient/prober"
 
 
-def recipient_principals(deployment, runner, api: LocalApi) -> dict[str, LocalPrincipal]:
+def recipient_principals(deployment, runner, api: LocalApi, *, session_tokens: bool = True) -> dict[str, LocalPrincipal]:
     """Local credentials for every configured recipient: key = recipient id (its first
     principal), ``<id>:disclosure`` for a prefecture's disclosure staff, and ``stranger`` (a
     role no agreement names). Each comes through its first configured endpoint; a prefecture
-    without one through its tier's execute-api endpoint, as the deployed function knows it."""
+    without one through its tier's execute-api endpoint, as the deployed function knows it.
+    ``session_tokens``: see ``local_principals``."""
     from infra.naming import Names
 
     names = Names.of(deployment)
@@ -49,7 +50,8 @@ def recipient_principals(deployment, runner, api: LocalApi) -> dict[str, LocalPr
     any_key = next(iter(keys.values()), None)
     wanted["stranger"] = (STRANGER, next(iter(prefecture_endpoints.values()), None), any_key)
     made = local_principals({arn: endpoint for arn, endpoint, _ in wanted.values()},
-                            api_keys={arn: key for arn, _, key in wanted.values() if key})
+                            api_keys={arn: key for arn, _, key in wanted.values() if key},
+                            session_tokens=session_tokens)
     return {label: made[arn] for label, (arn, _, _) in wanted.items()}
 
 

@@ -20,6 +20,12 @@
                          within a minute, nothing lost, and restore it (docs/emergency.md)
     jukinet openapi      write docs/openapi.json from the provision API's code (--check: exit 1
                          if the committed document is stale)
+    jukinet up / down    a local environment that stays up: the deployed assembly on the embedded
+                         AWS, functions running from their triggers, the provision API on a fixed
+                         port, client settings in .jukinet/env (docs/local-mode.md)
+    jukinet status       tiers, queues with their depths, dead letters, alarms in ALARM, isolation holds
+
+Every command that acts on an environment takes --local: the one `jukinet up` runs.
 """
 
 from __future__ import annotations
@@ -59,6 +65,60 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     else:
         print_reconciliation(rows, args.month, only_problems=args.problems_only)
     return 1 if args.strict and any(not r.balanced for r in rows) else 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from jukinet_ops.up import run_up
+
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr] - `jukinet up > log` is followed live
+    return run_up(clock=args.clock, deployment_name=args.deployment, cdk_out=args.cdk_out,
+                  port_base=args.port_base, seed_month=args.seed_month, seed_notices=args.seed_notices)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from jukinet_ops.up import run_down
+
+    return run_down()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from infra.config import load_deployment
+    from jukinet_ops.status import collect_status, print_status, status_json
+    from jukinet_ops.up import state_dir
+
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    deployment = load_deployment(args.deployment)
+    os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
+    status = collect_status(deployment, state_dir=state_dir() if args.local else None)
+    if args.json:
+        print(status_json(status))
+    else:
+        print_status(status)
+    return 0
+
+
+def _use_local(args: argparse.Namespace) -> None:
+    """``--local``: act on the environment ``jukinet up`` runs, as its ``.jukinet/env`` says."""
+    from jukinet_ops.local.client_env import LocalEnvironmentFiles, read_env_file
+    from jukinet_ops.up import state_dir
+
+    variables = read_env_file(LocalEnvironmentFiles(state_dir()))
+    for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE",
+                 "AWS_SHARED_CREDENTIALS_FILE"):
+        os.environ[name] = variables[name]
+    os.environ.pop("AWS_PROFILE", None)  # the file's default profile: the embedded AWS's local credentials
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+    if getattr(args, "deployment", None) is None:
+        args.deployment = variables.get("JUKINET_DEPLOYMENT")
+    if hasattr(args, "endpoint_url") and not args.endpoint_url:
+        args.endpoint_url = variables["AWS_ENDPOINT_URL"]
+
+
+# Commands that act on a deployed environment: each takes --local.
+LOCAL_COMMANDS = ("reconcile", "verify", "disclose", "provision-stats", "checklist", "access-review", "isolate",
+                  "restore", "isolation-status", "status")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -299,6 +359,46 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     from jukinet_ops.emergency import add_commands as emergency_commands
 
     emergency_commands(sub)  # isolate, restore, isolation-status (docs/emergency.md)
+
+    from jukinet_ops.up import DEFAULT_PORT_BASE
+
+    up = sub.add_parser("up", help="a local environment that stays up (until Ctrl-C or jukinet down)",
+                        description="Synthesize the CDK app (or use --cdk-out), deploy it into the embedded AWS "
+                                    "(a moto server on 127.0.0.1:PORT_BASE) and keep running: the functions run "
+                                    "from their deployed triggers (bucket notifications, queues, schedules), the "
+                                    "provision API is served on 127.0.0.1:PORT_BASE+1, the alarms are evaluated "
+                                    "every minute. Prints and writes to .jukinet/env (and an AWS config/"
+                                    "credentials pair) everything a client needs. $JUKINET_STATE_DIR moves "
+                                    ".jukinet/.")
+    up.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE,
+                    help=f"the embedded AWS's port; the provision API gets the next one (default {DEFAULT_PORT_BASE})")
+    up.add_argument("--seed-month", action="store_true",
+                    help="drop a synthetic month of export files into the drop zones at start")
+    up.add_argument("--seed-notices", type=int, default=2_000,
+                    help="valid notices in the seeded month (default: 2,000; the demo's Nagano month is 18,692)")
+    up.add_argument("--cdk-out", default=None, help="use this synthesized assembly instead of synthesizing")
+    _add_deployment(up)
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop the environment jukinet up runs",
+                          description="Stop `jukinet up` (SIGTERM; it stops the provision API, the functions and the "
+                                      "embedded AWS, and removes .jukinet/env and the AWS profiles it wrote). "
+                                      "Exit 1 if none is running.")
+    down.set_defaults(func=cmd_down)
+
+    st = sub.add_parser("status", help="tiers, queues, dead letters, alarms in ALARM, isolation holds",
+                        description="What is running, read through the AWS APIs: each tier's stacks, every queue "
+                                    "with its depth, the dead-letter queues, the alarms in ALARM and the isolations "
+                                    "in force; with --local also what `jukinet up` last reported (invocations, "
+                                    "held work, next scheduled runs). Reads only.")
+    st.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    _add_deployment(st)
+    st.set_defaults(func=cmd_status)
+
+    for name in LOCAL_COMMANDS:
+        sub.choices[name].add_argument("--local", action="store_true",
+                                       help="act on the environment `jukinet up` runs (reads .jukinet/env)")
     return parser
 
 
@@ -308,6 +408,14 @@ def main(argv: list[str] | None = None, *, clock: Clock = system_clock) -> int:
     now = clock()
     args = build_parser(now).parse_args(argv)
     args.now, args.clock = now, clock
+    if getattr(args, "local", False):
+        from jukinet_ops.local.client_env import NotRunning
+
+        try:
+            _use_local(args)
+        except NotRunning as exc:
+            print(f"jukinet {args.command}: {exc}", file=sys.stderr)
+            return 2
     return int(args.func(args) or 0)
 
 

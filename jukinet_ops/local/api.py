@@ -168,19 +168,21 @@ class LocalPrincipal:
 
 def local_principals(principal_arns_with_endpoints: Mapping[str, str | None], *,
                      api_keys: Mapping[str, str] | None = None,
-                     session_name: str = "local") -> dict[str, LocalPrincipal]:
+                     session_name: str = "local", session_tokens: bool = True) -> dict[str, LocalPrincipal]:
     """Local-only credentials for IAM role ARNs -> the VPC endpoint each one's calls come
     from; keyed by role ARN. Deterministic (derived from the ARN by hashing: access key
     ``ASIA`` + 16 characters, secret, session token), so a demo and its tests can recompute
-    them. ``api_keys``: role ARN -> the API key value its client sends."""
+    them. ``api_keys``: role ARN -> the API key value its client sends. ``session_tokens=False``:
+    a key pair alone (access key ``AKIA`` …), for clients that sign with a key and secret only
+    (``curl --aws-sigv4 --user KEY:SECRET``); the caller is still reported as the role's session."""
     principals: dict[str, LocalPrincipal] = {}
     for arn, vpce in principal_arns_with_endpoints.items():
         match = _ROLE_ARN.match(arn)
         if match is None:
             raise ValueError(f"not an IAM role ARN: {arn!r}")
-        access = "ASIA" + base64.b32encode(_digest("access-key-id", arn)).decode()[:16]
+        access = ("ASIA" if session_tokens else "AKIA") + base64.b32encode(_digest("access-key-id", arn)).decode()[:16]
         secret = base64.b64encode(_digest("secret-access-key", arn)).decode()[:40]
-        token = "local/" + base64.b64encode(_digest("session-token", arn) * 3).decode()
+        token = "local/" + base64.b64encode(_digest("session-token", arn) * 3).decode() if session_tokens else None
         session = f"arn:{match['partition']}:sts::{match['account']}:assumed-role/{match['name']}/{session_name}"
         principals[arn] = LocalPrincipal(access_key_id=access, secret_access_key=secret, principal_arn=arn,
                                          session_arn=session, vpce_id=vpce, api_key=(api_keys or {}).get(arn),

@@ -52,8 +52,15 @@ class MotoServer:
     """
 
     def __init__(self, *, mode: Literal["process", "thread"] = "process",
-                 log_file: Path | None = None, start_timeout_s: float = 30.0) -> None:
+                 log_file: Path | None = None, start_timeout_s: float = 30.0, port: int | None = None,
+                 own_session: bool = False) -> None:
+        """``port``: bind this port (``jukinet up``'s fixed endpoint) instead of a free one;
+        ``MotoServerError`` if it is taken. ``own_session``: the child gets its own session, so a
+        terminal's Ctrl-C reaches only the parent, which stops the server in order (interrupted
+        with requests in flight, moto's server hangs on its open connections)."""
         self.mode = mode
+        self._fixed_port = port
+        self._own_session = own_session
         self.log_file = log_file
         self.start_timeout_s = start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
@@ -63,6 +70,11 @@ class MotoServer:
         self.port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (``mode="process"``)."""
+        return self._process.pid if self._process is not None else None
 
     @property
     def endpoint_url(self) -> str:
@@ -119,12 +131,14 @@ class MotoServer:
         self._log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
         sink: IO[bytes] | int = self._log if self._log is not None else subprocess.DEVNULL
         last_error = ""
-        for _ in range(3):
-            port = _free_port()
+        if self._fixed_port and not _port_free(self._fixed_port):
+            raise MotoServerError(f"port {self._fixed_port} on {HOST} is in use: choose another one")
+        for _ in range(1 if self._fixed_port else 3):
+            port = self._fixed_port or _free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
             process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
-                stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, env=env,
+                stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, env=env, start_new_session=self._own_session,
             )
             if _wait_until_ready(port, process, self.start_timeout_s):
                 self._process, self.port = process, port
@@ -132,6 +146,8 @@ class MotoServer:
             process.kill()
             process.wait()
             last_error = f"moto server exited with {process.returncode} on port {port}"
+            if self._fixed_port:
+                last_error += " (is the port in use? choose another one)"
         raise MotoServerError(last_error or "moto server did not start")
 
     def _start_thread(self) -> None:
@@ -141,7 +157,7 @@ class MotoServer:
         werkzeug = logging.getLogger("werkzeug")
         self._werkzeug_level = werkzeug.level
         werkzeug.setLevel(logging.WARNING)
-        server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+        server = ThreadedMotoServer(ip_address=HOST, port=self._fixed_port or 0, verbose=False)
         server.start()
         self._thread_server = server
         self.port = server.get_host_and_port()[1]
@@ -224,6 +240,15 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 def _wait_until_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
