@@ -251,7 +251,8 @@ def test_own_use_out_of_scope_resident_is_not_decrypted_and_costs_what_an_unknow
     unknown = _walk(6_000_000_000, 1)[0]
     opened = []
     original = envelope.Sealer.open_facts
-    monkeypatch.setattr(envelope.Sealer, "open_facts", lambda self, *a, **k: opened.append(1) or original(self, *a, **k))
+    monkeypatch.setattr(envelope.Sealer, "open_facts",
+                        lambda self, *a, **k: opened.append(1) or original(self, *a, **k))
     costs = []
     for code in (tokyo.code, unknown):
         before, n = world.calls.copy(), len(opened)
@@ -307,3 +308,12 @@ def test_a_batch_walking_through_codes_is_detected(world, capfd):
     capfd.readouterr()
     world.run_batch_queue()
     assert _metric_sum(capfd.readouterr().out, "ScanSuspected") >= 1
+
+
+def test_a_client_retrying_the_same_codes_is_not_a_scan(world, capfd):
+    rs = world.add_residents(10)
+    capfd.readouterr()
+    for _ in range(4):  # the same request four times (timeouts on the client's side)
+        world.call("POST", "/v1/lookups", {"affair_code": "PAY", "resident_codes": _codes(rs)})
+    out = capfd.readouterr().out
+    assert _metric_sum(out, "SequentialCodes") == 0 and _metric_sum(out, "ScanSuspected") == 0

@@ -6,9 +6,10 @@ pk                      sk               what
 ======================  ===============  ===================================================
 ``ISOLATED#<id>``       ``ISOLATED``     the emergency plan's mark (``jukinet isolate agency``):
                                          ``isolated`` (BOOL), the isolation record's id, since
-``SCAN#<id>``           ``<slot>``       one scan-detection slot (``domain.scan``): codes and
-                                         not-found answers counted, ``b`` the number set of
-                                         code blocks seen; expires after a day (TTL)
+``SCAN#<id>``           ``<slot>``       one scan-detection slot (``domain.scan``): answers,
+                                         not-found answers and near codes counted, ``b`` the
+                                         number set of the code bodies asked for; expires
+                                         after a day (TTL)
 ======================  ===============  ===================================================
 
 The isolation mark is written by the operators' emergency command and read by the provision
@@ -43,7 +44,7 @@ class SlotState:
     answers: int = 0
     not_found: int = 0
     near: int = 0
-    blocks: frozenset[int] = frozenset()
+    bodies: frozenset[int] = frozenset()
 
 
 def _slot(item: dict | None) -> SlotState:
@@ -51,7 +52,7 @@ def _slot(item: dict | None) -> SlotState:
         return SlotState()
     return SlotState(answers=int(item.get("n", {}).get("N", 0)), not_found=int(item.get("nf", {}).get("N", 0)),
                      near=int(item.get("near", {}).get("N", 0)),
-                     blocks=frozenset(int(b) for b in item.get("b", {}).get("NS", [])))
+                     bodies=frozenset(int(b) for b in item.get("b", {}).get("NS", [])))
 
 
 class RecipientState:
@@ -76,7 +77,7 @@ class RecipientState:
         and the window counts the answers."""
         codes = list(codes)
         slot = scan.slot_of(now)
-        blocks = scan.blocks(codes) if remember else frozenset()
+        bodies = scan.bodies(codes) if remember else frozenset()
         ddb = aws.client("dynamodb")
         previous = _slot(ddb.get_item(TableName=self.state_table, Key=_slot_key(recipient_id, slot - 1),
                                       ConsistentRead=True).get("Item"))
@@ -84,10 +85,10 @@ class RecipientState:
                         ":t": {"N": str(int((now + SCAN_TTL).timestamp()))}}
         update = "ADD n :n, nf :nf SET expires_at = :t"
         kwargs: dict = {}
-        if blocks:
+        if bodies:
             # The set is bounded (an item holds at most 400 KB): past the cap a slot only counts.
             update = "ADD n :n, nf :nf, b :b SET expires_at = :t"
-            values.update({":b": {"NS": [str(b) for b in sorted(blocks)]}, ":cap": {"N": str(scan.MAX_BLOCKS)}})
+            values.update({":b": {"NS": [str(b) for b in sorted(bodies)]}, ":cap": {"N": str(scan.MAX_BODIES)}})
             kwargs["ConditionExpression"] = "attribute_not_exists(b) OR size(b) < :cap"
         try:
             old = ddb.update_item(TableName=self.state_table, Key=_slot_key(recipient_id, slot),
@@ -101,7 +102,7 @@ class RecipientState:
                                   UpdateExpression="ADD n :n, nf :nf SET expires_at = :t",
                                   ExpressionAttributeValues=values, ReturnValues="ALL_OLD").get("Attributes")
         current = _slot(old)
-        signal = scan.judge(codes, seen=previous.blocks | current.blocks if remember else frozenset(),
+        signal = scan.judge(codes, seen=previous.bodies | current.bodies if remember else frozenset(),
                             earlier_near=previous.near + current.near,
                             answers=previous.answers + current.answers + answers,
                             not_found=previous.not_found + current.not_found + not_found)

@@ -18,7 +18,7 @@ def _task(record: SQSRecord) -> None:
     task = json.loads(record.body)
     _, batch = runtime()
     try:
-        signal = batch.handle(task)
+        grant = batch.handle(task)
     except Refusal as refusal:  # the job is marked failed with the code; retrying cannot help
         logger.warning("batch job refused", extra={"job_id": task.get("job_id"), "code": refusal.code.name,
                                                    "rule": refusal.rule})
@@ -28,8 +28,8 @@ def _task(record: SQSRecord) -> None:
         return
     if task.get("kind") == "chunk":
         metrics.add_metric(name="BatchRowsProcessed", unit=MetricUnit.Count, value=len(task.get("rows", [])))
-        if signal is not None:
-            scan_metrics(signal, task.get("job_id", ""))
+        if grant is not None and grant.scan is not None:
+            scan_metrics(grant.scan, grant.recipient.recipient_id)
 
 
 @logger.inject_lambda_context

@@ -235,8 +235,8 @@ class ProvisionService:
             response.update(outcome="not_found" if not matches else "ambiguous")
             grant.events.append(f"search_{response['outcome']}")
             self.release(grant, grant.reserved)
-        self.state.observe(grant.recipient.recipient_id, grant.at, answers=1,
-                           not_found=1 if response["outcome"] == "not_found" else 0)
+        grant.scan = self.state.observe(grant.recipient.recipient_id, grant.at, answers=1,
+                                        not_found=1 if response["outcome"] == "not_found" else 0)
         return grant, response
 
     # --- disclosure (提供状況の開示) ------------------------------------------------------

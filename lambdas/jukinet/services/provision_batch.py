@@ -33,7 +33,6 @@ from ..domain.agreements import ProvisionFunction
 from ..domain.codes import ResidentCode
 from ..domain.errors import ValidationError
 from ..domain.provision import Answer, Outcome, Refusal, RefusalCode, authorise
-from ..domain.scan import Signal
 from .provision import Caller, Grant, ProvisionService
 
 CHUNK_ROWS = 1000
@@ -80,8 +79,8 @@ class BatchProvision:
         return job.to_status()
 
     # --- the worker side ----------------------------------------------------------------
-    def handle(self, task: dict) -> Signal | None:
-        """Run one task; a chunk returns the recipient's scan window after it."""
+    def handle(self, task: dict) -> Grant | None:
+        """Run one task; a chunk that ran returns its grant (with the recipient's scan window)."""
         kind = task.get("kind")
         if kind == "split":
             self.split(task["job_id"])
@@ -143,7 +142,7 @@ class BatchProvision:
         self.jobs.enqueue([{"kind": "chunk", "job_id": job_id, "chunk": k, "first_row": k * CHUNK_ROWS + 1,
                             "rows": rows} for k, rows in enumerate(chunks)])
 
-    def chunk(self, job_id: str, chunk: int, first_row: int, rows: list[str]) -> Signal | None:
+    def chunk(self, job_id: str, chunk: int, first_row: int, rows: list[str]) -> Grant | None:
         job = self.jobs.get(job_id)
         if job is None or chunk in job.done or job.status not in ("running", "failed"):
             return None
@@ -173,7 +172,8 @@ class BatchProvision:
         self.jobs.put_result(job.result_key(chunk), lines)
         if self.jobs.complete_chunk(job_id, chunk, outcomes, self.service.clock()) is not None:
             self.service.release(grant, len(rows) - provided, self._month(job))
-        return self.service.observe(grant, list(valid.values()), answers, remember=False)
+        self.service.observe(grant, list(valid.values()), answers, remember=False)
+        return grant
 
     def _abandon(self, job: Job, chunk: int, rows: list[str]) -> None:
         if self.jobs.complete_chunk(job.job_id, chunk, {}, self.service.clock()) is not None:
