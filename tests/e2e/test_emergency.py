@@ -23,6 +23,7 @@ from jukinet_ops.cli import main
 from jukinet_ops.emergency import SQS_MAX_RETENTION_S, Emergency, Outcome
 from jukinet_ops.local.api import LocalApi, local_principals
 from jukinet_ops.local.deploy import deploy_assembly
+from jukinet_ops.local.monitoring import LocalMonitoring
 from jukinet_ops.local.runner import LocalRunner
 from jukinet_ops.local.server import MotoServer, local_credentials
 from jukinet_ops.reconcile import reconcile_deployment
@@ -48,8 +49,11 @@ def world(tmp_path_factory):
         os.environ.update({"AWS_ENDPOINT_URL": server.endpoint_url, "AWS_DEFAULT_REGION": deployment.region,
                            **local_credentials(server.endpoint_url, deployment.region)})
         aws.reset_clients()
-        with LocalRunner(env, log_stream=open(os.devnull, "w"), share_modules=True) as runner, \
+        # The functions' metrics go to the embedded CloudWatch, where the alarms are evaluated.
+        with LocalMonitoring(env, stream=open(os.devnull, "w")) as monitoring, \
+                LocalRunner(env, log_stream=monitoring.sink, share_modules=True) as runner, \
                 LocalApi(env, runner, credentials={}) as api:
+            runner.monitoring = monitoring
             names = Names.of(deployment)
             agencies = {a.agency_id: a for a in deployment.agencies}
             wanted = {agencies[i].principals[0]: agencies[i].vpc_endpoint_ids[0] for i in AFFAIRS}
