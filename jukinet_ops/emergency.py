@@ -569,7 +569,7 @@ class _AgencyControls(_Controls):
     def _mark(self, isolated: bool, record: IsolationRecord) -> Change:
         self.em.client("dynamodb").put_item(TableName=self.state_table, Item={
             **isolation_key(self.target.id), "isolated": {"BOOL": isolated}, "record": {"S": record.id},
-            "changed_at": {"S": _now()}, "changed_by": {"S": self.em.caller()}})
+            "changed_by": {"S": self.em.caller()}})
         return Change(f"{self.state_table} {isolation_key(self.target.id)['pk']['S']}", "dynamodb:PutItem",
                       not isolated, isolated)
 
