@@ -704,8 +704,9 @@ def limits() -> list[Limit]:
               "initial load, all five prefecture instances on one municipality's files: one ledger put per message",
               "updated once per message, never per notice: no (five writers do retry on the version check)"),
         Limit("DynamoDB partition: 1,000 WCU/s on STAT#<month>/<recipient>", QUOTAS["ddb_partition_wru_per_s"].value,
-              50, "one UpdateItem per look-up request, at the demo's largest throttle (50 requests/s)",
-              "bites only for a recipient allowed over 1,000 requests/s; its usage plan holds it at 20–50"),
+              150, "up to three UpdateItems per look-up request (reserve against the monthly limit, count, give "
+                   "back what was not provided), at the demo's largest throttle (50 requests/s)",
+              "bites only for a recipient allowed over ~330 requests/s; its usage plan holds it at 20–50"),
         Limit("DynamoDB partition: 1,000 WCU/s per by_day index shard (16 a day)",
               QUOTAS["ddb_partition_wru_per_s"].value, alive_records_per_s / DAY_SHARDS,
               "alive check at batch concurrency 10: one index entry per record",

@@ -10,7 +10,7 @@ the stacks already have.
 | --- | --- | --- | --- |
 | municipality | the CS's reserved concurrency → 0; the drop zone's S3 → CS notification removed | export files in the drop zone under ``incoming/`` (30 days lifecycle) | notification and concurrency put back as recorded; the CS invoked (asynchronously) for every file under ``incoming/`` without a newer summary report |
 | prefecture | the processor's inbound event source mapping disabled; the inbound queue's retention raised to 14 days | signed notices in the prefecture's inbound queue (14 days from sending) | mapping set back to its recorded state; retention set back once the queue is empty |
-| agency | its API key disabled (API Gateway answers 403); for a batch recipient, a Deny of its own ``in/``/``out/`` prefixes added to the batch bucket policy | in-flight batch results under ``out/<id>/`` (30 days lifecycle) | key enabled as recorded; the Deny removed |
+| agency | its isolation mark set in the provision state table (the provision functions refuse its principals whatever API key they send, its queued batch chunks stop, and each such call raises the isolated-recipient alarm); its API key disabled (API Gateway answers 403); for a batch recipient, a Deny of its own ``in/``/``out/`` prefixes added to the batch bucket policy | in-flight batch results under ``out/<id>/`` (30 days lifecycle); a job stopped by the isolation is failed, not resumed | mark cleared; key enabled as recorded; the Deny removed |
 
 **The isolation record.** Before anything changes, the state to restore is written to the SSM
 parameter ``/<prefix>/isolation/<kind>/<target>`` (JSON: who, when, reason, previous state);
@@ -42,6 +42,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jukinet.adapters.recipient_state import isolation_key
 from jukinet.clock import Clock, system_clock
 
 ISOLATION_TAG = "jukinet:isolation"
@@ -514,14 +515,18 @@ class _PrefectureControls(_Controls):
 
 
 class _AgencyControls(_Controls):
-    """The recipient's API access stops: its API key disabled, so API Gateway answers 403
-    before the handler; a batch recipient's roles are also denied its own prefixes of the batch
-    bucket (results of in-flight jobs stay under out/<id>/ until restored or expired)."""
+    """The recipient's API access stops. The isolation mark in the provision state table makes
+    the provision functions refuse the recipient's own principals (the key alone is not
+    enough: a principal holding another recipient's enabled key would still pass the
+    gateway); its API key is disabled, so API Gateway answers 403 before the handler; a batch
+    recipient's roles are also denied its own prefixes of the batch bucket (results of
+    in-flight jobs stay under out/<id>/ until restored or expired)."""
 
     def __init__(self, em: Emergency, target: Target) -> None:
         super().__init__(em, target)
         names = em.names
         self.agency = em.agency(target.id)
+        self.state_table = names.provision_state_table()
         self.key_name = names.provision_api_key(target.id)
         self.bucket = names.provision_batch_bucket(em.deployment.national.env) if self.agency.uses_batch else None
         self.sid = f"JukinetIsolation{_camel(target.id)}"
@@ -543,7 +548,8 @@ class _AgencyControls(_Controls):
 
     def _statement(self) -> dict[str, Any]:
         arn = f"arn:aws:s3:::{self.bucket}"
-        return {"Sid": self.sid, "Effect": "Deny", "Principal": "*", "Action": ["s3:GetObject", "s3:PutObject"],
+        return {"Sid": self.sid, "Effect": "Deny", "Principal": "*",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
                 "Resource": [f"{arn}/{BATCH_IN}{self.target.id}/*", f"{arn}/{BATCH_OUT}{self.target.id}/*"],
                 "Condition": {"ArnLike": {"aws:PrincipalArn": sorted(self.agency.all_principals)}}}
 
@@ -552,10 +558,23 @@ class _AgencyControls(_Controls):
         statements = policy.get("Statement", [])
         return [statements] if isinstance(statements, dict) else list(statements)
 
+    def _marked(self) -> bool:
+        item = self.em.client("dynamodb").get_item(TableName=self.state_table, Key=isolation_key(self.target.id),
+                                                   ConsistentRead=True).get("Item")
+        return bool(item and item.get("isolated", {}).get("BOOL"))
+
+    def _mark(self, isolated: bool, record: IsolationRecord) -> Change:
+        self.em.client("dynamodb").put_item(TableName=self.state_table, Item={
+            **isolation_key(self.target.id), "isolated": {"BOOL": isolated}, "record": {"S": record.id},
+            "changed_by": {"S": self.em.caller()}})
+        return Change(f"{self.state_table} {isolation_key(self.target.id)['pk']['S']}", "dynamodb:PutItem",
+                      not isolated, isolated)
+
     def previous(self, prior: IsolationRecord | None) -> dict[str, Any]:
         key = self._key()
         return {"api_key_id": key["id"], "api_key_name": self.key_name, "api_key_enabled": bool(key.get("enabled")),
-                "batch_bucket": self.bucket, "statement_sid": self.sid if self.bucket else None}
+                "batch_bucket": self.bucket, "statement_sid": self.sid if self.bucket else None,
+                "state_table": self.state_table}
 
     def _set_key(self, key_id: str, enabled: bool) -> None:
         self.em.client("apigateway").update_api_key(apiKey=key_id, patchOperations=[
@@ -563,6 +582,8 @@ class _AgencyControls(_Controls):
 
     def apply(self, record: IsolationRecord) -> tuple[list[Change], list[str]]:
         changes: list[Change] = []
+        if not self._marked():  # first: it holds even if the gateway's key is bypassed
+            changes.append(self._mark(True, record))
         key = self._key()
         if key.get("enabled"):
             self._set_key(key["id"], False)
@@ -579,6 +600,8 @@ class _AgencyControls(_Controls):
 
     def drift(self, record: IsolationRecord) -> list[str]:
         found = []
+        if not self._marked():
+            found.append(f"{self.state_table}: isolation mark of {self.target.id} not set")
         if self._key().get("enabled"):
             found.append(f"API key {self.key_name} is enabled")
         if self.bucket and not any(s.get("Sid") == self.sid for s in self._statements(self._policy())):
@@ -588,6 +611,8 @@ class _AgencyControls(_Controls):
     def undo(self, record: IsolationRecord) -> tuple[list[Change], list[str], list[str]]:
         changes: list[Change] = []
         previous = record.previous
+        if self._marked():
+            changes.append(self._mark(False, record))
         key = self._key()
         if previous.get("api_key_enabled") and not key.get("enabled"):
             self._set_key(key["id"], True)

@@ -36,10 +36,12 @@ ERROR_CODE_MEANINGS = {
     "AGREEMENT_NOT_IN_FORCE": "the agreement is not valid today",
     "FIELD_NOT_PERMITTED": "a requested field is not permitted by the agreement",
     "DISCLOSURE_NOT_PERMITTED": "the caller is not disclosure staff of a prefecture",
+    "RECIPIENT_ISOLATED": "the recipient is isolated under the emergency plan (jukinet isolate agency); alarmed",
     "INVALID_RESIDENT_CODE": "a resident code is malformed (11 digits with a valid check digit)",
     "INVALID_REQUEST": "the request does not match its schema or a rule of the API (field and rule say which)",
     "REQUEST_TOO_LARGE": "the body is over the size limit, too many resident codes, or the batch file is too large",
-    "VOLUME_LIMIT_EXCEEDED": "the agreement's monthly record limit would be exceeded",
+    "VOLUME_LIMIT_EXCEEDED": "the agreement's monthly record limit would be exceeded (records are reserved "
+                             "before they are provided, look-ups and batches together)",
     "NOT_FOUND": "no such route, or no such batch job of this recipient",
 }
 

@@ -52,6 +52,7 @@ EXPIRES_TAG = "expires"
 # Identity-table items people may read: the per-municipality ledgers (counts and sequence runs,
 # no identity facts), which reconciliation needs. Everything else in the table is a resident's.
 LEDGER_KEYS = "LEDGER#*"
+ISOLATION_MARK_KEYS = "ISOLATED#*"  # jukinet.adapters.recipient_state.isolation_key
 
 FACT_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant"]
 KEY_USE_ACTIONS = [*FACT_KEY_ACTIONS, "kms:Sign", "kms:Verify", "kms:GenerateMac", "kms:VerifyMac"]
@@ -183,6 +184,7 @@ class TierScope:
     held_queues: list[str] = field(default_factory=list)            # inbound queue whose retention is raised
     drop_zone_buckets: list[str] = field(default_factory=list)      # bucket ARN patterns (notifications)
     batch_bucket: str | None = None                                  # its policy holds an agency's Deny
+    isolation_marks: list[str] = field(default_factory=list)        # provision state table: ISOLATED#<agency>
     # Break-glass: what it may open, and how.
     envelope_key: kms.IKey | None = None
     envelope_context: Mapping[str, str] = field(default_factory=dict)
@@ -226,6 +228,7 @@ def scope_of(stack: Any) -> TierScope:
         scope.api_keys = True
         scope.isolation_records.append("agency/*")
         scope.batch_bucket = provision.bucket.bucket_arn
+        scope.isolation_marks.append(names.table_arn(env, names.provision_state_table()))
     if processing is None:  # the municipality tier's base stack
         code = stack.prefecture.code
         scope.dynamodb_only_keys.append(stack.at_rest_key)
@@ -440,6 +443,13 @@ class TierPeople(Construct):
                 sid="SuspendAndRestoreRecipientKeys", actions=["apigateway:GET", "apigateway:PATCH"],
                 resources=[f"arn:{PARTITION}:apigateway:{env.region}::/apikeys",
                            f"arn:{PARTITION}:apigateway:{env.region}::/apikeys/*"]))
+        if s.isolation_marks:
+            # The isolation mark the provision functions check on every request (the API key
+            # alone can be bypassed with another recipient's key): these items only.
+            statements.append(iam.PolicyStatement(
+                sid="MarkIsolatedRecipients", actions=["dynamodb:GetItem", "dynamodb:PutItem"],
+                resources=s.isolation_marks,
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [ISOLATION_MARK_KEYS]}}))
         if s.batch_bucket is not None:
             # An isolated batch recipient's Deny in the batch bucket's policy (objects stay closed to
             # people by the guardrail's Deny, whatever the bucket policy says).

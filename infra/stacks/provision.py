@@ -74,6 +74,7 @@ LOG_REWRITE_ACTIONS = ["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:B
 STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem",
                  "dynamodb:BatchWriteItem", "dynamodb:Query"]
 SEALER_STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:Query"]
+BATCH_READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
 QUEUE_CONSUME_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                          "sqs:GetQueueAttributes"]
 
@@ -349,7 +350,8 @@ class ProvisionApi(Construct):
                 reserved_concurrency=reserved_concurrency, network=stack.network, log_key=stack.audit_key,
                 log_retention=stack.log_retention, statements=statements, code=code)
 
-        read_objects = iam.PolicyStatement(sid="ReadBatchObjects", actions=["s3:GetObject"], resources=[
+        # GetObjectVersion: a job reads exactly the input version pinned when it was submitted.
+        read_objects = iam.PolicyStatement(sid="ReadBatchObjects", actions=BATCH_READ_ACTIONS, resources=[
             f"{self.bucket.bucket_arn}/{IN}*", f"{self.bucket.bucket_arn}/{OUT}*"])
         queue_tasks = iam.PolicyStatement(sid="QueueBatchTasks", actions=["sqs:SendMessage"],
                                           resources=[self.queue.queue_arn])
@@ -419,8 +421,8 @@ class ProvisionApi(Construct):
             conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
         stack.network.allow_through("S3", iam.PolicyStatement(
             sid="ProvisionBatchBucketOnly", principals=[iam.AnyPrincipal()],
-            actions=["s3:GetObject", "s3:PutObject", "s3:ListBucket"], resources=[bucket_arn, f"{bucket_arn}/*"],
-            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+            actions=[*BATCH_READ_ACTIONS, "s3:PutObject", "s3:ListBucket"],
+            resources=[bucket_arn, f"{bucket_arn}/*"], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
 
         self._acknowledge()
         self._alarms(stack)
@@ -448,7 +450,7 @@ class ProvisionApi(Construct):
         allowed = sorted({*function_roles, *(p for r in batch_recipients for p in r.principals)})
         self.bucket.add_to_resource_policy(iam.PolicyStatement(
             sid="DenyObjectsToOthers", effect=iam.Effect.DENY, principals=anyone,
-            actions=["s3:GetObject", "s3:PutObject"], resources=[objects],
+            actions=[*BATCH_READ_ACTIONS, "s3:PutObject"], resources=[objects],
             conditions={"ArnNotLike": {"aws:PrincipalArn": allowed}}))
         for r in batch_recipients:
             cid = _camel(r.agency_id)
@@ -625,4 +627,15 @@ class ProvisionApi(Construct):
                      description="The daily seal of the provision log failed: the day is not sealed.",
                      metric=self.sealer.function.metric_errors(period=PERIOD, statistic=cloudwatch.Stats.SUM),
                      doc=DOC)
+        alarms.alarm("ProvisionIsolatedRecipientCalls",
+                     name=names.alarm(NATIONAL, "provision-isolated-recipient-calls"),
+                     description="A recipient isolated under the emergency plan called the provision API (or one of "
+                                 "its queued batch chunks ran) with its own principal: refused, but its credentials "
+                                 "are still in use.",
+                     metric=custom_metric("IsolatedRecipientCalls", service=service, tier=NATIONAL), doc=DOC)
+        alarms.alarm("ProvisionScanSuspected", name=names.alarm(NATIONAL, "provision-scan-suspected"),
+                     description="One recipient's requests and batch chunks of the last 10 to 20 minutes look like a "
+                                 "walk through the resident-code space (codes close together, or mostly 'not "
+                                 "found'); the function log names the recipient.",
+                     metric=custom_metric("ScanSuspected", service=service, tier=NATIONAL), doc=DOC)
         provision_anomaly_alarms(alarms, names=names, recipient_ids=[a.agency_id for a in stack.deployment.agencies])

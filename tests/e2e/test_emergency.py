@@ -7,6 +7,7 @@ be well under a minute."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -22,6 +23,7 @@ from jukinet_ops.cli import main
 from jukinet_ops.emergency import SQS_MAX_RETENTION_S, Emergency, Outcome
 from jukinet_ops.local.api import LocalApi, local_principals
 from jukinet_ops.local.deploy import deploy_assembly
+from jukinet_ops.local.monitoring import LocalMonitoring
 from jukinet_ops.local.runner import LocalRunner
 from jukinet_ops.local.server import MotoServer, local_credentials
 from jukinet_ops.reconcile import reconcile_deployment
@@ -47,8 +49,11 @@ def world(tmp_path_factory):
         os.environ.update({"AWS_ENDPOINT_URL": server.endpoint_url, "AWS_DEFAULT_REGION": deployment.region,
                            **local_credentials(server.endpoint_url, deployment.region)})
         aws.reset_clients()
-        with LocalRunner(env, log_stream=open(os.devnull, "w"), share_modules=True) as runner, \
+        # The functions' metrics go to the embedded CloudWatch, where the alarms are evaluated.
+        with LocalMonitoring(env, stream=open(os.devnull, "w")) as monitoring, \
+                LocalRunner(env, log_stream=monitoring.sink, share_modules=True) as runner, \
                 LocalApi(env, runner, credentials={}) as api:
+            runner.monitoring = monitoring
             names = Names.of(deployment)
             agencies = {a.agency_id: a for a in deployment.agencies}
             wanted = {agencies[i].principals[0]: agencies[i].vpc_endpoint_ids[0] for i in AFFAIRS}
@@ -106,9 +111,13 @@ class World:
         assert all(r.balanced for r in rows), [r for r in rows if not r.balanced]
         return rows
 
-    def lookup(self, agency: str) -> tuple[int, dict]:
+    def lookup(self, agency: str, *, api_key_of: str | None = None) -> tuple[int, dict]:
+        """A look-up signed by the agency's role; ``api_key_of``: sent with another agency's key."""
         code = person(self.rng)["resident_code"]
-        response = self.api.request(self.principals[agency], "POST", "/v1/lookups", body=json.dumps(
+        principal = self.principals[agency]
+        if api_key_of is not None:
+            principal = dataclasses.replace(principal, api_key=self.principals[api_key_of].api_key)
+        response = self.api.request(principal, "POST", "/v1/lookups", body=json.dumps(
             {"affair_code": AFFAIRS[agency], "resident_codes": [code]}), headers={"Content-Type": "application/json"})
         return response.status, response.json()
 
@@ -180,12 +189,20 @@ def test_an_isolated_municipality_keeps_its_file_in_the_drop_zone_others_flow_an
 def test_an_isolated_agency_is_refused_by_the_gateway_while_others_are_served_until_restored(world):
     assert world.lookup(ISOLATED_AGENCY)[0] == 200
     isolated = _timed(world.em.isolate("agency", ISOLATED_AGENCY, reason="E2E: agency role credentials leaked"))
-    assert {c.action for c in isolated.changes} == {"apigateway:UpdateApiKey", "s3:PutBucketPolicy"}
+    assert {c.action for c in isolated.changes} == {"dynamodb:PutItem", "apigateway:UpdateApiKey",
+                                                    "s3:PutBucketPolicy"}
 
     status, body = world.lookup(ISOLATED_AGENCY)
     assert (status, body) == (403, {"message": "Forbidden"})
     line = json.loads(world.api.access_log[-1])  # what the provision-gateway-refusals alarm counts
     assert (line["status"], line["errorResponseType"]) == ("403", "INVALID_API_KEY")
+    # The isolated agency's own role with another recipient's enabled key passes the gateway;
+    # the provision function refuses the principal itself, and the alarm fires.
+    status, body = world.lookup(ISOLATED_AGENCY, api_key_of=OTHER_AGENCY)
+    assert status == 403 and body["error"]["code"] == "RECIPIENT_ISOLATED"
+    verdicts = world.runner.monitoring.evaluate(dt.datetime.now(dt.UTC))
+    assert "jukinet-national-provision-isolated-recipient-calls" in {
+        v.name for v in verdicts if v.new_state == "ALARM"}
     status, body = world.lookup(OTHER_AGENCY)
     assert status == 200 and body["results"][0]["outcome"] == "not_found"
 

@@ -47,7 +47,7 @@ def _post(api, principal, path, body, headers=None):
 
 
 PROVISION_SIGNALS = {"provision-unauthorised-attempts", "provision-gateway-refusals", "provision-sequential-codes",
-                     "provision-not-found-ratio", "provision-outside-agreed-hours"}
+                     "provision-not-found-ratio", "provision-outside-agreed-hours", "provision-scan-suspected"}
 
 
 def _in_alarm(verdicts) -> set[str]:

@@ -50,7 +50,8 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
                 "sequence-gaps", "signature-failures"}
     provision = {"provision-unauthorised-attempts", "provision-gateway-refusals", "provision-api-errors",
                  "provision-batch-dlq-not-empty", "provision-sealer-errors", "provision-outside-agreed-hours",
-                 "provision-sequential-codes", "provision-not-found-ratio", "provision-volume-anomaly"}
+                 "provision-sequential-codes", "provision-not-found-ratio", "provision-volume-anomaly",
+                 "provision-isolated-recipient-calls", "provision-scan-suspected"}
     cis = {cis_alarm_kind(c) for c in CIS_CONTROLS}  # the national tier hosts the demo account's trail
     people = {"break-glass-used"}  # every tier whose configuration names security officers (docs/security.md)
     assert kinds_by_tier["national"] == expected | provision | cis | people

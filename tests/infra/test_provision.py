@@ -603,3 +603,48 @@ def test_provision_md_documents_the_infrastructure_names() -> None:
                  names.provision_batch_bucket(env).replace("123456789012-ap-northeast-1", "<account>-<region>"),
                  "PREFECTURE_API_ENDPOINTS", "AGREEMENTS_FILE", "ExecuteApiEndpointId"):
         assert name in text, name
+
+
+# --- issue 12: the provision API's threats (docs/security.md "Threats on the provision API") -------
+
+
+@slow
+def test_isolated_recipient_calls_and_suspected_scans_are_alarmed(nagano: Synth) -> None:
+    alarms = {r["Properties"]["AlarmName"]: r["Properties"] for r in _national(nagano).values()
+              if r["Type"] == "AWS::CloudWatch::Alarm"}
+    isolated = alarms["jukinet-national-provision-isolated-recipient-calls"]
+    scan = alarms["jukinet-national-provision-scan-suspected"]
+    for alarm, metric in ((isolated, "IsolatedRecipientCalls"), (scan, "ScanSuspected")):
+        assert alarm["MetricName"] == metric and alarm["Namespace"] == "Jukinet"
+        assert {d["Name"] for d in alarm["Dimensions"]} == {"service", "tier"}
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        assert alarm["AlarmActions"]
+
+
+@slow
+def test_the_batch_worker_may_read_the_pinned_version_of_an_input_and_others_may_not(nagano: Synth) -> None:
+    for handler in (API_HANDLER, BATCH_HANDLER):
+        [read] = [s for s in _role_policy(nagano, handler) if s.get("Sid") == "ReadBatchObjects"]
+        assert set(as_list(read["Action"])) == {"s3:GetObject", "s3:GetObjectVersion"}
+    [deny] = [s for r in _national(nagano).values() if r["Type"] == "AWS::S3::BucketPolicy"
+              for s in statements(r["Properties"]["PolicyDocument"]) if s.get("Sid") == "DenyObjectsToOthers"]
+    assert "s3:GetObjectVersion" in as_list(deny["Action"])
+
+
+@slow
+def test_only_the_national_operator_sets_an_isolation_mark_and_only_isolation_marks(nagano: Synth) -> None:
+    from jukinet_ops.iam_policy import ALLOW, IMPLICIT_DENY, evaluate
+
+    from .test_responsibility import people_roles, policies_of, tier_stacks
+
+    state = "arn:aws:dynamodb:ap-northeast-1:123456789012:table/jukinet-national-provision-state"
+    for tier, stack in tier_stacks(nagano).items():
+        template = nagano.templates[stack]
+        docs = policies_of(template, people_roles(template, tier)[f"jukinet-{tier}-operator"])
+        mark = evaluate(docs, action="dynamodb:PutItem", resource=state,
+                        context={"dynamodb:LeadingKeys": ["ISOLATED#nenkin"]})
+        assert mark == (ALLOW if tier == "national" else IMPLICIT_DENY), tier
+        # Not the limit counters, jobs or scan windows beside the marks.
+        for key in ("STAT#2026-11", "JOB#J-1", "SCAN#nenkin"):
+            assert evaluate(docs, action="dynamodb:PutItem", resource=state,
+                            context={"dynamodb:LeadingKeys": [key]}) == IMPLICIT_DENY, (tier, key)

@@ -40,6 +40,7 @@ class World:
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sqs = boto3.client("sqs", region_name=REGION)
         self.apigw = boto3.client("apigateway", region_name=REGION)
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
         self.ssm = boto3.client("ssm", region_name=REGION)
         role = boto3.client("iam", region_name=REGION).create_role(
             RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
@@ -74,6 +75,12 @@ class World:
         self.batch_bucket = self.names.provision_batch_bucket(self.deployment.national.env)
         self.s3.create_bucket(Bucket=self.batch_bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         self.s3.put_bucket_policy(Bucket=self.batch_bucket, Policy=json.dumps(BUCKET_POLICY))
+        self.state_table = self.names.provision_state_table()  # where the isolation mark goes
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=self.state_table, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}])
         self.invoked: list[tuple[str, dict]] = []
 
     def emergency(self, **kwargs) -> Emergency:
@@ -100,6 +107,14 @@ class World:
 
     def key_enabled(self, agency: str) -> bool:
         return self.apigw.get_api_key(apiKey=self.keys[agency])["enabled"]
+
+    def marked(self, agency: str) -> bool:
+        """What the provision functions check on every request (RecipientState.isolated)."""
+        from jukinet.adapters import aws
+        from jukinet.adapters.recipient_state import RecipientState
+
+        aws.reset_clients()
+        return RecipientState(self.state_table).isolated(agency)
 
     def batch_policy(self) -> dict:
         return json.loads(self.s3.get_bucket_policy(Bucket=self.batch_bucket)["Policy"])
@@ -313,9 +328,27 @@ def test_an_agency_whose_key_was_already_disabled_stays_disabled_after_restore(w
                                patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}])
     em = world.emergency()
     outcome = em.isolate("agency", OTHER_AGENCY, reason="INC-10")
-    assert outcome.changes == [] and outcome.record.previous["api_key_enabled"] is False
+    assert [c.action for c in outcome.changes] == ["dynamodb:PutItem"]  # the mark only
+    assert outcome.record.previous["api_key_enabled"] is False
     em.restore("agency", OTHER_AGENCY, reason="INC-10 closed")
     assert not world.key_enabled(OTHER_AGENCY)
+
+
+def test_isolating_an_agency_marks_its_principals_refused_whatever_key_they_send_and_restore_clears_it(world):
+    em = world.emergency()
+    assert not world.marked(OTHER_AGENCY)
+    outcome = em.isolate("agency", OTHER_AGENCY, reason="INC-11: role credentials leaked")
+    assert "dynamodb:PutItem" in [c.action for c in outcome.changes]
+    assert world.marked(OTHER_AGENCY) and not world.marked(BATCH_AGENCY)
+    # Someone clears the mark behind the operators' back: isolation-status shows the drift,
+    # and isolating again puts it back.
+    world.dynamodb.put_item(TableName=world.state_table, Item={
+        "pk": {"S": f"ISOLATED#{OTHER_AGENCY}"}, "sk": {"S": "ISOLATED"}, "isolated": {"BOOL": False}})
+    [line] = em.status()
+    assert any("isolation mark" in d for d in line.drift)
+    assert em.isolate("agency", OTHER_AGENCY, reason="again").changed and world.marked(OTHER_AGENCY)
+    em.restore("agency", OTHER_AGENCY, reason="INC-11 closed: credentials rotated")
+    assert not world.marked(OTHER_AGENCY)
 
 
 # -- refusals and the command line -----------------------------------------------------------------

@@ -216,6 +216,11 @@ class World:
             handled += len(messages)
         return handled
 
+    def jobs_status(self, job_id: str, **who) -> dict:
+        status, job = self.call("GET", f"/v1/batches/{job_id}", **who)
+        assert status == 200, job
+        return job
+
     def seal(self, day: str) -> dict:
         with self.environment():
             sealer = provision_sealer._runtime(provision_sealer.load_settings(provision_sealer.SealerSettings),

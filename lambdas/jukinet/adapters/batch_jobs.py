@@ -2,7 +2,8 @@
 
 Job item ``JOB#<job id>`` / ``JOB`` in the provision state table. Chunks are counted with a
 number set ``done`` under ``NOT contains(done, :k)``, so a chunk retried by SQS counts once.
-Objects: the recipient uploads ``in/<recipient id>/...``; results are written as JSON Lines to
+Objects: the recipient uploads ``in/<recipient id>/...``; the job pins the object's version
+(the bucket is versioned) and ETag at submission, and the worker reads exactly that version; results are written as JSON Lines to
 ``out/<recipient id>/<job id>/part-<k:05d>.jsonl`` (bucket default encryption: SSE-KMS with the
 batch key).
 """
@@ -39,6 +40,9 @@ class Job:
     completed_at: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    input_version: str | None = None  # the object version pinned at submission
+    input_etag: str | None = None
+    input_size: int | None = None
 
     def result_key(self, chunk: int) -> str:
         return f"out/{self.recipient_id}/{self.job_id}/part-{chunk:05d}.jsonl"
@@ -56,6 +60,17 @@ class Job:
         if self.status == "failed":
             out["error"] = {"code": self.error_code, "message": self.error_message}
         return out
+
+
+class InputChanged(Exception):
+    """The input object is no longer the one pinned at submission."""
+
+
+@dataclass(frozen=True)
+class PinnedObject:
+    size: int
+    version_id: str | None
+    etag: str
 
 
 def new_job_id() -> str:
@@ -81,7 +96,7 @@ class BatchJobs:
                                               "fields": {"S": json.dumps(sorted(job.fields))},
                                               "input_key": {"S": job.input_key}, "provision_id": {"S": job.provision_id},
                                               "status": {"S": job.status}, "created_at": {"S": job.created_at},
-                                              "expires_at": {"N": str(expires)}})
+                                              "expires_at": {"N": str(expires)}, **_pin(job)})
 
     def get(self, job_id: str) -> Job | None:
         item = aws.client("dynamodb").get_item(TableName=self.state_table, Key=_key(job_id),
@@ -136,16 +151,41 @@ class BatchJobs:
 
     # --- objects ------------------------------------------------------------------------
     def input_size(self, key: str) -> int | None:
+        found = self.input_object(key)
+        return None if found is None else found.size
+
+    def input_object(self, key: str) -> PinnedObject | None:
+        """The object's current version, size and ETag (what a job pins), or None."""
         try:
-            return int(aws.client("s3").head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+            head = aws.client("s3").head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
             if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
+        version = head.get("VersionId")
+        return PinnedObject(int(head["ContentLength"]), version if version and version != "null" else None,
+                            str(head.get("ETag", "")))
 
-    def read_input(self, key: str) -> list[str]:
-        body = aws.client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        return body.decode("utf-8-sig").splitlines()
+    def read_input(self, job: Job) -> list[str]:
+        """Exactly the object the job pinned: its version (``GetObject VersionId``), and its
+        ETag and size checked, so a file replaced after the size check is never read."""
+        kwargs: dict = {"Bucket": self.bucket, "Key": job.input_key}
+        if job.input_version:
+            kwargs["VersionId"] = job.input_version
+        if job.input_etag:
+            kwargs["IfMatch"] = job.input_etag
+        try:
+            got = aws.client("s3").get_object(**kwargs)
+        except Exception as exc:
+            if aws.error_code(exc) in ("PreconditionFailed", "412", "NoSuchVersion", "NoSuchKey", "404"):
+                raise InputChanged(f"{job.input_key} is no longer the object accepted with the job "
+                                   f"(version {job.input_version}, ETag {job.input_etag}): upload it again and "
+                                   "submit a new job") from None
+            raise
+        if job.input_size is not None and int(got.get("ContentLength", -1)) != job.input_size:
+            raise InputChanged(f"{job.input_key} has {got.get('ContentLength')} bytes, not the {job.input_size} "
+                               "accepted with the job")
+        return got["Body"].read().decode("utf-8-sig").splitlines()
 
     def put_result(self, key: str, lines: Iterable[dict]) -> None:
         body = "".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines)
@@ -166,6 +206,17 @@ class BatchJobs:
                 raise RuntimeError(f"SendMessageBatch to {self.queue_url} failed: {response['Failed']}")
 
 
+def _pin(job: Job) -> dict:
+    out: dict = {}
+    if job.input_version:
+        out["input_version"] = {"S": job.input_version}
+    if job.input_etag:
+        out["input_etag"] = {"S": job.input_etag}
+    if job.input_size is not None:
+        out["input_size"] = {"N": str(job.input_size)}
+    return out
+
+
 def _job(item: Mapping) -> Job:
     return Job(
         job_id=item["pk"]["S"][4:], recipient_id=item["recipient_id"]["S"], affair_code=item["affair_code"]["S"],
@@ -177,4 +228,6 @@ def _job(item: Mapping) -> Job:
         counts={k: int(item[k]["N"]) for k in OUTCOME_COUNTERS if k in item},
         completed_at=item.get("completed_at", {}).get("S"), error_code=item.get("error_code", {}).get("S"),
         error_message=item.get("error_message", {}).get("S"),
+        input_version=item.get("input_version", {}).get("S"), input_etag=item.get("input_etag", {}).get("S"),
+        input_size=int(item["input_size"]["N"]) if "input_size" in item else None,
     )

@@ -368,11 +368,17 @@ class IdentityStore:
         ).get("Item")
         return None if item is None else self._entry(item)
 
-    def currents(self, resident_codes: Iterable[str]) -> dict[str, StoredEntry]:
+    def currents(self, resident_codes: Iterable[str],
+                 within: Callable[[str], bool] | None = None) -> dict[str, StoredEntry]:
         """Current states of many residents (one BatchGetItem per 100), decrypted; unknown
-        codes are absent."""
+        codes are absent. ``within(municipality)``: residents of a municipality it refuses are
+        absent too, decided on the item's plaintext municipality *before* anything is
+        decrypted, so an out-of-scope code costs what an unknown one costs."""
         keys = [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in resident_codes]
-        entries = (self._entry(item) for item in aws.batch_get_all(self.table_name, keys))
+        items = aws.batch_get_all(self.table_name, keys)
+        if within is not None:
+            items = [i for i in items if within(i.get("municipality", {}).get("S", ""))]
+        entries = (self._entry(item) for item in items)
         return {e.resident_code: e for e in entries}
 
     def codes_with_blind_index(self, index: str, limit: int) -> list[str]:

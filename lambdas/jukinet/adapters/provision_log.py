@@ -18,7 +18,8 @@ Provision state table (mutable bookkeeping, never evidence):
 
 =====================  ===================  =============================================
 ``HEAD#<code>``        ``HEAD``             where the resident's chain ends (a hint)
-``STAT#<yyyy-mm>``     ``<recipient id>``   records provided, ``c#<affair>#<function>``
+``STAT#<yyyy-mm>``     ``<recipient id>``   records provided, ``c#<affair>#<function>``;
+                                           reserved against the monthly limit, ``r#<affair>``
 ``JOB#<job id>``       ``JOB``              a batch provision job and its progress
 =====================  ===================  =============================================
 
@@ -53,6 +54,14 @@ from . import aws
 _PARALLEL = 8
 _MAX_PROBES = 1000
 MANIFEST_PART_REFS = 4000  # ~84 bytes a line, gzip ~50%: parts stay far below DynamoDB's 400 KB
+
+
+class LimitReached(Exception):
+    """A reservation would pass the agreement's monthly record limit."""
+
+    def __init__(self, reserved: int) -> None:
+        super().__init__(f"{reserved} records already reserved")
+        self.reserved = reserved
 
 
 class ChainConflict(RuntimeError):
@@ -244,6 +253,37 @@ class ProvisionLog:
             ddb.update_item(TableName=self.state_table, Key={"pk": {"S": f"STAT#{month}"}, "sk": {"S": recipient}},
                             UpdateExpression="ADD " + ", ".join(f"#a{i} :v{i}" for i in range(len(attrs))),
                             ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
+    def reserve(self, month: str, recipient: str, affair: str, records: int, limit: int) -> None:
+        """Reserve ``records`` of the month's ``limit`` for ``(recipient, affair)`` before they
+        are provided: one conditional UpdateItem on ``r#<affair>`` of the month's statistics
+        item, so concurrent look-ups and batches cannot together pass the limit. Raises
+        ``LimitReached`` (with what is reserved) when the records do not fit."""
+        if records <= 0:
+            return
+        key = {"pk": {"S": f"STAT#{month}"}, "sk": {"S": recipient}}
+        if records <= limit:
+            try:
+                aws.client("dynamodb").update_item(
+                    TableName=self.state_table, Key=key, UpdateExpression="ADD #r :n",
+                    ConditionExpression="attribute_not_exists(#r) OR #r <= :room",
+                    ExpressionAttributeNames={"#r": f"r#{affair}"},
+                    ExpressionAttributeValues={":n": {"N": str(records)}, ":room": {"N": str(limit - records)}})
+                return
+            except Exception as exc:
+                if aws.error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+        item = aws.client("dynamodb").get_item(TableName=self.state_table, Key=key, ConsistentRead=True).get("Item")
+        raise LimitReached(int((item or {}).get(f"r#{affair}", {}).get("N", 0)))
+
+    def release(self, month: str, recipient: str, affair: str, records: int) -> None:
+        """Give back reserved records that were not provided (unknown codes, refused chunks)."""
+        if records <= 0:
+            return
+        aws.client("dynamodb").update_item(
+            TableName=self.state_table, Key={"pk": {"S": f"STAT#{month}"}, "sk": {"S": recipient}},
+            UpdateExpression="ADD #r :n", ExpressionAttributeNames={"#r": f"r#{affair}"},
+            ExpressionAttributeValues={":n": {"N": str(-records)}})
 
     def statistics(self, month: str, recipients: Iterable[str]) -> dict[tuple[str, str, str], int]:
         """``(recipient, affair, function) → records`` of a month (one BatchGetItem per 100

@@ -55,6 +55,7 @@ class RefusalCode(Enum):
     AGREEMENT_NOT_IN_FORCE = "AGREEMENT_NOT_IN_FORCE"
     FIELD_NOT_PERMITTED = "FIELD_NOT_PERMITTED"
     DISCLOSURE_NOT_PERMITTED = "DISCLOSURE_NOT_PERMITTED"
+    RECIPIENT_ISOLATED = "RECIPIENT_ISOLATED"
     INVALID_RESIDENT_CODE = "INVALID_RESIDENT_CODE"
     INVALID_REQUEST = "INVALID_REQUEST"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
@@ -73,13 +74,14 @@ class RefusalCode(Enum):
 _STATUS = {
     RefusalCode.UNKNOWN_CALLER: 403, RefusalCode.ENDPOINT_NOT_ALLOWED: 403, RefusalCode.AFFAIR_NOT_AGREED: 403,
     RefusalCode.FUNCTION_NOT_AGREED: 403, RefusalCode.AGREEMENT_NOT_IN_FORCE: 403, RefusalCode.FIELD_NOT_PERMITTED: 403,
-    RefusalCode.DISCLOSURE_NOT_PERMITTED: 403, RefusalCode.INVALID_RESIDENT_CODE: 400, RefusalCode.INVALID_REQUEST: 400,
+    RefusalCode.DISCLOSURE_NOT_PERMITTED: 403, RefusalCode.RECIPIENT_ISOLATED: 403,
+    RefusalCode.INVALID_RESIDENT_CODE: 400, RefusalCode.INVALID_REQUEST: 400,
     RefusalCode.REQUEST_TOO_LARGE: 413, RefusalCode.VOLUME_LIMIT_EXCEEDED: 429, RefusalCode.NOT_FOUND: 404,
 }
 _UNAUTHORISED = frozenset({
     RefusalCode.UNKNOWN_CALLER, RefusalCode.ENDPOINT_NOT_ALLOWED, RefusalCode.AFFAIR_NOT_AGREED,
     RefusalCode.FUNCTION_NOT_AGREED, RefusalCode.AGREEMENT_NOT_IN_FORCE, RefusalCode.FIELD_NOT_PERMITTED,
-    RefusalCode.DISCLOSURE_NOT_PERMITTED,
+    RefusalCode.DISCLOSURE_NOT_PERMITTED, RefusalCode.RECIPIENT_ISOLATED,
 })
 
 
@@ -210,12 +212,16 @@ def answer_for(resident_code: str, current: object | None, fields: frozenset[str
 
     An active resident gets every permitted field. A deleted or replaced code gets only what
     says so — status, change information, and the replacing code if ``resident_code`` is
-    permitted — never the former name or address.
+    permitted — never the former name or address. Without ``status`` among the fields, that a
+    code was deleted or replaced is itself not permitted: such a code is answered
+    ``not_found`` (no current resident under it), and nothing is given or recorded.
     """
     if current is None:
         return Answer(resident_code, Outcome.NOT_FOUND)
     status = current.status
     info = change_information(current.reason, current.change_date)
+    if status != "active" and "status" not in fields:
+        return Answer(resident_code, Outcome.NOT_FOUND)
     if status != "active":
         facts: dict[str, object] = {}
         if "status" in fields:

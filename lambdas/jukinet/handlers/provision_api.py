@@ -28,6 +28,7 @@ from ..adapters.provision_log import ProvisionLog
 from ..clock import system_clock
 from ..domain.agreements import Directory
 from ..domain.provision import MAX_REQUEST_BYTES, Refusal, RefusalCode
+from ..domain.scan import Signal
 from ..observability import MetricUnit, flush, logger, metrics, use_tier
 from ..services.provision import Caller, Grant, ProvisionService
 from ..services.provision_batch import BatchProvision
@@ -82,11 +83,18 @@ class LookupResponse(BaseModel):
     results: list[ResidentAnswer]
 
 
+class SearchResult(BaseModel):
+    resident_code: Annotated[str | None, Field(
+        description="the match's resident code, only when the agreement permits resident_code")] = None
+    outcome: Literal["provided"]
+    facts: dict
+
+
 class SearchResponse(BaseModel):
     provision_id: str
     affair_code: str
     outcome: Literal["unique", "not_found", "ambiguous"]
-    result: ResidentAnswer | None = None
+    result: SearchResult | None = None
 
 
 class BatchAccepted(BaseModel):
@@ -170,17 +178,30 @@ def caller() -> Caller:
                   request_id=app.current_event.request_context.request_id or "")
 
 
-def served(grant: Grant, records: int, *, not_found: int = 0, sequential: int = 0) -> None:
+def scan_metrics(signal: Signal, recipient: str) -> None:
+    """The scan detection's metrics (``domain.scan``, docs/operations.md): ``SequentialCodes``
+    counts codes near another code of the recipient's sliding window (across requests and
+    batch chunks), ``ScanSuspected`` says the window of one recipient looks like a scan."""
+    if signal.near:
+        metrics.add_metric(name="SequentialCodes", unit=MetricUnit.Count, value=signal.near)
+    if signal.suspect:
+        metrics.add_metric(name="ScanSuspected", unit=MetricUnit.Count, value=1)
+        logger.warning("provision scan suspected", extra={
+            "recipient": recipient, "reasons": signal.reasons, "window_near_codes": signal.window_near,
+            "window_answers": signal.window_answers, "window_not_found": signal.window_not_found})
+
+
+def served(grant: Grant, records: int, *, not_found: int = 0) -> None:
     """Metrics and the structured log of a served request (never a resident's facts).
 
-    ``not_found`` and ``sequential`` feed the scan detection (docs/operations.md): resident
-    codes are sparse, so someone walking through codes meets mostly unknown ones, and codes
-    whose 10-digit bodies are consecutive are a sign of enumeration."""
+    ``not_found`` and the grant's scan window feed the scan detection (docs/operations.md):
+    resident codes are sparse, so someone walking through codes meets mostly unknown ones,
+    and codes whose 10-digit bodies are close together are a sign of enumeration."""
     metrics.add_metric(name="ProvisionRequests", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="RecordsProvided", unit=MetricUnit.Count, value=records)
     metrics.add_metric(name="NotFoundAnswers", unit=MetricUnit.Count, value=not_found)
-    if sequential:
-        metrics.add_metric(name="SequentialCodes", unit=MetricUnit.Count, value=sequential)
+    if grant.scan is not None:
+        scan_metrics(grant.scan, grant.recipient.recipient_id)
     if grant.outside_hours:
         metrics.add_metric(name="OutsideAgreedHours", unit=MetricUnit.Count, value=1)
     with single_metric(name="RecordsProvidedByRecipient", unit=MetricUnit.Count, value=records,
@@ -195,13 +216,6 @@ def served(grant: Grant, records: int, *, not_found: int = 0, sequential: int = 
         "caller": who.principal_arn, "source_vpce": who.source_endpoint})
 
 
-def sequential_codes(codes: list[str]) -> int:
-    """How many codes in a request have a neighbour whose 10-digit body differs by one."""
-    bodies = sorted({int(c[:10]) for c in codes})
-    adjacent = {b for i, b in enumerate(bodies) for other in bodies[i + 1:i + 2] if other - b == 1}
-    return len(adjacent | {b + 1 for b in adjacent}) if adjacent else 0
-
-
 # --- routes --------------------------------------------------------------------------------
 
 
@@ -213,8 +227,7 @@ def lookups(request: LookupRequest) -> LookupResponse:
     grant, body = service.lookup(caller(), request.model_dump())
     results = body["results"]
     served(grant, sum(1 for r in results if r["outcome"] != "not_found"),
-           not_found=sum(1 for r in results if r["outcome"] == "not_found"),
-           sequential=sequential_codes([r["resident_code"] for r in results]))
+           not_found=sum(1 for r in results if r["outcome"] == "not_found"))
     return LookupResponse.model_validate(body)
 
 
@@ -267,6 +280,8 @@ def count_refusal(refusal: Refusal, who: Caller) -> None:
     metrics.add_metric(name="ProvisionRefusals", unit=MetricUnit.Count, value=1)
     if refusal.code.unauthorised:
         metrics.add_metric(name="UnauthorisedAttempts", unit=MetricUnit.Count, value=1)
+    if refusal.code is RefusalCode.RECIPIENT_ISOLATED:  # alarmed on its own: the emergency is not over
+        metrics.add_metric(name="IsolatedRecipientCalls", unit=MetricUnit.Count, value=1)
     logger.warning("provision refused", extra={"code": refusal.code.name, "field": refusal.field,
                                                "rule": refusal.rule, "caller": who.principal_arn,
                                                "source_vpce": who.source_endpoint})

@@ -1,9 +1,12 @@
 """Provision use cases: look-up, search, the prefecture's own use, disclosure, batch submission.
 
-The order in every use case is: decide (``domain.provision.authorise`` — nothing about any
-resident has been read yet, so a refusal cannot reveal anything), read, minimise to the
-agreement's fields, **record** in the provision log, and only then answer. If recording
-fails the request fails and nothing is given.
+The order in every use case is: decide (``domain.provision.authorise`` and the emergency
+plan's isolation mark — nothing about any resident has been read yet, so a refusal cannot
+reveal anything), reserve the records against the agreement's monthly limit, read (a
+prefecture recipient's scope decided before anything is decrypted), minimise to the
+agreement's fields, **record** in the provision log, give back the unused reservation,
+observe the request for scans, and only then answer. If recording fails the request fails
+and nothing is given.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import datetime as dt
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..adapters.identity_store import IdentityStore
-from ..adapters.provision_log import ProvisionLog
-from ..clock import Clock
+from ..adapters.provision_log import LimitReached, ProvisionLog
+from ..adapters.recipient_state import RecipientState
+from ..clock import Clock, month_jst
 from ..domain.agreements import AgreementTerms, Directory, ProvisionFunction, Recipient
 from ..domain.blind_index import blind_index
 from ..domain.errors import ValidationError
@@ -37,6 +41,7 @@ from ..domain.provision import (
     provided_fields,
     verify_chain,
 )
+from ..domain.scan import Signal
 
 MAX_SEARCH_CANDIDATES = 50
 NATIONAL_PROVIDER = "national"
@@ -63,6 +68,12 @@ class Grant:
     at: dt.datetime
     outside_hours: bool = False
     events: list[str] = field(default_factory=list)
+    reserved: int = 0  # records reserved against the monthly limit for this request
+    scan: Signal | None = None  # the recipient's scan window after this request
+
+    @property
+    def month(self) -> str:
+        return month_jst(self.at)
 
     @property
     def provider(self) -> str:
@@ -79,11 +90,12 @@ class Grant:
 
 class ProvisionService:
     def __init__(self, directory: Directory, identity: IdentityStore, log: ProvisionLog,
-                 *, clock: Clock) -> None:
+                 *, clock: Clock, state: RecipientState | None = None) -> None:
         self.directory = directory
         self.identity = identity
         self.log = log
         self.clock = clock
+        self.state = state or RecipientState(log.state_table)
 
     # --- authorisation ------------------------------------------------------------------
     def identify(self, caller: Caller) -> Recipient:
@@ -98,7 +110,16 @@ class ProvisionService:
         if caller.source_endpoint not in self.directory.endpoints_of(recipient):
             raise Refusal(RefusalCode.ENDPOINT_NOT_ALLOWED,
                           "the request did not come through an interface endpoint configured for this recipient")
+        self.not_isolated(recipient)
         return recipient
+
+    def not_isolated(self, recipient: Recipient) -> None:
+        """The emergency plan's isolation holds against the recipient's principals themselves,
+        whatever API key their calls carry (``jukinet isolate agency``)."""
+        if self.state.isolated(recipient.recipient_id):
+            raise Refusal(RefusalCode.RECIPIENT_ISOLATED,
+                          "this recipient is isolated under the emergency plan; no facts are provided until it is "
+                          "restored")
 
     def grant(self, caller: Caller, *, affair_code: object, function: ProvisionFunction,
               fields: Sequence[str] | None = None, records: int = 1) -> Grant:
@@ -111,19 +132,33 @@ class ProvisionService:
             recipient, affair_code=affair_code, function=function_for(recipient, function) if recipient else function,
             now=now, requested_fields=fields, source_endpoint=caller.source_endpoint, allowed_endpoints=allowed)
         actual = function_for(recipient, function)
-        self._check_volume(recipient, agreement, records, now)
+        self.reserve(recipient, agreement, records, month_jst(now))
         local = now.astimezone(JST).time()
         return Grant(recipient, agreement, actual, granted, new_provision_id(now), now,
-                     outside_hours=not agreement.within_hours(local))
+                     outside_hours=not agreement.within_hours(local), reserved=records)
 
-    def _check_volume(self, recipient: Recipient, agreement: AgreementTerms, records: int, now: dt.datetime) -> None:
-        month = now.astimezone(JST).strftime("%Y-%m")
-        used = sum(n for (_, affair, _), n in self.log.statistics(month, [recipient.recipient_id]).items()
-                   if affair == agreement.affair_code)
-        if used + records > agreement.monthly_record_limit:
+    def reserve(self, recipient: Recipient, agreement: AgreementTerms, records: int, month: str) -> None:
+        """Reserve ``records`` against the agreement's monthly limit *before* providing them:
+        look-ups and batches running at the same time cannot together pass it."""
+        try:
+            self.log.reserve(month, recipient.recipient_id, agreement.affair_code, records,
+                             agreement.monthly_record_limit)
+        except LimitReached as exc:
             raise Refusal(RefusalCode.VOLUME_LIMIT_EXCEEDED,
                           f"the agreement for {agreement.affair_code} allows {agreement.monthly_record_limit} records "
-                          f"a month; {used} were provided this month", field="affair_code", rule="monthly_limit")
+                          f"a month; {exc.reserved} are provided or reserved this month and {records} more do not "
+                          "fit", field="affair_code", rule="monthly_limit") from None
+
+    def release(self, grant: Grant, records: int, month: str | None = None) -> None:
+        self.log.release(month or grant.month, grant.recipient.recipient_id, grant.agreement.affair_code, records)
+
+    def observe(self, grant: Grant, codes: Sequence[str], answers: Sequence[Answer], *,
+                remember: bool = True) -> Signal:
+        """Scan detection over the recipient's sliding window (``domain.scan``)."""
+        grant.scan = self.state.observe(grant.recipient.recipient_id, grant.at, codes=codes, answers=len(answers),
+                                        not_found=sum(1 for a in answers if a.outcome is Outcome.NOT_FOUND),
+                                        remember=remember)
+        return grant.scan
 
     # --- recording ----------------------------------------------------------------------
     def record(self, grant: Grant, answers: Sequence[Answer]) -> int:
@@ -142,37 +177,38 @@ class ProvisionService:
         grant = self.grant(caller, affair_code=body.get("affair_code"), function=ProvisionFunction.LOOKUP,
                            fields=body.get("fields"), records=len(codes))
         answers = self.answers(grant, codes)
-        self.record(grant, answers)
+        provided = self.record(grant, answers)
+        self.release(grant, grant.reserved - provided)
+        self.observe(grant, codes, answers)
         return grant, {"provision_id": grant.provision_id, "affair_code": grant.agreement.affair_code,
                        "function": grant.function.value, "results": [a.to_dict() for a in answers]}
 
     def answers(self, grant: Grant, codes: Sequence[str]) -> list[Answer]:
-        found = self.identity.currents(codes)
-        answers = []
-        for code in codes:
-            current = found.get(code)
-            if current is not None and not self._in_scope(grant, current):
-                current = None  # outside the prefecture's own use: answered as unknown, nothing revealed
-            answers.append(answer_for(code, current, grant.fields))
-        return answers
+        # A resident outside a prefecture recipient's scope is answered as unknown, nothing
+        # revealed — and dropped before decryption, so it costs what an unknown code costs.
+        found = self.identity.currents(codes, within=self.scope(grant.recipient))
+        return [answer_for(code, found.get(code), grant.fields) for code in codes]
 
     @staticmethod
-    def _in_scope(grant: Grant, current: object) -> bool:
-        if grant.function is not ProvisionFunction.OWN_USE or not grant.recipient.prefecture:
-            return True
-        return str(getattr(current, "municipality", ""))[:2] == grant.recipient.prefecture[:2]
+    def scope(recipient: Recipient) -> Callable[[str], bool] | None:
+        """A prefecture recipient sees only residents of its prefecture, by every function
+        (own use, search, batch); ``None``: no limit (a national agency)."""
+        if not recipient.prefecture:
+            return None
+        prefix = recipient.prefecture[:2]
+        return lambda municipality: municipality[:2] == prefix
 
     # --- search by the four basic facts (検索) ------------------------------------------
     def search(self, caller: Caller, body: dict) -> tuple[Grant, dict]:
         kana, birth_date, sex, address = _search_terms(body)
         grant = self.grant(caller, affair_code=body.get("affair_code"), function=ProvisionFunction.SEARCH,
-                           fields=body.get("fields"))
+                           fields=body.get("fields"), records=1)
         key = self.identity.blind_index_key(create=False)
         matches: list = []
         if key is not None:
             codes = self.identity.codes_with_blind_index(blind_index(key, kana, birth_date), MAX_SEARCH_CANDIDATES)
-            for current in self.identity.currents(codes).values():
-                if current.status != "active" or current.facts is None or not self._in_scope(grant, current):
+            for current in self.identity.currents(codes, within=self.scope(grant.recipient)).values():
+                if current.status != "active" or current.facts is None:
                     continue
                 if sex is not None and current.facts.sex is not sex:
                     continue
@@ -183,12 +219,20 @@ class ProvisionService:
         if len(matches) == 1:
             answer = answer_for(matches[0].resident_code, matches[0], grant.fields)
             self.record(grant, [answer])
-            response.update(outcome="unique", result=answer.to_dict())
+            result = answer.to_dict()
+            if "resident_code" not in grant.fields:
+                # The searcher did not know the code: it is a fact like any other, given only
+                # when permitted (and then recorded among the fields, as it is in ``facts``).
+                result["resident_code"] = None
+            response.update(outcome="unique", result=result)
             grant.events.append("search_unique")
         else:
             # No list to fish in: several matches are only "ambiguous", without codes or count.
             response.update(outcome="not_found" if not matches else "ambiguous")
             grant.events.append(f"search_{response['outcome']}")
+            self.release(grant, grant.reserved)
+        grant.scan = self.state.observe(grant.recipient.recipient_id, grant.at, answers=1,
+                                        not_found=1 if response["outcome"] == "not_found" else 0)
         return grant, response
 
     # --- disclosure (提供状況の開示) ------------------------------------------------------

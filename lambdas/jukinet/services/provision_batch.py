@@ -2,14 +2,20 @@
 
 1. ``submit`` (the API, ``POST /v1/batches``): the recipient has uploaded a file to
    ``in/<recipient id>/`` of the batch bucket; the request is authorised like any other, the
-   job recorded, and a *split* task queued. The answer (202) carries the job and provision ids.
-2. *split* (the batch function): reads the file (one resident code per line, an optional
-   ``resident_code`` header), checks the size against the agreement and the month's volume,
-   and queues one *chunk* task per ``CHUNK_ROWS`` rows.
-3. *chunk*: reads the current states (BatchGetItem per 100), minimises them to the
-   agreement's fields, **records** every row that gives facts in the provision log, writes
-   the chunk's result part, and counts the chunk once in the job. A malformed code is
-   answered ``invalid_code`` for its row — one bad row must not refuse a million good ones.
+   object's version (and ETag) pinned, the job recorded, and a *split* task queued. The
+   answer (202) carries the job and provision ids.
+2. *split* (the batch function): re-authorises the job, reads exactly the pinned version of
+   the file (one resident code per line, an optional ``resident_code`` header), checks the
+   size against the agreement, **reserves** the rows against the month's limit (atomically,
+   with every look-up and other batch of the recipient), and queues one *chunk* task per
+   ``CHUNK_ROWS`` rows.
+3. *chunk*: re-authorises the job against the agreement as it is *now* (expired, narrowed,
+   or the recipient isolated: the job fails and the chunk provides nothing), reads the
+   current states (BatchGetItem per 100), minimises them to the agreement's fields,
+   **records** every row that gives facts in the provision log, writes the chunk's result
+   part, gives back the reservation of rows that gave nothing, feeds the recipient's scan
+   window, and counts the chunk once in the job. A malformed code is answered
+   ``invalid_code`` for its row — one bad row must not refuse a million good ones.
 4. ``GET /v1/batches/{job_id}``: the job's status, counts, and result keys when complete.
 
 A chunk retried after a crash between recording and counting records its rows again: the log
@@ -18,13 +24,15 @@ may hold a provision twice, never miss one.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 
-from ..adapters.batch_jobs import BatchJobs, Job, new_job_id
+from ..adapters.batch_jobs import BatchJobs, InputChanged, Job, new_job_id
+from ..clock import month_jst
 from ..domain.agreements import ProvisionFunction
 from ..domain.codes import ResidentCode
 from ..domain.errors import ValidationError
-from ..domain.provision import Answer, Outcome, Refusal, RefusalCode
+from ..domain.provision import Answer, Outcome, Refusal, RefusalCode, authorise
 from .provision import Caller, Grant, ProvisionService
 
 CHUNK_ROWS = 1000
@@ -46,17 +54,18 @@ class BatchProvision:
         if not isinstance(key, str) or not key.startswith(prefix) or ".." in key or len(key) > 512:
             raise Refusal(RefusalCode.INVALID_REQUEST, f"input_key must be an object under {prefix}",
                           field="input_key", rule="prefix")
-        size = self.jobs.input_size(key)
-        if size is None:
+        pinned = self.jobs.input_object(key)
+        if pinned is None:
             raise Refusal(RefusalCode.INVALID_REQUEST, "input_key names no uploaded object", field="input_key",
                           rule="exists")
-        if size > MAX_INPUT_BYTES:
+        if pinned.size > MAX_INPUT_BYTES:
             raise Refusal(RefusalCode.REQUEST_TOO_LARGE, f"the input file is over {MAX_INPUT_BYTES} bytes",
                           field="input_key", rule="max_bytes")
         job = Job(job_id=new_job_id(), recipient_id=grant.recipient.recipient_id,
                   affair_code=grant.agreement.affair_code, function=grant.function.value,
                   fields=tuple(sorted(grant.fields)), input_key=key, provision_id=grant.provision_id,
-                  status="accepted", created_at=grant.at.isoformat())
+                  status="accepted", created_at=grant.at.isoformat(), input_version=pinned.version_id,
+                  input_etag=pinned.etag, input_size=pinned.size)
         self.jobs.create(job, grant.at)
         self.jobs.enqueue([{"kind": "split", "job_id": job.job_id}])
         return grant, {"job_id": job.job_id, "provision_id": job.provision_id, "status": job.status}
@@ -70,36 +79,52 @@ class BatchProvision:
         return job.to_status()
 
     # --- the worker side ----------------------------------------------------------------
-    def handle(self, task: dict) -> None:
+    def handle(self, task: dict) -> Grant | None:
+        """Run one task; a chunk that ran returns its grant (with the recipient's scan window)."""
         kind = task.get("kind")
         if kind == "split":
             self.split(task["job_id"])
+            return None
         elif kind == "chunk":
-            self.chunk(task["job_id"], int(task["chunk"]), int(task["first_row"]), list(task["rows"]))
+            return self.chunk(task["job_id"], int(task["chunk"]), int(task["first_row"]), list(task["rows"]))
         else:
             raise ValueError(f"unknown batch task kind {kind!r}")
 
     def _grant(self, job: Job) -> Grant:
+        """The job's authorisation, decided again now: the agreement as configured today (in
+        force, still with the job's function and every one of its fields) and the recipient
+        not isolated. A job accepted yesterday provides nothing its agreement no longer allows."""
+        now = self.service.clock()
         recipient = self.service.directory.get(job.recipient_id)
-        agreement = recipient.agreement(job.affair_code) if recipient else None
-        if recipient is None or agreement is None:
-            raise Refusal(RefusalCode.AFFAIR_NOT_AGREED, "the job's agreement is no longer configured")
-        return Grant(recipient, agreement, ProvisionFunction(job.function), frozenset(job.fields), job.provision_id,
-                     self.service.clock())
+        if recipient is not None:
+            self.service.not_isolated(recipient)
+        recipient, agreement, fields = authorise(recipient, affair_code=job.affair_code,
+                                                 function=ProvisionFunction(job.function), now=now,
+                                                 requested_fields=job.fields)
+        return Grant(recipient, agreement, ProvisionFunction(job.function), fields, job.provision_id, now)
+
+    @staticmethod
+    def _month(job: Job) -> str:
+        """The month a job's rows are reserved in (and given back to): the month it was accepted."""
+        return month_jst(dt.datetime.fromisoformat(job.created_at))
 
     def split(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
         if job is None or job.status not in ("accepted", "running"):
             return  # unknown or finished: a repeated task changes nothing
-        lines = [line.strip() for line in self.jobs.read_input(job.input_key)]
-        if lines and lines[0].lower() == _HEADER:
-            lines = lines[1:]
-        while lines and not lines[-1]:
-            lines.pop()
-        grant = self._grant(job)
         now = self.service.clock()
-        limit = grant.agreement.max_batch_records
         try:
+            grant = self._grant(job)
+            try:
+                raw = self.jobs.read_input(job)
+            except InputChanged as exc:
+                raise Refusal(RefusalCode.INVALID_REQUEST, str(exc), field="input_key", rule="pinned") from None
+            lines = [line.strip() for line in raw]
+            if lines and lines[0].lower() == _HEADER:
+                lines = lines[1:]
+            while lines and not lines[-1]:
+                lines.pop()
+            limit = grant.agreement.max_batch_records
             if not lines:
                 raise Refusal(RefusalCode.INVALID_REQUEST, "the input file holds no resident codes",
                               field="input_key", rule="required")
@@ -107,7 +132,8 @@ class BatchProvision:
                 raise Refusal(RefusalCode.REQUEST_TOO_LARGE,
                               f"{len(lines)} rows; the agreement allows {limit} per batch", field="input_key",
                               rule="max_batch_records")
-            self.service._check_volume(grant.recipient, grant.agreement, len(lines), now)
+            if job.status == "accepted":  # a split retried after start() has reserved already
+                self.service.reserve(grant.recipient, grant.agreement, len(lines), self._month(job))
         except Refusal as refusal:
             self.jobs.fail(job_id, refusal.code.name, refusal.message, now)
             raise
@@ -116,11 +142,19 @@ class BatchProvision:
         self.jobs.enqueue([{"kind": "chunk", "job_id": job_id, "chunk": k, "first_row": k * CHUNK_ROWS + 1,
                             "rows": rows} for k, rows in enumerate(chunks)])
 
-    def chunk(self, job_id: str, chunk: int, first_row: int, rows: list[str]) -> None:
+    def chunk(self, job_id: str, chunk: int, first_row: int, rows: list[str]) -> Grant | None:
         job = self.jobs.get(job_id)
-        if job is None or job.status != "running" or chunk in job.done:
-            return
-        grant = self._grant(job)
+        if job is None or chunk in job.done or job.status not in ("running", "failed"):
+            return None
+        if job.status == "failed":  # stopped by an earlier chunk: give this chunk's reservation back, once
+            self._abandon(job, chunk, rows)
+            return None
+        try:
+            grant = self._grant(job)
+        except Refusal as refusal:
+            self.jobs.fail(job_id, refusal.code.name, refusal.message, self.service.clock())
+            self._abandon(job, chunk, rows)
+            raise
         valid: dict[int, str] = {}
         for i, raw in enumerate(rows):
             try:
@@ -133,9 +167,17 @@ class BatchProvision:
             answer = answers_by_code.get(valid.get(i, ""), Answer(str(raw)[:32], Outcome.INVALID_CODE))
             outcomes[answer.outcome.value] += 1
             lines.append({"row": first_row + i, **answer.to_dict()})
-        self.service.record(grant, list(answers_by_code.values()))
+        answers = list(answers_by_code.values())
+        provided = self.service.record(grant, answers)
         self.jobs.put_result(job.result_key(chunk), lines)
-        self.jobs.complete_chunk(job_id, chunk, outcomes, self.service.clock())
+        if self.jobs.complete_chunk(job_id, chunk, outcomes, self.service.clock()) is not None:
+            self.service.release(grant, len(rows) - provided, self._month(job))
+        self.service.observe(grant, list(valid.values()), answers, remember=False)
+        return grant
+
+    def _abandon(self, job: Job, chunk: int, rows: list[str]) -> None:
+        if self.jobs.complete_chunk(job.job_id, chunk, {}, self.service.clock()) is not None:
+            self.service.log.release(self._month(job), job.recipient_id, job.affair_code, len(rows))
 
 
 __all__ = ["CHUNK_ROWS", "BatchProvision"]
