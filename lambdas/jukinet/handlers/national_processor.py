@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys, PublicKeys
+from ..clock import system_clock
 from ..observability import flush, logger, use_tier
 from ..services.tier_processor import TierProcessor, national_policy
 from ..settings import NationalSettings, load_settings
@@ -16,11 +17,13 @@ from ._sqs import process_batch
 @lru_cache(maxsize=8)  # one per distinct environment: a cold start
 def _runtime(settings: NationalSettings, endpoint: str | None) -> TierProcessor:
     data_keys = DataKeys(settings.DATA_KEY_ID, {"tier": "national"})
+    store = IdentityStore(settings.TABLE_NAME, data_keys)
     return TierProcessor(
         national_policy(settings.ALLOWED_PREFECTURES),
-        IdentityStore(settings.TABLE_NAME, data_keys),
-        PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX),
+        store,
+        PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX, pins=store),
         settings.DEAD_LETTER_QUEUE_URL,
+        clock=system_clock,
     )
 
 
