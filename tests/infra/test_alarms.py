@@ -8,6 +8,7 @@ import pytest
 
 from infra.components.security_monitoring import (
     CIS_CONTROLS,
+    TRAIL_CONTROLS,
     SEQUENTIAL_CODES_THRESHOLD,
     VOLUME_ANOMALY_KIND,
     cis_alarm_kind,
@@ -51,7 +52,8 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
     provision = {"provision-unauthorised-attempts", "provision-gateway-refusals", "provision-api-errors",
                  "provision-batch-dlq-not-empty", "provision-sealer-errors", "provision-outside-agreed-hours",
                  "provision-sequential-codes", "provision-not-found-ratio", "provision-volume-anomaly"}
-    cis = {cis_alarm_kind(c) for c in CIS_CONTROLS}  # the national tier hosts the demo account's trail
+    # the national tier hosts the demo account's trail
+    cis = {cis_alarm_kind(c) for c in (*CIS_CONTROLS, *TRAIL_CONTROLS)}
     people = {"break-glass-used"}  # every tier whose configuration names security officers (docs/security.md)
     assert kinds_by_tier["national"] == expected | provision | cis | people
     assert kinds_by_tier["pref-200000"] == expected | people
