@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from jukinet.adapters.identity_store import IdentityStore
 from jukinet.adapters.kms import DataKeys, Signer
 from jukinet.adapters.queues import send_signed
-from jukinet.domain.message import Origin, Payload, SignedMessage, pack
+from jukinet.domain.message import Origin, Payload, SignedMessage
 from jukinet.domain.notice import UpdateNotice
 from jukinet_ops.reconcile import TierTables, reconcile
 
@@ -254,7 +254,6 @@ def test_legitimate_moves_between_municipalities_still_flow_to_both_tiers(pipeli
     pipeline.run()
     matsumoto_moves_them_a_month_later(pipeline, p)
     assert pipeline.dead_letters("prefecture") == [] and pipeline.dead_letters("national") == []
-    _ = pack  # the helpers above build every message the way pack does
 
 
 # --- 6. senders pinned to their key's ARN, not trusted by alias ------------------------------
