@@ -154,13 +154,22 @@ class MunicipalityTier:
     max_per_stack: int = DEFAULT_MAX_MUNICIPALITIES_PER_STACK
     sqs_endpoint_id: str | None = None
     cs_reserved_concurrency: int = 2
+    # The existing registry systems' networks, routed into this tier's VPC by a site-to-site
+    # VPN or Direct Connect: given, the tier gets an S3 interface endpoint that admits HTTPS
+    # from them only, and the drop zones accept exports through it (docs/decisions/0013).
+    upload_cidrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for cidr in self.upload_cidrs:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError as exc:
+                raise ConfigError(f"municipality tier: upload_cidrs {cidr!r}: {exc}") from None
         codes = [m.code for m in self.municipalities]
         _require(len(codes) > 0, "a municipality tier needs at least one municipality")
         duplicates = sorted({c for c in codes if codes.count(c) > 1})
         _require(not duplicates, f"municipality codes repeat: {duplicates}")
-        _require(1 <= self.max_per_stack <= 45, "max_per_stack must be between 1 and 45 (500-resource limit)")
+        _require(1 <= self.max_per_stack <= 40, "max_per_stack must be between 1 and 40 (500-resource limit)")
         _require(self.cs_reserved_concurrency >= 1, "cs_reserved_concurrency must be at least 1")
         if self.sqs_endpoint_id is not None:
             _require(bool(_VPCE.match(self.sqs_endpoint_id)), f"{self.sqs_endpoint_id!r} is not a VPC endpoint id")
@@ -829,10 +838,11 @@ def _networks(prefecture_number: int) -> tuple[Network, Network]:
 
 def _prefecture(code: str, name: str, name_en: str, municipalities: Iterable[Municipality], env: Environment, *,
                 muni_env: Environment | None = None, muni_sqs_endpoint_id: str | None = None,
-                sqs_endpoint_id: str | None = None, api_endpoint_id: str | None = None) -> Prefecture:
+                sqs_endpoint_id: str | None = None, api_endpoint_id: str | None = None,
+                upload_cidrs: tuple[str, ...] = ()) -> Prefecture:
     pref_net, muni_net = _networks(int(code[:2]))
     tier = MunicipalityTier(env=muni_env or env, network=muni_net, municipalities=tuple(municipalities),
-                            sqs_endpoint_id=muni_sqs_endpoint_id)
+                            sqs_endpoint_id=muni_sqs_endpoint_id, upload_cidrs=upload_cidrs)
     return Prefecture(code=code, name=name, name_en=name_en, env=env, network=pref_net, municipality_tier=tier,
                       sqs_endpoint_id=sqs_endpoint_id, api_endpoint_id=api_endpoint_id)
 
@@ -880,6 +890,7 @@ def multi_account_example() -> Deployment:
         "200000", "長野県", "Nagano", _nagano_municipalities(), prefecture,
         muni_env=municipalities, sqs_endpoint_id="vpce-0a1b2c3d4e5f60002",
         muni_sqs_endpoint_id="vpce-0a1b2c3d4e5f60003", api_endpoint_id="vpce-0a1b2c3d4e5f60004",
+        upload_cidrs=("192.168.20.0/24",),  # the municipalities' LAN, over a site-to-site VPN
     )
     return Deployment(
         name="multi-account-example",

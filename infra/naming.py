@@ -126,6 +126,14 @@ class Names:
     def drop_zone_writers_pattern(self, env: Environment, prefecture_code: str) -> str:
         return f"arn:{PARTITION}:iam::{env.account}:role{self.drop_zone_writers_path(prefecture_code)}*"
 
+    def drop_zone_writer(self, code: str) -> str:
+        """The one role through which municipality ``code``'s existing system puts its exports."""
+        return f"{self.prefix}-dropzone-writer-{code}"
+
+    def drop_zone_writer_arn(self, env: Environment, prefecture_code: str, code: str) -> str:
+        return (f"arn:{PARTITION}:iam::{env.account}:role{self.drop_zone_writers_path(prefecture_code)}"
+                f"{self.drop_zone_writer(code)}")
+
     # --- functions, tables, buckets -------------------------------------------------
     def cs_function(self, code: str) -> str:
         return f"{self.prefix}-cs-{code}"

@@ -36,13 +36,17 @@ from infra.config import (
     Person,
     load_deployment,
 )
-from infra.naming import Names
+from infra.naming import Names, municipality_tier
 
 from .iam_policy import date_bounds, statements
 
 EXPIRING_WITHIN_DAYS = 30
 CONTRACTOR = "contractor"
-TITLES = {**RESPONSIBILITY_ROLES, BREAK_GLASS_ROLE: "緊急時閲覧 (break-glass)", CONTRACTOR: "委託"}
+# The one role per municipality through which its existing registry system puts exports into
+# its drop zone (infra/stacks/municipality.py); kind ``drop-zone-writer-<code>``.
+WRITER = "drop-zone-writer"
+TITLES = {**RESPONSIBILITY_ROLES, BREAK_GLASS_ROLE: "緊急時閲覧 (break-glass)", CONTRACTOR: "委託",
+          WRITER: "既存住基システム (drop-zone writer)"}
 COLUMNS = ("tier", "role", "title", "role_name", "person", "name", "organisation", "principal", "since", "until",
            "status", "deployed", "notes")
 
@@ -80,7 +84,10 @@ class Row:
 
     @property
     def title(self) -> str:
-        return TITLES[CONTRACTOR if self.role.startswith(f"{CONTRACTOR}-") else self.role]
+        for prefix in (CONTRACTOR, WRITER):
+            if self.role.startswith(f"{prefix}-"):
+                return TITLES[prefix]
+        return TITLES[self.role]
 
     def cells(self) -> list[str]:
         return [self.tier, self.role, self.title, self.role_name, self.person, self.name, self.organisation,
@@ -137,6 +144,23 @@ def configured_rows(deployment: Deployment, today: dt.date) -> list[Row]:
                 r = row(tier, c.role_kind, people.person(pid), c.since, c.expires)
                 r.notes.append(f"contract {c.contract_id}: {c.company}")
                 rows.append(r)
+    rows += writer_rows(deployment)
+    return rows
+
+
+def writer_rows(deployment: Deployment) -> list[Row]:
+    """One row per municipality: its drop-zone writer role, trusted by the tier's account (whose
+    own IAM decides which principal of the existing system may assume it)."""
+    names = Names.of(deployment)
+    rows = []
+    for prefecture in deployment.prefectures:
+        tier_config = prefecture.municipality_tier
+        tier = municipality_tier(prefecture.code)
+        for m in sorted(tier_config.municipalities, key=lambda m: m.code):
+            rows.append(Row(tier=tier, role=f"{WRITER}-{m.code}", role_name=names.drop_zone_writer(m.code),
+                            person=f"existing-system-{m.code}", name=f"{m.name} 既存住基システム", organisation=m.name,
+                            principal=f"arn:aws:iam::{tier_config.env.account}:root",
+                            notes=["puts exports into incoming/ only, through the tier's S3 endpoints"]))
     return rows
 
 
@@ -192,6 +216,12 @@ def parse_role(deployment: Deployment, role: Mapping[str, Any]) -> DeployedRole 
     """A role of ``iam:ListRoles`` if it is a people role of a tier of this deployment."""
     names = Names.of(deployment)
     path, name = role.get("Path", ""), role.get("RoleName", "")
+    for prefecture in deployment.prefectures:
+        if path == names.drop_zone_writers_path(prefecture.code) and name.startswith(names.drop_zone_writer("")):
+            document = _document(role.get("AssumeRolePolicyDocument", "{}"))
+            code = name[len(names.drop_zone_writer("")):]
+            return DeployedRole(tier=municipality_tier(prefecture.code), kind=f"{WRITER}-{code}", name=name,
+                                principals=trust_principals(document), expires=trust_expiry(document))
     for tier in deployment.tiers():
         if path == names.people_path(tier) and name.startswith(f"{names.people_role(tier, '')}"):
             document = _document(role.get("AssumeRolePolicyDocument", "{}"))
@@ -307,6 +337,8 @@ def build_review(deployment: Deployment, today: dt.date, deployed: Iterable[Depl
 
 def _role_order(kind: str) -> int:
     order = [*RESPONSIBILITY_ROLES, BREAK_GLASS_ROLE]
+    if kind.startswith(f"{WRITER}-"):
+        return len(order) + 1
     return order.index(kind) if kind in order else len(order)
 
 

@@ -91,6 +91,12 @@ CHECKS: dict[str, Check] = _checks(
     ("S3-2", "Bucket public access block fully on", "バケットのパブリックアクセスブロックがすべて有効", CONNECTIONS),
     ("S3-3", "Bucket policy refuses requests without TLS", "バケットポリシーがTLS以外の要求を拒否する", ENCRYPTION),
     ("S3-4", "Bucket versioning enabled", "バケットのバージョニングが有効", CONTINUITY),
+    ("EDGE-1", "The municipality's one drop-zone writer role exists, trusted by its tier's account only, and may "
+     "only put exports into its own incoming/", "ドロップゾーンへの書込みロールが市町村ごとに一つあり、自団体のincoming/への書込みだけを許す",
+     CONNECTIONS),
+    ("EDGE-2", "The drop zone refuses exports into incoming/ from anyone but that writer, and not through the tier's "
+     "S3 endpoints", "ドロップゾーンが書込みロール以外・階層のS3エンドポイント以外からのincoming/への書込みを拒否する",
+     CONNECTIONS),
     ("FN-1", "Function runs in the tier's VPC, in its isolated subnets", "関数が階層のVPCの閉域サブネット内で動作する",
      FIREWALL),
     ("FN-2", "No function URL, no public invoke permission", "関数URLも公開の実行許可もない", CONNECTIONS),
@@ -386,6 +392,82 @@ def check_bucket(ins: Inspection, env: Environment, bucket: str, expected_key_al
     for cid, run in (("S3-1", encryption), ("S3-2", public_access), ("S3-3", tls_only), ("S3-4", versioning)):
         out += _guard([cid], scope, bucket, run)
     return out
+
+
+# --- the existing-system edge: drop-zone writers -----------------------------------------
+
+
+def check_drop_zone_writer(ins: Inspection, env: Environment, prefecture_code: str, code: str,
+                           scope: Scope) -> list[Finding]:
+    """EDGE-1 (the writer role) and EDGE-2 (the bucket policy) for one municipality."""
+    n = ins.names
+    bucket, role_name = n.drop_zone_bucket(env, code), n.drop_zone_writer(code)
+    writer_arn = n.drop_zone_writer_arn(env, prefecture_code, code)
+    incoming = f"arn:aws:s3:::{bucket}/incoming/"
+
+    def writer() -> list[Finding]:
+        iam = ins.client("iam", env)
+        try:
+            role = iam.get_role(RoleName=role_name)["Role"]
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchEntity":
+                return [Finding("EDGE-1", scope, role_name, Status.FAIL, "no writer role: the existing system has "
+                                "no way in, or uses another")]
+            raise
+        problems = []
+        if role.get("Path") != n.drop_zone_writers_path(prefecture_code):
+            problems.append(f"path {role.get('Path')}, not {n.drop_zone_writers_path(prefecture_code)}")
+        trusted = {str(p) for st in _statements(_json(role.get("AssumeRolePolicyDocument")))
+                   if st.get("Effect") == "Allow" for p in _as_list((st.get("Principal") or {}).get("AWS"))}
+        if not trusted <= {f"arn:aws:iam::{env.account}:root", env.account}:
+            problems.append(f"trusted by {', '.join(sorted(trusted))}, not the tier's account only")
+        documents = [(name, _json(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"]))
+                     for name in iam.list_role_policies(RoleName=role_name).get("PolicyNames", [])]
+        for attached in iam.list_attached_role_policies(RoleName=role_name).get("AttachedPolicies", []):
+            policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+            version = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"])
+            documents.append((attached["PolicyName"], _json(urllib.parse.unquote(
+                version["PolicyVersion"]["Document"]) if isinstance(version["PolicyVersion"]["Document"], str)
+                else version["PolicyVersion"]["Document"])))
+        for name, document in documents:
+            for st in _statements(document):
+                if st.get("Effect") != "Allow":
+                    continue
+                extra = [a for a in _as_list(st.get("Action")) if a != "s3:PutObject"]
+                outside = [r for r in _as_list(st.get("Resource")) if not str(r).startswith(incoming)]
+                if extra or outside:
+                    problems.append(f"{name} allows {', '.join(map(str, extra + outside))}")
+        if problems:
+            return [Finding("EDGE-1", scope, role_name, Status.FAIL, "; ".join(problems))]
+        return [Finding("EDGE-1", scope, role_name, Status.PASS, f"{role_name}: PutObject into {incoming}* only, "
+                        f"trusted by account {env.account}")]
+
+    def bucket_policy() -> list[Finding]:
+        s3 = ins.client("s3", env)
+        try:
+            policy = _json(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+        except ClientError as exc:
+            if error_code(exc) != "NoSuchBucketPolicy":
+                raise
+            policy = None
+        denies = [st for st in _statements(policy) if st.get("Effect") == "Deny" and _anyone(st.get("Principal"))
+                  and _covers(st.get("Action"), "s3:PutObject")
+                  and any(str(r).startswith(incoming) for r in _as_list(st.get("Resource")))]
+        by_writer = any(_condition_values(st, ["ArnNotEquals", "ArnNotLike", "StringNotEquals"],
+                                          "aws:PrincipalArn") == [writer_arn] for st in denies)
+        by_endpoint = any(_condition_values(st, ["StringNotEquals"], "aws:SourceVpce") for st in denies)
+        if by_writer and by_endpoint:
+            return [Finding("EDGE-2", scope, bucket, Status.PASS, f"Deny PutObject into incoming/ unless "
+                            f"aws:PrincipalArn is {writer_arn} and aws:SourceVpce is the tier's S3 endpoint")]
+        missing = [w for w, ok in (("the writer-only Deny", by_writer), ("the endpoint-only Deny", by_endpoint))
+                   if not ok]
+        if ins.local:
+            return [Finding("EDGE-2", scope, bucket, Status.NOT_VERIFIABLE,
+                            f"{' and '.join(missing)} not seen: local mode leaves every conditional statement out "
+                            "of the bucket policies it gives moto (docs/local-mode.md, 'Bucket policy conditions')")]
+        return [Finding("EDGE-2", scope, bucket, Status.FAIL, f"{' and '.join(missing)} missing from the policy")]
+
+    return [*_guard(["EDGE-1"], scope, role_name, writer), *_guard(["EDGE-2"], scope, bucket, bucket_policy)]
 
 
 # --- Lambda functions ---------------------------------------------------------------------
@@ -1228,6 +1310,7 @@ def municipality_findings(ins: Inspection, prefecture: Prefecture, municipality:
     scope: Scope = ("municipality", code)
     return [
         *check_bucket(ins, env, n.drop_zone_bucket(env, code), n.key_alias(tier, "at-rest"), scope),
+        *check_drop_zone_writer(ins, env, prefecture.code, code, scope),
         *check_function(ins, env, n.cs_function(code), tier, scope),
         *check_signing_key(ins, env, n.signing_alias(code), scope),
         *check_cs_alarms(ins, env, tier, n.cs_function(code), scope),

@@ -143,7 +143,8 @@ class TierNetwork(Construct):
         target.add_to_policy(statement)
 
     def add_client_endpoint(self, name: str, service: ec2.InterfaceVpcEndpointAwsService, *,
-                            client_cidrs: tuple[str, ...], description: str) -> ec2.InterfaceVpcEndpoint:
+                            client_cidrs: tuple[str, ...], description: str,
+                            private_dns: bool = True) -> ec2.InterfaceVpcEndpoint:
         """An interface endpoint for people rather than this tier's functions: its own security
         group admits HTTPS from ``client_cidrs`` only (and nothing goes out)."""
         group = ec2.SecurityGroup(self, f"{name}EndpointSg", vpc=self.vpc, allow_all_outbound=False,
@@ -151,7 +152,7 @@ class TierNetwork(Construct):
         for cidr in client_cidrs:
             group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), f"HTTPS from {cidr}")
         endpoint = ec2.InterfaceVpcEndpoint(self, f"{name}Endpoint", vpc=self.vpc, service=service,
-                                            private_dns_enabled=True, security_groups=[group], open=False,
-                                            subnets=ISOLATED)
+                                            private_dns_enabled=private_dns, security_groups=[group],
+                                            open=False, subnets=ISOLATED)
         self.interface[name] = endpoint
         return endpoint

@@ -13,6 +13,12 @@ the console sign-in without MFA uses the one for organisations that sign in thro
 identity provider did the MFA, and the root user is watched by the root-usage filter anyway.
 CIS 4.15 (AWS Organizations changes) belongs to the organisation's management account.
 
+**Beyond the benchmark** (``TRAIL_CONTROLS``, the same shape, alarm without the ``cis-``
+prefix): key administration — ``PutKeyPolicy``, ``CreateAlias``, ``UpdateAlias``,
+``DeleteAlias`` on any KMS key. Receivers trust senders' signing keys, so re-pointing an alias
+or rewriting a key policy is as sensitive as an IAM policy change; CIS 4.7 covers only disabling
+and deleting keys. (The receivers also pin each sender to its key's ARN: ``adapters/kms.py``.)
+
 **Provision anomalies** (the provision API's metrics, ``{service: <prefix>-provision, tier:
 national}``, emitted by ``lambdas/jukinet/handlers/provision_api.py``):
 
@@ -54,6 +60,7 @@ class CisControl:
     cis: str
     title: str
     pattern: str
+    benchmark: bool = True  # False: this project's own control in the benchmark's style
 
 
 def _any_event(*names: str) -> str:
@@ -121,8 +128,17 @@ CIS_CONTROLS: tuple[CisControl, ...] = (
 )
 
 
+TRAIL_CONTROLS: tuple[CisControl, ...] = (
+    CisControl("KmsKeyPolicyOrAliasChanges", "kms-key-policy-or-alias-changes", "-", "-",
+               "a KMS key policy or alias change (key administration)",
+               "{ ($.eventSource = kms.amazonaws.com) && ("
+               + _any_event("PutKeyPolicy", "CreateAlias", "UpdateAlias", "DeleteAlias") + ") }",
+               benchmark=False),
+)
+
+
 def cis_alarm_kind(control: CisControl) -> str:
-    return f"cis-{control.kind}"
+    return f"cis-{control.kind}" if control.benchmark else control.kind
 
 
 class CisMonitoring(Construct):
@@ -132,15 +148,16 @@ class CisMonitoring(Construct):
                  tier: str) -> None:
         super().__init__(scope, id)
         self.filters: list[logs.MetricFilter] = []
-        for control in CIS_CONTROLS:
+        for control in (*CIS_CONTROLS, *TRAIL_CONTROLS):
             self.filters.append(logs.MetricFilter(
-                self, control.metric, log_group=log_group, filter_name=f"{names.prefix}-cis-{control.kind}",
+                self, control.metric, log_group=log_group, filter_name=f"{names.prefix}-{cis_alarm_kind(control)}",
                 filter_pattern=logs.FilterPattern.literal(control.pattern), metric_namespace=CIS_NAMESPACE,
                 metric_name=control.metric, metric_value="1"))
             alarms.alarm(
                 f"Cis{control.metric}", name=names.alarm(tier, cis_alarm_kind(control)),
-                description=f"CIS {control.cis} / Security Hub {control.security_hub}: the account trail recorded "
-                            f"{control.title}.",
+                description=(f"CIS {control.cis} / Security Hub {control.security_hub}: the account trail recorded "
+                             f"{control.title}." if control.benchmark else
+                             f"Key administration (beyond CIS): the account trail recorded {control.title}."),
                 metric=cloudwatch.Metric(namespace=CIS_NAMESPACE, metric_name=control.metric,
                                          statistic=cloudwatch.Stats.SUM, period=PERIOD))
 

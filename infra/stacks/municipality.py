@@ -6,7 +6,10 @@ costs ``RESOURCES_PER_MUNICIPALITY`` resources (measured by tests/infra), so the
 split over stacks of at most ``MunicipalityTier.max_per_stack`` (docs/decisions/0003).
 
 The drop zone is a bucket per municipality (docs/decisions/0004): the existing resident
-registry system puts its export under ``incoming/``; S3 invokes the CS directly (the
+registry system puts its export under ``incoming/`` — only as that municipality's writer role
+(``<prefix>-dropzone-writer-<code>``) and only through this tier's S3 endpoints, the gateway
+endpoint or, when ``upload_cidrs`` are configured, an interface endpoint reached over the
+site-to-site VPN or Direct Connect (docs/decisions/0013); S3 invokes the CS directly (the
 notification is set on the L1 bucket — CDK's ``addEventNotification`` would need a
 Lambda-backed custom resource); the CS writes its rejection report under ``reports/``.
 """
@@ -19,6 +22,7 @@ import aws_cdk as cdk
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
@@ -52,9 +56,10 @@ STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", 
 INCOMING_RETENTION = Duration.days(30)
 REPORTS_RETENTION = Duration.days(90)
 NONCURRENT_RETENTION = Duration.days(7)
-# Signing key + alias, drop-zone bucket + policy, S3 invoke permission, function, role, policy,
-# log group (tests/infra measure it). Two alarms per ten municipalities come on top.
-RESOURCES_PER_MUNICIPALITY = 9
+# Signing key + alias, drop-zone bucket + policy, writer role + policy, S3 invoke permission,
+# function, role, policy, log group (tests/infra measure it). Two alarms per ten municipalities
+# come on top.
+RESOURCES_PER_MUNICIPALITY = 11
 # CloudWatch metric math takes at most 10 metrics per alarm.
 FUNCTIONS_PER_ALARM = 10
 INCOMING, REPORTS = "incoming/", "reports/"
@@ -120,6 +125,26 @@ class MunicipalityBaseStack(TierStack):
             sid="DropZonesOnly", principals=[iam.AnyPrincipal()], actions=["s3:GetObject", "s3:PutObject"],
             resources=[f"arn:{PARTITION}:s3:::{names.drop_zone_bucket_prefix(env)}*/*"],
             conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        self.network.allow_through("S3", iam.PolicyStatement(
+            sid="WritersPutExportsOnly", principals=[iam.AnyPrincipal()], actions=["s3:PutObject"],
+            resources=[f"arn:{PARTITION}:s3:::{names.drop_zone_bucket_prefix(env)}*/{INCOMING}*"],
+            conditions={"ArnLike": {"aws:PrincipalArn": [names.drop_zone_writers_pattern(env, code)]}}))
+        # Exports from the existing systems outside the VPC (over the VPN / Direct Connect): an S3
+        # interface endpoint that admits HTTPS from their networks only and carries only writers'
+        # PutObject into incoming/. No private DNS: the gateway endpoint serves the VPC itself;
+        # writers address this one by its endpoint-specific name.
+        self.upload_endpoint: ec2.InterfaceVpcEndpoint | None = None
+        if muni.upload_cidrs:
+            self.upload_endpoint = self.network.add_client_endpoint(
+                "DropZoneUploads", ec2.InterfaceVpcEndpointAwsService.S3, client_cidrs=muni.upload_cidrs,
+                private_dns=False,
+                description="S3 endpoint for exports of the existing registry systems: HTTPS in from their networks only")
+            self.upload_endpoint.add_to_policy(iam.PolicyStatement(
+                sid="WritersPutExportsOnly", principals=[iam.AnyPrincipal()], actions=["s3:PutObject"],
+                resources=[f"arn:{PARTITION}:s3:::{names.drop_zone_bucket_prefix(env)}*/{INCOMING}*"],
+                conditions={"ArnLike": {"aws:PrincipalArn": [names.drop_zone_writers_pattern(env, code)]}}))
+        self.upload_endpoint_ids = [self.network.gateway["S3"].vpc_endpoint_id] + (
+            [self.upload_endpoint.vpc_endpoint_id] if self.upload_endpoint else [])
         self.network.allow_through("DynamoDb", iam.PolicyStatement(
             sid="StateTableOnly", principals=[iam.AnyPrincipal()], actions=STATE_ACTIONS,
             resources=[self.state_table.table_arn], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
@@ -174,6 +199,34 @@ class CommunicationServer(Construct):
              ("A transient drop zone: the export's notices are stored by the prefecture and national tiers within "
              "minutes; objects expire after 30/90 days. Replicating personal data would only add copies.")),
         ])
+        # One writer per municipality: the existing system's only way to put an export. Any
+        # principal of the tier's account that its own IAM lets assume it (one-hour sessions);
+        # the bucket refuses every other PutObject into incoming/, and any not through the tier's
+        # S3 endpoints — so a file in incoming/ came from this municipality's system, privately.
+        writer_arn = names.drop_zone_writer_arn(env, pcode, code)
+        writer_policy = iam.ManagedPolicy(
+            self, "WriterPolicy", managed_policy_name=names.drop_zone_writer(code),
+            path=names.drop_zone_writers_path(pcode),
+            description=f"Municipality {code}: put exports into its own drop zone's incoming/ only",
+            statements=[iam.PolicyStatement(sid="PutExportsIntoIncoming", actions=["s3:PutObject"],
+                                            resources=[f"{bucket_arn}/{INCOMING}*"])])
+        self.writer = iam.Role(
+            self, "Writer", role_name=names.drop_zone_writer(code), path=names.drop_zone_writers_path(pcode),
+            assumed_by=iam.AccountPrincipal(env.account), max_session_duration=Duration.hours(1),
+            description=f"Municipality {code}: its existing registry system puts exports into incoming/",
+            managed_policies=[writer_policy])
+        nag.acknowledge(writer_policy, [
+            ("AwsSolutions-IAM5", ("Exports of this one municipality under its own drop zone's incoming/ prefix; "
+             "the file names are the existing system's."), [f"Resource::{bucket_arn}/{INCOMING}*"]),
+        ])
+        self.bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="ExportsOnlyFromThisMunicipalitysWriter", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["s3:PutObject"], resources=[f"{bucket_arn}/{INCOMING}*"],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": writer_arn}}))
+        self.bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="ExportsOnlyThroughTheTiersEndpoints", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["s3:PutObject"], resources=[f"{bucket_arn}/{INCOMING}*"],
+            conditions={"StringNotEquals": {"aws:SourceVpce": base.upload_endpoint_ids}}))
         cfn_bucket: s3.CfnBucket = self.bucket.node.default_child  # type: ignore[assignment]
         cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
             destination_bucket_name=base.access_logs.bucket_name, log_file_prefix=f"dropzones/{code}/")

@@ -102,12 +102,15 @@ def update_notices(
     resident_code: ResidentCode | None = None,
     municipality: LocalGovernmentCode | None = None,
     sequence: int | None = None,
+    notice_time: dt.datetime | None = None,
 ) -> UpdateNotice:
     """A valid notice; pass arguments to pin parts of it (e.g. one resident's notices)."""
     reason = reason or draw(reasons)
     code = resident_code or draw(resident_codes)
     facts = None
-    change_date = draw(st.dates(min_value=dt.date(2002, 8, 5), max_value=dt.date(2035, 12, 31)))
+    # A date of change never lies after the day of the notice (domain.notice.latest_change_date).
+    notice_time = notice_time or draw(notice_times)
+    change_date = draw(st.dates(min_value=dt.date(2002, 8, 5), max_value=max(dt.date(2002, 8, 5), notice_time.date())))
     if reason.kind is not ChangeKind.DELETION:
         born = draw(st.dates(min_value=dt.date(1900, 1, 1), max_value=change_date))
         facts = draw(identity_facts(resident_code=code, birth_date=born))
@@ -120,7 +123,7 @@ def update_notices(
         resident_code=code,
         reason=reason,
         change_date=change_date,
-        notice_time=draw(notice_times),
+        notice_time=notice_time,
         facts=facts,
         previous_resident_code=previous,
     )

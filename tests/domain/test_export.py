@@ -581,7 +581,7 @@ CORRUPTIONS = {
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.lists(st.tuples(update_notices(municipality=NAGANO), _REASON_SPELLINGS, st.booleans(),
+    st.lists(st.tuples(update_notices(municipality=NAGANO, notice_time=NOW), _REASON_SPELLINGS, st.booleans(),
                        st.none() | st.sampled_from(sorted(CORRUPTIONS)), st.booleans()), max_size=12),
     st.sampled_from(["utf-8", "utf-8-sig", "cp932", "jsonl"]),
 )

@@ -226,5 +226,6 @@ def test_a_second_notice_with_a_used_notice_id_is_ignored():
     # sequence number for different content; the first copy to arrive is the one kept.
     first = _notice(ChangeReason.MOVE_WITHIN, NAGANO_CITY, 1, "2010-01-01", "2010-01-02T00:00:00",
                     _facts("長野県長野市大字南長野幅下692番地2"))
-    record = converge([first, dataclasses.replace(first, change_date=dt.date(2011, 1, 1))])[CODE.value]
+    later = dataclasses.replace(first, change_date=dt.date(2011, 1, 1), notice_time=dt.datetime(2011, 1, 2, tzinfo=UTC))
+    record = converge([first, later])[CODE.value]
     assert record.current.notice is first and len(record.history) == 1

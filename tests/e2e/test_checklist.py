@@ -39,8 +39,9 @@ NAGANO, MATSUMOTO = "202011", "202029"
 PREF = "200000"
 MUNI_TIER, PREF_TIER = municipality_tier(PREF), prefecture_tier(PREF)
 # What moto or local mode cannot hold (docs/checklist.md, "Not verifiable locally").
-NOT_VERIFIABLE_HERE = {"S3-3", "NET-5", "DB-1"}
-MUNICIPALITY_CHECKS = ["S3-1", "S3-2", "S3-3", "S3-4", "FN-1", "FN-2", "FN-3", "FN-4", "KEY-3", "ALM-3"]
+NOT_VERIFIABLE_HERE = {"S3-3", "EDGE-2", "NET-5", "DB-1"}
+MUNICIPALITY_CHECKS = ["S3-1", "S3-2", "S3-3", "S3-4", "EDGE-1", "EDGE-2", "FN-1", "FN-2", "FN-3", "FN-4", "KEY-3",
+                       "ALM-3"]
 
 
 @dataclass
@@ -134,6 +135,22 @@ def test_only_what_moto_cannot_hold_is_not_verifiable(world):
 # --- one setting broken at a time ------------------------------------------------------------
 
 Breaker = Callable[[World], contextlib.AbstractContextManager[Any]]
+
+
+@contextlib.contextmanager
+def writer_trusts_someone_else(w: World) -> Iterator[None]:
+    """The attack: a principal added by hand to Nagano's drop-zone writer (it could then drop
+    files that leave as Nagano's signed notices)."""
+    iam, role = w.client("iam"), w.names.drop_zone_writer(NAGANO)
+    saved = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    intruder = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                "Principal": {"AWS": "arn:aws:iam::210987654321:root"}}]}
+    iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(intruder))
+    try:
+        yield
+    finally:
+        iam.update_assume_role_policy(RoleName=role, PolicyDocument=saved if isinstance(saved, str)
+                                      else json.dumps(saved))
 
 
 @contextlib.contextmanager
@@ -498,6 +515,8 @@ BREAKS: dict[str, tuple[Breaker, dict[str, Callable[[World], str]]]] = {
                                              {"NET-1": lambda w: w.vpc(MUNI_TIER),
                                               "NET-3": lambda w: w.vpc(MUNI_TIER)}),
     "NAT gateway added": (nat_gateway_added, {"NET-2": lambda w: w.vpc(PREF_TIER)}),
+    "drop-zone writer trusts another account": (writer_trusts_someone_else,
+                                                {"EDGE-1": _names(lambda n, e: n.drop_zone_writer(NAGANO))}),
     "KMS endpoint deleted": (kms_endpoint_deleted, {"NET-4": lambda w: w.vpc(PREF_TIER)}),
     "default security group opened": (default_security_group_opened, {"NET-5": lambda w: w.vpc(NATIONAL)}),
     "queue key removed": (queue_key_removed, {"Q-1": _names(lambda n, e: n.cs_failure_queue(PREF))}),

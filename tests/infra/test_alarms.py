@@ -9,6 +9,7 @@ import pytest
 from infra.components.security_monitoring import (
     CIS_CONTROLS,
     SEQUENTIAL_CODES_THRESHOLD,
+    TRAIL_CONTROLS,
     VOLUME_ANOMALY_KIND,
     cis_alarm_kind,
 )
@@ -52,7 +53,8 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
                  "provision-batch-dlq-not-empty", "provision-sealer-errors", "provision-outside-agreed-hours",
                  "provision-sequential-codes", "provision-not-found-ratio", "provision-volume-anomaly",
                  "provision-isolated-recipient-calls", "provision-scan-suspected"}
-    cis = {cis_alarm_kind(c) for c in CIS_CONTROLS}  # the national tier hosts the demo account's trail
+    # the national tier hosts the demo account's trail
+    cis = {cis_alarm_kind(c) for c in (*CIS_CONTROLS, *TRAIL_CONTROLS)}
     people = {"break-glass-used"}  # every tier whose configuration names security officers (docs/security.md)
     assert kinds_by_tier["national"] == expected | provision | cis | people
     assert kinds_by_tier["pref-200000"] == expected | people

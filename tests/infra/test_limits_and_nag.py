@@ -43,7 +43,7 @@ def test_the_chunk_size_leaves_headroom_by_measured_cost_per_municipality(large:
         alarms = sum(r["Type"] == "AWS::CloudWatch::Alarm" for r in resources)
         assert alarms == 2 * math.ceil(n / 10)
         assert (len(resources) - alarms) / n == RESOURCES_PER_MUNICIPALITY
-    largest_allowed = 45  # MunicipalityTier.max_per_stack's upper bound
+    largest_allowed = 40  # MunicipalityTier.max_per_stack's upper bound
     assert largest_allowed * RESOURCES_PER_MUNICIPALITY + 2 * math.ceil(largest_allowed / 10) < 450
 
 

@@ -53,8 +53,10 @@ def test_every_default_security_group_is_closed_by_the_aws_runbook_without_custo
 
 
 def test_functions_egress_only_https_and_endpoints_admit_only_the_functions(every: Synth) -> None:
-    """Except the prefecture's execute-api endpoint, which admits HTTPS from its staff networks."""
+    """Except the prefecture's execute-api endpoint, which admits HTTPS from its staff networks, and
+    the drop-zone uploads endpoint, which admits HTTPS from the existing systems' networks."""
     staff = {c for p in every.deployment.prefectures for c in p.api_clients}
+    existing_systems = {c for p in every.deployment.prefectures for c in p.municipality_tier.upload_cidrs}
     for _, _, res in every.resources("AWS::EC2::SecurityGroup"):
         p = res["Properties"]
         egress = p.get("SecurityGroupEgress", [])
@@ -62,6 +64,10 @@ def test_functions_egress_only_https_and_endpoints_admit_only_the_functions(ever
         if p["GroupDescription"].startswith("execute-api endpoint"):
             ingress = p["SecurityGroupIngress"]
             assert ingress and all(i["FromPort"] == i["ToPort"] == 443 and i["CidrIp"] in staff for i in ingress)
+        elif p["GroupDescription"].startswith("S3 endpoint for exports of the existing registry systems"):
+            ingress = p["SecurityGroupIngress"]
+            assert ingress and all(i["FromPort"] == i["ToPort"] == 443 and i["CidrIp"] in existing_systems
+                                   for i in ingress)
         else:
             assert not p.get("SecurityGroupIngress")
     for _, _, ingress in every.resources("AWS::EC2::SecurityGroupIngress"):

@@ -20,6 +20,7 @@ from infra.components.security_monitoring import (
     NOT_FOUND_MIN_ANSWERS,
     NOT_FOUND_RATIO_PERCENT,
     SEQUENTIAL_CODES_THRESHOLD,
+    TRAIL_CONTROLS,
     VOLUME_STD_DEVS,
 )
 from infra.naming import Names
@@ -230,7 +231,7 @@ def test_every_cis_control_is_one_filter_on_each_trails_log_group_with_an_alarm(
         topics = [lid for lid, r in resources.items() if r["Type"] == "AWS::SNS::Topic"]
         assert len(topics) == 1
         alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
-        assert len(cis_filters) == len(CIS_CONTROLS)
+        assert len(cis_filters) == len(CIS_CONTROLS) + len(TRAIL_CONTROLS)
         for control in CIS_CONTROLS:
             [f] = [f for f in cis_filters if f["FilterPattern"] == control.pattern]
             assert f["LogGroupName"] == {"Ref": hosts[stack]}
@@ -263,6 +264,31 @@ def test_each_cis_pattern_names_the_benchmarks_events_and_matches_exactly_its_tr
             if control.metric in ("RootAccountUsage", "UnauthorizedApiCalls") and (
                     event.get("userIdentity", {}).get("type") == "Root" or "errorCode" in event):
                 continue
+            assert not matches(control.pattern, event), (other.metric, event)
+
+
+def test_key_policy_and_alias_changes_raise_an_alarm_on_every_trail(every: Synth) -> None:
+    """The attack: someone with key administration re-points a sender's signing-key alias or
+    rewrites a key policy. CIS 4.7 only sees disabling and deletion; this filter sees the rest."""
+    [control] = TRAIL_CONTROLS
+    hosts = trail_hosts(every)
+    by_tier = {s.stack_name: s.tier for s in every.built.stacks if hasattr(s, "tier")}
+    for stack in hosts:
+        resources = every.templates[stack]["Resources"]
+        [f] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::MetricFilter"
+               and r["Properties"]["FilterPattern"] == control.pattern]
+        assert f["LogGroupName"] == {"Ref": hosts[stack]}
+        [alarm] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
+                   and r["Properties"].get("MetricName") == control.metric]
+        assert alarm["AlarmName"] == f"jukinet-{by_tier[stack]}-kms-key-policy-or-alias-changes"
+        assert alarm["Threshold"] == 0 and alarm["Period"] == 300 and alarm["AlarmActions"]
+    for name in ("PutKeyPolicy", "UpdateAlias", "CreateAlias", "DeleteAlias"):
+        assert matches(control.pattern, _event(name, "kms.amazonaws.com")), name
+    for name in ("Sign", "GetPublicKey", "Decrypt", "GenerateDataKey"):
+        assert not matches(control.pattern, _event(name, "kms.amazonaws.com")), name
+    assert not matches(control.pattern, _event("UpdateAlias", "ec2.amazonaws.com"))
+    for other in CIS_CONTROLS:
+        for event in SAMPLES[other.metric][0]:
             assert not matches(control.pattern, event), (other.metric, event)
 
 
@@ -362,6 +388,7 @@ def test_the_alarmed_provision_metrics_are_the_ones_the_handler_emits() -> None:
 
 def test_operations_md_names_every_cis_metric() -> None:
     text = Path(REPO / "docs/operations.md").read_text(encoding="utf-8")
-    for control in CIS_CONTROLS:
-        section = text.split(f"### `cis-{control.kind}`", 1)[1].split("\n### ", 1)[0]
+    for control in (*CIS_CONTROLS, *TRAIL_CONTROLS):
+        kind = f"cis-{control.kind}" if control.benchmark else control.kind
+        section = text.split(f"### `{kind}`", 1)[1].split("\n### ", 1)[0]
         assert f"`{control.metric}`" in section and control.security_hub in section, control.metric

@@ -41,6 +41,9 @@ def demo_trust(tier: str, kind: str) -> dict:
     from infra.components.responsibility import trust_policy
 
     people = DEMO.people
+    if kind.startswith("drop-zone-writer-"):  # trusted by the tier's account (infra/stacks/municipality.py)
+        return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                         "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}]}
     if kind == "break-glass":
         return trust_policy(people.holders(tier, "security-officer"), break_glass=True)
     if kind.startswith("contractor-"):
@@ -55,7 +58,9 @@ def deployed_as_configured() -> list[DeployedRole]:
         kinds = {r.role for r in configured_rows(DEMO, EXPIRES) if r.tier == tier}
         for kind in kinds:
             doc = demo_trust(tier, kind)
-            roles.append(DeployedRole(tier=tier, kind=kind, name=NAMES.people_role(tier, kind),
+            name = (NAMES.drop_zone_writer(kind.rsplit("-", 1)[1]) if kind.startswith("drop-zone-writer-")
+                    else NAMES.people_role(tier, kind))
+            roles.append(DeployedRole(tier=tier, kind=kind, name=name,
                                       principals=trust_principals(doc), expires=trust_expiry(doc)))
     return roles
 
@@ -79,6 +84,38 @@ def test_every_holder_appears_with_role_title_and_since() -> None:
     assert {r.person for r in contractors} == {"hayashi", "shimizu"}
     assert all(r.until == EXPIRES and r.title == "委託" and r.status == "active" for r in contractors)
     assert all(r.deployed == "not checked" for r in rows)
+
+
+def test_each_municipality_has_one_drop_zone_writer_in_the_review() -> None:
+    rows = [r for r in configured_rows(DEMO, dt.date(2026, 11, 26)) if r.role.startswith("drop-zone-writer-")]
+    municipalities = DEMO.prefectures[0].municipality_tier.municipalities
+    assert sorted(r.role_name for r in rows) == sorted(NAMES.drop_zone_writer(m.code) for m in municipalities)
+    nagano = next(r for r in rows if r.role == "drop-zone-writer-202011")
+    assert (nagano.tier, nagano.title, nagano.principal) == (
+        "muni-200000", "既存住基システム (drop-zone writer)", f"arn:aws:iam::{ACCOUNT}:root")
+
+
+def test_a_writer_role_trusting_someone_else_or_a_missing_writer_is_drift() -> None:
+    """The attack: a principal added by hand to a municipality's writer role (anyone it trusts
+    can drop files that are sent as that municipality's notices)."""
+    today = EXPIRES - dt.timedelta(days=60)
+    intruder = f"arn:aws:iam::{ACCOUNT}:user/somewhere/mallory"
+    deployed = deployed_as_configured()
+    writer = next(d for d in deployed if d.kind == "drop-zone-writer-202011")
+    deployed = [dataclasses.replace(writer, principals=writer.principals | {intruder}) if d is writer else d
+                for d in deployed if d.kind != "drop-zone-writer-202029"]
+    review = build_review(DEMO, today, deployed, ALL_CHECKED)
+    assert any("jukinet-dropzone-writer-202011" in d and intruder in d for d in review.drift)
+    assert any(d.startswith("jukinet-dropzone-writer-202029: not deployed") for d in review.drift)
+    assert review.exit_code(strict=True) == 1
+
+
+def test_parse_role_reads_a_deployed_writer_role() -> None:
+    role = {"Path": NAMES.drop_zone_writers_path("200000"), "RoleName": NAMES.drop_zone_writer("202011"),
+            "AssumeRolePolicyDocument": demo_trust("muni-200000", "drop-zone-writer-202011")}
+    parsed = parse_role(DEMO, role)
+    assert (parsed.tier, parsed.kind, parsed.principals) == (
+        "muni-200000", "drop-zone-writer-202011", frozenset({f"arn:aws:iam::{ACCOUNT}:root"}))
 
 
 @pytest.mark.parametrize(("days_before", "status"), [

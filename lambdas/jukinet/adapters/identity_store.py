@@ -11,6 +11,7 @@ pk                     sk                  what
                                            stored and dead-lettered per month (``Ledger``)
 ``DLQ#<muni>``         ``<content id>``    marker: this dead letter is counted (idempotency)
 ``META``               ``blind-index-key`` the blind-index HMAC key, wrapped by the data key
+``META``               ``sender-key#<c>``  the signing-key ARN sender ``<c>`` is pinned to
 =====================  ==================  ==================================================
 
 Identity facts are sealed (AES-256-GCM, ``domain.envelope``) with a data key from the
@@ -41,13 +42,14 @@ import datetime as dt
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..domain import envelope
+from ..domain.authority import Holding
 from ..domain.blind_index import blind_index
-from ..domain.facts import IdentityFacts
+from ..domain.facts import ChangeReason, IdentityFacts
 from ..domain.notice import UpdateNotice
 from ..domain.ordering import ResidentEvent, ResidentStatus, events_for
 from . import aws
@@ -67,6 +69,29 @@ def history_sk(order_key: str) -> str:
 
 def aad_for(resident_code: str, notice_id: str) -> bytes:
     return f"{resident_code}|{notice_id}".encode()
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """The signature a notice was accepted under: the municipality that signed it, its KMS
+    key, the SHA-256 of the signed payload and the DER signature over it — enough for anyone
+    with the public key to check again that the municipality signed that digest."""
+
+    signer: str
+    key_arn: str
+    digest: str  # hex
+    signature: bytes
+
+    def to_attributes(self) -> dict:
+        return {"signer": {"S": self.signer}, "signer_key": {"S": self.key_arn or "-"},
+                "signed_digest": {"S": self.digest}, "signature": {"B": self.signature}}
+
+    @classmethod
+    def from_item(cls, item: dict) -> Attestation | None:
+        if "signer" not in item:
+            return None
+        return cls(item["signer"]["S"], item["signer_key"]["S"], item["signed_digest"]["S"],
+                   bytes(item["signature"]["B"]))
 
 
 @dataclass
@@ -151,6 +176,7 @@ class StoredEntry:
     facts: IdentityFacts | None
     replaced_by: str | None
     replaces: str | None
+    accepted_under: Attestation | None = None  # history entries only
 
 
 class IdentityStore:
@@ -182,9 +208,39 @@ class IdentityStore:
                                                 EncryptionContext=context)["Plaintext"]
         return self._blind_index_key
 
+    # --- sender key pins (adapters.kms.KeyPins) -------------------------------------
+    def pinned_key(self, sender: str) -> str | None:
+        item = aws.client("dynamodb").get_item(
+            TableName=self.table_name, Key={"pk": {"S": "META"}, "sk": {"S": f"sender-key#{sender}"}},
+            ConsistentRead=True).get("Item")
+        return None if item is None else item["key_arn"]["S"]
+
+    def pin_key(self, sender: str, key_arn: str) -> str:
+        key = {"pk": {"S": "META"}, "sk": {"S": f"sender-key#{sender}"}}
+        if _conditional(aws.client("dynamodb").put_item, TableName=self.table_name,
+                        Item={**key, "key_arn": {"S": key_arn}}, ConditionExpression="attribute_not_exists(pk)"):
+            return key_arn
+        return self.pinned_key(sender) or key_arn
+
     # --- writes ----------------------------------------------------------------------
-    def apply(self, notices: list[UpdateNotice], *, now: dt.datetime) -> ApplyResult:
-        """Store a batch of validated notices under the ordering rule; idempotent."""
+    def holdings(self, resident_codes: Iterable[str]) -> dict[str, Holding]:
+        """Who holds each resident now (``domain.authority``): one BatchGetItem per 100."""
+        keys = [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in dict.fromkeys(resident_codes)]
+        return {item["pk"]["S"][2:]: Holding(item["municipality"]["S"], ChangeReason(item["reason"]["S"]),
+                                            dt.date.fromisoformat(item["change_date"]["S"]), item["order_key"]["S"])
+                for item in aws.batch_get_all(self.table_name, keys, "pk, municipality, reason, change_date, order_key")}
+
+    def stored_ids(self, notices: Iterable[UpdateNotice]) -> set[str]:
+        """Ids of the notices whose history entry is already stored (a redelivery: it was checked
+        and counted when it first arrived). One BatchGetItem per 100."""
+        by_key = {(resident_pk(n.resident_code.value), history_sk(n.order_key)): n.notice_id for n in notices}
+        found = self._existing_history([{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in by_key])
+        return {by_key[k] for k in found}
+
+    def apply(self, notices: list[UpdateNotice], *, now: dt.datetime,
+              lineage: Mapping[str, Attestation] | None = None) -> ApplyResult:
+        """Store a batch of validated notices under the ordering rule; idempotent. ``lineage``:
+        per notice id, the signature the notice was accepted under, kept on its history items."""
         result = ApplyResult()
         unique: dict[str, UpdateNotice] = {}
         for notice in notices:
@@ -211,6 +267,9 @@ class IdentityStore:
             events.sort(key=lambda e: e.order_key)
             for event in events:
                 history, current = self._items(event, sealer, wrapped_key, bidx_key, stamp)
+                attestation = (lineage or {}).get(event.notice_id)
+                if attestation is not None:
+                    history.update(attestation.to_attributes())
                 planned.append((event, history))
             if events[-1].order_key > (current_keys.get(code) or ""):
                 newest[code] = (events[-1], current)
@@ -404,6 +463,7 @@ class IdentityStore:
             status=item["status"]["S"], reason=item["reason"]["S"], change_date=item["change_date"]["S"],
             municipality=item["municipality"]["S"], facts=facts,
             replaced_by=item.get("replaced_by", {}).get("S"), replaces=item.get("replaces", {}).get("S"),
+            accepted_under=Attestation.from_item(item),
         )
 
     def _query(self, pk: str, sk_prefix: str | None = None) -> list[dict]:

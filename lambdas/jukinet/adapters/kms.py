@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_der_public_key
@@ -43,32 +44,67 @@ class Signer:
         return SignedMessage(sender=self.sender, key_id=self.key_id, payload=data, signature=response["Signature"])
 
 
-class PublicKeys:
-    """Public keys of senders, by alias ``<prefix><sender code>``, cached for
-    ``PUBLIC_KEY_TTL_S``: a key that operators disable or re-point stops being trusted by warm
-    functions within that time."""
+@dataclass(frozen=True)
+class SenderKey:
+    """A sender's public key and the KMS key it belongs to (recorded with what it verified)."""
 
-    def __init__(self, alias_prefix: str) -> None:
+    arn: str
+    public_key: PublicKeyTypes
+
+
+class KeyPins(Protocol):
+    """Where a receiver keeps the key each sender is pinned to (the tier's table)."""
+
+    def pinned_key(self, sender: str) -> str | None: ...
+
+    def pin_key(self, sender: str, key_arn: str) -> str:
+        """Record ``key_arn`` unless a pin exists; return the pin that holds."""
+        ...
+
+
+class PublicKeys:
+    """Public keys of senders, cached for ``PUBLIC_KEY_TTL_S`` (a disabled key stops being
+    trusted by warm functions within that time).
+
+    A sender's key is found by alias ``<prefix><sender code>`` only the first time: its ARN is
+    then pinned (``pins``, in the receiving tier's table) and from then on fetched by that ARN,
+    so re-pointing the alias (``UpdateAlias``) or creating a new key under it changes nothing.
+    Rotating a sender's key is a deliberate act: remove the pin (docs/operations.md)."""
+
+    def __init__(self, alias_prefix: str, pins: KeyPins | None = None) -> None:
         self.alias_prefix = alias_prefix
-        self._cache: dict[str, tuple[float, PublicKeyTypes]] = {}
+        self.pins = pins
+        self._cache: dict[str, tuple[float, SenderKey]] = {}
         self._lock = threading.Lock()
 
-    def get(self, sender: str) -> PublicKeyTypes:
+    def get(self, sender: str) -> SenderKey:
         cached = self._cache.get(sender)
         if cached is not None and time.monotonic() - cached[0] < PUBLIC_KEY_TTL_S:
             return cached[1]
+        pinned = self.pins.pinned_key(sender) if self.pins is not None else None
+        response = self._public_key(sender, pinned or self.alias_prefix + sender)
+        arn = str(response.get("KeyId", ""))
+        if pinned is None and self.pins is not None:
+            pinned = self.pins.pin_key(sender, arn)
+            if pinned != arn:  # another instance pinned a different key first: trust only the pin
+                response = self._public_key(sender, pinned)
+                arn = str(response.get("KeyId", ""))
+        key = SenderKey(arn, load_der_public_key(response["PublicKey"]))
+        with self._lock:
+            self._cache[sender] = (time.monotonic(), key)
+        return key
+
+    @staticmethod
+    def _public_key(sender: str, key_id: str) -> dict:
         try:
-            response = aws.client("kms").get_public_key(KeyId=self.alias_prefix + sender)
+            response = aws.client("kms").get_public_key(KeyId=key_id)
         except Exception as exc:
             if aws.error_code(exc) in ("NotFoundException", "InvalidArnException", "DisabledException"):
                 raise UnknownSender(f"no signing key for sender {sender}") from exc
             raise
         if response.get("KeyUsage") != "SIGN_VERIFY" or ALGORITHM not in response.get("SigningAlgorithms", []):
             raise UnknownSender(f"key for sender {sender} is not an {ALGORITHM} signing key")
-        key = load_der_public_key(response["PublicKey"])
-        with self._lock:
-            self._cache[sender] = (time.monotonic(), key)
-        return key
+        return response
 
 
 @dataclass

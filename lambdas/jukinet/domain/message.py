@@ -16,6 +16,18 @@ Wire form (the SQS message body), JSON::
 The payload JSON is ``{"sender": ..., "created": ..., "count": n, "notices": [...]}``. The
 receiver trusts only what the signature covers (the payload); ``key`` is never used to pick
 the verification key — that is derived from the claimed ``sender``.
+
+**Lineage.** A prefecture does not re-serialise what it forwards: its payload carries
+``"origins"`` instead of notices — each municipality's signed payload verbatim (``Origin``:
+sender, key, payload, signature) and the indices of its notices the prefecture dead-lettered
+(``skip``). The national tier verifies the prefecture's signature *and* each municipality's,
+so a prefecture cannot make up a notice for one of its municipalities.
+
+**Bounds.** Everything here is parsed from untrusted bytes: a body is at most
+``MAX_BODY_BYTES``, inflated JSON at most ``MAX_INFLATED_BYTES``, JSON nesting at most
+``MAX_JSON_DEPTH`` (checked by a scan *before* parsing, so a deeply nested document is a
+``ValidationError``, never a ``RecursionError``), at most ``MAX_NOTICES_PER_MESSAGE`` notices
+and ``MAX_ORIGINS_PER_MESSAGE`` origins.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -48,6 +61,42 @@ MAX_NOTICES_PER_MESSAGE = 1_000
 # A payload never expands beyond MAX_PAYLOAD_JSON_BYTES; refuse to inflate far more than
 # that (a gzip bomb in an unverified message must not exhaust the function's memory).
 MAX_INFLATED_BYTES = 4 * MAX_PAYLOAD_JSON_BYTES
+MAX_BODY_BYTES = 262_144  # SQS's own limit: anything longer did not come through SQS
+# A payload nests payload → notices → notice → facts → name (5); an origin adds two levels.
+MAX_JSON_DEPTH = 16
+# A prefecture packs the origins of one SQS batch (at most 10 records) into few messages; a
+# small origin still costs ~200 bytes, so 1,000 keeps every message within SQS's limit.
+MAX_ORIGINS_PER_MESSAGE = 1_000
+# Municipality payloads (compressed) one forwarded message carries: base64 inside gzip inside
+# base64 comes out ~1.36 times this, under SQS's 262,144 bytes. A bigger origin goes alone.
+MAX_FORWARD_ORIGIN_BYTES = 180_000
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def load_json(text: bytes | str, *, field: str, max_bytes: int) -> object:
+    """``json.loads`` with every bound checked first: size, then nesting depth (a scan that
+    skips strings), so no input makes the parser recurse; every failure is a
+    ``ValidationError`` naming ``field`` and the rule (``size``, ``depth``, ``json``)."""
+    if len(text) > max_bytes:
+        raise ValidationError(field, "size", f"{len(text)} bytes is more than {max_bytes}")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationError(field, "json", "not UTF-8 text") from None
+    depth = deepest = 0
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:
+                raise ValidationError(field, "depth", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError cannot happen after the scan; kept as a guard
+        raise ValidationError(field, "json", "not JSON") from None
 
 
 def _dumps(obj: object) -> bytes:
@@ -59,9 +108,13 @@ class Payload:
     sender: str
     created: str
     notices: list[dict]
+    origins: tuple[Origin, ...] = ()
 
     def to_bytes(self) -> bytes:
-        body = {"sender": self.sender, "created": self.created, "count": len(self.notices), "notices": self.notices}
+        body: dict = {"sender": self.sender, "created": self.created, "count": len(self.notices),
+                      "notices": self.notices}
+        if self.origins:
+            body["origins"] = [o.to_dict() for o in self.origins]
         return gzip.compress(_dumps(body), compresslevel=6, mtime=0)
 
     @classmethod
@@ -71,16 +124,23 @@ class Payload:
             text = inflater.decompress(data, MAX_INFLATED_BYTES)
             if inflater.unconsumed_tail:
                 raise ValidationError("payload", "size", f"payload inflates beyond {MAX_INFLATED_BYTES} bytes")
-            body = json.loads(text)
-        except (zlib.error, ValueError) as exc:
-            if isinstance(exc, ValidationError):
-                raise
+        except zlib.error as exc:
             raise ValidationError("payload", "format", f"payload is not gzip-compressed JSON ({exc})") from None
+        body = load_json(text, field="payload", max_bytes=MAX_INFLATED_BYTES)
         if not isinstance(body, dict) or not isinstance(body.get("notices"), list):
             raise ValidationError("payload.notices", "format", "payload must carry a list of notices")
         if body.get("count") != len(body["notices"]):
             raise ValidationError("payload.count", "consistency", "count does not match the number of notices")
-        return cls(sender=str(body.get("sender")), created=str(body.get("created")), notices=body["notices"])
+        if len(body["notices"]) > MAX_NOTICES_PER_MESSAGE:
+            raise ValidationError("payload.notices", "count", f"more than {MAX_NOTICES_PER_MESSAGE} notices")
+        raw_origins = body.get("origins", [])
+        if not isinstance(raw_origins, list):
+            raise ValidationError("payload.origins", "format", "origins must be a list")
+        if len(raw_origins) > MAX_ORIGINS_PER_MESSAGE:
+            raise ValidationError("payload.origins", "count", f"more than {MAX_ORIGINS_PER_MESSAGE} origins")
+        origins = tuple(Origin.from_dict(o, f"payload.origins[{i}]") for i, o in enumerate(raw_origins))
+        return cls(sender=str(body.get("sender")), created=str(body.get("created")), notices=body["notices"],
+                   origins=origins)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,29 +162,54 @@ class SignedMessage:
 
     @classmethod
     def from_body(cls, body: str) -> SignedMessage:
-        try:
-            raw = json.loads(body)
-        except ValueError:
-            raise ValidationError("envelope", "json", "message body is not JSON") from None
+        raw = load_json(body, field="envelope", max_bytes=MAX_BODY_BYTES)
         if not isinstance(raw, dict):
             raise ValidationError("envelope", "format", "message body must be a JSON object")
         if raw.get("v") != ENVELOPE_VERSION:
             raise ValidationError("envelope.v", "version", f"envelope version must be {ENVELOPE_VERSION}")
         if raw.get("alg") != ALGORITHM:
             raise ValidationError("envelope.alg", "enum", f"signature algorithm must be {ALGORITHM}")
-        sender = LocalGovernmentCode.parse(raw.get("sender"), "envelope.sender").value
+        return cls._signed(raw, "envelope")
+
+    @classmethod
+    def _signed(cls, raw: dict, where: str) -> SignedMessage:
+        sender = LocalGovernmentCode.parse(raw.get("sender"), f"{where}.sender").value
         try:
             payload = base64.b64decode(raw.get("payload") or "", validate=True)
             signature = base64.b64decode(raw.get("sig") or "", validate=True)
         except (binascii.Error, TypeError):
-            raise ValidationError("envelope.payload", "format", "payload and sig must be base64") from None
+            raise ValidationError(f"{where}.payload", "format", "payload and sig must be base64") from None
         if not payload or not signature:
-            raise ValidationError("envelope.sig", "required", "payload and signature are required")
+            raise ValidationError(f"{where}.sig", "required", "payload and signature are required")
         return cls(sender=sender, key_id=str(raw.get("key", "")), payload=payload, signature=signature)
 
     @property
     def digest(self) -> bytes:
         return payload_digest(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A municipality's signed payload as the prefecture received it, carried verbatim to the
+    national tier; ``skip``: indices of its notices the prefecture dead-lettered (not forwarded)."""
+
+    message: SignedMessage
+    skip: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"sender": self.message.sender, "key": self.message.key_id,
+                "payload": base64.b64encode(self.message.payload).decode("ascii"),
+                "sig": base64.b64encode(self.message.signature).decode("ascii"), "skip": list(self.skip)}
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str) -> Origin:
+        if not isinstance(raw, dict):
+            raise ValidationError(where, "format", "an origin must be an object")
+        skip = raw.get("skip", [])
+        if (not isinstance(skip, list) or len(skip) > MAX_NOTICES_PER_MESSAGE
+                or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in skip)):
+            raise ValidationError(f"{where}.skip", "format", "skip must be a list of notice indices")
+        return cls(SignedMessage._signed(raw, where), tuple(sorted(set(skip))))
 
 
 def payload_digest(payload: bytes) -> bytes:
@@ -157,3 +242,19 @@ def pack(notices: Iterable[UpdateNotice], *, sender: str, created: dt.datetime) 
         size += item_size
     if batch:
         yield Payload(sender, created_text, batch)
+
+
+def pack_origins(origins: Iterable[Origin], *, sender: str, created: dt.datetime) -> Iterator[Payload]:
+    """Group origins into forwarded payloads that each fit one SQS message."""
+    created_text = created.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    batch: list[Origin] = []
+    size = 0
+    for origin in origins:
+        item_size = len(origin.message.payload)
+        if batch and (size + item_size > MAX_FORWARD_ORIGIN_BYTES or len(batch) >= MAX_ORIGINS_PER_MESSAGE):
+            yield Payload(sender, created_text, [], tuple(batch))
+            batch, size = [], 0
+        batch.append(origin)
+        size += item_size
+    if batch:
+        yield Payload(sender, created_text, [], tuple(batch))

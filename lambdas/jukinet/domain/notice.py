@@ -12,6 +12,13 @@ from .facts import ChangeKind, ChangeReason, IdentityFacts, parse_date
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 MAX_SEQUENCE = 10**12 - 1  # 12 digits in keys; a municipality sends ~10^4 notices a year
+# How far the date of change may lie after the notice's own day (Japan time). A register entry
+# is made on or after the day it takes effect, so one day covers a CS clock just past midnight;
+# a move-out is registered when it is notified, dated the planned day of leaving, which the
+# law lets a resident give ahead of the move (14 days here: *unconfirmed by statute*). Anything
+# later — a mistyped year, a death dated 2999 — would win the ordering rule forever.
+CHANGE_DATE_TOLERANCE = dt.timedelta(days=1)
+PLANNED_MOVE_OUT_DAYS = dt.timedelta(days=14)
 
 
 def parse_notice_time(raw: object, field: str = "notice_time") -> dt.datetime:
@@ -39,6 +46,12 @@ def _in_utc(value: dt.datetime, field: str = "notice_time") -> dt.datetime:
     if value.year < 1000:
         raise ValidationError(field, "range", "notice time must be in a four-digit year")
     return value
+
+
+def latest_change_date(reason: ChangeReason, notice_time: dt.datetime) -> dt.date:
+    """The latest date of change a notice of ``reason`` sent at ``notice_time`` may carry."""
+    ahead = PLANNED_MOVE_OUT_DAYS if reason is ChangeReason.MOVE_OUT else CHANGE_DATE_TOLERANCE
+    return notice_time.astimezone(JST).date() + ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,11 @@ class UpdateNotice:
         if self.municipality.is_prefecture:
             raise ValidationError("municipality", "consistency", "a notice comes from a municipality, not a prefecture code")
         _in_utc(self.notice_time)
+        latest = latest_change_date(self.reason, self.notice_time)
+        if self.change_date > latest:
+            raise ValidationError("change_date", "future",
+                                  f"date of change {self.change_date.isoformat()} lies after {latest.isoformat()}, "
+                                  f"the latest a {self.reason.label_ja} notified at {self.notice_time.isoformat()} may carry")
         kind = self.reason.kind
         if kind is ChangeKind.DELETION:
             if self.facts is not None:

@@ -7,18 +7,18 @@ from collections.abc import Callable
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from ..domain.notice import UpdateNotice
+from ..domain.message import Origin
 from ..observability import logger
 from ..services.tier_processor import TierProcessor
 
 
 def process_batch(event: dict, context: object, processor: TierProcessor,
-                  forward: Callable[[list[UpdateNotice]], object] | None) -> dict:
+                  forward: Callable[[list[Origin]], object] | None) -> dict:
     """Process each SQS record on its own; then forward everything that succeeded in one go
     (fewer signatures). If forwarding fails, the succeeded records are reported as failures
     too, so SQS redelivers them; storing is idempotent, so the retry only forwards again."""
     batch = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    to_forward: dict[str, list[UpdateNotice]] = {}
+    to_forward: dict[str, list[Origin]] = {}
 
     def record_handler(record: SQSRecord) -> None:
         to_forward[record.message_id] = processor.process(record.body, record.message_id).forward
@@ -29,7 +29,7 @@ def process_batch(event: dict, context: object, processor: TierProcessor,
     if forward is not None:
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         # Only records that carry notices: dead-lettered ones are done and must not come back.
-        succeeded = [mid for mid, notices in to_forward.items() if notices and mid not in failed]
+        succeeded = [mid for mid, origins in to_forward.items() if origins and mid not in failed]
         try:
             forward([n for mid in succeeded for n in to_forward[mid]])
         except Exception:

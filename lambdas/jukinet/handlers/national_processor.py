@@ -17,10 +17,11 @@ from ._sqs import process_batch
 @lru_cache(maxsize=8)  # one per distinct environment: a cold start
 def _runtime(settings: NationalSettings, endpoint: str | None) -> TierProcessor:
     data_keys = DataKeys(settings.DATA_KEY_ID, {"tier": "national"})
+    store = IdentityStore(settings.TABLE_NAME, data_keys)
     return TierProcessor(
         national_policy(settings.ALLOWED_PREFECTURES),
-        IdentityStore(settings.TABLE_NAME, data_keys),
-        PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX),
+        store,
+        PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX, pins=store),
         settings.DEAD_LETTER_QUEUE_URL,
         clock=system_clock,
     )

@@ -18,10 +18,11 @@ from ._sqs import process_batch
 @lru_cache(maxsize=64)  # one per distinct environment: a cold start
 def _runtime(settings: PrefectureSettings, endpoint: str | None) -> tuple[TierProcessor, Forwarder]:
     data_keys = DataKeys(settings.DATA_KEY_ID, {"tier": "prefecture", "prefecture": settings.PREFECTURE_CODE})
+    store = IdentityStore(settings.TABLE_NAME, data_keys)
     processor = TierProcessor(
         prefecture_policy(settings.PREFECTURE_CODE),
-        IdentityStore(settings.TABLE_NAME, data_keys),
-        PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX),
+        store,
+        PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX, pins=store),
         settings.DEAD_LETTER_QUEUE_URL,
         clock=system_clock,
     )
