@@ -176,6 +176,8 @@ class TierScope:
     state_tables: list[str] = field(default_factory=list)            # counts only: reconciliation reads them
     provision_tables: list[str] = field(default_factory=list)        # the provision log (field names, not facts)
     seal_keys: list[str] = field(default_factory=list)
+    seal_archives: list[str] = field(default_factory=list)        # the seal archive bucket (reads for auditors)
+    unstoppable_functions: list[str] = field(default_factory=list)  # no one's emergency rights stop these
     api_keys: bool = False
     queue_mappings: bool = False                                     # functions fed by SQS event source mappings
     # Emergency isolation (jukinet_ops/emergency.py): what this tier's isolations change and record.
@@ -223,6 +225,11 @@ def scope_of(stack: Any) -> TierScope:
                                    f"{names.table_arn(env, names.provision_log_table())}/index/*",
                                    names.table_arn(env, names.provision_state_table())]
         scope.seal_keys.append(provision.seal_key.key_arn)
+        scope.seal_archives.append(provision.seal_archive.bucket_arn)
+        # Stopping the sealer would leave the log unsealed: it is not part of any emergency stop
+        # (isolation never needs it: it reads the log and signs, it provides nothing).
+        scope.unstoppable_functions.append(
+            f"arn:{PARTITION}:lambda:{region}:{account}:function:{names.provision_function('sealer')}")
         scope.api_keys = True
         scope.isolation_records.append("agency/*")
         scope.batch_bucket = provision.bucket.bucket_arn
@@ -405,6 +412,9 @@ class TierPeople(Construct):
         statements = [
             iam.PolicyStatement(sid="StopAndRestartFunctions", actions=EMERGENCY_FUNCTION_ACTIONS,
                                 resources=s.functions),
+            *([iam.PolicyStatement(sid="NeverStopTheSealer", effect=iam.Effect.DENY,
+                                   actions=["lambda:PutFunctionConcurrency", "lambda:DeleteFunctionConcurrency"],
+                                   resources=s.unstoppable_functions)] if s.unstoppable_functions else []),
             iam.PolicyStatement(sid="RecordIsolations", actions=["ssm:GetParameter", "ssm:PutParameter",
                                                                  "ssm:GetParameterHistory"],
                                 resources=[f"{ssm}/{target}" for target in s.isolation_records]),

@@ -25,6 +25,7 @@ from ..adapters.batch_jobs import BatchJobs
 from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys
 from ..adapters.provision_log import ProvisionLog
+from ..clock import system_clock
 from ..domain.agreements import Directory
 from ..domain.provision import MAX_REQUEST_BYTES, Refusal, RefusalCode
 from ..observability import MetricUnit, flush, logger, metrics, use_tier
@@ -127,14 +128,26 @@ class DisclosedProvision(BaseModel):
 
 class ChainVerification(BaseModel):
     entries: int
-    verified: bool
+    verified: bool = Field(description="the chain and every sealed entry check out against the signed seals")
     problems: list[str]
+    unsealed_days: list[str] = Field(
+        description="days (JST) with entries no hourly seal covers yet: checked by the hash chain only")
+
+
+class EarlierDisclosure(BaseModel):
+    date: str
+    at: str
+    office: str
+    staff: str
+    entry: int
 
 
 class Disclosure(BaseModel):
     resident_code: str
     office: str
     provisions: list[DisclosedProvision]
+    disclosures: list[EarlierDisclosure] = Field(
+        description="earlier disclosures of this resident's provisions (who, when): each is recorded in the chain")
     chain: ChainVerification
     period_from: Annotated[str, Field(alias="from")]
     period_to: Annotated[str, Field(alias="to")]
@@ -153,7 +166,8 @@ def _runtime(settings: ProvisionSettings, endpoint: str | None) -> tuple[Provisi
     identity = IdentityStore(settings.TABLE_NAME, DataKeys(settings.DATA_KEY_ID, {"tier": "national"},
                                                            cache_size=65_536))
     service = ProvisionService(directory, identity, ProvisionLog(settings.PROVISION_LOG_TABLE,
-                                                                 settings.PROVISION_STATE_TABLE))
+                                                                 settings.PROVISION_STATE_TABLE),
+                               system_clock, seal_key_id=settings.SEAL_KEY_ID)
     jobs = BatchJobs(settings.PROVISION_STATE_TABLE, settings.BATCH_BUCKET, settings.BATCH_QUEUE_URL)
     return service, BatchProvision(service, jobs)
 
