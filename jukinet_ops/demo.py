@@ -161,6 +161,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
 
 def _agency_traffic(console: Console, deployment, env, runner, after_attacks) -> None:
     from jukinet_ops.agency_traffic import recipient_principals, run_demo_traffic, sample_residents
+    from jukinet.clock import system_clock
     from jukinet_ops.local.api import LocalApi
     from jukinet_ops.provision import (
         disclose,
@@ -211,18 +212,22 @@ def _agency_traffic(console: Console, deployment, env, runner, after_attacks) ->
                       f"{len(batch['result_keys'])} part(s) under out/chikyosai/")
     else:
         console.print(f"   [red]batch did not complete:[/] {batch}")
-    log = provision_tables(deployment).log()
-    month = dt.datetime.now(JST).strftime("%Y-%m")
+    tables = provision_tables(deployment)
+    log = tables.log()
+    now = system_clock()  # the demo is a composition root
+    seal_key = key_source(None, tables.seal_key)  # the deployment's key, by its configured alias
+    month = now.astimezone(JST).strftime("%Y-%m")
     console.print(stats_table(monthly_statistics(log, month, deployment.agencies), month))
     if report.disclosure_code:
         console.print(f"Disclosure (提供状況の開示) for resident {report.disclosure_code}:")
-        print_disclosure(disclose(log, report.disclosure_code, None, None), console)
+        print_disclosure(disclose(log, report.disclosure_code, None, None, public_key=seal_key, now=now), console)
     # The chains of the residents the agencies asked about one by one (the batch's 2,000 are
     # checked the same way by `jukinet verify`; on the embedded AWS every chain read scans the
     # table, so the demo keeps to these).
-    print_verify(verify_log(log, [], [r["code"] for r in residents], key_source(None)), console)
-    console.print("   Today's entries are checked by their hash chains; the sealer signs the day at 01:00 JST "
-                  "tomorrow (`jukinet verify` then checks them against the seal).")
+    print_verify(verify_log(log, [], [r["code"] for r in residents], seal_key, now=now, archive=tables.archive()),
+                 console)
+    console.print("   Entries of this hour are checked by their hash chains; the sealer signs every hour at :10 "
+                  "(`jukinet verify` then checks them against the hour's seal).")
 
 
 def _progress(console: Console) -> Progress:

@@ -191,7 +191,7 @@ def test_verify_with_the_auditors_copy_of_the_public_key(world, provided, capsys
     key_file.write_bytes(stranger.public_bytes(encoding, PublicFormat.SubjectPublicKeyInfo))
     code, out, _ = run(capsys, "verify", "--day", DAY, "--public-key", str(key_file))
     assert code == 1
-    assert f"{DAY}: seal_invalid: the seal's signature does not verify" in out
+    assert f"{DAY}T00: seal_invalid: the seal's signature does not verify with the deployment's key" in out
 
 
 # --- disclose --------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_disclose_lists_every_provision_with_the_chain_check(world, provided, ca
     for text in ["年金機関", "金融庁", "長野県", "PAY affair PAY", "照会 (lookup)", "都道府県の利用 (own_use)",
                  "change_information, resident_code, status", "national", "200000", "5 provision(s)."]:
         assert text in out, text
-    assert f"chain of {provided[0]}: 5 entries, verified" in out
+    assert f"chain of {provided[0]}: 5 entries, verified against the seals; not sealed yet: {DAY}" in out
 
 
 def test_disclose_as_json_and_within_dates(world, provided, capsys):
