@@ -277,8 +277,14 @@ class ProvisionApi(Construct):
             self, "SealArchiveKey", alias=names.key_alias(NATIONAL, "provision-seal-archive"), account=account,
             administrators=stack.administrators,
             description="national: the seal archive bucket (off-table copies of the provision log's seals)",
-            statements=[keys.use_by_roles("SealerArchives", account, [role_arn["sealer"]], DATA_KEY_ACTIONS,
-                                          via_services=["s3"], region=region)])
+            statements=[
+                keys.use_by_roles("SealerArchives", account, [role_arn["sealer"]], DATA_KEY_ACTIONS,
+                                  via_services=["s3"], region=region),
+                # Reading the archive (jukinet verify by auditors) is granted by IAM, through S3 only.
+                iam.PolicyStatement(sid="AccountReadsThroughS3", principals=[iam.AccountPrincipal(account)],
+                                    actions=["kms:Decrypt"], resources=["*"],
+                                    conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}),
+            ])
 
         # --- tables -----------------------------------------------------------------------
         log_arn = names.table_arn(env, names.provision_log_table())  # literal: the policy is part of the table
@@ -673,13 +679,16 @@ class ProvisionApi(Construct):
             nag.acknowledge(fn.policy, [
                 ("AwsSolutions-IAM5", ("ENI management (Lambda in a VPC) and X-Ray trace writes support no "
                  "resource-level permissions."), ["Resource::*"]),
-                ("AwsSolutions-IAM5", ("The provision log's by_day index (the daily seal) and the identity table's "
+                ("AwsSolutions-IAM5", ("The provision log's by_day index (the hourly seals) and the identity table's "
                  "blind-index search: reads only, the log's index holding only entry hashes."),
                  [r"/^Resource::<ProvisionLogTable[A-F0-9]+\.Arn>\/index\/\*$/",
                   r"/^Resource::<IdentityTable[A-F0-9]+\.Arn>\/index\/\*$/"]),
                 ("AwsSolutions-IAM5", ("Objects under the batch bucket's in/ (uploads) and out/ (results) prefixes, "
                  "whose keys are chosen per recipient and job at run time."),
                  [r"/^Resource::<ProvisionBatchBucket[A-F0-9]+\.Arn>\/(in|out)\/\*$/"]),
+                ("AwsSolutions-IAM5", ("The seal archive's objects, one per sealed hour (seals/<period>.json), written "
+                 "by the sealer only; Object Lock in compliance mode keeps each one unchanged."),
+                 [r"/^Resource::<ProvisionSealArchive[A-F0-9]+\.Arn>\/seals\/\*$/"]),
             ], apply_to_children=True)
         nag.acknowledge(self.api_function.function, [
             ("NIST.800.53.R5-LambdaDLQ", ("Invoked synchronously by API Gateway only: a failure is the caller's "

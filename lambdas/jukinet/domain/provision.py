@@ -409,7 +409,8 @@ class Problem:
         return f"{self.where}: {self.kind}: {self.detail}"
 
 
-def _day_of(at: object) -> str | None:
+def entry_day(at: object) -> str | None:
+    """The JST day of an entry's stored ``at`` (ISO text), or None if it is not a time."""
     try:
         return jst_day(dt.datetime.fromisoformat(str(at).replace("Z", "+00:00")))
     except ValueError:
@@ -429,7 +430,7 @@ def verify_chain(resident_code: str, entries: Sequence[ChainEntry], head_n: int 
     first = 1
     if by_n and now is not None and min(by_n) > 1:
         kept = by_n[min(by_n)]
-        prev_day = _day_of(kept.content.get("prev_at"))
+        prev_day = entry_day(kept.content.get("prev_at"))
         if prev_day is not None and expired(prev_day, now):
             first, prev_hash = kept.n, kept.prev
     prev_at: object = None

@@ -34,6 +34,7 @@ from ..domain.provision import (
     function_for,
     new_provision_id,
     parse_resident_codes,
+    entry_day,
     jst_day,
     provided_fields,
 )
@@ -270,8 +271,8 @@ def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.da
     for e in entries:
         c = e.content
         if c.get("kind") == "disclosure":
-            disclosures.append({"date": jst_day(dt.datetime.fromisoformat(str(c.get("at")).replace("Z", "+00:00")))
-                                if c.get("at") else "", "at": str(c.get("at", "")), "office": str(c.get("office", "")),
+            disclosures.append({"date": entry_day(c.get("at")) or "", "at": str(c.get("at", "")),
+                                "office": str(c.get("office", "")),
                                 "staff": str(c.get("staff", "")), "entry": e.n})
             continue
         try:

@@ -28,13 +28,12 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from ..adapters import aws
 from ..adapters.provision_log import ProvisionLog, Seal, SealArchive
 from ..clock import Clock
-from ..domain.notice import JST
 from ..domain.provision import (
     GENESIS,
     Problem,
     compare_manifest,
+    entry_day,
     expired,
-    jst_day,
     manifest_digest,
     next_period,
     period_day,
@@ -62,10 +61,6 @@ MAX_SEALS_PER_RUN = 2000
 
 class SealChainBroken(RuntimeError):
     """The table's seal chain disagrees with the archive: the sealer refuses to go on."""
-
-
-def previous_day(now: dt.datetime) -> str:
-    return (now.astimezone(JST).date() - dt.timedelta(days=1)).isoformat()
 
 
 def last_sealable_period(now: dt.datetime) -> str:
@@ -311,19 +306,21 @@ def check_residents(log: ProvisionLog, codes: Iterable[str], public_key: bytes, 
         entries, head = log.chain_and_head(code)
         length = None
         if head is not None:
-            head_day = _day(head[1])
+            head_day = entry_day(head[1])
             if head_day is None or not expired(head_day, now):
                 length = head[0]
         sealed_head = log.sealed_head(code)
-        if sealed_head is not None:
+        if sealed_head is not None and not expired(period_day(sealed_head[0]), now):
             period, n, digest = sealed_head
             manifest, _ = day_manifest(period_day(period))
             if manifest.get(f"{code}#{n:08d}") == digest:  # otherwise the seal's own problem is reported
                 length = max(length or 0, n)
         problems.extend(verify_chain(code, entries, length, now=now))
         for e in entries:
-            day = _day(e.content.get("at"))
+            day = entry_day(e.content.get("at"))
             if day is None:  # an edited time: verify_chain has reported the entry
+                continue
+            if expired(day, now):  # its seal's manifest may be gone before it is (TTL is not instant)
                 continue
             sealed, complete = day_manifest(day)
             if e.ref in sealed:
@@ -339,13 +336,6 @@ def check_residents(log: ProvisionLog, codes: Iterable[str], public_key: bytes, 
 def verify_residents(log: ProvisionLog, codes: Iterable[str], public_key: bytes, *,
                      now: dt.datetime) -> list[Problem]:
     return check_residents(log, codes, public_key, now=now).problems
-
-
-def _day(at: object) -> str | None:
-    try:
-        return jst_day(dt.datetime.fromisoformat(str(at).replace("Z", "+00:00")))
-    except ValueError:
-        return None
 
 
 def _signed_day_manifest(log: ProvisionLog, day: str, public_key: bytes,
