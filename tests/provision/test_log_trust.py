@@ -169,12 +169,12 @@ def test_a_removed_hourly_seal_breaks_the_seal_chain(world, codes):
     assert "the seal archive holds it" in next(p.detail for p in report.problems if p.where == f"{DAY}T07")
 
 
-def test_a_seal_rewritten_in_the_table_differs_from_its_archived_copy(world, codes):
+def test_a_seal_given_another_hours_signature_is_seal_invalid(world, codes):
     world.seal(DAY)
     key = {"pk": {"S": "SEALS"}, "sk": {"S": f"{DAY}T05"}}
     item = world.ddb.get_item(TableName=world.log_table, Key=key)["Item"]
-    # Re-signed by the real key would need the sealer's role; here the attacker swaps in the
-    # signature of another (valid) hour of the same chain: the archive copy tells them apart.
+    # Re-signing with the real key needs the sealer's role; borrowing the valid signature of
+    # another hour of the same chain does not fit this hour's message.
     other = world.ddb.get_item(TableName=world.log_table, Key={"pk": {"S": "SEALS"}, "sk": {"S": f"{DAY}T06"}})["Item"]
     world.ddb.put_item(TableName=world.log_table, Item={**item, "signature": other["signature"]})
     assert (f"{DAY}T05", "seal_invalid") in kinds(check(world))
