@@ -105,6 +105,10 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream))
         runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True,
                                                  cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-"))))
+        if deployment.agencies:
+            # The sealer's hourly scheduled run (EventBridge is not emulated): it starts the seal
+            # chain and reports the heartbeat the provision-log-not-sealed alarm watches.
+            runner.invoke(names.provision_function("sealer"), {})
         s3 = aws.client("s3")
         muni_env = prefecture.municipality_tier.env
         months_seen = {dt.datetime.now(JST).strftime("%Y-%m")}
