@@ -12,12 +12,12 @@ import datetime as dt
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..adapters.identity_store import IdentityStore
 from ..adapters.provision_log import ProvisionLog
-from ..clock import system_clock
+from ..clock import Clock
 from ..domain.agreements import AgreementTerms, Directory, ProvisionFunction, Recipient
 from ..domain.blind_index import blind_index
 from ..domain.errors import ValidationError
@@ -42,9 +42,6 @@ from .provision_audit import check_residents, kms_public_key
 
 MAX_SEARCH_CANDIDATES = 50
 NATIONAL_PROVIDER = "national"
-
-
-utcnow = system_clock  # composition roots pass it; kept under this name for the handlers
 
 
 @dataclass(frozen=True)
@@ -106,7 +103,7 @@ class Grant:
 
 class ProvisionService:
     def __init__(self, directory: Directory, identity: IdentityStore, log: ProvisionLog,
-                 clock: Callable[[], dt.datetime] = utcnow, *, seal_key_id: str = "") -> None:
+                 clock: Clock, *, seal_key_id: str = "") -> None:
         self.directory = directory
         self.identity = identity
         self.log = log
