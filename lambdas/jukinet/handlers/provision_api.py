@@ -167,7 +167,7 @@ def _runtime(settings: ProvisionSettings, endpoint: str | None) -> tuple[Provisi
                                                            cache_size=65_536))
     service = ProvisionService(directory, identity, ProvisionLog(settings.PROVISION_LOG_TABLE,
                                                                  settings.PROVISION_STATE_TABLE),
-                               system_clock, seal_key_id=settings.SEAL_KEY_ID)
+                               clock=system_clock, seal_key_id=settings.SEAL_KEY_ID)
     jobs = BatchJobs(settings.PROVISION_STATE_TABLE, settings.BATCH_BUCKET, settings.BATCH_QUEUE_URL)
     return service, BatchProvision(service, jobs)
 

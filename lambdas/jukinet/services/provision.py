@@ -103,7 +103,7 @@ class Grant:
 
 class ProvisionService:
     def __init__(self, directory: Directory, identity: IdentityStore, log: ProvisionLog,
-                 clock: Clock, *, seal_key_id: str = "") -> None:
+                 *, clock: Clock, seal_key_id: str = "") -> None:
         self.directory = directory
         self.identity = identity
         self.log = log
