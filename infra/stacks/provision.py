@@ -507,9 +507,10 @@ class ProvisionApi(Construct):
         stack.network.allow_through("DynamoDb", iam.PolicyStatement(
             sid="ProvisionLog", principals=[iam.AnyPrincipal()], actions=LOG_ACTIONS, resources=log_resources,
             conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        # The endpoint admits the tier's roles; the table's resource policy admits the sealer alone.
         stack.network.allow_through("DynamoDb", iam.PolicyStatement(
             sid="ProvisionLogExpiryBySealer", principals=[iam.AnyPrincipal()], actions=["dynamodb:UpdateItem"],
-            resources=[self.log_table.table_arn], conditions={"ArnLike": {"aws:PrincipalArn": [role_arn["sealer"]]}}))
+            resources=[self.log_table.table_arn], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
         stack.network.allow_through("DynamoDb", iam.PolicyStatement(
             sid="ProvisionState", principals=[iam.AnyPrincipal()], actions=STATE_ACTIONS, resources=[state_arn],
             conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
@@ -525,7 +526,7 @@ class ProvisionApi(Construct):
         stack.network.allow_through("S3", iam.PolicyStatement(
             sid="ProvisionSealArchive", principals=[iam.AnyPrincipal()],
             actions=["s3:GetObject", "s3:PutObject", "s3:ListBucket"], resources=[archive_arn, f"{archive_arn}/*"],
-            conditions={"ArnLike": {"aws:PrincipalArn": [role_arn["sealer"]]}}))
+            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
 
         self._acknowledge()
         self._alarms(stack)
