@@ -129,7 +129,7 @@ PRICES: dict[str, Price] = {
         "not found in the stored sources: $5.00 per million is the us-east-1 price as we recall it — unverified",
         tokyo=False),
     "eventbridge_schedule": Price(
-        0.0, "event", "EventBridge scheduled rule (the daily sealer)",
+        0.0, "event", "EventBridge scheduled rule (the hourly sealer)",
         "https://www.factualminds.com/blog/amazon-eventbridge-pricing-events-pipes-schema-archive/",
         "2026-06-13: events from AWS services (schedules included) are free", tokyo=False),
 }

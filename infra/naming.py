@@ -201,6 +201,13 @@ class Names:
             raise ValueError(f"bucket name {name!r} exceeds 63 characters; shorten the deployment prefix")
         return name
 
+    def provision_seal_archive_bucket(self, env: Environment) -> str:
+        """The off-table copies of the provision log's seals (S3 Object Lock, compliance mode)."""
+        name = f"{self.prefix}-provision-seals-{env.account}-{env.region}"
+        if len(name) > 63:
+            raise ValueError(f"bucket name {name!r} exceeds 63 characters; shorten the deployment prefix")
+        return name
+
     def provision_usage_plan(self, recipient_id: str) -> str:
         return f"{self.prefix}-provision-{recipient_id}"
 

@@ -153,8 +153,8 @@ def _resident_code(text: str) -> str:
         raise argparse.ArgumentTypeError(f"resident code {text!r}: {exc.detail}") from None
 
 
-def _provision_log(args: argparse.Namespace):
-    """The deployment's provision log, against AWS or (``--endpoint-url``) the embedded AWS."""
+def _provision_tables(args: argparse.Namespace):
+    """The deployment and its provision tables, against AWS or (``--endpoint-url``) the embedded AWS."""
     from infra.config import load_deployment
     from jukinet_ops.provision import provision_tables
 
@@ -162,7 +162,33 @@ def _provision_log(args: argparse.Namespace):
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
     deployment = load_deployment(args.deployment)
     os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
-    return deployment, provision_tables(deployment).log()
+    return deployment, provision_tables(deployment)
+
+
+def _provision_log(args: argparse.Namespace):
+    """The deployment's provision log, against AWS or (``--endpoint-url``) the embedded AWS."""
+    deployment, tables = _provision_tables(args)
+    return deployment, tables.log()
+
+
+def _seal_key(args: argparse.Namespace, tables) -> bytes | None:
+    """The deployment's seal public key, pinned (``--public-key`` or KMS by the configured
+    alias); None, with the reason on stderr, when it cannot be had."""
+    from jukinet.adapters import aws
+    from jukinet_ops.provision import key_source
+
+    key_file = None
+    if getattr(args, "public_key", None):
+        with open(args.public_key, "rb") as fh:
+            key_file = fh.read()
+    try:
+        return key_source(key_file, tables.seal_key)
+    except Exception as exc:
+        if aws.error_code(exc) in ("AccessDeniedException", "NotFoundException", "DisabledException"):
+            print(f"jukinet {args.command}: cannot get the seal key's public key ({tables.seal_key}) from KMS "
+                  f"({aws.error_code(exc)}); give the published copy with --public-key FILE", file=sys.stderr)
+            return None
+        raise
 
 
 def _verify_days(args: argparse.Namespace) -> list[str]:
@@ -179,28 +205,18 @@ def _verify_days(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from jukinet_ops.provision import key_source, print_verify, verify_json, verify_log
+    from jukinet_ops.provision import print_verify, verify_json, verify_log
 
     try:
         days = _verify_days(args)
     except ValueError as exc:
         print(f"jukinet verify: {exc}", file=sys.stderr)
         return 2
-    key_file = None
-    if args.public_key:
-        with open(args.public_key, "rb") as fh:
-            key_file = fh.read()
-    _, log = _provision_log(args)
-    try:
-        report = verify_log(log, days, args.resident or [], key_source(key_file), now=args.now)
-    except Exception as exc:
-        from jukinet.adapters import aws
-
-        if aws.error_code(exc) in ("AccessDeniedException", "NotFoundException", "DisabledException"):
-            print(f"jukinet verify: cannot get the sealing key's public key from KMS ({aws.error_code(exc)}); "
-                  "give a copy with --public-key FILE", file=sys.stderr)
-            return 2
-        raise
+    _, tables = _provision_tables(args)
+    key = _seal_key(args, tables)
+    if key is None:
+        return 2
+    report = verify_log(tables.log(), days, args.resident or [], key, now=args.now, archive=tables.archive())
     if args.format == "json":
         print(verify_json(report))
     else:
@@ -214,8 +230,12 @@ def cmd_disclose(args: argparse.Namespace) -> int:
     if args.date_from and args.date_to and args.date_from > args.date_to:
         print("jukinet disclose: --from must not be after --to", file=sys.stderr)
         return 2
-    _, log = _provision_log(args)
-    result = disclose(log, args.resident_code, args.date_from, args.date_to, today=today_jst(args.now))
+    _, tables = _provision_tables(args)
+    key = _seal_key(args, tables)
+    if key is None:
+        return 2
+    result = disclose(tables.log(), args.resident_code, args.date_from, args.date_to, public_key=key,
+                      now=args.now)
     if args.format == "json":
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:
@@ -295,8 +315,9 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     ver.add_argument("--resident", type=_resident_code, action="append", metavar="CODE",
                      help="verify this resident's chain (repeatable)")
     ver.add_argument("--public-key", metavar="FILE", default=None,
-                     help="the sealing key's public key (DER or PEM), for an auditor without KMS access "
-                          "(default: KMS GetPublicKey of each seal's key)")
+                     help="the deployment's published seal public key (DER or PEM), for an auditor without KMS "
+                          "access (default: KMS GetPublicKey of the configured seal key alias — never the key a "
+                          "seal names)")
     ver.add_argument("--format", choices=["table", "json"], default="table")
     ver.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
     _add_deployment(ver)
@@ -305,10 +326,13 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     dis = sub.add_parser("disclose", help="one resident's provisions (提供状況の開示)",
                          description="Every provision of the resident's identity facts in the period (Japan time): "
                                      "date, recipient, affair, function, fields and provider, with the verification "
-                                     "of the resident's whole chain. Exit 1 if the chain does not verify.")
+                                     "of the resident's whole chain against the hourly seals, the days not sealed yet, and "
+                                     "earlier disclosures. Exit 1 if the chain does not verify.")
     dis.add_argument("resident_code", type=_resident_code, metavar="RESIDENT_CODE")
     dis.add_argument("--from", dest="date_from", type=_date, metavar="YYYY-MM-DD", help="default: the first entry")
     dis.add_argument("--to", dest="date_to", type=_date, metavar="YYYY-MM-DD", help="default: today")
+    dis.add_argument("--public-key", metavar="FILE", default=None,
+                     help="the deployment's published seal public key (DER or PEM); default: KMS, configured alias")
     dis.add_argument("--format", choices=["table", "json"], default="table")
     dis.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
     _add_deployment(dis)

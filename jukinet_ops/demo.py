@@ -107,6 +107,10 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream))
         runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True,
                                                  cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-"))))
+        if deployment.agencies:
+            # The sealer's hourly scheduled run (EventBridge is not emulated): it starts the seal
+            # chain and reports the heartbeat the provision-log-not-sealed alarm watches.
+            runner.invoke(names.provision_function("sealer"), {})
         s3 = aws.client("s3")
         muni_env = prefecture.municipality_tier.env
         months_seen = {month_jst(clock())}
@@ -213,19 +217,22 @@ def _agency_traffic(console: Console, deployment, env, runner, after_attacks, cl
                       f"{len(batch['result_keys'])} part(s) under out/chikyosai/")
     else:
         console.print(f"   [red]batch did not complete:[/] {batch}")
-    log = provision_tables(deployment).log()
+    tables = provision_tables(deployment)
+    log = tables.log()
     now = clock()
+    seal_key = key_source(None, tables.seal_key)  # the deployment's key, by its configured alias
     month = month_jst(now)
     console.print(stats_table(monthly_statistics(log, month, deployment.agencies), month))
     if report.disclosure_code:
         console.print(f"Disclosure (提供状況の開示) for resident {report.disclosure_code}:")
-        print_disclosure(disclose(log, report.disclosure_code, None, None, today=today_jst(now)), console)
+        print_disclosure(disclose(log, report.disclosure_code, None, None, public_key=seal_key, now=now), console)
     # The chains of the residents the agencies asked about one by one (the batch's 2,000 are
     # checked the same way by `jukinet verify`; on the embedded AWS every chain read scans the
     # table, so the demo keeps to these).
-    print_verify(verify_log(log, [], [r["code"] for r in residents], key_source(None), now=now), console)
-    console.print("   Today's entries are checked by their hash chains; the sealer signs the day at 01:00 JST "
-                  "tomorrow (`jukinet verify` then checks them against the seal).")
+    print_verify(verify_log(log, [], [r["code"] for r in residents], seal_key, now=now, archive=tables.archive()),
+                 console)
+    console.print("   Entries of this hour are checked by their hash chains; the sealer signs every hour at :10 "
+                  "(`jukinet verify` then checks them against the hour's seal).")
 
 
 def _progress(console: Console) -> Progress:

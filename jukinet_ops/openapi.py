@@ -35,7 +35,8 @@ ERROR_CODE_MEANINGS = {
     "FUNCTION_NOT_AGREED": "the agreement does not include this function (lookup, search, batch, own use)",
     "AGREEMENT_NOT_IN_FORCE": "the agreement is not valid today",
     "FIELD_NOT_PERMITTED": "a requested field is not permitted by the agreement",
-    "DISCLOSURE_NOT_PERMITTED": "the caller is not disclosure staff of a prefecture",
+    "DISCLOSURE_NOT_PERMITTED": "the caller is not disclosure staff of a prefecture, or the resident is not registered in the "
+                                "staff's prefecture (field `resident_code`)",
     "RECIPIENT_ISOLATED": "the recipient is isolated under the emergency plan (jukinet isolate agency); alarmed",
     "INVALID_RESIDENT_CODE": "a resident code is malformed (11 digits with a valid check digit)",
     "INVALID_REQUEST": "the request does not match its schema or a rule of the API (field and rule say which)",

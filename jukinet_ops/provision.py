@@ -16,7 +16,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from jukinet.adapters.provision_log import ProvisionLog
+from jukinet.adapters.provision_log import ProvisionLog, SealArchive
 from jukinet.domain.agreements import ProvisionFunction
 from jukinet.domain.notice import JST
 from jukinet.domain.provision import Problem, entry_ref
 from jukinet.services.provision import disclosure
-from jukinet.services.provision_audit import kms_public_key, verify_day, verify_residents
+from jukinet.services.provision_audit import SEAL_GRACE, check_residents, kms_public_key, verify_day
 
 DEFAULT_VERIFY_DAYS = 7
 
@@ -41,17 +41,25 @@ DEFAULT_VERIFY_DAYS = 7
 class ProvisionTables:
     log_table: str
     state_table: str
+    seal_key: str = ""  # the deployment's seal key (alias), from the configuration
+    seal_archive_bucket: str = ""
 
     def log(self) -> ProvisionLog:
         return ProvisionLog(self.log_table, self.state_table)
 
+    def archive(self) -> SealArchive | None:
+        return SealArchive(self.seal_archive_bucket) if self.seal_archive_bucket else None
+
 
 def provision_tables(deployment) -> ProvisionTables:  # deployment: infra.config.Deployment
-    """The national provision log and state tables, named as the national stack names them."""
-    from infra.naming import Names
+    """The national provision log and state tables, the seal key and the seal archive, named as
+    the national stack names them."""
+    from infra.naming import NATIONAL, Names
 
     names = Names.of(deployment)
-    return ProvisionTables(log_table=names.provision_log_table(), state_table=names.provision_state_table())
+    return ProvisionTables(log_table=names.provision_log_table(), state_table=names.provision_state_table(),
+                           seal_key=names.key_alias(NATIONAL, "provision-seal"),
+                           seal_archive_bucket=names.provision_seal_archive_bucket(deployment.national.env))
 
 
 # --- verify -----------------------------------------------------------------------------
@@ -75,19 +83,13 @@ def public_key_der(data: bytes) -> bytes:
     return data
 
 
-def key_source(public_key_file: bytes | None) -> Callable[[str], bytes]:
-    """``key_id → DER public key``: the auditor's copy if given, else KMS GetPublicKey (once per key)."""
+def key_source(public_key_file: bytes | None, configured_key: str) -> bytes:
+    """The deployment's seal public key (DER), pinned: the auditor's published copy if given,
+    else KMS GetPublicKey of the key the configuration names (``configured_key``: the seal
+    key's alias). Never the key a seal names: a seal signed by any other key fails."""
     if public_key_file is not None:
-        der = public_key_der(public_key_file)
-        return lambda _key_id: der
-    cache: dict[str, bytes] = {}
-
-    def from_kms(key_id: str) -> bytes:
-        if key_id not in cache:
-            cache[key_id] = kms_public_key(key_id)
-        return cache[key_id]
-
-    return from_kms
+        return public_key_der(public_key_file)
+    return kms_public_key(configured_key)
 
 
 def _code_of(ref: str) -> str:
@@ -102,8 +104,10 @@ class DayCheck:
     day: str
     entries: int
     sealed: bool
-    residents: list[str] = field(default_factory=list)  # chains verified for an unsealed day
+    residents: list[str] = field(default_factory=list)  # chains verified for entries not sealed yet
     problems: list[Problem] = field(default_factory=list)
+    sealed_periods: int = 0  # hours of the day with a valid seal
+    expired: bool = False
 
     @property
     def ok(self) -> bool:
@@ -113,8 +117,12 @@ class DayCheck:
     def status(self) -> str:
         if self.problems:
             return f"{len(self.problems)} problem(s)"
-        if not self.entries and not self.sealed:
+        if self.expired:
+            return "past retention (7 years): expired"
+        if not self.entries and not self.sealed and not self.sealed_periods:
             return "no entries"
+        if not self.sealed and self.sealed_periods:
+            return f"{self.sealed_periods}/24 hours sealed; {len(self.residents)} chain(s) verified"
         if not self.sealed:
             return f"not sealed yet; {len(self.residents)} chain(s) verified"
         return "verified against the seal"
@@ -130,8 +138,7 @@ class VerifyReport:
     def problems(self) -> list[Problem]:
         """Every problem once: the sealed days' and the chains'."""
         seen: dict[tuple[str, str], Problem] = {}
-        for p in [*(p for d in self.days for p in d.problems if d.sealed or p.kind == "seal_missing"),
-                  *self.chain_problems]:
+        for p in [*(p for d in self.days for p in d.problems), *self.chain_problems]:
             seen.setdefault((p.where, p.kind), p)
         return list(seen.values())
 
@@ -140,31 +147,32 @@ class VerifyReport:
         return not self.problems
 
 
-SEAL_GRACE = dt.timedelta(hours=2)  # the sealer runs at 01:00 JST for the day before
+# A day with entries and no seal at all (before the seal chain began, or the sealer never ran):
+# a problem once its last hour is well past its seal's run.
+UNSEALED_DAY_GRACE = SEAL_GRACE + dt.timedelta(hours=1)
 
 
-def verify_log(log: ProvisionLog, days: Sequence[str], residents: Sequence[str],
-               public_key: Callable[[str], bytes], *, now: dt.datetime) -> VerifyReport:
-    """Check ``days`` (sealed: ``verify_day``; not sealed: the chains of their residents, found
-    through the ``by_day`` index) and the chains of ``residents`` — each chain once, and each of
-    its entries against the signed seal of the entry's day where that day is sealed. ``now``
-    decides which unsealed days are overdue."""
+def verify_log(log: ProvisionLog, days: Sequence[str], residents: Sequence[str], public_key: bytes, *,
+               now: dt.datetime, archive: SealArchive | None = None) -> VerifyReport:
+    """Check ``days`` against their hourly seals (``verify_day``: signature with the pinned
+    ``public_key``, the seal chain, the archive's copies, the manifests), the chains of the
+    residents with entries no seal covers yet, and the chains of ``residents`` — each chain
+    once, against the sealed manifests and the sealer's record of where it ends. ``now`` (from
+    the caller) decides which hours are due and what is past retention."""
     checks: list[DayCheck] = []
     for day in days:
-        if log.seal(day) is None:
-            present = log.day_hashes(day)
-            checks.append(DayCheck(day, len(present), False, sorted({_code_of(ref) for ref in present})))
-        else:
-            report = verify_day(log, day, public_key)
-            checks.append(DayCheck(day, report.entries, True, [], list(report.problems)))
+        report = verify_day(log, day, public_key, now=now, archive=archive)
+        checks.append(DayCheck(day, report.entries, report.sealed, sorted({_code_of(ref) for ref in report.unsealed}),
+                               list(report.problems), report.sealed_periods, report.expired))
     codes = list(dict.fromkeys([*residents, *(c for d in checks for c in d.residents)]))
-    chain_problems = verify_residents(log, codes, public_key)
+    chain_problems = check_residents(log, codes, public_key, now=now).problems
     for d in checks:
-        if not d.sealed:
+        if d.residents:
             mine = set(d.residents)
-            d.problems = [p for p in chain_problems if _code_of(p.where) in mine]
+            d.problems += [p for p in chain_problems if _code_of(p.where) in mine and p not in d.problems]
             due = dt.datetime.combine(dt.date.fromisoformat(d.day) + dt.timedelta(days=1), dt.time(), tzinfo=JST)
-            if d.entries and now >= due + SEAL_GRACE:
+            if not d.sealed_periods and d.entries and now >= due + UNSEALED_DAY_GRACE and \
+                    not any(p.kind == "seal_missing" for p in d.problems):
                 d.problems.insert(0, Problem(d.day, "seal_missing",
                                              "the day has ended but has no seal: the sealer did not run"))
     return VerifyReport(checks, codes, chain_problems)
@@ -230,7 +238,9 @@ def disclosure_table(result: Mapping) -> Table:
 def chain_line(result: Mapping) -> str:
     chain = result["chain"]
     if chain["verified"]:
-        return f"chain of {result['resident_code']}: {chain['entries']} entries, verified"
+        unsealed = chain.get("unsealed_days") or []
+        tail = f"; not sealed yet: {', '.join(unsealed)} (hash chain only)" if unsealed else ""
+        return f"chain of {result['resident_code']}: {chain['entries']} entries, verified against the seals{tail}"
     return (f"chain of {result['resident_code']}: {chain['entries']} entries, NOT verified "
             f"({len(chain['problems'])} problem(s))")
 
@@ -239,6 +249,8 @@ def print_disclosure(result: Mapping, console: Console | None = None) -> None:
     console = console or Console()
     console.print(disclosure_table(result))
     console.print(f"{len(result['provisions'])} provision(s).")
+    for d in result.get("disclosures", []):
+        console.print(f"disclosed on {d['date']} by {escape(d['office'])} ({escape(d['staff'])})", highlight=False)
     verified = result["chain"]["verified"]
     console.print(f"[{'green' if verified else 'bold red'}]{escape(chain_line(result))}[/]", highlight=False)
     for problem in result["chain"]["problems"]:
@@ -246,9 +258,9 @@ def print_disclosure(result: Mapping, console: Console | None = None) -> None:
 
 
 def disclose(log: ProvisionLog, resident_code: str, start: dt.date | None, end: dt.date | None, *,
-             today: dt.date) -> dict:
-    """One resident's provisions from ``start`` (default: the first) to ``end`` (default: ``today``, JST)."""
-    return disclosure(log, resident_code, start or dt.date(1970, 1, 1), end or today)
+             public_key: bytes, now: dt.datetime) -> dict:
+    return disclosure(log, resident_code, start or dt.date(1970, 1, 1), end or now.astimezone(JST).date(),
+                      public_key=public_key, now=now)
 
 
 # --- provision-stats --------------------------------------------------------------------

@@ -10,7 +10,7 @@ after the base stack; alarms added to the tier by any construct are listed too),
 * national with recipients, also the provision API: requests, records provided, not-found
   answers, disclosures; refusals, unauthorised attempts and gateway refusals; the anomaly
   signals; records provided per configured recipient; the REST API and the provision
-  functions; the batch queue and its DLQ; the daily seal;
+  functions; the batch queue and its DLQ; the hourly seals;
 * municipality: notices sent, rows rejected and duplicate files of the tier's CSs; the CSs'
   invocations, errors, throttles and longest duration summed over every CS of the tier
   (metric math over each function by name); the failed-S3-event queue.
@@ -247,7 +247,8 @@ class TierDashboard(Construct):
                                    m("BatchRowsProcessed"), m("BatchJobsRefused")],
                    right=[api.queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic=MAX)],
                    right_label="oldest task (s)"),
-            _graph("Daily seal of the provision log", [m("ProvisionLogSealed", Duration.days(1))]),
+            _graph("Hourly seals of the provision log", [m("ProvisionLogSealed", Duration.hours(1))],
+                   right=[m("ProvisionLogSealLagHours", Duration.hours(1))], right_label="hours since the last seal"),
         )
 
     # --- municipality -----------------------------------------------------------------------

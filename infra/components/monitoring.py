@@ -42,11 +42,15 @@ class TierAlarms(Construct):
 
     def alarm(self, id: str, *, name: str, description: str, metric: cloudwatch.IMetric, threshold: float = 0,
               evaluation_periods: int = 1, datapoints_to_alarm: int = 1,
-              comparison: cloudwatch.ComparisonOperator = GT, doc: str = "docs/operations.md") -> cloudwatch.Alarm:
+              comparison: cloudwatch.ComparisonOperator = GT, doc: str = "docs/operations.md",
+              treat_missing_data: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+              ) -> cloudwatch.Alarm:
+        """``treat_missing_data``: NOT_BREACHING for counts of bad things; BREACHING for a
+        heartbeat (a metric whose absence is the problem)."""
         alarm = cloudwatch.Alarm(
             self, id, alarm_name=name, alarm_description=f"{description} See {doc}.", metric=metric,
             threshold=threshold, comparison_operator=comparison, evaluation_periods=evaluation_periods,
-            datapoints_to_alarm=datapoints_to_alarm, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            datapoints_to_alarm=datapoints_to_alarm, treat_missing_data=treat_missing_data,
         )
         return self._arm(alarm)
 

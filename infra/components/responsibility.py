@@ -177,6 +177,9 @@ class TierScope:
     state_tables: list[str] = field(default_factory=list)            # counts only: reconciliation reads them
     provision_tables: list[str] = field(default_factory=list)        # the provision log (field names, not facts)
     seal_keys: list[str] = field(default_factory=list)
+    seal_archives: list[str] = field(default_factory=list)        # the seal archive bucket (reads for auditors)
+    seal_archive_keys: list[str] = field(default_factory=list)
+    unstoppable_functions: list[str] = field(default_factory=list)  # no one's emergency rights stop these
     api_keys: bool = False
     queue_mappings: bool = False                                     # functions fed by SQS event source mappings
     # Emergency isolation (jukinet_ops/emergency.py): what this tier's isolations change and record.
@@ -225,6 +228,12 @@ def scope_of(stack: Any) -> TierScope:
                                    f"{names.table_arn(env, names.provision_log_table())}/index/*",
                                    names.table_arn(env, names.provision_state_table())]
         scope.seal_keys.append(provision.seal_key.key_arn)
+        scope.seal_archives.append(provision.seal_archive.bucket_arn)
+        scope.seal_archive_keys.append(provision.seal_archive_key.key_arn)
+        # Stopping the sealer would leave the log unsealed: it is not part of any emergency stop
+        # (isolation never needs it: it reads the log and signs, it provides nothing).
+        scope.unstoppable_functions.append(
+            f"arn:{PARTITION}:lambda:{region}:{account}:function:{names.provision_function('sealer')}")
         scope.api_keys = True
         scope.isolation_records.append("agency/*")
         scope.batch_bucket = provision.bucket.bucket_arn
@@ -332,7 +341,7 @@ class TierPeople(Construct):
         """IAM5 findings of a people policy, each wildcard named: ``*`` for actions without
         resource-level permissions, and this tier's name patterns (``naming``)."""
         wildcards: set[str] = set()
-        tokens = anything = False
+        tokens = anything = seals = False
         for st in statements:
             if st.effect != iam.Effect.ALLOW:
                 continue
@@ -341,6 +350,8 @@ class TierPeople(Construct):
                     anything = True
                 elif "*" not in r:
                     continue
+                elif cdk.Token.is_unresolved(r) and r.endswith("/seals/*"):
+                    seals = True
                 elif cdk.Token.is_unresolved(r):
                     tokens = True
                 else:
@@ -359,6 +370,10 @@ class TierPeople(Construct):
             acks.append(("AwsSolutions-IAM5", ("CloudTrail's log files under AWSLogs/ in this stack's trail bucket: "
                          "auditors validate and read the trail."),
                          [r"/^Resource::<AccountTrailBucket[A-F0-9]+\.Arn>\/AWSLogs\/\*$/"]))
+        if seals:
+            acks.append(("AwsSolutions-IAM5", ("The provision log's seal archive (seals/<period>.json, one object per "
+                         "sealed hour, under Object Lock): auditors read it to check each seal's copy."),
+                         [r"/^Resource::<ProvisionSealArchive[A-F0-9]+\.Arn>\/seals\/\*$/"]))
         if acks:
             nag.acknowledge(policy, acks)
 
@@ -407,6 +422,9 @@ class TierPeople(Construct):
         statements = [
             iam.PolicyStatement(sid="StopAndRestartFunctions", actions=EMERGENCY_FUNCTION_ACTIONS,
                                 resources=s.functions),
+            *([iam.PolicyStatement(sid="NeverStopTheSealer", effect=iam.Effect.DENY,
+                                   actions=["lambda:PutFunctionConcurrency", "lambda:DeleteFunctionConcurrency"],
+                                   resources=s.unstoppable_functions)] if s.unstoppable_functions else []),
             iam.PolicyStatement(sid="RecordIsolations", actions=["ssm:GetParameter", "ssm:PutParameter",
                                                                  "ssm:GetParameterHistory"],
                                 resources=[f"{ssm}/{target}" for target in s.isolation_records]),
@@ -568,6 +586,14 @@ class TierPeople(Construct):
                                     actions=["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
                                     resources=s.provision_tables),
                 iam.PolicyStatement(sid="ReadSealPublicKey", actions=["kms:GetPublicKey"], resources=s.seal_keys),
+            ]
+        if s.seal_archives:
+            # jukinet verify compares every seal with its copy in the seal archive (Object Lock).
+            statements += [
+                iam.PolicyStatement(sid="ReadSealArchive", actions=["s3:GetObject", "s3:ListBucket"],
+                                    resources=[*s.seal_archives, *(f"{a}/seals/*" for a in s.seal_archives)]),
+                iam.PolicyStatement(sid="DecryptSealArchive", actions=["kms:Decrypt"], resources=s.seal_archive_keys,
+                                    conditions={"StringEquals": {"kms:ViaService": f"s3.{env.region}.amazonaws.com"}}),
             ]
         return statements
 

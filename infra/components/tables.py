@@ -17,7 +17,7 @@ from . import nag
 S = dynamodb.AttributeType.STRING
 # The search API's blind index (HMAC of kana name and birth date) → resident partition.
 BY_BLIND_INDEX = "by_blind_index"
-# The provision log's entries of one day (sharded), for the daily seal (lambdas/jukinet/adapters/provision_log.py).
+# The provision log's entries of one day (sharded), for the hourly seals (lambdas/jukinet/adapters/provision_log.py).
 BY_DAY = "by_day"
 EXPIRES_AT = "expires_at"
 
@@ -60,7 +60,7 @@ def cs_state_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey)
 
 def provision_log_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey,
                         resource_policy: iam.PolicyDocument | None) -> dynamodb.Table:
-    """The provision log (提供記録): hash-chained entries per resident and the daily seals.
+    """The provision log (提供記録): hash-chained entries per resident and the hourly seals.
     ``by_day`` projects only each entry's hash: what the sealer needs, nothing about a person."""
     table = _table(scope, id, table_name=table_name, key=key, time_to_live_attribute=EXPIRES_AT,
                    resource_policy=resource_policy)

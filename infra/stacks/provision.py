@@ -61,9 +61,14 @@ API_CONCURRENCY = 20
 BATCH_CONCURRENCY = 10
 SEALER_CONCURRENCY = 1
 BATCH_MAX_RECEIVE_COUNT = 3
-SEAL_SCHEDULE = "cron(0 16 * * ? *)"  # 01:00 JST, every day
+SEAL_SCHEDULE = "cron(10 * * * ? *)"  # every hour at :10 (the hour before, plus late writes)
+# Each archived seal is locked (compliance mode) beyond the entries' 7 years: the retention
+# checkpoint of an expired day is still checkable against its archived seal.
+SEAL_ARCHIVE_LOCK = Duration.days(8 * 366)
+SEAL_ARCHIVE_PREFIX = "seals/"
 BATCH_OBJECT_RETENTION = Duration.days(30)
 IN, OUT = "in/", "out/"
+SEAL_HEARTBEAT = Duration.hours(1)
 
 IDENTITY_READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
 LOG_ACTIONS = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
@@ -71,6 +76,11 @@ SEALER_LOG_ACTIONS = ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetIt
 # Every action that can change or remove an existing item (PutItem can overwrite too: see decision 0010).
 LOG_REWRITE_ACTIONS = ["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
                        "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:PartiQLInsert"]
+# The sealer's one change to an existing item: the TTL it derives from the sealed day (decision 0014).
+TTL_ATTRIBUTE = "expires_at"
+SEALER_UPDATE_ATTRIBUTES = ["pk", "sk", TTL_ATTRIBUTE]
+SEAL_ITEMS = "SEAL*"  # partition keys SEALS, SEAL#<period>, SEALED#<code>: the sealer's alone
+ENTRY_ITEMS = "P#*"
 STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem",
                  "dynamodb:BatchWriteItem", "dynamodb:Query"]
 SEALER_STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:Query"]
@@ -163,6 +173,32 @@ def resource_policy(recipients: Sequence[Agency], endpoint_ids: Sequence[str]) -
     return iam.PolicyDocument(statements=statements)
 
 
+def log_table_policy(log_arn: str, sealer_role: str) -> iam.PolicyDocument:
+    """The provision log's resource policy, for every principal (administrators included):
+    nothing rewrites or deletes an item; only the sealer may change an item, and only its
+    ``expires_at`` (derived from the sealed day); only the sealer writes ``expires_at`` or any
+    ``SEAL*`` item — so no writer can make TTL delete an entry or a seal."""
+    anyone = [iam.AnyPrincipal()]
+    not_sealer = {"ArnNotEquals": {"aws:PrincipalArn": sealer_role}}
+    return iam.PolicyDocument(statements=[
+        iam.PolicyStatement(sid="ProvisionLogIsAppendOnly", effect=iam.Effect.DENY, principals=anyone,
+                            actions=[a for a in LOG_REWRITE_ACTIONS if a != "dynamodb:UpdateItem"],
+                            resources=[log_arn]),
+        iam.PolicyStatement(sid="OnlyTheSealerUpdates", effect=iam.Effect.DENY, principals=anyone,
+                            actions=["dynamodb:UpdateItem"], resources=[log_arn], conditions=not_sealer),
+        iam.PolicyStatement(sid="UpdatesChangeOnlyTheExpiry", effect=iam.Effect.DENY, principals=anyone,
+                            actions=["dynamodb:UpdateItem"], resources=[log_arn],
+                            conditions={"ForAnyValue:StringNotEquals": {"dynamodb:Attributes": SEALER_UPDATE_ATTRIBUTES}}),
+        iam.PolicyStatement(sid="OnlyTheSealerSetsExpiry", effect=iam.Effect.DENY, principals=anyone,
+                            actions=["dynamodb:PutItem"], resources=[log_arn],
+                            conditions={**not_sealer,
+                                        "ForAnyValue:StringEquals": {"dynamodb:Attributes": [TTL_ATTRIBUTE]}}),
+        iam.PolicyStatement(sid="OnlyTheSealerWritesSeals", effect=iam.Effect.DENY, principals=anyone,
+                            actions=["dynamodb:PutItem"], resources=[log_arn],
+                            conditions={**not_sealer, "ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [SEAL_ITEMS]}}),
+    ])
+
+
 def _string(**extra: object) -> apigw.JsonSchema:
     return apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, **extra)  # type: ignore[arg-type]
 
@@ -238,13 +274,24 @@ class ProvisionApi(Construct):
                                     actions=["kms:GetPublicKey"], resources=["*"]),
             ])
 
+        self.seal_archive_key = keys.symmetric_key(
+            self, "SealArchiveKey", alias=names.key_alias(NATIONAL, "provision-seal-archive"), account=account,
+            administrators=stack.administrators,
+            description="national: the seal archive bucket (off-table copies of the provision log's seals)",
+            statements=[
+                keys.use_by_roles("SealerArchives", account, [role_arn["sealer"]], DATA_KEY_ACTIONS,
+                                  via_services=["s3"], region=region),
+                # Reading the archive (jukinet verify by auditors) is granted by IAM, through S3 only.
+                iam.PolicyStatement(sid="AccountReadsThroughS3", principals=[iam.AccountPrincipal(account)],
+                                    actions=["kms:Decrypt"], resources=["*"],
+                                    conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}),
+            ])
+
         # --- tables -----------------------------------------------------------------------
         log_arn = names.table_arn(env, names.provision_log_table())  # literal: the policy is part of the table
         self.log_table = provision_log_table(
             self, "LogTable", table_name=names.provision_log_table(), key=self.log_key,
-            resource_policy=iam.PolicyDocument(statements=[iam.PolicyStatement(
-                sid="ProvisionLogIsAppendOnly", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
-                actions=LOG_REWRITE_ACTIONS, resources=[log_arn])]))
+            resource_policy=log_table_policy(log_arn, role_arn["sealer"]))
         self.state_table = provision_state_table(self, "StateTable", table_name=names.provision_state_table(),
                                                  key=self.log_key)
         log_resources = [self.log_table.table_arn, f"{self.log_table.table_arn}/index/*"]
@@ -273,6 +320,27 @@ class ProvisionApi(Construct):
             ("NIST.800.53.R5-S3BucketReplicationEnabled",
              ("Transient batch files (identity facts in, results out) that expire after 30 days; the provision log "
               "keeps the record. Replicating personal data would only add copies.")),
+        ])
+
+        # --- the seal archive: Object Lock, compliance mode, its own key -----------------------
+        archive_name = names.provision_seal_archive_bucket(env)
+        self.seal_archive = s3.Bucket(
+            self, "SealArchive", bucket_name=archive_name, encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.seal_archive_key, bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, object_lock_enabled=True,
+            object_lock_default_retention=s3.ObjectLockRetention.compliance(SEAL_ARCHIVE_LOCK),
+            server_access_logs_bucket=stack.access_logs, server_access_logs_prefix="provision-seals/",
+            removal_policy=RemovalPolicy.RETAIN)
+        self.seal_archive.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyTheSealerWritesSeals", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["s3:PutObject"], resources=[self.seal_archive.arn_for_objects("*")],
+            conditions={"ArnNotLike": {"aws:PrincipalArn": [role_arn["sealer"]]}}))
+        nag.acknowledge(self.seal_archive, [
+            ("NIST.800.53.R5-S3BucketReplicationEnabled",
+             ("Object Lock in compliance mode already makes every copy undeletable for its retention; the seals are "
+              "also in the provision log table (point-in-time recovery). A replica would need its own lock "
+              "configuration in another region: a deployment decision, not a default.")),
         ])
 
         queue_name = names.provision_batch_queue()
@@ -319,10 +387,19 @@ class ProvisionApi(Construct):
             "BATCH_QUEUE_URL": self.queue.queue_url,
             "AGREEMENTS_FILE": AGREEMENTS_FILE,
             "PREFECTURE_API_ENDPOINTS": stack.to_json_string(pref_endpoints),
+            "SEAL_KEY_ID": self.seal_key.key_arn,
             **common_env,
         }
         append_only = iam.PolicyStatement(sid="ProvisionLogIsAppendOnly", effect=iam.Effect.DENY,
                                           actions=LOG_REWRITE_ACTIONS, resources=log_resources)
+        # Writers choose no expiry (TTL would delete for them) and touch no seal (decision 0014).
+        writers_choose_no_expiry = iam.PolicyStatement(
+            sid="WritersChooseNoExpiry", effect=iam.Effect.DENY, actions=["dynamodb:PutItem"],
+            resources=log_resources,
+            conditions={"ForAnyValue:StringEquals": {"dynamodb:Attributes": [TTL_ATTRIBUTE]}})
+        writers_touch_no_seal = iam.PolicyStatement(
+            sid="WritersTouchNoSeal", effect=iam.Effect.DENY, actions=["dynamodb:PutItem"], resources=log_resources,
+            conditions={"ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [SEAL_ITEMS]}})
         identity = processing.table.table_arn
         provide = [
             iam.PolicyStatement(sid="ReadIdentityFacts", actions=IDENTITY_READ_ACTIONS,
@@ -332,7 +409,10 @@ class ProvisionApi(Construct):
                                 resources=[processing.envelope_key.key_arn],
                                 conditions={"StringEquals": {"kms:EncryptionContext:tier": "national"}}),
             iam.PolicyStatement(sid="AppendProvisionLog", actions=LOG_ACTIONS, resources=log_resources),
-            append_only,
+            append_only, writers_choose_no_expiry, writers_touch_no_seal,
+            # The disclosure checks the seals with the deployment's key (never one a seal names).
+            iam.PolicyStatement(sid="ReadSealPublicKey", actions=["kms:GetPublicKey"],
+                                resources=[self.seal_key.key_arn]),
             iam.PolicyStatement(sid="ProvisionState", actions=STATE_ACTIONS, resources=[state_arn]),
             # ListBucket: a missing key must answer 404, not 403.
             iam.PolicyStatement(sid="ListBatchBucket", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]),
@@ -375,15 +455,32 @@ class ProvisionApi(Construct):
             ])
         self.sealer = function(
             "Sealer", "sealer",
-            description="Seals the previous day's provision log with the national seal key (01:00 JST)",
+            description="Seals the provision log every hour (chained, archived) with the national seal key",
             environment={"PROVISION_LOG_TABLE": self.log_table.table_name,
                          "PROVISION_STATE_TABLE": self.state_table.table_name,
-                         "SEAL_KEY_ID": self.seal_key.key_arn, **common_env},
+                         "SEAL_KEY_ID": self.seal_key.key_arn,
+                         "SEAL_ARCHIVE_BUCKET": self.seal_archive.bucket_name, **common_env},
             timeout=SEALER_TIMEOUT, memory_size=SEALER_MEMORY_MB, reserved_concurrency=SEALER_CONCURRENCY,
             statements=[
                 iam.PolicyStatement(sid="ReadAndSealProvisionLog", actions=SEALER_LOG_ACTIONS,
                                     resources=log_resources),
-                append_only,
+                iam.PolicyStatement(sid="SetExpiryFromTheSealedDay", actions=["dynamodb:UpdateItem"],
+                                    resources=[self.log_table.table_arn],
+                                    conditions={"ForAllValues:StringEquals": {
+                                        "dynamodb:Attributes": SEALER_UPDATE_ATTRIBUTES}}),
+                iam.PolicyStatement(sid="ProvisionLogIsAppendOnly", effect=iam.Effect.DENY,
+                                    actions=[a for a in LOG_REWRITE_ACTIONS if a != "dynamodb:UpdateItem"],
+                                    resources=log_resources),
+                iam.PolicyStatement(sid="SealerWritesNoEntry", effect=iam.Effect.DENY, actions=["dynamodb:PutItem"],
+                                    resources=log_resources,
+                                    conditions={"ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [ENTRY_ITEMS]}}),
+                iam.PolicyStatement(sid="ArchiveSeals", actions=["s3:PutObject", "s3:GetObject"],
+                                    resources=[self.seal_archive.arn_for_objects(f"{SEAL_ARCHIVE_PREFIX}*")]),
+                iam.PolicyStatement(sid="ListSealArchive", actions=["s3:ListBucket"],
+                                    resources=[self.seal_archive.bucket_arn]),
+                iam.PolicyStatement(sid="SealArchiveEncryption", actions=DATA_KEY_ACTIONS,
+                                    resources=[self.seal_archive_key.key_arn],
+                                    conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}),
                 iam.PolicyStatement(sid="ReadProvisionState", actions=SEALER_STATE_ACTIONS, resources=[state_arn]),
                 iam.PolicyStatement(sid="SignSeals", actions=["kms:Sign"], resources=[self.seal_key.key_arn],
                                     conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}}),
@@ -397,8 +494,8 @@ class ProvisionApi(Construct):
             batch_size=1, report_batch_item_failures=True, max_concurrency=BATCH_CONCURRENCY, enabled=True)
         self.seal_rule = events.Rule(
             self, "SealSchedule", rule_name=names.provision_seal_rule(), schedule=events.Schedule.expression(SEAL_SCHEDULE),
-            description="Seal the previous day's provision log (01:00 JST)")
-        # No input: the scheduled event itself; the sealer seals the previous day (JST).
+            description="Seal the provision log's hours that have ended (every hour at :10)")
+        # No input: the scheduled event itself; the sealer seals every hour that has ended.
         self.seal_rule.add_target(targets.LambdaFunction(self.sealer.function, retry_attempts=2,
                                                          max_event_age=Duration.hours(6)))
 
@@ -412,6 +509,10 @@ class ProvisionApi(Construct):
         stack.network.allow_through("DynamoDb", iam.PolicyStatement(
             sid="ProvisionLog", principals=[iam.AnyPrincipal()], actions=LOG_ACTIONS, resources=log_resources,
             conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        # The endpoint admits the tier's roles; the table's resource policy admits the sealer alone.
+        stack.network.allow_through("DynamoDb", iam.PolicyStatement(
+            sid="ProvisionLogExpiryBySealer", principals=[iam.AnyPrincipal()], actions=["dynamodb:UpdateItem"],
+            resources=[self.log_table.table_arn], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
         stack.network.allow_through("DynamoDb", iam.PolicyStatement(
             sid="ProvisionState", principals=[iam.AnyPrincipal()], actions=STATE_ACTIONS, resources=[state_arn],
             conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
@@ -423,6 +524,11 @@ class ProvisionApi(Construct):
             sid="ProvisionBatchBucketOnly", principals=[iam.AnyPrincipal()],
             actions=[*BATCH_READ_ACTIONS, "s3:PutObject", "s3:ListBucket"],
             resources=[bucket_arn, f"{bucket_arn}/*"], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        archive_arn = names.bucket_arn(archive_name)
+        stack.network.allow_through("S3", iam.PolicyStatement(
+            sid="ProvisionSealArchive", principals=[iam.AnyPrincipal()],
+            actions=["s3:GetObject", "s3:PutObject", "s3:ListBucket"], resources=[archive_arn, f"{archive_arn}/*"],
+            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
 
         self._acknowledge()
         self._alarms(stack)
@@ -576,13 +682,16 @@ class ProvisionApi(Construct):
             nag.acknowledge(fn.policy, [
                 ("AwsSolutions-IAM5", ("ENI management (Lambda in a VPC) and X-Ray trace writes support no "
                  "resource-level permissions."), ["Resource::*"]),
-                ("AwsSolutions-IAM5", ("The provision log's by_day index (the daily seal) and the identity table's "
+                ("AwsSolutions-IAM5", ("The provision log's by_day index (the hourly seals) and the identity table's "
                  "blind-index search: reads only, the log's index holding only entry hashes."),
                  [r"/^Resource::<ProvisionLogTable[A-F0-9]+\.Arn>\/index\/\*$/",
                   r"/^Resource::<IdentityTable[A-F0-9]+\.Arn>\/index\/\*$/"]),
                 ("AwsSolutions-IAM5", ("Objects under the batch bucket's in/ (uploads) and out/ (results) prefixes, "
                  "whose keys are chosen per recipient and job at run time."),
                  [r"/^Resource::<ProvisionBatchBucket[A-F0-9]+\.Arn>\/(in|out)\/\*$/"]),
+                ("AwsSolutions-IAM5", ("The seal archive's objects, one per sealed hour (seals/<period>.json), written "
+                 "by the sealer only; Object Lock in compliance mode keeps each one unchanged."),
+                 [r"/^Resource::<ProvisionSealArchive[A-F0-9]+\.Arn>\/seals\/\*$/"]),
             ], apply_to_children=True)
         nag.acknowledge(self.api_function.function, [
             ("NIST.800.53.R5-LambdaDLQ", ("Invoked synchronously by API Gateway only: a failure is the caller's "
@@ -624,7 +733,7 @@ class ProvisionApi(Construct):
         alarms.queue_alarms("ProvisionBatch", tier_name=f"{names.prefix}-{NATIONAL}", queue_label="provision-batch",
                             dead_letter_queue=self.dead_letters, doc=DOC)
         alarms.alarm("ProvisionSealerErrors", name=names.alarm(NATIONAL, "provision-sealer-errors"),
-                     description="The daily seal of the provision log failed: the day is not sealed.",
+                     description="A run of the provision log's hourly sealer failed: an hour may not be sealed.",
                      metric=self.sealer.function.metric_errors(period=PERIOD, statistic=cloudwatch.Stats.SUM),
                      doc=DOC)
         alarms.alarm("ProvisionIsolatedRecipientCalls",
@@ -638,4 +747,18 @@ class ProvisionApi(Construct):
                                  "walk through the resident-code space (codes close together, or mostly 'not "
                                  "found'); the function log names the recipient.",
                      metric=custom_metric("ScanSuspected", service=service, tier=NATIONAL), doc=DOC)
+        # A heartbeat: the sealer reports every run; no report in an hour (stopped, throttled at
+        # concurrency 0, its rule disabled, failing) is as bad as a run that sealed nothing.
+        alarms.alarm("ProvisionLogNotSealed", name=names.alarm(NATIONAL, "provision-log-not-sealed"),
+                     description="No hour of the provision log was sealed in the last hour (the sealer did not run, "
+                                 "failed or was stopped): entries are protected by their hash chains only.",
+                     metric=cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name="ProvisionLogSealed",
+                                              dimensions_map={"service": service, "tier": NATIONAL},
+                                              statistic=cloudwatch.Stats.SUM, period=SEAL_HEARTBEAT),
+                     threshold=1, comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                     treat_missing_data=cloudwatch.TreatMissingData.BREACHING, doc=DOC)
+        alarms.alarm("ProvisionSealerThrottled", name=names.alarm(NATIONAL, "provision-sealer-throttled"),
+                     description="The provision log's sealer was throttled (its concurrency set to 0 stops it).",
+                     metric=self.sealer.function.metric_throttles(period=PERIOD, statistic=cloudwatch.Stats.SUM),
+                     doc=DOC)
         provision_anomaly_alarms(alarms, names=names, recipient_ids=[a.agency_id for a in stack.deployment.agencies])

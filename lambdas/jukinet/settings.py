@@ -105,6 +105,8 @@ class ProvisionSettings(_Settings):
     BATCH_BUCKET: NonEmpty
     BATCH_QUEUE_URL: NonEmpty
     AGREEMENTS_FILE: NonEmpty = "agreements.json"
+    # The deployment's seal key (ARN): the disclosure checks the seals with its public key.
+    SEAL_KEY_ID: NonEmpty
     # JSON object: prefecture code -> that prefecture tier's execute-api endpoint id. Kept as
     # text so the settings stay hashable (runtimes are cached per settings).
     PREFECTURE_API_ENDPOINTS: str = "{}"
@@ -125,3 +127,4 @@ class SealerSettings(_Settings):
     PROVISION_LOG_TABLE: NonEmpty
     PROVISION_STATE_TABLE: NonEmpty
     SEAL_KEY_ID: NonEmpty
+    SEAL_ARCHIVE_BUCKET: NonEmpty

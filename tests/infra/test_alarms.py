@@ -39,7 +39,9 @@ def test_every_alarm_notifies_its_tiers_topic_on_alarm_and_on_recovery(every: Sy
     for _, _, res in every.resources("AWS::CloudWatch::Alarm"):
         p = res["Properties"]
         assert len(p["AlarmActions"]) == 1 and p["OKActions"] == p["AlarmActions"]
-        assert p["TreatMissingData"] == "notBreaching"
+        # Counts of bad things: no data is good news. The sealer's heartbeat: no data is the alarm.
+        heartbeat = p["AlarmName"].endswith("-provision-log-not-sealed")
+        assert p["TreatMissingData"] == ("breaching" if heartbeat else "notBreaching")
 
 
 def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_signatures(nagano: Synth) -> None:
@@ -50,7 +52,8 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
     expected = {"inbound-dlq-not-empty", "inbound-oldest-message-age", "processor-errors", "processor-throttles",
                 "sequence-gaps", "signature-failures"}
     provision = {"provision-unauthorised-attempts", "provision-gateway-refusals", "provision-api-errors",
-                 "provision-batch-dlq-not-empty", "provision-sealer-errors", "provision-outside-agreed-hours",
+                 "provision-batch-dlq-not-empty", "provision-sealer-errors", "provision-log-not-sealed",
+                 "provision-sealer-throttled", "provision-outside-agreed-hours",
                  "provision-sequential-codes", "provision-not-found-ratio", "provision-volume-anomaly",
                  "provision-isolated-recipient-calls", "provision-scan-suspected"}
     # the national tier hosts the demo account's trail
@@ -70,6 +73,8 @@ def test_custom_metric_alarms_use_the_dimensions_the_handlers_emit(nagano: Synth
         if p["MetricName"] == "SequentialCodes":
             assert p["Threshold"] == SEQUENTIAL_CODES_THRESHOLD
             assert p["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        elif p["MetricName"] == "ProvisionLogSealed":  # a heartbeat: fewer than one seal an hour
+            assert p["Threshold"] == 1 and p["ComparisonOperator"] == "LessThanThreshold"
         else:
             assert p["Threshold"] == 0 and p["ComparisonOperator"] == "GreaterThanThreshold"
         if p["MetricName"] == "GatewayRefusals":

@@ -377,11 +377,69 @@ def test_provision_tables_are_encrypted_recoverable_expiring_and_the_log_is_inde
                                 {"AttributeName": "entry_ref", "KeyType": "RANGE"}]
     assert gsi["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["hash"]}
     assert "GlobalSecondaryIndexes" not in state
-    [deny] = statements(log["ResourcePolicy"]["PolicyDocument"])
-    assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"}
-    assert set(deny["Action"]) == REWRITES
-    assert deny["Resource"] == "arn:aws:dynamodb:ap-northeast-1:123456789012:table/jukinet-national-provision-log"
+    policy = {s["Sid"]: s for s in statements(log["ResourcePolicy"]["PolicyDocument"])}
+    assert all(s["Effect"] == "Deny" and s["Principal"] == {"AWS": "*"} for s in policy.values())
+    assert all(s["Resource"] == "arn:aws:dynamodb:ap-northeast-1:123456789012:table/jukinet-national-provision-log"
+               for s in policy.values())
+    assert set(as_list(policy["ProvisionLogIsAppendOnly"]["Action"])) == REWRITES - {"dynamodb:UpdateItem"}
     assert set(LOG_REWRITE_ACTIONS) == REWRITES
+
+
+SEALER_ROLE = "arn:aws:iam::123456789012:role/jukinet/national/jukinet-national-provision-sealer"
+
+
+@slow
+def test_no_writer_can_make_ttl_delete_an_entry_or_a_seal(nagano: Synth) -> None:
+    """Issue 12 item 2: a role with PutItem on the log could set ``expires_at`` in the past (or
+    overwrite a seal with one) and DynamoDB's TTL deleted for it. Now, for every principal but
+    the sealer, the table denies PutItem carrying ``expires_at`` or naming a ``SEAL*`` partition,
+    and UpdateItem altogether; the sealer may update ``expires_at`` only."""
+    log = _national(nagano)[_table_id(nagano, "-provision-log")]["Properties"]
+    policy = {s["Sid"]: s for s in statements(log["ResourcePolicy"]["PolicyDocument"])}
+    not_sealer = {"ArnNotEquals": {"aws:PrincipalArn": SEALER_ROLE}}
+    assert policy["OnlyTheSealerUpdates"]["Action"] == "dynamodb:UpdateItem"
+    assert policy["OnlyTheSealerUpdates"]["Condition"] == not_sealer
+    assert policy["UpdatesChangeOnlyTheExpiry"]["Condition"] == {
+        "ForAnyValue:StringNotEquals": {"dynamodb:Attributes": ["pk", "sk", "expires_at"]}}
+    assert policy["OnlyTheSealerSetsExpiry"]["Action"] == "dynamodb:PutItem"
+    assert policy["OnlyTheSealerSetsExpiry"]["Condition"] == {
+        **not_sealer, "ForAnyValue:StringEquals": {"dynamodb:Attributes": ["expires_at"]}}
+    assert policy["OnlyTheSealerWritesSeals"]["Condition"] == {
+        **not_sealer, "ForAnyValue:StringLike": {"dynamodb:LeadingKeys": ["SEAL*"]}}
+    for handler in (API_HANDLER, BATCH_HANDLER):
+        role = {s.get("Sid"): s for s in _role_policy(nagano, handler)}
+        assert role["WritersChooseNoExpiry"]["Effect"] == "Deny"
+        assert role["WritersChooseNoExpiry"]["Condition"] == {
+            "ForAnyValue:StringEquals": {"dynamodb:Attributes": ["expires_at"]}}
+        assert role["WritersTouchNoSeal"]["Condition"] == {
+            "ForAnyValue:StringLike": {"dynamodb:LeadingKeys": ["SEAL*"]}}
+    sealer = {s.get("Sid"): s for s in _role_policy(nagano, SEALER_HANDLER)}
+    assert sealer["SetExpiryFromTheSealedDay"]["Action"] == "dynamodb:UpdateItem"
+    assert sealer["SetExpiryFromTheSealedDay"]["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:Attributes": ["pk", "sk", "expires_at"]}}
+    assert sealer["SealerWritesNoEntry"]["Condition"] == {"ForAnyValue:StringLike": {"dynamodb:LeadingKeys": ["P#*"]}}
+
+
+@slow
+def test_every_seal_is_copied_to_an_object_locked_archive_under_its_own_key(nagano: Synth) -> None:
+    resources = _national(nagano)
+    [(archive_id, archive)] = [(lid, r["Properties"]) for lid, r in resources.items() if r["Type"] == "AWS::S3::Bucket"
+                               and r["Properties"].get("BucketName") == "jukinet-provision-seals-123456789012-ap-northeast-1"]
+    lock = archive["ObjectLockConfiguration"]
+    assert archive["ObjectLockEnabled"] is True and lock["ObjectLockEnabled"] == "Enabled"
+    assert lock["Rule"]["DefaultRetention"]["Mode"] == "COMPLIANCE"
+    assert lock["Rule"]["DefaultRetention"]["Days"] >= 7 * 366
+    key_id = archive["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"][
+        "KMSMasterKeyID"]["Fn::GetAtt"][0]
+    aliases = {r["Properties"]["TargetKeyId"]["Fn::GetAtt"][0]: r["Properties"]["AliasName"]
+               for r in resources.values() if r["Type"] == "AWS::KMS::Alias"}
+    assert aliases[key_id] == "alias/jukinet/national/provision-seal-archive"
+    [policy] = [r["Properties"]["PolicyDocument"] for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy"
+                and r["Properties"]["Bucket"] == {"Ref": archive_id}]
+    [only] = [s for s in statements(policy) if s.get("Sid") == "OnlyTheSealerWritesSeals"]
+    assert only["Effect"] == "Deny" and only["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": [SEALER_ROLE]}}
+    _, sealer = _function(nagano, SEALER_HANDLER)
+    assert "SEAL_ARCHIVE_BUCKET" in sealer["Environment"]["Variables"]
 
 
 @slow
@@ -395,16 +453,20 @@ def test_every_role_touching_the_log_denies_rewrites_and_nothing_allows_them(eve
             continue
         touching += 1
         denies = [s for s in on_log if s["Effect"] == "Deny"]
-        assert any(REWRITES <= set(as_list(s["Action"])) for s in denies), res["Properties"]["Description"]
+        # The sealer alone may UpdateItem, and only expires_at (test_no_writer_can_make_ttl_delete...).
+        sealer = any(s.get("Sid") == "SetExpiryFromTheSealedDay" for s in on_log)
+        allowed = {"dynamodb:UpdateItem"} if sealer else set()
+        assert any(REWRITES - allowed <= set(as_list(s["Action"])) for s in denies), res["Properties"]["Description"]
         for s in on_log:
             if s["Effect"] == "Allow":
-                assert not set(as_list(s["Action"])) & REWRITES, s
+                assert not set(as_list(s["Action"])) & (REWRITES - allowed), s
                 assert not any(a in ("dynamodb:*", "*") for a in as_list(s["Action"]))
     assert touching == 3  # the api, batch and sealer roles
     for _, _, res in every.resources("AWS::EC2::VPCEndpoint"):  # nor does any endpoint policy
         for s in statements(res["Properties"].get("PolicyDocument", {})):
             if log in _refs(s.get("Resource")):
-                assert not set(as_list(s["Action"])) & REWRITES, s
+                extra = {"dynamodb:UpdateItem"} if s.get("Sid") == "ProvisionLogExpiryBySealer" else set()
+                assert not set(as_list(s["Action"])) & (REWRITES - extra), s
 
 
 @slow
@@ -515,11 +577,11 @@ def test_functions_environment_memory_timeouts_and_triggers(every: Synth) -> Non
     assert (sealer["FunctionName"], sealer["MemorySize"], sealer["Timeout"]) == (
         "jukinet-national-provision-sealer", 512, 900)
     assert set(sealer["Environment"]["Variables"]) == {
-        "PROVISION_LOG_TABLE", "PROVISION_STATE_TABLE", "SEAL_KEY_ID", "POWERTOOLS_SERVICE_NAME",
-        "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+        "PROVISION_LOG_TABLE", "PROVISION_STATE_TABLE", "SEAL_KEY_ID", "SEAL_ARCHIVE_BUCKET",
+        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
 
     [rule] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
-    assert rule["ScheduleExpression"] == "cron(0 16 * * ? *)"  # 01:00 JST
+    assert rule["ScheduleExpression"] == "cron(10 * * * ? *)"  # every hour at :10: the hour before is sealed
     [target] = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [sealer_id, "Arn"]}
     assert not {"Input", "InputPath", "InputTransformer"} & target.keys()
@@ -573,6 +635,15 @@ def test_alarms_watch_refusals_errors_dead_letters_and_the_seal(nagano: Synth) -
     assert alarms["jukinet-national-provision-gateway-refusals"]["MetricName"] == "GatewayRefusals"
     assert alarms["jukinet-national-provision-api-errors"]["MetricName"] == "5XXError"
     assert alarms["jukinet-national-provision-sealer-errors"]["MetricName"] == "Errors"
+    # Issue 12 item 5: a heartbeat from the sealer; no datapoint (sealer stopped) is breaching.
+    not_sealed = alarms["jukinet-national-provision-log-not-sealed"]
+    assert (not_sealed["MetricName"], not_sealed["Statistic"], not_sealed["Period"]) == (
+        "ProvisionLogSealed", "Sum", 3600)
+    assert not_sealed["Dimensions"] == [{"Name": "service", "Value": "jukinet-provision"},
+                                        {"Name": "tier", "Value": "national"}]
+    assert (not_sealed["ComparisonOperator"], not_sealed["Threshold"]) == ("LessThanThreshold", 1)
+    assert not_sealed["TreatMissingData"] == "breaching"
+    assert alarms["jukinet-national-provision-sealer-throttled"]["MetricName"] == "Throttles"
     assert "jukinet-national-provision-batch-dlq-not-empty" in alarms
     # The anomaly alarms on the provision metrics belong to detection: docs/operations.md.
     anomalies = ("-outside-agreed-hours", "-sequential-codes", "-not-found-ratio", "-volume-anomaly-")

@@ -425,6 +425,35 @@ def test_auditors_read_the_provision_log_for_disclosure_audits_but_no_identity_f
         == IMPLICIT_DENY
 
 
+def test_no_person_may_stop_the_provision_log_sealer(nagano: Synth) -> None:
+    """Issue 12 item 5: the national operators' emergency stop covered every jukinet-national-*
+    function, the sealer included: set to concurrency 0, the log went unsealed unnoticed."""
+    template = nagano.templates[tier_stacks(nagano)["national"]]
+    roles = people_roles(template, "national")
+    sealer = f"arn:aws:lambda:ap-northeast-1:{ACCOUNT}:function:jukinet-national-provision-sealer"
+    processor = f"arn:aws:lambda:ap-northeast-1:{ACCOUNT}:function:jukinet-national-processor"
+    stoppers = [name for name in roles
+                if evaluate(policies_of(template, roles[name]), action="lambda:PutFunctionConcurrency",
+                            resource=processor) == ALLOW]
+    assert "jukinet-national-operator" in stoppers
+    for name in roles:
+        docs = policies_of(template, roles[name])
+        for action in ("lambda:PutFunctionConcurrency", "lambda:DeleteFunctionConcurrency"):
+            assert evaluate(docs, action=action, resource=sealer) in (DENY, IMPLICIT_DENY), (name, action)
+        if name in stoppers:
+            assert evaluate(docs, action="lambda:PutFunctionConcurrency", resource=sealer) == DENY, name
+
+
+def test_auditors_read_the_seal_archive_to_check_each_seals_copy(nagano: Synth) -> None:
+    template = nagano.templates[tier_stacks(nagano)["national"]]
+    docs = policies_of(template, people_roles(template, "national")["jukinet-national-auditor"])
+    [archive] = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::S3::Bucket"
+                 and r["Properties"].get("BucketName", "").startswith("jukinet-provision-seals-")]
+    statements = [st for doc in docs for st in doc["Statement"] if st.get("Sid") == "ReadSealArchive"]
+    assert statements and set(statements[0]["Action"]) == {"s3:GetObject", "s3:ListBucket"}
+    assert archive in json.dumps(statements[0]["Resource"])
+
+
 def test_no_person_may_silence_the_break_glass_alarm(nagano: Synth) -> None:
     for tier, stack in tier_stacks(nagano).items():
         template = nagano.templates[stack]

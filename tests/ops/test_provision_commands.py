@@ -198,7 +198,7 @@ def test_verify_with_the_auditors_copy_of_the_public_key(world, provided, capsys
     key_file.write_bytes(stranger.public_bytes(encoding, PublicFormat.SubjectPublicKeyInfo))
     code, out, _ = run(capsys, "verify", "--day", DAY, "--public-key", str(key_file))
     assert code == 1
-    assert f"{DAY}: seal_invalid: the seal's signature does not verify" in out
+    assert f"{DAY}T00: seal_invalid: the seal's signature does not verify with the deployment's key" in out
 
 
 # --- disclose --------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_disclose_lists_every_provision_with_the_chain_check(world, provided, ca
     for text in ["年金機関", "金融庁", "長野県", "PAY affair PAY", "照会 (lookup)", "都道府県の利用 (own_use)",
                  "change_information, resident_code, status", "national", "200000", "5 provision(s)."]:
         assert text in out, text
-    assert f"chain of {provided[0]}: 5 entries, verified" in out
+    assert f"chain of {provided[0]}: 5 entries, verified against the seals; not sealed yet: {DAY}" in out
 
 
 def test_disclose_as_json_and_within_dates(world, provided, capsys):
@@ -287,3 +287,22 @@ def test_provision_stats_csv_and_json(world, provided, capsys):
 def test_provision_stats_of_a_month_without_provisions(world, provided, capsys):
     code, out, _ = run(capsys, "provision-stats", "--month", "2026-10", "--format", "json")
     assert code == 0 and json.loads(out) == {"month": "2026-10", "rows": [], "total": 0}
+
+
+def test_verify_pins_the_configured_seal_key_not_the_one_a_seal_names(world, provided, capsys):
+    """Issue 12 item 1: a seal re-signed with the attacker's own KMS key, whose ARN is written
+    into the seal, verified — the key was taken from the data. Now the key is the one the
+    configuration names (its alias), or the published copy given with --public-key."""
+    from jukinet.domain.provision import seal_message
+
+    world.seal(DAY)
+    key = {"pk": {"S": "SEALS"}, "sk": {"S": f"{DAY}T00"}}
+    item = world.ddb.get_item(TableName=world.log_table, Key=key)["Item"]
+    own = world.kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    message = seal_message(f"{DAY}T00", int(item["count"]["N"]), item["digest"]["S"], item["prev"]["S"])
+    forged = world.kms.sign(KeyId=own, Message=message, MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")
+    world.ddb.put_item(TableName=world.log_table, Item={**item, "signature": {"B": forged["Signature"]},
+                                                        "key_id": {"S": own}})
+    code, out, _ = run(capsys, "verify", "--day", DAY)
+    assert code == 1
+    assert f"{DAY}T00: seal_invalid: the seal's signature does not verify with the deployment's key" in out

@@ -342,7 +342,7 @@ def test_disclosure_lists_every_provision_of_the_resident_with_the_chain_verifie
     assert [(p["recipient_id"], p["function"]) for p in body["provisions"]] == [
         ("pension", "lookup"), ("fsa", "lookup"), ("pref", "own_use")]
     assert body["provisions"][1]["fields"] == ["address", "name", "resident_code"]
-    assert body["chain"] == {"entries": 3, "verified": True, "problems": []}
+    assert body["chain"] == {"entries": 3, "verified": True, "problems": [], "unsealed_days": ["2026-11-26"]}
     _, empty = world.call("GET", f"/v1/disclosures/{r.code}", who="pref-disclosure",
                           query={"from": "2026-12-01", "to": "2026-12-31"})
     assert empty["provisions"] == []

@@ -19,9 +19,10 @@ import json
 
 import pytest
 
+from jukinet.adapters.provision_log import SealArchive
 from jukinet.domain.notice import JST
-from jukinet.domain.provision import GENESIS, day_shard, entry_ref, link
-from jukinet_ops.provision import key_source, verify_log
+from jukinet.domain.provision import GENESIS, day_shard, entry_ref, link, seal_message
+from jukinet_ops.provision import verify_log
 
 DAY = "2026-11-26"  # world.now is 2026-11-26 03:00Z = 12:00 JST
 AFFAIRS = ["PAY", "ALIVE", "PAY", "ALIVE"]  # four look-ups: every resident's chain has entries 1..4
@@ -119,22 +120,31 @@ def ref(code: str, n: int) -> str:
 # --- what verify finds -----------------------------------------------------------------
 
 
-def found(world, days=(DAY,), residents=()) -> list[tuple[str, str]]:
+NOW = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)  # world.now: 12:00 JST on DAY
+FIRST = f"{DAY}T00"  # the operator's catch-up (world.seal(DAY)) seals every entry of DAY in the day's first hour
+
+
+def check(world, days=(DAY,), residents=(), now=NOW):
+    return verify_log(world.log(), list(days), list(residents), world.public_key(), now=now,
+                      archive=SealArchive(world.seal_archive))
+
+
+def found(world, days=(DAY,), residents=(), now=NOW) -> list[tuple[str, str]]:
     """Every problem verify reports (and prints), as (where, kind)."""
-    report = verify_log(world.log(), list(days), list(residents), key_source(None), now=world.now)
+    report = check(world, days, residents, now)
     problems = [(p.where, p.kind) for p in report.problems]
     assert len(set(problems)) == len(problems) and report.ok == (not problems)
     return sorted(problems)
 
 
 def test_an_untampered_log_verifies_clean_before_and_after_its_seal(world, codes):
-    report = verify_log(world.log(), [DAY], [], key_source(None), now=world.now)
+    report = check(world, [DAY])
     assert report.ok and not report.days[0].sealed
     assert report.days[0].entries == 16 and report.days[0].residents == sorted(codes)
     assert report.days[0].status == "not sealed yet; 4 chain(s) verified"
 
     world.seal(DAY)
-    report = verify_log(world.log(), [DAY, "2026-11-25"], codes, key_source(None), now=world.now)
+    report = check(world, [DAY, "2026-11-25"], codes)
     assert report.ok, report.problems
     assert [(d.day, d.sealed, d.entries) for d in report.days] == [(DAY, True, 16), ("2026-11-25", False, 0)]
     assert report.days[0].status == "verified against the seal"
@@ -231,35 +241,37 @@ def test_sealed_chain_rewritten_consistently_is_named_by_the_seal_even_when_chai
 
 
 def test_forged_seal_signature_is_seal_invalid(world, sealed):
-    seal_key = {"pk": {"S": f"SEAL#{DAY}"}, "sk": {"S": "SEAL"}}
+    seal_key = {"pk": {"S": "SEALS"}, "sk": {"S": FIRST}}
     item = world.ddb.get_item(TableName=world.log_table, Key=seal_key)["Item"]
     # The attacker's own P-256 key signs the attacker's manifest.
     other = world.kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
-    message = f"jukinet-provision-log-seal|v1|{DAY}|{item['count']['N']}|{item['digest']['S']}".encode()
+    message = seal_message(FIRST, int(item["count"]["N"]), item["digest"]["S"], item["prev"]["S"])
     forged = world.kms.sign(KeyId=other, Message=message, MessageType="RAW",
                             SigningAlgorithm="ECDSA_SHA_256")["Signature"]
     world.ddb.put_item(TableName=world.log_table, Item={**item, "signature": {"B": forged}})
-    assert found(world) == [(DAY, "seal_invalid")]
+    assert found(world) == [(FIRST, "seal_invalid")]
 
 
 def test_garbage_seal_signature_is_seal_invalid(world, sealed):
-    seal_key = {"pk": {"S": f"SEAL#{DAY}"}, "sk": {"S": "SEAL"}}
+    seal_key = {"pk": {"S": "SEALS"}, "sk": {"S": FIRST}}
     item = world.ddb.get_item(TableName=world.log_table, Key=seal_key)["Item"]
     world.ddb.put_item(TableName=world.log_table, Item={**item, "signature": {"B": b"\x30\x06\x02\x01\x01\x02\x01\x01"}})
-    assert found(world) == [(DAY, "seal_invalid")]
+    assert found(world) == [(FIRST, "seal_invalid")]
 
 
 def test_manifest_rewritten_to_match_a_tampered_table_is_caught_by_the_signed_digest(world, sealed):
     import gzip
 
     edit_recipient(world, sealed[0], 1)
-    part_key = {"pk": {"S": f"SEAL#{DAY}"}, "sk": {"S": "PART#00000"}}
+    part_key = {"pk": {"S": f"SEAL#{FIRST}"}, "sk": {"S": "PART#00000"}}
     part = world.ddb.get_item(TableName=world.log_table, Key=part_key)["Item"]
     lines = gzip.decompress(part["refs"]["B"]).decode().splitlines()
     lines = [line for line in lines if not line.startswith(ref(sealed[0], 1))]
     world.ddb.put_item(TableName=world.log_table,
                        Item={**part, "refs": {"B": gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)}})
-    assert found(world) == [(DAY, "manifest")]
+    # The manifest no longer vouches for the day: the entries are checked by their chains, which
+    # find the edit too.
+    assert found(world) == sorted([(FIRST, "manifest"), (ref(sealed[0], 1), "edited")])
 
 
 def test_sealed_entry_removed_behind_a_decoy_index_item(world, sealed):
@@ -289,9 +301,9 @@ def test_sealed_junk_index_item_is_reported_not_fatal(world, sealed):
 
 def test_a_day_left_unsealed_past_the_sealers_run_is_a_problem(world, codes):
     at = dt.datetime.fromisoformat(DAY).replace(tzinfo=JST)
-    still_due = verify_log(world.log(), [DAY], [], key_source(None), now=at + dt.timedelta(days=1, hours=1))
+    still_due = check(world, [DAY], now=at + dt.timedelta(days=1, hours=1))
     assert still_due.ok  # 01:00 JST the next day: the sealer may still be running
-    overdue = verify_log(world.log(), [DAY], [], key_source(None), now=at + dt.timedelta(days=1, hours=3))
+    overdue = check(world, [DAY], now=at + dt.timedelta(days=1, hours=3))
     assert [(p.where, p.kind) for p in overdue.problems] == [(DAY, "seal_missing")]
     world.seal(DAY)
-    assert verify_log(world.log(), [DAY], [], key_source(None), now=at + dt.timedelta(days=5)).ok
+    assert check(world, [DAY], now=at + dt.timedelta(days=5)).ok

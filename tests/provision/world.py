@@ -106,6 +106,8 @@ class World:
         self.sqs = boto3.client("sqs", region_name=REGION)
         self.data_key = self.kms.create_key(Description="national envelope")["KeyMetadata"]["Arn"]
         self.seal_key = self.kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+        self.seal_key_alias = "alias/jukinet/national/provision-seal"  # what the deployment configuration names
+        self.kms.create_alias(AliasName=self.seal_key_alias, TargetKeyId=self.seal_key)
         self.identity_table = "jukinet-national-identity"
         self._table(self.identity_table, gsi=("by_blind_index", "bidx", "pk", {"ProjectionType": "KEYS_ONLY"}))
         self.log_table = "jukinet-national-provision-log"
@@ -115,13 +117,18 @@ class World:
         self._table(self.state_table)
         self.bucket = "jukinet-provision-batch-123456789012-ap-northeast-1"
         self.s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        self.seal_archive = "jukinet-provision-seals-123456789012-ap-northeast-1"
+        self.s3.create_bucket(Bucket=self.seal_archive, CreateBucketConfiguration={"LocationConstraint": REGION},
+                              ObjectLockEnabledForBucket=True)
+        self.s3.put_object_lock_configuration(Bucket=self.seal_archive, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Years": 8}}})
         self.queue = self.sqs.create_queue(QueueName="jukinet-national-provision-batch")["QueueUrl"]
         (self.root / "agreements.json").write_text(json.dumps(AGREEMENTS), encoding="utf-8")
         self.env = {
             "TABLE_NAME": self.identity_table, "DATA_KEY_ID": self.data_key, "PROVISION_LOG_TABLE": self.log_table,
             "PROVISION_STATE_TABLE": self.state_table, "BATCH_BUCKET": self.bucket, "BATCH_QUEUE_URL": self.queue,
             "AGREEMENTS_FILE": "agreements.json", "PREFECTURE_API_ENDPOINTS": json.dumps(PREFECTURE_ENDPOINTS),
-            "SEAL_KEY_ID": self.seal_key, "LAMBDA_TASK_ROOT": str(self.root),
+            "SEAL_KEY_ID": self.seal_key, "SEAL_ARCHIVE_BUCKET": self.seal_archive, "LAMBDA_TASK_ROOT": str(self.root),
             "POWERTOOLS_SERVICE_NAME": "jukinet-provision", "POWERTOOLS_METRICS_NAMESPACE": "Jukinet",
             "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
         }
@@ -221,12 +228,19 @@ class World:
         assert status == 200, job
         return job
 
-    def seal(self, day: str) -> dict:
+    def seal(self, day: str | None = None, *, at: dt.datetime | None = None) -> dict:
+        """Run the sealer at ``at`` (default: two days after ``now``): for ``day``, an
+        operator's catch-up of that day; without, the hourly scheduled run."""
         with self.environment():
             sealer = provision_sealer._runtime(provision_sealer.load_settings(provision_sealer.SealerSettings),
                                                os.environ.get("AWS_ENDPOINT_URL"))
-            sealer.clock = lambda: self.now + dt.timedelta(days=2)
-            return provision_sealer.handler({"day": day}, Context())
+            instant = at or self.now + dt.timedelta(days=2)
+            sealer.clock = lambda: instant
+            return provision_sealer.handler({"day": day} if day else {}, Context())
+
+    def public_key(self) -> bytes:
+        """The deployment's seal public key (DER), as the configuration pins it."""
+        return self.kms.get_public_key(KeyId=self.seal_key_alias)["PublicKey"]
 
 
 def api_event(method: str, path: str, body: object = None, *, user_arn: str | None, vpce: str | None,

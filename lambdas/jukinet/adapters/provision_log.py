@@ -7,17 +7,27 @@ explicit Deny of UpdateItem/DeleteItem/BatchWriteItem — ``infra/``):
 pk                      sk                 what
 ======================  =================  ===============================================
 ``P#<resident code>``   ``E#<n:08d>``      entry ``n`` of the resident's chain: ``content``
-                                           (canonical JSON), ``n``, ``prev``, ``hash``,
-                                           ``day_shard``/``entry_ref`` (the ``by_day``
-                                           index), ``expires_at`` (TTL, 7 years)
-``SEAL#<day>``          ``SEAL``           the day's seal: count, digest, KMS signature
-``SEAL#<day>``          ``PART#<k:05d>``   the day's manifest, gzip of ``ref:hash`` lines
+                                           (canonical JSON, with ``prev_at``), ``n``,
+                                           ``prev``, ``hash``, ``day_shard``/``entry_ref``
+                                           (the ``by_day`` index); ``expires_at`` (TTL) is
+                                           added by the sealer only, from the sealed day
+``SEALS``               ``<period>``       the seal of one hour (``YYYY-MM-DDTHH`` JST):
+                                           count, digest, prev (the previous seal's id),
+                                           KMS signature — one partition, so the latest
+                                           seal is one Query
+``SEAL#<period>``       ``PART#<k:05d>``   the period's manifest, gzip of ``ref:hash`` lines
+``SEALED#<code>``       ``<period>``       the resident's last entry (n, hash) in that
+                                           period's seal: where the chain must reach
 ======================  =================  ===============================================
+
+Writers (the api and batch functions) may not write ``expires_at`` nor any ``SEAL*`` item;
+the sealer may write only ``SEAL*`` items and change only ``expires_at`` (``infra/``).
 
 Provision state table (mutable bookkeeping, never evidence):
 
 =====================  ===================  =============================================
-``HEAD#<code>``        ``HEAD``             where the resident's chain ends (a hint)
+``HEAD#<code>``        ``HEAD``             where the resident's chain ends (a hint: n,
+                                            hash, at — never trusted by verification)
 ``STAT#<yyyy-mm>``     ``<recipient id>``   records provided, ``c#<affair>#<function>``;
                                            reserved against the monthly limit, ``r#<affair>``
 ``JOB#<job id>``       ``JOB``              a batch provision job and its progress
@@ -31,7 +41,7 @@ fails and the writer reads that entry and moves on to ``n + 1``, so the chain ne
 
 from __future__ import annotations
 
-import datetime as dt
+import base64
 import gzip
 import json
 from collections import defaultdict
@@ -47,7 +57,9 @@ from ..domain.provision import (
     day_shard,
     entry_hash,
     entry_ref,
-    expires_at,
+    period_day,
+    retention_expiry,
+    seal_id,
 )
 from . import aws
 
@@ -70,14 +82,28 @@ class ChainConflict(RuntimeError):
 
 @dataclass(frozen=True)
 class Seal:
-    day: str
+    """The seal of one period (hour, JST). ``prev``: the id of the previous period's seal."""
+
+    period: str
     count: int
     digest: str
+    prev: str
     signature: bytes
     key_id: str
     algorithm: str
     parts: int
     sealed_at: str
+
+    @property
+    def day(self) -> str:
+        return period_day(self.period)
+
+    @property
+    def id(self) -> str:
+        return seal_id(self.period, self.count, self.digest, self.prev)
+
+
+SEALS_PK = {"S": "SEALS"}
 
 
 def _log_pk(code: str) -> str:
@@ -104,7 +130,9 @@ class ProvisionLog:
 
     # --- appending ----------------------------------------------------------------------
     def append(self, records: Sequence[ProvisionRecord]) -> list[ChainEntry]:
-        """Append every record to its resident's chain. Returns the entries written."""
+        """Append every record to its resident's chain. Returns the entries written. A record
+        is anything with ``resident_code``, ``at``, ``day`` and ``content()`` (a provision, or a
+        disclosure: ``services.provision.DisclosureRecord``)."""
         if not records:
             return []
         by_code: dict[str, list[ProvisionRecord]] = defaultdict(list)
@@ -113,10 +141,11 @@ class ProvisionLog:
         heads = self._heads(list(by_code))
 
         def write(code: str) -> tuple[str, list[ChainEntry]]:
-            n, prev = heads.get(code, (0, GENESIS))
+            n, prev, prev_at = heads.get(code, (0, GENESIS, None))
             written = []
             for record in by_code[code]:
-                entry, n, prev = self._put_next(code, record, n, prev)
+                entry, n, prev = self._put_next(code, record, n, prev, prev_at)
+                prev_at = entry.content["at"]
                 written.append(entry)
             return code, written
 
@@ -125,20 +154,26 @@ class ProvisionLog:
         else:
             with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(by_code))) as pool:
                 results = list(pool.map(write, by_code))
-        self._put_heads({code: (entries[-1].n, entries[-1].hash) for code, entries in results})
+        self._put_heads({code: (entries[-1].n, entries[-1].hash, str(entries[-1].content["at"]))
+                         for code, entries in results})
         return [e for _, entries in results for e in entries]
 
-    def _put_next(self, code: str, record: ProvisionRecord, n: int, prev: str) -> tuple[ChainEntry, int, str]:
+    def _put_next(self, code: str, record: ProvisionRecord, n: int, prev: str,
+                  prev_at: str | None) -> tuple[ChainEntry, int, str]:
+        """No ``expires_at``: a writer never chooses when an entry expires (the sealer sets it
+        from the sealed day; the writers' policies deny the attribute)."""
         ddb = aws.client("dynamodb")
-        content = record.content()
+        base = record.content()
         for _ in range(_MAX_PROBES):
             n += 1
+            # prev_at: when the entry before was made, so that a chain whose start has expired
+            # proves it (domain.provision.verify_chain); hashed with the rest.
+            content = {**base, "prev_at": prev_at} if prev_at else dict(base)
             digest = entry_hash(content, n, prev)
             item = {
                 "pk": {"S": _log_pk(code)}, "sk": {"S": _entry_sk(n)}, "n": {"N": str(n)}, "prev": {"S": prev},
                 "hash": {"S": digest}, "content": {"S": json.dumps(content, sort_keys=True, ensure_ascii=False)},
                 "day_shard": {"S": day_shard(code, record.day)}, "entry_ref": {"S": entry_ref(code, n)},
-                "expires_at": {"N": str(expires_at(record.at))},
             }
             try:
                 ddb.put_item(TableName=self.log_table, Item=item, ConditionExpression="attribute_not_exists(pk)")
@@ -149,21 +184,29 @@ class ProvisionLog:
             taken = ddb.get_item(TableName=self.log_table, Key={"pk": {"S": _log_pk(code)}, "sk": {"S": _entry_sk(n)}},
                                  ConsistentRead=True)["Item"]
             prev = taken["hash"]["S"]
+            prev_at = json.loads(taken["content"]["S"]).get("at")
         raise ChainConflict(f"the provision chain of one resident moved {_MAX_PROBES} times while appending")
 
-    def _heads(self, codes: list[str]) -> dict[str, tuple[int, str]]:
-        found: dict[str, tuple[int, str]] = {}
+    def _heads(self, codes: list[str]) -> dict[str, tuple[int, str, str | None]]:
+        found: dict[str, tuple[int, str, str | None]] = {}
         for item in _batch_get(self.state_table, [_head_key(c) for c in codes]):
-            found[item["pk"]["S"][5:]] = (int(item["n"]["N"]), item["hash"]["S"])
+            found[item["pk"]["S"][5:]] = (int(item["n"]["N"]), item["hash"]["S"], item.get("at", {}).get("S"))
         return found
 
-    def _put_heads(self, heads: Mapping[str, tuple[int, str]]) -> None:
-        items = [{**_head_key(code), "n": {"N": str(n)}, "hash": {"S": h}} for code, (n, h) in heads.items()]
+    def _put_heads(self, heads: Mapping[str, tuple[int, str, str]]) -> None:
+        items = [{**_head_key(code), "n": {"N": str(n)}, "hash": {"S": h}, "at": {"S": at}}
+                 for code, (n, h, at) in heads.items()]
         _batch_write(self.state_table, items)
 
     # --- reading ------------------------------------------------------------------------
     def chain(self, resident_code: str) -> tuple[list[ChainEntry], int | None]:
         """A resident's entries in position order, and the head's position (None if no head)."""
+        entries, head = self.chain_and_head(resident_code)
+        return entries, (head[0] if head else None)
+
+    def chain_and_head(self, resident_code: str) -> tuple[list[ChainEntry], tuple[int, str | None] | None]:
+        """A resident's entries in position order, and the head hint: (position, time of that
+        entry) — a hint the writers keep, which anyone with the writers' rights can rewind."""
         items = _query(self.log_table, {
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :e)",
             "ExpressionAttributeValues": {":pk": {"S": _log_pk(resident_code)}, ":e": {"S": "E#"}},
@@ -171,7 +214,7 @@ class ProvisionLog:
         head = aws.client("dynamodb").get_item(TableName=self.state_table, Key=_head_key(resident_code),
                                                ConsistentRead=True).get("Item")
         entries = sorted((chain_entry(i) for i in items), key=lambda e: e.n)
-        return entries, (int(head["n"]["N"]) if head else None)
+        return entries, ((int(head["n"]["N"]), head.get("at", {}).get("S")) if head else None)
 
     def day_hashes(self, day: str) -> dict[str, str]:
         """ref → stored hash of every entry the table holds for ``day`` (the ``by_day`` index)."""
@@ -196,18 +239,38 @@ class ProvisionLog:
         return out
 
     # --- seals --------------------------------------------------------------------------
-    def seal(self, day: str) -> Seal | None:
-        item = aws.client("dynamodb").get_item(TableName=self.log_table,
-                                               Key={"pk": {"S": f"SEAL#{day}"}, "sk": {"S": "SEAL"}},
+    def seal(self, period: str) -> Seal | None:
+        item = aws.client("dynamodb").get_item(TableName=self.log_table, Key={"pk": SEALS_PK, "sk": {"S": period}},
                                                ConsistentRead=True).get("Item")
-        if item is None:
-            return None
-        return Seal(day=day, count=int(item["count"]["N"]), digest=item["digest"]["S"],
-                    signature=item["signature"]["B"], key_id=item["key_id"]["S"], algorithm=item["algorithm"]["S"],
-                    parts=int(item["parts"]["N"]), sealed_at=item["sealed_at"]["S"])
+        return None if item is None else _seal(item)
 
-    def manifest(self, day: str, parts: int) -> dict[str, str]:
-        keys = [{"pk": {"S": f"SEAL#{day}"}, "sk": {"S": f"PART#{k:05d}"}} for k in range(parts)]
+    def seals(self, first: str, last: str) -> dict[str, Seal]:
+        """The seals of the periods ``first``..``last`` (inclusive) that exist, by period."""
+        items = _query(self.log_table, {
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
+            "ExpressionAttributeValues": {":pk": SEALS_PK, ":a": {"S": first}, ":b": {"S": last}},
+            "ConsistentRead": True})
+        return {item["sk"]["S"]: _seal(item) for item in items}
+
+    def latest_seal(self, before: str | None = None) -> Seal | None:
+        """The last seal (before period ``before``, if given) — a hint to be checked against
+        the archive by whoever relies on it."""
+        condition, values = "pk = :pk", {":pk": SEALS_PK}
+        if before is not None:
+            condition, values = "pk = :pk AND sk < :b", {**values, ":b": {"S": before}}
+        items = aws.client("dynamodb").query(TableName=self.log_table, KeyConditionExpression=condition,
+                                             ExpressionAttributeValues=values, ScanIndexForward=False, Limit=1,
+                                             ConsistentRead=True).get("Items", [])
+        return _seal(items[0]) if items else None
+
+    def first_seal(self) -> Seal | None:
+        items = aws.client("dynamodb").query(TableName=self.log_table, KeyConditionExpression="pk = :pk",
+                                             ExpressionAttributeValues={":pk": SEALS_PK}, Limit=1,
+                                             ConsistentRead=True).get("Items", [])
+        return _seal(items[0]) if items else None
+
+    def manifest(self, period: str, parts: int) -> dict[str, str]:
+        keys = [{"pk": {"S": f"SEAL#{period}"}, "sk": {"S": f"PART#{k:05d}"}} for k in range(parts)]
         out: dict[str, str] = {}
         for item in _batch_get(self.log_table, keys):
             for line in gzip.decompress(item["refs"]["B"]).decode().splitlines():
@@ -215,28 +278,71 @@ class ProvisionLog:
                 out[ref] = digest
         return out
 
-    def write_seal(self, day: str, refs: Mapping[str, str], *, digest: str, signature: bytes, key_id: str,
-                   algorithm: str, sealed_at: dt.datetime) -> Seal:
-        """Write the manifest parts, then the seal (its presence means the day is complete).
-        Parts are deterministic, so a sealer retried after a crash writes the same bytes."""
+    def sealed_head(self, resident_code: str) -> tuple[str, int, str] | None:
+        """(period, n, hash) of the resident's last sealed entry, from the sealer's index."""
+        items = aws.client("dynamodb").query(
+            TableName=self.log_table, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"SEALED#{resident_code}"}}, ScanIndexForward=False, Limit=1,
+            ConsistentRead=True).get("Items", [])
+        if not items:
+            return None
+        return items[0]["sk"]["S"], int(items[0]["n"]["N"]), items[0]["hash"]["S"]
+
+    def write_seal(self, seal: Seal, refs: Mapping[str, str]) -> Seal:
+        """Write the manifest parts and the residents' sealed heads, then the seal (its
+        presence means the period is complete). Everything is deterministic, so a sealer
+        retried after a crash (or restoring from the archive) writes the same bytes."""
         ddb = aws.client("dynamodb")
+        expiry = {"N": str(retention_expiry(seal.day))}
         ordered = sorted(refs.items())
         parts = [ordered[i:i + MANIFEST_PART_REFS] for i in range(0, len(ordered), MANIFEST_PART_REFS)]
+        items = []
         for k, part in enumerate(parts):
             body = gzip.compress("".join(f"{r}:{h}\n" for r, h in part).encode(), mtime=0)
+            items.append({"pk": {"S": f"SEAL#{seal.period}"}, "sk": {"S": f"PART#{k:05d}"}, "refs": {"B": body},
+                          "expires_at": expiry})
+        last: dict[str, tuple[int, str]] = {}
+        for ref, digest in ordered:
+            code, _, n = ref.rpartition("#")
+            if code and n.isdigit() and int(n) > last.get(code, (0, ""))[0]:
+                last[code] = (int(n), digest)
+        items += [{"pk": {"S": f"SEALED#{code}"}, "sk": {"S": seal.period}, "n": {"N": str(n)}, "hash": {"S": h},
+                   "expires_at": expiry} for code, (n, h) in sorted(last.items())]
+        _put_all_new(self.log_table, items)
+        ddb.put_item(TableName=self.log_table, ConditionExpression="attribute_not_exists(pk)", Item={
+            "pk": SEALS_PK, "sk": {"S": seal.period}, "count": {"N": str(seal.count)}, "digest": {"S": seal.digest},
+            "prev": {"S": seal.prev}, "signature": {"B": seal.signature}, "key_id": {"S": seal.key_id},
+            "algorithm": {"S": seal.algorithm}, "parts": {"N": str(len(parts))}, "sealed_at": {"S": seal.sealed_at}})
+        return Seal(seal.period, seal.count, seal.digest, seal.prev, seal.signature, seal.key_id, seal.algorithm,
+                    len(parts), seal.sealed_at)
+
+    def set_expiry(self, refs: Mapping[str, str], day: str) -> None:
+        """Give each sealed entry its TTL, derived from the sealed day — the only change the
+        sealer may make to an entry (``SET expires_at`` where it is not set and the hash is the
+        sealed one)."""
+        ddb = aws.client("dynamodb")
+        value = {"N": str(retention_expiry(day))}
+
+        def one(ref_hash: tuple[str, str]) -> None:
+            code, _, n = ref_hash[0].rpartition("#")
+            if not (code and n.isdigit()):
+                return
             try:
-                ddb.put_item(TableName=self.log_table, ConditionExpression="attribute_not_exists(pk)", Item={
-                    "pk": {"S": f"SEAL#{day}"}, "sk": {"S": f"PART#{k:05d}"}, "refs": {"B": body}})
+                ddb.update_item(TableName=self.log_table, Key={"pk": {"S": _log_pk(code)}, "sk": {"S": _entry_sk(int(n))}},
+                                UpdateExpression="SET expires_at = :e",
+                                ConditionExpression="attribute_exists(pk) AND #h = :h AND attribute_not_exists(expires_at)",
+                                ExpressionAttributeNames={"#h": "hash"},
+                                ExpressionAttributeValues={":e": value, ":h": {"S": ref_hash[1]}})
             except Exception as exc:
                 if aws.error_code(exc) != "ConditionalCheckFailedException":
                     raise
-        seal = Seal(day, len(ordered), digest, signature, key_id, algorithm, len(parts),
-                    sealed_at.astimezone(dt.UTC).isoformat())
-        ddb.put_item(TableName=self.log_table, ConditionExpression="attribute_not_exists(pk)", Item={
-            "pk": {"S": f"SEAL#{day}"}, "sk": {"S": "SEAL"}, "count": {"N": str(seal.count)},
-            "digest": {"S": digest}, "signature": {"B": signature}, "key_id": {"S": key_id},
-            "algorithm": {"S": algorithm}, "parts": {"N": str(seal.parts)}, "sealed_at": {"S": seal.sealed_at}})
-        return seal
+
+        if len(refs) <= 1:
+            for pair in refs.items():
+                one(pair)
+        else:
+            with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(refs))) as pool:
+                list(pool.map(one, refs.items()))
 
     # --- statistics ---------------------------------------------------------------------
     def count(self, month: str, counts: Mapping[tuple[str, str, str], int]) -> None:
@@ -296,6 +402,72 @@ class ProvisionLog:
                     _, affair, function = name.split("#", 2)
                     out[(item["sk"]["S"], affair, function)] = int(value["N"])
         return out
+
+
+def _seal(item: Mapping) -> Seal:
+    return Seal(period=item["sk"]["S"], count=int(item["count"]["N"]), digest=item["digest"]["S"],
+                prev=item["prev"]["S"], signature=item["signature"]["B"], key_id=item["key_id"]["S"],
+                algorithm=item["algorithm"]["S"], parts=int(item["parts"]["N"]), sealed_at=item["sealed_at"]["S"])
+
+
+def _put_all_new(table: str, items: list[dict]) -> None:
+    """PutItem each (``attribute_not_exists``; an item already there is left as it is): the
+    sealer holds no BatchWriteItem on the log."""
+    ddb = aws.client("dynamodb")
+
+    def one(item: dict) -> None:
+        try:
+            ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except Exception as exc:
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    if len(items) <= 1:
+        for item in items:
+            one(item)
+    else:
+        with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(items))) as pool:
+            list(pool.map(one, items))
+
+
+class SealArchive:
+    """The off-table copy of every seal (its manifest included), one object per period under
+    ``seals/<period>.json`` in a bucket with S3 Object Lock in compliance mode and its own KMS
+    key (``infra/``): nobody — the account's root included — can rewrite or delete a copy
+    before its retention ends, so the table alone cannot rewrite history."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    @staticmethod
+    def key(period: str) -> str:
+        return f"seals/{period}.json"
+
+    def put(self, seal: Seal, refs: Mapping[str, str]) -> None:
+        body = json.dumps({"period": seal.period, "count": seal.count, "digest": seal.digest, "prev": seal.prev,
+                           "signature": base64.b64encode(seal.signature).decode(), "key_id": seal.key_id,
+                           "algorithm": seal.algorithm, "sealed_at": seal.sealed_at,
+                           "refs": [f"{r}:{h}" for r, h in sorted(refs.items())]}, sort_keys=True)
+        aws.client("s3").put_object(Bucket=self.bucket, Key=self.key(seal.period), Body=body.encode(),
+                                    ContentType="application/json", ChecksumAlgorithm="SHA256")
+
+    def first_period(self) -> str | None:
+        """The period of the first archived seal: where the chain began (keys sort by period)."""
+        listed = aws.client("s3").list_objects_v2(Bucket=self.bucket, Prefix="seals/", MaxKeys=1).get("Contents", [])
+        return listed[0]["Key"].removeprefix("seals/").removesuffix(".json") if listed else None
+
+    def get(self, period: str) -> tuple[Seal, dict[str, str]] | None:
+        try:
+            body = aws.client("s3").get_object(Bucket=self.bucket, Key=self.key(period))["Body"].read()
+        except Exception as exc:
+            if aws.error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        doc = json.loads(body)
+        refs = dict(line.rsplit(":", 1) for line in doc["refs"])
+        parts = -(-len(refs) // MANIFEST_PART_REFS)
+        return Seal(doc["period"], int(doc["count"]), doc["digest"], doc["prev"], base64.b64decode(doc["signature"]),
+                    doc["key_id"], doc["algorithm"], parts, doc["sealed_at"]), refs
 
 
 def _batch_get(table: str, keys: list[dict]) -> list[dict]:

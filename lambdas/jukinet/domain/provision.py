@@ -8,10 +8,17 @@ The log (``docs/provision.md`` explains the whole design):
   ``n-1``, or ``GENESIS``) and ``hash = SHA-256(canonical entry)`` where the canonical entry
   includes ``n`` and ``prev``. Editing an entry breaks its hash; removing one leaves a gap in
   ``n`` and a broken ``prev``; moving one to another position breaks both.
-- Each day (JST) is sealed after it ends: a manifest of every entry of the day (its reference
-  ``<code>#<n>`` and hash, sorted) is digested and the digest signed by a KMS key. Someone who
-  can write the table and rewrites a chain consistently still cannot re-sign the day, and the
-  manifest says exactly which entry changed, disappeared or appeared.
+- Every hour (JST) is sealed after it ends (a *seal period*, ``YYYY-MM-DDTHH``): a manifest of
+  every entry of the period's day not sealed by an earlier seal (its reference ``<code>#<n>``
+  and hash, sorted) is digested, and the digest — with the digest of the previous period's seal
+  — signed by a KMS key. The seals form a chain of their own, one per hour without gaps, so a
+  removed seal or a removed day shows. Someone who can write the table and rewrites a chain
+  consistently still cannot re-sign a period, and the manifests say exactly which entry
+  changed, disappeared or appeared.
+- Retention (7 years) is derived from the sealed day, never from a value a writer chose: an
+  entry of day ``D`` may be gone from ``D + 1 day + 7 years`` on (``retention_expiry``); before
+  that its absence is a removal. A chain whose first entries expired starts at the first entry
+  kept, whose ``prev_at`` (part of its hashed content) says when the entry before it was made.
 """
 
 from __future__ import annotations
@@ -271,12 +278,59 @@ def entry_ref(resident_code: str, n: int) -> str:
 
 
 def expires_at(at: dt.datetime) -> int:
-    """TTL: seven years after the provision (DynamoDB deletes it some time after)."""
+    """Seven years after ``at``, as epoch seconds."""
     try:
         later = at.replace(year=at.year + RETENTION_YEARS)
     except ValueError:  # 29 February
         later = at.replace(year=at.year + RETENTION_YEARS, day=28)
     return int(later.timestamp())
+
+
+def retention_expiry(day: str) -> int:
+    """When the entries of ``day`` (JST) may be gone: seven years after the day ended. Derived
+    from the day (the seal's sort key), so no writer chooses it (DynamoDB TTL ``expires_at``
+    is set from this by the sealer alone)."""
+    end = dt.datetime.combine(dt.date.fromisoformat(day) + dt.timedelta(days=1), dt.time(), tzinfo=JST)
+    return expires_at(end)
+
+
+def expired(day: str, now: dt.datetime) -> bool:
+    """Whether the retention period of ``day``'s entries has passed at ``now``."""
+    return now.timestamp() >= retention_expiry(day)
+
+
+# --- seal periods (one hour, JST) ---------------------------------------------------------
+
+SEAL_PERIOD = dt.timedelta(hours=1)
+
+
+def seal_period(at: dt.datetime) -> str:
+    """The seal period (JST hour) ``at`` falls in: ``YYYY-MM-DDTHH``."""
+    return at.astimezone(JST).strftime("%Y-%m-%dT%H")
+
+
+def period_start(period: str) -> dt.datetime:
+    return dt.datetime.strptime(period, "%Y-%m-%dT%H").replace(tzinfo=JST)
+
+
+def period_end(period: str) -> dt.datetime:
+    return period_start(period) + SEAL_PERIOD
+
+
+def next_period(period: str) -> str:
+    return seal_period(period_end(period))
+
+
+def previous_period(period: str) -> str:
+    return seal_period(period_start(period) - SEAL_PERIOD)
+
+
+def periods_of_day(day: str) -> list[str]:
+    return [f"{day}T{h:02d}" for h in range(24)]
+
+
+def period_day(period: str) -> str:
+    return period[:10]
 
 
 @dataclass(frozen=True)
@@ -361,14 +415,32 @@ class Problem:
         return f"{self.where}: {self.kind}: {self.detail}"
 
 
-def verify_chain(resident_code: str, entries: Sequence[ChainEntry], head_n: int | None = None) -> list[Problem]:
-    """Every problem in one resident's chain. ``head_n``: the last position the writer recorded
-    (a removed tail shows only against it)."""
+def entry_day(at: object) -> str | None:
+    """The JST day of an entry's stored ``at`` (ISO text), or None if it is not a time."""
+    try:
+        return jst_day(dt.datetime.fromisoformat(str(at).replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def verify_chain(resident_code: str, entries: Sequence[ChainEntry], head_n: int | None = None, *,
+                 now: dt.datetime | None = None) -> list[Problem]:
+    """Every problem in one resident's chain. ``head_n``: the last position known to exist (a
+    removed tail shows only against it). With ``now``, a chain whose first entries are gone
+    starts at the first entry kept when that entry's ``prev_at`` is past retention at ``now``
+    (the entries before it expired; its hash — and so ``prev_at`` — is checked like any other)."""
     problems: list[Problem] = []
     by_n = {e.n: e for e in entries}
     last = max([*by_n, head_n or 0], default=0)
     prev_hash: str | None = GENESIS  # None: the entry before was itself wrong, its link proves nothing
-    for n in range(1, last + 1):
+    first = 1
+    if by_n and now is not None and min(by_n) > 1:
+        kept = by_n[min(by_n)]
+        prev_day = entry_day(kept.content.get("prev_at"))
+        if prev_day is not None and expired(prev_day, now):
+            first, prev_hash = kept.n, kept.prev
+    prev_at: object = None
+    for n in range(first, last + 1):
         ref = entry_ref(resident_code, n)
         e = by_n.get(n)
         if e is None:
@@ -383,27 +455,41 @@ def verify_chain(resident_code: str, entries: Sequence[ChainEntry], head_n: int 
             problems.append(Problem(ref, "edited", "the entry names another resident"))
         elif prev_hash is not None and e.prev != prev_hash:
             problems.append(Problem(ref, "broken_link", "prev does not match the hash of the entry before it"))
+        elif prev_hash is not None and prev_at is not None and e.content.get("prev_at", prev_at) != prev_at:
+            problems.append(Problem(ref, "broken_link", "prev_at does not match the time of the entry before it"))
         else:
             prev_hash = e.hash
+            prev_at = e.content.get("at")
             continue
         prev_hash = None
+        prev_at = None
     return problems
 
 
-# --- daily seals ------------------------------------------------------------------------
+
+# --- hourly seals, chained -----------------------------------------------------------------
+
+SEAL_VERSION = "v2"
 
 
-def manifest_digest(day: str, refs: Sequence[tuple[str, str]]) -> str:
-    """Digest of a day's manifest: ``(entry ref, hash)`` pairs sorted by ref."""
-    h = hashlib.sha256(f"jukinet-provision-log-seal|v1|{day}\n".encode())
+def manifest_digest(period: str, refs: Sequence[tuple[str, str]]) -> str:
+    """Digest of a seal period's manifest: ``(entry ref, hash)`` pairs sorted by ref."""
+    h = hashlib.sha256(f"jukinet-provision-log-seal|{SEAL_VERSION}|{period}\n".encode())
     for ref, digest in sorted(refs):
         h.update(f"{ref}:{digest}\n".encode())
     return h.hexdigest()
 
 
-def seal_message(day: str, count: int, digest: str) -> bytes:
-    """What the KMS key signs for a day (SHA-256 of it, ECDSA P-256)."""
-    return f"jukinet-provision-log-seal|v1|{day}|{count}|{digest}".encode()
+def seal_message(period: str, count: int, digest: str, prev: str) -> bytes:
+    """What the KMS key signs for a period (SHA-256 of it, ECDSA P-256): the period, its
+    manifest's size and digest, and ``prev`` — the id of the previous period's seal
+    (``seal_id``), or ``GENESIS`` for the first seal of the deployment."""
+    return f"jukinet-provision-log-seal|{SEAL_VERSION}|{period}|{count}|{digest}|{prev}".encode()
+
+
+def seal_id(period: str, count: int, digest: str, prev: str) -> str:
+    """The id the next period's seal signs as its ``prev``."""
+    return hashlib.sha256(seal_message(period, count, digest, prev)).hexdigest()
 
 
 def compare_manifest(day: str, sealed: Mapping[str, str], present: Mapping[str, str],

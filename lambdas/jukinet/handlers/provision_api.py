@@ -136,14 +136,26 @@ class DisclosedProvision(BaseModel):
 
 class ChainVerification(BaseModel):
     entries: int
-    verified: bool
+    verified: bool = Field(description="the chain and every sealed entry check out against the signed seals")
     problems: list[str]
+    unsealed_days: list[str] = Field(
+        description="days (JST) with entries no hourly seal covers yet: checked by the hash chain only")
+
+
+class EarlierDisclosure(BaseModel):
+    date: str
+    at: str
+    office: str
+    staff: str
+    entry: int
 
 
 class Disclosure(BaseModel):
     resident_code: str
     office: str
     provisions: list[DisclosedProvision]
+    disclosures: list[EarlierDisclosure] = Field(
+        description="earlier disclosures of this resident's provisions (who, when): each is recorded in the chain")
     chain: ChainVerification
     period_from: Annotated[str, Field(alias="from")]
     period_to: Annotated[str, Field(alias="to")]
@@ -161,9 +173,9 @@ def _runtime(settings: ProvisionSettings, endpoint: str | None) -> tuple[Provisi
     # (~16 MB), so a batch does not call KMS Decrypt per record (docs/performance.md).
     identity = IdentityStore(settings.TABLE_NAME, DataKeys(settings.DATA_KEY_ID, {"tier": "national"},
                                                            cache_size=65_536))
-    service = ProvisionService(directory, identity,
-                               ProvisionLog(settings.PROVISION_LOG_TABLE, settings.PROVISION_STATE_TABLE),
-                               clock=system_clock)
+    service = ProvisionService(directory, identity, ProvisionLog(settings.PROVISION_LOG_TABLE,
+                                                                 settings.PROVISION_STATE_TABLE),
+                               clock=system_clock, seal_key_id=settings.SEAL_KEY_ID)
     jobs = BatchJobs(settings.PROVISION_STATE_TABLE, settings.BATCH_BUCKET, settings.BATCH_QUEUE_URL)
     return service, BatchProvision(service, jobs)
 

@@ -1,7 +1,12 @@
-"""Daily seal of the provision log (EventBridge, 01:00 JST): the day before, signed by KMS.
+"""Hourly seal of the provision log (EventBridge, every hour at :10 JST): each period (hour)
+that has ended and is not sealed yet, signed by KMS, chained, archived under Object Lock.
 
-The event may name the day (``{"day": "YYYY-MM-DD"}``, for a catch-up run by an operator);
-a scheduled event seals yesterday (JST). Sealing is idempotent.
+The event may name a day (``{"day": "YYYY-MM-DD"}``, an operator's catch-up: every period up
+to that day's last hour); a scheduled event seals up to the last hour that has ended. Sealing
+is idempotent. Every run emits ``ProvisionLogSealed`` (periods sealed, 0 when there was nothing
+to do) and ``ProvisionLogSealLagHours`` (hours between the last seal and now): the
+``provision-log-not-sealed`` alarm treats a missing datapoint as breaching, so a sealer that
+is stopped, throttled or failing raises it.
 """
 
 from __future__ import annotations
@@ -9,29 +14,34 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from ..adapters.provision_log import ProvisionLog
+from ..adapters.provision_log import ProvisionLog, SealArchive
 from ..clock import system_clock
+from ..domain.provision import period_end
 from ..observability import MetricUnit, flush, logger, metrics, use_tier
-from ..services.provision_audit import Sealer, previous_day
+from ..services.provision_audit import Sealer, last_sealable_period
 from ..settings import SealerSettings, load_settings
 
 
 @lru_cache(maxsize=8)
 def _runtime(settings: SealerSettings, endpoint: str | None) -> Sealer:
     return Sealer(ProvisionLog(settings.PROVISION_LOG_TABLE, settings.PROVISION_STATE_TABLE), settings.SEAL_KEY_ID,
-                  system_clock)
+                  system_clock, SealArchive(settings.SEAL_ARCHIVE_BUCKET))
 
 
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     use_tier("national")
     sealer = _runtime(load_settings(SealerSettings), os.environ.get("AWS_ENDPOINT_URL"))
-    day = (event or {}).get("day") or previous_day(sealer.clock())
+    day = (event or {}).get("day")
     try:
-        seal, new = sealer.seal_day(day)
-        logger.info("provision log sealed" if new else "provision log already sealed",
-                    extra={"day": day, "entries": seal.count, "digest": seal.digest})
-        metrics.add_metric(name="ProvisionLogSealed", unit=MetricUnit.Count, value=1 if new else 0)
-        return {"day": day, "entries": seal.count, "digest": seal.digest, "new": new}
+        run = sealer.seal_day(day) if day else sealer.seal_through(last_sealable_period(sealer.clock()))
+        seal = run.last
+        lag = (sealer.clock() - period_end(seal.period)).total_seconds() / 3600
+        logger.info("provision log sealed" if run.seals else "provision log already sealed",
+                    extra={"period": seal.period, "seals": run.seals, "entries": run.entries, "seal_id": seal.id})
+        metrics.add_metric(name="ProvisionLogSealed", unit=MetricUnit.Count, value=run.seals)
+        metrics.add_metric(name="ProvisionLogSealLagHours", unit=MetricUnit.Count, value=round(max(lag, 0), 2))
+        return {"day": day or seal.day, "period": seal.period, "entries": run.entries, "digest": seal.digest,
+                "seals": run.seals, "new": run.seals > 0}
     finally:
         flush()

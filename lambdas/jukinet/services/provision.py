@@ -35,16 +35,40 @@ from ..domain.provision import (
     RefusalCode,
     answer_for,
     authorise,
+    entry_day,
     function_for,
+    jst_day,
     new_provision_id,
     parse_resident_codes,
     provided_fields,
-    verify_chain,
 )
 from ..domain.scan import Signal
+from .provision_audit import check_residents, kms_public_key
 
 MAX_SEARCH_CANDIDATES = 50
 NATIONAL_PROVIDER = "national"
+
+
+@dataclass(frozen=True)
+class DisclosureRecord:
+    """A disclosure (提供状況の開示) itself, recorded in the resident's own chain: who (the
+    staff's role session and their prefecture), which resident, when — so the resident's next
+    disclosure and every audit show it, sealed like any provision."""
+
+    resident_code: str
+    at: dt.datetime
+    office: str
+    staff: str
+    request_id: str = ""
+
+    @property
+    def day(self) -> str:
+        return jst_day(self.at)
+
+    def content(self) -> dict:
+        return {"kind": "disclosure", "resident_code": self.resident_code,
+                "at": self.at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "office": self.office, "staff": self.staff, "request_id": self.request_id}
 
 
 @dataclass(frozen=True)
@@ -90,12 +114,21 @@ class Grant:
 
 class ProvisionService:
     def __init__(self, directory: Directory, identity: IdentityStore, log: ProvisionLog,
-                 *, clock: Clock, state: RecipientState | None = None) -> None:
+                 *, clock: Clock, state: RecipientState | None = None, seal_key_id: str = "") -> None:
         self.directory = directory
         self.identity = identity
         self.log = log
         self.clock = clock
         self.state = state or RecipientState(log.state_table)
+        self.seal_key_id = seal_key_id  # from the configuration, never from a seal
+        self._seal_public_key: bytes | None = None
+
+    def seal_public_key(self) -> bytes:
+        if self._seal_public_key is None:
+            if not self.seal_key_id:
+                raise RuntimeError("SEAL_KEY_ID is not configured: disclosures cannot check the seals")
+            self._seal_public_key = kms_public_key(self.seal_key_id)
+        return self._seal_public_key
 
     # --- authorisation ------------------------------------------------------------------
     def identify(self, caller: Caller) -> Recipient:
@@ -244,21 +277,45 @@ class ProvisionService:
             raise Refusal(RefusalCode.ENDPOINT_NOT_ALLOWED,
                           "the request did not come through an interface endpoint configured for this prefecture")
         code = parse_resident_codes([resident_code], field="resident_code")[0]
+        now = self.clock()
         start = _date_or(date_from, "from", dt.date(1970, 1, 1))
-        end = _date_or(date_to, "to", self.clock().astimezone(JST).date())
+        end = _date_or(date_to, "to", now.astimezone(JST).date())
         if start > end:
             raise Refusal(RefusalCode.INVALID_REQUEST, "from must not be after to", field="from", rule="range")
-        return disclosure(self.log, code, start, end, office=office.recipient_id)
+        # Staff of a prefecture disclose to residents of their prefecture only: where the
+        # resident is registered now (or was last, for a deleted code). Unknown and elsewhere
+        # get the same refusal, so the answer says nothing about other prefectures' residents.
+        current = self.identity.currents([code]).get(code)
+        home = str(getattr(current, "municipality", "") or "")
+        if not office.prefecture or home[:2] != office.prefecture[:2]:
+            raise Refusal(RefusalCode.DISCLOSURE_NOT_PERMITTED,
+                          "the resident is not registered in this prefecture: ask the prefecture of residence",
+                          field="resident_code", rule="prefecture")
+        result = disclosure(self.log, code, start, end, public_key=self.seal_public_key(), now=now,
+                            office=office.recipient_id)
+        # Recorded before it is answered, like a provision: no record, no disclosure.
+        self.log.append([DisclosureRecord(code, now, office.recipient_id, caller.principal_arn or "",
+                                          caller.request_id)])
+        return result
 
 
-def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.date, *, office: str = "") -> dict:
+def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.date, *, public_key: bytes,
+               now: dt.datetime, office: str = "") -> dict:
     """The disclosure of one resident's provisions in [start, end] (JST dates), with the
-    verification of the resident's whole chain. Shared by the API and ``jukinet disclose``."""
-    entries, head = log.chain(resident_code)
-    problems = verify_chain(resident_code, entries, head)
-    provisions = []
+    verification of the resident's whole chain against the signed seals (``public_key``: the
+    deployment's, pinned by the caller) and the days not sealed yet. Shared by the API and
+    ``jukinet disclose``."""
+    entries, _ = log.chain(resident_code)
+    checked = check_residents(log, [resident_code], public_key, now=now)
+    problems = checked.problems
+    provisions, disclosures = [], []
     for e in entries:
         c = e.content
+        if c.get("kind") == "disclosure":
+            disclosures.append({"date": entry_day(c.get("at")) or "", "at": str(c.get("at", "")),
+                                "office": str(c.get("office", "")),
+                                "staff": str(c.get("staff", "")), "entry": e.n})
+            continue
         try:
             day = dt.datetime.fromisoformat(str(c.get("at", "")).replace("Z", "+00:00")).astimezone(JST).date()
         except ValueError:  # an edited entry: verify_chain reports it; it is listed, undated, whatever the period
@@ -274,8 +331,9 @@ def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.da
             else "", "fields": list(c.get("fields", [])), "provider": c.get("provider"), "entry": e.n,
         })
     return {"resident_code": resident_code, "from": start.isoformat(), "to": end.isoformat(), "office": office,
-            "provisions": provisions,
-            "chain": {"entries": len(entries), "verified": not problems, "problems": [str(p) for p in problems]}}
+            "provisions": provisions, "disclosures": disclosures,
+            "chain": {"entries": len(entries), "verified": not problems, "problems": [str(p) for p in problems],
+                      "unsealed_days": sorted(checked.unsealed.get(resident_code, set()))}}
 
 
 def _search_terms(body: dict) -> tuple[str, dt.date, Sex | None, str | None]:
@@ -316,4 +374,4 @@ def _date_or(raw: str | None, name: str, default: dt.date) -> dt.date:
                       rule="date") from None
 
 
-__all__ = ["Caller", "Grant", "Outcome", "ProvisionService", "disclosure"]
+__all__ = ["Caller", "DisclosureRecord", "Grant", "Outcome", "ProvisionService", "disclosure"]

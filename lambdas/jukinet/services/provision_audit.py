@@ -1,16 +1,23 @@
-"""Sealing each day of the provision log, and verifying it (``jukinet verify``).
+"""Sealing the provision log every hour, and verifying it (``jukinet verify``, disclosure).
 
-The sealer runs after each JST day ends (01:00 JST, EventBridge): it reads the day's entries
-through the ``by_day`` index, writes the manifest, digests it and has KMS sign the digest
-(ECDSA P-256, a key only the sealer may use). ``verify_day`` checks the signature with the
-public key, that the manifest matches the signed digest, and the table against the manifest
-and each entry against its own hash — naming each edited, removed, inserted entry.
+The sealer runs every hour at :10 (EventBridge) and seals each period (hour, JST) that has
+ended and is not sealed yet, in order: the period's manifest is every entry of the period's
+day (the ``by_day`` index) not in an earlier seal of that day; KMS signs its digest together
+with the id of the previous period's seal (ECDSA P-256, a key only the sealer may use). A copy
+of each seal goes to the seal archive (S3 Object Lock, compliance mode) *before* the table, and
+the sealer takes the archive, not the table, as the truth about where the chain ends: a seal
+missing from the table is restored from the archive; a table that disagrees with the archive
+stops the sealer (its errors and the missing-seal alarm fire). After sealing, each sealed entry
+gets its TTL, derived from the sealed day.
+
+Verification never takes the key from the data it checks: the caller pins the deployment's
+public key (``public_key``: DER), and a seal signed by any other key is ``seal_invalid``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -19,122 +26,339 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from ..adapters import aws
-from ..adapters.provision_log import ProvisionLog, Seal
-from ..domain.notice import JST
-from ..domain.provision import Problem, compare_manifest, jst_day, manifest_digest, seal_message, verify_chain
+from ..adapters.provision_log import ProvisionLog, Seal, SealArchive
+from ..clock import Clock
+from ..domain.provision import (
+    GENESIS,
+    Problem,
+    compare_manifest,
+    entry_day,
+    expired,
+    manifest_digest,
+    next_period,
+    period_day,
+    period_end,
+    periods_of_day,
+    previous_period,
+    seal_message,
+    seal_period,
+    verify_chain,
+)
 
 SEAL_ALGORITHM = "ECDSA_SHA_256"
+# A period is due for its seal this long after it ends: the sealer runs at :10 and retries
+# twice; past it, a missing seal is a problem (and the ProvisionLogNotSealed alarm has fired).
+SEAL_GRACE = dt.timedelta(hours=1)
+# Entries of a day may still be written this long after it ends (a batch chunk stamps its rows
+# when it starts, and runs up to 300 s); the sealer of hour 23 runs at 00:10.
+MAX_WRITE_LAG = dt.timedelta(minutes=10)
 
 
-def previous_day(now: dt.datetime) -> str:
-    return (now.astimezone(JST).date() - dt.timedelta(days=1)).isoformat()
+# One run seals at most this many hours (~100 ms each on AWS: far inside the 900 s timeout);
+# after a long outage the following runs go on where it stopped (the lag metric shows it).
+MAX_SEALS_PER_RUN = 2000
+
+
+class SealChainBroken(RuntimeError):
+    """The table's seal chain disagrees with the archive: the sealer refuses to go on."""
+
+
+def last_sealable_period(now: dt.datetime) -> str:
+    """The last period that has ended (and whose late writes are in) at ``now``."""
+    return seal_period(now - MAX_WRITE_LAG - dt.timedelta(hours=1))
+
+
+@dataclass(frozen=True)
+class SealRun:
+    """What one run of the sealer did: its last seal, how many seals and entries it sealed."""
+
+    last: Seal
+    seals: int
+    entries: int
 
 
 class Sealer:
-    def __init__(self, log: ProvisionLog, key_id: str, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, log: ProvisionLog, key_id: str, clock: Clock, archive: SealArchive) -> None:
         self.log = log
         self.key_id = key_id
         self.clock = clock
+        self.archive = archive
 
-    def seal_day(self, day: str) -> tuple[Seal, bool]:
-        """Seal ``day`` (YYYY-MM-DD, JST) unless sealed already. Returns (seal, newly sealed).
-        Refuses a day that has not ended: entries could still be added to it."""
-        existing = self.log.seal(day)
-        if existing is not None:
-            return existing, False
+    def seal_day(self, day: str) -> SealRun:
+        """Seal every period up to the last hour of ``day`` (an operator's catch-up)."""
+        return self.seal_through(f"{day}T23", first=f"{day}T00")
+
+    def seal_through(self, last: str, first: str | None = None) -> SealRun:
+        """Seal each unsealed period after the chain's end up to ``last``, in order. ``first``:
+        where a chain starts when there is none yet (default: ``last`` itself)."""
         now = self.clock()
-        if dt.date.fromisoformat(day) >= now.astimezone(JST).date():
-            raise ValueError(f"day {day} has not ended in Japan time; it can be sealed from 00:00 JST the day after")
-        refs = self.log.day_hashes(day)
-        digest = manifest_digest(day, list(refs.items()))
-        signature = aws.client("kms").sign(KeyId=self.key_id, Message=seal_message(day, len(refs), digest),
+        if period_end(last) + MAX_WRITE_LAG > now:
+            raise ValueError(f"period {last} has not ended in Japan time (plus {MAX_WRITE_LAG} for late writes); "
+                             "it can be sealed from then on")
+        head = self._true_head(first or last)
+        if head is not None and head.period >= last:
+            return SealRun(self.log.seal(last) or head, 0, 0)
+        period = next_period(head.period) if head is not None else (first or last)
+        prev = head.id if head is not None else GENESIS
+        run = SealRun(head, 0, 0)  # type: ignore[arg-type]
+        sealed_today: dict[str, set[str]] = {}
+        present: dict[str, dict[str, str]] = {}  # a day's index, read once a run
+        while period <= last and run.seals < MAX_SEALS_PER_RUN:
+            seal = self._seal_one(period, prev, now, sealed_today, present)
+            run = SealRun(seal, run.seals + 1, run.entries + seal.count)
+            prev, period = seal.id, next_period(period)
+        return run
+
+    def _true_head(self, start: str) -> Seal | None:
+        """Where the chain ends: the table's last seal is a hint; the archive decides. Seals
+        the archive holds beyond the table's are restored into the table."""
+        head = self.log.latest_seal()
+        if head is not None:
+            copy = self.archive.get(head.period)
+            if copy is None or copy[0].id != head.id:
+                raise SealChainBroken(f"the table's last seal ({head.period}) is not the archived one")
+            period = next_period(head.period)
+        else:
+            period = self.archive.first_period() or start
+        while (copy := self.archive.get(period)) is not None:
+            seal, refs = copy
+            head = self.log.write_seal(seal, refs) if self.log.seal(period) is None else self.log.seal(period)
+            period = next_period(period)
+        return head
+
+    def _seal_one(self, period: str, prev: str, now: dt.datetime, sealed_today: dict[str, set[str]],
+                  present_by_day: dict[str, dict[str, str]]) -> Seal:
+        day = period_day(period)
+        if day not in sealed_today:
+            sealed: set[str] = set()
+            earlier = self.log.seals(f"{day}T00", previous_period(period)) if not period.endswith("T00") else {}
+            for p, s in earlier.items():
+                sealed |= self.log.manifest(p, s.parts).keys()
+            sealed_today.clear()
+            sealed_today[day] = sealed
+        if day not in present_by_day:
+            present_by_day.clear()
+            present_by_day[day] = self.log.day_hashes(day)
+        refs = {ref: h for ref, h in present_by_day[day].items() if ref not in sealed_today[day]}
+        digest = manifest_digest(period, list(refs.items()))
+        signature = aws.client("kms").sign(KeyId=self.key_id, Message=seal_message(period, len(refs), digest, prev),
                                            MessageType="RAW", SigningAlgorithm=SEAL_ALGORITHM)["Signature"]
-        return self.log.write_seal(day, refs, digest=digest, signature=signature, key_id=self.key_id,
-                                   algorithm=SEAL_ALGORITHM, sealed_at=now), True
+        seal = Seal(period, len(refs), digest, prev, signature, self.key_id, SEAL_ALGORITHM, 0,
+                    now.astimezone(dt.UTC).isoformat())
+        self.archive.put(seal, refs)  # first the copy nobody can rewrite, then the table
+        seal = self.log.write_seal(seal, refs)
+        self.log.set_expiry(refs, day)
+        sealed_today[day] |= refs.keys()
+        return seal
+
+
+# --- verification ------------------------------------------------------------------------
+
+
+def signature_ok(seal: Seal, public_key: bytes) -> bool:
+    """Whether the deployment's key (``public_key``, DER — pinned by the caller, never the
+    ``key_id`` the seal names) signed ``seal``."""
+    key = load_der_public_key(public_key)
+    try:
+        key.verify(seal.signature, seal_message(seal.period, seal.count, seal.digest, seal.prev),  # type: ignore[call-arg,union-attr]
+                   ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg]
+    except InvalidSignature:
+        return False
+    return True
 
 
 @dataclass
 class DayReport:
     day: str
     entries: int
-    sealed: bool
+    sealed: bool  # every period of the day sealed
     problems: list[Problem] = field(default_factory=list)
+    sealed_periods: int = 0
+    unsealed: set[str] = field(default_factory=set)  # refs present that no seal covers yet
+    expired: bool = False
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def verify_day(log: ProvisionLog, day: str, public_key_der: Callable[[str], bytes]) -> DayReport:
-    """Check one day against its seal. ``public_key_der(key_id)`` gives the sealing key's public
-    key (KMS GetPublicKey, or a copy the auditor keeps)."""
+def verify_day(log: ProvisionLog, day: str, public_key: bytes, *, now: dt.datetime,
+               archive: SealArchive | None = None) -> DayReport:
+    """Check one day against the seals of its 24 periods: each due period has a seal, each
+    seal is signed by the pinned key, links to the seal before it and matches its archived
+    copy; the day's entries match the union of the seals' manifests. Entries no seal covers
+    yet are returned in ``unsealed`` (their chains are the caller's to check)."""
     present = log.day_hashes(day)
-    seal = log.seal(day)
-    if seal is None:
-        problems = [Problem(day, "seal_missing", "this day has no seal")] if present else []
-        return DayReport(day, len(present), False, problems)
-    report = DayReport(day, len(present), True)
-    key = load_der_public_key(public_key_der(seal.key_id))
-    try:
-        key.verify(seal.signature, seal_message(day, seal.count, seal.digest), ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
-    except InvalidSignature:
-        report.problems.append(Problem(day, "seal_invalid", "the seal's signature does not verify"))
-        return report
-    sealed = log.manifest(day, seal.parts)
-    if len(sealed) != seal.count or manifest_digest(day, list(sealed.items())) != seal.digest:
-        report.problems.append(Problem(day, "manifest", "the stored manifest does not match the signed digest"))
+    if expired(day, now):
+        return DayReport(day, len(present), False, expired=True)
+    seals = log.seals(f"{day}T00", f"{day}T23")
+    genesis = chain_start(log, archive)
+    report = DayReport(day, len(present), False)
+    sealed_refs: dict[str, str] = {}
+    valid = 0
+    before = log.latest_seal(before=f"{day}T00")
+    previous: Seal | None = before if before is not None and before.period == previous_period(f"{day}T00") else None
+    for period in periods_of_day(day):
+        seal = seals.get(period)
+        if seal is None:
+            due = period_end(period) + SEAL_GRACE <= now
+            if due and genesis is not None and period >= genesis:
+                held = archive is not None and archive.get(period) is not None
+                report.problems.append(Problem(period, "seal_missing", "this hour has no seal in the log" + (
+                    " (the seal archive holds it: the table was rewritten)" if held else "")))
+            previous = None
+            continue
+        problems = _check_seal(log, seal, previous, genesis, public_key, archive)
+        previous = seal
+        if problems:
+            report.problems.extend(problems)
+            continue
+        manifest = log.manifest(period, seal.parts)
+        if len(manifest) != seal.count or manifest_digest(period, list(manifest.items())) != seal.digest:
+            report.problems.append(Problem(period, "manifest", "the stored manifest does not match the signed digest"))
+            continue
+        sealed_refs.update(manifest)
+        valid += 1
+    report.sealed_periods = valid
+    report.sealed = valid == 24
+    if genesis is None or f"{day}T23" < genesis:
+        # Before the chain's first seal: nothing of this day was sealed, nor will be.
+        report.unsealed = set(present)
         return report
     entries = log.entries(present)
     # An index item without its entry (a decoy left behind a removed entry) recomputes to "".
     recomputed = {ref: (e.recomputed() if e.claimed_n == e.n else "") if (e := entries.get(ref)) else ""
                   for ref in present}
-    report.problems.extend(compare_manifest(day, sealed, present, recomputed))
+    if report.sealed:
+        report.problems.extend(compare_manifest(day, sealed_refs, present, recomputed))
+    else:
+        covered = {ref: h for ref, h in present.items() if ref in sealed_refs}
+        report.problems.extend(compare_manifest(day, sealed_refs, covered, recomputed))
+        report.unsealed = set(present) - set(sealed_refs)
     return report
 
 
-def verify_residents(log: ProvisionLog, codes: Iterable[str],
-                     public_key_der: Callable[[str], bytes] | None = None) -> list[Problem]:
-    """Each resident's chain, and — for every entry whose day is sealed — that the day's signed
-    manifest holds it with the same hash (an entry kept out of the ``by_day`` index, or added
-    after the seal with correct links, shows here). ``public_key_der``: check each seal's
-    signature too."""
-    problems: list[Problem] = []
-    manifests: dict[str, dict[str, str] | None] = {}
-    for code in codes:
-        entries, head = log.chain(code)
-        problems.extend(verify_chain(code, entries, head))
-        for e in entries:
-            try:
-                day = jst_day(dt.datetime.fromisoformat(str(e.content.get("at", "")).replace("Z", "+00:00")))
-            except ValueError:  # an edited time: verify_chain has reported the entry
-                continue
-            if day not in manifests:
-                manifests[day] = _signed_manifest(log, day, public_key_der, problems)
-            sealed = manifests[day]
-            if sealed is not None and sealed.get(e.ref) != e.hash:
-                kind = "inserted" if e.ref not in sealed else "edited"
-                problems.append(Problem(e.ref, kind, f"not as sealed on {day}"))
+def chain_start(log: ProvisionLog, archive: SealArchive | None) -> str | None:
+    """The period the seal chain began with: the archive's first copy (nobody can remove it);
+    without an archive, the table's first seal if it is a first seal (prev = GENESIS) — if the
+    table's first seal links to one before it, seals were removed, and every period counts
+    (``""``)."""
+    if archive is not None:
+        first = archive.first_period()
+        if first is not None:
+            return first
+    seal = log.first_seal()
+    if seal is None:
+        return None
+    return seal.period if seal.prev == GENESIS else ""
+
+
+def _check_seal(log: ProvisionLog, seal: Seal, previous: Seal | None, genesis: str | None, public_key: bytes,
+                archive: SealArchive | None) -> list[Problem]:
+    period = seal.period
+    if not signature_ok(seal, public_key):
+        return [Problem(period, "seal_invalid", "the seal's signature does not verify with the deployment's key")]
+    problems = []
+    if seal.prev == GENESIS:
+        if genesis != period:
+            problems.append(Problem(period, "seal_chain", "a second first seal: the chain was restarted"))
+    else:
+        if previous is None:
+            previous = log.seal(previous_period(period))
+        if previous is None:
+            problems.append(Problem(previous_period(period), "seal_missing",
+                                    "the seal this hour's seal links to is gone"))
+        elif previous.id != seal.prev:
+            problems.append(Problem(period, "seal_chain", "does not link to the seal of the hour before"))
+    if archive is not None:
+        copy = archive.get(period)
+        if copy is None:
+            problems.append(Problem(period, "seal_archive", "the seal archive holds no copy of this seal"))
+        elif copy[0].id != seal.id or copy[0].signature != seal.signature:
+            problems.append(Problem(period, "seal_rewritten", "differs from the copy in the seal archive"))
     return problems
 
 
-def _signed_manifest(log: ProvisionLog, day: str, public_key_der: Callable[[str], bytes] | None,
-                     problems: list[Problem]) -> dict[str, str] | None:
-    seal = log.seal(day)
-    if seal is None:
-        return None
-    if public_key_der is not None:
-        key = load_der_public_key(public_key_der(seal.key_id))
-        try:
-            key.verify(seal.signature, seal_message(day, seal.count, seal.digest), ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
-        except InvalidSignature:
-            problems.append(Problem(day, "seal_invalid", "the seal's signature does not verify"))
-            return None
-    manifest = log.manifest(day, seal.parts)
-    if manifest_digest(day, list(manifest.items())) != seal.digest:
-        problems.append(Problem(day, "manifest", "the stored manifest does not match the signed digest"))
-        return None
-    return manifest
+@dataclass
+class ResidentsCheck:
+    problems: list[Problem]
+    unsealed: dict[str, set[str]]  # resident code -> days with entries no seal covers yet
+
+
+def check_residents(log: ProvisionLog, codes: Iterable[str], public_key: bytes, *,
+                    now: dt.datetime) -> ResidentsCheck:
+    """Each resident's chain, checked against the seals: the chain must reach the last entry
+    the sealer recorded for the resident (its sealed head, confirmed by that period's signed
+    manifest — the writers' head is only a hint), and every entry of a sealed period must be in
+    its day's signed manifests with the same hash (an entry kept out of the ``by_day`` index,
+    or added after the seal with correct links, shows here). Entries past retention at ``now``
+    may be gone (``verify_chain``)."""
+    problems: list[Problem] = []
+    unsealed: dict[str, set[str]] = {}
+    manifests: dict[str, tuple[dict[str, str], bool]] = {}
+
+    def day_manifest(day: str) -> tuple[dict[str, str], bool]:
+        if day not in manifests:
+            manifests[day] = _signed_day_manifest(log, day, public_key, problems)
+        return manifests[day]
+
+    for code in codes:
+        entries, head = log.chain_and_head(code)
+        length = None
+        if head is not None:
+            head_day = entry_day(head[1])
+            if head_day is None or not expired(head_day, now):
+                length = head[0]
+        sealed_head = log.sealed_head(code)
+        if sealed_head is not None and not expired(period_day(sealed_head[0]), now):
+            period, n, digest = sealed_head
+            manifest, _ = day_manifest(period_day(period))
+            if manifest.get(f"{code}#{n:08d}") == digest:  # otherwise the seal's own problem is reported
+                length = max(length or 0, n)
+        problems.extend(verify_chain(code, entries, length, now=now))
+        for e in entries:
+            day = entry_day(e.content.get("at"))
+            if day is None:  # an edited time: verify_chain has reported the entry
+                continue
+            if expired(day, now):  # its seal's manifest may be gone before it is (TTL is not instant)
+                continue
+            sealed, complete = day_manifest(day)
+            if e.ref in sealed:
+                if sealed[e.ref] != e.hash:
+                    problems.append(Problem(e.ref, "edited", f"not as sealed on {day}"))
+            elif complete:
+                problems.append(Problem(e.ref, "inserted", f"not as sealed on {day}"))
+            else:
+                unsealed.setdefault(code, set()).add(day)
+    return ResidentsCheck(problems, unsealed)
+
+
+def verify_residents(log: ProvisionLog, codes: Iterable[str], public_key: bytes, *,
+                     now: dt.datetime) -> list[Problem]:
+    return check_residents(log, codes, public_key, now=now).problems
+
+
+def _signed_day_manifest(log: ProvisionLog, day: str, public_key: bytes,
+                         problems: list[Problem]) -> tuple[dict[str, str], bool]:
+    """The union of the manifests of ``day``'s valid seals, and whether all 24 are there."""
+    out: dict[str, str] = {}
+    seals = log.seals(f"{day}T00", f"{day}T23")
+    valid = 0
+    for period, seal in sorted(seals.items()):
+        if not signature_ok(seal, public_key):
+            problems.append(Problem(period, "seal_invalid",
+                                    "the seal's signature does not verify with the deployment's key"))
+            continue
+        manifest = log.manifest(period, seal.parts)
+        if manifest_digest(period, list(manifest.items())) != seal.digest:
+            problems.append(Problem(period, "manifest", "the stored manifest does not match the signed digest"))
+            continue
+        out.update(manifest)
+        valid += 1
+    return out, valid == 24
 
 
 def kms_public_key(key_id: str) -> bytes:
+    """The public key of the deployment's seal key (``key_id``: its ARN or alias, from the
+    configuration — never from a seal)."""
     return aws.client("kms").get_public_key(KeyId=key_id)["PublicKey"]
