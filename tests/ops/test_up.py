@@ -78,7 +78,7 @@ def test_local_points_a_command_at_the_running_environment(tmp_path, monkeypatch
     monkeypatch.setenv("JUKINET_STATE_DIR", str(tmp_path))
     for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE",
                  "AWS_SHARED_CREDENTIALS_FILE", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)  # _use_local sets them: restored after the test
+        monkeypatch.setenv(name, "")  # recorded, so what _use_local sets is undone after the test
     monkeypatch.setenv("AWS_PROFILE", "production")  # nothing of the host's AWS setup may leak in
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALACCOUNT")
     _write(LocalEnvironmentFiles(tmp_path))
