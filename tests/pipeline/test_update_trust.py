@@ -40,14 +40,7 @@ def recon(p, municipalities=(NAGANO, MATSUMOTO, UEDA), month=MONTH):
 
 
 def drop_at(p, municipality, name, data, when=NOW):
-    import jukinet.services.communication_server as cs
-
-    real = cs.utcnow
-    cs.utcnow = lambda: when
-    try:
-        return p.drop(municipality, name, data)
-    finally:
-        cs.utcnow = real
+    return p.drop(municipality, name, data, now=when)
 
 
 def notice_dict(municipality: str, sequence: int, p: dict, reason: str, change_date: str,
