@@ -163,6 +163,16 @@ class Finding:
 ClientFactory = Callable[[str, Environment], Any]
 
 
+def _bucket_policy(s3: Any, bucket: str) -> dict | None:
+    """The bucket's policy document, or None when it has none."""
+    try:
+        return _json(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchBucketPolicy":
+            raise
+        return None
+
+
 class Unreadable(Exception):
     """Something the check needs could not be read; the message says what and why."""
 
@@ -360,13 +370,7 @@ def check_bucket(ins: Inspection, env: Environment, bucket: str, expected_key_al
         return [Finding("S3-2", scope, bucket, Status.PASS, "all four settings on")]
 
     def tls_only() -> list[Finding]:
-        s3 = ins.client("s3", env)
-        try:
-            policy = _json(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-        except ClientError as exc:
-            if error_code(exc) != "NoSuchBucketPolicy":
-                raise
-            policy = None
+        policy = _bucket_policy(ins.client("s3", env), bucket)
         for s in _statements(policy):
             values = _condition_values(s, ["Bool"], "aws:SecureTransport")
             if s.get("Effect") == "Deny" and _anyone(s.get("Principal")) and values == ["false"] \
@@ -443,13 +447,7 @@ def check_drop_zone_writer(ins: Inspection, env: Environment, prefecture_code: s
                         f"trusted by account {env.account}")]
 
     def bucket_policy() -> list[Finding]:
-        s3 = ins.client("s3", env)
-        try:
-            policy = _json(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-        except ClientError as exc:
-            if error_code(exc) != "NoSuchBucketPolicy":
-                raise
-            policy = None
+        policy = _bucket_policy(ins.client("s3", env), bucket)
         denies = [st for st in _statements(policy) if st.get("Effect") == "Deny" and _anyone(st.get("Principal"))
                   and _covers(st.get("Action"), "s3:PutObject")
                   and any(str(r).startswith(incoming) for r in _as_list(st.get("Resource")))]
