@@ -64,10 +64,21 @@ log = logging.getLogger(__name__)
 
 # Host variables a function still sees (the interpreter and libraries need them); all else,
 # AWS_PROFILE and friends included, is hidden so nothing of the host's AWS setup leaks in.
+# libfaketime's settings pass through: a clock moved for the whole process (scripts/test-any-date)
+# is read from FAKETIME on every call, so hiding it would give the function the real clock.
 _HOST_VARIABLES = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT",
-                   "PYTHONHASHSEED", "PYTHONUTF8", "SSL_CERT_FILE", "SSL_CERT_DIR")
+                   "PYTHONHASHSEED", "PYTHONUTF8", "SSL_CERT_FILE", "SSL_CERT_DIR", "TZ",
+                   "LD_PRELOAD", "FAKETIME", "FAKETIME_NO_CACHE", "DONT_FAKE_MONOTONIC")
 _MAX_SQS_RECEIVE = 10  # SQS ReceiveMessage limit
 _DEFAULT_ASYNC_RETRIES = 2  # Lambda's default for asynchronous invocations
+
+
+def replace_environ(variables: Mapping[str, str]) -> None:
+    """Make ``os.environ`` exactly ``variables`` without ever clearing it: a variable in both
+    (FAKETIME, read by libfaketime on every clock call, from any thread) is never absent."""
+    for name in [k for k in os.environ if k not in variables]:
+        del os.environ[name]
+    os.environ.update(variables)
 
 
 class FunctionNotRunnable(RuntimeError):
@@ -323,13 +334,11 @@ class LocalRunner:
     @contextlib.contextmanager
     def _process_environment(self, variables: Mapping[str, str]) -> Iterator[None]:
         saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(variables)
+        replace_environ(variables)
         try:
             yield
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            replace_environ(saved)
 
     def invoke(self, function: str, event: Any) -> InvocationResult:
         """Invoke one function synchronously with ``event``, as Lambda would."""

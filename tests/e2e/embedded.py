@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,22 +16,57 @@ from infra.config import load_deployment
 from jukinet.adapters import aws
 from jukinet_ops.local.deploy import deploy_assembly
 from jukinet_ops.local.monitoring import LocalMonitoring
-from jukinet_ops.local.runner import LocalRunner
+from jukinet_ops.local.runner import LocalRunner, replace_environ
 from jukinet_ops.local.server import MotoServer, local_credentials
 from jukinet_ops.synth import synth
 
 from ..dates import SYNTH_DAY
 
 _ASSEMBLIES: dict[str, Path] = {}
+REPO = Path(__file__).resolve().parents[2]
+# What the synthesized assembly is made from: a change to any of these synthesizes it anew.
+_SYNTH_INPUTS = ("app.py", "cdk.json", "pyproject.toml", "package-lock.json", "infra", "lambdas", "data",
+                 "jukinet_ops/synth.py")
+CACHE = REPO / "build" / "test-assemblies"
+
+
+def _inputs_digest(deployment: str) -> str:
+    digest = hashlib.sha256(f"{deployment}\n{SYNTH_DAY.isoformat()}\n".encode())
+    for name in _SYNTH_INPUTS:
+        root = REPO / name
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            if "__pycache__" in path.parts or path.suffix == ".pyc":
+                continue
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def nagano_assembly(tmp_path_factory: Any) -> Path:
-    """The Nagano cloud assembly, synthesized once per test process (every e2e module
-    deploys the same templates into its own embedded AWS)."""
+    """The Nagano cloud assembly as of ``SYNTH_DAY`` (every e2e module deploys the same
+    templates into its own embedded AWS). Synthesized once for all test processes and runs
+    (xdist workers, the moved-clock runs of scripts/test-any-date): cached under
+    ``build/test-assemblies/`` by a digest of everything synthesis reads, built by one process
+    while the others wait on a lock. The assembly depends on ``SYNTH_DAY``, not on the clock."""
+    del tmp_path_factory  # kept in the signature: callers pass it
     if "nagano-demo" not in _ASSEMBLIES:
-        _ASSEMBLIES["nagano-demo"] = synth("nagano-demo", tmp_path_factory.mktemp("assembly") / "cdk.out",
-                                            today=SYNTH_DAY)
+        _ASSEMBLIES["nagano-demo"] = _cached_synth("nagano-demo")
     return _ASSEMBLIES["nagano-demo"]
+
+
+def _cached_synth(deployment: str) -> Path:
+    target = CACHE / f"{deployment}-{_inputs_digest(deployment)}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{deployment}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one synthesizes, the others wait and reuse it
+        if not (target / "manifest.json").is_file():
+            for old in CACHE.glob(f"{deployment}-*"):
+                shutil.rmtree(old, ignore_errors=True)
+            building = CACHE / f".{deployment}-building"
+            shutil.rmtree(building, ignore_errors=True)
+            synth(deployment, building, today=SYNTH_DAY)
+            building.rename(target)
+    return target
 
 
 @contextlib.contextmanager
@@ -55,6 +93,5 @@ def deployed_nagano(tmp_path_factory: Any, *, monitoring: bool = False,
                 runner.monitoring = watch  # type: ignore[attr-defined]
                 yield deployment, env, runner
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        replace_environ(saved)
         aws.reset_clients()

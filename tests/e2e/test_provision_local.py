@@ -13,6 +13,7 @@ import pytest
 
 from infra.naming import Names
 from jukinet.adapters import aws
+from jukinet.clock import month_jst
 from jukinet.domain.codes import ResidentCode
 from jukinet_ops.agency_traffic import recipient_principals, sample_residents
 from jukinet_ops.local.api import LocalApi
@@ -141,7 +142,9 @@ def test_a_batch_runs_through_the_deployed_queue_and_function(world):
     job = response.json()
     assert job["status"] == "complete", job
     assert job["outcomes"]["provided"] == len(codes) and job["outcomes"]["invalid_code"] == 1
-    month = job["created_at"][:7]
+    # Statistics are kept by month in Japan time; created_at is UTC (at 00:30 JST on the 1st
+    # the two months differ).
+    month = month_jst(dt.datetime.fromisoformat(job["created_at"]))
     rows = monthly_statistics(provision_tables(deployment).log(), month, deployment.agencies)
     by_recipient = {(r.recipient_id, r.function): r.records for r in rows if not r.is_total}
     assert by_recipient[("chikyosai", "batch")] == len(codes)

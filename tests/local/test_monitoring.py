@@ -595,7 +595,7 @@ def nagano(tmp_path_factory):
     from infra.config import load_deployment
     from jukinet.adapters import aws
     from jukinet_ops.local.deploy import deploy_assembly
-    from jukinet_ops.local.runner import LocalRunner
+    from jukinet_ops.local.runner import LocalRunner, replace_environ
 
     deployment = load_deployment("nagano-demo")
     out = nagano_assembly(tmp_path_factory)
@@ -613,8 +613,7 @@ def nagano(tmp_path_factory):
 
             runner.invoke(Names.of(deployment).provision_function("sealer"), {})
             yield deployment, env, runner, monitoring
-    os.environ.clear()
-    os.environ.update(saved)
+    replace_environ(saved)
     aws.reset_clients()
 
 

@@ -21,6 +21,7 @@ from jukinet import clock
 from jukinet.adapters import aws
 from jukinet.handlers import municipality_cs, national_processor, prefecture_processor
 from jukinet.settings import MunicipalityCsSettings, load_settings
+from jukinet_ops.local.runner import replace_environ
 
 REGION = "ap-northeast-1"
 PREFECTURE = "200000"
@@ -45,8 +46,7 @@ def environment(values: dict[str, str]):
     try:
         yield
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        replace_environ(saved)
 
 
 @dataclass

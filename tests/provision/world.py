@@ -23,6 +23,7 @@ from jukinet.adapters.kms import DataKeys
 from jukinet.adapters.provision_log import ProvisionLog
 from jukinet.domain.notice import UpdateNotice
 from jukinet.handlers import provision_api, provision_batch, provision_sealer
+from jukinet_ops.local.runner import replace_environ
 
 from ..pipeline.exports import person
 
@@ -185,8 +186,7 @@ class World:
         try:
             yield
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            replace_environ(saved)
 
     def call(self, method: str, path: str, body: object = None, *, who: str = "pension",
              vpce: str | None = None, query: dict | None = None, raw_body: str | None = None) -> tuple[int, dict]:

@@ -1,0 +1,32 @@
+"""The local runner swaps ``os.environ`` for each invocation. A variable both sides have
+(libfaketime's FAKETIME, read on every clock call from any thread) must never be absent
+meanwhile, or a function or a concurrent thread reads the real clock."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from jukinet_ops.local.runner import _HOST_VARIABLES, replace_environ
+
+
+def test_a_variable_on_both_sides_is_never_deleted(monkeypatch):
+    monkeypatch.setenv("FAKETIME", "+100s")
+    monkeypatch.setenv("JUKINET_TEST_GONE", "1")
+    deleted: list[str] = []
+    real_unsetenv = os.unsetenv
+    monkeypatch.setattr(os, "unsetenv", lambda name: (deleted.append(os.fsdecode(name)), real_unsetenv(name)))
+    saved = dict(os.environ)
+    try:
+        replace_environ({"FAKETIME": "+100s", "JUKINET_TEST_NEW": "2"})
+        assert dict(os.environ) == {"FAKETIME": "+100s", "JUKINET_TEST_NEW": "2"}
+        assert "FAKETIME" not in deleted and "JUKINET_TEST_GONE" in deleted
+    finally:
+        replace_environ(saved)
+    assert dict(os.environ) == saved
+
+
+@pytest.mark.parametrize("name", ["FAKETIME", "FAKETIME_NO_CACHE", "DONT_FAKE_MONOTONIC", "LD_PRELOAD"])
+def test_a_moved_clock_reaches_the_functions(name):
+    assert name in _HOST_VARIABLES
