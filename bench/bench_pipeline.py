@@ -24,6 +24,8 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws
 
+from jukinet_ops.local import moto_patches
+
 from tests.pipeline.exports import csv_bytes, move_ins
 from tests.pipeline.harness import MUNICIPALITIES, Pipeline
 
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--per-file", type=int, default=400, help="rows per export file")
     parser.add_argument("--files", type=int, default=2, help="files per municipality")
     args = parser.parse_args()
+    moto_patches.apply()
     with mock_aws():
         p = Pipeline()
         total = 0
