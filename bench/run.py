@@ -474,7 +474,17 @@ def main() -> None:
             note += f"; + {poll * per_k:,.1f} by the Lambda SQS poller (runner)"
         if service == "kms":
             note += "; budget ≤ 30"
+        if service == "dynamodb":
+            note += "; aim ≤ 250 (CS and both tiers)"
         rows.append((f"total {service}", f"{by_service.get(service, 0) * per_k:,.1f}", note))
+    by_tier: Counter[str] = Counter()
+    for (source, service, _op), count in p["counts"].items():
+        if service == "dynamodb" and source != "lambda service (runner)":
+            by_tier[source] += count
+    for source in ("municipality CS", "prefecture processor", "national processor"):
+        aim = "" if source == "municipality CS" else "; aim ≤ 100 per tier"
+        rows.append((f"  dynamodb, {source}", f"{by_tier.get(source, 0) * per_k:,.1f}",
+                     f"{p['files']} files, {p['cs_messages']} CS messages{aim}"))
 
     section("4. cold-start proxies")
     for h, (median, best) in imports.items():

@@ -203,6 +203,11 @@ class StoredEntry:
 
 
 class IdentityStore:
+    # True: history entries go in the transactions (fewest requests, two write units each);
+    # False: 25 to a BatchWriteItem before them (one write unit each, more requests). Measured
+    # both ways in docs/decisions/0021-identity-store-transactions.md.
+    history_in_transactions = True
+
     def __init__(self, table_name: str, data_keys: DataKeys, blind_index_key: bytes | None = None) -> None:
         self.table_name = table_name
         self.data_keys = data_keys
@@ -402,7 +407,11 @@ class IdentityStore:
         TransactWriteItems. Returns the (resident code, order key) pairs that became current,
         and each municipality's ledger as it now stands."""
         table = self.table_name
-        ops: list[_Op] = [_Op("history", {"Put": {"TableName": table, "Item": item}}) for item in history]
+        if self.history_in_transactions:
+            ops: list[_Op] = [_Op("history", {"Put": {"TableName": table, "Item": item}}) for item in history]
+        else:
+            aws.batch_put_all(table, history)
+            ops = []
         for event, item in currents:
             ops.append(_Op("current", {"Put": {
                 "TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(pk) OR order_key < :k",
