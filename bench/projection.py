@@ -180,7 +180,8 @@ QUOTAS: dict[str, Quota] = {
         "as the configuration records it"),
 }
 
-# --- measured: docs/performance.md, "The table as measured" (bench/run.py, 2026-11-26, 18,692 notices) ---------
+# --- measured: docs/performance.md, "The table as measured" (bench/run.py, 18,692 notices): request counts of
+# 2026-12-03 (issue 13); the domain-core µs of 2026-11-26 (an idle machine; the 2026-12-03 runs were under load 11–13)
 
 MEASURED_NOTICES = 18_692
 MEASURED_MESSAGES = 237  # "the CS's 237 signed bodies (1.1 MB, 18,692 notices)"
@@ -201,30 +202,30 @@ class Measured:
     scales: str  # notice | message | file: what the count grows with (read off the code)
 
 
-MEASURED_PER_1000: tuple[Measured, ...] = (
+MEASURED_PER_1000: tuple[Measured, ...] = (  # bench/run.py of 2026-12-03 09:19 UTC (issue 13's write path)
     Measured("dynamodb", "GetItem", "cs", 37.1, "file"),  # 3 per file: file record, counter, statistics
     Measured("dynamodb", "TransactWriteItems", "cs", 24.7, "file"),  # 2 per file (reserve, finish)
-    Measured("dynamodb", "BatchGetItem", "national", 22.6, "message"),
-    Measured("dynamodb", "BatchWriteItem", "national", 41.5, "notice"),  # history items, 25 a call
-    Measured("dynamodb", "GetItem", "national", 6.2, "message"),  # the LEDGER#<municipality> read
-    Measured("dynamodb", "PutItem", "national", 928.7, "notice"),  # current items (+ the ledger puts, see below)
-    Measured("dynamodb", "BatchGetItem", "prefecture", 35.1, "message"),
-    Measured("dynamodb", "BatchWriteItem", "prefecture", 46.3, "notice"),
-    Measured("dynamodb", "GetItem", "prefecture", 12.8, "message"),
-    Measured("dynamodb", "PutItem", "prefecture", 935.9, "notice"),
+    Measured("dynamodb", "BatchGetItem", "national", 20.7, "notice"),  # one read: history, currents, ledgers
+    Measured("dynamodb", "GetItem", "national", 4.3, "message"),  # sender pins, blind-index key (per cold start)
+    Measured("dynamodb", "PutItem", "national", 4.2, "message"),  # sender pins (conditional, per cold start)
+    Measured("dynamodb", "TransactWriteItems", "national", 20.1, "notice"),  # 100 items a call
+    Measured("dynamodb", "BatchGetItem", "prefecture", 25.9, "notice"),
+    Measured("dynamodb", "GetItem", "prefecture", 4.2, "message"),
+    Measured("dynamodb", "PutItem", "prefecture", 4.2, "message"),
+    Measured("dynamodb", "TransactWriteItems", "prefecture", 25.3, "notice"),
     Measured("kms", "Sign", "cs", 12.7, "message"),
     Measured("kms", "Decrypt", "national", 0.1, "notice"),
     Measured("kms", "GenerateDataKey", "national", 0.1, "notice"),
-    Measured("kms", "GetPublicKey", "national", 0.1, "message"),
+    Measured("kms", "GetPublicKey", "national", 4.2, "message"),
     Measured("kms", "Decrypt", "prefecture", 0.1, "notice"),
-    Measured("kms", "GenerateDataKey", "prefecture", 0.1, "notice"),
+    Measured("kms", "GenerateDataKey", "prefecture", 0.2, "notice"),
     Measured("kms", "GetPublicKey", "prefecture", 4.1, "message"),
-    Measured("kms", "Sign", "prefecture", 2.4, "message"),
+    Measured("kms", "Sign", "prefecture", 1.3, "message"),
     Measured("s3", "GetObject", "cs", 12.4, "file"),
     Measured("s3", "PutObject", "cs", 24.7, "file"),
     Measured("sqs", "DeleteMessageBatch", "poller", 2.6, "message"),
-    Measured("sqs", "GetQueueAttributes", "poller", 0.1, "message"),
-    Measured("sqs", "ReceiveMessage", "poller", 2.8, "message"),
+    Measured("sqs", "GetQueueAttributes", "poller", 0.2, "message"),
+    Measured("sqs", "ReceiveMessage", "poller", 4.2, "message"),
     Measured("sqs", "SendMessageBatch", "cs", 12.4, "message"),
     Measured("sqs", "SendMessageBatch", "prefecture", 1.3, "message"),
 )
@@ -308,6 +309,9 @@ LARGEST_PREFECTURE_SHARE = 0.113  # Tokyo, ~14.1 of ~124.9 million residents —
 # --- assumptions (neither price, quota, measurement nor code) ---------------------------------------------------
 
 AWS_CALL_LATENCY_S = 0.006  # one DynamoDB/KMS/SQS call from Lambda in the region, round trip
+TRANSACTION_LATENCY_S = 0.030  # one TransactWriteItems of up to 100 items (two-phase), round trip
+TRANSACTION_WRU_FACTOR = 2  # a transactional write costs two write units per KB (DynamoDB pricing)
+INITIAL_LOAD_PREWARMED = True  # the national table's warm throughput raised to its quota before the initial load
 ARM_CPU_FACTOR = 1.0  # arm64 Lambda CPU time relative to the x86-64 machine that measured CALL_CPU_US
 GSI_WRITES_PER_CURRENT_PUT = 1.0  # by_blind_index: a current put that adds, changes or drops bidx writes the index
 HISTORY_ITEMS_PER_NOTICE = 1.0  # one history item per notice (a code change touches two codes: ~1 in 100)
@@ -334,6 +338,11 @@ OWN_USE_PREFECTURES_COUNTRY = PREFECTURES  # every prefecture tier gets its exec
 
 ASSUMPTIONS = {
     "AWS_CALL_LATENCY_S": "one AWS API call from Lambda in the region takes 6 ms round trip",
+    "TRANSACTION_LATENCY_S": "a TransactWriteItems of up to 100 items takes 30 ms round trip",
+    "TRANSACTION_WRU_FACTOR": "transactional writes cost 2 WRU per KB (as documented; not measured by us)",
+    "INITIAL_LOAD_PREWARMED": "before the initial load the national table's warm throughput is raised to the "
+                              "40,000 WRU/s table quota (UpdateTable WarmThroughput, no quota increase; its one-off "
+                              "charge is not priced here); without it add the warm-up of the limits table",
     "ARM_CPU_FACTOR": "arm64 Lambda spends the same CPU per call as the x86-64 machine that measured it",
     "GSI_WRITES_PER_CURRENT_PUT": "each current-item put writes the by_blind_index index once (adds, changes or "
                                   "drops bidx); an upper bound when neither old nor new state has one",
@@ -412,6 +421,7 @@ class NoticeScenario:
     notices_per_message: float
     notices_per_file: float
     new_table: bool = False  # the national table has never seen this rate: on-demand must warm up
+    prewarmed: bool = False  # ...unless its warm throughput was raised before (UpdateTable WarmThroughput)
 
 
 def month_scenario(name: str, notices: int) -> NoticeScenario:
@@ -423,7 +433,7 @@ SCENARIOS = (
     month_scenario("a month of national notices", NOTICES_MONTH),
     month_scenario("the March peak", NOTICES_MARCH),
     NoticeScenario("the initial load (one notice per resident)", RESIDENTS, NOTICES_PER_FULL_MESSAGE,
-                   INITIAL_LOAD_ROWS_PER_FILE, new_table=True),
+                   INITIAL_LOAD_ROWS_PER_FILE, new_table=True, prewarmed=INITIAL_LOAD_PREWARMED),
 )
 
 
@@ -445,9 +455,10 @@ def processor_seconds_per_notice(c: dict, tier: str, notices: int) -> float:
     """Billed seconds per notice of a processor: CPU (domain core + client CPU per call) on its vCPU share,
     overlapped with the conditional puts' waits (8 in flight), plus the sequential calls' waits."""
     total = tier_calls(c, tier) / notices
-    puts = c[("dynamodb", "PutItem", tier)] / notices
+    transactions = c.get(("dynamodb", "TransactWriteItems", tier), 0.0) / notices
     cpu_s = (MEASURED_DOMAIN_US + total * CALL_CPU_US) * ARM_CPU_FACTOR / 1e6 / vcpu_share(PROCESSOR_MEMORY_MB)
-    return max(cpu_s, puts * AWS_CALL_LATENCY_S / PARALLEL_PUTS) + (total - puts) * AWS_CALL_LATENCY_S
+    # adapters/identity_store.py: one read and one TransactWriteItems per 100 items, in sequence (no thread pool)
+    return cpu_s + (total - transactions) * AWS_CALL_LATENCY_S + transactions * TRANSACTION_LATENCY_S
 
 
 def cs_seconds_per_notice(c: dict, notices: int) -> float:
@@ -456,18 +467,25 @@ def cs_seconds_per_notice(c: dict, notices: int) -> float:
     return cpu_s / vcpu_share(CS_MEMORY_MB) + total * AWS_CALL_LATENCY_S
 
 
-def notice_wru_rru(c: dict, notices: int) -> tuple[float, float]:
+def tier_wru_per_notice(notices_per_message: float) -> float:
+    """Write units per notice of one processing tier (adapters/identity_store.py, decision 0021): the history
+    item, the current item (one per notice: an upper bound, a stale notice writes none) and its index entry,
+    and the municipality's ledger once per message — all in TransactWriteItems, which costs two units per item
+    (the index entry is written by DynamoDB, not by the transaction: one unit)."""
+    return (HISTORY_ITEMS_PER_NOTICE * TRANSACTION_WRU_FACTOR * wru_for(IDENTITY_ITEM_KB)
+            + TRANSACTION_WRU_FACTOR * wru_for(CURRENT_ITEM_BYTES / 1024) + GSI_WRITES_PER_CURRENT_PUT
+            + TRANSACTION_WRU_FACTOR * LEDGER_WRU / notices_per_message)
+
+
+def notice_wru_rru(c: dict, notices: int, notices_per_message: float = NOTICES_PER_FULL_MESSAGE,
+                   ) -> tuple[float, float]:
     """Write and read request units (not API calls) of the notice pipeline."""
     wru = c[("dynamodb", "TransactWriteItems", "cs")] * CS_TRANSACTION_WRU
     rru = c[("dynamodb", "GetItem", "cs")] * rru_for(1)
-    for tier in ("prefecture", "national"):
-        ledger_puts = c[("dynamodb", "GetItem", tier)]  # each ledger update is a read and a put of one item
-        current_puts = c[("dynamodb", "PutItem", tier)] - ledger_puts
-        history_items = notices * HISTORY_ITEMS_PER_NOTICE  # BatchWriteItem: one unit per item, not per call
-        wru += (current_puts * (wru_for(CURRENT_ITEM_BYTES / 1024) + GSI_WRITES_PER_CURRENT_PUT)
-                + ledger_puts * LEDGER_WRU + history_items * wru_for(IDENTITY_ITEM_KB))
-        # BatchGetItem: one unit per key read (history keys, then current keys), consistent, items < 4 KB
-        rru += 2 * notices * rru_for(IDENTITY_ITEM_KB) + ledger_puts * rru_for(1)
+    for _tier in ("prefecture", "national"):
+        wru += notices * tier_wru_per_notice(notices_per_message)
+        # one consistent BatchGetItem read per message: history keys, current keys, the ledger; items < 4 KB
+        rru += 2 * notices * rru_for(IDENTITY_ITEM_KB) + notices / notices_per_message * rru_for(1)
     return wru, rru
 
 
@@ -476,7 +494,7 @@ def notice_bill(s: NoticeScenario) -> Bill:
     n = s.notices
     messages = n / s.notices_per_message
     files = n / s.notices_per_file
-    wru, rru = notice_wru_rru(c, n)
+    wru, rru = notice_wru_rru(c, n, s.notices_per_message)
     gb_s = {tier: n * processor_seconds_per_notice(c, tier, n) * PROCESSOR_MEMORY_MB / 1024
             for tier in ("prefecture", "national")}
     gb_s["cs"] = n * cs_seconds_per_notice(c, n) * CS_MEMORY_MB / 1024
@@ -513,9 +531,11 @@ def notice_bill(s: NoticeScenario) -> Bill:
 
 def national_rate(s: NoticeScenario, concurrency: int = PROCESSOR_CONCURRENCY) -> float:
     """Notices per second the national processor drains at its configured concurrency (the whole country's
-    notices pass through it; each prefecture has its own five instances)."""
+    notices pass through it; each prefecture has its own five instances), at most what the national table's
+    default write quota (40,000 WRU/s) carries."""
     c = calls(s)
-    return concurrency / processor_seconds_per_notice(c, "national", s.notices)
+    return min(concurrency / processor_seconds_per_notice(c, "national", s.notices),
+               QUOTAS["ddb_table_wru_per_s"].value / wru_per_notice_national(s))
 
 
 def prefecture_rate(s: NoticeScenario, concurrency: int = PROCESSOR_CONCURRENCY) -> float:
@@ -524,10 +544,7 @@ def prefecture_rate(s: NoticeScenario, concurrency: int = PROCESSOR_CONCURRENCY)
 
 
 def wru_per_notice_national(s: NoticeScenario) -> float:
-    c = calls(s)
-    ledger = c[("dynamodb", "GetItem", "national")]
-    current = c[("dynamodb", "PutItem", "national")] - ledger
-    return (current * (1 + GSI_WRITES_PER_CURRENT_PUT) + ledger * LEDGER_WRU) / s.notices + HISTORY_ITEMS_PER_NOTICE
+    return tier_wru_per_notice(s.notices_per_message)
 
 
 def warmup_hours(wru_per_s: float) -> float:
@@ -542,7 +559,7 @@ def notice_hours(s: NoticeScenario, concurrency: int = PROCESSOR_CONCURRENCY) ->
     nat = s.notices / national_rate(s, concurrency)
     pref = s.notices * LARGEST_PREFECTURE_SHARE / prefecture_rate(s, concurrency)
     wru_per_s = national_rate(s, concurrency) * wru_per_notice_national(s)
-    return max(nat, pref) / 3600 + (warmup_hours(wru_per_s) if s.new_table else 0.0)
+    return max(nat, pref) / 3600 + (warmup_hours(wru_per_s) if s.new_table and not s.prewarmed else 0.0)
 
 
 # --- provision (by design: adapters/provision_log.py, services/provision*.py) ----------------------------------
@@ -661,6 +678,14 @@ def cs_signs_per_instance_s(s: NoticeScenario) -> float:
     return 1 / (s.notices_per_message * cs_seconds_per_notice(calls(s), s.notices))
 
 
+def paced_signs_per_s(s: NoticeScenario) -> float:
+    """KMS Sign calls a second (CS and prefecture, all in one account at worst) when the drops are paced to what
+    the national processor drains: Signs per notice × the national rate."""
+    c = calls(s)
+    signs = c[("kms", "Sign", "cs")] + c[("kms", "Sign", "prefecture")]
+    return signs / s.notices * national_rate(s)
+
+
 def batch_concurrency_at(records_per_s_limit: float, per_record: float) -> float:
     """Batch concurrency at which ``per_record`` × records/s reaches ``records_per_s_limit``."""
     per_instance = CHUNK_ROWS / chunk_seconds(decrypt_miss_rate())
@@ -730,6 +755,13 @@ def limits() -> list[Limit]:
               "initial load, all 47 prefecture processors busy (one account for all prefectures): one Sign per "
               "forwarded message", f"bites only if the CS tier delivers over {ecc * NOTICES_PER_FULL_MESSAGE / nat:.0f}"
               "× the national drain; paced drops keep it far below"),
+        Limit("KMS ECC Sign: 300 requests/s per account, initial load paced to the national drain", ecc,
+              paced_signs_per_s(load),
+              f"the plan: drops paced so the CSs send what the national tier drains ({nat:,.0f} notices/s); "
+              f"CS and prefecture Signs of one account (one per {NOTICES_PER_FULL_MESSAGE} notices, one per "
+              "forwarded message)",
+              f"inside the default quota with {ecc / max(paced_signs_per_s(load), 1e-9):.0f}× headroom: "
+              "no increase needed"),
         Limit("KMS GetPublicKey: 2,000 requests/s", QUOTAS["kms_get_public_key_per_s"].value,
               (MUNICIPALITIES + PREFECTURES) * PROCESSOR_CONCURRENCY / 3600,
               "one per sender per processor instance per hour", "cached for an hour: no"),

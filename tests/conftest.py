@@ -14,6 +14,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from jukinet.clock import JST
+from jukinet_ops.local import moto_patches
+
+# Every in-process mock_aws gets the embedded AWS's corrections (atomic conditional writes,
+# TransactWriteItems in time proportional to the transaction): jukinet_ops/local/moto_patches.py
+moto_patches.apply()
 
 settings.register_profile("jukinet", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

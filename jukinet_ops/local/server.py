@@ -1,6 +1,7 @@
 """The embedded AWS: a moto server on 127.0.0.1 and the boto3 sessions that talk to it.
 
-By default the server is a child process (``python -m moto.server``), not a thread of this
+By default the server is a child process (``python -m jukinet_ops.local.moto_server``: moto's
+server with the corrections of ``moto_patches``), not a thread of this
 one: moto keeps its state in module globals, so a thread would share that state (and the
 ``werkzeug`` request log, and moto's Docker settings) with anything else in the process,
 ``mock_aws`` tests included. A child process costs ~0.3 s to start and the same few ms per
@@ -137,7 +138,7 @@ class MotoServer:
             port = self._fixed_port or _free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
             process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+                [sys.executable, "-m", "jukinet_ops.local.moto_server", "-H", HOST, "-p", str(port)],
                 stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, env=env, start_new_session=self._own_session,
             )
             if _wait_until_ready(port, process, self.start_timeout_s):
@@ -152,6 +153,10 @@ class MotoServer:
 
     def _start_thread(self) -> None:
         from moto.server import ThreadedMotoServer
+
+        from . import moto_patches
+
+        moto_patches.apply()
 
         # werkzeug logs every request at INFO; quiet it while this server runs.
         werkzeug = logging.getLogger("werkzeug")

@@ -51,15 +51,21 @@ def test_a_batch_write_of_25_items_is_25_units_not_one():
     assert units[26]["wru"] - units[25]["wru"] == 3  # the 26th record: entry + index entry + head
 
 
-def test_the_notice_pipeline_counts_history_items_not_batch_calls():
+def test_the_notice_pipeline_counts_items_not_transaction_calls():
     load = p.SCENARIOS[2]
     c = p.calls(load)
-    wru, _ = p.notice_wru_rru(c, load.notices)
-    batch_calls = c[("dynamodb", "BatchWriteItem", "prefecture")] + c[("dynamodb", "BatchWriteItem", "national")]
-    history_units = 2 * load.notices * p.HISTORY_ITEMS_PER_NOTICE
-    assert history_units > 20 * batch_calls
-    # two processing tiers × (history 1 + current 1 + its index entry 1) plus ledgers and the CS: just under 6
-    assert 5.5 < wru / load.notices < 6.0
+    wru, _ = p.notice_wru_rru(c, load.notices, load.notices_per_message)
+    transactions = c[("dynamodb", "TransactWriteItems", "prefecture")] + c[("dynamodb", "TransactWriteItems", "national")]
+    assert 2 * load.notices > 20 * transactions
+    # two processing tiers × (history 2 + current 2 as transactional writes + its index entry 1), ledgers, the CS
+    assert 10.0 < wru / load.notices < 10.5
+
+
+def test_the_initial_load_drains_in_under_six_hours_inside_default_quotas():
+    load = p.SCENARIOS[2]
+    assert p.notice_hours(load) < 6
+    assert p.national_rate(load) * p.wru_per_notice_national(load) <= p.QUOTAS["ddb_table_wru_per_s"].value * 1.0001
+    assert p.paced_signs_per_s(load) < p.QUOTAS["kms_ecc_per_s"].value
 
 
 # --- scaling the measured counts ---------------------------------------------------------------------------------
@@ -73,19 +79,19 @@ def test_at_the_measured_sizes_the_measured_rates_come_back():
         assert c[(m.service, m.op, m.caller)] == pytest.approx(m.per_1000 * p.MEASURED_NOTICES / 1000)
 
 
-def test_bigger_messages_and_files_need_fewer_per_message_calls_but_as_many_puts():
+def test_bigger_messages_and_files_need_fewer_per_message_calls_but_as_many_transactions():
     month, load = p.SCENARIOS[0], p.SCENARIOS[2]
     cm, cl = p.calls(month), p.calls(load)
     assert cl[("kms", "Sign", "cs")] / load.notices < cm[("kms", "Sign", "cs")] / month.notices / 10
-    assert cl[("dynamodb", "PutItem", "national")] / load.notices == pytest.approx(
-        cm[("dynamodb", "PutItem", "national")] / month.notices)
+    assert cl[("dynamodb", "TransactWriteItems", "national")] / load.notices == pytest.approx(
+        cm[("dynamodb", "TransactWriteItems", "national")] / month.notices)
 
 
 def test_the_copied_rows_add_up_to_the_measured_totals():
     total = {svc: sum(m.per_1000 for m in p.MEASURED_PER_1000 if m.service == svc and m.caller != "poller")
              for svc in ("dynamodb", "kms", "s3")}
-    assert total["dynamodb"] == pytest.approx(2090.8, abs=0.2)
-    assert total["kms"] == pytest.approx(19.6, abs=0.2)
+    assert total["dynamodb"] == pytest.approx(170.7, abs=0.2)
+    assert total["kms"] == pytest.approx(22.6, abs=0.3)
     assert total["s3"] == pytest.approx(37.1, abs=0.1)
 
 

@@ -18,21 +18,29 @@ Identity facts are sealed (AES-256-GCM, ``domain.envelope``) with a data key fro
 tier's KMS key before they are written; the wrapped data key is stored beside them. AAD
 binds each ciphertext to its resident code and notice id.
 
-Writes follow ``domain.ordering``:
+Writes follow ``domain.ordering`` (docs/decisions/0021-identity-store-transactions.md):
 
-1. History: one BatchGetItem per 100 events finds the entries already stored (duplicates:
-   counted, not rewritten); the rest go out 25 to a BatchWriteItem. An entry's key is its
-   notice's order key, so a concurrent or repeated put of the same entry is harmless.
-2. Current state: for each resident whose newest event in the batch is newer than the stored
-   current state (read with one BatchGetItem per 100), a conditional put
-   ``attribute_not_exists(pk) OR order_key < :k``; concurrent writers therefore converge on the
-   greatest notice whatever the arrival order. These puts run in parallel.
+1. One read: a consistent BatchGetItem per 100 keys finds, for the whole batch, the history
+   entries already stored (duplicates: counted, not rewritten), the current state of every
+   resident touched (its order key, and who holds the resident: ``holdings``) and the ledger
+   of every municipality (``read``; the tier processor passes this ``Snapshot`` on, so
+   nothing is read twice).
+2. One write per 100 items: ``TransactWriteItems`` carrying the new history entries
+   (unconditional puts: an entry's key is its notice's order key, so a concurrent or
+   repeated put of the same entry is harmless), the current state of each resident whose
+   newest event beats the stored one (``attribute_not_exists(pk) OR order_key < :k``), and
+   last the municipalities' ledgers (``version = :v``). A cancelled transaction names the
+   items whose condition failed: a current state that lost to a newer one is dropped (the
+   rule holds: concurrent writers converge on the greatest notice whatever the arrival
+   order), a ledger changed by a concurrent writer is read again and recomputed, and the
+   rest is sent again.
 
-History first, current second: if the function dies in between, the retry finds the history
-stored (a duplicate) but still compares and writes the current state, which repairs it.
-Why not TransactWriteItems: a transaction costs twice the write units on DynamoDB, and the
-embedded AWS (moto) deep-copies the whole table for every item of a transaction, which makes
-local runs quadratic (docs/decisions/0009-identity-store-writes.md).
+History before current within a transaction changes nothing (it is atomic); across
+transactions (more than 100 items) history chunks go first, so a function that dies in
+between leaves history that the retry finds (a duplicate) while it still compares and
+writes the current state. On DynamoDB a transactional write costs two write units per item
+(one for BatchWriteItem/PutItem); the embedded AWS needs ``jukinet_ops.local.moto_patches``
+(moto copies the whole table per transaction item otherwise).
 """
 
 from __future__ import annotations
@@ -43,7 +51,6 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..domain import envelope
@@ -56,7 +63,8 @@ from . import aws
 from .kms import DataKeys
 
 CURRENT = "CURRENT"
-_PARALLEL_PUTS = 8  # boto3 clients are thread-safe; the puts are independent of each other
+TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
+_MAX_ATTEMPTS = 50
 
 
 def resident_pk(code: str) -> str:
@@ -100,6 +108,21 @@ class ApplyResult:
     duplicates: list[UpdateNotice] = field(default_factory=list)  # already stored before
     current_changed: int = 0
     stale: int = 0  # stored in history, but a newer notice already defines the current state
+    ledgers: dict[str, Ledger] = field(default_factory=dict)  # apply(ledgers=True): each municipality's, after
+
+
+@dataclass
+class Snapshot:
+    """What one batch found in the table before writing (``IdentityStore.read``): the keys it
+    checked, the history keys among them that exist, the current items and ledger items
+    (``None``: checked, absent). A snapshot is only a hint for what to write: every write is
+    conditional on what it assumed, so a stale snapshot costs a retry, never a wrong state."""
+
+    checked_history: set[tuple[str, str]] = field(default_factory=set)
+    history: set[tuple[str, str]] = field(default_factory=set)
+    checked_codes: set[str] = field(default_factory=set)
+    current: dict[str, dict] = field(default_factory=dict)
+    ledgers: dict[str, dict | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -180,6 +203,11 @@ class StoredEntry:
 
 
 class IdentityStore:
+    # True: history entries go in the transactions (fewest requests, two write units each);
+    # False: 25 to a BatchWriteItem before them (one write unit each, more requests). Measured
+    # both ways in docs/decisions/0021-identity-store-transactions.md.
+    history_in_transactions = True
+
     def __init__(self, table_name: str, data_keys: DataKeys, blind_index_key: bytes | None = None) -> None:
         self.table_name = table_name
         self.data_keys = data_keys
@@ -223,24 +251,72 @@ class IdentityStore:
         return self.pinned_key(sender) or key_arn
 
     # --- writes ----------------------------------------------------------------------
-    def holdings(self, resident_codes: Iterable[str]) -> dict[str, Holding]:
-        """Who holds each resident now (``domain.authority``): one BatchGetItem per 100."""
-        keys = [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in dict.fromkeys(resident_codes)]
-        return {item["pk"]["S"][2:]: Holding(item["municipality"]["S"], ChangeReason(item["reason"]["S"]),
-                                            dt.date.fromisoformat(item["change_date"]["S"]), item["order_key"]["S"])
-                for item in aws.batch_get_all(self.table_name, keys, "pk, municipality, reason, change_date, order_key")}
+    def read(self, notices: Iterable[UpdateNotice], municipalities: Iterable[str] = ()) -> Snapshot:
+        """The history keys, current states and ledgers a batch of ``notices`` touches (and the
+        ledgers of ``municipalities``): one consistent BatchGetItem per 100 keys."""
+        return self._read(Snapshot(), list(notices), municipalities)
 
-    def stored_ids(self, notices: Iterable[UpdateNotice]) -> set[str]:
+    def _read(self, snapshot: Snapshot, notices: list[UpdateNotice], municipalities: Iterable[str] = ()) -> Snapshot:
+        """Complete ``snapshot`` with whatever it lacks for ``notices`` and ``municipalities``."""
+        history: dict[tuple[str, str], None] = {}
+        codes: dict[str, None] = {}
+        for notice in notices:
+            for event in events_for(notice):
+                history[(resident_pk(event.resident_code), history_sk(event.order_key))] = None
+                codes[event.resident_code] = None
+        ledgers = [m for m in dict.fromkeys(municipalities) if m not in snapshot.ledgers]
+        history_keys = [k for k in history if k not in snapshot.checked_history]
+        code_list = [c for c in codes if c not in snapshot.checked_codes]
+        keys = ([{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in history_keys]
+                + [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in code_list]
+                + [_ledger_key(m) for m in ledgers])
+        if not keys:
+            return snapshot
+        snapshot.checked_history.update(history_keys)
+        snapshot.checked_codes.update(code_list)
+        snapshot.ledgers.update(dict.fromkeys(ledgers))
+        for item in aws.batch_get_all(self.table_name, keys):
+            pk, sk = item["pk"]["S"], item["sk"]["S"]
+            if sk == CURRENT:
+                snapshot.current[pk[2:]] = item
+            elif sk == "LEDGER":
+                snapshot.ledgers[pk.removeprefix("LEDGER#")] = item
+            else:
+                snapshot.history.add((pk, sk))
+        return snapshot
+
+    def holdings(self, resident_codes: Iterable[str], snapshot: Snapshot | None = None) -> dict[str, Holding]:
+        """Who holds each resident now (``domain.authority``): from ``snapshot`` where it was
+        read, else one BatchGetItem per 100."""
+        codes = list(dict.fromkeys(resident_codes))
+        if snapshot is None:
+            snapshot = Snapshot()
+        missing = [c for c in codes if c not in snapshot.checked_codes]
+        if missing:
+            keys = [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in missing]
+            snapshot.checked_codes.update(missing)
+            for item in aws.batch_get_all(self.table_name, keys):
+                snapshot.current[item["pk"]["S"][2:]] = item
+        return {c: Holding(item["municipality"]["S"], ChangeReason(item["reason"]["S"]),
+                           dt.date.fromisoformat(item["change_date"]["S"]), item["order_key"]["S"])
+                for c in codes if (item := snapshot.current.get(c)) is not None}
+
+    def stored_ids(self, notices: Iterable[UpdateNotice], snapshot: Snapshot | None = None) -> set[str]:
         """Ids of the notices whose history entry is already stored (a redelivery: it was checked
-        and counted when it first arrived). One BatchGetItem per 100."""
-        by_key = {(resident_pk(n.resident_code.value), history_sk(n.order_key)): n.notice_id for n in notices}
-        found = self._existing_history([{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in by_key])
-        return {by_key[k] for k in found}
+        and counted when it first arrived). From ``snapshot``, else one BatchGetItem per 100."""
+        notices = list(notices)
+        snapshot = self._read(snapshot or Snapshot(), notices)
+        return {n.notice_id for n in notices
+                if (resident_pk(n.resident_code.value), history_sk(n.order_key)) in snapshot.history}
 
     def apply(self, notices: list[UpdateNotice], *, now: dt.datetime,
-              lineage: Mapping[str, Attestation] | None = None) -> ApplyResult:
+              lineage: Mapping[str, Attestation] | None = None, snapshot: Snapshot | None = None,
+              ledgers: bool = False) -> ApplyResult:
         """Store a batch of validated notices under the ordering rule; idempotent. ``lineage``:
-        per notice id, the signature the notice was accepted under, kept on its history items."""
+        per notice id, the signature the notice was accepted under, kept on its history items.
+        ``snapshot``: what ``read`` found (read here when absent or incomplete). ``ledgers``:
+        also record each notice's (sequence, month) in its municipality's ledger, in the same
+        transactions (``ApplyResult.ledgers``), as ``update_ledger`` would."""
         result = ApplyResult()
         unique: dict[str, UpdateNotice] = {}
         for notice in notices:
@@ -251,12 +327,16 @@ class IdentityStore:
         notices = list(unique.values())
         if not notices:
             return result
+        by_municipality: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        if ledgers:
+            for notice in [*notices, *result.duplicates]:
+                by_municipality[notice.municipality.value].append((notice.sequence, notice.reporting_month))
+        snapshot = self._read(snapshot or Snapshot(), notices, by_municipality)
         stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         by_code: dict[str, list[ResidentEvent]] = defaultdict(list)
         for notice in notices:
             for event in events_for(notice):
                 by_code[event.resident_code].append(event)
-        current_keys = self._current_order_keys(list(by_code))
         plaintext_key, wrapped_key = self.data_keys.current(uses=len(notices))
         sealer = envelope.Sealer(plaintext_key)
         bidx_key = self.blind_index_key()
@@ -271,12 +351,15 @@ class IdentityStore:
                 if attestation is not None:
                     history.update(attestation.to_attributes())
                 planned.append((event, history))
-            if events[-1].order_key > (current_keys.get(code) or ""):
+            stored = snapshot.current.get(code)
+            if events[-1].order_key > (stored["order_key"]["S"] if stored else ""):
                 newest[code] = (events[-1], current)
 
-        existing = self._existing_history([h for _, h in planned])
-        self._batch_put([h for _, h in planned if (h["pk"]["S"], h["sk"]["S"]) not in existing])
-        changed = self._put_currents(list(newest.values()))
+        existing = snapshot.history
+        changed, result.ledgers = self._write(
+            [h for _, h in planned if (h["pk"]["S"], h["sk"]["S"]) not in existing],
+            list(newest.values()),
+            {m: (snapshot.ledgers.get(m), entries) for m, entries in by_municipality.items()})
         for event, history in planned:
             primary = event.notice.resident_code.value == event.resident_code
             if (history["pk"]["S"], history["sk"]["S"]) in existing:
@@ -317,41 +400,77 @@ class IdentityStore:
             current["bidx"] = {"S": blind_index(bidx_key, event.facts.name.kana, event.facts.birth_date)}
         return history, current
 
-    def _existing_history(self, items: list[dict]) -> set[tuple[str, str]]:
-        """Which history items are already stored (duplicates): one BatchGetItem per 100."""
-        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items]
-        return {(i["pk"]["S"], i["sk"]["S"]) for i in aws.batch_get_all(self.table_name, keys, "pk, sk")}
-
-    def _batch_put(self, items: list[dict]) -> None:
-        """History items: unconditional puts are safe (an item's key is its notice's order key and
-        a re-put carries the same facts), so they go 25 to a BatchWriteItem."""
-        aws.batch_put_all(self.table_name, items)
-
-    def _put_currents(self, writes: list[tuple[ResidentEvent, dict]]) -> set[tuple[str, str]]:
-        """Current items, each a conditional put (the ordering rule under concurrency), issued in
-        parallel. Returns the (resident code, order key) pairs that became current."""
-        if not writes:
-            return set()
-        ddb = aws.client("dynamodb")
-
-        def put(write: tuple[ResidentEvent, dict]) -> tuple[str, str] | None:
-            event, item = write
-            ok = _conditional(ddb.put_item, TableName=self.table_name, Item=item,
-                              ConditionExpression="attribute_not_exists(pk) OR order_key < :k",
-                              ExpressionAttributeValues={":k": {"S": event.order_key}})
-            return (event.resident_code, event.order_key) if ok else None
-
-        if len(writes) == 1:
-            results = [put(writes[0])]
+    def _write(self, history: list[dict], currents: list[tuple[ResidentEvent, dict]],
+               ledgers: Mapping[str, tuple[dict | None, list[tuple[int, str]]]],
+               ) -> tuple[set[tuple[str, str]], dict[str, Ledger]]:
+        """History items, then conditional current items, then ledgers, ``TRANSACTION_ITEMS`` to a
+        TransactWriteItems. Returns the (resident code, order key) pairs that became current,
+        and each municipality's ledger as it now stands."""
+        table = self.table_name
+        if self.history_in_transactions:
+            ops: list[_Op] = [_Op("history", {"Put": {"TableName": table, "Item": item}}) for item in history]
         else:
-            with ThreadPoolExecutor(max_workers=_PARALLEL_PUTS) as pool:
-                results = list(pool.map(put, writes))
-        return {r for r in results if r is not None}
+            aws.batch_put_all(table, history)
+            ops = []
+        for event, item in currents:
+            ops.append(_Op("current", {"Put": {
+                "TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(pk) OR order_key < :k",
+                "ExpressionAttributeValues": {":k": {"S": event.order_key}}}}, (event.resident_code, event.order_key)))
+        now_ledgers: dict[str, Ledger] = {}
+        for municipality, (item, entries) in sorted(ledgers.items()):
+            op = self._ledger_op(municipality, item, entries)
+            if isinstance(op, Ledger):
+                now_ledgers[municipality] = op
+            else:
+                ops.append(op)
+        changed: set[tuple[str, str]] = set()
+        for start in range(0, len(ops), TRANSACTION_ITEMS):
+            chunk = ops[start:start + TRANSACTION_ITEMS]
+            for attempt in range(_MAX_ATTEMPTS):
+                if not chunk:
+                    break
+                failed = _transact([op.request for op in chunk])
+                if failed is None:
+                    changed.update(op.current for op in chunk if op.kind == "current")
+                    now_ledgers.update((op.municipality, op.ledger) for op in chunk if op.kind == "ledger")
+                    break
+                retry: list[_Op] = []
+                for op, code in zip(chunk, failed, strict=True):
+                    if code != "ConditionalCheckFailed":
+                        retry.append(op)  # cancelled because of another item, or a conflict: again
+                    elif op.kind == "ledger":  # another processor updated it: read again, recompute
+                        item = aws.client("dynamodb").get_item(TableName=table, Key=_ledger_key(op.municipality),
+                                                              ConsistentRead=True).get("Item")
+                        again = self._ledger_op(op.municipality, item, op.entries)
+                        if isinstance(again, Ledger):
+                            now_ledgers[op.municipality] = again
+                        else:
+                            retry.append(again)
+                    elif op.kind != "current":  # a history put has no condition
+                        raise RuntimeError(f"{table}: unexpected condition failure on {op.kind}")
+                    # a current state whose condition failed lost to a newer one: dropped
+                chunk = retry
+                if all(code in (None, "ConditionalCheckFailed") for code in failed):
+                    continue  # nothing contended: send what is left at once
+                time.sleep(min(0.01 * (attempt + 1), 0.2))
+            else:
+                raise RuntimeError(f"{table}: a transaction kept being cancelled ({_MAX_ATTEMPTS} attempts)")
+        return changed, now_ledgers
 
-    def _current_order_keys(self, codes: list[str]) -> dict[str, str]:
-        keys = [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in codes]
-        return {i["pk"]["S"][2:]: i["order_key"]["S"]
-                for i in aws.batch_get_all(self.table_name, keys, "pk, order_key")}
+    def _ledger_op(self, municipality: str, item: dict | None, entries: list[tuple[int, str]]) -> _Op | Ledger:
+        """The conditional put that records ``entries`` in a municipality's ledger, or the ledger
+        itself when they change nothing."""
+        ledger = Ledger.from_item(item)
+        updated = ledger.add(entries, [])
+        if updated == ledger:
+            return ledger
+        put: dict = {"TableName": self.table_name, "Item": {**_ledger_key(municipality), **updated.to_attributes()}}
+        if item:
+            put["ConditionExpression"] = "version = :v"
+            put["ExpressionAttributeValues"] = {":v": {"N": str(ledger.version)}}
+        else:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        return _Op("ledger", {"Put": put}, municipality=municipality, entries=entries, ledger=updated)
 
     # --- the municipality ledger: received sequence numbers, stored and dead-lettered counts --
     def update_ledger(self, municipality: str, *, stored: Iterable[tuple[int, str]] = (),
@@ -384,7 +503,7 @@ class IdentityStore:
         """Read-modify-write of the ledger item under ``version``; with ``extra`` (one more
         transaction item whose condition failing means "already done") in one transaction."""
         ddb = aws.client("dynamodb")
-        key = {"pk": {"S": f"LEDGER#{municipality}"}, "sk": {"S": "LEDGER"}}
+        key = _ledger_key(municipality)
         for attempt in range(50):
             item = ddb.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
             ledger = Ledger.from_item(item)
@@ -472,6 +591,38 @@ class IdentityStore:
             KeyConditionExpression="pk = :pk" + (" AND begins_with(sk, :p)" if sk_prefix else ""),
             ExpressionAttributeValues={":pk": {"S": pk}, **({":p": {"S": sk_prefix}} if sk_prefix else {})},
         )
+
+
+@dataclass
+class _Op:
+    """One item of a TransactWriteItems: what it is for, and what to do if its condition fails."""
+
+    kind: str  # history | current | ledger
+    request: dict
+    current: tuple[str, str] = ("", "")  # (resident code, order key) of a current put
+    municipality: str = ""
+    entries: list[tuple[int, str]] = field(default_factory=list)
+    ledger: Ledger | None = None
+
+
+def _ledger_key(municipality: str) -> dict:
+    return {"pk": {"S": f"LEDGER#{municipality}"}, "sk": {"S": "LEDGER"}}
+
+
+def _transact(items: list[dict]) -> list[str | None] | None:
+    """Run one TransactWriteItems: None if it committed, else each item's cancellation code
+    (None for an item that did not cause it)."""
+    try:
+        aws.client("dynamodb").transact_write_items(TransactItems=items)
+    except Exception as exc:
+        if aws.error_code(exc) != "TransactionCanceledException":
+            raise
+        reasons = exc.response.get("CancellationReasons") or []  # type: ignore[attr-defined]
+        codes = [None if r.get("Code") in (None, "None") else r.get("Code") for r in reasons]
+        if len(codes) != len(items):  # no per-item reasons: treat every item as contended
+            return ["TransactionConflict"] * len(items)
+        return codes
+    return None
 
 
 class _AlreadyCounted(Exception):

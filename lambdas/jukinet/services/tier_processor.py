@@ -159,13 +159,16 @@ class TierProcessor:
 
         # A redelivered notice already in the history was checked when it first came: it passes
         # as a duplicate, whatever has happened to the resident since.
+        # One read for the whole message (history keys, current states, ledgers), used by every
+        # step below and by the write (IdentityStore.read).
         where = {id(n): (batch, index) for batch, index, n in parsed}
-        seen = self.store.stored_ids([n for _, _, n in parsed]) if parsed else set()
+        snapshot = self.store.read([n for _, _, n in parsed], {n.municipality.value for _, _, n in parsed})
+        seen = self.store.stored_ids([n for _, _, n in parsed], snapshot) if parsed else set()
         repeated = [n for _, _, n in parsed if n.notice_id in seen]
         fresh = [n for _, _, n in parsed if n.notice_id not in seen]
         codes = [c for n in fresh
                  for c in (n.resident_code.value, *((n.previous_resident_code.value,) if n.previous_resident_code else ()))]
-        valid, refused = screen(fresh, self.store.holdings(codes) if codes else {})
+        valid, refused = screen(fresh, self.store.holdings(codes, snapshot) if codes else {})
         valid = repeated + valid
         for notice, exc in refused:
             batch, index = where[id(notice)]
@@ -176,13 +179,10 @@ class TierProcessor:
             metrics.add_metric(name="NoticesRefusedNotHolder", unit=MetricUnit.Count, value=len(refused))
 
         lineage = {n.notice_id: where[id(n)][0].attestation for n in valid}
-        outcome.applied = self.store.apply(valid, now=self.clock(), lineage=lineage)
-        by_municipality: dict[str, list[UpdateNotice]] = defaultdict(list)
-        for notice in valid:
-            by_municipality[notice.municipality.value].append(notice)
-        for municipality, notices in sorted(by_municipality.items()):
-            ledger = self.store.update_ledger(
-                municipality, stored=[(n.sequence, n.reporting_month) for n in notices])
+        # The notices, the current states and the municipalities' ledgers (sequence runs, stored
+        # counts) are written together, 100 items to a transaction.
+        outcome.applied = self.store.apply(valid, now=self.clock(), lineage=lineage, snapshot=snapshot, ledgers=True)
+        for municipality, ledger in sorted(outcome.applied.ledgers.items()):
             if ledger.gaps:
                 outcome.gaps[municipality] = ledger.gaps
                 missing = sum(last - first + 1 for first, last in ledger.gaps)

@@ -1,0 +1,151 @@
+"""Two corrections to the embedded DynamoDB (moto), applied wherever moto runs for jukinet:
+the server child process (``python -m jukinet_ops.local.moto_server``), the thread mode of
+``MotoServer`` and the in-process ``mock_aws`` tests and benchmarks.
+
+1. **TransactWriteItems in time proportional to the transaction, not the table.** moto
+   5.2.5 (the newest release) deep-copies the *whole table* once per item of every
+   transaction so that it can roll back: 100 items on a table of 10,000 items took 79 s
+   (docs/decisions/0021-identity-store-transactions.md). Here only the items the
+   transaction touches are remembered and restored; the checks, the cancellation reasons
+   and the writes are moto's own.
+2. **Writes are atomic.** moto evaluates a condition and then writes, with no lock, so two
+   threads' conditional writes to one item can interleave (both pass the check) — DynamoDB
+   never lets that happen, and a transaction is all-or-nothing. One lock serialises the
+   backend's writes (PutItem, UpdateItem, DeleteItem, TransactWriteItems), so concurrency
+   tests of the ordering rule test the rule, not the emulator.
+
+``apply()`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+_LOCK = threading.RLock()
+_APPLIED = False
+
+
+def apply() -> None:
+    global _APPLIED
+    if _APPLIED:
+        return
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in ("put_item", "update_item", "delete_item"):
+        setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name)))
+    DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+    _APPLIED = True
+
+
+def _locked(method):
+    def locked(self, *args: Any, **kwargs: Any) -> Any:
+        with _LOCK:
+            return method(self, *args, **kwargs)
+
+    locked.__wrapped__ = method  # type: ignore[attr-defined]
+    locked.__name__ = method.__name__
+    return locked
+
+
+def _key_of(backend: Any, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
+    if op_type != "Put":
+        return op["Key"]
+    table = backend.get_table(op["TableName"])
+    attrs = op["Item"]
+    key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = attrs[table.range_key_attr]
+    return key
+
+
+def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    """moto 5.2.5's ``DynamoDBBackend.transact_write_items`` with a per-item rollback."""
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MockValidationException,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+
+    with _LOCK:
+        if len(transact_items) > 100:
+            raise TooManyTransactionsException()
+        before: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []  # (table, key, item JSON or None)
+        remembered: set[tuple[str, str]] = set()
+
+        def remember(table_name: str, key: dict[str, Any]) -> None:
+            marker = (table_name, str(sorted(key.items())))
+            if marker in remembered:
+                return
+            remembered.add(marker)
+            item = self.get_item(table_name, key)
+            before.append((table_name, key, None if item is None else copy.deepcopy(item.to_json()["Attributes"])))
+
+        def rollback() -> None:
+            for table_name, key, attrs in reversed(before):
+                table = self.get_table(table_name)
+                hash_value, range_value = self.get_keys_value(table, key)
+                if attrs is None:
+                    if table.get_item(hash_value, range_value) is not None:
+                        table.delete_item(hash_value, range_value)
+                else:
+                    table.put_item(attrs)
+
+        target_items: set[tuple[str, str]] = set()
+
+        def check_unicity(table_name: str, key: dict[str, Any]) -> None:
+            item = (str(table_name), str(dict(sorted(key.items()))))
+            if item in target_items:
+                raise MultipleTransactionsException()
+            target_items.add(item)
+
+        errors: list[tuple[Any, Any, Any]] = []
+        for item in transact_items:
+            original_item: dict[str, Any] | None = None
+            if len(list(item.keys())) > 1:
+                raise TransactWriteSingleOpException
+            try:
+                op_type, op = next(iter(item.items()))
+                if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                    raise ValueError("Unsupported transaction operation")
+                table_name = op["TableName"]
+                condition_expression = op.get("ConditionExpression")
+                names = op.get("ExpressionAttributeNames")
+                values = op.get("ExpressionAttributeValues")
+                key = _key_of(self, op_type, op)
+                check_unicity(table_name, key)
+                current = self.get_item(table_name, key)
+                if condition_expression is not None:
+                    condition_op = get_filter_expression(condition_expression, names, values)
+                    if not condition_op.expr(current):
+                        if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                            original_item = current.to_json()["Attributes"]
+                        raise ConditionalCheckFailed(item=original_item)
+                if op_type != "ConditionCheck":
+                    remember(table_name, key)
+                if op_type == "Put":
+                    self.put_item(table_name, op["Item"], condition_expression=condition_expression,
+                                  expression_attribute_names=names, expression_attribute_values=values)
+                elif op_type == "Delete":
+                    self.delete_item(table_name, key, condition_expression=condition_expression,
+                                     expression_attribute_names=names, expression_attribute_values=values)
+                elif op_type == "Update":
+                    self.update_item(table_name, key, update_expression=op["UpdateExpression"],
+                                     condition_expression=condition_expression,
+                                     expression_attribute_names=names, expression_attribute_values=values)
+                errors.append((None, None, None))
+            except (MultipleTransactionsException, MockValidationException):
+                rollback()
+                raise
+            except ConditionalCheckFailed as e:
+                errors.append(("ConditionalCheckFailed", str(e.message), original_item))
+            except Exception as e:  # noqa: BLE001 — as moto: every other failure is a cancellation reason
+                errors.append((type(e).__name__, str(e), original_item))
+        if any(code is not None for code, _, _ in errors):
+            rollback()
+            raise TransactionCanceledException(errors)
