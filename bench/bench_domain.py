@@ -80,8 +80,9 @@ def synthetic_notices(n: int, seed: int = 2003) -> list[dict]:
             "resident_code": resident,
             "reason": reason,
             "change_date": change.isoformat() if rng.random() < 0.75 else change.strftime("%Y%m%d"),
-            "notice_time": (dt.datetime(2003, 1, 1, tzinfo=dt.UTC)
-                            + dt.timedelta(seconds=rng.randrange(31 * 86400), microseconds=rng.randrange(10**6))
+            # notified on the day of the change or up to 3 days later (never before: validate() refuses it)
+            "notice_time": (dt.datetime.combine(change, dt.time(), tzinfo=dt.UTC)
+                            + dt.timedelta(seconds=rng.randrange(3 * 86400), microseconds=rng.randrange(10**6))
                             ).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "facts": None,
             "previous_resident_code": None,
