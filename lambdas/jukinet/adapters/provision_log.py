@@ -33,10 +33,13 @@ Provision state table (mutable bookkeeping, never evidence):
 ``JOB#<job id>``       ``JOB``              a batch provision job and its progress
 =====================  ===================  =============================================
 
-Appending costs one conditional PutItem per record (``attribute_not_exists``: an entry is
-never overwritten by this code) plus a BatchGetItem per 100 and a BatchWriteItem per 25 for
-the heads. The head is only a hint: if another writer got to position ``n`` first, the put
-fails and the writer reads that entry and moves on to ``n + 1``, so the chain never forks.
+Appending is transactional (decision 0023): each resident's entries (Put with
+``attribute_not_exists``: an entry is never overwritten by this code) and its head (Put
+conditioned on the head as read) go in one ``TransactWriteItems`` of at most 100 actions,
+with the month's statistics and a look-up's scan window. The head is only a hint: if another
+writer appended meanwhile, the transaction is cancelled, rebuilt on the chain's real end and
+sent again, so the chain never forks. IAM authorises a transaction's Put/Update/Delete as
+PutItem/UpdateItem/DeleteItem: the writers' Denies hold for it unchanged.
 """
 
 from __future__ import annotations
@@ -241,12 +244,13 @@ class ProvisionLog:
 
     # --- appending ----------------------------------------------------------------------
     def append(self, records: Sequence[ProvisionRecord], *, heads: Mapping[str, Head] | None = None,
-               extras: Sequence[Extra | None] = ()) -> list[ChainEntry]:
+               extras: Sequence[Extra | None] = (), last: Sequence[Extra | None] = ()) -> list[ChainEntry]:
         """Append every record to its resident's chain together with the resident's head and
         ``extras`` (the month's statistics, the scan window: ``Extra``), in
         ``TransactWriteItems`` of at most 100 actions — a resident's entries and head in the
-        same one, the extras in the first; sent one after the other, so if an extra refuses
-        (the monthly limit), nothing is written. Returns the entries written. A record
+        same one, ``extras`` in the first and ``last`` in the final one; sent one after the
+        other, so if an extra refuses (the monthly limit) nothing is written, and a ``last``
+        extra (a batch chunk's statistics) is written only once every entry is. Returns the entries written. A record
         is anything with ``resident_code``, ``at``, ``day`` and ``content()`` (a provision, or
         a disclosure: ``services.provision.DisclosureRecord``).
 
@@ -257,7 +261,7 @@ class ProvisionLog:
         the transaction, which is rebuilt on the chain's real end and sent again. The chain
         never forks."""
         live = [e for e in extras if e is not None]
-        if not records and not live:
+        if not records and not live and not any(e is not None for e in last):
             return []
         by_code: dict[str, list[ProvisionRecord]] = defaultdict(list)
         for r in records:
@@ -273,7 +277,7 @@ class ProvisionLog:
                 while len(rounds) <= k:
                     rounds.append([])
                 rounds[k].append((code, mine[start:start + MAX_TX_ACTIONS - 1]))
-        written: list[ChainEntry] = []
+        plan: list[tuple[list[tuple[str, list[ProvisionRecord]]], list[Extra]]] = []
         for k, units in enumerate(rounds or [[]]):
             first = live if k == 0 else []
             groups: list[list[tuple[str, list[ProvisionRecord]]]] = [[]]
@@ -284,12 +288,21 @@ class ProvisionLog:
                     room = MAX_TX_ACTIONS
                 groups[-1].append(unit)
                 room -= len(unit[1]) + 1
-            # One after the other: the extras (the limit) decide first, and 20 transactions
-            # of a 1,000-row chunk take less than its 1,000 PutItems did 8 at a time. (The
-            # embedded AWS, moto, is not safe for concurrent transactions either.)
-            for group in groups:
-                written += self._transact(group, tails, first)
-                first = []
+            plan += [(group, list(first) if i == 0 else []) for i, group in enumerate(groups)]
+        closing = [e for e in last if e is not None]
+        if closing:  # into the final transaction: done only when every entry is
+            units, extras = plan[-1]
+            if sum(len(r) + 1 for _, r in units) + len(extras) + len(closing) > MAX_TX_ACTIONS:
+                plan.append(([], closing))
+            else:
+                plan[-1] = (units, extras + closing)
+        # One after the other: the first transaction's extras (the limit) decide before anything
+        # else is written, and 20 transactions of a 1,000-row chunk take less than its 1,000
+        # PutItems did 8 at a time. (The embedded AWS, moto, is not safe for concurrent
+        # transactions either.)
+        written: list[ChainEntry] = []
+        for units, extras in plan:
+            written += self._transact(units, tails, extras)
         return written
 
     def _transact(self, units: list[tuple[str, list[ProvisionRecord]]], tails: dict[str, _Tail],

@@ -207,9 +207,11 @@ class ProvisionService:
     # --- recording ----------------------------------------------------------------------
     def record(self, grant: Grant, answers: Sequence[Answer]) -> int:
         """Record every answer that gives facts and count it in the month's statistics, in
-        the same transaction (searches and batch chunks: reserved already)."""
+        the same transactions (searches and batch chunks: reserved already)."""
         records = [grant.record(a) for a in answers if a.provides_facts]
-        self.log.append(records, extras=[self._count(grant, len(records))] if records else ())
+        # Counted in the last transaction: a chunk that fails half-way and is retried records
+        # some rows twice (the log may over-record, never miss) but counts them once.
+        self.log.append(records, last=[self._count(grant, len(records))] if records else ())
         return len(records)
 
     def _count(self, grant: Grant, provided: int, *, requested: int | None = None,
