@@ -18,7 +18,9 @@ residents). Three measurements, each on the deployed assembly and run by the sam
    and their ratio; the look-up against the minimal handler plus the time of the look-up's
    own AWS requests (how much of it is waiting); the same calls timed around the runner's
    whole ``invoke`` (environment and module-space swap included); the process CPU per call;
-   the look-up's AWS requests by operation. ``profile_lookup``: cProfile of more look-ups.
+   the look-up's AWS requests by operation; then ``MULTI_CALLS`` look-ups of ``MULTI_CODES``
+   codes each (the API's maximum) and their AWS requests per call.
+   ``profile_lookup``: cProfile of more look-ups.
 2. **Latency through the local API.** ``LocalApi`` over the deployed API, callers from
    ``local_principals`` for the demo recipients with their deployed API keys; single-code
    look-ups as mhlw-engo signed with botocore's ``SigV4Auth`` and sent with urllib
@@ -45,6 +47,8 @@ from collections.abc import Callable
 from typing import Any
 
 LOOKUP_CALLS = 300
+MULTI_CALLS = 10  # look-ups of MULTI_CODES codes each
+MULTI_CODES = 100
 WARMUP_CALLS = 20
 DEFAULT_BATCH_ROWS = 10_000
 LOOKUP_RECIPIENT = "mhlw-engo"
@@ -234,7 +238,20 @@ def in_process(runner: Any, counter: Any, codes: list[str], agreements: dict, *,
     out["minimal_handler_s"], out["minimal_wall_s"], out["minimal_cpu_s"], _ = run(
         minimal.name, events(2 * warmup + calls, calls), minimal_ok)
     del runner.functions[minimal.name], runner.stats[minimal.name]
+
+    # Look-ups of MULTI_CODES codes each (the API's maximum): AWS requests per call and per code.
+    multi = [proxy_event("/v1/lookups", {"affair_code": affair, "resident_codes": rng.sample(codes, min(
+        MULTI_CODES, len(codes)))}, user_arn=_session_arn(role), vpce=vpce) for _ in range(MULTI_CALLS)]
+    before = Counter(counter.counts)
+    out["multi_handler_s"], _, _, _ = run(api.name, multi, multi_ok)
+    out["multi_requests"] = _diff(Counter(counter.counts), before)
+    out["multi_calls"], out["multi_codes"] = MULTI_CALLS, min(MULTI_CODES, len(codes))
     return out
+
+
+def multi_ok(result: Any) -> None:
+    if not result.ok or result.response["statusCode"] != 200:
+        raise RuntimeError(f"look-up of {MULTI_CODES} codes failed: {result.error or result.response}")
 
 
 def profile_lookup(runner: Any, codes: list[str], agreements: dict, *, calls: int = 200, top: int = 25,

@@ -350,6 +350,14 @@ def provision_rows(v: dict) -> list[tuple[str, str, str]]:
                  "look-up vs minimal, runner included; moto runs in its own process"))
     for (source, service, op), count in sorted(v["lookup_requests"].items(), key=lambda kv: (kv[0][1], kv[0][2])):
         rows.append((f"  per look-up: {service} {op}", f"{count / n:.1f}", source))
+    if v.get("multi_calls"):
+        m, codes = v["multi_calls"], v["multi_codes"]
+        per_call = sum(c for (_s, sv, _op), c in v["multi_requests"].items() if sv == "dynamodb") / m
+        rows.append((f"look-up of {codes} codes, in process", f"{per_call:.1f} DynamoDB requests a call",
+                     f"{m} calls; {per_call / codes * 10:.2f} per 10 records (target ≤ 1); "
+                     f"{v['multi_handler_s'] / m * 1e3:.0f} ms a call; "
+                     + ", ".join(f"{op} {c / m:.1f}" for (_s, sv, op), c in sorted(v["multi_requests"].items())
+                                 if sv == "dynamodb")))
 
     latencies, function_s = v["api_latencies"], v["api_function_s"]
     pct = bench_provision.percentile

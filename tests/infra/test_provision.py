@@ -719,3 +719,40 @@ def test_only_the_national_operator_sets_an_isolation_mark_and_only_isolation_ma
         for key in ("STAT#2026-11", "JOB#J-1", "SCAN#nenkin"):
             assert evaluate(docs, action="dynamodb:PutItem", resource=state,
                             context={"dynamodb:LeadingKeys": [key]}) == IMPLICIT_DENY, (tier, key)
+
+
+@slow
+def test_a_writer_cannot_rewrite_or_delete_an_entry_through_a_transaction(nagano: Synth) -> None:
+    """Decision 0023: look-ups and batch chunks append with TransactWriteItems. IAM has no
+    action of its own for a transaction: each of its Put, Update and Delete is authorised as
+    PutItem, UpdateItem and DeleteItem (``dynamodb:EnclosingOperation`` names the
+    transaction). So the attack — an insider with the api or batch function's rights sending a
+    TransactWriteItems that deletes or updates a log entry, or sets its expiry — meets the same
+    Denies as the plain calls, in the role's policy and in the table's resource policy."""
+    from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
+
+    resources = _national(nagano)
+    log = _table_id(nagano, "-provision-log")
+    resource_policy = resources[log]["Properties"]["ResourcePolicy"]["PolicyDocument"]
+    [table_arn] = {json.dumps(r, sort_keys=True) for s in statements(resource_policy) for r in as_list(s["Resource"])}
+    for handler in (API_HANDLER, BATCH_HANDLER):
+        _, fn = _function(nagano, handler)
+        role_doc = {"Statement": _role_policy(nagano, handler)}
+        on_log = [s for s in role_doc["Statement"] if log in _refs(s.get("Resource"))]
+        [log_arn] = [r for s in on_log for r in as_list(s["Resource"]) if log in _refs(r) and "Fn::Join" not in r][:1]
+        principal = f"arn:aws:iam::123456789012:role/jukinet/national/{fn['FunctionName']}"
+        entry = {"dynamodb:EnclosingOperation": "TransactWriteItems", "dynamodb:LeadingKeys": ["P#12345678901"]}
+        for action, attributes in (("dynamodb:DeleteItem", ["pk", "sk"]),
+                                   ("dynamodb:UpdateItem", ["pk", "sk", "content", "hash"]),
+                                   ("dynamodb:UpdateItem", ["pk", "sk", "expires_at"]),
+                                   ("dynamodb:PutItem", ["pk", "sk", "content", "hash", "expires_at"])):
+            context = {**entry, "dynamodb:Attributes": attributes}
+            assert evaluate(role_doc, action=action, resource=log_arn, context=context) == DENY, (handler, action)
+            assert evaluate(resource_policy, action=action, resource=json.loads(table_arn), principal=principal,
+                            context=context) == DENY, (handler, action, attributes)
+        # Appending stays possible (and is all a transaction may do to the log): a Put whose
+        # condition the runtime sets to attribute_not_exists; an overwrite breaks the chain
+        # and the hourly seal, which verify names (decision 0014).
+        assert evaluate(role_doc, action="dynamodb:PutItem", resource=log_arn,
+                        context={**entry, "dynamodb:Attributes": ["pk", "sk", "n", "prev", "hash", "content",
+                                                                  "day_shard", "entry_ref"]}) == ALLOW

@@ -260,8 +260,11 @@ def test_own_use_out_of_scope_resident_is_not_decrypted_and_costs_what_an_unknow
                                   **PREF)
         assert status == 200 and body["results"][0]["outcome"] == "not_found"
         calls = world.calls - before
-        costs.append((len(opened) - n, calls["kms.Decrypt"], calls["dynamodb.BatchGetItem"]))
-    assert costs[0] == costs[1] == (0, 0, 1)
+        costs.append((len(opened) - n, calls["kms.Decrypt"], calls["dynamodb.BatchGetItem"], +calls))
+    # Nothing opened, no key unwrapped; the same requests, one by one: the state snapshot and
+    # the identity read (two BatchGetItem), the scan window's transaction.
+    assert costs[0] == costs[1]
+    assert costs[0][:3] == (0, 0, 2)
 
 
 # --- 15. scans are detected per recipient across requests ---------------------------------------

@@ -33,10 +33,13 @@ Provision state table (mutable bookkeeping, never evidence):
 ``JOB#<job id>``       ``JOB``              a batch provision job and its progress
 =====================  ===================  =============================================
 
-Appending costs one conditional PutItem per record (``attribute_not_exists``: an entry is
-never overwritten by this code) plus a BatchGetItem per 100 and a BatchWriteItem per 25 for
-the heads. The head is only a hint: if another writer got to position ``n`` first, the put
-fails and the writer reads that entry and moves on to ``n + 1``, so the chain never forks.
+Appending is transactional (decision 0023): each resident's entries (Put with
+``attribute_not_exists``: an entry is never overwritten by this code) and its head (Put
+conditioned on the head as read) go in one ``TransactWriteItems`` of at most 100 actions,
+with the month's statistics and a look-up's scan window. The head is only a hint: if another
+writer appended meanwhile, the transaction is cancelled, rebuilt on the chain's real end and
+sent again, so the chain never forks. IAM authorises a transaction's Put/Update/Delete as
+PutItem/UpdateItem/DeleteItem: the writers' Denies hold for it unchanged.
 """
 
 from __future__ import annotations
@@ -44,10 +47,13 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import random
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from ..domain.provision import (
     DAY_SHARDS,
@@ -64,7 +70,8 @@ from ..domain.provision import (
 from . import aws
 
 _PARALLEL = 8
-_MAX_PROBES = 1000
+_MAX_ATTEMPTS = 25  # a transaction rebuilt after a resident's chain or an extra moved under it
+MAX_TX_ACTIONS = 100  # DynamoDB's limit of actions in one TransactWriteItems
 MANIFEST_PART_REFS = 4000  # ~84 bytes a line, gzip ~50%: parts stay far below DynamoDB's 400 KB
 
 
@@ -77,7 +84,86 @@ class LimitReached(Exception):
 
 
 class ChainConflict(RuntimeError):
-    """A resident's chain kept moving under us (more than ``_MAX_PROBES`` concurrent entries)."""
+    """The chains (or extras) of a transaction kept moving under us (``_MAX_ATTEMPTS`` times)."""
+
+
+class Head(NamedTuple):
+    """Where a resident's chain ends: position, hash and time of the last entry."""
+
+    n: int
+    hash: str
+    at: str | None
+
+
+class Extra(Protocol):
+    """An action sent in the first transaction of an append, beside the entries and heads:
+    ``action()`` the TransactWriteItems action (rebuilt for every attempt);
+    ``failed(item)`` is told that its condition failed, with the item as it is now
+    (``ReturnValuesOnConditionCheckFailure``): it raises to refuse (nothing is written), or
+    updates itself for the next attempt."""
+
+    def action(self) -> dict: ...
+
+    def failed(self, item: dict | None) -> None: ...
+
+
+@dataclass
+class _Tail:
+    """A resident's append position (n, hash, at) and the head item's ``n`` as last read (the
+    head Put's condition; None: no head item)."""
+
+    n: int
+    hash: str
+    at: str | None
+    head_n: int | None
+
+    @classmethod
+    def of(cls, head: Head | None) -> _Tail:
+        return cls(head.n, head.hash, head.at, head.n) if head else cls(0, GENESIS, None, None)
+
+    def head_moved(self, head: Head | None) -> _Tail:
+        """The head item is not the one read: another writer appended (append after it)."""
+        if head is not None and head.n > self.n:
+            return _Tail(head.n, head.hash, head.at, head.n)
+        return _Tail(self.n, self.hash, self.at, head.n if head else None)
+
+    def ended_at(self, end: Head | None) -> _Tail:
+        """Position ``n + 1`` is taken: the head hint is behind the chain; append after its end."""
+        if end is None or end.n <= self.n:
+            raise ChainConflict("an entry put failed although the chain ends before it")
+        return _Tail(end.n, end.hash, end.at, self.head_n)
+
+
+class StatCount:
+    """The month's statistics of one recipient (``STAT#<month>`` / recipient) as an extra:
+    ``ADD c#<affair>#<function> :provided`` and, for a look-up, ``ADD r#<affair> :provided``
+    on the condition that the *requested* records still fit the limit
+    (``r#<affair> <= limit - requested``, decided in the same transaction as the entries, so
+    the limit holds exactly across concurrent requests and does not depend on which codes
+    exist). A failed condition raises ``LimitReached``."""
+
+    def __init__(self, state_table: str, month: str, recipient: str, affair: str, function: str, provided: int,
+                 *, requested: int | None = None, limit: int | None = None) -> None:
+        self.state_table, self.month, self.recipient = state_table, month, recipient
+        self.affair, self.function, self.provided = affair, function, provided
+        self.requested, self.limit = requested, limit
+
+    def action(self) -> dict:
+        names = {"#c": f"c#{self.affair}#{self.function}"}
+        values = {":p": {"N": str(self.provided)}}
+        update: dict = {"TableName": self.state_table, "Key": stat_key(self.month, self.recipient)}
+        if self.limit is not None:
+            names["#r"] = f"r#{self.affair}"
+            values[":room"] = {"N": str(self.limit - (self.requested or self.provided))}
+            update.update(UpdateExpression="ADD #c :p, #r :p",
+                          ConditionExpression="attribute_not_exists(#r) OR #r <= :room",
+                          ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        else:
+            update["UpdateExpression"] = "ADD #c :p"
+        return {"Update": {**update, "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+
+    def failed(self, item: dict | None) -> None:
+        raise LimitReached(int((item or {}).get(f"r#{self.affair}", {}).get("N", 0)))
 
 
 @dataclass(frozen=True)
@@ -114,8 +200,36 @@ def _entry_sk(n: int) -> str:
     return f"E#{n:08d}"
 
 
-def _head_key(code: str) -> dict:
+def head_key(code: str) -> dict:
     return {"pk": {"S": f"HEAD#{code}"}, "sk": {"S": "HEAD"}}
+
+
+def stat_key(month: str, recipient: str) -> dict:
+    return {"pk": {"S": f"STAT#{month}"}, "sk": {"S": recipient}}
+
+
+def _head_of(item: Mapping | None) -> Head | None:
+    try:
+        return Head(int(item["n"]["N"]), item["hash"]["S"], item.get("at", {}).get("S")) if item else None
+    except (KeyError, TypeError, ValueError):  # not a head this code writes: as if there were none
+        return None
+
+
+def _entry_item(code: str, record: ProvisionRecord, n: int, prev: str,
+                prev_at: str | None) -> tuple[ChainEntry, dict]:
+    """Entry ``n`` of the resident's chain. No ``expires_at``: a writer never chooses when an
+    entry expires (the sealer sets it from the sealed day; the writers' policies deny the
+    attribute). ``prev_at``: when the entry before was made, so that a chain whose start has
+    expired proves it (``domain.provision.verify_chain``); hashed with the rest."""
+    base = record.content()
+    content = {**base, "prev_at": prev_at} if prev_at else dict(base)
+    digest = entry_hash(content, n, prev)
+    item = {
+        "pk": {"S": _log_pk(code)}, "sk": {"S": _entry_sk(n)}, "n": {"N": str(n)}, "prev": {"S": prev},
+        "hash": {"S": digest}, "content": {"S": json.dumps(content, sort_keys=True, ensure_ascii=False)},
+        "day_shard": {"S": day_shard(code, record.day)}, "entry_ref": {"S": entry_ref(code, n)},
+    }
+    return ChainEntry(n, n, prev, digest, content), item
 
 
 def chain_entry(item: Mapping) -> ChainEntry:
@@ -129,74 +243,153 @@ class ProvisionLog:
         self.state_table = state_table
 
     # --- appending ----------------------------------------------------------------------
-    def append(self, records: Sequence[ProvisionRecord]) -> list[ChainEntry]:
-        """Append every record to its resident's chain. Returns the entries written. A record
-        is anything with ``resident_code``, ``at``, ``day`` and ``content()`` (a provision, or a
-        disclosure: ``services.provision.DisclosureRecord``)."""
-        if not records:
+    def append(self, records: Sequence[ProvisionRecord], *, heads: Mapping[str, Head] | None = None,
+               extras: Sequence[Extra | None] = (), last: Sequence[Extra | None] = ()) -> list[ChainEntry]:
+        """Append every record to its resident's chain together with the resident's head and
+        ``extras`` (the month's statistics, the scan window: ``Extra``), in
+        ``TransactWriteItems`` of at most 100 actions — a resident's entries and head in the
+        same one, ``extras`` in the first and ``last`` in the final one; sent one after the
+        other, so if an extra refuses (the monthly limit) nothing is written, and a ``last``
+        extra (a batch chunk's statistics) is written only once every entry is. Returns the entries written. A record
+        is anything with ``resident_code``, ``at``, ``day`` and ``content()`` (a provision, or
+        a disclosure: ``services.provision.DisclosureRecord``).
+
+        ``heads``: the residents' heads as already read (``read_heads``, or a look-up's state
+        snapshot); read here (BatchGetItem per 100) when not given. Every entry is a Put with
+        ``attribute_not_exists(pk)`` — never an overwrite — and every head a Put conditioned
+        on the head that was read, so a resident appended to by someone else meanwhile cancels
+        the transaction, which is rebuilt on the chain's real end and sent again. The chain
+        never forks."""
+        live = [e for e in extras if e is not None]
+        if not records and not live and not any(e is not None for e in last):
             return []
         by_code: dict[str, list[ProvisionRecord]] = defaultdict(list)
         for r in records:
             by_code[r.resident_code].append(r)
-        heads = self._heads(list(by_code))
+        if heads is None:
+            heads = self.read_heads(list(by_code))
+        tails = {code: _Tail.of(heads.get(code)) for code in by_code}
+        # A resident's records go in slices of at most MAX_TX_ACTIONS - 1 (its head is the
+        # last action of its slice); a second slice of one resident waits for the next round.
+        rounds: list[list[tuple[str, list[ProvisionRecord]]]] = []
+        for code, mine in by_code.items():
+            for k, start in enumerate(range(0, len(mine), MAX_TX_ACTIONS - 1)):
+                while len(rounds) <= k:
+                    rounds.append([])
+                rounds[k].append((code, mine[start:start + MAX_TX_ACTIONS - 1]))
+        plan: list[tuple[list[tuple[str, list[ProvisionRecord]]], list[Extra]]] = []
+        for k, units in enumerate(rounds or [[]]):
+            first = live if k == 0 else []
+            groups: list[list[tuple[str, list[ProvisionRecord]]]] = [[]]
+            room = MAX_TX_ACTIONS - len(first)
+            for unit in units:
+                if len(unit[1]) + 1 > room:
+                    groups.append([])
+                    room = MAX_TX_ACTIONS
+                groups[-1].append(unit)
+                room -= len(unit[1]) + 1
+            plan += [(group, list(first) if i == 0 else []) for i, group in enumerate(groups)]
+        closing = [e for e in last if e is not None]
+        if closing:  # into the final transaction: done only when every entry is
+            units, extras = plan[-1]
+            if sum(len(r) + 1 for _, r in units) + len(extras) + len(closing) > MAX_TX_ACTIONS:
+                plan.append(([], closing))
+            else:
+                plan[-1] = (units, extras + closing)
+        # One after the other: the first transaction's extras (the limit) decide before anything
+        # else is written, and 20 transactions of a 1,000-row chunk take less than its 1,000
+        # PutItems did 8 at a time. (The embedded AWS, moto, is not safe for concurrent
+        # transactions either.)
+        written: list[ChainEntry] = []
+        for units, extras in plan:
+            written += self._transact(units, tails, extras)
+        return written
 
-        def write(code: str) -> tuple[str, list[ChainEntry]]:
-            n, prev, prev_at = heads.get(code, (0, GENESIS, None))
-            written = []
-            for record in by_code[code]:
-                entry, n, prev = self._put_next(code, record, n, prev, prev_at)
-                prev_at = entry.content["at"]
-                written.append(entry)
-            return code, written
-
-        if len(by_code) == 1:  # a single look-up: no thread pool to start
-            results = [write(next(iter(by_code)))]
-        else:
-            with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(by_code))) as pool:
-                results = list(pool.map(write, by_code))
-        self._put_heads({code: (entries[-1].n, entries[-1].hash, str(entries[-1].content["at"]))
-                         for code, entries in results})
-        return [e for _, entries in results for e in entries]
-
-    def _put_next(self, code: str, record: ProvisionRecord, n: int, prev: str,
-                  prev_at: str | None) -> tuple[ChainEntry, int, str]:
-        """No ``expires_at``: a writer never chooses when an entry expires (the sealer sets it
-        from the sealed day; the writers' policies deny the attribute)."""
+    def _transact(self, units: list[tuple[str, list[ProvisionRecord]]], tails: dict[str, _Tail],
+                  extras: Sequence[Extra]) -> list[ChainEntry]:
+        """One transaction: ``extras``, then each unit's entries and head; rebuilt and sent
+        again while heads, chain ends or extras moved under it (``Extra.failed`` may raise)."""
+        if not units and not extras:
+            return []
         ddb = aws.client("dynamodb")
-        base = record.content()
-        for _ in range(_MAX_PROBES):
-            n += 1
-            # prev_at: when the entry before was made, so that a chain whose start has expired
-            # proves it (domain.provision.verify_chain); hashed with the rest.
-            content = {**base, "prev_at": prev_at} if prev_at else dict(base)
-            digest = entry_hash(content, n, prev)
-            item = {
-                "pk": {"S": _log_pk(code)}, "sk": {"S": _entry_sk(n)}, "n": {"N": str(n)}, "prev": {"S": prev},
-                "hash": {"S": digest}, "content": {"S": json.dumps(content, sort_keys=True, ensure_ascii=False)},
-                "day_shard": {"S": day_shard(code, record.day)}, "entry_ref": {"S": entry_ref(code, n)},
-            }
+        for attempt in range(_MAX_ATTEMPTS):
+            actions: list[dict] = [e.action() for e in extras]
+            owners: list[tuple[str, int | str]] = [("extra", i) for i in range(len(extras))]
+            entries: list[ChainEntry] = []
+            ends: dict[str, ChainEntry] = {}
+            for code, records in units:
+                tail = tails[code]
+                n, prev, prev_at = tail.n, tail.hash, tail.at
+                for record in records:
+                    n += 1
+                    entry, item = _entry_item(code, record, n, prev, prev_at)
+                    actions.append({"Put": {"TableName": self.log_table, "Item": item,
+                                            "ConditionExpression": "attribute_not_exists(pk)"}})
+                    owners.append(("entry", code))
+                    entries.append(entry)
+                    prev, prev_at = entry.hash, entry.content["at"]
+                    ends[code] = entry
+                actions.append({"Put": self._head_put(code, ends[code], tail.head_n)})
+                owners.append(("head", code))
             try:
-                ddb.put_item(TableName=self.log_table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-                return ChainEntry(n, n, prev, digest, content), n, digest
+                ddb.transact_write_items(TransactItems=actions)
             except Exception as exc:
-                if aws.error_code(exc) != "ConditionalCheckFailedException":
+                if aws.error_code(exc) != "TransactionCanceledException":
                     raise
-            taken = ddb.get_item(TableName=self.log_table, Key={"pk": {"S": _log_pk(code)}, "sk": {"S": _entry_sk(n)}},
-                                 ConsistentRead=True)["Item"]
-            prev = taken["hash"]["S"]
-            prev_at = json.loads(taken["content"]["S"]).get("at")
-        raise ChainConflict(f"the provision chain of one resident moved {_MAX_PROBES} times while appending")
+                reasons = (getattr(exc, "response", None) or {}).get("CancellationReasons") or []
+                codes = [r.get("Code") or "None" for r in reasons]
+                if not reasons or any(c not in ("None", "ConditionalCheckFailed", "TransactionConflict") for c in codes):
+                    raise
+                for (kind, who), reason in zip(owners, reasons, strict=False):
+                    if reason.get("Code") != "ConditionalCheckFailed":
+                        continue
+                    if kind == "extra":
+                        extras[int(who)].failed(reason.get("Item"))  # may refuse: nothing was written
+                    elif kind == "head":
+                        tails[str(who)] = tails[str(who)].head_moved(_head_of(reason.get("Item")))
+                    else:
+                        tails[str(who)] = tails[str(who)].ended_at(self.chain_end(str(who)))
+                if "TransactionConflict" in codes:  # another transaction on one of these items
+                    time.sleep(min(0.02 * 2 ** attempt, 1.0) * (0.5 + random.random()))
+                continue
+            for code, _ in units:
+                end = ends[code]
+                tails[code] = _Tail(end.n, end.hash, str(end.content["at"]), end.n)
+            return entries
+        raise ChainConflict(f"the provision log kept moving while appending ({_MAX_ATTEMPTS} attempts)")
 
-    def _heads(self, codes: list[str]) -> dict[str, tuple[int, str, str | None]]:
-        found: dict[str, tuple[int, str, str | None]] = {}
-        for item in _batch_get(self.state_table, [_head_key(c) for c in codes]):
-            found[item["pk"]["S"][5:]] = (int(item["n"]["N"]), item["hash"]["S"], item.get("at", {}).get("S"))
+    def _head_put(self, code: str, end: ChainEntry, head_n: int | None) -> dict:
+        """The head after ``end``, on the condition that the head is still the one read."""
+        put: dict = {"TableName": self.state_table, "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                     "Item": {**head_key(code), "n": {"N": str(end.n)}, "hash": {"S": end.hash},
+                              "at": {"S": str(end.content["at"])}}}
+        if head_n is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put.update(ConditionExpression="#n = :n", ExpressionAttributeNames={"#n": "n"},
+                       ExpressionAttributeValues={":n": {"N": str(head_n)}})
+        return put
+
+    def chain_end(self, code: str) -> Head | None:
+        """The resident's last stored entry (one consistent Query): where to append when the
+        head hint is behind the chain."""
+        items = aws.client("dynamodb").query(
+            TableName=self.log_table, KeyConditionExpression="pk = :pk AND begins_with(sk, :e)",
+            ExpressionAttributeValues={":pk": {"S": _log_pk(code)}, ":e": {"S": "E#"}}, ScanIndexForward=False,
+            Limit=1, ConsistentRead=True).get("Items", [])
+        if not items:
+            return None
+        entry = chain_entry(items[0])
+        return Head(entry.n, entry.hash, entry.content.get("at"))
+
+    def read_heads(self, codes: list[str]) -> dict[str, Head]:
+        """The head hints of ``codes`` (consistent BatchGetItem per 100); absent: no entry yet."""
+        found: dict[str, Head] = {}
+        for item in _batch_get(self.state_table, [head_key(c) for c in codes]):
+            head = _head_of(item)
+            if head is not None:
+                found[item["pk"]["S"][5:]] = head
         return found
-
-    def _put_heads(self, heads: Mapping[str, tuple[int, str, str]]) -> None:
-        items = [{**_head_key(code), "n": {"N": str(n)}, "hash": {"S": h}, "at": {"S": at}}
-                 for code, (n, h, at) in heads.items()]
-        _batch_write(self.state_table, items)
 
     # --- reading ------------------------------------------------------------------------
     def chain(self, resident_code: str) -> tuple[list[ChainEntry], int | None]:
@@ -211,7 +404,7 @@ class ProvisionLog:
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :e)",
             "ExpressionAttributeValues": {":pk": {"S": _log_pk(resident_code)}, ":e": {"S": "E#"}},
             "ConsistentRead": True})
-        head = aws.client("dynamodb").get_item(TableName=self.state_table, Key=_head_key(resident_code),
+        head = aws.client("dynamodb").get_item(TableName=self.state_table, Key=head_key(resident_code),
                                                ConsistentRead=True).get("Item")
         entries = sorted((chain_entry(i) for i in items), key=lambda e: e.n)
         return entries, ((int(head["n"]["N"]), head.get("at", {}).get("S")) if head else None)

@@ -8,13 +8,21 @@ pk                      sk               what
                                          ``isolated`` (BOOL), the isolation record's id, since
 ``SCAN#<id>``           ``<slot>``       one scan-detection slot (``domain.scan``): answers,
                                          not-found answers and near codes counted, ``b`` the
-                                         number set of the code bodies asked for; expires
-                                         after a day (TTL)
+                                         number set of the code bodies asked for, ``v`` its
+                                         version (one more per write); expires after a day
+                                         (TTL)
 ======================  ===============  ===================================================
 
 The isolation mark is written by the operators' emergency command and read by the provision
 functions on every request, so an isolated recipient is refused whatever API key its calls
 carry (``docs/emergency.md``).
+
+A look-up reads everything it needs of this table in one consistent BatchGetItem
+(``snapshot``: the mark, the month's statistics item, the two slots of the scan window and
+the residents' chain heads) and writes the window in the same transaction as its log entries
+(``ScanWrite``, an ``Extra`` of ``ProvisionLog.append``), conditioned on the slot's version
+``v`` as read: of two concurrent requests the later one is judged again with the earlier
+one's codes.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from dataclasses import dataclass
 
 from ..domain import scan
 from . import aws
+from .provision_log import Head, _head_of, head_key, stat_key
 
 ISOLATED_SK = "ISOLATED"
 SCAN_TTL = dt.timedelta(days=1)
@@ -45,6 +54,8 @@ class SlotState:
     not_found: int = 0
     near: int = 0
     bodies: frozenset[int] = frozenset()
+    exists: bool = False
+    version: int | None = None  # ``v``: one more on every write of the slot
 
 
 def _slot(item: dict | None) -> SlotState:
@@ -52,7 +63,67 @@ def _slot(item: dict | None) -> SlotState:
         return SlotState()
     return SlotState(answers=int(item.get("n", {}).get("N", 0)), not_found=int(item.get("nf", {}).get("N", 0)),
                      near=int(item.get("near", {}).get("N", 0)),
-                     bodies=frozenset(int(b) for b in item.get("b", {}).get("NS", [])))
+                     bodies=frozenset(int(b) for b in item.get("b", {}).get("NS", [])), exists=True,
+                     version=int(item["v"]["N"]) if "v" in item else None)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a look-up needs of the state table, read in one consistent BatchGetItem."""
+
+    isolated: bool
+    reserved: dict[str, int]  # affair → records provided or reserved this month (``r#<affair>``)
+    previous: SlotState
+    current: SlotState
+    heads: dict[str, Head]
+
+
+class ScanWrite:
+    """A request's codes and answers added to the recipient's current scan slot, as an extra
+    of the log's transaction (``ProvisionLog.append``): judged against the slots as read, and
+    written only if the slot is still the one read (``v``); otherwise judged again against
+    the slot as it is now (returned by the failed condition) and sent again."""
+
+    def __init__(self, state_table: str, recipient_id: str, now: dt.datetime, codes: list[str], answers: int,
+                 not_found: int, previous: SlotState, current: SlotState) -> None:
+        self.state_table, self.recipient_id, self.now = state_table, recipient_id, now
+        self.codes, self.answers, self.not_found = codes, answers, not_found
+        self.previous = previous
+        self._judge(current)
+
+    def _judge(self, current: SlotState) -> None:
+        self.current = current
+        self.signal = scan.judge(self.codes, seen=self.previous.bodies | current.bodies,
+                                 earlier_near=self.previous.near + current.near,
+                                 answers=self.previous.answers + current.answers + self.answers,
+                                 not_found=self.previous.not_found + current.not_found + self.not_found)
+
+    def action(self) -> dict:
+        values: dict = {":n": {"N": str(self.answers)}, ":nf": {"N": str(self.not_found)}, ":one": {"N": "1"},
+                        ":t": {"N": str(int((self.now + SCAN_TTL).timestamp()))}}
+        adds = ["n :n", "nf :nf", "v :one"]
+        bodies = scan.bodies(self.codes)
+        # The set is bounded (an item holds at most 400 KB): past the cap a slot only counts.
+        if bodies and len(self.current.bodies) < scan.MAX_BODIES:
+            adds.append("b :b")
+            values[":b"] = {"NS": [str(b) for b in sorted(bodies)]}
+        if self.signal.near:
+            adds.append("near :k")
+            values[":k"] = {"N": str(self.signal.near)}
+        update = {"TableName": self.state_table, "Key": _slot_key(self.recipient_id, scan.slot_of(self.now)),
+                  "UpdateExpression": "ADD " + ", ".join(adds) + " SET expires_at = :t",
+                  "ExpressionAttributeValues": values, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        if not self.current.exists:
+            update["ConditionExpression"] = "attribute_not_exists(pk)"
+        elif self.current.version is None:
+            update["ConditionExpression"] = "attribute_not_exists(v)"
+        else:
+            update["ConditionExpression"] = "v = :v"
+            values[":v"] = {"N": str(self.current.version)}
+        return {"Update": update}
+
+    def failed(self, item: dict | None) -> None:
+        self._judge(_slot(item))
 
 
 class RecipientState:
@@ -64,6 +135,31 @@ class RecipientState:
         item = aws.client("dynamodb").get_item(TableName=self.state_table, Key=isolation_key(recipient_id),
                                                ConsistentRead=True).get("Item")
         return bool(item and item.get("isolated", {}).get("BOOL"))
+
+    def snapshot(self, recipient_id: str, month: str, now: dt.datetime, codes: Iterable[str]) -> Snapshot:
+        """The isolation mark, the month's statistics item, the scan window (this slot and the
+        one before) and the chain heads of ``codes``: one consistent BatchGetItem (two past
+        96 codes)."""
+        slot = scan.slot_of(now)
+        codes = list(dict.fromkeys(codes))
+        keys = [isolation_key(recipient_id), stat_key(month, recipient_id), _slot_key(recipient_id, slot - 1),
+                _slot_key(recipient_id, slot)] + [head_key(c) for c in codes]
+        items = {(i["pk"]["S"], i["sk"]["S"]): i for i in aws.batch_get_all(self.state_table, keys)}
+
+        def get(key: dict) -> dict | None:
+            return items.get((key["pk"]["S"], key["sk"]["S"]))
+
+        mark, stat = get(isolation_key(recipient_id)), get(stat_key(month, recipient_id)) or {}
+        heads = {c: h for c in codes if (h := _head_of(get(head_key(c)))) is not None}
+        return Snapshot(isolated=bool(mark and mark.get("isolated", {}).get("BOOL")),
+                        reserved={k[2:]: int(v["N"]) for k, v in stat.items() if k.startswith("r#") and "N" in v},
+                        previous=_slot(get(_slot_key(recipient_id, slot - 1))),
+                        current=_slot(get(_slot_key(recipient_id, slot))), heads=heads)
+
+    def scan_write(self, recipient_id: str, now: dt.datetime, snapshot: Snapshot, *, codes: Iterable[str],
+                   answers: int, not_found: int) -> ScanWrite:
+        return ScanWrite(self.state_table, recipient_id, now, list(codes), answers, not_found, snapshot.previous,
+                         snapshot.current)
 
     # --- scan detection ----------------------------------------------------------------------
     def observe(self, recipient_id: str, now: dt.datetime, *, codes: Iterable[str] = (), answers: int = 0,
@@ -81,13 +177,13 @@ class RecipientState:
         ddb = aws.client("dynamodb")
         previous = _slot(ddb.get_item(TableName=self.state_table, Key=_slot_key(recipient_id, slot - 1),
                                       ConsistentRead=True).get("Item"))
-        values: dict = {":n": {"N": str(answers)}, ":nf": {"N": str(not_found)},
+        values: dict = {":n": {"N": str(answers)}, ":nf": {"N": str(not_found)}, ":one": {"N": "1"},
                         ":t": {"N": str(int((now + SCAN_TTL).timestamp()))}}
-        update = "ADD n :n, nf :nf SET expires_at = :t"
+        update = "ADD n :n, nf :nf, v :one SET expires_at = :t"
         kwargs: dict = {}
         if bodies:
             # The set is bounded (an item holds at most 400 KB): past the cap a slot only counts.
-            update = "ADD n :n, nf :nf, b :b SET expires_at = :t"
+            update = "ADD n :n, nf :nf, v :one, b :b SET expires_at = :t"
             values.update({":b": {"NS": [str(b) for b in sorted(bodies)]}, ":cap": {"N": str(scan.MAX_BODIES)}})
             kwargs["ConditionExpression"] = "attribute_not_exists(b) OR size(b) < :cap"
         try:
@@ -97,9 +193,9 @@ class RecipientState:
         except Exception as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            values = {k: v for k, v in values.items() if k in (":n", ":nf", ":t")}
+            values = {k: v for k, v in values.items() if k in (":n", ":nf", ":one", ":t")}
             old = ddb.update_item(TableName=self.state_table, Key=_slot_key(recipient_id, slot),
-                                  UpdateExpression="ADD n :n, nf :nf SET expires_at = :t",
+                                  UpdateExpression="ADD n :n, nf :nf, v :one SET expires_at = :t",
                                   ExpressionAttributeValues=values, ReturnValues="ALL_OLD").get("Attributes")
         current = _slot(old)
         signal = scan.judge(codes, seen=previous.bodies | current.bodies if remember else frozenset(),
@@ -108,5 +204,6 @@ class RecipientState:
                             not_found=previous.not_found + current.not_found + not_found)
         if signal.near:
             ddb.update_item(TableName=self.state_table, Key=_slot_key(recipient_id, slot),
-                            UpdateExpression="ADD near :k", ExpressionAttributeValues={":k": {"N": str(signal.near)}})
+                            UpdateExpression="ADD near :k, v :one",
+                            ExpressionAttributeValues={":k": {"N": str(signal.near)}, ":one": {"N": "1"}})
         return signal

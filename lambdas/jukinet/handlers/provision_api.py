@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -26,7 +27,7 @@ from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys
 from ..adapters.provision_log import ProvisionLog
 from ..clock import system_clock
-from ..domain.agreements import Directory
+from ..domain.agreements import Directory, Recipient
 from ..domain.provision import MAX_REQUEST_BYTES, Refusal, RefusalCode
 from ..domain.scan import Signal
 from ..observability import MetricUnit, flush, logger, metrics, use_tier
@@ -237,6 +238,7 @@ def served(grant: Grant, records: int, *, not_found: int = 0) -> None:
 def lookups(request: LookupRequest) -> LookupResponse:
     service, _ = runtime()
     grant, body = service.lookup(caller(), request.model_dump())
+    _isolation_unchecked.set(None)
     results = body["results"]
     served(grant, sum(1 for r in results if r["outcome"] != "not_found"),
            not_found=sum(1 for r in results if r["outcome"] == "not_found"))
@@ -299,7 +301,26 @@ def count_refusal(refusal: Refusal, who: Caller) -> None:
                                                "source_vpce": who.source_endpoint})
 
 
+# A look-up reads the isolation mark with the rest of its state (one request, decision 0023):
+# until it has, any refusal of the request is first checked against the mark, so an isolated
+# recipient is refused RECIPIENT_ISOLATED whatever else is wrong with its request.
+_isolation_unchecked: ContextVar[Recipient | None] = ContextVar("isolation_unchecked", default=None)
+
+
+def _isolation_first(refusal: Refusal) -> Refusal:
+    recipient = _isolation_unchecked.get()
+    if recipient is None or refusal.code is RefusalCode.RECIPIENT_ISOLATED:
+        return refusal
+    _isolation_unchecked.set(None)
+    try:
+        runtime()[0].not_isolated(recipient)
+    except Refusal as isolated:
+        return isolated
+    return refusal
+
+
 def refusal_response(refusal: Refusal) -> Response:
+    refusal = _isolation_first(refusal)
     who = caller()
     count_refusal(refusal, who)
     return Response(status_code=refusal.code.status, content_type="application/json",
@@ -324,20 +345,30 @@ def _not_found(exc: Exception) -> Response:
     return refusal_response(Refusal(RefusalCode.NOT_FOUND, "no such resource"))
 
 
+def _is_lookup(event: dict) -> bool:
+    return event.get("httpMethod") == "POST" and (event.get("resource") or event.get("path")) == "/v1/lookups"
+
+
 def precheck(event: dict) -> dict | None:
     """Refusals decided before routing and validation: the caller and its endpoint (an unknown
-    caller learns nothing about its input), then the body's size."""
+    caller learns nothing about its input), the isolation mark (a look-up's comes with its
+    snapshot, ``_isolation_first``), then the body's size."""
     context = event.get("requestContext") or {}
     identity = context.get("identity") or {}
     who = Caller(principal_arn=identity.get("userArn"), source_endpoint=identity.get("vpceId"),
                  request_id=context.get("requestId") or "")
     body = event.get("body") or ""
+    _isolation_unchecked.set(None)
     try:
-        runtime()[0].identify(who)
+        lookup = _is_lookup(event)
+        recipient = runtime()[0].identify(who, isolation=not lookup)
+        if lookup:
+            _isolation_unchecked.set(recipient)
         if len(body.encode("utf-8") if isinstance(body, str) else body) > MAX_REQUEST_BYTES:
             raise Refusal(RefusalCode.REQUEST_TOO_LARGE, f"the request body is over {MAX_REQUEST_BYTES} bytes",
                           field="body", rule="max_bytes")
     except Refusal as refusal:
+        refusal = _isolation_first(refusal)
         count_refusal(refusal, who)
         return {"statusCode": refusal.code.status, "headers": {"Content-Type": "application/json"},
                 "body": json.dumps({"error": {**refusal.to_dict(), "request_id": who.request_id}}),

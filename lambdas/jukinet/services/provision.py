@@ -2,11 +2,17 @@
 
 The order in every use case is: decide (``domain.provision.authorise`` and the emergency
 plan's isolation mark — nothing about any resident has been read yet, so a refusal cannot
-reveal anything), reserve the records against the agreement's monthly limit, read (a
+reveal anything), check the records against the agreement's monthly limit, read (a
 prefecture recipient's scope decided before anything is decrypted), minimise to the
-agreement's fields, **record** in the provision log, give back the unused reservation,
-observe the request for scans, and only then answer. If recording fails the request fails
-and nothing is given.
+agreement's fields, **record** in the provision log, observe the request for scans, and only
+then answer. If recording fails the request fails and nothing is given.
+
+A look-up (and the prefecture's own use) does this in three DynamoDB requests (decision
+0023): one BatchGetItem of the state table (the isolation mark, the month's statistics, the
+scan window, the residents' chain heads), one BatchGetItem of the identity table, and one
+TransactWriteItems that appends the entries and heads, charges the statistics under the
+monthly limit and adds to the scan window — all or nothing. Searches and batches reserve
+before reading and give back what was not provided (decision 0016).
 """
 
 from __future__ import annotations
@@ -14,12 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..adapters.identity_store import IdentityStore
-from ..adapters.provision_log import LimitReached, ProvisionLog
+from ..adapters.provision_log import LimitReached, ProvisionLog, StatCount
 from ..adapters.recipient_state import RecipientState
 from ..clock import Clock, month_jst
 from ..domain.agreements import AgreementTerms, Directory, ProvisionFunction, Recipient
@@ -131,11 +136,13 @@ class ProvisionService:
         return self._seal_public_key
 
     # --- authorisation ------------------------------------------------------------------
-    def identify(self, caller: Caller) -> Recipient:
+    def identify(self, caller: Caller, *, isolation: bool = True) -> Recipient:
         """Who the caller is, and that it came through one of its endpoints — the first check
         of every request, before its body is even parsed: an unknown caller learns nothing,
         not even whether its input was well-formed. A prefecture's disclosure staff are
-        identified as their prefecture."""
+        identified as their prefecture. ``isolation=False``: the isolation mark is read later
+        with the request's other state (a look-up's snapshot); the caller must then check it
+        (``not_isolated``) before any other refusal is answered."""
         recipient = self.directory.recipient_for(caller.principal_arn) or \
             self.directory.disclosure_office_for(caller.principal_arn)
         if recipient is None:
@@ -143,19 +150,27 @@ class ProvisionService:
         if caller.source_endpoint not in self.directory.endpoints_of(recipient):
             raise Refusal(RefusalCode.ENDPOINT_NOT_ALLOWED,
                           "the request did not come through an interface endpoint configured for this recipient")
-        self.not_isolated(recipient)
+        if isolation:
+            self.not_isolated(recipient)
         return recipient
 
     def not_isolated(self, recipient: Recipient) -> None:
         """The emergency plan's isolation holds against the recipient's principals themselves,
         whatever API key their calls carry (``jukinet isolate agency``)."""
         if self.state.isolated(recipient.recipient_id):
-            raise Refusal(RefusalCode.RECIPIENT_ISOLATED,
-                          "this recipient is isolated under the emergency plan; no facts are provided until it is "
-                          "restored")
+            raise _isolated()
 
     def grant(self, caller: Caller, *, affair_code: object, function: ProvisionFunction,
               fields: Sequence[str] | None = None, records: int = 1) -> Grant:
+        """Authorise, then reserve ``records`` against the monthly limit (searches, batches)."""
+        grant = self.authorised(caller, affair_code=affair_code, function=function, fields=fields)
+        self.reserve(grant.recipient, grant.agreement, records, grant.month)
+        grant.reserved = records
+        return grant
+
+    def authorised(self, caller: Caller, *, affair_code: object, function: ProvisionFunction,
+                   fields: Sequence[str] | None = None) -> Grant:
+        """The agreement's decision (no AWS request): refuses, or grants the fields."""
         if not isinstance(affair_code, str) or not affair_code.strip():
             raise Refusal(RefusalCode.INVALID_REQUEST, "affair_code is required", field="affair_code", rule="required")
         recipient = self.directory.recipient_for(caller.principal_arn)
@@ -165,10 +180,9 @@ class ProvisionService:
             recipient, affair_code=affair_code, function=function_for(recipient, function) if recipient else function,
             now=now, requested_fields=fields, source_endpoint=caller.source_endpoint, allowed_endpoints=allowed)
         actual = function_for(recipient, function)
-        self.reserve(recipient, agreement, records, month_jst(now))
         local = now.astimezone(JST).time()
         return Grant(recipient, agreement, actual, granted, new_provision_id(now), now,
-                     outside_hours=not agreement.within_hours(local), reserved=records)
+                     outside_hours=not agreement.within_hours(local))
 
     def reserve(self, recipient: Recipient, agreement: AgreementTerms, records: int, month: str) -> None:
         """Reserve ``records`` against the agreement's monthly limit *before* providing them:
@@ -177,10 +191,7 @@ class ProvisionService:
             self.log.reserve(month, recipient.recipient_id, agreement.affair_code, records,
                              agreement.monthly_record_limit)
         except LimitReached as exc:
-            raise Refusal(RefusalCode.VOLUME_LIMIT_EXCEEDED,
-                          f"the agreement for {agreement.affair_code} allows {agreement.monthly_record_limit} records "
-                          f"a month; {exc.reserved} are provided or reserved this month and {records} more do not "
-                          "fit", field="affair_code", rule="monthly_limit") from None
+            raise _over_limit(agreement, exc.reserved, records) from None
 
     def release(self, grant: Grant, records: int, month: str | None = None) -> None:
         self.log.release(month or grant.month, grant.recipient.recipient_id, grant.agreement.affair_code, records)
@@ -195,24 +206,48 @@ class ProvisionService:
 
     # --- recording ----------------------------------------------------------------------
     def record(self, grant: Grant, answers: Sequence[Answer]) -> int:
-        """Record every answer that gives facts, and count it in the month's statistics."""
+        """Record every answer that gives facts and count it in the month's statistics, in
+        the same transactions (searches and batch chunks: reserved already)."""
         records = [grant.record(a) for a in answers if a.provides_facts]
-        self.log.append(records)
-        if records:
-            month = grant.at.astimezone(JST).strftime("%Y-%m")
-            self.log.count(month, Counter({(grant.recipient.recipient_id, grant.agreement.affair_code,
-                                            grant.function.value): len(records)}))
+        # Counted in the last transaction: a chunk that fails half-way and is retried records
+        # some rows twice (the log may over-record, never miss) but counts them once.
+        self.log.append(records, last=[self._count(grant, len(records))] if records else ())
         return len(records)
+
+    def _count(self, grant: Grant, provided: int, *, requested: int | None = None,
+               limit: int | None = None) -> StatCount:
+        return StatCount(self.log.state_table, grant.month, grant.recipient.recipient_id, grant.agreement.affair_code,
+                         grant.function.value, provided, requested=requested, limit=limit)
 
     # --- look-up (照会) and the prefecture's own use (利用) ------------------------------
     def lookup(self, caller: Caller, body: dict) -> tuple[Grant, dict]:
+        """Three DynamoDB requests: the state snapshot (isolation mark, the month's records,
+        scan window, chain heads), the residents, and one transaction that records them,
+        charges the month's records and adds to the scan window. The limit is checked on the
+        snapshot before any resident is read, and again, exactly, by the transaction's
+        condition on the records *requested* (``r + requested <= limit``, adding only what is
+        provided): whether it refuses never depends on which codes exist."""
         codes = parse_resident_codes(body.get("resident_codes"))
-        grant = self.grant(caller, affair_code=body.get("affair_code"), function=ProvisionFunction.LOOKUP,
-                           fields=body.get("fields"), records=len(codes))
+        grant = self.authorised(caller, affair_code=body.get("affair_code"), function=ProvisionFunction.LOOKUP,
+                                fields=body.get("fields"))
+        snapshot = self.state.snapshot(grant.recipient.recipient_id, grant.month, grant.at, codes)
+        if snapshot.isolated:
+            raise _isolated()
+        limit = grant.agreement.monthly_record_limit
+        reserved = snapshot.reserved.get(grant.agreement.affair_code, 0)
+        if reserved + len(codes) > limit:
+            raise _over_limit(grant.agreement, reserved, len(codes))
         answers = self.answers(grant, codes)
-        provided = self.record(grant, answers)
-        self.release(grant, grant.reserved - provided)
-        self.observe(grant, codes, answers)
+        records = [grant.record(a) for a in answers if a.provides_facts]
+        window = self.state.scan_write(grant.recipient.recipient_id, grant.at, snapshot, codes=codes,
+                                       answers=len(answers),
+                                       not_found=sum(1 for a in answers if a.outcome is Outcome.NOT_FOUND))
+        charge = self._count(grant, len(records), requested=len(codes), limit=limit) if records else None
+        try:
+            self.log.append(records, heads=snapshot.heads, extras=[charge, window])
+        except LimitReached as exc:  # another request of the recipient got there first
+            raise _over_limit(grant.agreement, exc.reserved, len(codes)) from None
+        grant.scan = window.signal
         return grant, {"provision_id": grant.provision_id, "affair_code": grant.agreement.affair_code,
                        "function": grant.function.value, "results": [a.to_dict() for a in answers]}
 
@@ -297,6 +332,18 @@ class ProvisionService:
         self.log.append([DisclosureRecord(code, now, office.recipient_id, caller.principal_arn or "",
                                           caller.request_id)])
         return result
+
+
+def _isolated() -> Refusal:
+    return Refusal(RefusalCode.RECIPIENT_ISOLATED,
+                   "this recipient is isolated under the emergency plan; no facts are provided until it is restored")
+
+
+def _over_limit(agreement: AgreementTerms, reserved: int, records: int) -> Refusal:
+    return Refusal(RefusalCode.VOLUME_LIMIT_EXCEEDED,
+                   f"the agreement for {agreement.affair_code} allows {agreement.monthly_record_limit} records a "
+                   f"month; {reserved} are provided or reserved this month and {records} more do not fit",
+                   field="affair_code", rule="monthly_limit")
 
 
 def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.date, *, public_key: bytes,
