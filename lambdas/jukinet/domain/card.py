@@ -311,6 +311,17 @@ class CardEvent:
     def signed(self, signer: str, signature: bytes) -> CardEvent:
         return replace(self, signer=signer, signature=signature)
 
+    def to_dict(self) -> dict:
+        return {**json.loads(self.content()), "signer": self.signer,
+                "signature": base64.b64encode(self.signature).decode("ascii")}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> CardEvent:
+        return cls(serial=raw["serial"], seq=int(raw["seq"]), kind=EventKind(raw["kind"]), at=parse_instant(raw["at"]),
+                   municipality=raw["municipality"], actor=raw["actor"], previous=raw["previous"],
+                   details=dict(raw.get("details") or {}), signer=raw.get("signer", ""),
+                   signature=base64.b64decode(raw.get("signature", "")))
+
 
 def verify_event(public_key: ec.EllipticCurvePublicKey, event: CardEvent) -> bool:
     """Check an event's signature (KMS ECDSA_SHA_256 over the event's digest as a RAW message,
