@@ -36,6 +36,8 @@ class MunicipalityCsSettings(_Settings):
     OUTBOUND_QUEUE_URL: NonEmpty
     DROP_ZONE_BUCKET: NonEmpty
     DROP_ZONE_PREFIX: str = ""
+    # The tier's card table (counter API): the CS records each resident's latest notice there.
+    CARD_TABLE_NAME: str = ""
 
     @field_validator("MUNICIPALITY_CODE")
     @classmethod
