@@ -166,6 +166,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
 
 
 def _agency_traffic(console: Console, deployment, env, runner, after_attacks, clock: Clock) -> None:
+    from infra.naming import Names
     from jukinet_ops.agency_traffic import recipient_principals, run_demo_traffic, sample_residents
     from jukinet_ops.local.api import LocalApi
     from jukinet_ops.provision import (
@@ -179,7 +180,7 @@ def _agency_traffic(console: Console, deployment, env, runner, after_attacks, cl
         verify_log,
     )
 
-    with LocalApi(env, runner, credentials={}) as api:
+    with LocalApi(env, runner, credentials={}, api=Names.of(deployment).provision_api()) as api:
         principals = recipient_principals(deployment, runner, api)
         api.principals.update({p.access_key_id: p for p in principals.values()})
         console.print(f"[bold]6.[/] provision API served at {api.url} (the deployed private REST API; SigV4 "
