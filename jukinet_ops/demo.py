@@ -158,6 +158,10 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
             _agency_traffic(console, deployment, env, runner, lambda: verdicts.extend(monitoring.evaluate()), clock)
             print_alarm_status(console, verdicts, title="Alarms right after the refused requests and the scan")
         timings["provision"] = time.perf_counter() - t
+        from jukinet_ops.card_demo import run_card_demo
+
+        run_card_demo(console, deployment, env, runner, month=month_jst(clock()))
+        print_alarm_status(console, monitoring.evaluate(), title="Alarms after the counter step")
         timings["total"] = time.perf_counter() - started
         console.print(f"Demo finished in {timings['total']:.0f} s (synth {timings['synth']:.0f}, deploy "
                       f"{timings['deploy']:.0f}, CS {timings['cs']:.0f}, tiers {timings['tiers']:.0f}, "

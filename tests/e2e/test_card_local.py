@@ -41,18 +41,15 @@ def world(tmp_path_factory):
         roles = {code: names.counter_role_arn(tier_env, prefecture.code, code) for code in (NAGANO, MATSUMOTO)}
         operator = names.people_role_arn(tier_env, municipality_tier(prefecture.code), "operator")
         principals = local_principals({**{arn: endpoint for arn in roles.values()}, operator: endpoint})
-        outside = local_principals({roles[NAGANO]: "vpce-0bad0000000000bad"}, session_name="outside")
         with LocalApi(env, runner, credentials={**principals}, api=names.card_api(prefecture.code)) as api:
             by = {code: principals[arn] for code, arn in roles.items()}
             by["operator"] = principals[operator]
-            by["outside"] = outside[roles[NAGANO]]
-            api.principals[by["outside"].access_key_id] = by["outside"]
             yield api, by, people
 
 
-def _post(api, principal, path, body=None):
+def _post(api, principal, path, body=None, headers=None):
     response = api.request(principal, "POST", path, body=json.dumps(body or {}),
-                           headers={"Content-Type": "application/json"})
+                           headers={"Content-Type": "application/json", **(headers or {})})
     return response.status, response.json()
 
 
@@ -90,8 +87,30 @@ def test_another_municipalitys_counter_cannot_issue_for_a_resident_not_theirs(wo
 
 def test_the_gateway_denies_a_counter_role_outside_the_tiers_endpoint_and_the_operator_off_suspension(world):
     api, by, people = world
-    status, body = _post(api, by["outside"], "/challenges", {"serial": "202011-0000000000000000"})
+    status, body = _post(api, by[NAGANO], "/challenges", {"serial": "202011-0000000000000000"},
+                         headers={"X-Jukinet-Local-Source-Vpce": "vpce-0bad0000000000bad"})
     assert status == 403 and "explicit deny" in body["message"]
     status, body = _post(api, by["operator"], "/cards", {"resident_code": people[2]["resident_code"],
                                                          "card_type": "A", "public_key": VirtualCard("1111").public_key})
     assert status == 403 and "message" in body
+
+
+def test_the_demo_step_issues_authenticates_suspends_and_locks(world):
+    import io
+
+    from rich.console import Console
+
+    from jukinet.adapters import aws as _aws  # noqa: F401 — the world's environment is in effect
+    from jukinet.clock import month_jst, system_clock
+    from jukinet_ops.card_demo import run_card_demo
+
+    api, _, _ = world
+    console = Console(file=io.StringIO(), width=200)
+    from infra.config import load_deployment
+
+    out = run_card_demo(console, load_deployment("nagano-demo"), api.env, api.runner, month=month_jst(system_clock()))
+    assert out["authenticated"][0] == 200 and set(out["authenticated"][1]) == {"resident_code", "issuer"}
+    assert out["lost"][1]["error"]["code"] == "CARD_SUSPENDED"
+    assert [t["failures"] for t in out["pin"]] == [1, 2, 3] and out["pin"][-1]["locked"]
+    assert out["after_lock"][1]["error"]["code"] == "PIN_LOCKED"
+    assert "Resident cards" in console.file.getvalue()
