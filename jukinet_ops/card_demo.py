@@ -63,7 +63,7 @@ class Counter:
         return response.status, response.json()
 
     def issue(self, resident_code: str, chip: VirtualCard, card_type: str = "B") -> dict:
-        status, card = self.post("/cards", {"resident_code": resident_code, "card_type": card_type,
+        status, card = self.post("/v1/cards", {"resident_code": resident_code, "card_type": card_type,
                                             "public_key": chip.public_key})
         if status != 201:
             raise RuntimeError(f"issuance refused: {card}")
@@ -71,15 +71,15 @@ class Counter:
         return card
 
     def authenticate(self, chip: VirtualCard, pin: str) -> tuple[int, dict]:
-        status, challenge = self.post("/challenges", {"serial": chip.serial})
+        status, challenge = self.post("/v1/challenges", {"serial": chip.serial})
         if status != 200:
             return status, challenge
         try:
             signature = chip.sign(challenge["message"].encode(), pin)
         except (WrongPin, CardLocked) as exc:
-            _, counted = self.post(f"/challenges/{challenge['challenge_id']}/pin-failure")
+            _, counted = self.post(f"/v1/challenges/{challenge['challenge_id']}/pin-failure")
             return 0, {"chip": str(exc), **counted}
-        return self.post("/authentications", {"challenge_id": challenge["challenge_id"],
+        return self.post("/v1/authentications", {"challenge_id": challenge["challenge_id"],
                                               "signature": base64.b64encode(signature).decode()})
 
 
@@ -108,7 +108,7 @@ def run_card_demo(console: Console, deployment, env, runner, *, month: str) -> d
                       f"({', '.join(c['serial'] for c in cards)}), valid until {cards[0]['valid_until']}")
         out["authenticated"] = at_other.authenticate(chips[0], "2468")
         console.print(f"   card {chips[0].serial} authenticated at {elsewhere}'s counter → {out['authenticated'][1]}")
-        operator.post(f"/cards/{chips[1].serial}/suspension", {"reason": "lost"})
+        operator.post(f"/v1/cards/{chips[1].serial}/suspension", {"reason": "lost"})
         out["lost"] = at_other.authenticate(chips[1], "1357")
         console.print(f"   card {chips[1].serial} reported lost, suspended by the operator; presented at "
                       f"{elsewhere} → {out['lost'][0]} {out['lost'][1]['error']['code']}")

@@ -84,7 +84,7 @@ def document() -> dict[str, Any]:
     codes = error_codes()
     table = "\n".join(f"| `{name}` | {c['status']} | {c['description']} |" for name, c in codes.items())
     doc["info"]["description"] = DESCRIPTION.format(regenerate=REGENERATE, table=table)
-    doc["servers"] = [{"url": "https://{api_id}-{vpce_id}.execute-api.{region}.amazonaws.com/v1",
+    doc["servers"] = [{"url": "https://{api_id}-{vpce_id}.execute-api.{region}.amazonaws.com/api",
                        "description": "The tier's private REST API through its execute-api endpoint",
                        "variables": {"api_id": {"default": "api_id"}, "vpce_id": {"default": "vpce-0123456789abcdef0"},
                                      "region": {"default": "ap-northeast-1"}}}]

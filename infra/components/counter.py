@@ -21,13 +21,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from ..naming import PARTITION, SIGNING_ALGORITHM, municipality_tier
+from ..naming import PARTITION, PROVISION_API_STAGE, SIGNING_ALGORITHM, municipality_tier
 from . import keys, nag
 from .functions import TierFunction
 from .monitoring import PERIOD, custom_metric
 from .tables import card_table
 
-STAGE = "v1"
+STAGE = PROVISION_API_STAGE  # the same stage name as the provision API: routes carry their version
 DOC = "docs/card.md"
 API_TIMEOUT = Duration.seconds(29)
 COUNTER_MEMORY_MB = 512
@@ -41,11 +41,12 @@ TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", 
 REGISTER_ACTIONS = ["dynamodb:UpdateItem"]
 # (method, path): every route of lambdas/jukinet/handlers/card_api.py.
 ROUTES = (
-    ("POST", "/cards"), ("POST", "/cards/{serial}/suspension"), ("POST", "/cards/{serial}/resumption"),
-    ("POST", "/cards/{serial}/revocation"), ("POST", "/cards/{serial}/expiry"), ("POST", "/cards/{serial}/pin-reset"),
-    ("POST", "/challenges"), ("POST", "/authentications"), ("POST", "/challenges/{challenge_id}/pin-failure"),
+    ("POST", "/v1/cards"), ("POST", "/v1/cards/{serial}/suspension"), ("POST", "/v1/cards/{serial}/resumption"),
+    ("POST", "/v1/cards/{serial}/revocation"), ("POST", "/v1/cards/{serial}/expiry"),
+    ("POST", "/v1/cards/{serial}/pin-reset"), ("POST", "/v1/challenges"), ("POST", "/v1/authentications"),
+    ("POST", "/v1/challenges/{challenge_id}/pin-failure"),
 )
-OPERATOR_ROUTES = (("POST", "/cards/{serial}/suspension"),)
+OPERATOR_ROUTES = (("POST", "/v1/cards/{serial}/suspension"),)
 ACCESS_LOG_FORMAT = ('{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
                      '"caller":"$context.identity.userArn","vpce":"$context.identity.vpceId",'
                      '"method":"$context.httpMethod","path":"$context.resourcePath","status":"$context.status",'

@@ -54,11 +54,11 @@ def _post(api, principal, path, body=None, headers=None):
 
 
 def _authenticate(api, principal, chip, pin):
-    status, challenge = _post(api, principal, "/challenges", {"serial": chip.serial})
+    status, challenge = _post(api, principal, "/v1/challenges", {"serial": chip.serial})
     if status != 200:
         return status, challenge
     signature = chip.sign(challenge["message"].encode(), pin)
-    return _post(api, principal, "/authentications", {"challenge_id": challenge["challenge_id"],
+    return _post(api, principal, "/v1/authentications", {"challenge_id": challenge["challenge_id"],
                                                       "signature": base64.b64encode(signature).decode()})
 
 
@@ -66,13 +66,13 @@ def test_issue_authenticate_elsewhere_suspend_and_refuse(world):
     api, by, people = world
     code = people[0]["resident_code"]
     chip = VirtualCard("2468")
-    status, card = _post(api, by[NAGANO], "/cards", {"resident_code": code, "card_type": "B",
+    status, card = _post(api, by[NAGANO], "/v1/cards", {"resident_code": code, "card_type": "B",
                                                      "public_key": chip.public_key})
     assert status == 201, card
     chip.serial = card["serial"]
     status, answer = _authenticate(api, by[MATSUMOTO], chip, "2468")
     assert (status, answer) == (200, {"resident_code": code, "issuer": NAGANO})
-    status, suspended = _post(api, by["operator"], f"/cards/{chip.serial}/suspension", {"reason": "lost"})
+    status, suspended = _post(api, by["operator"], f"/v1/cards/{chip.serial}/suspension", {"reason": "lost"})
     assert (status, suspended["status"]) == (200, "suspended")
     status, body = _authenticate(api, by[MATSUMOTO], chip, "2468")
     assert (status, body["error"]["code"]) == (403, "CARD_SUSPENDED")
@@ -80,17 +80,17 @@ def test_issue_authenticate_elsewhere_suspend_and_refuse(world):
 
 def test_another_municipalitys_counter_cannot_issue_for_a_resident_not_theirs(world):
     api, by, people = world
-    status, body = _post(api, by[MATSUMOTO], "/cards", {"resident_code": people[1]["resident_code"],
+    status, body = _post(api, by[MATSUMOTO], "/v1/cards", {"resident_code": people[1]["resident_code"],
                                                         "card_type": "A", "public_key": VirtualCard("1111").public_key})
     assert (status, body["error"]["code"]) == (409, "RESIDENT_NOT_ACTIVE")
 
 
 def test_the_gateway_denies_a_counter_role_outside_the_tiers_endpoint_and_the_operator_off_suspension(world):
     api, by, people = world
-    status, body = _post(api, by[NAGANO], "/challenges", {"serial": "202011-0000000000000000"},
+    status, body = _post(api, by[NAGANO], "/v1/challenges", {"serial": "202011-0000000000000000"},
                          headers={"X-Jukinet-Local-Source-Vpce": "vpce-0bad0000000000bad"})
     assert status == 403 and "explicit deny" in body["message"]
-    status, body = _post(api, by["operator"], "/cards", {"resident_code": people[2]["resident_code"],
+    status, body = _post(api, by["operator"], "/v1/cards", {"resident_code": people[2]["resident_code"],
                                                          "card_type": "A", "public_key": VirtualCard("1111").public_key})
     assert status == 403 and "message" in body
 

@@ -64,9 +64,9 @@ def test_the_resource_policy_admits_the_counter_roles_and_the_operator_only_for_
     assert sorted(as_list(allows["AllowCounterStaff"]["Principal"]["AWS"])) == counters
     operator = allows["AllowOperatorSuspensions"]
     assert operator["Principal"]["AWS"] == names.people_role_arn(env, f"muni-{p.code}", "operator")
-    assert operator["Resource"] == "execute-api:/v1/POST/cards/*/suspension"
+    assert operator["Resource"] == "execute-api:/api/POST/v1/cards/*/suspension"
     deny_others = next(s for s in statements(api["Properties"]["Policy"]) if s["Sid"] == "DenyCardRoutesToOthers")
-    assert "execute-api:/v1/POST/cards/*/suspension" not in as_list(deny_others["Resource"])
+    assert "execute-api:/api/POST/v1/cards/*/suspension" not in as_list(deny_others["Resource"])
     assert sorted(deny_others["Condition"]["ArnNotLike"]["aws:PrincipalArn"]) == counters
 
 
