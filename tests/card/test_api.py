@@ -245,3 +245,25 @@ def test_every_call_is_recorded_with_who_where_which_resident_and_what(world):
                                                                                                     "2026-12"))
     assert at_matsumoto == [("authenticate", "ok", TARO), ("challenge", "CARD_NOT_FOUND", ""),
                             ("challenge", "ok", TARO)]
+
+
+def test_a_moved_card_keeps_serial_key_pin_and_issuer_and_belongs_to_its_new_home(world):
+    """継続利用 (decision 0027): the special move-in (part 2) calls ``CardService.move``."""
+    from jukinet.handlers import card_api
+
+    chip = issued(world)
+    with world.environment():
+        service = card_api.runtime()
+        service.clock = lambda: world.now
+        moved = service.move(service.store.card(chip.serial), MATSUMOTO, actor="system:special-move-in",
+                             now=world.now)
+    assert (moved.serial, moved.issuer, moved.home, moved.public_key) == (chip.serial, NAGANO, MATSUMOTO,
+                                                                          chip.public_key)
+    assert world.events(chip.serial)[-1].details == {"from": NAGANO, "to": MATSUMOTO}
+    assert world.authenticate(chip, "1234", at=UEDA)[1] == {"resident_code": TARO, "issuer": NAGANO}
+    status, body = world.call("POST", f"/v1/cards/{chip.serial}/suspension", {"reason": "lost"},
+                              who=counter(NAGANO))
+    assert body["error"]["code"] == "NOT_THIS_MUNICIPALITY"
+    status, body = world.call("POST", f"/v1/cards/{chip.serial}/suspension", {"reason": "lost"},
+                              who=counter(MATSUMOTO))
+    assert (status, body["status"]) == (200, "suspended")
