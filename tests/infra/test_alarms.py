@@ -104,12 +104,14 @@ def test_every_cs_function_is_watched_by_exactly_one_errors_and_one_throttles_al
 
 
 def test_every_alarm_kind_has_a_meaning_and_first_response_in_operations_md(every: Synth) -> None:
-    """In docs/operations.md, or for the provision API's alarms in docs/provision.md (the doc
-    the alarm's description names)."""
-    docs = {doc: (REPO / doc).read_text(encoding="utf-8") for doc in ("docs/operations.md", "docs/provision.md")}
+    """In docs/operations.md, or for the provision API's alarms in docs/provision.md and the
+    counter API's in docs/card.md (the doc the alarm's description names)."""
+    docs = {doc: (REPO / doc).read_text(encoding="utf-8")
+            for doc in ("docs/operations.md", "docs/provision.md", "docs/card.md")}
     for p in every.props("AWS::CloudWatch::Alarm"):
         kind = alarm_kind(p["AlarmName"])
-        doc = "docs/provision.md" if "See docs/provision.md." in p["AlarmDescription"] else "docs/operations.md"
+        doc = next((d for d in ("docs/provision.md", "docs/card.md") if f"See {d}." in p["AlarmDescription"]),
+                   "docs/operations.md")
         assert p["AlarmDescription"].endswith(f"See {doc}.")
         text = docs[doc]
         assert f"### `{kind}`" in text, (kind, doc)

@@ -55,6 +55,10 @@ def test_each_municipality_and_prefecture_has_an_ecc_signing_key_under_its_alias
     assert all(k["KeyUsage"] == "SIGN_VERIFY" for k in signing)
     # The provision log's seal key is the one signing key that signs no notices (tests/infra/test_provision.py).
     signing = [k for k in signing if not k["Description"].startswith("national:")]
+    # Each municipality tier's card-event key signs card events only (tests/infra/test_counter.py).
+    card_events = [k for k in signing if "resident card's lifecycle events" in k["Description"]]
+    assert len(card_events) == len(every.deployment.prefectures)
+    signing = [k for k in signing if k not in card_events]
     codes = [p.code for p in every.deployment.prefectures] + [
         m.code for p in every.deployment.prefectures for m in p.municipality_tier.municipalities]
     assert len(signing) == len(codes)

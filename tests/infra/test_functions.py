@@ -20,6 +20,7 @@ HANDLERS = {
     "jukinet.handlers.provision_api.handler": "ProvisionSettings",
     "jukinet.handlers.provision_batch.handler": "ProvisionSettings",
     "jukinet.handlers.provision_sealer.handler": "SealerSettings",
+    "jukinet.handlers.card_api.handler": "CardSettings",
 }
 PROVISION_HANDLERS = {h for h in HANDLERS if ".provision_" in h}
 
@@ -38,6 +39,7 @@ def test_there_is_one_cs_per_municipality_one_processor_per_prefecture_and_one_n
         len(p.municipality_tier.municipalities) for p in d.prefectures)
     assert handlers.count("jukinet.handlers.prefecture_processor.handler") == len(d.prefectures)
     assert handlers.count("jukinet.handlers.national_processor.handler") == 1
+    assert handlers.count("jukinet.handlers.card_api.handler") == len(d.prefectures)  # one counter API per tier
     for provision in PROVISION_HANDLERS:
         assert handlers.count(provision) == (1 if d.agencies else 0), provision
     assert set(handlers) <= HANDLERS.keys()  # and no other function (no custom-resource providers)
