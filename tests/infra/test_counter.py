@@ -146,7 +146,7 @@ def test_the_counter_function_runs_in_the_isolated_vpc_with_only_its_table_and_k
 def test_each_cs_writes_only_residents_register_items_in_the_card_table(nagano: Synth) -> None:
     found = 0
     for stack in nagano.built.municipality_stacks["200000"]:
-        for r in _resources(nagano, stack.stack_name, "AWS::IAM::Policy").values():
+        for r in _resources(nagano, stack.stack_name, "AWS::IAM::ManagedPolicy").values():
             for s in statements(r["Properties"]["PolicyDocument"]):
                 if s.get("Sid") == "RecordResidentsForCards":
                     found += 1
