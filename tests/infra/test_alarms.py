@@ -15,7 +15,6 @@ from infra.components.security_monitoring import (
     cis_alarm_kind,
 )
 
-
 from .conftest import REPO, Synth
 
 pytestmark = pytest.mark.slow
