@@ -293,7 +293,7 @@ def through_api(env: Any, runner: Any, counter: Any, codes: list[str], agreement
     principals = local_principals(recipient_endpoints(env, agreements))
     out: dict = {}
     opened = time.perf_counter()
-    with LocalApi(env, runner, credentials=principals) as api:
+    with LocalApi(env, runner, credentials=principals, api="jukinet-provision") as api:
         keys = api.api_keys
 
         def caller(recipient_id: str) -> Any:

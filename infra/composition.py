@@ -60,10 +60,16 @@ def build(app: cdk.App, deployment: Deployment, *, today: dt.date, checks: bool 
     bases: dict[str, MunicipalityBaseStack] = {}
     chunks: dict[str, list[MunicipalityStack]] = {}
     prefectures: dict[str, PrefectureStack] = {}
+    # API Gateway's logging role is one setting per account and region: the national stack's
+    # provision API sets it where it lives, else the first municipality tier's counter API.
+    logging_set = {(deployment.national.env.account, deployment.national.env.region)}
     for p in deployment.prefectures:
         muni = p.municipality_tier
+        place = (muni.env.account, muni.env.region)
         base = MunicipalityBaseStack(app, deployment=deployment, prefecture=p,
-                                     host_trail=hosts[muni.env.account] == ("muni", p.code))
+                                     host_trail=hosts[muni.env.account] == ("muni", p.code),
+                                     api_logging_role=place not in logging_set)
+        logging_set.add(place)
         bases[p.code] = base
         chunks[p.code] = [MunicipalityStack(app, base=base, index=i, municipalities=group)
                           for i, group in enumerate(muni.groups(), start=1)]

@@ -174,6 +174,24 @@ class Names:
     def bucket_arn(name: str) -> str:
         return f"arn:{PARTITION}:s3:::{name}"
 
+    # --- the counter API and resident cards (municipality tier; docs/card.md) -------------
+    def card_table(self, prefecture_code: str) -> str:
+        return f"{self.prefix}-{municipality_tier(prefecture_code)}-cards"
+
+    def card_api(self, prefecture_code: str) -> str:
+        """The private REST API's name; the function and its role have the same name."""
+        return f"{self.prefix}-{municipality_tier(prefecture_code)}-counter"
+
+    def counter_roles_path(self, prefecture_code: str) -> str:
+        """The counter-staff roles (one per municipality): apart from function and people roles."""
+        return f"/{self.prefix}/{municipality_tier(prefecture_code)}-counter/"
+
+    def counter_role(self, code: str) -> str:
+        return f"{self.prefix}-counter-{code}"
+
+    def counter_role_arn(self, env: Environment, prefecture_code: str, code: str) -> str:
+        return f"arn:{PARTITION}:iam::{env.account}:role{self.counter_roles_path(prefecture_code)}{self.counter_role(code)}"
+
     # --- the provision API (national tier; docs/provision.md) ---------------------------
     def provision_api(self) -> str:
         """The private REST API's name."""

@@ -45,8 +45,11 @@ CONTRACTOR = "contractor"
 # The one role per municipality through which its existing registry system puts exports into
 # its drop zone (infra/stacks/municipality.py); kind ``drop-zone-writer-<code>``.
 WRITER = "drop-zone-writer"
+# The one role per municipality through which its counter staff call the counter API (resident
+# cards, infra/components/counter.py; docs/card.md); kind ``counter-staff-<code>``.
+COUNTER = "counter-staff"
 TITLES = {**RESPONSIBILITY_ROLES, BREAK_GLASS_ROLE: "緊急時閲覧 (break-glass)", CONTRACTOR: "委託",
-          WRITER: "既存住基システム (drop-zone writer)"}
+          WRITER: "既存住基システム (drop-zone writer)", COUNTER: "窓口 (counter staff, resident cards)"}
 COLUMNS = ("tier", "role", "title", "role_name", "person", "name", "organisation", "principal", "since", "until",
            "status", "deployed", "notes")
 
@@ -84,7 +87,7 @@ class Row:
 
     @property
     def title(self) -> str:
-        for prefix in (CONTRACTOR, WRITER):
+        for prefix in (CONTRACTOR, WRITER, COUNTER):
             if self.role.startswith(f"{prefix}-"):
                 return TITLES[prefix]
         return TITLES[self.role]
@@ -145,6 +148,7 @@ def configured_rows(deployment: Deployment, today: dt.date) -> list[Row]:
                 r.notes.append(f"contract {c.contract_id}: {c.company}")
                 rows.append(r)
     rows += writer_rows(deployment)
+    rows += counter_rows(deployment)
     return rows
 
 
@@ -161,6 +165,22 @@ def writer_rows(deployment: Deployment) -> list[Row]:
                             person=f"existing-system-{m.code}", name=f"{m.name} 既存住基システム", organisation=m.name,
                             principal=f"arn:aws:iam::{tier_config.env.account}:root",
                             notes=["puts exports into incoming/ only, through the tier's S3 endpoints"]))
+    return rows
+
+
+def counter_rows(deployment: Deployment) -> list[Row]:
+    """One row per municipality: its counter-staff role, trusted by the tier's account (whose
+    identity provider decides which clerk may assume it); the counter API's only callers."""
+    names = Names.of(deployment)
+    rows = []
+    for prefecture in deployment.prefectures:
+        tier_config = prefecture.municipality_tier
+        tier = municipality_tier(prefecture.code)
+        for m in sorted(tier_config.municipalities, key=lambda m: m.code):
+            rows.append(Row(tier=tier, role=f"{COUNTER}-{m.code}", role_name=names.counter_role(m.code),
+                            person=f"counter-{m.code}", name=f"{m.name} 窓口", organisation=m.name,
+                            principal=f"arn:aws:iam::{tier_config.env.account}:root",
+                            notes=["calls the counter API of its tier only (resident cards, docs/card.md)"]))
     return rows
 
 
@@ -221,6 +241,11 @@ def parse_role(deployment: Deployment, role: Mapping[str, Any]) -> DeployedRole 
             document = _document(role.get("AssumeRolePolicyDocument", "{}"))
             code = name[len(names.drop_zone_writer("")):]
             return DeployedRole(tier=municipality_tier(prefecture.code), kind=f"{WRITER}-{code}", name=name,
+                                principals=trust_principals(document), expires=trust_expiry(document))
+        if path == names.counter_roles_path(prefecture.code) and name.startswith(names.counter_role("")):
+            document = _document(role.get("AssumeRolePolicyDocument", "{}"))
+            code = name[len(names.counter_role("")):]
+            return DeployedRole(tier=municipality_tier(prefecture.code), kind=f"{COUNTER}-{code}", name=name,
                                 principals=trust_principals(document), expires=trust_expiry(document))
     for tier in deployment.tiers():
         if path == names.people_path(tier) and name.startswith(f"{names.people_role(tier, '')}"):
@@ -339,6 +364,8 @@ def _role_order(kind: str) -> int:
     order = [*RESPONSIBILITY_ROLES, BREAK_GLASS_ROLE]
     if kind.startswith(f"{WRITER}-"):
         return len(order) + 1
+    if kind.startswith(f"{COUNTER}-"):
+        return len(order) + 2
     return order.index(kind) if kind in order else len(order)
 
 

@@ -10,6 +10,8 @@
     jukinet disclose     one resident's provisions (提供状況の開示) with the check of their chain
     jukinet provision-stats
                          records provided in a month per recipient, affair and function
+    jukinet card-stats   resident cards per municipality and month: issued, suspended, revoked,
+                         authentications ok and refused by reason (docs/card.md)
     jukinet checklist    the security checklist per municipality, read from the deployed
                          environment (Markdown + HTML reports); exit 1 on any miss
     jukinet access-review
@@ -117,8 +119,8 @@ def _use_local(args: argparse.Namespace) -> None:
 
 
 # Commands that act on a deployed environment: each takes --local.
-LOCAL_COMMANDS = ("reconcile", "verify", "disclose", "provision-stats", "checklist", "access-review", "isolate",
-                  "restore", "isolation-status", "status")
+LOCAL_COMMANDS = ("reconcile", "verify", "disclose", "provision-stats", "card-stats", "checklist", "access-review",
+                  "isolate", "restore", "isolation-status", "status")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -259,6 +261,26 @@ def cmd_provision_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card_stats(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from infra.config import load_deployment
+    from jukinet_ops.card_stats import card_statistics, stats_csv, stats_json, stats_table
+
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    deployment = load_deployment(args.deployment)
+    os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
+    rows = card_statistics(deployment, args.month)
+    if args.format == "csv":
+        sys.stdout.write(stats_csv(rows, args.month))
+    elif args.format == "json":
+        print(stats_json(rows, args.month))
+    else:
+        Console().print(stats_table(rows, args.month, all_rows=args.all))
+    return 0
+
+
 def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     """The command line; ``now`` (default: the system clock) gives the defaults that depend
     on the date, such as this month."""
@@ -347,6 +369,17 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     sta.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
     _add_deployment(sta)
     sta.set_defaults(func=cmd_provision_stats)
+
+    cst = sub.add_parser("card-stats", help="resident cards per municipality and month (docs/card.md)",
+                         description="Cards issued, suspended, resumed, revoked, expired, PIN resets and locks, "
+                                     "authentications answered and refused by reason, per municipality, in a month "
+                                     "(Japan time).")
+    cst.add_argument("--month", type=_month, default=this_month, help="YYYY-MM, Japan time (default: this month)")
+    cst.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    cst.add_argument("--all", action="store_true", help="also municipalities with nothing to count")
+    cst.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
+    _add_deployment(cst)
+    cst.set_defaults(func=cmd_card_stats)
 
     from jukinet_ops.checklist import add_arguments as checklist_arguments
     from jukinet_ops.checklist import cmd_checklist

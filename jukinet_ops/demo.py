@@ -158,6 +158,10 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
             _agency_traffic(console, deployment, env, runner, lambda: verdicts.extend(monitoring.evaluate()), clock)
             print_alarm_status(console, verdicts, title="Alarms right after the refused requests and the scan")
         timings["provision"] = time.perf_counter() - t
+        from jukinet_ops.card_demo import run_card_demo
+
+        run_card_demo(console, deployment, env, runner, month=month_jst(clock()))
+        print_alarm_status(console, monitoring.evaluate(), title="Alarms after the counter step")
         timings["total"] = time.perf_counter() - started
         console.print(f"Demo finished in {timings['total']:.0f} s (synth {timings['synth']:.0f}, deploy "
                       f"{timings['deploy']:.0f}, CS {timings['cs']:.0f}, tiers {timings['tiers']:.0f}, "
@@ -166,6 +170,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
 
 
 def _agency_traffic(console: Console, deployment, env, runner, after_attacks, clock: Clock) -> None:
+    from infra.naming import Names
     from jukinet_ops.agency_traffic import recipient_principals, run_demo_traffic, sample_residents
     from jukinet_ops.local.api import LocalApi
     from jukinet_ops.provision import (
@@ -179,7 +184,7 @@ def _agency_traffic(console: Console, deployment, env, runner, after_attacks, cl
         verify_log,
     )
 
-    with LocalApi(env, runner, credentials={}) as api:
+    with LocalApi(env, runner, credentials={}, api=Names.of(deployment).provision_api()) as api:
         principals = recipient_principals(deployment, runner, api)
         api.principals.update({p.access_key_id: p for p in principals.values()})
         console.print(f"[bold]6.[/] provision API served at {api.url} (the deployed private REST API; SigV4 "

@@ -264,8 +264,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import card_openapi
+
     path = Path(args.out)
     if args.check:
+        if not card_openapi.is_current():
+            print(f"{_shown(card_openapi.DOCUMENT_PATH)} is stale or missing: it does not match the counter API's "
+                  f"code. Regenerate it with `{REGENERATE}` (or `jukinet openapi`) and commit it.", file=sys.stderr)
+            return 1
         if is_current(path):
             print(f"{_shown(path)} is up to date")
             return 0
@@ -274,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
               f"Regenerate it with `{REGENERATE}` (or `jukinet openapi`) and commit it.", file=sys.stderr)
         return 1
     print(f"OpenAPI document written to {_shown(write(path))}")
+    print(f"OpenAPI document of the counter API written to {_shown(card_openapi.write())}")
     return 0
 
 

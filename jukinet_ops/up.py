@@ -125,7 +125,8 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
         monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream, service_metrics=True))
         runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True))
         schedules = LocalSchedules(env, clock())
-        api = stack.enter_context(LocalApi(env, runner, credentials={}, port=port_base + 1))
+        api = stack.enter_context(LocalApi(env, runner, credentials={}, api=names.provision_api(),
+                                                  port=port_base + 1))
         recipients = {label: p for label, p in recipient_principals(deployment, runner, api,
                                                                     session_tokens=False).items()
                       if label != "stranger"}

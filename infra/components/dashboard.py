@@ -33,6 +33,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..naming import METRICS_NAMESPACE, NATIONAL, PARTITION
+from .counter import widgets_metrics
 from .monitoring import PERIOD, custom_metric
 from .security_monitoring import (
     NOT_FOUND_MIN_ANSWERS,
@@ -124,7 +125,8 @@ class TierDashboard(Construct):
 
     def __init__(self, scope: Construct, id: str, *, stack: TierStack, tier_label: str,
                  processing: Processing | None = None, provision: ProvisionApi | None = None,
-                 cs_function_names: Sequence[str] = (), cs_failed_events: sqs.IQueue | None = None) -> None:
+                 cs_function_names: Sequence[str] = (), cs_failed_events: sqs.IQueue | None = None,
+                 counter_service: str | None = None) -> None:
         super().__init__(scope, id)
         self._stack = stack
         names, tier = stack.names, stack.tier
@@ -143,6 +145,10 @@ class TierDashboard(Construct):
             self._provision(provision)
         if cs_function_names:
             self._municipality(cs_function_names, cs_failed_events, service=service, tier_label=tier_label)
+        if counter_service is not None:
+            self.dashboard.add_widgets(_heading("## Counter API: resident cards (docs/card.md)"))
+            self.dashboard.add_widgets(*(_graph(title, metrics, width=12)
+                                         for title, metrics in widgets_metrics(counter_service).items()))
 
     # --- the alarm list ---------------------------------------------------------------------
     def alarm_names(self) -> list[str]:

@@ -74,3 +74,9 @@ def provision_log_table(scope: Construct, id: str, *, table_name: str, key: kms.
 def provision_state_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dynamodb.Table:
     """The provision functions' mutable bookkeeping: chain heads, monthly counts, batch jobs."""
     return _table(scope, id, table_name=table_name, key=key, time_to_live_attribute=EXPIRES_AT)
+
+
+def card_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dynamodb.Table:
+    """The municipality tier's resident cards: records, signed events, challenges (TTL), the
+    register the CSs write, call records and statistics (lambdas/jukinet/adapters/card_store.py)."""
+    return _table(scope, id, table_name=table_name, key=key, time_to_live_attribute=EXPIRES_AT)

@@ -30,6 +30,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..components import keys, nag
+from ..components.counter import REGISTER_ACTIONS, CounterApi
 from ..components.dashboard import TierDashboard
 from ..components.functions import TierFunction
 from ..components.monitoring import PERIOD
@@ -68,7 +69,8 @@ INCOMING, REPORTS = "incoming/", "reports/"
 class MunicipalityBaseStack(TierStack):
     """What the CSs of one prefecture share: VPC and endpoints, keys, state table, failed-event queue."""
 
-    def __init__(self, scope: Construct, *, deployment: Deployment, prefecture: Prefecture, host_trail: bool) -> None:
+    def __init__(self, scope: Construct, *, deployment: Deployment, prefecture: Prefecture, host_trail: bool,
+                 api_logging_role: bool = False) -> None:
         code = prefecture.code
         tier = municipality_tier(code)
         muni = prefecture.municipality_tier
@@ -148,9 +150,13 @@ class MunicipalityBaseStack(TierStack):
         self.network.allow_through("DynamoDb", iam.PolicyStatement(
             sid="StateTableOnly", principals=[iam.AnyPrincipal()], actions=STATE_ACTIONS,
             resources=[self.state_table.table_arn], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        # The counter API and the resident cards (docs/card.md). ``api_logging_role``: this stack
+        # sets the account's API Gateway logging role (no other API of the deployment does here).
+        self.counter = CounterApi(self, "Counter", stack=self, client_cidrs=muni.upload_cidrs,
+                                  api_logging_role=api_logging_role)
         TierDashboard(self, "Dashboard", stack=self, tier_label="municipality",
                       cs_function_names=[names.cs_function(m.code) for m in muni.municipalities],
-                      cs_failed_events=self.failed_events)
+                      cs_failed_events=self.failed_events, counter_service=names.service_name(tier))
 
 
 class CommunicationServer(Construct):
@@ -241,6 +247,7 @@ class CommunicationServer(Construct):
                 "SIGNING_KEY_ID": self.signing_key.key_arn,
                 "OUTBOUND_QUEUE_URL": names.queue_url(pref_env, prefecture_queue),
                 "DROP_ZONE_BUCKET": bucket_name,
+                "CARD_TABLE_NAME": names.card_table(pcode),
                 "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": "INFO",
@@ -268,6 +275,10 @@ class CommunicationServer(Construct):
                     queue_arn=names.queue_arn(pref_env, prefecture_queue),
                     queue_key_pattern=names.keys_arn_pattern(pref_env),
                     queue_key_alias=names.key_alias(pref_tier, "transport"), region=region),
+                # The tier's register of residents for the counter API: each resident's latest notice only.
+                iam.PolicyStatement(sid="RecordResidentsForCards", actions=REGISTER_ACTIONS,
+                                    resources=[names.table_arn(env, names.card_table(pcode))], conditions={
+                                        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RESIDENT#*"]}}),
                 iam.PolicyStatement(sid="ReportFailedEvents", actions=["sqs:SendMessage"],
                                     resources=[base.failed_events.queue_arn]),
                 iam.PolicyStatement(sid="FailedEventsEncryption", actions=DATA_KEY_ACTIONS,

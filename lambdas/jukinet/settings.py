@@ -36,6 +36,8 @@ class MunicipalityCsSettings(_Settings):
     OUTBOUND_QUEUE_URL: NonEmpty
     DROP_ZONE_BUCKET: NonEmpty
     DROP_ZONE_PREFIX: str = ""
+    # The tier's card table (counter API): the CS records each resident's latest notice there.
+    CARD_TABLE_NAME: str = ""
 
     @field_validator("MUNICIPALITY_CODE")
     @classmethod
@@ -128,3 +130,24 @@ class SealerSettings(_Settings):
     PROVISION_STATE_TABLE: NonEmpty
     SEAL_KEY_ID: NonEmpty
     SEAL_ARCHIVE_BUCKET: NonEmpty
+
+
+def _csv(v: object) -> object:
+    if isinstance(v, str):
+        return tuple(p.strip() for p in v.split(",") if p.strip())
+    return v
+
+
+class CardSettings(_Settings):
+    """The counter API of one municipality tier (住基カード)."""
+
+    CARD_TABLE_NAME: NonEmpty
+    CARD_EVENT_KEY_ID: NonEmpty
+    MUNICIPALITIES: tuple[Code6, ...] = Field(min_length=1)
+    COUNTER_ROLE_PREFIX: NonEmpty
+    OPERATOR_ROLES: tuple[str, ...] = ()
+    ACCOUNT_ID: str = ""
+    # This tier's execute-api endpoint ids; empty: the resource policy alone decides.
+    API_ENDPOINT_IDS: tuple[str, ...] = ()
+
+    _split = field_validator("MUNICIPALITIES", "OPERATOR_ROLES", "API_ENDPOINT_IDS", mode="before")(_csv)

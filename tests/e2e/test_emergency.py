@@ -52,7 +52,7 @@ def world(tmp_path_factory):
         # The functions' metrics go to the embedded CloudWatch, where the alarms are evaluated.
         with LocalMonitoring(env, stream=open(os.devnull, "w")) as monitoring, \
                 LocalRunner(env, log_stream=monitoring.sink, share_modules=True) as runner, \
-                LocalApi(env, runner, credentials={}) as api:
+                LocalApi(env, runner, credentials={}, api=Names.of(deployment).provision_api()) as api:
             runner.monitoring = monitoring
             names = Names.of(deployment)
             agencies = {a.agency_id: a for a in deployment.agencies}

@@ -35,7 +35,7 @@ def world(tmp_path_factory):
         aws.client("s3").put_object(Bucket=bucket, Key="incoming/residents.csv",
                                     Body=csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
         runner.run_until_idle(timeout_s=300)
-        with LocalApi(env, runner, credentials={}) as api:
+        with LocalApi(env, runner, credentials={}, api=names.provision_api()) as api:
             principals = recipient_principals(deployment, runner, api)
             api.principals.update({p.access_key_id: p for p in principals.values()})
             yield deployment, runner, api, principals, sample_residents(deployment, 30)

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from infra.components.counter import AUTH_REFUSAL_BURST
 from infra.components.security_monitoring import (
     CIS_CONTROLS,
     SEQUENTIAL_CODES_THRESHOLD,
@@ -61,7 +62,10 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
     people = {"break-glass-used"}  # every tier whose configuration names security officers (docs/security.md)
     assert kinds_by_tier["national"] == expected | provision | cis | people
     assert kinds_by_tier["pref-200000"] == expected | people
-    assert kinds_by_tier["muni-200000"] == {"cs-failed-events-dlq-not-empty", "cs-errors", "cs-throttles"} | people
+    counter = {"card-authentication-refusals", "ended-card-presented", "card-unauthorised-attempts",
+               "counter-api-errors"}  # the counter API (docs/card.md)
+    assert kinds_by_tier["muni-200000"] == {"cs-failed-events-dlq-not-empty", "cs-errors", "cs-throttles"} | people \
+        | counter
 
 
 def test_custom_metric_alarms_use_the_dimensions_the_handlers_emit(nagano: Synth) -> None:
@@ -75,6 +79,8 @@ def test_custom_metric_alarms_use_the_dimensions_the_handlers_emit(nagano: Synth
             assert p["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
         elif p["MetricName"] == "ProvisionLogSealed":  # a heartbeat: fewer than one seal an hour
             assert p["Threshold"] == 1 and p["ComparisonOperator"] == "LessThanThreshold"
+        elif p["MetricName"] == "CardAuthenticationRefusals":  # a burst across the tier's counters
+            assert p["Threshold"] == AUTH_REFUSAL_BURST and p["ComparisonOperator"] == "GreaterThanThreshold"
         else:
             assert p["Threshold"] == 0 and p["ComparisonOperator"] == "GreaterThanThreshold"
         if p["MetricName"] == "GatewayRefusals":
@@ -82,7 +88,9 @@ def test_custom_metric_alarms_use_the_dimensions_the_handlers_emit(nagano: Synth
             continue
         dims = {d["Name"]: d["Value"] for d in p["Dimensions"]}
         tier = "national" if "national" in p["AlarmName"] else "prefecture"
-        if "-provision-" in p["AlarmName"]:
+        if "-muni-" in p["AlarmName"]:  # the counter function, tier dimension "municipality"
+            assert dims == {"tier": "municipality", "service": "jukinet-muni-200000"}
+        elif "-provision-" in p["AlarmName"]:
             assert dims == {"tier": "national", "service": "jukinet-provision"}
         else:
             assert dims == {"tier": tier,
@@ -104,12 +112,14 @@ def test_every_cs_function_is_watched_by_exactly_one_errors_and_one_throttles_al
 
 
 def test_every_alarm_kind_has_a_meaning_and_first_response_in_operations_md(every: Synth) -> None:
-    """In docs/operations.md, or for the provision API's alarms in docs/provision.md (the doc
-    the alarm's description names)."""
-    docs = {doc: (REPO / doc).read_text(encoding="utf-8") for doc in ("docs/operations.md", "docs/provision.md")}
+    """In docs/operations.md, or for the provision API's alarms in docs/provision.md and the
+    counter API's in docs/card.md (the doc the alarm's description names)."""
+    docs = {doc: (REPO / doc).read_text(encoding="utf-8")
+            for doc in ("docs/operations.md", "docs/provision.md", "docs/card.md")}
     for p in every.props("AWS::CloudWatch::Alarm"):
         kind = alarm_kind(p["AlarmName"])
-        doc = "docs/provision.md" if "See docs/provision.md." in p["AlarmDescription"] else "docs/operations.md"
+        doc = next((d for d in ("docs/provision.md", "docs/card.md") if f"See {d}." in p["AlarmDescription"]),
+                   "docs/operations.md")
         assert p["AlarmDescription"].endswith(f"See {doc}.")
         text = docs[doc]
         assert f"### `{kind}`" in text, (kind, doc)

@@ -17,7 +17,8 @@ CRYPTO_ACTIONS = {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:Sign
 def test_every_table_uses_its_cmk_pitr_deletion_protection_and_on_demand_billing(every: Synth) -> None:
     tables = every.props("AWS::DynamoDB::Table")
     provision = 2 if every.deployment.agencies else 0  # the provision log and state tables
-    assert len(tables) == 2 * len(every.deployment.prefectures) + 1 + provision
+    # per prefecture: identity, CS state and card tables
+    assert len(tables) == 3 * len(every.deployment.prefectures) + 1 + provision
     for t in tables:
         assert t["SSESpecification"]["SSEEnabled"] is True
         assert t["SSESpecification"]["SSEType"] == "KMS"
@@ -55,6 +56,10 @@ def test_each_municipality_and_prefecture_has_an_ecc_signing_key_under_its_alias
     assert all(k["KeyUsage"] == "SIGN_VERIFY" for k in signing)
     # The provision log's seal key is the one signing key that signs no notices (tests/infra/test_provision.py).
     signing = [k for k in signing if not k["Description"].startswith("national:")]
+    # Each municipality tier's card-event key signs card events only (tests/infra/test_counter.py).
+    card_events = [k for k in signing if "resident card's lifecycle events" in k["Description"]]
+    assert len(card_events) == len(every.deployment.prefectures)
+    signing = [k for k in signing if k not in card_events]
     codes = [p.code for p in every.deployment.prefectures] + [
         m.code for p in every.deployment.prefectures for m in p.municipality_tier.municipalities]
     assert len(signing) == len(codes)
@@ -79,6 +84,8 @@ def test_key_policies_separate_administration_from_use(every: Synth) -> None:
 def test_only_the_cs_role_may_sign_with_a_municipality_key(nagano: Synth) -> None:
     for key in nagano.props("AWS::KMS::Key"):
         if key.get("KeySpec") != "ECC_NIST_P256" or key["Description"].startswith(("pref-200000", "national:")):
+            continue
+        if "resident card's lifecycle events" in key["Description"]:  # tests/infra/test_counter.py
             continue
         code = key["Description"].split()[0]
         sign = [s for s in statements(key["KeyPolicy"]) if "kms:Sign" in as_list(s["Action"])]

@@ -20,6 +20,7 @@ HANDLERS = {
     "jukinet.handlers.provision_api.handler": "ProvisionSettings",
     "jukinet.handlers.provision_batch.handler": "ProvisionSettings",
     "jukinet.handlers.provision_sealer.handler": "SealerSettings",
+    "jukinet.handlers.card_api.handler": "CardSettings",
 }
 PROVISION_HANDLERS = {h for h in HANDLERS if ".provision_" in h}
 
@@ -38,6 +39,7 @@ def test_there_is_one_cs_per_municipality_one_processor_per_prefecture_and_one_n
         len(p.municipality_tier.municipalities) for p in d.prefectures)
     assert handlers.count("jukinet.handlers.prefecture_processor.handler") == len(d.prefectures)
     assert handlers.count("jukinet.handlers.national_processor.handler") == 1
+    assert handlers.count("jukinet.handlers.card_api.handler") == len(d.prefectures)  # one counter API per tier
     for provision in PROVISION_HANDLERS:
         assert handlers.count(provision) == (1 if d.agencies else 0), provision
     assert set(handlers) <= HANDLERS.keys()  # and no other function (no custom-resource providers)
@@ -146,9 +148,10 @@ def test_a_cs_role_touches_only_its_own_partition_key_bucket_and_queue(nagano: S
 
 
 def test_function_roles_live_under_their_tier_path(every: Synth) -> None:
-    # people's roles: test_responsibility.py; the existing systems' drop-zone writers: test_drop_zone_edge.py
+    # people's roles: test_responsibility.py; the existing systems' drop-zone writers: test_drop_zone_edge.py;
+    # the counter-staff roles: test_counter.py
     paths = {r["RoleName"]: r["Path"] for r in every.props("AWS::IAM::Role")
-             if "RoleName" in r and not r["Path"].endswith(("-people/", "-writers/"))}
+             if "RoleName" in r and not r["Path"].endswith(("-people/", "-writers/", "-counter/"))}
     assert len(paths) == len(every.props("AWS::Lambda::Function"))
     for name, path in paths.items():
         tier = "national" if "national" in name else (

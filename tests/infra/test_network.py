@@ -6,6 +6,8 @@ import pytest
 
 from infra.components.network import CLOSE_DEFAULT_SG_RUNBOOK
 
+from infra.naming import Names
+
 from .conftest import Synth, statements
 
 pytestmark = pytest.mark.slow
@@ -57,11 +59,16 @@ def test_functions_egress_only_https_and_endpoints_admit_only_the_functions(ever
     the drop-zone uploads endpoint, which admits HTTPS from the existing systems' networks."""
     staff = {c for p in every.deployment.prefectures for c in p.api_clients}
     existing_systems = {c for p in every.deployment.prefectures for c in p.municipality_tier.upload_cidrs}
+    # the counter API's endpoint: the municipal networks (upload_cidrs) and the tier's VPC (docs/card.md)
+    counters = existing_systems | {p.municipality_tier.network.cidr for p in every.deployment.prefectures}
     for _, _, res in every.resources("AWS::EC2::SecurityGroup"):
         p = res["Properties"]
         egress = p.get("SecurityGroupEgress", [])
         assert all(e.get("FromPort") in (443, 252) for e in egress), egress  # 252: CDK's "no egress" marker
-        if p["GroupDescription"].startswith("execute-api endpoint"):
+        if p["GroupDescription"].startswith("execute-api endpoint of the counter API"):
+            ingress = p["SecurityGroupIngress"]
+            assert ingress and all(i["FromPort"] == i["ToPort"] == 443 and i["CidrIp"] in counters for i in ingress)
+        elif p["GroupDescription"].startswith("execute-api endpoint"):
             ingress = p["SecurityGroupIngress"]
             assert ingress and all(i["FromPort"] == i["ToPort"] == 443 and i["CidrIp"] in staff for i in ingress)
         elif p["GroupDescription"].startswith("S3 endpoint for exports of the existing registry systems"):
@@ -86,7 +93,7 @@ def test_endpoints_are_exactly_the_services_the_functions_call(every: Synth) -> 
         expected = {"sqs", "kms", "dynamodb"}
         if stack.endswith("-base") or stack == "jukinet-national":  # drop zones; provision batch bucket
             expected.add("s3")
-        if stack in own_use:  # the prefecture's staff call the provision API
+        if stack in own_use or stack.endswith("-base"):  # the provision API (prefecture), the counter API
             expected.add("execute-api")
         assert services == expected, stack
 
@@ -98,11 +105,22 @@ def test_endpoint_policies_admit_only_this_tiers_roles(every: Synth) -> None:
         for s in statements(res["Properties"]["PolicyDocument"]):
             assert s["Effect"] == "Allow"
             patterns = s["Condition"]["ArnLike"]["aws:PrincipalArn"]
-            if "execute-api" in service:
+            if "execute-api" in service and stack.endswith("-base"):  # the counter API's endpoint
+                code = stack.split("-")[2]
+                p = next(p for p in every.deployment.prefectures if p.code == code)
+                names = Names.of(every.deployment)
+                env = p.municipality_tier.env
+                assert sorted(patterns) == sorted(
+                    [names.counter_role_arn(env, code, m.code) for m in p.municipality_tier.municipalities]
+                    + [names.people_role_arn(env, f"muni-{code}", "operator")])
+                assert s["Action"] == "execute-api:Invoke"
+            elif "execute-api" in service:
                 code = stack.rsplit("-", 1)[1]
                 assert patterns == sorted(p for a in every.deployment.own_use_recipients(code)
                                           for p in a.all_principals)
                 assert s["Action"] == "execute-api:Invoke"
             else:
-                assert all(p.startswith("arn:aws:iam::") and p.endswith("/*") for p in patterns)
+                # a tier's function roles, or (KMS: card-event signing) the counter function's role alone
+                assert all(p.startswith("arn:aws:iam::") and (p.endswith("/*") or p.endswith("-counter"))
+                           for p in patterns)
             assert s["Resource"] != "*"

@@ -41,7 +41,7 @@ def demo_trust(tier: str, kind: str) -> dict:
     from infra.components.responsibility import trust_policy
 
     people = DEMO.people
-    if kind.startswith("drop-zone-writer-"):  # trusted by the tier's account (infra/stacks/municipality.py)
+    if kind.startswith(("drop-zone-writer-", "counter-staff-")):  # trusted by the tier's account
         return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                          "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}]}
     if kind == "break-glass":
@@ -59,6 +59,7 @@ def deployed_as_configured() -> list[DeployedRole]:
         for kind in kinds:
             doc = demo_trust(tier, kind)
             name = (NAMES.drop_zone_writer(kind.rsplit("-", 1)[1]) if kind.startswith("drop-zone-writer-")
+                    else NAMES.counter_role(kind.rsplit("-", 1)[1]) if kind.startswith("counter-staff-")
                     else NAMES.people_role(tier, kind))
             roles.append(DeployedRole(tier=tier, kind=kind, name=name,
                                       principals=trust_principals(doc), expires=trust_expiry(doc)))
@@ -108,6 +109,28 @@ def test_a_writer_role_trusting_someone_else_or_a_missing_writer_is_drift() -> N
     assert any("jukinet-dropzone-writer-202011" in d and intruder in d for d in review.drift)
     assert any(d.startswith("jukinet-dropzone-writer-202029: not deployed") for d in review.drift)
     assert review.exit_code(strict=True) == 1
+
+
+def test_each_municipality_has_one_counter_staff_role_in_the_review() -> None:
+    rows = [r for r in configured_rows(DEMO, dt.date(2026, 11, 26)) if r.role.startswith("counter-staff-")]
+    municipalities = DEMO.prefectures[0].municipality_tier.municipalities
+    assert sorted(r.role_name for r in rows) == sorted(NAMES.counter_role(m.code) for m in municipalities)
+    nagano = next(r for r in rows if r.role == "counter-staff-202011")
+    assert (nagano.tier, nagano.title, nagano.principal) == (
+        "muni-200000", "窓口 (counter staff, resident cards)", f"arn:aws:iam::{ACCOUNT}:root")
+
+
+def test_a_counter_role_trusting_someone_else_is_drift_and_parse_role_reads_it() -> None:
+    """The attack: another principal added by hand to a municipality's counter-staff role."""
+    role = {"Path": NAMES.counter_roles_path("200000"), "RoleName": NAMES.counter_role("202011"),
+            "AssumeRolePolicyDocument": demo_trust("muni-200000", "counter-staff-202011")}
+    parsed = parse_role(DEMO, role)
+    assert (parsed.tier, parsed.kind) == ("muni-200000", "counter-staff-202011")
+    intruder = "arn:aws:iam::999999999999:role/intruder"
+    deployed = [dataclasses.replace(d, principals=d.principals | {intruder}) if d.kind == "counter-staff-202011"
+                else d for d in deployed_as_configured()]
+    review = build_review(DEMO, EXPIRES - dt.timedelta(days=60), deployed, ALL_CHECKED)
+    assert any("jukinet-counter-202011" in d and intruder in d for d in review.drift)
 
 
 def test_parse_role_reads_a_deployed_writer_role() -> None:

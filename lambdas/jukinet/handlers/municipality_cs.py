@@ -6,6 +6,7 @@ import os
 import urllib.parse
 from functools import lru_cache
 
+from ..adapters.card_store import ResidentRegister
 from ..adapters.cs_state import CsState
 from ..adapters.kms import Signer
 from ..clock import system_clock
@@ -24,6 +25,7 @@ def _runtime(settings: MunicipalityCsSettings, endpoint: str | None) -> Communic
         settings.DROP_ZONE_BUCKET,
         settings.DROP_ZONE_PREFIX,
         clock=system_clock,
+        register=ResidentRegister(settings.CARD_TABLE_NAME) if settings.CARD_TABLE_NAME else None,
     )
 
 

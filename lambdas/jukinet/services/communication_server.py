@@ -15,6 +15,7 @@ import posixpath
 from dataclasses import dataclass
 
 from ..adapters import aws, queues
+from ..adapters.card_store import ResidentRegister
 from ..adapters.cs_state import REJECTED, RESERVED, SENT, CsState
 from ..adapters.kms import Signer
 from ..clock import Clock
@@ -38,7 +39,7 @@ class FileOutcome:
 
 class CommunicationServer:
     def __init__(self, municipality: str, state: CsState, signer: Signer, outbound_queue_url: str,
-                 bucket: str, prefix: str = "", *, clock: Clock) -> None:
+                 bucket: str, prefix: str = "", *, clock: Clock, register: ResidentRegister | None = None) -> None:
         self.municipality = LocalGovernmentCode.parse(municipality, "MUNICIPALITY_CODE")
         self.state = state
         self.signer = signer
@@ -46,6 +47,9 @@ class CommunicationServer:
         self.bucket = bucket
         self.prefix = prefix
         self.clock = clock  # a notice's time is when its CS sent it
+        # The tier's own register of residents for the counter API (住基カード): issuance checks
+        # it, and a death, deletion or code change recorded there ends the resident's card.
+        self.register = register
 
     def process_object(self, bucket: str, key: str) -> FileOutcome:
         incoming = f"{self.prefix}incoming/"
@@ -92,6 +96,8 @@ class CommunicationServer:
         s3.put_object(Bucket=bucket, Key=f"{report_base}.summary.json",
                       Body=summary.encode() if isinstance(summary, str) else summary, ContentType="application/json")
         status = REJECTED if result.file_error else SENT
+        if self.register is not None and notices:  # before finish: a retry records them again (idempotent)
+            self.register.record(notices)
         self.state.finish(record, status)
 
         metrics.add_metric(name="NoticesSent", unit=MetricUnit.Count, value=len(notices))

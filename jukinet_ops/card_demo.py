@@ -1,0 +1,121 @@
+"""The demo's counter step (住基カード): cards issued at one municipality's counter, one
+authenticated at another's, a lost card suspended by the operator and refused, a wrong PIN
+locking a card — through the deployed private counter API served by ``LocalApi``, with
+virtual IC chips held here (their private keys never leave them)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from rich.console import Console
+
+from jukinet.domain.card import CardLocked, VirtualCard, WrongPin
+
+
+def counter_principals(deployment, runner) -> dict[str, Any]:
+    """Local credentials: each municipality's counter-staff role (key: its code) and the
+    tier's operator (``operator``), coming through the tier's execute-api endpoint."""
+    from infra.naming import Names, municipality_tier
+    from jukinet_ops.local.api import local_principals
+
+    names = Names.of(deployment)
+    prefecture = deployment.prefectures[0]
+    env = prefecture.municipality_tier.env
+    endpoint = runner.functions[names.card_api(prefecture.code)].environment["API_ENDPOINT_IDS"]
+    roles = {m.code: names.counter_role_arn(env, prefecture.code, m.code)
+             for m in prefecture.municipality_tier.municipalities}
+    roles["operator"] = names.people_role_arn(env, municipality_tier(prefecture.code), "operator")
+    made = local_principals({arn: endpoint for arn in roles.values()})
+    return {label: made[arn] for label, arn in roles.items()}
+
+
+def active_residents(deployment, municipality: str, limit: int) -> list[str]:
+    """Up to ``limit`` residents the tier's register shows living in ``municipality``."""
+    from infra.naming import Names
+    from jukinet.adapters import aws
+
+    table = Names.of(deployment).card_table(deployment.prefectures[0].code)
+    found: list[str] = []
+    kwargs: dict = {}
+    while len(found) < limit:
+        page = aws.client("dynamodb").scan(
+            TableName=table, FilterExpression="sk = :r AND municipality = :m AND ended = :e AND reason <> :out",
+            ExpressionAttributeValues={":r": {"S": "REGISTER"}, ":m": {"S": municipality}, ":e": {"S": ""},
+                                       ":out": {"S": "21"}}, **kwargs)
+        found += [i["pk"]["S"].removeprefix("RESIDENT#") for i in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return sorted(found)[:limit]
+
+
+class Counter:
+    """A counter terminal: its clerk's credentials and the served API."""
+
+    def __init__(self, api, principal) -> None:
+        self.api, self.principal = api, principal
+
+    def post(self, path: str, body: dict | None = None) -> tuple[int, dict]:
+        response = self.api.request(self.principal, "POST", path, body=json.dumps(body or {}),
+                                    headers={"Content-Type": "application/json"})
+        return response.status, response.json()
+
+    def issue(self, resident_code: str, chip: VirtualCard, card_type: str = "B") -> dict:
+        status, card = self.post("/v1/cards", {"resident_code": resident_code, "card_type": card_type,
+                                            "public_key": chip.public_key})
+        if status != 201:
+            raise RuntimeError(f"issuance refused: {card}")
+        chip.serial = card["serial"]
+        return card
+
+    def authenticate(self, chip: VirtualCard, pin: str) -> tuple[int, dict]:
+        status, challenge = self.post("/v1/challenges", {"serial": chip.serial})
+        if status != 200:
+            return status, challenge
+        try:
+            signature = chip.sign(challenge["message"].encode(), pin)
+        except (WrongPin, CardLocked) as exc:
+            _, counted = self.post(f"/v1/challenges/{challenge['challenge_id']}/pin-failure")
+            return 0, {"chip": str(exc), **counted}
+        return self.post("/v1/authentications", {"challenge_id": challenge["challenge_id"],
+                                              "signature": base64.b64encode(signature).decode()})
+
+
+def run_card_demo(console: Console, deployment, env, runner, *, month: str) -> dict[str, Any]:
+    """Step 7 of the demo; returns what happened (tests read it)."""
+    from infra.naming import Names
+    from jukinet_ops.card_stats import card_statistics, stats_table
+    from jukinet_ops.local.api import LocalApi
+
+    names = Names.of(deployment)
+    prefecture = deployment.prefectures[0]
+    codes = sorted(m.code for m in prefecture.municipality_tier.municipalities)
+    home, elsewhere = codes[0], codes[1]
+    residents = active_residents(deployment, home, 3)
+    if len(residents) < 3:
+        console.print(f"[yellow]7. counter API: fewer than 3 residents of {home} in the register; skipped[/]")
+        return {}
+    principals = counter_principals(deployment, runner)
+    out: dict[str, Any] = {}
+    with LocalApi(env, runner, credentials=principals, api=names.card_api(prefecture.code)) as api:
+        at_home, at_other = Counter(api, principals[home]), Counter(api, principals[elsewhere])
+        operator = Counter(api, principals["operator"])
+        chips = [VirtualCard(pin) for pin in ("2468", "1357", "8024")]
+        cards = [at_home.issue(code, chip) for code, chip in zip(residents, chips, strict=True)]
+        console.print(f"[bold]7.[/] counter API served at {api.url}: {home}'s counter issued 3 cards "
+                      f"({', '.join(c['serial'] for c in cards)}), valid until {cards[0]['valid_until']}")
+        out["authenticated"] = at_other.authenticate(chips[0], "2468")
+        console.print(f"   card {chips[0].serial} authenticated at {elsewhere}'s counter → {out['authenticated'][1]}")
+        operator.post(f"/v1/cards/{chips[1].serial}/suspension", {"reason": "lost"})
+        out["lost"] = at_other.authenticate(chips[1], "1357")
+        console.print(f"   card {chips[1].serial} reported lost, suspended by the operator; presented at "
+                      f"{elsewhere} → {out['lost'][0]} {out['lost'][1]['error']['code']}")
+        tries = [at_other.authenticate(chips[2], pin)[1] for pin in ("0000", "1111", "2222")]
+        out["pin"] = tries
+        out["after_lock"] = at_other.authenticate(chips[2], "8024")
+        console.print(f"   card {chips[2].serial}: 3 wrong PINs → chip locked ({tries[-1]['chip']}); the network "
+                      f"counted {tries[-1]['failures']}; the right PIN next → {out['after_lock'][1]['error']['code']}")
+    console.print(stats_table(card_statistics(deployment, month), month))
+    return out

@@ -1,0 +1,326 @@
+"""Counter API (窓口) of one municipality tier: resident cards (住基カード) — private REST API, IAM/SigV4.
+
+Routes and models are declared here; Powertools validates requests and generates the OpenAPI
+document published as ``docs/card-openapi.json`` (``jukinet openapi --card``; a test fails
+when it is stale). Errors are mapped once, below. Every call is recorded and counted by the
+service (``services/card.py``); refusals also go to the metrics alarmed in bursts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import os
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from pydantic import BaseModel, Field
+
+from ..adapters.card_store import CardStore
+from ..clock import system_clock
+from ..domain.card import Card, CardRefusal, CardRefusalCode
+from ..observability import MetricUnit, flush, logger, metrics, use_tier
+from ..services.card import CardService, Caller, EventSigner
+from ..settings import CardSettings, load_settings
+
+API_TITLE = "jukinet counter API (resident cards)"
+API_VERSION = "1.0.0"
+MAX_REQUEST_BYTES = 8_192
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+Serial = Annotated[str, PathParam(max_length=32, description="card serial: <issuer code>-<16 hex digits>")]
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+class IssueRequest(BaseModel):
+    resident_code: Annotated[str, Field(max_length=16, description="住民票コード (11 digits)")]
+    card_type: Annotated[Literal["A", "B"], Field(description="A: no photo; B: photo")]
+    public_key: Annotated[str, Field(max_length=512, description="the card's P-256 public key, base64 DER")]
+
+
+class CardView(BaseModel):
+    serial: str
+    resident_code: str
+    issuer: str = Field(description="the municipality that issued the card")
+    home: str = Field(description="the municipality that holds the card now (differs after a special move-in)")
+    card_type: Literal["A", "B"]
+    status: Literal["active", "suspended", "revoked", "expired"]
+    valid_until: str = Field(description="last day of validity (JST)")
+    pin_locked: bool
+    events: int = Field(description="number of signed lifecycle events")
+
+
+class SuspendRequest(BaseModel):
+    reason: Annotated[str, Field(max_length=64, description="e.g. lost, stolen")] = "lost"
+
+
+class PinResetRequest(BaseModel):
+    resident_code: Annotated[str, Field(max_length=16,
+                                        description="the resident code read from the resident's own documents")]
+
+
+class SignedEvent(BaseModel):
+    serial: str
+    seq: int
+    kind: str
+    at: str
+    municipality: str
+    actor: str
+    previous: str
+    details: dict
+    signer: str
+    signature: str
+    v: int
+
+
+class PinResetResponse(BaseModel):
+    card: CardView
+    event: SignedEvent = Field(description="the signed pin_reset event the card takes to set its new PIN")
+
+
+class ChallengeRequest(BaseModel):
+    serial: Annotated[str, Field(max_length=32)]
+
+
+class ChallengeResponse(BaseModel):
+    challenge_id: str
+    serial: str
+    message: str = Field(description="the exact bytes (UTF-8) the card signs after its PIN")
+    expires_at: str
+
+
+class AuthenticationRequest(BaseModel):
+    challenge_id: Annotated[str, Field(max_length=64)]
+    signature: Annotated[str, Field(max_length=256, description="the card's ECDSA P-256 signature, base64 DER")]
+
+
+class AuthenticationResponse(BaseModel):
+    resident_code: str
+    issuer: str = Field(description="the municipality that issued the card")
+
+
+class PinFailureResponse(BaseModel):
+    failures: int
+    locked: bool
+
+
+def view(card: Card) -> CardView:
+    return CardView(serial=card.serial, resident_code=card.resident_code, issuer=card.issuer, home=card.home,
+                    card_type=card.card_type.value, status=card.status.value,
+                    valid_until=card.valid_until.isoformat(), pin_locked=card.pin_locked, events=card.seq)
+
+
+# --- runtime -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)  # one per distinct environment: a cold start
+def _runtime(settings: CardSettings, endpoint: str | None) -> CardService:
+    return CardService(CardStore(settings.CARD_TABLE_NAME), EventSigner(settings.CARD_EVENT_KEY_ID),
+                       municipalities=settings.MUNICIPALITIES, counter_role_prefix=settings.COUNTER_ROLE_PREFIX,
+                       operator_roles=settings.OPERATOR_ROLES, account=settings.ACCOUNT_ID or None,
+                       allowed_endpoints=settings.API_ENDPOINT_IDS or None, clock=system_clock)
+
+
+def runtime() -> CardService:
+    return _runtime(load_settings(CardSettings), os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def caller() -> Caller:
+    identity = app.current_event.raw_event.get("requestContext", {}).get("identity", {}) or {}
+    return Caller(principal_arn=identity.get("userArn"), source_endpoint=identity.get("vpceId"),
+                  request_id=app.current_event.request_context.request_id or "")
+
+
+def done(action: str, card: Card | None = None) -> None:
+    metrics.add_metric(name="CardRequests", unit=MetricUnit.Count, value=1)
+    logger.info("card request served", extra={"action": action, "caller": caller().principal_arn,
+                                              "serial": card.serial if card else None})
+
+
+# --- routes --------------------------------------------------------------------------------
+
+
+@app.post("/v1/cards", summary="Issue a card (交付) to a resident of the caller's municipality", tags=["cards"],
+          responses={201: {"description": "issued", "content": {"application/json": {"model": CardView}}}})
+def issue(request: IssueRequest) -> Response[CardView]:
+    card = runtime().issue(caller(), resident_code=request.resident_code, card_type=request.card_type,
+                           public_key=request.public_key)
+    done("issue", card)
+    metrics.add_metric(name="CardsIssued", unit=MetricUnit.Count, value=1)
+    return Response(status_code=201, content_type="application/json", body=view(card))
+
+
+@app.post("/v1/cards/<serial>/suspension", summary="Suspend a card (一時停止), e.g. reported lost", tags=["cards"],
+          responses={200: {"description": "suspended", "content": {"application/json": {"model": CardView}}}})
+def suspend(serial: Serial, request: SuspendRequest) -> CardView:
+    card = runtime().suspend(caller(), serial, request.reason)
+    done("suspend", card)
+    return view(card)
+
+
+@app.post("/v1/cards/<serial>/resumption", summary="Resume a suspended card", tags=["cards"],
+          responses={200: {"description": "active again", "content": {"application/json": {"model": CardView}}}})
+def resume(serial: Serial) -> CardView:
+    card = runtime().resume(caller(), serial)
+    done("resume", card)
+    return view(card)
+
+
+@app.post("/v1/cards/<serial>/revocation", summary="Revoke a returned card (返納)", tags=["cards"],
+          responses={200: {"description": "revoked", "content": {"application/json": {"model": CardView}}}})
+def revoke(serial: Serial) -> CardView:
+    card = runtime().revoke(caller(), serial)
+    done("revoke", card)
+    return view(card)
+
+
+@app.post("/v1/cards/<serial>/expiry", summary="Record that a card's validity has ended", tags=["cards"],
+          responses={200: {"description": "expired", "content": {"application/json": {"model": CardView}}}})
+def expire(serial: Serial) -> CardView:
+    card = runtime().expire(caller(), serial)
+    done("expire", card)
+    return view(card)
+
+
+@app.post("/v1/cards/<serial>/pin-reset", summary="Reset the PIN at the counter, identity checked", tags=["cards"],
+          responses={200: {"description": "reset", "content": {"application/json": {"model": PinResetResponse}}}})
+def reset_pin(serial: Serial, request: PinResetRequest) -> PinResetResponse:
+    card, event = runtime().reset_pin(caller(), serial, resident_code=request.resident_code)
+    done("reset_pin", card)
+    return PinResetResponse(card=view(card), event=SignedEvent.model_validate(event.to_dict()))
+
+
+@app.post("/v1/challenges", summary="A one-time challenge for a card presented at this counter",
+          tags=["authentication"],
+          responses={200: {"description": "sign it with the card",
+                           "content": {"application/json": {"model": ChallengeResponse}}}})
+def challenge(request: ChallengeRequest) -> ChallengeResponse:
+    body = runtime().challenge(caller(), request.serial)
+    done("challenge")
+    return ChallengeResponse(challenge_id=body["challenge_id"], serial=body["serial"], message=body["message"],
+                             expires_at=body["expires_at"].astimezone(dt.UTC).isoformat().replace("+00:00", "Z"))
+
+
+@app.post("/v1/authentications", summary="Authenticate a card: its signature over the challenge",
+          tags=["authentication"],
+          responses={200: {"description": "the card's resident code and issuing municipality, nothing else",
+                           "content": {"application/json": {"model": AuthenticationResponse}}}})
+def authenticate(request: AuthenticationRequest) -> AuthenticationResponse:
+    try:
+        signature = base64.b64decode(request.signature, validate=True)
+    except (binascii.Error, ValueError):
+        raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "the signature is not base64", field="signature",
+                          rule="base64") from None
+    body = runtime().authenticate(caller(), request.challenge_id, signature)
+    done("authenticate")
+    metrics.add_metric(name="CardAuthentications", unit=MetricUnit.Count, value=1)
+    return AuthenticationResponse(**body)
+
+
+@app.post("/v1/challenges/<challenge_id>/pin-failure", tags=["authentication"],
+          summary="Report that the card refused the PIN for this challenge (the network counts, locks at 3)",
+          responses={200: {"description": "counted", "content": {"application/json": {"model": PinFailureResponse}}}})
+def pin_failure(challenge_id: Annotated[str, PathParam(max_length=64)]) -> PinFailureResponse:
+    body = runtime().pin_failed(caller(), challenge_id)
+    done("pin_failed")
+    metrics.add_metric(name="CardPinFailures", unit=MetricUnit.Count, value=1)
+    return PinFailureResponse(**body)
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+_ACTIONS = {"/v1/authentications": "authenticate", "/v1/challenges": "challenge", "/v1/cards": "issue"}
+
+
+def count_refusal(refusal: CardRefusal, who: Caller, path: str, body: dict) -> None:
+    metrics.add_metric(name="CardRefusals", unit=MetricUnit.Count, value=1)
+    if refusal.code.authentication and path in ("/v1/authentications", "/v1/challenges"):
+        metrics.add_metric(name="CardAuthenticationRefusals", unit=MetricUnit.Count, value=1)
+    if refusal.code in (CardRefusalCode.CARD_SUSPENDED, CardRefusalCode.CARD_REVOKED):
+        metrics.add_metric(name="EndedCardPresented", unit=MetricUnit.Count, value=1)  # a lost or stolen card
+    if refusal.code in (CardRefusalCode.UNKNOWN_CALLER, CardRefusalCode.ENDPOINT_NOT_ALLOWED,
+                        CardRefusalCode.NOT_THIS_MUNICIPALITY, CardRefusalCode.PUBLIC_KEY_IN_USE):
+        metrics.add_metric(name="CardUnauthorisedAttempts", unit=MetricUnit.Count, value=1)
+    logger.warning("card request refused", extra={"code": refusal.code.name, "field": refusal.field,
+                                                  "rule": refusal.rule, "caller": who.principal_arn,
+                                                  "source_vpce": who.source_endpoint, "path": path})
+    action = _ACTIONS.get(path, path.rsplit("/", 1)[-1])
+    serial = body.get("serial") if isinstance(body.get("serial"), str) else ""
+    if not serial and path.startswith("/v1/cards/"):
+        serial = path.split("/")[3]
+    try:
+        runtime().refused(who, action, refusal, serial=serial[:32],
+                          resident_code=str(body.get("resident_code", ""))[:16])
+    except Exception:  # the refusal must reach the caller even if its record cannot be written
+        logger.exception("card refusal not recorded")
+
+
+def refusal_response(refusal: CardRefusal) -> Response:
+    who = caller()
+    event = app.current_event
+    try:
+        body = json.loads(event.body or "{}")
+    except ValueError:
+        body = {}
+    count_refusal(refusal, who, event.path, body if isinstance(body, dict) else {})
+    return Response(status_code=refusal.code.status, content_type="application/json",
+                    body=json.dumps({"error": {**refusal.to_dict(), "request_id": who.request_id}}))
+
+
+@app.exception_handler(CardRefusal)
+def _refused(exc: CardRefusal) -> Response:
+    return refusal_response(exc)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(exc: RequestValidationError) -> Response:
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    return refusal_response(CardRefusal(CardRefusalCode.INVALID_REQUEST, str(first.get("msg", "invalid request")),
+                                        field=".".join(location) or "body", rule=str(first.get("type", "invalid"))))
+
+
+@app.not_found
+def _not_found(exc: Exception) -> Response:
+    return refusal_response(CardRefusal(CardRefusalCode.NOT_FOUND, "no such resource"))
+
+
+def precheck(event: dict) -> dict | None:
+    """Refused before routing: an unknown caller or endpoint learns nothing about its input."""
+    context = event.get("requestContext") or {}
+    identity = context.get("identity") or {}
+    who = Caller(principal_arn=identity.get("userArn"), source_endpoint=identity.get("vpceId"),
+                 request_id=context.get("requestId") or "")
+    body = event.get("body") or ""
+    try:
+        runtime().identify(who)
+        if len(body.encode("utf-8") if isinstance(body, str) else body) > MAX_REQUEST_BYTES:
+            raise CardRefusal(CardRefusalCode.INVALID_REQUEST, f"the request body is over {MAX_REQUEST_BYTES} bytes",
+                              field="body", rule="max_bytes")
+    except CardRefusal as refusal:
+        metrics.add_metric(name="CardRefusals", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="CardUnauthorisedAttempts", unit=MetricUnit.Count, value=1)
+        logger.warning("card request refused", extra={"code": refusal.code.name, "caller": who.principal_arn,
+                                                      "source_vpce": who.source_endpoint})
+        return {"statusCode": refusal.code.status, "headers": {"Content-Type": "application/json"},
+                "body": json.dumps({"error": {**refusal.to_dict(), "request_id": who.request_id}}),
+                "isBase64Encoded": False}
+    return None
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: object) -> dict:
+    use_tier("municipality")
+    try:
+        return precheck(event) or app.resolve(event, context)
+    finally:
+        flush()

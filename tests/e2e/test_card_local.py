@@ -1,0 +1,116 @@
+"""The counter API end to end on the embedded AWS: the synthesized Nagano assembly deployed
+into a moto server, residents entered through the deployed CSs (which record them in the
+tier's card table), and the deployed private counter API served by ``LocalApi`` — called
+with SigV4 by the municipalities' counter-staff roles through the tier's execute-api endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+
+import pytest
+
+from infra.naming import Names, municipality_tier
+from jukinet.adapters import aws
+from jukinet.domain.card import VirtualCard
+from jukinet_ops.local.api import LocalApi, local_principals
+
+from ..pipeline.exports import csv_bytes, person, row
+from .embedded import deployed_nagano
+
+pytestmark = pytest.mark.slow
+
+NAGANO, MATSUMOTO = "202011", "202029"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    with deployed_nagano(tmp_path_factory) as (deployment, env, runner):
+        names = Names.of(deployment)
+        prefecture = deployment.prefectures[0]
+        tier_env = prefecture.municipality_tier.env
+        rng = random.Random(15)
+        people = [person(rng) for _ in range(3)]
+        bucket = names.drop_zone_bucket(tier_env, NAGANO)
+        aws.client("s3").put_object(Bucket=bucket, Key="incoming/residents.csv",
+                                    Body=csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
+        runner.run_until_idle(timeout_s=300)
+        function_env = runner.functions[names.card_api(prefecture.code)].environment
+        endpoint = function_env["API_ENDPOINT_IDS"]
+        roles = {code: names.counter_role_arn(tier_env, prefecture.code, code) for code in (NAGANO, MATSUMOTO)}
+        operator = names.people_role_arn(tier_env, municipality_tier(prefecture.code), "operator")
+        principals = local_principals({**{arn: endpoint for arn in roles.values()}, operator: endpoint})
+        with LocalApi(env, runner, credentials={**principals}, api=names.card_api(prefecture.code)) as api:
+            by = {code: principals[arn] for code, arn in roles.items()}
+            by["operator"] = principals[operator]
+            yield api, by, people
+
+
+def _post(api, principal, path, body=None, headers=None):
+    response = api.request(principal, "POST", path, body=json.dumps(body or {}),
+                           headers={"Content-Type": "application/json", **(headers or {})})
+    return response.status, response.json()
+
+
+def _authenticate(api, principal, chip, pin):
+    status, challenge = _post(api, principal, "/v1/challenges", {"serial": chip.serial})
+    if status != 200:
+        return status, challenge
+    signature = chip.sign(challenge["message"].encode(), pin)
+    return _post(api, principal, "/v1/authentications", {"challenge_id": challenge["challenge_id"],
+                                                      "signature": base64.b64encode(signature).decode()})
+
+
+def test_issue_authenticate_elsewhere_suspend_and_refuse(world):
+    api, by, people = world
+    code = people[0]["resident_code"]
+    chip = VirtualCard("2468")
+    status, card = _post(api, by[NAGANO], "/v1/cards", {"resident_code": code, "card_type": "B",
+                                                     "public_key": chip.public_key})
+    assert status == 201, card
+    chip.serial = card["serial"]
+    status, answer = _authenticate(api, by[MATSUMOTO], chip, "2468")
+    assert (status, answer) == (200, {"resident_code": code, "issuer": NAGANO})
+    status, suspended = _post(api, by["operator"], f"/v1/cards/{chip.serial}/suspension", {"reason": "lost"})
+    assert (status, suspended["status"]) == (200, "suspended")
+    status, body = _authenticate(api, by[MATSUMOTO], chip, "2468")
+    assert (status, body["error"]["code"]) == (403, "CARD_SUSPENDED")
+
+
+def test_another_municipalitys_counter_cannot_issue_for_a_resident_not_theirs(world):
+    api, by, people = world
+    status, body = _post(api, by[MATSUMOTO], "/v1/cards", {"resident_code": people[1]["resident_code"],
+                                                        "card_type": "A", "public_key": VirtualCard("1111").public_key})
+    assert (status, body["error"]["code"]) == (409, "RESIDENT_NOT_ACTIVE")
+
+
+def test_the_gateway_denies_a_counter_role_outside_the_tiers_endpoint_and_the_operator_off_suspension(world):
+    api, by, people = world
+    status, body = _post(api, by[NAGANO], "/v1/challenges", {"serial": "202011-0000000000000000"},
+                         headers={"X-Jukinet-Local-Source-Vpce": "vpce-0bad0000000000bad"})
+    assert status == 403 and "explicit deny" in body["message"]
+    status, body = _post(api, by["operator"], "/v1/cards", {"resident_code": people[2]["resident_code"],
+                                                         "card_type": "A", "public_key": VirtualCard("1111").public_key})
+    assert status == 403 and "message" in body
+
+
+def test_the_demo_step_issues_authenticates_suspends_and_locks(world):
+    import io
+
+    from rich.console import Console
+
+    from jukinet.adapters import aws as _aws  # noqa: F401 — the world's environment is in effect
+    from jukinet.clock import month_jst, system_clock
+    from jukinet_ops.card_demo import run_card_demo
+
+    api, _, _ = world
+    console = Console(file=io.StringIO(), width=200)
+    from infra.config import load_deployment
+
+    out = run_card_demo(console, load_deployment("nagano-demo"), api.env, api.runner, month=month_jst(system_clock()))
+    assert out["authenticated"][0] == 200 and set(out["authenticated"][1]) == {"resident_code", "issuer"}
+    assert out["lost"][1]["error"]["code"] == "CARD_SUSPENDED"
+    assert [t["failures"] for t in out["pin"]] == [1, 2, 3] and out["pin"][-1]["locked"]
+    assert out["after_lock"][1]["error"]["code"] == "PIN_LOCKED"
+    assert "Resident cards" in console.file.getvalue()
