@@ -566,14 +566,16 @@ def notice_hours(s: NoticeScenario, concurrency: int = PROCESSOR_CONCURRENCY) ->
 
 
 def lookup_units(k: int) -> dict[str, float]:
-    """One look-up of k codes: statistics read, identity BatchGetItem per 100, chain heads BatchGetItem per
-    100, one conditional PutItem per record (log entry, ~0.5 KB) plus its by_day index entry, heads
-    BatchWriteItem per 25, statistics UpdateItem."""
-    calls_ = 1 + 2 * math.ceil(k / BATCH_GET_KEYS) + k + math.ceil(k / BATCH_WRITE_ITEMS) + 1
-    rru = rru_for(1) + k * rru_for(IDENTITY_ITEM_KB) + k * rru_for(0.2)
-    wru = k * (wru_for(PROVISION_LOG_ENTRY_KB) + 1) + k * wru_for(0.2) + 1
-    sequential = calls_ - k  # the puts run eight at a time
-    return {"calls": calls_, "rru": rru, "wru": wru, "puts": k, "sequential": sequential}
+    """One look-up of k codes (decision 0023): one consistent BatchGetItem of the state table per 100
+    keys (isolation mark, STAT#<month>, two scan slots, k chain heads), identity BatchGetItem per 100,
+    then TransactWriteItems of at most 100 actions: per record its log entry (~0.5 KB, plus its by_day
+    index entry) and its head, and the statistics and scan slot once. Transactional writes cost two
+    write units per item (the index entry one); every request waits for the one before."""
+    state_keys, actions = k + 4, 2 * k + 2
+    calls_ = math.ceil(state_keys / BATCH_GET_KEYS) + math.ceil(k / BATCH_GET_KEYS) + math.ceil(actions / 100)
+    rru = (4 + k) * rru_for(0.2) + k * rru_for(IDENTITY_ITEM_KB)  # state items read strongly consistent
+    wru = 2 * (k * wru_for(PROVISION_LOG_ENTRY_KB) + k * wru_for(0.2) + 2) + k
+    return {"calls": calls_, "rru": rru, "wru": wru, "puts": 0, "sequential": calls_}
 
 
 def distinct_data_keys_after_load() -> float:
@@ -729,9 +731,9 @@ def limits() -> list[Limit]:
               "initial load, all five prefecture instances on one municipality's files: one ledger put per message",
               "updated once per message, never per notice: no (five writers do retry on the version check)"),
         Limit("DynamoDB partition: 1,000 WCU/s on STAT#<month>/<recipient>", QUOTAS["ddb_partition_wru_per_s"].value,
-              150, "up to three UpdateItems per look-up request (reserve against the monthly limit, count, give "
-                   "back what was not provided), at the demo's largest throttle (50 requests/s)",
-              "bites only for a recipient allowed over ~330 requests/s; its usage plan holds it at 20–50"),
+              100, "one transactional ADD per look-up request (2 write units; decision 0023), at the demo's "
+                   "largest throttle (50 requests/s)",
+              "bites only for a recipient allowed over ~500 requests/s; its usage plan holds it at 20–50"),
         Limit("DynamoDB partition: 1,000 WCU/s per by_day index shard (16 a day)",
               QUOTAS["ddb_partition_wru_per_s"].value, alive_records_per_s / DAY_SHARDS,
               "alive check at batch concurrency 10: one index entry per record",

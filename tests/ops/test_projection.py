@@ -36,19 +36,20 @@ def test_write_units_round_up_per_kilobyte_and_reads_per_four():
 
 def test_a_look_up_costs_the_designed_calls_and_units():
     one = p.lookup_units(1)
-    assert one["calls"] == 1 + 1 + 1 + 1 + 1 + 1  # stats read, identity, heads, put, heads write, stats update
-    assert one["rru"] == 1 + 1 + 1
-    assert one["wru"] == 1 + 1 + 1 + 1  # log entry, its by_day index entry, head, statistics
+    assert one["calls"] == 3  # state snapshot, identity, one transaction (decision 0023)
+    assert one["rru"] == 4 + 1 + 1  # isolation, statistics, two scan slots; the head; the resident
+    assert one["wru"] == 2 * (1 + 1 + 2) + 1  # transactional: entry, head, statistics, scan slot; index entry
     hundred = p.lookup_units(100)
-    assert hundred["calls"] == 1 + 2 * 1 + 100 + 4 + 1
-    assert hundred["rru"] == 1 + 2 * 100
-    assert hundred["wru"] == 3 * 100 + 1
+    assert hundred["calls"] == 2 + 1 + 3  # 104 state keys, 100 identity keys, 202 actions
+    assert hundred["calls"] <= 100 / 10  # issue 13: at most one request per 10 records
+    assert hundred["rru"] == 4 + 2 * 100
+    assert hundred["wru"] == 2 * (2 * 100 + 2) + 100
 
 
-def test_a_batch_write_of_25_items_is_25_units_not_one():
-    units = {k: p.lookup_units(k) for k in (25, 26)}
-    assert units[25]["calls"] == units[26]["calls"] - 2  # one more put, one more BatchWriteItem for the heads
-    assert units[26]["wru"] - units[25]["wru"] == 3  # the 26th record: entry + index entry + head
+def test_a_transaction_holds_at_most_100_actions():
+    units = {k: p.lookup_units(k) for k in (49, 50)}
+    assert units[50]["calls"] == units[49]["calls"] + 1  # 102 actions: a second transaction
+    assert units[50]["wru"] - units[49]["wru"] == 2 * 2 + 1  # entry + head, transactional; index entry
 
 
 def test_the_notice_pipeline_counts_items_not_transaction_calls():
