@@ -12,15 +12,19 @@ from jukinet_ops.local.runner import _HOST_VARIABLES, replace_environ
 
 
 def test_a_variable_on_both_sides_is_never_deleted(monkeypatch):
-    monkeypatch.setenv("FAKETIME", "+100s")
+    moved = os.environ.get("FAKETIME", "+0s")  # under scripts/test-any-date: keep the moved clock
+    monkeypatch.setenv("FAKETIME", moved)
     monkeypatch.setenv("JUKINET_TEST_GONE", "1")
     deleted: list[str] = []
     real_unsetenv = os.unsetenv
     monkeypatch.setattr(os, "unsetenv", lambda name: (deleted.append(os.fsdecode(name)), real_unsetenv(name)))
     saved = dict(os.environ)
+    # libfaketime's settings stay as they are (a moved run keeps its clock meanwhile).
+    wanted = {k: v for k, v in saved.items() if k in ("FAKETIME_NO_CACHE", "DONT_FAKE_MONOTONIC", "LD_PRELOAD")}
+    wanted |= {"FAKETIME": moved, "JUKINET_TEST_NEW": "2"}
     try:
-        replace_environ({"FAKETIME": "+100s", "JUKINET_TEST_NEW": "2"})
-        assert dict(os.environ) == {"FAKETIME": "+100s", "JUKINET_TEST_NEW": "2"}
+        replace_environ(wanted)
+        assert dict(os.environ) == wanted
         assert "FAKETIME" not in deleted and "JUKINET_TEST_GONE" in deleted
     finally:
         replace_environ(saved)
