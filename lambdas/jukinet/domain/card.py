@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .codes import LocalGovernmentCode, ResidentCode
-from .errors import ValidationError
+from .errors import CodedRefusal, ValidationError
 from .notice import JST
 
 VALIDITY_YEARS = 10
@@ -157,24 +157,10 @@ AUTHENTICATION_REFUSALS = frozenset({
 })
 
 
-class CardRefusal(Exception):
+class CardRefusal(CodedRefusal):
     """A counter request refused with a documented code; ``field``/``rule`` say what was wrong."""
 
-    def __init__(self, code: CardRefusalCode, message: str, *, field: str | None = None,
-                 rule: str | None = None) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
-        self.field = field
-        self.rule = rule
-
-    def to_dict(self) -> dict:
-        out: dict = {"code": self.code.name, "message": self.message}
-        if self.field:
-            out["field"] = self.field
-        if self.rule:
-            out["rule"] = self.rule
-        return out
+    code: CardRefusalCode
 
 
 # --- time ---------------------------------------------------------------------------------

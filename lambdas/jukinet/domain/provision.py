@@ -33,7 +33,7 @@ from enum import Enum
 
 from .agreements import AgreementTerms, ProvisionFunction, Recipient, RecipientKind
 from .codes import ResidentCode
-from .errors import ValidationError
+from .errors import CodedRefusal, ValidationError
 from .facts import ChangeReason
 from .notice import JST
 
@@ -92,23 +92,10 @@ _UNAUTHORISED = frozenset({
 })
 
 
-class Refusal(Exception):
+class Refusal(CodedRefusal):
     """A request refused with a documented code. ``field``/``rule`` name what was wrong."""
 
-    def __init__(self, code: RefusalCode, message: str, *, field: str | None = None, rule: str | None = None) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
-        self.field = field
-        self.rule = rule
-
-    def to_dict(self) -> dict:
-        out: dict = {"code": self.code.name, "message": self.message}
-        if self.field:
-            out["field"] = self.field
-        if self.rule:
-            out["rule"] = self.rule
-        return out
+    code: RefusalCode
 
 
 # --- authorisation ----------------------------------------------------------------------

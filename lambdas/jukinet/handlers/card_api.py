@@ -25,8 +25,9 @@ from ..adapters.card_store import CardStore
 from ..clock import system_clock
 from ..domain.card import Card, CardRefusal, CardRefusalCode
 from ..observability import MetricUnit, flush, logger, metrics, use_tier
-from ..services.card import CardService, Caller, EventSigner
+from ..services.card import Caller, CardService, EventSigner
 from ..settings import CardSettings, load_settings
+from ._api import first_validation_error
 
 API_TITLE = "jukinet counter API (resident cards)"
 API_VERSION = "1.0.0"
@@ -283,10 +284,8 @@ def _refused(exc: CardRefusal) -> Response:
 
 @app.exception_handler(RequestValidationError)
 def _invalid(exc: RequestValidationError) -> Response:
-    first = exc.errors()[0] if exc.errors() else {}
-    location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-    return refusal_response(CardRefusal(CardRefusalCode.INVALID_REQUEST, str(first.get("msg", "invalid request")),
-                                        field=".".join(location) or "body", rule=str(first.get("type", "invalid"))))
+    message, field, rule = first_validation_error(exc)
+    return refusal_response(CardRefusal(CardRefusalCode.INVALID_REQUEST, message, field=field, rule=rule))
 
 
 @app.not_found

@@ -34,6 +34,7 @@ from ..observability import MetricUnit, flush, logger, metrics, use_tier
 from ..services.provision import Caller, Grant, ProvisionService
 from ..services.provision_batch import BatchProvision
 from ..settings import ProvisionSettings, load_settings
+from ._api import first_validation_error
 
 API_TITLE = "jukinet provision API"
 API_VERSION = "1.0.0"
@@ -334,10 +335,8 @@ def _refused(exc: Refusal) -> Response:
 
 @app.exception_handler(RequestValidationError)
 def _invalid(exc: RequestValidationError) -> Response:
-    first = exc.errors()[0] if exc.errors() else {}
-    location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-    return refusal_response(Refusal(RefusalCode.INVALID_REQUEST, str(first.get("msg", "invalid request")),
-                                    field=".".join(location) or "body", rule=str(first.get("type", "invalid"))))
+    message, field, rule = first_validation_error(exc)
+    return refusal_response(Refusal(RefusalCode.INVALID_REQUEST, message, field=field, rule=rule))
 
 
 @app.not_found
