@@ -156,31 +156,28 @@ def writer_rows(deployment: Deployment) -> list[Row]:
     """One row per municipality: its drop-zone writer role, trusted by the tier's account (whose
     own IAM decides which principal of the existing system may assume it)."""
     names = Names.of(deployment)
-    rows = []
-    for prefecture in deployment.prefectures:
-        tier_config = prefecture.municipality_tier
-        tier = municipality_tier(prefecture.code)
-        for m in sorted(tier_config.municipalities, key=lambda m: m.code):
-            rows.append(Row(tier=tier, role=f"{WRITER}-{m.code}", role_name=names.drop_zone_writer(m.code),
-                            person=f"existing-system-{m.code}", name=f"{m.name} 既存住基システム", organisation=m.name,
-                            principal=f"arn:aws:iam::{tier_config.env.account}:root",
-                            notes=["puts exports into incoming/ only, through the tier's S3 endpoints"]))
-    return rows
+    return _per_municipality(deployment, WRITER, names.drop_zone_writer, "existing-system", "既存住基システム",
+                             "puts exports into incoming/ only, through the tier's S3 endpoints")
 
 
 def counter_rows(deployment: Deployment) -> list[Row]:
     """One row per municipality: its counter-staff role, trusted by the tier's account (whose
     identity provider decides which clerk may assume it); the counter API's only callers."""
     names = Names.of(deployment)
+    return _per_municipality(deployment, COUNTER, names.counter_role, "counter", "窓口",
+                             "calls the counter API of its tier only (resident cards, docs/card.md)")
+
+
+def _per_municipality(deployment: Deployment, role: str, role_name, person: str, title: str, note: str) -> list[Row]:
+    """A role per municipality of every municipality tier, trusted by that tier's account."""
     rows = []
     for prefecture in deployment.prefectures:
         tier_config = prefecture.municipality_tier
         tier = municipality_tier(prefecture.code)
         for m in sorted(tier_config.municipalities, key=lambda m: m.code):
-            rows.append(Row(tier=tier, role=f"{COUNTER}-{m.code}", role_name=names.counter_role(m.code),
-                            person=f"counter-{m.code}", name=f"{m.name} 窓口", organisation=m.name,
-                            principal=f"arn:aws:iam::{tier_config.env.account}:root",
-                            notes=["calls the counter API of its tier only (resident cards, docs/card.md)"]))
+            rows.append(Row(tier=tier, role=f"{role}-{m.code}", role_name=role_name(m.code),
+                            person=f"{person}-{m.code}", name=f"{m.name} {title}", organisation=m.name,
+                            principal=f"arn:aws:iam::{tier_config.env.account}:root", notes=[note]))
     return rows
 
 
