@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import threading
 import uuid
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from jukinet.adapters.card_store import CardStore, ResidentRegister
 from jukinet.domain.card import CardEvent, VirtualCard
 from jukinet.domain.notice import UpdateNotice
 from jukinet.handlers import card_api
+from jukinet_ops.local.runner import replace_environ
 
 REGION = "ap-northeast-1"
 ACCOUNT = "123456789012"
@@ -56,6 +58,11 @@ def notice(municipality: str, sequence: int, code: str, reason: str, day: str = 
     if previous:
         raw["previous_resident_code"] = previous
     return UpdateNotice.from_dict(raw)
+
+
+_ENVIRONMENT_LOCK = threading.Lock()
+_ENVIRONMENT_USERS = [0]
+_ENVIRONMENT_SAVED: dict[str, str] = {}
 
 
 @dataclass
@@ -97,13 +104,22 @@ class World:
     # --- calling ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def environment(self):
-        saved = dict(os.environ)
-        os.environ.update(self.env)
+        """The counter function's environment for the duration of a call. Calls may come from
+        several threads at once (the replay race): the first to enter saves the process's
+        environment and the last to leave restores it, so none restores another's."""
+        with _ENVIRONMENT_LOCK:
+            if _ENVIRONMENT_USERS[0] == 0:
+                _ENVIRONMENT_SAVED.clear()
+                _ENVIRONMENT_SAVED.update(os.environ)
+                os.environ.update(self.env)
+            _ENVIRONMENT_USERS[0] += 1
         try:
             yield
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            with _ENVIRONMENT_LOCK:
+                _ENVIRONMENT_USERS[0] -= 1
+                if _ENVIRONMENT_USERS[0] == 0:
+                    replace_environ(_ENVIRONMENT_SAVED)
 
     def call(self, method: str, path: str, body: object = None, *, who: str | None = None,
              vpce: str | None = ENDPOINT, raw_body: str | None = None) -> tuple[int, dict]:
