@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -38,17 +39,20 @@ NATIONAL_TABLE = Names.of(load_deployment("nagano-demo")).identity_table(NATIONA
 
 
 def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        if port < 65535:
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
+    """Two consecutive free ports *below* Linux's ephemeral range (32768–60999): `jukinet up`
+    binds the second only after minutes of deploying, and a port the kernel hands out for
+    outgoing connections (every boto3 call, the other worker's moto) could be taken by then —
+    it was once, in CI ("Address already in use")."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
     raise RuntimeError("no two consecutive free ports")
 
 
