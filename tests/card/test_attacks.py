@@ -61,12 +61,13 @@ def test_a_replay_racing_the_answer_gets_nothing(world):
     signature = chip.sign(challenge["message"].encode(), "1234")
     results: list[int] = []
     barrier = threading.Barrier(4)
+    containers = [world.container() for _ in range(4)]  # four concurrent invocations, four environments
 
-    def go() -> None:
+    def go(container) -> None:
         barrier.wait()
-        results.append(world.answer(challenge["challenge_id"], signature)[0])
+        results.append(world.answer(challenge["challenge_id"], signature, container=container)[0])
 
-    threads = [threading.Thread(target=go) for _ in range(4)]
+    threads = [threading.Thread(target=go, args=(c,)) for c in containers]
     for t in threads:
         t.start()
     for t in threads:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import os
 import threading
@@ -121,8 +122,18 @@ class World:
                 if _ENVIRONMENT_USERS[0] == 0:
                     replace_environ(_ENVIRONMENT_SAVED)
 
+    @staticmethod
+    def container():
+        """A fresh copy of the counter function's module, as a second Lambda execution environment
+        would load it. Concurrent invocations never share one environment on AWS (Powertools'
+        resolver keeps the current event on itself), so a race between calls gives each its own."""
+        spec = importlib.util.find_spec(card_api.__name__)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
     def call(self, method: str, path: str, body: object = None, *, who: str | None = None,
-             vpce: str | None = ENDPOINT, raw_body: str | None = None) -> tuple[int, dict]:
+             vpce: str | None = ENDPOINT, raw_body: str | None = None, container=None) -> tuple[int, dict]:
         text = raw_body if raw_body is not None else (None if body is None else json.dumps(body))
         event = {
             "resource": path, "path": path, "httpMethod": method, "headers": {"Content-Type": "application/json"},
@@ -137,9 +148,10 @@ class World:
                                             "accessKey": "ASIA000", "userAgent": "test", "caller": None}},
         }
         with self.environment():
-            service = card_api.runtime()
+            function = container or card_api
+            service = function.runtime()
             service.clock = lambda: self.now
-            response = card_api.handler(event, Context())
+            response = function.handler(event, Context())
         body_text = response["body"]
         if response.get("isBase64Encoded"):
             body_text = base64.b64decode(body_text).decode()
@@ -157,10 +169,10 @@ class World:
         return self.call("POST", "/v1/challenges", {"serial": serial}, who=who or counter(at))
 
     def answer(self, challenge_id: str, signature: bytes, *, at: str = MATSUMOTO,
-               who: str | None = None) -> tuple[int, dict]:
+               who: str | None = None, container=None) -> tuple[int, dict]:
         return self.call("POST", "/v1/authentications",
                          {"challenge_id": challenge_id, "signature": base64.b64encode(signature).decode()},
-                         who=who or counter(at))
+                         who=who or counter(at), container=container)
 
     def authenticate(self, chip: VirtualCard, pin: str, *, at: str = MATSUMOTO) -> tuple[int, dict]:
         assert chip.serial
