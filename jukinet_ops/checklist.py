@@ -1,7 +1,7 @@
 """The security checklist (セキュリティチェックリスト): inspect a deployed environment, report per municipality.
 
 ``jukinet checklist`` answers, for every municipality, the checklist the seed's security
-management asks each municipality to answer (shared/domain.md §5) — from what is
+management asks each municipality to answer (docs/domain.md §5) — from what is
 **deployed**, read through the AWS APIs (boto3): the embedded AWS with ``--endpoint-url``
 (or ``AWS_ENDPOINT_URL``), a real account otherwise. It never reads the templates: a
 setting changed after deployment is what it sees.
@@ -64,7 +64,7 @@ class Status(StrEnum):
 @dataclass(frozen=True)
 class Check:
     """One item of the checklist. ``standard``: the topic of the 2002 technical standard
-    (総務省告示, as summarised in shared/domain.md §5) the item answers."""
+    (総務省告示, as summarised in docs/domain.md §5) the item answers."""
 
     id: str
     title: str
