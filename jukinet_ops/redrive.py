@@ -14,7 +14,9 @@ holds two kinds of message:
   sender signed, so they cannot go back. The sender re-sends (``docs/operations.md``).
 
 The default is a dry run: every dead letter is received (held invisible while counted) and
-released, and the counts per reason are printed. ``--apply`` sends each selected message to
+released, and the counts per reason are printed. ``--reason`` selects reasons (default: every
+reason but the security events ``SECURITY_REASONS`` — a failed signature, a forwarded payload
+its municipality did not sign — which move only when named). ``--apply`` sends each selected message to
 the source queue with the attribute ``jukinet.redrive`` = the redrive's id, *then* deletes it
 from the dead-letter queue (a crash in between leaves a copy in both; the tiers store a notice
 once). A redriven message that the processor then handles releases the dead letter it had been
@@ -41,6 +43,8 @@ from jukinet.clock import Clock, system_clock
 from jukinet.services.tier_processor import REDRIVE_ATTRIBUTE
 
 NO_REASON = "none"  # moved by SQS after maxReceiveCount failed receives: no reason attribute
+# Security events until explained (docs/operations.md): moved only when named with --reason.
+SECURITY_REASONS = ("signature_invalid", "origin_signature_invalid", "lineage_missing", "not_holder")
 FRAGMENT_KINDS = ("notice", "origin")  # dead letters cut out of a message (tier_processor._dead_letter_*)
 RECORD_VERSION = 1
 # A dead letter stays invisible this long while it is counted or moved: longer than a scan.
@@ -202,13 +206,14 @@ class Redrive:
                 senders.setdefault(letter.reason, set()).add(letter.sender)
             if not letter.redrivable:
                 _bump(report.fragments, letter.reason)
-            elif reasons and letter.reason not in reasons:
+            elif (reasons and letter.reason not in reasons) or (not reasons and letter.reason in SECURITY_REASONS):
                 _bump(report.not_selected, letter.reason)
             else:
                 _bump(report.redrivable, letter.reason)
                 selected.append(letter)
         report.senders = {r: sorted(s) for r, s in sorted(senders.items())}
-        keep = [x for x in letters if x not in selected] if apply else letters
+        moving = {id(x) for x in selected} if apply else set()
+        keep = [x for x in letters if id(x) not in moving]
         try:
             if apply and selected:
                 record = RedriveRecord(
@@ -304,7 +309,10 @@ def print_reports(reports: Sequence[QueueReport], *, apply: bool, out: Any = Non
             continue
         print(f"{r.tier}: {r.dead_letter_queue} → {r.source_queue}", file=out)
         moving = "moved {moved}" if apply else "would be moved with --apply"
-        for counts, what in ((r.redrivable, moving), (r.not_selected, "not selected (--reason)"),
+        held = {reason: n for reason, n in r.not_selected.items() if reason in SECURITY_REASONS}
+        others = {reason: n for reason, n in r.not_selected.items() if reason not in held}
+        for counts, what in ((r.redrivable, moving), (others, "not selected (--reason)"),
+                             (held, "not selected: a security event until explained; name it with --reason"),
                              (r.fragments, "cannot go back (one notice or payload cut out of a message): "
                                            "the sender re-sends")):
             for reason, count in sorted(counts.items()):

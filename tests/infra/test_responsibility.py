@@ -441,7 +441,8 @@ def test_no_other_person_may_read_dead_letters_or_use_the_transport_key_even_if_
         docs = [guardrail["Properties"]["PolicyDocument"], everything]
         for kind in ("auditor", "security-officer", "chief-security-officer", "network-administrator"):
             arn = {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/jukinet/{tier}-people/jukinet-{tier}-{kind}"}
-            via = {**arn, "kms:ViaService": "sqs.ap-northeast-1.amazonaws.com", "kms:EncryptionContext:aws:sqs:arn": dlq}
+            via = {**arn, "kms:ViaService": "sqs.ap-northeast-1.amazonaws.com",
+                   "kms:EncryptionContext:aws:sqs:arn": dlq}
             assert evaluate(docs, action="sqs:ReceiveMessage", resource=dlq, context=arn) == DENY, (tier, kind)
             assert evaluate(docs, action="kms:Decrypt", resource=transport, context=via) == DENY, (tier, kind)
 

@@ -138,7 +138,9 @@ def test_dry_run_counts_per_reason_releases_everything_and_leaves_notice_fragmen
     pipeline.run()
     _, dry = redrive(pipeline)
     assert dry.fragments == {"invalid_notice": 1}
-    assert dry.redrivable == {"signature_invalid": 1}
+    assert dry.redrivable == {} and dry.not_selected == {"signature_invalid": 1}, "a forgery moves only when named"
+    _, named = redrive(pipeline, reasons=["signature_invalid"])
+    assert named.redrivable == {"signature_invalid": 1}
     _, filtered = redrive(pipeline, reasons=["unknown_sender"], apply=True)
     assert filtered.moved == {} and filtered.not_selected == {"signature_invalid": 1} and filtered.record is None
     assert len(pipeline.dead_letters("prefecture")) == 2, "nothing moved, everything visible again"

@@ -524,7 +524,8 @@ class IdentityStore:
         their ledgers' dead-lettered counts (``Ledger.release_dead``) and the markers are
         deleted in the same transaction, so a retry releases nothing twice. Returns the
         notices released per ledger."""
-        keys = [{"pk": {"S": f"DLQ#{ledger}"}, "sk": {"S": item_id[:512]}} for ledger, item_id in dict.fromkeys(content)]
+        keys = [{"pk": {"S": f"DLQ#{ledger}"}, "sk": {"S": item_id[:512]}}
+                for ledger, item_id in dict.fromkeys(content)]
         released: dict[str, int] = defaultdict(int)
         if not keys:
             return released
