@@ -26,6 +26,8 @@
                          AWS, functions running from their triggers, the provision API on a fixed
                          port, client settings in .jukinet/env (docs/local-mode.md)
     jukinet status       tiers, queues with their depths, dead letters, alarms in ALARM, isolation holds
+    jukinet redrive      put dead-lettered messages back into their queue once the cause is fixed:
+                         a dry run counting per reason, --apply to move them (recorded)
 
 Every command that acts on an environment takes --local: the one `jukinet up` runs.
 """
@@ -100,6 +102,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from infra.config import load_deployment
+    from jukinet_ops.redrive import Redrive, RedriveError, print_reports
+
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    deployment = load_deployment(args.deployment)
+    os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
+    tool = Redrive(deployment, clock=args.clock)
+    try:
+        reports = tool.run(tiers=args.tier or (), reasons=args.reason or (), apply=args.apply)
+    except RedriveError as exc:
+        print(f"jukinet redrive: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"applied": args.apply, "queues": [r.to_dict() for r in reports]}, ensure_ascii=False,
+                         indent=2))
+    else:
+        print_reports(reports, apply=args.apply)
+    return 0
+
+
 def _use_local(args: argparse.Namespace) -> None:
     """``--local``: act on the environment ``jukinet up`` runs, as its ``.jukinet/env`` says."""
     from jukinet_ops.local.client_env import LocalEnvironmentFiles, read_env_file
@@ -120,7 +144,7 @@ def _use_local(args: argparse.Namespace) -> None:
 
 # Commands that act on a deployed environment: each takes --local.
 LOCAL_COMMANDS = ("reconcile", "verify", "disclose", "provision-stats", "card-stats", "checklist", "access-review",
-                  "isolate", "restore", "isolation-status", "status")
+                  "isolate", "restore", "isolation-status", "status", "redrive")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -452,6 +476,25 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print JSON")
     _add_deployment(st)
     st.set_defaults(func=cmd_status)
+
+    red = sub.add_parser("redrive", help="put dead letters back into their queue once the cause is fixed",
+                         description="Per processing tier, count the inbound dead-letter queue's messages per reason "
+                                     "(a dry run, the default: nothing moves) or, with --apply, send the selected "
+                                     "ones back to the inbound queue and delete them from the dead-letter queue, "
+                                     "recorded in SSM /<prefix>/redrive/<tier>/<time> (who, when, queues, reasons, "
+                                     "counts). A notice cut out of a message (invalid_notice, not_holder, origin_*) "
+                                     "cannot go back: its sender re-sends. Once processed, a redriven message no "
+                                     "longer counts as dead-lettered in `jukinet reconcile` (docs/operations.md).")
+    red.add_argument("--tier", action="append", metavar="TIER",
+                     help="national or pref-<code> (repeatable; default: every processing tier)")
+    red.add_argument("--reason", action="append", metavar="REASON",
+                     help="only dead letters with this jukinet.reason (repeatable; 'none': moved by SQS after failed "
+                          "receives; default: every reason)")
+    red.add_argument("--apply", action="store_true", help="move them (default: a dry run that only counts)")
+    red.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
+    red.add_argument("--json", action="store_true", help="print JSON")
+    _add_deployment(red)
+    red.set_defaults(func=cmd_redrive)
 
     for name in LOCAL_COMMANDS:
         sub.choices[name].add_argument("--local", action="store_true",

@@ -6,10 +6,13 @@
    January 2003, plus malformed rows) as each municipality's export files;
 4. drop the files into the municipalities' drop zones, run the deployed CS functions, and
    inject what a real network meets — an identical file dropped twice, SQS redeliveries,
-   a tampered message and a poison message;
+   a tampered message, a poison message, and a genuine message moved to the dead-letter
+   queue after failed receives (an outage);
 5. run the deployed prefecture and national processors until every queue is empty;
-6. print the reconciliation table, the dead-letter queues and the alarm states, evaluated from
-   the metrics the functions emitted;
+6. print the reconciliation table (the outage's municipality is short), the dead-letter
+   queues as ``jukinet redrive`` counts them, redrive the outage's message and show the
+   reconciliation balancing again, then the alarm states, evaluated from the metrics the
+   functions emitted;
 7. serve the deployed provision API locally (SigV4) and play a month of agency traffic —
    look-ups, searches, the prefecture's own use, one batch, and requests that must be
    refused — then print the month's provision statistics, one resident's disclosure and the
@@ -130,7 +133,9 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
             progress.update(cs_task, completed=_cs_invocations(runner))
             timings["cs"] = time.perf_counter() - t
 
-            injected = _inject_faults(Names.queue_url(prefecture.env, names.inbound_queue(prefecture_tier(prefecture.code))))
+            inbound = names.inbound_queue(prefecture_tier(prefecture.code))
+            injected = _inject_faults(Names.queue_url(prefecture.env, inbound),
+                                      Names.queue_url(prefecture.env, names.dead_letter_queue(inbound)))
             tier_task = progress.add_task("prefecture → national: queue batches", total=None)
 
             def on_progress(p) -> None:
@@ -149,7 +154,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
             rows = reconcile_deployment(deployment, m, prefecture.code)
             if any(r.sent or r.dead_lettered for r in rows):
                 print_reconciliation(rows, m, console)
-        _print_dead_letters(console, deployment, names, prefecture)
+        _redrive(console, deployment, runner, clock, months_seen, prefecture.code)
         print_alarm_status(console, monitoring.evaluate(), title="Alarms after the update notices")
 
         t = time.perf_counter()
@@ -249,9 +254,14 @@ def _cs_invocations(runner) -> int:
     return sum(s.invocations for name, s in runner.stats.items() if "-cs-" in name)
 
 
-def _inject_faults(queue_url: str) -> str:
-    """What a real network meets: two redelivered messages, a tampered one, a poison one."""
+def _inject_faults(queue_url: str, dead_letter_queue_url: str) -> str:
+    """What a real network meets: two redelivered messages, a tampered one, a poison one, and
+    a genuine message that exhausted its receives during an outage (SQS moved it to the
+    dead-letter queue, without a reason: the step after the reconciliation redrives it)."""
     sqs = aws.client("sqs")
+    for m in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, VisibilityTimeout=60).get("Messages", []):
+        sqs.send_message(QueueUrl=dead_letter_queue_url, MessageBody=m["Body"])
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
     got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=3, VisibilityTimeout=0).get("Messages", [])
     for m in got[:2]:
         sqs.send_message(QueueUrl=queue_url, MessageBody=m["Body"])  # at-least-once delivery
@@ -267,28 +277,39 @@ def _inject_faults(queue_url: str) -> str:
         sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(envelope))
     sqs.send_message(QueueUrl=queue_url, MessageBody="garbage that is not a signed message")
     return (f"{min(2, len(got))} redelivered messages, 1 identical file dropped twice, "
-            f"{1 if got else 0} tampered message (1 notice), 1 poison message")
+            f"{1 if got else 0} tampered message (1 notice), 1 poison message, 1 message moved to the dead-letter "
+            "queue after failed receives (an outage)")
 
 
-def _print_dead_letters(console: Console, deployment, names, prefecture) -> None:
-    from infra.naming import NATIONAL, prefecture_tier
+def _redrive(console: Console, deployment, runner, clock: Clock, months: set[str], prefecture_code: str) -> None:
+    """The dead-letter queues as `jukinet redrive` counts them; the outage's message put back
+    (`--reason none --apply`), the tiers run, and the reconciliation balances again."""
+    import io
 
-    sqs = aws.client("sqs")
-    table = Table(title="Dead-letter queues")
-    for col in ("queue", "messages", "reasons"):
-        table.add_column(col)
-    for tier, env in ((prefecture_tier(prefecture.code), prefecture.env), (NATIONAL, deployment.national.env)):
-        url = names.queue_url(env, names.dead_letter_queue(names.inbound_queue(tier)))
-        messages = []
-        while True:
-            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
-                                      VisibilityTimeout=30).get("Messages", [])
-            if not got:
-                break
-            messages.extend(got)
-        reasons: dict[str, int] = {}
-        for m in messages:
-            reason = m.get("MessageAttributes", {}).get("jukinet.reason", {}).get("StringValue", "redriven (retries exhausted)")
-            reasons[reason] = reasons.get(reason, 0) + 1
-        table.add_row(url.rsplit("/", 1)[-1], str(len(messages)), ", ".join(f"{k} × {v}" for k, v in reasons.items()))
-    console.print(table)
+    from jukinet.domain.reconciliation import totals
+    from jukinet_ops.reconcile import reconcile_deployment
+    from jukinet_ops.redrive import NO_REASON, Redrive, print_reports
+    from jukinet_ops.report import print_reconciliation
+
+    tool = Redrive(deployment, clock=clock)
+    text = io.StringIO()
+    print_reports(tool.run(), apply=False, out=text)
+    console.print("[bold]Dead-letter queues[/] (`jukinet redrive`, a dry run):", highlight=False)
+    console.print(text.getvalue().rstrip(), markup=False, highlight=False)
+    text = io.StringIO()
+    print_reports(tool.run(reasons=[NO_REASON], apply=True), apply=True, out=text)
+    console.print("The outage is over: `jukinet redrive --reason none --apply`:", highlight=False)
+    console.print(text.getvalue().rstrip(), markup=False, highlight=False)
+    runner.run_until_idle(timeout_s=600)
+    months.add(month_jst(clock()))
+    for m in sorted(months):
+        rows = reconcile_deployment(deployment, m, prefecture_code)
+        if not any(r.sent or r.dead_lettered for r in rows):
+            continue
+        if all(r.balanced for r in rows):
+            total = totals(rows, m)
+            console.print(f"[green]Reconciliation {m} after the redrive: every municipality balances[/] (sent "
+                          f"{total.sent:,}, stored at the prefecture {total.stored_prefecture:,} and nationally "
+                          f"{total.stored_national:,}).")
+        else:
+            print_reconciliation(rows, m, console, only_problems=True)

@@ -35,6 +35,7 @@ def reconcile(tables: TierTables, municipalities: dict[str, str], month: str) ->
             stored_prefecture=at_prefecture.stored_in(month), stored_national=at_national.stored_in(month),
             dead_lettered_prefecture=at_prefecture.dead_in(month), dead_lettered_national=at_national.dead_in(month),
             gaps_prefecture=at_prefecture.gaps, gaps_national=at_national.gaps,
+            redriven_prefecture=at_prefecture.redriven_in(month), redriven_national=at_national.redriven_in(month),
         ))
     return rows
 

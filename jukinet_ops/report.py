@@ -38,6 +38,10 @@ def print_reconciliation(rows: list[ReconciliationRow], month: str, console: Con
                 console.print(f"  {r.municipality} {r.name}: {problem}")
     else:
         console.print("[green]Every municipality balances across the three tiers.[/]")
+    total = totals(rows, month)
+    if total.redriven_prefecture or total.redriven_national:
+        console.print(f"Redriven and processed (no longer dead-lettered): {total.redriven_prefecture:,} at the "
+                      f"prefecture, {total.redriven_national:,} nationally (jukinet redrive).")
 
 
 def reconciliation_json(rows: list[ReconciliationRow], month: str) -> str:
@@ -45,5 +49,6 @@ def reconciliation_json(rows: list[ReconciliationRow], month: str) -> str:
         "municipality": r.municipality, "name": r.name, "sent": r.sent, "rejected": r.rejected,
         "stored_prefecture": r.stored_prefecture, "stored_national": r.stored_national,
         "dead_lettered_prefecture": r.dead_lettered_prefecture, "dead_lettered_national": r.dead_lettered_national,
-        "gaps_prefecture": r.gaps_prefecture, "gaps_national": r.gaps_national, "problems": r.problems,
+        "gaps_prefecture": r.gaps_prefecture, "gaps_national": r.gaps_national,
+        "redriven_prefecture": r.redriven_prefecture, "redriven_national": r.redriven_national, "problems": r.problems,
     } for r in rows]}, ensure_ascii=False, indent=2)

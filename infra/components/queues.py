@@ -8,6 +8,11 @@ an Allow-only policy admits any endpoint and any principal the sender's IAM allo
 
 Consuming (receive, delete, change visibility, purge) is likewise denied to everyone but
 this tier's own function roles. TLS is enforced on every action (CDK ``enforceSSL``).
+
+One exception, for sending only: the tier's operator role (``redrive_role_arns``) may put a
+dead-lettered message back (``jukinet redrive``, docs/decisions/0022-*) from wherever the
+operator works. What it sends is checked like any message — the processor verifies the
+sender's signature — so the role can return signed messages, not make them up.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ class InboundQueue(Construct):
     def __init__(self, scope: Construct, id: str, *, queue_name: str, dead_letter_queue_name: str, key: kms.IKey,
                  function_timeout: Duration,
                  sender_endpoint_ids: Sequence[str], sender_accounts: Sequence[str],
-                 sender_role_patterns: Sequence[str], consumer_role_patterns: Sequence[str]) -> None:
+                 sender_role_patterns: Sequence[str], consumer_role_patterns: Sequence[str],
+                 redrive_role_arns: Sequence[str] = ()) -> None:
         super().__init__(scope, id)
         env = Stack.of(self)
         # A literal ARN: a reference to the queue would make a cycle with its redrive policy.
@@ -63,12 +69,14 @@ class InboundQueue(Construct):
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenySendOutsideSendingTierEndpoint", effect=iam.Effect.DENY, principals=everyone,
             actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
-            conditions={"StringNotEquals": {"aws:SourceVpce": list(sender_endpoint_ids)}},
+            conditions={"StringNotEquals": {"aws:SourceVpce": list(sender_endpoint_ids)},
+                        **({"ArnNotEquals": {"aws:PrincipalArn": list(redrive_role_arns)}} if redrive_role_arns
+                           else {})},
         ))
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenySendByOtherPrincipals", effect=iam.Effect.DENY, principals=everyone,
             actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
-            conditions={"ArnNotLike": {"aws:PrincipalArn": list(sender_role_patterns)}},
+            conditions={"ArnNotLike": {"aws:PrincipalArn": [*sender_role_patterns, *redrive_role_arns]}},
         ))
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenyConsumeByOtherPrincipals", effect=iam.Effect.DENY, principals=everyone,

@@ -90,6 +90,11 @@ MAPPING_ACTIONS = ["lambda:UpdateEventSourceMapping", "lambda:GetEventSourceMapp
 ALARM_CHANGES = ["cloudwatch:SetAlarmState", "cloudwatch:DisableAlarmActions", "cloudwatch:EnableAlarmActions",
                  "cloudwatch:DeleteAlarms", "cloudwatch:PutMetricAlarm"]
 
+# The role that may redrive its tier's dead letters, and what it needs of the transport key
+# (SQS decrypts a message for the receiver and makes a data key for the sender).
+REDRIVE_ROLE = "operator"
+REDRIVE_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
+
 TITLES: dict[str, str] = {**RESPONSIBILITY_ROLES, BREAK_GLASS: "緊急時閲覧 (break-glass)", "contractor": "委託"}
 
 
@@ -193,6 +198,8 @@ class TierScope:
     envelope_context: Mapping[str, str] = field(default_factory=dict)
     dead_letter_queues: list[str] = field(default_factory=list)
     transport_key: kms.IKey | None = None
+    # Redrive (jukinet redrive, decision 0022): the operator moves dead letters back to their queue.
+    redrive: tuple[str, str] | None = None                           # (dead-letter queue ARN, its source queue ARN)
     drop_zone_key: kms.IKey | None = None
     drop_zone_bucket_prefix: str | None = None
 
@@ -208,13 +215,16 @@ def scope_of(stack: Any) -> TierScope:
         table = names.table_arn(env, names.identity_table(tier))
         scope.fact_keys += [processing.envelope_key, processing.transport_key]
         scope.identity_tables.append(table)
-        scope.fact_queues += [processing.inbound.queue.queue_arn, processing.inbound.dead_letter_queue.queue_arn]
+        inbound = names.inbound_queue(tier)
+        # Literal ARNs (the queues' names are fixed): the guardrail tells the two queues apart.
+        scope.fact_queues += [names.queue_arn(env, inbound), names.queue_arn(env, names.dead_letter_queue(inbound))]
         scope.functions.append(f"arn:{PARTITION}:lambda:{region}:{account}:function:{names.prefix}-{tier}-*")
         scope.function_logs.append(f"{log_arn}/aws/lambda/{names.prefix}-{tier}-*")
         scope.envelope_key = processing.envelope_key
         scope.envelope_context = dict(processing.envelope_context)
         scope.transport_key = processing.transport_key
         scope.dead_letter_queues.append(processing.inbound.dead_letter_queue.queue_arn)
+        scope.redrive = (names.queue_arn(env, names.dead_letter_queue(inbound)), names.queue_arn(env, inbound))
         scope.queue_mappings = True
         if tier != NATIONAL:
             scope.isolation_records.append(f"prefecture/{tier.removeprefix('pref-')}")
@@ -496,10 +506,27 @@ class TierPeople(Construct):
         s, region = self.scope, self.env.region
         deny = iam.Effect.DENY
         statements = []
+        redrive_key = s.transport_key if s.redrive else None
         if s.fact_keys:
             statements.append(iam.PolicyStatement(
                 sid="DenyIdentityFactKeys", effect=deny, actions=FACT_KEY_ACTIONS,
-                resources=[k.key_arn for k in s.fact_keys]))
+                resources=[k.key_arn for k in s.fact_keys if k is not redrive_key]))
+        if redrive_key is not None and s.redrive:
+            # The transport key carries notices in the queues: closed to every person but the
+            # tier's operator, and to the operator open only through SQS for the two queues a
+            # redrive touches (each Deny alone closes it: conditions of one statement are ANDed).
+            key, operator = [redrive_key.key_arn], [self.names.people_role_arn(self.env, self.tier, REDRIVE_ROLE)]
+            statements += [
+                iam.PolicyStatement(sid="DenyTransportKeyButToRedrive", effect=deny, actions=FACT_KEY_ACTIONS,
+                                    resources=key, conditions={"ArnNotEquals": {"aws:PrincipalArn": operator}}),
+                iam.PolicyStatement(sid="DenyTransportKeyOutsideSqs", effect=deny, actions=FACT_KEY_ACTIONS,
+                                    resources=key,
+                                    conditions={"StringNotEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}}),
+                iam.PolicyStatement(sid="DenyTransportKeyForOtherQueues", effect=deny, actions=FACT_KEY_ACTIONS,
+                                    resources=key,
+                                    conditions={"StringNotEquals": {"kms:EncryptionContext:aws:sqs:arn":
+                                                                    list(s.redrive)}}),
+            ]
         if s.dynamodb_only_keys:
             statements.append(iam.PolicyStatement(
                 sid="DenyAtRestKeyOutsideDynamoDb", effect=deny, actions=FACT_KEY_ACTIONS,
@@ -515,9 +542,19 @@ class TierPeople(Construct):
                                     conditions={"ForAnyValue:StringNotLike": {"dynamodb:LeadingKeys": [LEDGER_KEYS]}}),
             ]
         if s.fact_queues:
+            dead_letters = s.redrive[0] if s.redrive else None
             statements.append(iam.PolicyStatement(sid="DenyNoticeMessages", effect=deny,
                                                   actions=["sqs:ReceiveMessage", "sqs:PurgeQueue"],
-                                                  resources=s.fact_queues))
+                                                  resources=[q for q in s.fact_queues if q != dead_letters]))
+            if dead_letters:
+                statements += [
+                    iam.PolicyStatement(sid="DenyDeadLettersButToRedrive", effect=deny,
+                                        actions=["sqs:ReceiveMessage", "sqs:DeleteMessage"], resources=[dead_letters],
+                                        conditions={"ArnNotEquals": {"aws:PrincipalArn": [
+                                            self.names.people_role_arn(self.env, self.tier, REDRIVE_ROLE)]}}),
+                    iam.PolicyStatement(sid="DenyPurgingDeadLetters", effect=deny, actions=["sqs:PurgeQueue"],
+                                        resources=[dead_letters]),
+                ]
         if s.fact_objects:
             statements.append(iam.PolicyStatement(sid="DenyIdentityFactObjects", effect=deny, actions=OBJECT_READS,
                                                   resources=s.fact_objects))
@@ -556,7 +593,36 @@ class TierPeople(Construct):
         ]
 
     def _operator(self) -> list[iam.PolicyStatement]:
-        return [*self._observe(all_logs=False), *self._emergency(), *self._ledger_reads()]
+        return [*self._observe(all_logs=False), *self._emergency(), *self._ledger_reads(), *self._redrive()]
+
+    def _redrive(self) -> list[iam.PolicyStatement]:
+        """``jukinet redrive`` (jukinet_ops/redrive.py, decision 0022): read this tier's dead
+        letters, put them back into its inbound queue and delete them, record each redrive.
+        Nothing else: no other queue, no purge, the transport key only through SQS for these two
+        queues (the key policy says the same)."""
+        s, env, names, tier = self.scope, self.env, self.names, self.tier
+        if s.redrive is None or s.transport_key is None:
+            return []
+        dead_letters, source = s.redrive
+        ssm = f"arn:{PARTITION}:ssm:{env.region}:{env.account}:parameter/{names.prefix}/redrive/{tier}"
+        s.transport_key.add_to_resource_policy(keys.use_by_roles(
+            "OperatorRedrives", env.account, [names.people_role_arn(env, tier, REDRIVE_ROLE)],
+            REDRIVE_KEY_ACTIONS, via_services=["sqs"], region=env.region,
+            conditions={"StringEquals": {"kms:EncryptionContext:aws:sqs:arn": [dead_letters, source]}}))
+        return [
+            iam.PolicyStatement(sid="RedriveReadsDeadLetters", actions=["sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                                                        "sqs:ChangeMessageVisibility"],
+                                resources=[dead_letters]),
+            iam.PolicyStatement(sid="RedriveSendsToTheSourceQueue", actions=["sqs:SendMessage"], resources=[source]),
+            iam.PolicyStatement(sid="RedriveQueueEncryption", actions=REDRIVE_KEY_ACTIONS,
+                                resources=[s.transport_key.key_arn],
+                                conditions={"StringEquals": {
+                                    "kms:ViaService": f"sqs.{env.region}.amazonaws.com",
+                                    "kms:EncryptionContext:aws:sqs:arn": [dead_letters, source]}}),
+            iam.PolicyStatement(sid="RecordRedrives", actions=["ssm:GetParameter", "ssm:PutParameter",
+                                                               "ssm:GetParametersByPath"],
+                                resources=[ssm, f"{ssm}/*"]),
+        ]
 
     def _auditor(self) -> list[iam.PolicyStatement]:
         s, env = self.scope, self.env

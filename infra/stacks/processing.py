@@ -16,6 +16,7 @@ from ..components import keys, nag
 from ..components.functions import TierFunction
 from ..components.monitoring import PERIOD, custom_metric
 from ..components.queues import InboundQueue
+from ..components.responsibility import REDRIVE_ROLE
 from ..components.tables import identity_table
 from ..config import Environment
 from ..naming import METRICS_NAMESPACE, SIGNING_ALGORITHM
@@ -106,6 +107,8 @@ def build_processing(stack: TierStack, *, tier_label: str, handler: str, descrip
         dead_letter_queue_name=names.dead_letter_queue(names.inbound_queue(stack.tier)), key=transport_key,
         function_timeout=PROCESSOR_TIMEOUT, sender_endpoint_ids=senders.endpoint_ids, sender_accounts=senders.accounts,
         sender_role_patterns=senders.role_patterns, consumer_role_patterns=[stack.role_pattern],
+        redrive_role_arns=[names.people_role_arn(env, stack.tier, REDRIVE_ROLE)]
+        if stack.deployment.people.holders(stack.tier, REDRIVE_ROLE) else [],
     )
     sender_env, sender_aliases = sender_public_keys
     all_statements = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.naming import Names, prefecture_tier
+from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
 
 from .conftest import Synth, as_list, statements
 
@@ -84,8 +85,21 @@ def test_inbound_queue_denies_send_outside_the_sending_tiers_endpoint_and_roles(
         {"Fn::ImportValue": "jukinet-muni-200000-sqs-endpoint-id"}]
     role_deny = [s for s in policy if s["Effect"] == "Deny" and s["Action"] == "sqs:SendMessage"
                  and "ArnNotLike" in s.get("Condition", {})]
+    operator = "arn:aws:iam::123456789012:role/jukinet/pref-200000-people/jukinet-pref-200000-operator"
     assert role_deny[0]["Condition"]["ArnNotLike"]["aws:PrincipalArn"] == [
-        "arn:aws:iam::123456789012:role/jukinet/muni-200000/*"]
+        "arn:aws:iam::123456789012:role/jukinet/muni-200000/*", operator]
+    # The operator may send from outside the endpoint (jukinet redrive); nobody else may.
+    assert vpce_deny[0]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [operator]
+    document = {"Statement": policy}
+    outside = {"aws:SourceVpce": "vpce-0elsewhere"}
+    writer = "arn:aws:iam::123456789012:role/jukinet/muni-200000/jukinet-cs-202011"
+    for who, expected in ((operator, ALLOW), (writer, DENY),
+                          ("arn:aws:iam::123456789012:role/jukinet/pref-200000-people/jukinet-pref-200000-auditor",
+                           DENY),
+                          ("arn:aws:iam::123456789012:role/jukinet/national-people/jukinet-national-operator", DENY)):
+        got = evaluate(document, action="sqs:SendMessage", resource=policy[0]["Resource"],
+                       principal=who, context={**outside, "aws:PrincipalArn": who})
+        assert (got == DENY) == (expected == DENY), (who, got)
     consume_deny = [s for s in policy if s["Effect"] == "Deny" and "sqs:ReceiveMessage" in as_list(s["Action"])]
     assert consume_deny[0]["Condition"]["ArnNotLike"]["aws:PrincipalArn"] == [
         "arn:aws:iam::123456789012:role/jukinet/pref-200000/*"]

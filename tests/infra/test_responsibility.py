@@ -370,9 +370,117 @@ def test_operators_run_the_emergency_stop_of_their_own_tier_only(nagano: Synth) 
     assert evaluate(docs, action="lambda:UpdateFunctionCode", resource=own) == IMPLICIT_DENY
     dlq = f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:jukinet-{tier}-inbound-dlq"
     assert evaluate(docs, action="sqs:GetQueueAttributes", resource=dlq) == ALLOW
-    dlq_arn = next(st["Resource"] for doc in docs for st in doc["Statement"] if st.get("Sid") == "DenyNoticeMessages")
-    for queue in _list(dlq_arn):
-        assert evaluate(docs, action="sqs:ReceiveMessage", resource=queue) == DENY
+    inbound = next(st["Resource"] for doc in docs for st in doc["Statement"] if st.get("Sid") == "DenyNoticeMessages")
+    assert _list(inbound) == [f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:jukinet-{tier}-inbound"]
+    assert evaluate(docs, action="sqs:ReceiveMessage", resource=_list(inbound)[0]) == DENY
+
+
+# --- redrive (jukinet redrive, decision 0022) ---------------------------------------------------
+
+
+def _sqs(tier: str, name: str) -> str:
+    return f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:jukinet-{tier}-{name}"
+
+
+def _as(template: dict[str, Any], tier: str, kind: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A people role's policies and the request context its sessions carry."""
+    role = people_roles(template, tier)[f"jukinet-{tier}-{kind}"]
+    return policies_of(template, role), {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role{role['Path']}"
+                                                             f"{role['RoleName']}"}
+
+
+def test_operators_redrive_their_own_tiers_dead_letters_and_nothing_else(nagano: Synth) -> None:
+    """The operator moves dead letters from its tier's DLQ back to its inbound queue, through
+    SQS only, and records it; it cannot read the inbound queue, purge, send anywhere else, use
+    the transport key outside SQS or for another queue, or redrive another tier."""
+    for tier, other in (("pref-200000", "national"), ("national", "pref-200000")):
+        template = nagano.templates[tier_stacks(nagano)[tier]]
+        docs, me = _as(template, tier, "operator")
+        transport = key_arn(template, f"alias/jukinet/{tier}/transport")
+        dlq, inbound = _sqs(tier, "inbound-dlq"), _sqs(tier, "inbound")
+        via_sqs = {**me, "kms:ViaService": "sqs.ap-northeast-1.amazonaws.com"}
+        for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
+            assert evaluate(docs, action=action, resource=dlq, context=me) == ALLOW, (tier, action)
+        assert evaluate(docs, action="sqs:SendMessage", resource=inbound, context=me) == ALLOW
+        for queue in (dlq, inbound):
+            for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+                assert evaluate(docs, action=action, resource=transport,
+                                context={**via_sqs, "kms:EncryptionContext:aws:sqs:arn": queue}) == ALLOW
+        assert evaluate(docs, action="ssm:PutParameter", context=me,
+                        resource=f"arn:aws:ssm:ap-northeast-1:{ACCOUNT}:parameter/jukinet/redrive/{tier}/x") == ALLOW
+        # The attacks, each with the operator's own session:
+        refused = [
+            ("sqs:ReceiveMessage", inbound, me),                      # read notices in flight
+            ("sqs:PurgeQueue", dlq, me),                              # destroy the dead letters
+            ("sqs:PurgeQueue", inbound, me),
+            ("sqs:SendMessage", dlq, me),                             # make up dead letters
+            ("sqs:SendMessage", _sqs(other, "inbound"), me),          # another tier's door
+            ("sqs:ReceiveMessage", _sqs(other, "inbound-dlq"), me),   # another tier's dead letters
+            ("sqs:SendMessage", f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:jukinet-national-provision-batch", me),
+            ("kms:Decrypt", transport, {**me, "kms:EncryptionContext:aws:sqs:arn": dlq}),  # outside SQS
+            ("kms:Decrypt", transport, {**via_sqs, "kms:EncryptionContext:aws:sqs:arn": _sqs(other, "inbound-dlq")}),
+            ("kms:CreateGrant", transport, {**via_sqs, "kms:EncryptionContext:aws:sqs:arn": dlq}),
+            ("kms:Decrypt", key_arn(template, f"alias/jukinet/{tier}/envelope"), via_sqs),  # identity facts
+            ("ssm:PutParameter", f"arn:aws:ssm:ap-northeast-1:{ACCOUNT}:parameter/jukinet/redrive/{other}/x", me),
+            ("ssm:PutParameter", f"arn:aws:ssm:ap-northeast-1:{ACCOUNT}:parameter/jukinet/x", me),
+        ]
+        for action, resource, context in refused:
+            assert evaluate(docs, action=action, resource=resource, context=context) != ALLOW, (tier, action, resource)
+
+
+def test_no_other_person_may_read_dead_letters_or_use_the_transport_key_even_if_allowed(nagano: Synth) -> None:
+    """The guardrail names the operator's role: an auditor, a security officer or a contractor
+    holding an Allow from elsewhere in the account is still refused (break-glass excepted)."""
+    for tier in ("pref-200000", "national"):
+        template = nagano.templates[tier_stacks(nagano)[tier]]
+        transport = key_arn(template, f"alias/jukinet/{tier}/transport")
+        dlq = _sqs(tier, "inbound-dlq")
+        guardrail = next(r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::ManagedPolicy"
+                         and r["Properties"].get("ManagedPolicyName") == f"jukinet-{tier}-people-guardrails")
+        everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        docs = [guardrail["Properties"]["PolicyDocument"], everything]
+        for kind in ("auditor", "security-officer", "chief-security-officer", "network-administrator"):
+            arn = {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/jukinet/{tier}-people/jukinet-{tier}-{kind}"}
+            via = {**arn, "kms:ViaService": "sqs.ap-northeast-1.amazonaws.com",
+                   "kms:EncryptionContext:aws:sqs:arn": dlq}
+            assert evaluate(docs, action="sqs:ReceiveMessage", resource=dlq, context=arn) == DENY, (tier, kind)
+            assert evaluate(docs, action="kms:Decrypt", resource=transport, context=via) == DENY, (tier, kind)
+
+
+def test_no_function_role_may_redrive(nagano: Synth) -> None:
+    """The processor writes to its DLQ and consumes its inbound queue, the CSs send: none of
+    them may read the dead letters back (a compromised function cannot replay or drop them)."""
+    checked = 0
+    for stack, template in nagano.templates.items():
+        resources = template["Resources"]
+        dead_letter_queues = [_sqs(t, "inbound-dlq") for t in ("pref-200000", "national")] + [
+            {"Fn::GetAtt": [lid, "Arn"]} for lid, r in resources.items() if r["Type"] == "AWS::SQS::Queue"
+            and str(r["Properties"].get("QueueName", "")).endswith("-inbound-dlq")]
+        for lid, r in resources.items():
+            if r["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") or "-people/" in str(
+                    r["Properties"].get("Path", "")):
+                continue
+            document = r["Properties"]["PolicyDocument"]
+            writes_dead_letters = any(evaluate(document, action="sqs:SendMessage", resource=q) == ALLOW
+                                      for q in dead_letter_queues)
+            checked += writes_dead_letters
+            for queue in dead_letter_queues:
+                for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):
+                    assert evaluate(document, action=action, resource=queue) != ALLOW, (stack, lid, action, queue)
+    assert checked >= 2, "the processors' policies (which write dead letters) were among those checked"
+
+
+def test_the_transport_key_admits_the_operator_through_sqs_for_its_two_queues_only(nagano: Synth) -> None:
+    for tier in ("pref-200000", "national"):
+        template = nagano.templates[tier_stacks(nagano)[tier]]
+        policy = key_policy(template, f"alias/jukinet/{tier}/transport")
+        [st] = [s for s in policy["Statement"] if s.get("Sid") == "OperatorRedrives"]
+        assert sorted(_list(st["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+        assert _list(st["Condition"]["ArnLike"]["aws:PrincipalArn"]) == [
+            f"arn:aws:iam::{ACCOUNT}:role/jukinet/{tier}-people/jukinet-{tier}-operator"]
+        assert st["Condition"]["StringEquals"]["kms:ViaService"] == ["sqs.ap-northeast-1.amazonaws.com"]
+        assert sorted(st["Condition"]["StringEquals"]["kms:EncryptionContext:aws:sqs:arn"]) == [
+            _sqs(tier, "inbound"), _sqs(tier, "inbound-dlq")]
 
 
 def test_the_emergency_plan_runs_with_the_operator_roles_of_the_tiers_it_touches(nagano: Synth) -> None:

@@ -165,7 +165,9 @@ class Pipeline:
                 break
             event = {"Records": [{
                 "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+                "attributes": m.get("Attributes", {}), "md5OfBody": m["MD5OfBody"],
+                "messageAttributes": {k: {"dataType": v["DataType"], "stringValue": v.get("StringValue")}
+                                      for k, v in (m.get("MessageAttributes") or {}).items()},
                 "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:x",
                 "awsRegion": REGION,
             } for m in messages]}

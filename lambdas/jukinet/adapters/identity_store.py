@@ -9,7 +9,9 @@ pk                     sk                  what
 ``R#<resident code>``  ``H#<order key>``   one history entry per notice (per code it touches)
 ``LEDGER#<muni>``      ``LEDGER``          runs of sequence numbers received (gaps), notices
                                            stored and dead-lettered per month (``Ledger``)
-``DLQ#<muni>``         ``<content id>``    marker: this dead letter is counted (idempotency)
+``DLQ#<muni>``         ``<content id>``    marker: this dead letter is counted (idempotency); removed
+                                           when the message is redriven and processed
+                                           (``release_dead_letters``)
 ``META``               ``blind-index-key`` the blind-index HMAC key, wrapped by the data key
 ``META``               ``sender-key#<c>``  the signing-key ARN sender ``<c>`` is pinned to
 =====================  ==================  ==================================================
@@ -128,12 +130,15 @@ class Snapshot:
 @dataclass(frozen=True)
 class Ledger:
     """What a tier has from one municipality: sequence runs received, notices stored per
-    month, notices dead-lettered per month."""
+    month, notices dead-lettered per month, and — per month — the dead-lettered notices that
+    an operator redrove (``jukinet redrive``) and this tier then processed: they left ``dead``
+    when they came back, so each notice counts once (stored, or dead-lettered again)."""
 
     version: int = 0
     runs: tuple[tuple[int, int], ...] = ()
     stored: tuple[tuple[str, int], ...] = ()
     dead: tuple[tuple[str, int], ...] = ()
+    redriven: tuple[tuple[str, int], ...] = ()
 
     @property
     def gaps(self) -> list[tuple[int, int]]:
@@ -144,6 +149,9 @@ class Ledger:
 
     def dead_in(self, month: str) -> int:
         return dict(self.dead).get(month, 0)
+
+    def redriven_in(self, month: str) -> int:
+        return dict(self.redriven).get(month, 0)
 
     def covers(self, seq: int) -> bool:
         return any(first <= seq <= last for first, last in self.runs)
@@ -156,13 +164,22 @@ class Ledger:
                 counts[month] = counts.get(month, 0) + 1
             seen.add(seq)
         runs = tuple(_merge_runs([*self.runs, *_runs(sorted(seen | set(received)))]))
-        candidate = Ledger(self.version, runs, tuple(sorted(counts.items())), self.dead)
+        candidate = dataclasses.replace(self, runs=runs, stored=tuple(sorted(counts.items())))
         return self if candidate == self else dataclasses.replace(candidate, version=self.version + 1)
 
     def add_dead(self, month: str, count: int) -> Ledger:
         dead = dict(self.dead)
         dead[month] = dead.get(month, 0) + count
-        return Ledger(self.version + 1, self.runs, self.stored, tuple(sorted(dead.items())))
+        return dataclasses.replace(self, version=self.version + 1, dead=tuple(sorted(dead.items())))
+
+    def release_dead(self, month: str, count: int) -> Ledger:
+        """``count`` dead-lettered notices of ``month`` came back by a redrive and were processed:
+        they no longer count as dead-lettered (what became of them counts where it belongs)."""
+        dead, redriven = dict(self.dead), dict(self.redriven)
+        dead[month] = max(0, dead.get(month, 0) - count)
+        redriven[month] = redriven.get(month, 0) + count
+        return dataclasses.replace(self, version=self.version + 1, dead=tuple(sorted(dead.items())),
+                                   redriven=tuple(sorted(redriven.items())))
 
     def to_attributes(self) -> dict:
         attrs = {
@@ -171,6 +188,8 @@ class Ledger:
             "stored": {"S": json.dumps(dict(self.stored), separators=(",", ":"))},
             "dead": {"S": json.dumps(dict(self.dead), separators=(",", ":"))},
         }
+        if self.redriven:
+            attrs["redriven"] = {"S": json.dumps(dict(self.redriven), separators=(",", ":"))}
         return attrs
 
     @classmethod
@@ -182,6 +201,7 @@ class Ledger:
             runs=tuple(tuple(r) for r in json.loads(item["runs"]["S"])),  # type: ignore[misc]
             stored=tuple(sorted(json.loads(item["stored"]["S"]).items())),
             dead=tuple(sorted(json.loads(item["dead"]["S"]).items())),
+            redriven=tuple(sorted(json.loads(item["redriven"]["S"]).items())) if "redriven" in item else (),
         )
 
 
@@ -497,6 +517,37 @@ class IdentityStore:
         except _AlreadyCounted:
             return False
         return True
+
+    def release_dead_letters(self, content: Iterable[tuple[str, str]]) -> dict[str, int]:
+        """A redriven message was processed: the dead letters it had been counted as — markers
+        ``DLQ#<ledger>``/``<content id>`` among ``content`` (ledger name, content id) — leave
+        their ledgers' dead-lettered counts (``Ledger.release_dead``) and the markers are
+        deleted in the same transaction, so a retry releases nothing twice. Returns the
+        notices released per ledger."""
+        keys = [{"pk": {"S": f"DLQ#{ledger}"}, "sk": {"S": item_id[:512]}}
+                for ledger, item_id in dict.fromkeys(content)]
+        released: dict[str, int] = defaultdict(int)
+        if not keys:
+            return released
+        ddb = aws.client("dynamodb")
+        found: list[dict] = []
+        for start in range(0, len(keys), 100):
+            request = {self.table_name: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
+            while request:
+                page = ddb.batch_get_item(RequestItems=request)
+                found += page.get("Responses", {}).get(self.table_name, [])
+                request = page.get("UnprocessedKeys") or {}
+        for marker in found:
+            ledger_name = marker["pk"]["S"].removeprefix("DLQ#")
+            month, count = marker["month"]["S"], int(marker["count"]["N"])
+            delete = {"Delete": {"TableName": self.table_name, "Key": {"pk": marker["pk"], "sk": marker["sk"]},
+                                 "ConditionExpression": "attribute_exists(pk)"}}
+            try:
+                self._update_ledger(ledger_name, lambda ledger, m=month, c=count: ledger.release_dead(m, c), delete)
+            except _AlreadyCounted:  # released by a concurrent delivery of the same message
+                continue
+            released[ledger_name] += count
+        return released
 
     def _update_ledger(self, municipality: str, change: Callable[[Ledger], Ledger],
                        extra: dict | None = None) -> Ledger:

@@ -9,6 +9,11 @@ must balance::
     stored at pref. == stored nationally    + dead-lettered nationally
 
 and no tier may see a gap. A row that does not balance names the equation it breaks.
+
+A dead letter that an operator redrove (``jukinet redrive``) and the tier then processed is
+no longer counted as dead-lettered there: its notices count where they ended (stored, or
+dead-lettered one by one). ``redriven_*`` says how many came back that way; it is not part of
+the equations.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ class ReconciliationRow:
     dead_lettered_national: int = 0
     gaps_prefecture: list[tuple[int, int]] = field(default_factory=list)
     gaps_national: list[tuple[int, int]] = field(default_factory=list)
+    redriven_prefecture: int = 0
+    redriven_national: int = 0
 
     @property
     def dead_lettered(self) -> int:
@@ -68,6 +75,8 @@ def totals(rows: list[ReconciliationRow], month: str) -> ReconciliationRow:
         total.stored_national += r.stored_national
         total.dead_lettered_prefecture += r.dead_lettered_prefecture
         total.dead_lettered_national += r.dead_lettered_national
+        total.redriven_prefecture += r.redriven_prefecture
+        total.redriven_national += r.redriven_national
         total.gaps_prefecture += r.gaps_prefecture
         total.gaps_national += r.gaps_national
     return total

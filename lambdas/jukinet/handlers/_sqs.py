@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ..domain.message import Origin
 from ..observability import logger
-from ..services.tier_processor import TierProcessor
+from ..services.tier_processor import REDRIVE_ATTRIBUTE, TierProcessor
 
 
 def process_batch(event: dict, context: object, processor: TierProcessor,
@@ -21,7 +21,8 @@ def process_batch(event: dict, context: object, processor: TierProcessor,
     to_forward: dict[str, list[Origin]] = {}
 
     def record_handler(record: SQSRecord) -> None:
-        to_forward[record.message_id] = processor.process(record.body, record.message_id).forward
+        redriven = REDRIVE_ATTRIBUTE in (record.raw_event.get("messageAttributes") or {})
+        to_forward[record.message_id] = processor.process(record.body, record.message_id, redriven=redriven).forward
 
     with batch(event.get("Records", []), record_handler, lambda_context=context):
         batch.process()

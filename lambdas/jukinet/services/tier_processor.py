@@ -16,6 +16,13 @@ them; a message whose sender is not verified is counted under ``unknown`` (``UNK
 Anything else (throttling, network) raises, the record is reported as a batch item failure,
 and SQS retries it; after ``maxReceiveCount`` receives the queue's redrive policy moves it
 to the same DLQ.
+
+A message an operator redrove from the DLQ (``jukinet redrive``: message attribute
+``jukinet.redrive``) that is now processed — not dead-lettered again as a whole — releases the
+dead letter it had been counted as (``IdentityStore.release_dead_letters``): its notices count
+once, as stored or as dead-lettered one by one, never also as the whole message's dead letter.
+The attribute only makes the processor look for markers of this very content; it cannot
+release anything else.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from ..observability import MetricUnit, logger, metrics
 
 UNKNOWN_SENDER = "unknown"
 """The ledger that counts dead letters whose sender no signature vouches for."""
+REDRIVE_ATTRIBUTE = "jukinet.redrive"
+"""Message attribute ``jukinet redrive`` puts on a message it moves back: the redrive's id."""
 
 
 class PermanentFailure(Exception):
@@ -52,6 +61,7 @@ class MessageOutcome:
     applied: ApplyResult = field(default_factory=ApplyResult)
     dead_lettered: int = 0
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    dead_lettered_whole: bool = False  # the message itself went to the DLQ (not one notice or origin)
 
 
 @dataclass
@@ -111,12 +121,25 @@ class TierProcessor:
         self.dead_letter_queue_url = dead_letter_queue_url
         self.clock = clock
 
-    def process(self, body: str, message_id: str) -> MessageOutcome:
+    def process(self, body: str, message_id: str, *, redriven: bool = False) -> MessageOutcome:
+        outcome = self._process(body, message_id)
+        if redriven and not outcome.dead_lettered_whole:
+            sender, digest, claims = _claimed(body, self._month_now())
+            content = [(ledger, f"{digest}|{month}") for (municipality, month) in claims
+                       for ledger in (municipality, sender or UNKNOWN_SENDER, UNKNOWN_SENDER)]
+            released = self.store.release_dead_letters(content)
+            if released:
+                logger.info("redriven message processed: its dead letter no longer counts",
+                            extra={"message_id": message_id, "released": dict(released)})
+                metrics.add_metric(name="NoticesRedriven", unit=MetricUnit.Count, value=sum(released.values()))
+        return outcome
+
+    def _process(self, body: str, message_id: str) -> MessageOutcome:
         try:
             message, key = self._verified(body)
         except PermanentFailure as failure:
             self._dead_letter_message(body, message_id, failure, verified=False)
-            return MessageOutcome(dead_lettered=1)
+            return MessageOutcome(dead_lettered=1, dead_lettered_whole=True)
         try:
             payload = self._payload(message)
             if self.policy.lineage and (payload.notices or not payload.origins):
@@ -127,7 +150,7 @@ class TierProcessor:
                                        "payload.origins", "format")
         except PermanentFailure as failure:
             self._dead_letter_message(body, message_id, failure, verified=True)
-            return MessageOutcome(dead_lettered=1)
+            return MessageOutcome(dead_lettered=1, dead_lettered_whole=True)
         outcome = MessageOutcome()
         batches: list[_Signed] = []
         if self.policy.lineage:
