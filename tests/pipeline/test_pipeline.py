@@ -228,6 +228,22 @@ def test_invalid_notice_inside_a_signed_message_is_dead_lettered_alone(pipeline)
     assert nat.current(good["resident_code"]) is not None
 
 
+def test_notice_dead_lettered_at_the_prefecture_leaves_no_gap_nationally(pipeline):
+    """The national tier never sees a notice the prefecture dead-lettered (the origin's skip),
+    but its sequence number arrived and was counted: no gap there, and the row balances.
+    (Found by tests/faults: every not_holder refusal left a gap nationally for ever.)"""
+    notices = [_notice(NAGANO, s).to_dict() for s in (1, 2, 3)]
+    notices[1]["resident_code"] = notices[1]["resident_code"][:-1] + str((int(notices[1]["resident_code"][-1]) + 1) % 10)
+    send_signed(pipeline.pref_queue, [Signer(pipeline.keys[f"sign-{NAGANO}"], NAGANO).sign(
+        Payload(NAGANO, "2003-01-20T01:00:00Z", notices))])
+    pipeline.run()
+    pipeline.run()  # a redelivered forward changes nothing
+    _, nat = stores(pipeline)
+    assert nat.ledger(NAGANO).runs == ((1, 3),) and nat.ledger(NAGANO).stored_in("2003-01") == 2
+    r = recon(pipeline)[NAGANO]
+    assert (r.stored_prefecture, r.dead_lettered_prefecture, r.stored_national, r.gaps_national) == (2, 1, 2, [])
+
+
 def test_transient_failure_is_retried_then_redriven_to_dlq_nothing_lost(pipeline):
     _, rows = move_ins(2)
     drop_at(pipeline, NAGANO, "a.csv", csv_bytes(rows))

@@ -95,6 +95,7 @@ class _Signed:
     key: SenderKey
     payload: Payload
     skip: set[int] = field(default_factory=set)  # not to be processed (dead-lettered before)
+    upstream_skip: frozenset[int] = frozenset()  # of those, the ones the forwarding tier dead-lettered
 
     @property
     def attestation(self) -> Attestation:
@@ -193,7 +194,25 @@ class TierProcessor:
         metrics.add_metric(name="NoticesDuplicate", unit=MetricUnit.Count, value=len(outcome.applied.duplicates))
         forwarded = {id(where[id(n)][0]) for n in valid}
         outcome.forward = [Origin(b.message, tuple(sorted(b.skip))) for b in batches if id(b) in forwarded]
+        for batch in batches:
+            self._record_dead_lettered_upstream(batch)
         return outcome
+
+    def _record_dead_lettered_upstream(self, batch: _Signed) -> None:
+        """The sequence numbers of the notices an earlier tier dead-lettered (the origin's
+        ``skip``) arrived there and were counted there: record them as received here too, or
+        this tier's ledger would show them as a sequence gap for ever. Nothing is counted as
+        stored; a forwarder that skips a notice it did not dead-letter still leaves its own row
+        unbalanced (stored at prefecture ≠ stored nationally + dead-lettered there)."""
+        sequences = []
+        for index in batch.upstream_skip:
+            raw = batch.payload.notices[index] if 0 <= index < len(batch.payload.notices) else None
+            sequence = raw.get("sequence") if isinstance(raw, dict) else None
+            if (isinstance(sequence, int) and not isinstance(sequence, bool) and sequence > 0
+                    and raw.get("municipality") == batch.message.sender):
+                sequences.append(sequence)
+        if sequences:
+            self.store.update_ledger(batch.message.sender, received=sequences)
 
     def _verified(self, body: str) -> tuple[SignedMessage, SenderKey]:
         try:
@@ -239,7 +258,7 @@ class TierProcessor:
         if payload.origins:
             raise PermanentFailure("malformed_payload", "a municipality's payload carries no origins",
                                    "origin.payload.origins", "format")
-        return _Signed(origin.message, key, payload, set(origin.skip))
+        return _Signed(origin.message, key, payload, set(origin.skip), frozenset(origin.skip))
 
     # --- dead letters --------------------------------------------------------------------
     def _dead_letter_message(self, body: str, message_id: str, failure: PermanentFailure, *, verified: bool) -> None:
