@@ -244,6 +244,22 @@ def test_notice_dead_lettered_at_the_prefecture_leaves_no_gap_nationally(pipelin
     assert (r.stored_prefecture, r.dead_lettered_prefecture, r.stored_national, r.gaps_national) == (2, 1, 2, [])
 
 
+def test_message_whose_every_notice_is_dead_lettered_still_tells_the_national_tier(pipeline):
+    """A message of one refused notice: nothing to store, but the payload goes on with every
+    index skipped, so the national ledger has the sequence number and sees no gap."""
+    rng = random.Random(31)
+    p = person(rng)
+    drop_at(pipeline, NAGANO, "in.csv", csv_bytes([row(p, "転入", "2003-01-05")]), when=utc(2003, 1, 6))
+    pipeline.run()
+    drop_at(pipeline, MATSUMOTO, "intruder.csv", csv_bytes([row(p, "転居", "2003-01-08")]), when=utc(2003, 1, 9))
+    pipeline.run()
+    [dead] = pipeline.dead_letters("prefecture")
+    assert dead["MessageAttributes"]["jukinet.reason"]["StringValue"] == "not_holder"
+    r = recon(pipeline)[MATSUMOTO]
+    assert (r.sent, r.dead_lettered_prefecture, r.stored_national, r.gaps_national) == (1, 1, 0, [])
+    assert r.balanced, r.problems
+
+
 def test_transient_failure_is_retried_then_redriven_to_dlq_nothing_lost(pipeline):
     _, rows = move_ins(2)
     drop_at(pipeline, NAGANO, "a.csv", csv_bytes(rows))

@@ -192,7 +192,9 @@ class TierProcessor:
                 metrics.add_metric(name="SequenceGaps", unit=MetricUnit.Count, value=missing)
         metrics.add_metric(name="NoticesStored", unit=MetricUnit.Count, value=len(outcome.applied.stored))
         metrics.add_metric(name="NoticesDuplicate", unit=MetricUnit.Count, value=len(outcome.applied.duplicates))
-        forwarded = {id(where[id(n)][0]) for n in valid}
+        # A payload whose notices were all dead-lettered here is forwarded too (all skipped), so
+        # the next tier learns that their sequence numbers arrived (no gap there).
+        forwarded = {id(where[id(n)][0]) for n in valid} | {id(b) for b in batches if b.skip}
         outcome.forward = [Origin(b.message, tuple(sorted(b.skip))) for b in batches if id(b) in forwarded]
         for batch in batches:
             self._record_dead_lettered_upstream(batch)
