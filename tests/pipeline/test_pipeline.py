@@ -251,12 +251,14 @@ def test_message_whose_every_notice_is_dead_lettered_still_tells_the_national_ti
     p = person(rng)
     drop_at(pipeline, NAGANO, "in.csv", csv_bytes([row(p, "転入", "2003-01-05")]), when=utc(2003, 1, 6))
     pipeline.run()
-    drop_at(pipeline, MATSUMOTO, "intruder.csv", csv_bytes([row(p, "転居", "2003-01-08")]), when=utc(2003, 1, 9))
-    pipeline.run()
+    _, own = move_ins(2, seed=32)
+    for name, rows in (("1.csv", own[:1]), ("intruder.csv", [row(p, "転居", "2003-01-08")]), ("3.csv", own[1:])):
+        drop_at(pipeline, MATSUMOTO, name, csv_bytes(rows), when=utc(2003, 1, 9))
+        pipeline.run()
     [dead] = pipeline.dead_letters("prefecture")
     assert dead["MessageAttributes"]["jukinet.reason"]["StringValue"] == "not_holder"
     r = recon(pipeline)[MATSUMOTO]
-    assert (r.sent, r.dead_lettered_prefecture, r.stored_national, r.gaps_national) == (1, 1, 0, [])
+    assert (r.sent, r.dead_lettered_prefecture, r.stored_national, r.gaps_national) == (3, 1, 2, [])
     assert r.balanced, r.problems
 
 
