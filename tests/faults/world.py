@@ -55,7 +55,11 @@ class Month:
     drops: list[Drop] = field(default_factory=list)
 
     @classmethod
-    def generate(cls, seed: int, residents: int = 12, weeks: int = 3, changes_per_week: int = 6) -> Month:
+    def generate(cls, seed: int, residents: int = 12, weeks: int = 3, changes_per_week: int = 6,
+                 intruders: int = 0) -> Month:
+        """``intruders``: that many 転居 sent in the second week by a municipality that does not
+        hold the resident (refused into the DLQ as ``not_holder`` — or, if it sorts before the
+        resident's current state when it arrives, kept in the history only)."""
         rng = random.Random(seed)
         holder: dict[str, str] = {}
         people: dict[str, dict] = {}
@@ -97,6 +101,15 @@ class Month:
                         if what == "転居" else dict(p, name_kanji="田中　" + p["name_kanji"].split("　")[1],
                                                       name_kana="タナカ　" + p["name_kana"].split("　")[1])
                     rows[muni].append(row(p, what, date))
+            if week == 1:
+                for _ in range(intruders):
+                    code = rng.choice(sorted(holder))
+                    other = rng.choice([m for m in MUNICIPALITIES if m != holder[code]])
+                    day = last[code] + 1
+                    if day <= start + 6:
+                        last[code] = day
+                        rows[other].append(row(dict(people[code], address="長野県どこか1番地"), "転居",
+                                               f"2003-01-{day:02d}"))
             week_rows.append(rows)
         month = cls()
         for week, rows in enumerate(week_rows):
@@ -187,9 +200,13 @@ class FaultyPipeline(Pipeline):
                 return
 
     def play(self, month: Month, *, run_each: bool = True) -> None:
-        for drop in month.drops:
+        """Drop the month's files; with ``run_each``, run the tiers after each week's files
+        (the week's notices all processed before the next week's arrive), else once at the end
+        (everything in the queues at once: any arrival order)."""
+        for i, drop in enumerate(month.drops):
             self.drop_file(drop)
-            if run_each:
+            last_of_week = i + 1 == len(month.drops) or month.drops[i + 1].when != drop.when
+            if run_each and last_of_week:
                 self.run()
         self.run()
 
@@ -254,18 +271,22 @@ def _notice_ids(body: str) -> set[str]:
         raw = json.loads(body)
         if raw.get("kind") == "notice":
             n = raw["notice"]
-            return {f"{n.get('municipality')}-{n.get('sequence')}"}
+            return {_id(n)}
         from jukinet.domain.message import Origin
 
         origin = Origin.from_dict(raw["origin"], "origin")
         payload = Payload.from_bytes(origin.message.payload)
-        return {f"{n['municipality']}-{n['sequence']}" for i, n in enumerate(payload.notices) if i not in origin.skip}
+        return {_id(n) for i, n in enumerate(payload.notices) if i not in origin.skip}
     payload = Payload.from_bytes(message.payload)
-    ids = {f"{n['municipality']}-{n['sequence']}" for n in payload.notices}
+    ids = {_id(n) for n in payload.notices}
     for origin in payload.origins:
         inner = Payload.from_bytes(origin.message.payload)
-        ids |= {f"{n['municipality']}-{n['sequence']}" for i, n in enumerate(inner.notices) if i not in origin.skip}
+        ids |= {_id(n) for i, n in enumerate(inner.notices) if i not in origin.skip}
     return ids
+
+
+def _id(raw: dict) -> str:
+    return f"{raw.get('municipality')}-{int(raw.get('sequence') or 0):012d}"
 
 
 @dataclass
