@@ -262,6 +262,30 @@ def test_message_whose_every_notice_is_dead_lettered_still_tells_the_national_ti
     assert r.balanced, r.problems
 
 
+def test_refused_notice_redelivered_after_its_sender_became_the_holder_stays_refused_and_counted_once(pipeline):
+    """松本市 sends a 転居 for a resident 長野市 holds: refused (not_holder). The resident then
+    moves to 松本市, which makes it the holder; the refused message is delivered again (a
+    retry of its batch). Screened again it would pass — stored *and* counted as dead-lettered,
+    the row off by one for ever. It stays refused, counted once. (Found by tests/faults.)"""
+    rng = random.Random(33)
+    p = person(rng)
+    drop_at(pipeline, NAGANO, "in.csv", csv_bytes([row(p, "転入", "2003-01-05")]), when=utc(2003, 1, 6))
+    pipeline.run()
+    drop_at(pipeline, MATSUMOTO, "intruder.csv", csv_bytes([row(p, "転居", "2003-01-08")]), when=utc(2003, 1, 9))
+    [message] = pipeline.sqs.receive_message(QueueUrl=pipeline.pref_queue, VisibilityTimeout=0)["Messages"]
+    pipeline.run()
+    drop_at(pipeline, NAGANO, "out.csv", csv_bytes([row(p, "転出", "2003-01-10")]), when=utc(2003, 1, 11))
+    drop_at(pipeline, MATSUMOTO, "in.csv", csv_bytes([row(p, "転入", "2003-01-10")]), when=utc(2003, 1, 11))
+    pipeline.run()
+    pipeline.send_raw("prefecture", message["Body"])  # the refused message, delivered again
+    pipeline.run()
+    pref, nat = stores(pipeline)
+    assert [h.reason for h in pref.history(p["resident_code"])] == ["11", "21", "11"]
+    r = recon(pipeline)[MATSUMOTO]
+    assert (r.sent, r.stored_prefecture, r.dead_lettered_prefecture, r.stored_national) == (2, 1, 1, 1)
+    assert r.balanced, r.problems
+
+
 def test_transient_failure_is_retried_then_redriven_to_dlq_nothing_lost(pipeline):
     _, rows = move_ins(2)
     drop_at(pipeline, NAGANO, "a.csv", csv_bytes(rows))

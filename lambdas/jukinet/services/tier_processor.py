@@ -167,6 +167,13 @@ class TierProcessor:
         seen = self.store.stored_ids([n for _, _, n in parsed], snapshot) if parsed else set()
         repeated = [n for _, _, n in parsed if n.notice_id in seen]
         fresh = [n for _, _, n in parsed if n.notice_id not in seen]
+        # A notice refused here before stays refused (and counted once), whatever has happened
+        # to the resident since: it is skipped, not screened again.
+        refused_before = self.store.dead_lettered_before(fresh, snapshot) if fresh else set()
+        for notice in [n for n in fresh if n.notice_id in refused_before]:
+            where[id(notice)][0].skip.add(where[id(notice)][1])
+            logger.info("notice dead-lettered before; skipped", extra={"notice_id": notice.notice_id})
+        fresh = [n for n in fresh if n.notice_id not in refused_before]
         codes = [c for n in fresh
                  for c in (n.resident_code.value, *((n.previous_resident_code.value,) if n.previous_resident_code else ()))]
         valid, refused = screen(fresh, self.store.holdings(codes, snapshot) if codes else {})
@@ -332,9 +339,8 @@ class TierProcessor:
             body["via"] = via
         queues.send_dead_letter(self.dead_letter_queue_url, body, tier=self.policy.tier, reason=reason,
                                 field=exc.field, rule=exc.rule, detail=exc.detail, sender=signer)
-        if has_sequence:
-            self.store.update_ledger(municipality, received=[sequence])
-        self.store.record_dead_letter(municipality, item_id, month, 1)
+        # The count and the sequence number received, in one transaction (dead_lettered_before).
+        self.store.record_dead_letter(municipality, item_id, month, 1, received=[sequence] if has_sequence else [])
         metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=1)
 
     def _month_now(self) -> str:
