@@ -131,6 +131,8 @@ class FaultyPipeline(Pipeline):
         self.faults = faults
         self.dropped: list[Drop] = []
         self.kills: Counter = Counter()
+        self.failures: Counter = Counter()  # invocations that raised (not killed)
+        self.last_failure: BaseException | None = None
         self.operator_redrops = 0
         self.unfinished: list[Drop] = []
 
@@ -185,7 +187,9 @@ class FaultyPipeline(Pipeline):
         except FunctionKilled:
             self.kills[tier] += 1
             return  # nothing deleted: every message comes back
-        except Exception:  # noqa: BLE001 — the invocation failed as a whole
+        except Exception as exc:  # noqa: BLE001 — the invocation failed as a whole
+            self.failures[tier] += 1
+            self.last_failure = exc
             return
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         for m in messages:
@@ -301,6 +305,7 @@ class Outcome:
     lost: int = 0
     duplicated: int = 0
     wrong_current: int = 0
+    stale_dead_copies: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -312,13 +317,16 @@ def check(p: FaultyPipeline) -> Outcome:
     before: set[str] = set()  # dead-lettered at an earlier tier: never reaches this one
     for tier, table in (("prefecture", p.pref_table), ("national", p.national_table)):
         dead = p.dead_letter_bodies(tier)
-        for d in dead:
-            if d["reason"] is None:
-                out.uncounted_dead[tier] = out.uncounted_dead.get(tier, 0) + len(d["ids"])
         dead_ids = set().union(*(d["ids"] for d in dead)) if dead else set()
-        history = _history(table)
+        stored_ids = _history(table)
+        counted_dead = _dead_letter_markers(table)
         expected = [n for n in sent if n.notice_id not in before]
-        stored_ids = history
+        # Moved by the redrive policy (no reason) and not stored by another delivery of it: the
+        # notices an operator's redrive would bring (uncounted until then).
+        waiting = set().union(*(d["ids"] for d in dead if d["reason"] is None)) if dead else set()
+        waiting = {i for i in waiting - set(stored_ids) if i in by_id and i not in before}
+        if waiting:
+            out.uncounted_dead[tier] = len(waiting)
         out.stored[tier] = len(stored_ids)
         out.dead_lettered[tier] = len(dead_ids & set(by_id))
         out.duplicated += sum(c - 1 for c in stored_ids.values() if c > 1)
@@ -329,10 +337,11 @@ def check(p: FaultyPipeline) -> Outcome:
             if n.notice_id not in stored_ids and n.notice_id not in dead_ids:
                 out.lost += 1
                 out.problems.append(f"{tier}: {n.notice_id} neither stored nor dead-lettered")
-            if n.notice_id in stored_ids and n.notice_id in dead_ids and \
-                    any(d["reason"] is not None and n.notice_id in d["ids"] for d in dead):
+            if n.notice_id in stored_ids and (n.municipality.value, n.sequence) in counted_dead:
                 out.duplicated += 1
                 out.problems.append(f"{tier}: {n.notice_id} stored and counted as dead-lettered")
+            elif n.notice_id in stored_ids and n.notice_id in dead_ids:
+                out.stale_dead_copies += 1  # a copy left in the DLQ by a death before counting it
         reference = converge([n for n in expected if n.notice_id in stored_ids])
         currents = _currents(table)
         for code, record in reference.items():
@@ -340,7 +349,7 @@ def check(p: FaultyPipeline) -> Outcome:
             if currents.get(code) != want:
                 out.wrong_current += 1
                 out.problems.append(f"{tier}: {code} current {currents.get(code)} ≠ converge {want}")
-        before |= {i for d in dead for i in d["ids"]}
+        before |= dead_ids - set(stored_ids)
     return out
 
 
@@ -353,6 +362,17 @@ def _history(table: str) -> Counter:
     out: Counter = Counter()
     for (_, nid), count in per_code.items():
         out[nid] = max(out[nid], count)
+    return out
+
+
+def _dead_letter_markers(table: str) -> set[tuple[str, int]]:
+    """(municipality, sequence) of every notice a tier counted as dead-lettered (its marker)."""
+    items = _scan(table, "begins_with(pk, :d)", {":d": {"S": "DLQ#"}}, "pk, sk")
+    out = set()
+    for item in items:
+        municipality, _, sequence = item["sk"]["S"].partition("-")
+        if sequence.isdigit():
+            out.add((municipality, int(sequence)))
     return out
 
 

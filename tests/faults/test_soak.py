@@ -1,0 +1,73 @@
+"""A seeded random soak: every fault kind at once, on every function, over a month of about
+a thousand notices (CI) — ``JUKINET_FAULT_SOAK_NOTICES=20000`` (and ``JUKINET_FAULT_SOAK_SEED``)
+for the longer run by hand (``bench/fault_soak.py`` prints its table).
+
+Faults here are not bounded: a batch can fail ``maxReceiveCount`` times and be moved to the
+DLQ by the queue's redrive policy (without a jukinet reason, until part 3's redrive). So the
+assertion is: nothing lost, nothing stored twice, no wrong current state, and every row's
+shortfall is exactly what sits in the DLQ without a reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+from jukinet_ops.local.faults import FaultInjector, Rule
+
+from .world import FaultyPipeline, Month, check
+
+NOTICES = int(os.environ.get("JUKINET_FAULT_SOAK_NOTICES", "1000"))
+SEED = int(os.environ.get("JUKINET_FAULT_SOAK_SEED", "2003"))
+
+
+def soak_rules(rate: float = 0.05) -> list[Rule]:
+    """Every kind, on every function's calls: errors at ``rate`` per call, deaths ten times
+    rarer (a death redelivers the whole batch of ten messages, each with several calls: at
+    ``rate`` every invocation would die and everything would end in the DLQ — which is what
+    the persistent-fault test shows)."""
+    death = rate / 10
+    return [
+        Rule("dynamodb", "*", "throttle", rate=rate),
+        Rule("dynamodb", "TransactWriteItems", "race", rate=rate * 2),
+        Rule("dynamodb", "TransactWriteItems", "lost_response", rate=rate / 2),
+        Rule("dynamodb", "*", "server_error", rate=rate / 2),
+        Rule("kms", "*", "server_error", rate=rate),  # KMSInternalException
+        Rule("kms", "*", "throttle", rate=rate),
+        Rule("kms", "Sign", "kill", rate=death * 5),  # CS: after reserving; prefecture: after storing
+        Rule("sqs", "SendMessageBatch", "kill_after", rate=death * 5),
+        Rule("sqs", "SendMessage", "timeout", rate=rate),
+        Rule("dynamodb", "TransactWriteItems", "kill", rate=death),
+        Rule("s3", "*", "server_error", rate=rate),
+        Rule("sqs", "ReceiveMessage", "duplicate", rate=0.25),
+    ]
+
+
+def soak_month(notices: int, seed: int) -> Month:
+    residents = max(12, notices // 3)
+    return Month.generate(seed, residents=residents, weeks=3, changes_per_week=residents // 2,
+                          intruders=max(1, notices // 200))
+
+
+def run_soak(faults: FaultInjector, tiers: FaultyPipeline, notices: int, seed: int):
+    for rule in soak_rules():
+        faults.add(rule)
+    month = soak_month(notices, seed)
+    tiers.play(month, run_each=False)
+    return month, check(tiers)
+
+
+def test_seeded_soak_of_every_fault_loses_doubles_and_corrupts_nothing(tiers, faults):
+    faults.random.seed(SEED)
+    month, outcome = run_soak(faults, tiers, NOTICES, SEED)
+    assert sum(faults.fired.values()) > 20, faults.fired
+    assert outcome.problems == []
+    assert (outcome.lost, outcome.duplicated, outcome.wrong_current) == (0, 0, 0)
+    assert outcome.sent == month.notices - sum(d.data.count(b"\r\n") - 1 for d in tiers.unfinished)
+    rows = tiers.reconciliation().values()
+    # Each row's shortfall is exactly what the redrive policy moved to the DLQ without a reason.
+    short_pref = sum(r.sent - r.stored_prefecture - r.dead_lettered_prefecture for r in rows)
+    short_national = sum(r.stored_prefecture - r.stored_national - r.dead_lettered_national for r in rows)
+    assert short_pref == outcome.uncounted_dead.get("prefecture", 0)
+    assert short_national == outcome.uncounted_dead.get("national", 0)
+    if not outcome.uncounted_dead:
+        assert all(r.balanced for r in rows), [r.problems for r in rows]
