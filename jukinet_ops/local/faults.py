@@ -79,8 +79,8 @@ class FunctionKilled(BaseException):  # noqa: N818 — a death, not an error the
 class Rule:
     """Fail calls of ``service``/``operation`` (``*`` for any) made by ``function`` (a label the
     harness arms with, matched as a prefix; ``""`` for any): at the calls numbered in ``at``
-    (1 = the first matching call), or each with probability ``rate``; at most ``times``
-    times in all (0: unbounded)."""
+    (1 = the first matching call), or each with probability ``rate``, or (neither) every
+    matching call; at most ``times`` times in all (0: unbounded)."""
 
     service: str
     operation: str
@@ -158,7 +158,12 @@ class FaultInjector:
                 rule.seen += 1
                 if rule.times and rule.hits >= rule.times:
                     continue
-                hit = rule.seen in rule.at if rule.at else (rule.rate > 0 and self.random.random() < rule.rate)
+                if rule.at:
+                    hit = rule.seen in rule.at
+                elif rule.rate:
+                    hit = self.random.random() < rule.rate
+                else:
+                    hit = True
                 if hit:
                     rule.hits += 1
                     self.fired[(function, f"{service}:{operation}", rule.kind)] += 1
@@ -206,8 +211,10 @@ class FaultInjector:
         previous, self._local.function = getattr(self._local, "function", None), None
         try:
             client = boto3.session.Session().client(service, region_name=aws.client(service).meta.region_name)
+            twin = copy.deepcopy(params)
+            twin.pop("ClientRequestToken", None)  # another invocation: its own idempotency token
             with contextlib.suppress(Exception):
-                getattr(client, xform_name(operation))(**copy.deepcopy(params))
+                getattr(client, xform_name(operation))(**twin)
         finally:
             self._local.function = previous
 

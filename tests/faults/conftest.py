@@ -31,3 +31,29 @@ def tiers(faults):
             yield p
         finally:
             p.stop_counting()
+
+
+@pytest.fixture
+def national(tmp_path, monkeypatch, faults):
+    """The national tier's provision side (``tests/provision/world.World``), ``faults`` installed."""
+    from jukinet.adapters import aws
+    from jukinet.handlers import provision_api, provision_sealer
+
+    from ..provision.world import World
+
+    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-1")
+    with mock_aws(), faults.installed():
+        provision_api._runtime.cache_clear()
+        provision_sealer._runtime.cache_clear()
+        w = World(tmp_path)
+        try:
+            yield w
+        finally:
+            w._stop()
+            aws.reset_clients()
+            provision_api._runtime.cache_clear()
+            provision_sealer._runtime.cache_clear()

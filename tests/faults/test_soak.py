@@ -1,6 +1,8 @@
 """A seeded random soak: every fault kind at once, on every function, over a month of about
-a thousand notices (CI) — ``JUKINET_FAULT_SOAK_NOTICES=20000`` (and ``JUKINET_FAULT_SOAK_SEED``)
-for the longer run by hand (``bench/fault_soak.py`` prints its table).
+a thousand notices (CI). The longer run, by hand, prints what fired and the outcome::
+
+    JUKINET_FAULT_SOAK_NOTICES=20000 JUKINET_FAULT_SOAK_SEED=7 \
+        .venv/bin/pytest -s -p no:cacheprovider tests/faults/test_soak.py
 
 Faults here are not bounded: a batch can fail ``maxReceiveCount`` times and be moved to the
 DLQ by the queue's redrive policy (without a jukinet reason, until part 3's redrive). So the
@@ -11,6 +13,7 @@ shortfall is exactly what sits in the DLQ without a reason.
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 from jukinet_ops.local.faults import FaultInjector, Rule
 
@@ -59,6 +62,11 @@ def run_soak(faults: FaultInjector, tiers: FaultyPipeline, notices: int, seed: i
 def test_seeded_soak_of_every_fault_loses_doubles_and_corrupts_nothing(tiers, faults):
     faults.random.seed(SEED)
     month, outcome = run_soak(faults, tiers, NOTICES, SEED)
+    print(f"\nsoak: seed {SEED}, {outcome.sent} notices sent, {sum(faults.fired.values())} faults fired "
+          f"({', '.join(f'{k}: {v}' for k, v in sorted(Counter(k for _, _, k in faults.fired.elements()).items()))}); "
+          f"kills {dict(tiers.kills)}; lost {outcome.lost}, duplicated {outcome.duplicated}, wrong current state "
+          f"{outcome.wrong_current}; waiting in a DLQ for redrive {outcome.uncounted_dead}; "
+          f"stale DLQ copies {outcome.stale_dead_copies}")
     assert sum(faults.fired.values()) > 20, faults.fired
     assert outcome.problems == []
     assert (outcome.lost, outcome.duplicated, outcome.wrong_current) == (0, 0, 0)
