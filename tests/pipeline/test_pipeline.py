@@ -233,7 +233,8 @@ def test_notice_dead_lettered_at_the_prefecture_leaves_no_gap_nationally(pipelin
     but its sequence number arrived and was counted: no gap there, and the row balances.
     (Found by tests/faults: every not_holder refusal left a gap nationally for ever.)"""
     notices = [_notice(NAGANO, s).to_dict() for s in (1, 2, 3)]
-    notices[1]["resident_code"] = notices[1]["resident_code"][:-1] + str((int(notices[1]["resident_code"][-1]) + 1) % 10)
+    code = notices[1]["resident_code"]
+    notices[1]["resident_code"] = code[:-1] + str((int(code[-1]) + 1) % 10)  # a wrong check digit
     send_signed(pipeline.pref_queue, [Signer(pipeline.keys[f"sign-{NAGANO}"], NAGANO).sign(
         Payload(NAGANO, "2003-01-20T01:00:00Z", notices))])
     pipeline.run()
