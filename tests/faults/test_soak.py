@@ -1,5 +1,5 @@
 """A seeded random soak: every fault kind at once, on every function, over a month of about
-a thousand notices (CI). The longer run, by hand, prints what fired and the outcome::
+2,000 notices (CI). The longer run, by hand, prints what fired and the outcome::
 
     JUKINET_FAULT_SOAK_NOTICES=20000 JUKINET_FAULT_SOAK_SEED=7 \
         .venv/bin/pytest -s -p no:cacheprovider tests/faults/test_soak.py
@@ -19,11 +19,11 @@ from jukinet_ops.local.faults import FaultInjector, Rule
 
 from .world import FaultyPipeline, Month, check
 
-NOTICES = int(os.environ.get("JUKINET_FAULT_SOAK_NOTICES", "1000"))
+NOTICES = int(os.environ.get("JUKINET_FAULT_SOAK_NOTICES", "2000"))
 SEED = int(os.environ.get("JUKINET_FAULT_SOAK_SEED", "2003"))
 
 
-def soak_rules(rate: float = 0.05) -> list[Rule]:
+def soak_rules(rate: float = 0.03) -> list[Rule]:
     """Every kind, on every function's calls: errors at ``rate`` per call, deaths ten times
     rarer (a death redelivers the whole batch of ten messages, each with several calls: at
     ``rate`` every invocation would die and everything would end in the DLQ — which is what
@@ -46,7 +46,7 @@ def soak_rules(rate: float = 0.05) -> list[Rule]:
 
 
 def soak_month(notices: int, seed: int) -> Month:
-    residents = max(12, notices // 3)
+    residents = max(12, int(notices / 2.35))  # each resident: an entry, then ~1.35 notices of changes
     return Month.generate(seed, residents=residents, weeks=3, changes_per_week=residents // 2,
                           intruders=max(1, notices // 200))
 
@@ -67,7 +67,7 @@ def test_seeded_soak_of_every_fault_loses_doubles_and_corrupts_nothing(tiers, fa
           f"kills {dict(tiers.kills)}; lost {outcome.lost}, duplicated {outcome.duplicated}, wrong current state "
           f"{outcome.wrong_current}; waiting in a DLQ for redrive {outcome.uncounted_dead}; "
           f"stale DLQ copies {outcome.stale_dead_copies}")
-    assert sum(faults.fired.values()) > 20, faults.fired
+    assert sum(faults.fired.values()) >= 10, faults.fired
     assert outcome.problems == []
     assert (outcome.lost, outcome.duplicated, outcome.wrong_current) == (0, 0, 0)
     assert outcome.sent == month.notices - sum(d.data.count(b"\r\n") - 1 for d in tiers.unfinished)
@@ -77,5 +77,11 @@ def test_seeded_soak_of_every_fault_loses_doubles_and_corrupts_nothing(tiers, fa
     short_national = sum(r.stored_prefecture - r.stored_national - r.dead_lettered_national for r in rows)
     assert short_pref == outcome.uncounted_dead.get("prefecture", 0)
     assert short_national == outcome.uncounted_dead.get("national", 0)
-    if not outcome.uncounted_dead:
-        assert all(r.balanced for r in rows), [r.problems for r in rows]
+    # A gap is a sequence number some dead letter without a reason carries (its message died
+    # five times after storing the rest: the skip of a notice refused upstream is recorded
+    # only when a delivery completes) — a redrive closes it; otherwise the row balances.
+    for tier, gaps in (("prefecture", "gaps_prefecture"), ("national", "gaps_national")):
+        for r in rows:
+            for first, last in getattr(r, gaps):
+                for sequence in range(first, last + 1):
+                    assert f"{r.municipality}-{sequence:012d}" in outcome.in_redrive[tier], (tier, r.problems)

@@ -243,7 +243,8 @@ class FaultyPipeline(Pipeline):
             for m in got:
                 handles.append(m["ReceiptHandle"])
                 reason = m.get("MessageAttributes", {}).get("jukinet.reason", {}).get("StringValue")
-                out.append({"reason": reason, "ids": _notice_ids(m["Body"]), "body": m["Body"]})
+                out.append({"reason": reason, "ids": _notice_ids(m["Body"]), "body": m["Body"],
+                            "carried": _notice_ids(m["Body"], skipped=True)})
         for h in handles:  # visible again for the next reader (an operator's redrive)
             self.sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=h, VisibilityTimeout=0)
         return out
@@ -264,7 +265,7 @@ def _depth(sqs, queue: str) -> int:
     return sum(int(v) for v in attrs["Attributes"].values())
 
 
-def _notice_ids(body: str) -> set[str]:
+def _notice_ids(body: str, skipped: bool = False) -> set[str]:
     """The notice ids a dead letter holds: a signed message (the CS's, or the prefecture's with
     origins), a single notice, or an origin."""
     import json
@@ -280,12 +281,12 @@ def _notice_ids(body: str) -> set[str]:
 
         origin = Origin.from_dict(raw["origin"], "origin")
         payload = Payload.from_bytes(origin.message.payload)
-        return {_id(n) for i, n in enumerate(payload.notices) if i not in origin.skip}
+        return {_id(n) for i, n in enumerate(payload.notices) if skipped or i not in origin.skip}
     payload = Payload.from_bytes(message.payload)
     ids = {_id(n) for n in payload.notices}
     for origin in payload.origins:
         inner = Payload.from_bytes(origin.message.payload)
-        ids |= {_id(n) for i, n in enumerate(inner.notices) if i not in origin.skip}
+        ids |= {_id(n) for i, n in enumerate(inner.notices) if skipped or i not in origin.skip}
     return ids
 
 
@@ -306,6 +307,9 @@ class Outcome:
     duplicated: int = 0
     wrong_current: int = 0
     stale_dead_copies: int = 0
+    # every notice id a reason-less dead letter carries (those an earlier tier skipped included):
+    # what an operator's redrive would bring back
+    in_redrive: dict[str, set[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
 
@@ -318,6 +322,7 @@ def check(p: FaultyPipeline) -> Outcome:
     for tier, table in (("prefecture", p.pref_table), ("national", p.national_table)):
         dead = p.dead_letter_bodies(tier)
         dead_ids = set().union(*(d["ids"] for d in dead)) if dead else set()
+        out.in_redrive[tier] = set().union(*(d["carried"] for d in dead if d["reason"] is None)) if dead else set()
         stored_ids = _history(table)
         counted_dead = _dead_letter_markers(table)
         expected = [n for n in sent if n.notice_id not in before]
