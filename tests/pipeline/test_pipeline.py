@@ -228,6 +228,65 @@ def test_invalid_notice_inside_a_signed_message_is_dead_lettered_alone(pipeline)
     assert nat.current(good["resident_code"]) is not None
 
 
+def test_notice_dead_lettered_at_the_prefecture_leaves_no_gap_nationally(pipeline):
+    """The national tier never sees a notice the prefecture dead-lettered (the origin's skip),
+    but its sequence number arrived and was counted: no gap there, and the row balances.
+    (Found by tests/faults: every not_holder refusal left a gap nationally for ever.)"""
+    notices = [_notice(NAGANO, s).to_dict() for s in (1, 2, 3)]
+    code = notices[1]["resident_code"]
+    notices[1]["resident_code"] = code[:-1] + str((int(code[-1]) + 1) % 10)  # a wrong check digit
+    send_signed(pipeline.pref_queue, [Signer(pipeline.keys[f"sign-{NAGANO}"], NAGANO).sign(
+        Payload(NAGANO, "2003-01-20T01:00:00Z", notices))])
+    pipeline.run()
+    pipeline.run()  # a redelivered forward changes nothing
+    _, nat = stores(pipeline)
+    assert nat.ledger(NAGANO).runs == ((1, 3),) and nat.ledger(NAGANO).stored_in("2003-01") == 2
+    r = recon(pipeline)[NAGANO]
+    assert (r.stored_prefecture, r.dead_lettered_prefecture, r.stored_national, r.gaps_national) == (2, 1, 2, [])
+
+
+def test_message_whose_every_notice_is_dead_lettered_still_tells_the_national_tier(pipeline):
+    """A message of one refused notice: nothing to store, but the payload goes on with every
+    index skipped, so the national ledger has the sequence number and sees no gap."""
+    rng = random.Random(31)
+    p = person(rng)
+    drop_at(pipeline, NAGANO, "in.csv", csv_bytes([row(p, "転入", "2003-01-05")]), when=utc(2003, 1, 6))
+    pipeline.run()
+    _, own = move_ins(2, seed=32)
+    for name, rows in (("1.csv", own[:1]), ("intruder.csv", [row(p, "転居", "2003-01-08")]), ("3.csv", own[1:])):
+        drop_at(pipeline, MATSUMOTO, name, csv_bytes(rows), when=utc(2003, 1, 9))
+        pipeline.run()
+    [dead] = pipeline.dead_letters("prefecture")
+    assert dead["MessageAttributes"]["jukinet.reason"]["StringValue"] == "not_holder"
+    r = recon(pipeline)[MATSUMOTO]
+    assert (r.sent, r.dead_lettered_prefecture, r.stored_national, r.gaps_national) == (3, 1, 2, [])
+    assert r.balanced, r.problems
+
+
+def test_refused_notice_redelivered_after_its_sender_became_the_holder_stays_refused_and_counted_once(pipeline):
+    """松本市 sends a 転居 for a resident 長野市 holds: refused (not_holder). The resident then
+    moves to 松本市, which makes it the holder; the refused message is delivered again (a
+    retry of its batch). Screened again it would pass — stored *and* counted as dead-lettered,
+    the row off by one for ever. It stays refused, counted once. (Found by tests/faults.)"""
+    rng = random.Random(33)
+    p = person(rng)
+    drop_at(pipeline, NAGANO, "in.csv", csv_bytes([row(p, "転入", "2003-01-05")]), when=utc(2003, 1, 6))
+    pipeline.run()
+    drop_at(pipeline, MATSUMOTO, "intruder.csv", csv_bytes([row(p, "転居", "2003-01-08")]), when=utc(2003, 1, 9))
+    [message] = pipeline.sqs.receive_message(QueueUrl=pipeline.pref_queue, VisibilityTimeout=0)["Messages"]
+    pipeline.run()
+    drop_at(pipeline, NAGANO, "out.csv", csv_bytes([row(p, "転出", "2003-01-10")]), when=utc(2003, 1, 11))
+    drop_at(pipeline, MATSUMOTO, "in.csv", csv_bytes([row(p, "転入", "2003-01-10")]), when=utc(2003, 1, 11))
+    pipeline.run()
+    pipeline.send_raw("prefecture", message["Body"])  # the refused message, delivered again
+    pipeline.run()
+    pref, nat = stores(pipeline)
+    assert [h.reason for h in pref.history(p["resident_code"])] == ["11", "21", "11"]
+    r = recon(pipeline)[MATSUMOTO]
+    assert (r.sent, r.stored_prefecture, r.dead_lettered_prefecture, r.stored_national) == (2, 1, 1, 1)
+    assert r.balanced, r.problems
+
+
 def test_transient_failure_is_retried_then_redriven_to_dlq_nothing_lost(pipeline):
     _, rows = move_ins(2)
     drop_at(pipeline, NAGANO, "a.csv", csv_bytes(rows))

@@ -329,6 +329,17 @@ class IdentityStore:
         return {n.notice_id for n in notices
                 if (resident_pk(n.resident_code.value), history_sk(n.order_key)) in snapshot.history}
 
+    @staticmethod
+    def dead_lettered_before(notices: Iterable[UpdateNotice], snapshot: Snapshot) -> set[str]:
+        """Ids of ``notices`` (not in the history) whose sequence number the municipality's
+        ledger in ``snapshot`` already covers: a notice refused here before (its number is
+        recorded with its dead-letter count, ``record_dead_letter``). A redelivery must not
+        screen it again: the resident's state may have changed since, and a notice both
+        dead-lettered and stored would be counted twice."""
+        ledgers = {m: Ledger.from_item(item) for m, item in snapshot.ledgers.items()}
+        return {n.notice_id for n in notices
+                if (ledger := ledgers.get(n.municipality.value)) is not None and ledger.covers(n.sequence)}
+
     def apply(self, notices: list[UpdateNotice], *, now: dt.datetime,
               lineage: Mapping[str, Attestation] | None = None, snapshot: Snapshot | None = None,
               ledgers: bool = False) -> ApplyResult:
@@ -504,16 +515,21 @@ class IdentityStore:
         stored, received = list(stored), list(received)
         return self._update_ledger(municipality, lambda ledger: ledger.add(stored, received))
 
-    def record_dead_letter(self, municipality: str, item_id: str, month: str, count: int) -> bool:
+    def record_dead_letter(self, municipality: str, item_id: str, month: str, count: int,
+                           received: Iterable[int] = ()) -> bool:
         """Count ``count`` dead-lettered notices in ``month`` against ``municipality``, once per
         ``item_id``: a marker item ``DLQ#<municipality>``/``<item id>`` is put in the same
-        transaction as the ledger (dead letters are rare; the ledger stays small)."""
+        transaction as the ledger (dead letters are rare; the ledger stays small). ``received``:
+        the notice's sequence number, recorded in the same transaction — so a sequence number
+        the ledger covers but the history lacks was dead-lettered here (``dead_lettered_before``)."""
+        received = list(received)
         marker = {"pk": {"S": f"DLQ#{municipality}"}, "sk": {"S": item_id[:512]}, "month": {"S": month},
                   "count": {"N": str(count)}}
         marker_put = {"Put": {"TableName": self.table_name, "Item": marker,
                               "ConditionExpression": "attribute_not_exists(pk)"}}
         try:
-            self._update_ledger(municipality, lambda ledger: ledger.add_dead(month, count), marker_put)
+            self._update_ledger(municipality, lambda ledger: ledger.add([], received).add_dead(month, count),
+                                marker_put)
         except _AlreadyCounted:
             return False
         return True

@@ -105,6 +105,7 @@ class _Signed:
     key: SenderKey
     payload: Payload
     skip: set[int] = field(default_factory=set)  # not to be processed (dead-lettered before)
+    upstream_skip: frozenset[int] = frozenset()  # of those, the ones the forwarding tier dead-lettered
 
     @property
     def attestation(self) -> Attestation:
@@ -189,6 +190,13 @@ class TierProcessor:
         seen = self.store.stored_ids([n for _, _, n in parsed], snapshot) if parsed else set()
         repeated = [n for _, _, n in parsed if n.notice_id in seen]
         fresh = [n for _, _, n in parsed if n.notice_id not in seen]
+        # A notice refused here before stays refused (and counted once), whatever has happened
+        # to the resident since: it is skipped, not screened again.
+        refused_before = self.store.dead_lettered_before(fresh, snapshot) if fresh else set()
+        for notice in [n for n in fresh if n.notice_id in refused_before]:
+            where[id(notice)][0].skip.add(where[id(notice)][1])
+            logger.info("notice dead-lettered before; skipped", extra={"notice_id": notice.notice_id})
+        fresh = [n for n in fresh if n.notice_id not in refused_before]
         codes = [c for n in fresh
                  for c in (n.resident_code.value, *((n.previous_resident_code.value,) if n.previous_resident_code else ()))]
         valid, refused = screen(fresh, self.store.holdings(codes, snapshot) if codes else {})
@@ -214,9 +222,29 @@ class TierProcessor:
                 metrics.add_metric(name="SequenceGaps", unit=MetricUnit.Count, value=missing)
         metrics.add_metric(name="NoticesStored", unit=MetricUnit.Count, value=len(outcome.applied.stored))
         metrics.add_metric(name="NoticesDuplicate", unit=MetricUnit.Count, value=len(outcome.applied.duplicates))
-        forwarded = {id(where[id(n)][0]) for n in valid}
+        # A payload whose notices were all dead-lettered here is forwarded too (all skipped), so
+        # the next tier learns that their sequence numbers arrived (no gap there).
+        forwarded = {id(where[id(n)][0]) for n in valid} | {id(b) for b in batches if b.skip}
         outcome.forward = [Origin(b.message, tuple(sorted(b.skip))) for b in batches if id(b) in forwarded]
+        for batch in batches:
+            self._record_dead_lettered_upstream(batch)
         return outcome
+
+    def _record_dead_lettered_upstream(self, batch: _Signed) -> None:
+        """The sequence numbers of the notices an earlier tier dead-lettered (the origin's
+        ``skip``) arrived there and were counted there: record them as received here too, or
+        this tier's ledger would show them as a sequence gap for ever. Nothing is counted as
+        stored; a forwarder that skips a notice it did not dead-letter still leaves its own row
+        unbalanced (stored at prefecture ≠ stored nationally + dead-lettered there)."""
+        sequences = []
+        for index in batch.upstream_skip:
+            raw = batch.payload.notices[index] if 0 <= index < len(batch.payload.notices) else None
+            sequence = raw.get("sequence") if isinstance(raw, dict) else None
+            if (isinstance(sequence, int) and not isinstance(sequence, bool) and sequence > 0
+                    and raw.get("municipality") == batch.message.sender):
+                sequences.append(sequence)
+        if sequences:
+            self.store.update_ledger(batch.message.sender, received=sequences)
 
     def _verified(self, body: str) -> tuple[SignedMessage, SenderKey]:
         try:
@@ -262,7 +290,7 @@ class TierProcessor:
         if payload.origins:
             raise PermanentFailure("malformed_payload", "a municipality's payload carries no origins",
                                    "origin.payload.origins", "format")
-        return _Signed(origin.message, key, payload, set(origin.skip))
+        return _Signed(origin.message, key, payload, set(origin.skip), frozenset(origin.skip))
 
     # --- dead letters --------------------------------------------------------------------
     def _dead_letter_message(self, body: str, message_id: str, failure: PermanentFailure, *, verified: bool) -> None:
@@ -334,9 +362,8 @@ class TierProcessor:
             body["via"] = via
         queues.send_dead_letter(self.dead_letter_queue_url, body, tier=self.policy.tier, reason=reason,
                                 field=exc.field, rule=exc.rule, detail=exc.detail, sender=signer)
-        if has_sequence:
-            self.store.update_ledger(municipality, received=[sequence])
-        self.store.record_dead_letter(municipality, item_id, month, 1)
+        # The count and the sequence number received, in one transaction (dead_lettered_before).
+        self.store.record_dead_letter(municipality, item_id, month, 1, received=[sequence] if has_sequence else [])
         metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=1)
 
     def _month_now(self) -> str:
