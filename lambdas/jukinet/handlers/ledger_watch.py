@@ -48,7 +48,8 @@ def handler(event: dict, context: object) -> dict:
         result = watch.sweep(_scheduled_at(event))
         return {"at": result.at.isoformat(), "municipalities": result.municipalities,
                 "aged_missing": result.aged_missing, "overdue": result.overdue,
-                "findings": [{"municipality": f.municipality, "aged_gaps": f.aged_gaps[:20], "overdue": f.overdue}
+                "findings": [{"municipality": f.municipality, "aged_gaps": [list(g) for g in f.aged_gaps[:20]],
+                              "overdue": f.overdue}
                              for f in result.findings]}
     finally:
         flush()
