@@ -50,12 +50,18 @@ def custom_metric(name: str, *, service: str, tier: str) -> cloudwatch.Metric:
 
 
 class TierAlarms(Construct):
-    def __init__(self, scope: Construct, id: str, *, topic_name: str, key: kms.IKey, email: str | None) -> None:
+    def __init__(self, scope: Construct, id: str, *, topic_name: str, key: kms.IKey, email: str | None,
+                 chat_url: str | None = None) -> None:
+        """The tier's alarm topic (KMS-encrypted, TLS only) and its subscribers from the
+        deployment's ``Operations``: an e-mail address, a chat tool's HTTPS webhook, or both."""
         super().__init__(scope, id)
         self.topic = sns.Topic(self, "Topic", topic_name=topic_name, master_key=key, enforce_ssl=True,
                                display_name="jukinet alarms")
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        if chat_url:
+            self.topic.add_subscription(subscriptions.UrlSubscription(chat_url,
+                                                                      protocol=sns.SubscriptionProtocol.HTTPS))
         self._action = actions.SnsAction(self.topic)
         self.alarms: list[cloudwatch.Alarm] = []
 

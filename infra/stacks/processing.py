@@ -220,14 +220,17 @@ def build_ledger_watch(stack: TierStack, *, tier_label: str, table: dynamodb.Tab
                        watched: Sequence[WatchedCounts]) -> TierFunction:
     """The tier's ledger watch (``jukinet.services.ledger_watch``, every five minutes): aged gaps
     that no later message reports, and notices overdue (sent by a CS, not accounted for here
-    15 minutes after its last file). CS counts in another account or region are not watched
-    (a cross-account read of their tables is not granted): docs/decisions/0030-*."""
+    15 minutes after its last file). CS counts in another account or region are not compared
+    (a cross-account read of their tables is not granted; their gaps still are):
+    docs/decisions/0030-*."""
     names, env, tier = stack.names, stack.tier_env, stack.tier
     here = (env.account, env.region)
     local = [w for w in watched if (w.env.account, w.env.region) == here
              and (w.tiers_below_env is None or (w.tiers_below_env.account, w.tiers_below_env.region) == here)]
-    document = {"sources": [{"cs_state_table": w.cs_state_table, "municipalities": list(w.municipalities),
-                             "tiers_below": list(w.tiers_below)} for w in local]}
+    # Municipalities whose counts are elsewhere are still watched for aged gaps (no table named).
+    document = {"sources": [{"cs_state_table": w.cs_state_table if w in local else "",
+                             "municipalities": list(w.municipalities),
+                             "tiers_below": list(w.tiers_below) if w in local else []} for w in watched]}
     arn = lambda t: f"arn:{cdk_partition()}:dynamodb:{env.region}:{env.account}:table/{t}"  # noqa: E731
     statements = [iam.PolicyStatement(
         sid="ReadOwnLedgers", actions=["dynamodb:GetItem"], resources=[table.table_arn],

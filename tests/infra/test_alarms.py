@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -164,3 +165,38 @@ def test_sequence_gaps_alarm_watches_aged_gaps_and_a_ledger_watch_runs_every_fiv
     assert set(watches) == {"jukinet-national-ledger-watch", "jukinet-pref-200000-ledger-watch"}
     rules = [r for r in nagano.props("AWS::Events::Rule") if r.get("Name", "").endswith("-ledger-watch")]
     assert len(rules) == 2 and {r["ScheduleExpression"] for r in rules} == {LEDGER_WATCH_SCHEDULE}
+
+
+def test_each_tier_notifies_its_own_kms_encrypted_topic_and_the_configured_subscribers(every: Synth) -> None:
+    """Per stack: every alarm's AlarmActions and OKActions are exactly the tier's own topic
+    (``jukinet-<tier>-alarms``, KmsMasterKeyId set), whether the topic is in the stack (Ref) or
+    in the tier's base stack (Fn::ImportValue); each topic has an ``email`` subscription to
+    ``Operations.alarm_email`` and an ``https`` one to ``Operations.alarm_chat_url`` when configured."""
+    ops = every.deployment.operations
+    for stack, template in every.templates.items():
+        resources = template.get("Resources", {})
+        topics = {lid: r["Properties"] for lid, r in resources.items() if r["Type"] == "AWS::SNS::Topic"}
+        for props in topics.values():
+            assert props["KmsMasterKeyId"] and props["TopicName"].endswith("-alarms")
+        for lid, res in resources.items():
+            if res["Type"] != "AWS::CloudWatch::Alarm":
+                continue
+            p = res["Properties"]
+            tier = _TIER.match(p["AlarmName"])[1]  # type: ignore[index]
+            assert p["AlarmActions"] == p["OKActions"] and len(p["AlarmActions"]) == 1, lid
+            [action] = p["AlarmActions"]
+            if "Ref" in action:
+                assert topics[action["Ref"]]["TopicName"] == f"jukinet-{tier}-alarms", (stack, lid)
+            else:
+                assert "Fn::ImportValue" in action and "Alarms" in json.dumps(action), (stack, lid)
+        subscriptions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::SNS::Subscription"]
+        for topic_id in topics:
+            mine = {(s["Protocol"], s["Endpoint"]) for s in subscriptions if s["TopicArn"] == {"Ref": topic_id}}
+            expected = set()
+            if ops.alarm_email:
+                expected.add(("email", ops.alarm_email))
+            if ops.alarm_chat_url:
+                expected.add(("https", ops.alarm_chat_url))
+            assert mine == expected, (stack, topic_id)
+    if every.name == "multi-account-example":
+        assert ops.alarm_chat_url and ops.alarm_chat_url.startswith("https://")

@@ -35,7 +35,8 @@ from .tier_processor import GAP_ALARM_AFTER
 @dataclass(frozen=True)
 class WatchedSource:
     """The municipalities one CS state table counts, and the identity tables of the tiers
-    between their CS and this tier (their dead letters never reach this tier)."""
+    between their CS and this tier (their dead letters never reach this tier). No table (""):
+    the counts are in another account; only the gaps are watched."""
 
     cs_state_table: str
     municipalities: tuple[str, ...]
@@ -93,6 +94,10 @@ class LedgerWatch:
                 result.municipalities += 1
                 ledger = self.store.ledger(code)
                 finding = Finding(code, aged_gaps=ledger.aged_gaps(now, self.bound))
+                if not source.cs_state_table:
+                    if finding.aged_gaps:  # counts kept in another account: gaps only (decision 0030)
+                        result.findings.append(finding)
+                    continue
                 below = [self._ledger_of(table, code) for table in source.tiers_below]
                 state = CsState(source.cs_state_table, code)
                 for month in months:
