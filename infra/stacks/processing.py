@@ -249,7 +249,7 @@ def build_ledger_watch(stack: TierStack, *, tier_label: str, table: dynamodb.Tab
             sid="LedgerWatchReadsCounts", principals=[iam.AnyPrincipal()], actions=["dynamodb:GetItem"],
             resources=[arn(t) for t in [*cs_tables, *below]],
             conditions={"ArnLike": {"aws:PrincipalArn": [stack.role_pattern]}}))
-    function_name = f"{names.prefix}-{tier}-ledger-watch"
+    function_name = names.ledger_watch_function(tier)
     watch = TierFunction(
         stack, "LedgerWatch", function_name=function_name, role_name=function_name,
         role_path=names.role_path(tier), handler="jukinet.handlers.ledger_watch.handler",
