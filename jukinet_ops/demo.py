@@ -261,14 +261,21 @@ def _run_ledger_watches(runner, deployment, names, clock: Clock) -> None:
 
 
 def print_notifications(console: Console, notifications, shown: int = 6) -> None:
-    """The last few lines of what was sent (the whole log stays in the file)."""
+    """A few lines: how many notifications were sent, by change, and the last ones that raised
+    or cleared an alarm (time, tier, alarm, change; the reasons are in the file)."""
     lines = notifications.lines()
-    console.print(f"[bold]Notifications sent[/] to the tiers' alarm topics (e-mail, chat): {len(lines)}, "
-                  f"in {notifications.path}")
-    for line in lines[-shown:]:
-        console.print(f"   {line[:160]}", markup=False, highlight=False)
-    if len(lines) > shown:
-        console.print(f"   … {len(lines) - shown} earlier")
+    changes: dict[str, int] = {}
+    for line in lines:
+        change = line.split("  ")[3]
+        changes[change] = changes.get(change, 0) + 1
+    summary = ", ".join(f"{n} {c}" for c, n in sorted(changes.items(), key=lambda kv: -kv[1]))
+    console.print(f"[bold]Notifications sent[/] to the tiers' alarm topics (e-mail, chat): {len(lines)} "
+                  f"({summary or 'none'}); each with its reason in {notifications.path}")
+    alarming = [line for line in lines if "ALARM" in line.split("  ")[3].replace("INSUFFICIENT_DATA", "")]
+    for line in alarming[-shown:]:
+        console.print("   " + "  ".join(line.split("  ")[:4]), markup=False, highlight=False, soft_wrap=True)
+    if len(alarming) > shown:
+        console.print(f"   … and {len(alarming) - shown} earlier")
 
 
 def _progress(console: Console) -> Progress:
