@@ -8,7 +8,8 @@ notices that the next tier deduplicates. Counts move in the transaction that mar
 file sent, so they are exact whatever the retries.
 
 Items (pk ``MUNI#<code>``): ``COUNTER`` (next_seq), ``FILE#<sha256>`` (status, range,
-counts), ``STAT#<YYYY-MM>`` (sent, rejected, files, rejected_files).
+counts), ``STAT#<YYYY-MM>`` (sent, rejected, files, rejected_files, and ``last_sent``: when the month's latest
+file was sent — the ledger watch waits 15 minutes past it before it calls a shortfall overdue).
 """
 
 from __future__ import annotations
