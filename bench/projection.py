@@ -288,7 +288,7 @@ DATA_KEY_MAX_USES, DATA_KEY_MAX_AGE_S = 100_000, 300  # adapters/kms.py
 # most records — this projection found that, and the cache was raised.
 UNWRAPPED_KEY_CACHE = 65_536
 
-# --- sizes (../shared/domain.md §6) -----------------------------------------------------------------------------
+# --- sizes (docs/domain.md §6) -----------------------------------------------------------------------------
 
 RESIDENTS = 125_000_000
 MUNICIPALITIES = 1_741

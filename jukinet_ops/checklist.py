@@ -1,7 +1,7 @@
 """The security checklist (セキュリティチェックリスト): inspect a deployed environment, report per municipality.
 
 ``jukinet checklist`` answers, for every municipality, the checklist the seed's security
-management asks each municipality to answer (shared/domain.md §5) — from what is
+management asks each municipality to answer (docs/domain.md §5) — from what is
 **deployed**, read through the AWS APIs (boto3): the embedded AWS with ``--endpoint-url``
 (or ``AWS_ENDPOINT_URL``), a real account otherwise. It never reads the templates: a
 setting changed after deployment is what it sees.
@@ -64,7 +64,7 @@ class Status(StrEnum):
 @dataclass(frozen=True)
 class Check:
     """One item of the checklist. ``standard``: the topic of the 2002 technical standard
-    (総務省告示, as summarised in shared/domain.md §5) the item answers."""
+    (総務省告示, as summarised in docs/domain.md §5) the item answers."""
 
     id: str
     title: str
@@ -135,9 +135,10 @@ CHECKS: dict[str, Check] = _checks(
     ("AGR-1", "No deployed agreement has expired", "提供先との取決めに期限切れがない", AGREEMENTS),
     ("AGR-2", f"No deployed agreement expires within {EXPIRY_WARNING_DAYS} days",
      f"{EXPIRY_WARNING_DAYS}日以内に期限を迎える取決めがない", AGREEMENTS),
-    ("API-1", "Provision API endpoint type is PRIVATE", "提供APIのエンドポイント種別がPRIVATE", CONNECTIONS),
-    ("API-2", "Provision API resource policy denies calls outside the configured VPC endpoints",
-     "提供APIのリソースポリシーが設定外のVPCエンドポイントからの呼出しを拒否する", CONNECTIONS),
+    ("API-1", "Each private API (provision; each municipality tier's counter) has endpoint type PRIVATE",
+     "提供API・窓口APIのエンドポイント種別がPRIVATE", CONNECTIONS),
+    ("API-2", "Each private API's resource policy denies calls outside the configured VPC endpoints",
+     "提供API・窓口APIのリソースポリシーが設定外のVPCエンドポイントからの呼出しを拒否する", CONNECTIONS),
 )
 
 Scope = tuple[str, str]  # ("municipality", code) | ("tier", tier name) | ("account", "<account>/<region>")
@@ -1253,9 +1254,9 @@ def check_agreements(ins: Inspection, env: Environment, scope: Scope) -> list[Fi
     return _guard(["AGR-1", "AGR-2"], scope, "agreements", run)
 
 
-def check_provision_api(ins: Inspection, env: Environment, scope: Scope) -> list[Finding]:
-    """API-1 and API-2 for the private REST API."""
-    name = ins.names.provision_api()
+def check_private_api(ins: Inspection, env: Environment, scope: Scope, name: str) -> list[Finding]:
+    """API-1 and API-2 for a private REST API: the provision API (national tier) or a
+    municipality tier's counter API."""
 
     def run() -> list[Finding]:
         apis = []
@@ -1325,6 +1326,10 @@ def municipality_tier_findings(ins: Inspection, prefecture: Prefecture) -> list[
         *check_table(ins, env, n.cs_state_table(prefecture.code), scope),
         *check_queue(ins, env, QueueSpec(n.cs_failure_queue(prefecture.code)), scope),
         *check_alarms(ins, env, tier, scope),
+        # the counter API (住基カード): its function, its card table, the API itself
+        *check_function(ins, env, n.card_api(prefecture.code), tier, scope),
+        *check_table(ins, env, n.card_table(prefecture.code), scope),
+        *check_private_api(ins, env, scope, n.card_api(prefecture.code)),
     ]
 
 
@@ -1377,7 +1382,7 @@ def national_findings(ins: Inspection) -> list[Finding]:
             *[f for what in ("api", "batch", "sealer")
               for f in check_function(ins, env, n.provision_function(what), NATIONAL, scope)],
             *check_agreements(ins, env, scope),
-            *check_provision_api(ins, env, scope),
+            *check_private_api(ins, env, scope, n.provision_api()),
         ]
     return out
 

@@ -7,7 +7,9 @@
 1. synthesize the CDK app (or use ``--cdk-out``) and deploy the assembly into a moto server
    on 127.0.0.1, port ``--port-base``;
 2. serve the deployed provision API on 127.0.0.1, port ``--port-base + 1``, SigV4-checked
-   against a key pair per recipient;
+   against a key pair per recipient, and each municipality tier's counter API (住基カード) on
+   ``--port-base + 2`` onwards (one port per prefecture, in the configuration's order), checked
+   against the sessions of the counter-staff roles and the tier's operator role;
 3. write what a client needs (``local/client_env.py``: ``.jukinet/env``, an AWS
    config/credentials pair with a profile per recipient and per deployed people and writer
    role) and print it;
@@ -94,6 +96,13 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
         console.print(f"[red]jukinet up:[/] an environment is already running (pid {running}); "
                       f"`jukinet down` first, or set JUKINET_STATE_DIR for a second one")
         return 2
+    from .local.server import port_free
+    taken = [port for port in range(port_base, port_base + 2 + len(deployment.prefectures)) if not port_free(port)]
+    if taken:
+        console.print(f"[red]jukinet up:[/] port {taken[0]} on 127.0.0.1 is in use (moto, the provision API and one "
+                      f"counter API per prefecture need {port_base}–{port_base + 1 + len(deployment.prefectures)}): "
+                      f"choose another --port-base")
+        return 2
     files.remove()
     stop = stop or threading.Event()
     _stop_on_signals(stop)
@@ -143,6 +152,7 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
                                                                ("jukinet_provision_api", api.url)) if v})
                      for label, p in sorted(recipients.items())]
         profiles += deployed_role_profiles(env)
+        counter_apis = _serve_counter_apis(stack, deployment, names, env, runner, profiles, port_base + 2)
         variables = {
             "JUKINET_DEPLOYMENT": deployment.name,
             "JUKINET_PID": str(os.getpid()),
@@ -150,6 +160,7 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
             "JUKINET_PROVISION_API": api.url,
             "JUKINET_BATCH_BUCKET": names.provision_batch_bucket(deployment.national.env),
             "JUKINET_FUNCTIONS_LOG": str(log_path.resolve()),
+            **{f"JUKINET_COUNTER_API_{code}": counter.url for code, counter in counter_apis.items()},
         }
         writers = [p for p in profiles if p.kind == "writer"]
         for prefecture in deployment.prefectures:
@@ -172,6 +183,36 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
         console.print("jukinet up: stopping…")
     console.print("jukinet up: stopped; nothing left running")
     return 0
+
+
+def _serve_counter_apis(stack: ExitStack, deployment: Any, names: Any, env: Any, runner: Any,
+                        profiles: list[ClientProfile], first_port: int) -> dict[str, Any]:
+    """Each municipality tier's counter API on its own port (prefecture code -> ``LocalApi``).
+    Its callers are the sessions ``deployed_role_profiles`` made: the tier's counter-staff roles
+    (profile = role name, e.g. ``jukinet-counter-202011``) and its operator, each coming through
+    the tier's execute-api endpoint as the deployed function knows it."""
+    from infra.naming import municipality_tier
+
+    from .local.api import LocalApi, LocalPrincipal
+
+    served: dict[str, Any] = {}
+    for offset, prefecture in enumerate(deployment.prefectures):
+        function = runner.functions.get(names.card_api(prefecture.code))
+        if function is None:
+            continue
+        endpoint = (function.environment.get("API_ENDPOINT_IDS") or "").split(",")[0] or None
+        tier_env = prefecture.municipality_tier.env
+        operator = names.people_role_arn(tier_env, municipality_tier(prefecture.code), "operator")
+        callers = {p.access_key_id: LocalPrincipal(
+            access_key_id=p.access_key_id, secret_access_key=p.secret_access_key, principal_arn=p.role_arn or "",
+            session_arn=f"arn:aws:sts::{(p.role_arn or '').split(':')[4]}:assumed-role/{p.name}/local",
+            vpce_id=endpoint, session_token=p.session_token)
+            for p in profiles if p.role_arn and (p.role_arn == operator or (
+                p.kind == "counter" and names.counter_roles_path(prefecture.code) in p.role_arn))}
+        api = stack.enter_context(LocalApi(env, runner, credentials=callers, api=names.card_api(prefecture.code),
+                                           port=first_port + offset))
+        served[prefecture.code] = api
+    return served
 
 
 # -- the running loop ---------------------------------------------------------------------------
@@ -320,7 +361,10 @@ def _print_banner(console: Console, deployment: Any, endpoint: str, api_url: str
     for p in by_kind.get("recipient", []):
         extra = f"  x-api-key {p.settings['jukinet_api_key']}" if p.settings.get("jukinet_api_key") else ""
         console.print(f"    recipient {p.name:<44} --user {p.access_key_id}:{p.secret_access_key}{extra}")
-    for kind in ("writer", "people", "role"):
+    for key, url in sorted((k, v) for k, v in variables.items() if k.startswith("JUKINET_COUNTER_API_")):
+        console.print(f"  counter API       {url}  (${key}; SigV4 with a counter profile's session, "
+                      f"docs/card.md)")
+    for kind in ("writer", "counter", "people", "role"):
         for p in by_kind.get(kind, []):
             console.print(f"    {kind:<9} {p.name:<44} (session of {p.role_arn})")
     if "writer" not in by_kind:

@@ -22,6 +22,10 @@ moto_patches.apply()
 
 settings.register_profile("jukinet", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# The date-sensitive set run again at other instants (scripts/test-any-date) asks whether an
+# outcome depends on the clock, not whether a property holds for yet more inputs: the whole
+# suite already ran every property at full strength, so there 20 examples each suffice.
+settings.register_profile("jukinet-dates", parent=settings.get_profile("jukinet"), max_examples=20)
 settings.load_profile("jukinet")
 
 
@@ -49,3 +53,22 @@ def pytest_report_header(config) -> str | None:
     if _moved_to() is None:
         return None
     return f"clock moved: {dt.datetime.now(JST):%Y-%m-%d %H:%M:%S} JST (libfaketime)"
+
+
+# --- which worker runs what ---------------------------------------------------------------
+# Under xdist (`-n 2 --dist loadgroup`, pyproject's addopts) tests that share an expensive
+# fixture run on one worker, so it is built once rather than once per worker: all of
+# tests/infra shares the session's synths (30-70 s each), and each module of tests/e2e and
+# tests/local that deploys into an embedded AWS shares its module's deployment (~45 s).
+_ONE_WORKER_PER_MODULE = ("tests/e2e/", "tests/local/test_monitoring.py", "tests/local/test_api.py",
+                          "tests/local/test_toy_app.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into the node ids
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path.startswith("tests/infra/"):
+            item.add_marker(pytest.mark.xdist_group("infra-synth"))
+        elif path.startswith(_ONE_WORKER_PER_MODULE):
+            item.add_marker(pytest.mark.xdist_group(path))

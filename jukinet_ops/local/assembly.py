@@ -7,6 +7,7 @@ is the cloud-assembly schema that ``app.synth()`` writes; no CDK library is impo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -159,7 +160,12 @@ def substitute_placeholders(text: str, account: str, region: str, partition: str
 
 
 def package_asset(asset: FileAsset) -> bytes:
-    """The bytes the CDK CLI would upload for this asset."""
+    """The bytes the CDK CLI would upload for this asset. A directory is zipped once per
+    process: its asset id is the hash of its content (the CDK names the directory after it),
+    so a second deployment of the same assembly — the next test module, the next tier — reuses
+    the archive instead of compressing the Lambda bundle again (~5 s each)."""
+    if asset.packaging == "zip" and asset.source.is_dir():
+        return _zipped(asset.asset_id, asset.source)
     if asset.packaging == "file":
         return asset.source.read_bytes()
     if asset.packaging == "zip":
@@ -167,6 +173,12 @@ def package_asset(asset: FileAsset) -> bytes:
             return asset.source.read_bytes()
         return zip_directory(asset.source)
     raise AssemblyError(f"asset {asset.asset_id}: unsupported packaging {asset.packaging!r}")
+
+
+@functools.lru_cache(maxsize=8)
+def _zipped(asset_id: str, directory: Path) -> bytes:
+    del asset_id  # part of the key: the content the directory holds
+    return zip_directory(directory)
 
 
 def zip_directory(directory: Path) -> bytes:

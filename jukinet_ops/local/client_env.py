@@ -41,7 +41,7 @@ __all__ = ["ClientProfile", "LocalEnvironmentFiles", "NotRunning", "add_variable
 ENV_FILE, CONFIG_FILE, CREDENTIALS_FILE = "env", "aws-config", "aws-credentials"
 # The kind of a client role, by its path (infra/naming.py: people_path, drop_zone_writers_path);
 # any other role that people or systems may assume is of kind "role".
-_CLIENT_ROLE_PATHS = {"-people/": "people", "-writers/": "writer"}
+_CLIENT_ROLE_PATHS = {"-people/": "people", "-writers/": "writer", "-counter/": "counter"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

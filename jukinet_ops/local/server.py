@@ -132,7 +132,7 @@ class MotoServer:
         self._log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
         sink: IO[bytes] | int = self._log if self._log is not None else subprocess.DEVNULL
         last_error = ""
-        if self._fixed_port and not _port_free(self._fixed_port):
+        if self._fixed_port and not port_free(self._fixed_port):
             raise MotoServerError(f"port {self._fixed_port} on {HOST} is in use: choose another one")
         for _ in range(1 if self._fixed_port else 3):
             port = self._fixed_port or _free_port()
@@ -247,7 +247,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind((HOST, port))

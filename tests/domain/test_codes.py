@@ -1,4 +1,4 @@
-"""Codes with check digits (shared/domain.md §3).
+"""Codes with check digits (docs/domain.md §3).
 
 The error-detection tests state exactly what each modulus-11 scheme guarantees, derived
 here from the weights in domain.md (an oracle independent of ``codes.py``):

@@ -233,8 +233,8 @@ def secret_in_environment(w: World) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def reserved_concurrency_removed(w: World) -> Iterator[None]:
-    lam, name = w.client("lambda"), w.names.cs_function(NAGANO)
+def reserved_concurrency_removed(w: World, name: str | None = None) -> Iterator[None]:
+    lam, name = w.client("lambda"), name or w.names.cs_function(NAGANO)
     saved = lam.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"]
     lam.delete_function_concurrency(FunctionName=name)
     try:
@@ -457,14 +457,18 @@ def trail_validation_off(w: World) -> Iterator[None]:
         ct.update_trail(Name=w.names.trail(), EnableLogFileValidation=True)
 
 
-def _provision_api(w: World) -> dict[str, Any]:
-    [api] = [a for a in w.client("apigateway").get_rest_apis()["items"] if a["name"] == w.names.provision_api()]
+def _rest_api(w: World, name: str) -> dict[str, Any]:
+    [api] = [a for a in w.client("apigateway").get_rest_apis()["items"] if a["name"] == name]
     return api
 
 
+def _provision_api(w: World) -> dict[str, Any]:
+    return _rest_api(w, w.names.provision_api())
+
+
 @contextlib.contextmanager
-def api_made_regional(w: World) -> Iterator[None]:
-    ag, api = w.client("apigateway"), _provision_api(w)
+def api_made_regional(w: World, name: str | None = None) -> Iterator[None]:
+    ag, api = w.client("apigateway"), _rest_api(w, name or w.names.provision_api())
     ag.update_rest_api(restApiId=api["id"], patchOperations=[
         {"op": "replace", "path": "/endpointConfiguration/types/PRIVATE", "value": "REGIONAL"}])
     try:
@@ -538,6 +542,11 @@ BREAKS: dict[str, tuple[Breaker, dict[str, Callable[[World], str]]]] = {
     "provision API made regional": (api_made_regional, {"API-1": _names(lambda n, e: n.provision_api())}),
     "provision API endpoint deny removed": (api_endpoint_deny_removed,
                                             {"API-2": _names(lambda n, e: n.provision_api())}),
+    "counter API made regional": (lambda w: api_made_regional(w, w.names.card_api(PREF)),
+                                  {"API-1": _names(lambda n, e: n.card_api(PREF))}),
+    "counter function's reserved concurrency removed": (
+        lambda w: reserved_concurrency_removed(w, w.names.card_api(PREF)),
+        {"FN-4": _names(lambda n, e: n.card_api(PREF))}),
 }
 
 

@@ -8,7 +8,9 @@ depends on the date: the look-up and its provision log entry are made and read w
 
 from __future__ import annotations
 
+import base64
 import configparser
+import contextlib
 import json
 import os
 import random
@@ -25,6 +27,7 @@ import pytest
 
 from infra.config import load_deployment
 from infra.naming import NATIONAL, Names
+from jukinet.domain.card import VirtualCard
 from jukinet_ops.local.client_env import LocalEnvironmentFiles, read_env_file
 
 from .embedded import nagano_assembly
@@ -38,22 +41,22 @@ AFFAIR = "DEMO-T1-ENGO-PENSION"  # mhlw-engo's look-up agreement in nagano-demo
 NATIONAL_TABLE = Names.of(load_deployment("nagano-demo")).identity_table(NATIONAL)
 
 
-def _free_port_pair() -> int:
-    """Two consecutive free ports *below* Linux's ephemeral range (32768–60999): `jukinet up`
-    binds the second only after minutes of deploying, and a port the kernel hands out for
+def _free_ports(count: int) -> int:
+    """``count`` consecutive free ports *below* Linux's ephemeral range (32768–60999): `jukinet up`
+    binds the APIs' ports only after minutes of deploying, and a port the kernel hands out for
     outgoing connections (every boto3 call, the other worker's moto) could be taken by then —
     it was once, in CI ("Address already in use")."""
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(20000, 32000)
         try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
+            with contextlib.ExitStack() as held:
+                for offset in range(count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port + offset))
         except OSError:
             continue
         return port
-    raise RuntimeError("no two consecutive free ports")
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def _alive(pid: int) -> bool:
@@ -81,7 +84,7 @@ def _wait(what: str, check, timeout_s: float, proc: subprocess.Popen, log: Path)
 def test_up_serves_a_dropped_file_to_an_agency_and_down_leaves_nothing_running(tmp_path_factory, tmp_path):
     assembly = nagano_assembly(tmp_path_factory)
     state = tmp_path / "state"
-    port = _free_port_pair()
+    port = _free_ports(3)  # moto, the provision API, Nagano's counter API
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env = {**clean, "JUKINET_STATE_DIR": str(state), "PATH": f"{BIN}{os.pathsep}{clean.get('PATH', '')}"}
     log = tmp_path / "up.log"
@@ -100,6 +103,7 @@ def test_up_serves_a_dropped_file_to_an_agency_and_down_leaves_nothing_running(t
         moto_pid = int(variables["JUKINET_MOTO_PID"])
         assert variables["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
         assert variables["JUKINET_PROVISION_API"].startswith(f"http://127.0.0.1:{port + 1}/")
+        assert variables["JUKINET_COUNTER_API_200000"].startswith(f"http://127.0.0.1:{port + 2}/")
         client_env = {**clean, **{k: v for k, v in variables.items() if k.startswith("AWS_")}}
 
         # Municipal IT: drop a CP932 export with the real AWS CLI, under the municipality's writer
@@ -155,6 +159,31 @@ def test_up_serves_a_dropped_file_to_an_agency_and_down_leaves_nothing_running(t
         assert result["facts"]["name"]["kanji"] == "丸山　健一"
         forged_status, _ = curl(f"{access}:{secret[:-4]}AAAA")
         assert forged_status == 403  # a signature made without the recipient's secret is refused
+
+        # The counter clerk of 長野市: a resident card for the resident just moved in, through the tier's
+        # counter API with the counter role's profile (a session: its token goes along).
+        chip = VirtualCard("1234")
+
+        def counter(profile: str) -> tuple[int, dict]:
+            user = f"{credentials[profile]['aws_access_key_id']}:{credentials[profile]['aws_secret_access_key']}"
+            done = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "--aws-sigv4",
+                                   f"aws:amz:{variables['AWS_REGION']}:execute-api", "--user", user,
+                                   "-H", f"x-amz-security-token: {credentials[profile]['aws_session_token']}",
+                                   "-H", "content-type: application/json",
+                                   "-d", json.dumps({"resident_code": RESIDENT, "card_type": "B",
+                                                     "public_key": chip.public_key}),
+                                   f"{variables['JUKINET_COUNTER_API_200000']}/v1/cards"],
+                                  capture_output=True, text=True, check=True, timeout=60)
+            text, _, status = done.stdout.rpartition("\n")
+            return int(status), json.loads(text)
+
+        _, refused = counter("jukinet-counter-202029")  # 松本市's clerk cannot issue for 長野市's resident
+        assert refused["error"]["code"] == "RESIDENT_NOT_ACTIVE"
+        stranger, _ = counter("jukinet-national-operator")  # no counter role: the API's policy refuses
+        assert stranger == 403
+        issued_status, card = counter("jukinet-counter-202011")
+        assert issued_status == 201, card
+        assert card["serial"].startswith("202011-")
 
         # The operator: the provision is in the resident's log, its chain verified (jukinet … --local).
         disclosed = subprocess.run([str(BIN / "jukinet"), "disclose", RESIDENT, "--local", "--format", "json"],

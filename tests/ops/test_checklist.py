@@ -227,7 +227,7 @@ def test_the_provision_api_policy_is_read_as_api_gateway_escapes_it():
            "policy": escaped}
     ins = inspection(apigateway=Fake(paginators={"get_rest_apis": [{"items": [api]}]}),
                      ec2=Fake(describe_vpcs=answers({"Vpcs": []})))
-    found = chk.check_provision_api(ins, ENV, ("tier", NATIONAL))
+    found = chk.check_private_api(ins, ENV, ("tier", NATIONAL), NAMES.provision_api())
     assert [(f.check_id, f.status) for f in found] == [("API-1", Status.PASS), ("API-2", Status.PASS)]
     assert "vpce-0de000000000c0001 (outside this deployment's VPCs)" in found[1].evidence
 

@@ -136,6 +136,21 @@ def test_a_second_up_on_the_same_state_is_refused_before_deploying_anything(tmp_
     assert read_env_file(LocalEnvironmentFiles(tmp_path))["JUKINET_PID"] == str(running.pid)  # left alone
 
 
+def test_an_api_port_in_use_is_refused_before_deploying_anything(tmp_path):
+    import io
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]  # the counter API's port of a base two below it
+        out = io.StringIO()
+        code = run_up(clock=fixed(NOW), state=tmp_path, cdk_out="/nonexistent", port_base=port - 2,
+                      console=Console(file=out, width=200))
+    assert code == 2
+    assert "on 127.0.0.1 is in use" in out.getvalue() and "choose another --port-base" in out.getvalue()
+    assert not LocalEnvironmentFiles(tmp_path).env.exists()
+
+
 def test_the_loop_hands_a_due_schedule_to_the_runner_as_an_asynchronous_invocation(tmp_path):
     invoked: list[tuple[str, dict]] = []
     target = SimpleNamespace(rule_name="jukinet-national-provision-seal", expression="cron(0 16 * * ? *)",

@@ -1,7 +1,7 @@
 """The blind index: a searchable keyed hash of name kana and birth date.
 
 Identity facts are stored sealed (``domain.envelope``), so a tier cannot query its table for
-"サイトウ ユウコ, born 1990-04-01". The search by the four basic facts (``shared/domain.md``
+"サイトウ ユウコ, born 1990-04-01". The search by the four basic facts (``docs/domain.md``
 §4: name, birth date, sex, address) instead looks up the blind index of the query and then
 opens only the few candidates it finds, comparing sex and address on the plaintext.
 

@@ -1,6 +1,6 @@
 """Codes with check digits: local government code, resident code, individual number.
 
-The check-digit formulas are in ``docs/architecture.md`` §Codes and ``shared/domain.md`` §3.
+The check-digit formulas are in ``docs/domain.md`` §3.
 The resident code's formula is the project's own reading (official notice text
 unconfirmed): it is defined only here, in ``_RESIDENT_CODE_WEIGHTS`` and
 ``_mod11_check_digit``, so that a correction touches one place.

@@ -1,6 +1,6 @@
 """本人確認情報 — the identity facts, and the reasons of change (異動事由).
 
-The official numeric table of change reasons is unconfirmed (``shared/domain.md`` §2): the
+The official numeric table of change reasons is unconfirmed (``docs/domain.md`` §2): the
 codes below are the project's own enumeration and are defined only in ``ChangeReason``.
 """
 
@@ -92,7 +92,7 @@ _KINDS = {
     ChangeReason.CODE_CHANGE: ChangeKind.UPDATE,
     ChangeReason.NAME_CHANGE: ChangeKind.UPDATE,
 }
-# Same-day precedence (the project's rule, documented in docs/architecture.md §Ordering):
+# Same-day precedence (the project's rule, documented in docs/architecture.md, "The ordering rule"):
 # a resident leaves the old municipality (転出) before entering the new one; updates follow
 # the entry; a deletion by authority follows those; death is final.
 _PRECEDENCE = {

@@ -1,7 +1,7 @@
 """Name normalisation for *matching* (検索・名寄せ), never for storage.
 
 The register keeps a name exactly as written (``facts.PersonName``); a search by the four
-basic facts (``shared/domain.md`` §4) must still find ``ｻｲﾄｳ ﾕｰｺ`` when asked for
+basic facts (``docs/domain.md`` §4) must still find ``ｻｲﾄｳ ﾕｰｺ`` when asked for
 ``さいとう　ゆうこ``. The functions here map every spelling a clerk or an existing system
 might produce to one *matching key*. Two names with the same key are candidates for the same
 person; birth date, sex and address then narrow the candidates. So the rules below lean to

@@ -1,6 +1,6 @@
 """The ordering rule: how notices that arrive in any order become one current state.
 
-Rule (documented in docs/architecture.md §Ordering):
+Rule (documented in docs/architecture.md, "The ordering rule"):
 
 1. A resident's notices are ordered by the date of the change (異動年月日); on the same
    date by the reason's same-day precedence (転出 before 転入, updates after entries,

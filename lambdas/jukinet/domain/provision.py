@@ -38,7 +38,7 @@ from .facts import ChangeReason
 from .notice import JST
 
 GENESIS = "0" * 64
-RETENTION_YEARS = 7  # provision records are kept 7 years (shared/domain.md §1; unconfirmed by statute)
+RETENTION_YEARS = 7  # provision records are kept 7 years (docs/domain.md §1; unconfirmed by statute)
 DAY_SHARDS = 16  # the by_day index is spread over this many partitions per day
 MAX_LOOKUP_CODES = 100
 MAX_REQUEST_BYTES = 64 * 1024
