@@ -48,6 +48,7 @@ _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}$")
 _VPCE = re.compile(r"^vpce-[0-9a-z]{8,17}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$")
 _IAM_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|role/.+|user/.+)$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/(?:[\w+=,.@-]+/)*(?P<name>[\w+=,.@-]{1,64})$")
 _AGENCY_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
@@ -603,6 +604,10 @@ class Operations:
     """
 
     alarm_email: str | None = None
+    # A chat tool's incoming webhook (HTTPS): SNS posts each alarm's JSON there; the endpoint
+    # must confirm the subscription (SNS sends a SubscriptionConfirmation first). The URL is in
+    # the templates: use one that is not a bearer secret, or a relay inside the organisation.
+    alarm_chat_url: str | None = None
     log_retention_days: int = 365
     flow_log_retention_days: int = 90
     oldest_message_alarm_seconds: int = 900
@@ -611,6 +616,9 @@ class Operations:
     def __post_init__(self) -> None:
         if self.alarm_email is not None:
             _require(bool(_EMAIL.match(self.alarm_email)), f"alarm_email {self.alarm_email!r} is not an address")
+        if self.alarm_chat_url is not None:
+            _require(bool(_HTTPS_URL.match(self.alarm_chat_url)),
+                     f"alarm_chat_url {self.alarm_chat_url!r} must be an https:// URL (SNS protocol https)")
         for arn in self.key_administrators:
             _require(bool(_IAM_ARN.match(arn)), f"key administrator {arn!r} is not an IAM principal ARN")
         _require(self.oldest_message_alarm_seconds >= 60, "oldest_message_alarm_seconds must be at least 60")
@@ -897,7 +905,8 @@ def multi_account_example() -> Deployment:
         national=National(env=national, network=Network("10.0.0.0/22", DEMO_AZS)),
         prefectures=(nagano,),
         agencies=load_agencies(DATA_DIR / "agencies.demo.toml"),
-        operations=Operations(alarm_email="jukinet-ops@example.jp"),
+        operations=Operations(alarm_email="jukinet-ops@example.jp",
+                              alarm_chat_url="https://chat.example.jp/hooks/jukinet-alarms"),
         people=load_people(DATA_DIR / "operators.demo.toml"),
     )
 

@@ -147,6 +147,10 @@ class Names:
     def processor_role(self, tier: str) -> str:
         return f"{self.prefix}-{tier}-processor"
 
+    def ledger_watch_function(self, tier: str) -> str:
+        """The tier's ledger watch (function, role and schedule rule share the name)."""
+        return f"{self.prefix}-{tier}-ledger-watch"
+
     def function_prefix(self) -> str:
         return f"{self.prefix}-"
 

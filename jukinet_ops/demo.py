@@ -16,12 +16,16 @@
 7. serve the deployed provision API locally (SigV4) and play a month of agency traffic —
    look-ups, searches, the prefecture's own use, one batch, and requests that must be
    refused — then print the month's provision statistics, one resident's disclosure and the
-   provision log's verification.
+   provision log's verification;
+8. show the notifications sent: every alarm transition that notified a tier's alarm topic
+   (e-mail, chat) is a line of ``.jukinet/notifications.log`` (time, tier, alarm, old→new,
+   reason); the last few are printed.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import tempfile
@@ -50,7 +54,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
     from infra.naming import Names, prefecture_tier
     from jukinet_ops.demo_data import generate_month
     from jukinet_ops.local.deploy import deploy_assembly
-    from jukinet_ops.local.monitoring import LocalMonitoring, print_alarm_status
+    from jukinet_ops.local.monitoring import LocalMonitoring, NotificationLog, print_alarm_status
     from jukinet_ops.local.runner import LocalRunner
     from jukinet_ops.local.server import MotoServer, local_credentials
     from jukinet_ops.reconcile import reconcile_deployment
@@ -107,7 +111,10 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         # copies per function cost ~0.5 s of cold start each, 40 s for Nagano's 79 functions.
         # The functions' EMF metrics become CloudWatch metric data in the embedded AWS, and the
         # deployed alarms are evaluated from them (jukinet_ops/local/monitoring.py).
-        monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream))
+        # Every alarm transition that notifies a tier's topic is also written to a log: what
+        # would have been sent by e-mail or chat (shown at the end).
+        notifications = NotificationLog(WORK_DIR / "notifications.log", truncate=True)
+        monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream, notifications=notifications))
         runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True,
                                                  cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-"))))
         if deployment.agencies:
@@ -155,6 +162,8 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
             if any(r.sent or r.dead_lettered for r in rows):
                 print_reconciliation(rows, m, console)
         _redrive(console, deployment, runner, clock, months_seen, prefecture.code)
+        _print_dead_letters(console, deployment, names, prefecture)
+        _run_ledger_watches(runner, deployment, names, clock)
         print_alarm_status(console, monitoring.evaluate(), title="Alarms after the update notices")
 
         t = time.perf_counter()
@@ -167,6 +176,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
 
         run_card_demo(console, deployment, env, runner, month=month_jst(clock()))
         print_alarm_status(console, monitoring.evaluate(), title="Alarms after the counter step")
+        print_notifications(console, notifications)
         timings["total"] = time.perf_counter() - started
         console.print(f"Demo finished in {timings['total']:.0f} s (synth {timings['synth']:.0f}, deploy "
                       f"{timings['deploy']:.0f}, CS {timings['cs']:.0f}, tiers {timings['tiers']:.0f}, "
@@ -243,6 +253,35 @@ def _agency_traffic(console: Console, deployment, env, runner, after_attacks, cl
                  console)
     console.print("   Entries of this hour are checked by their hash chains; the sealer signs every hour at :10 "
                   "(`jukinet verify` then checks them against the hour's seal).")
+
+
+def _run_ledger_watches(runner, deployment, names, clock: Clock) -> None:
+    """Each processing tier's ledger watch once, as its five-minute schedule would fire it now
+    (``run_until_idle`` fires no schedules): aged gaps and notices overdue (decision 0030)."""
+    from infra.naming import NATIONAL, prefecture_tier
+
+    at = clock().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for tier in (*(prefecture_tier(p.code) for p in deployment.prefectures), NATIONAL):
+        runner.invoke(names.ledger_watch_function(tier), {"source": "aws.events", "detail-type": "Scheduled Event",
+                                                          "time": at, "resources": [], "detail": {}})
+
+
+def print_notifications(console: Console, notifications, shown: int = 6) -> None:
+    """A few lines: how many notifications were sent, by change, and the last ones that raised
+    or cleared an alarm (time, tier, alarm, change; the reasons are in the file)."""
+    lines = notifications.lines()
+    changes: dict[str, int] = {}
+    for line in lines:
+        change = line.split("  ")[3]
+        changes[change] = changes.get(change, 0) + 1
+    summary = ", ".join(f"{n} {c}" for c, n in sorted(changes.items(), key=lambda kv: -kv[1]))
+    console.print(f"[bold]Notifications sent[/] to the tiers' alarm topics (e-mail, chat): {len(lines)} "
+                  f"({summary or 'none'}); each with its reason in {notifications.path}")
+    alarming = [line for line in lines if "ALARM" in line.split("  ")[3].replace("INSUFFICIENT_DATA", "")]
+    for line in alarming[-shown:]:
+        console.print("   " + "  ".join(line.split("  ")[:4]), markup=False, highlight=False, soft_wrap=True)
+    if len(alarming) > shown:
+        console.print(f"   … and {len(alarming) - shown} earlier")
 
 
 def _progress(console: Console) -> Progress:

@@ -80,7 +80,7 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
     from .agency_traffic import recipient_principals
     from .local.api import LocalApi
     from .local.deploy import deploy_assembly
-    from .local.monitoring import LocalMonitoring
+    from .local.monitoring import LocalMonitoring, NotificationLog
     from .local.runner import LocalRunner
     from .local.schedules import LocalSchedules
     from .local.server import MotoServer, local_credentials
@@ -131,7 +131,10 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
         aws.reset_clients()
         log_path = files.state_dir / "functions.log"
         log_stream = stack.enter_context(open(log_path, "a", encoding="utf-8"))
-        monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream, service_metrics=True))
+        # Each alarm transition that notifies a topic: one line in notifications.log (what would be sent).
+        monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream, service_metrics=True,
+                                                         notifications=NotificationLog(
+                                                             files.state_dir / "notifications.log")))
         runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True))
         schedules = LocalSchedules(env, clock())
         api = stack.enter_context(LocalApi(env, runner, credentials={}, api=names.provision_api(),

@@ -198,6 +198,8 @@ class TierDashboard(Construct):
             _graph("Processor duration (ms)", [fn.metric_duration(period=PERIOD, statistic=s)
                                                for s in (cloudwatch.Stats.p(50), cloudwatch.Stats.p(99), MAX)]),
             _graph("Signature failures and sequence gaps", [m("SignatureFailures"), m("SequenceGaps")]),
+            # What the alarms read: gaps 15 minutes old, notices overdue (the ledger watch, decision 0030).
+            _graph("Aged sequence gaps and notices overdue", [m("AgedSequenceGaps"), m("NoticesOverdue")]),
         )
 
     # --- national: the provision API ----------------------------------------------------------

@@ -5,6 +5,7 @@ each tier's dashboard: ``dashboard.py``."""
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from aws_cdk import Duration
@@ -23,6 +24,24 @@ GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
 _AlarmT = TypeVar("_AlarmT", bound=cloudwatch.Alarm)
 
 
+_TIER = re.compile(r"^.*?-(national|pref-\d{6}|muni-\d{6})-")
+_SPAN = re.compile(r"-\d{6}-\d{6}$")
+_RECIPIENT = re.compile(r"^(provision-volume-anomaly)-[a-z][a-z0-9-]*$")
+
+
+def alarm_kind(name: str) -> str:
+    """The runbook section of an alarm: ``jukinet-pref-200000-sequence-gaps`` → ``sequence-gaps``;
+    ``…-cs-errors-202011-202100`` → ``cs-errors``; ``…-provision-volume-anomaly-nenkin`` →
+    ``provision-volume-anomaly``."""
+    return _RECIPIENT.sub(r"\1", _SPAN.sub("", _TIER.sub("", name)))
+
+
+def runbook_link(doc: str, name: str, anchor: str | None = None) -> str:
+    """``See docs/operations.md#sequence-gaps.``: the section (a heading ``### `<kind>` ``) that
+    gives the alarm's meaning and first response; tests/infra checks every anchor exists."""
+    return f"See {doc}#{anchor or alarm_kind(name)}."
+
+
 def custom_metric(name: str, *, service: str, tier: str) -> cloudwatch.Metric:
     """A handler metric; the dimension set must equal what Powertools emits: service + tier."""
     return cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=name,
@@ -31,12 +50,18 @@ def custom_metric(name: str, *, service: str, tier: str) -> cloudwatch.Metric:
 
 
 class TierAlarms(Construct):
-    def __init__(self, scope: Construct, id: str, *, topic_name: str, key: kms.IKey, email: str | None) -> None:
+    def __init__(self, scope: Construct, id: str, *, topic_name: str, key: kms.IKey, email: str | None,
+                 chat_url: str | None = None) -> None:
+        """The tier's alarm topic (KMS-encrypted, TLS only) and its subscribers from the
+        deployment's ``Operations``: an e-mail address, a chat tool's HTTPS webhook, or both."""
         super().__init__(scope, id)
         self.topic = sns.Topic(self, "Topic", topic_name=topic_name, master_key=key, enforce_ssl=True,
                                display_name="jukinet alarms")
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        if chat_url:
+            self.topic.add_subscription(subscriptions.UrlSubscription(chat_url,
+                                                                      protocol=sns.SubscriptionProtocol.HTTPS))
         self._action = actions.SnsAction(self.topic)
         self.alarms: list[cloudwatch.Alarm] = []
 
@@ -44,12 +69,12 @@ class TierAlarms(Construct):
               evaluation_periods: int = 1, datapoints_to_alarm: int = 1,
               comparison: cloudwatch.ComparisonOperator = GT, doc: str = "docs/operations.md",
               treat_missing_data: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
-              ) -> cloudwatch.Alarm:
+              anchor: str | None = None) -> cloudwatch.Alarm:
         """``treat_missing_data``: NOT_BREACHING for counts of bad things; BREACHING for a
         heartbeat (a metric whose absence is the problem)."""
         alarm = cloudwatch.Alarm(
-            self, id, alarm_name=name, alarm_description=f"{description} See {doc}.", metric=metric,
-            threshold=threshold, comparison_operator=comparison, evaluation_periods=evaluation_periods,
+            self, id, alarm_name=name, alarm_description=f"{description} {runbook_link(doc, name, anchor)}",
+            metric=metric, threshold=threshold, comparison_operator=comparison, evaluation_periods=evaluation_periods,
             datapoints_to_alarm=datapoints_to_alarm, treat_missing_data=treat_missing_data,
         )
         return self._arm(alarm)
@@ -60,8 +85,8 @@ class TierAlarms(Construct):
         trained on the metric's own history: its trailing level and its daily and weekly
         pattern), ``std_devs`` wide, in one period of the metric."""
         alarm = cloudwatch.AnomalyDetectionAlarm(
-            self, id, alarm_name=name, alarm_description=f"{description} See {doc}.", metric=metric,
-            std_devs=std_devs, evaluation_periods=1, datapoints_to_alarm=1,
+            self, id, alarm_name=name, alarm_description=f"{description} {runbook_link(doc, name)}",
+            metric=metric, std_devs=std_devs, evaluation_periods=1, datapoints_to_alarm=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )

@@ -342,7 +342,7 @@ class MunicipalityStack(cdk.Stack):
                     self, f"Cs{what.title()}{span}", alarm_name=names.alarm(base.tier, f"cs-{what}-{span}"),
                     alarm_description=(f"CS functions {span}: {metric_name} summed over the group "
                                        f"({'any failed attempt' if what == 'errors' else 'throttled for 15 minutes'}). "
-                                       "See docs/operations.md."),
+                                       f"See docs/operations.md#cs-{what}."),
                     metric=cloudwatch.MathExpression(expression="SUM(FILL(METRICS(), 0))", using_metrics=metrics,
                                                      period=PERIOD, label=f"{metric_name} {span}"),
                     threshold=0, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

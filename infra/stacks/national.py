@@ -10,7 +10,7 @@ from constructs import Construct
 from ..components.dashboard import TierDashboard
 from ..config import Deployment
 from ..naming import NATIONAL, Names, prefecture_tier
-from .processing import Senders, build_processing, narrow_processor_endpoints
+from .processing import Senders, WatchedCounts, build_processing, narrow_processor_endpoints
 from .provision import ProvisionApi
 from .tier import DYNAMODB, KMS, S3, SQS, TierStack
 
@@ -52,6 +52,10 @@ class NationalStack(TierStack):
             statements=[],
             concurrency=national.processor_concurrency,
             sender_public_keys=(prefecture_env, [names.signing_alias(c) for c in codes]),
+            watched=[WatchedCounts(p.municipality_tier.env, names.cs_state_table(p.code),
+                                   tuple(m.code for m in p.municipality_tier.municipalities),
+                                   (names.identity_table(prefecture_tier(p.code)),), p.env)
+                     for p in deployment.prefectures],
         )
         narrow_processor_endpoints(
             self, self.processing, sqs_sid="OwnDeadLettersOnly",

@@ -11,7 +11,13 @@ from ..components import keys, nag
 from ..components.dashboard import TierDashboard
 from ..config import Deployment, Prefecture
 from ..naming import NATIONAL, PARTITION, SIGNING_ALGORITHM, Names, municipality_tier, prefecture_tier
-from .processing import Senders, build_processing, narrow_processor_endpoints, send_upward_statements
+from .processing import (
+    Senders,
+    WatchedCounts,
+    build_processing,
+    narrow_processor_endpoints,
+    send_upward_statements,
+)
 from .provision import STAGE
 from .tier import DYNAMODB, KMS, SQS, TierStack
 
@@ -73,6 +79,7 @@ class PrefectureStack(TierStack):
             concurrency=prefecture.processor_concurrency,
             # Municipality codes start with the prefecture number; the handler checks the exact sender.
             sender_public_keys=(muni.env, [f"{names.signing_alias(code[:2])}*"]),
+            watched=[WatchedCounts(muni.env, names.cs_state_table(code), tuple(m.code for m in muni.municipalities))],
         )
         p = self.processing
         nag.acknowledge(p.processor.policy, [

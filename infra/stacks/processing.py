@@ -8,10 +8,15 @@ from dataclasses import dataclass, field
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 
+import json
+
+from ..bundling import lambda_code
 from ..components import keys, nag
 from ..components.functions import TierFunction
 from ..components.monitoring import PERIOD, custom_metric
@@ -19,8 +24,12 @@ from ..components.queues import InboundQueue
 from ..components.responsibility import REDRIVE_ROLE
 from ..components.tables import identity_table
 from ..config import Environment
-from ..naming import METRICS_NAMESPACE, SIGNING_ALGORITHM
+from ..naming import METRICS_NAMESPACE, PARTITION, SIGNING_ALGORITHM
 from .tier import TierStack
+
+def cdk_partition() -> str:  # noqa: D103
+    return PARTITION
+
 
 PROCESSOR_TIMEOUT = Duration.seconds(60)
 PROCESSOR_MEMORY_MB = 1024
@@ -65,6 +74,24 @@ class Senders:
         return sorted({p for patterns in self.role_patterns_by_account.values() for p in patterns})
 
 
+LEDGER_WATCH_SCHEDULE = "rate(5 minutes)"
+LEDGER_WATCH_FILE = "ledger-watch.json"
+GAP_ALARM_AFTER_MINUTES = 15  # = jukinet.services.tier_processor.GAP_ALARM_AFTER (tests/infra assert it)
+
+
+@dataclass(frozen=True)
+class WatchedCounts:
+    """What a tier's ledger watch compares with its own ledgers: the CS counts of some
+    municipalities (their CS state table, in ``env``) and the identity tables of the tiers in
+    between (whose dead letters never reach this tier)."""
+
+    env: Environment
+    cs_state_table: str
+    municipalities: tuple[str, ...]
+    tiers_below: tuple[str, ...] = ()
+    tiers_below_env: Environment | None = None
+
+
 @dataclass
 class Processing:
     table: dynamodb.Table
@@ -78,7 +105,8 @@ class Processing:
 def build_processing(stack: TierStack, *, tier_label: str, handler: str, description: str, senders: Senders,
                      envelope_context: Mapping[str, str], environment: Mapping[str, str],
                      statements: Sequence[iam.PolicyStatement], concurrency: int,
-                     sender_public_keys: tuple[Environment, list[str]]) -> Processing:
+                     sender_public_keys: tuple[Environment, list[str]],
+                     watched: Sequence[WatchedCounts] = ()) -> Processing:
     """Keys, table, inbound queue and processor of a tier; ``statements`` add the tier's own grants.
 
     ``sender_public_keys``: the senders' account and the alias patterns of their signing keys.
@@ -177,14 +205,87 @@ def build_processing(stack: TierStack, *, tier_label: str, handler: str, descrip
                  evaluation_periods=3, datapoints_to_alarm=3)
     service = names.service_name(tier)
     alarms.alarm("SequenceGaps", name=names.alarm(tier, "sequence-gaps"),
-                 description=f"The {tier_label} tier saw a gap in a sender's sequence numbers: notices may be missing.",
-                 metric=custom_metric("SequenceGaps", service=service, tier=tier_label))
+                 description=f"A gap in a municipality's sequence numbers at the {tier_label} tier has been open for "
+                             f"{GAP_ALARM_AFTER_MINUTES} minutes or more (AgedSequenceGaps, from the ledger; a younger "
+                             "gap is out-of-order delivery and stays quiet): notices are missing.",
+                 metric=custom_metric("AgedSequenceGaps", service=service, tier=tier_label),
+                 anchor="sequence-gaps")
+    build_ledger_watch(stack, tier_label=tier_label, table=table, watched=watched)
     alarms.alarm("SignatureFailures", name=names.alarm(tier, "signature-failures"),
                  description=f"A message to the {tier_label} tier failed signature verification or came from an "
                              "unknown sender: possible tampering or misconfiguration.",
                  metric=custom_metric("SignatureFailures", service=service, tier=tier_label))
     return Processing(table=table, inbound=inbound, processor=processor, transport_key=transport_key,
                       envelope_key=envelope_key, envelope_context=dict(envelope_context))
+
+
+def build_ledger_watch(stack: TierStack, *, tier_label: str, table: dynamodb.Table,
+                       watched: Sequence[WatchedCounts]) -> TierFunction:
+    """The tier's ledger watch (``jukinet.services.ledger_watch``, every five minutes): aged gaps
+    that no later message reports, and notices overdue (sent by a CS, not accounted for here
+    15 minutes after its last file). CS counts in another account or region are not compared
+    (a cross-account read of their tables is not granted; their gaps still are):
+    docs/decisions/0030-*."""
+    names, env, tier = stack.names, stack.tier_env, stack.tier
+    here = (env.account, env.region)
+    local = [w for w in watched if (w.env.account, w.env.region) == here
+             and (w.tiers_below_env is None or (w.tiers_below_env.account, w.tiers_below_env.region) == here)]
+    # Municipalities whose counts are elsewhere are still watched for aged gaps (no table named).
+    document = {"sources": [{"cs_state_table": w.cs_state_table if w in local else "",
+                             "municipalities": list(w.municipalities),
+                             "tiers_below": list(w.tiers_below) if w in local else []} for w in watched]}
+    arn = lambda t: f"arn:{cdk_partition()}:dynamodb:{env.region}:{env.account}:table/{t}"  # noqa: E731
+    statements = [iam.PolicyStatement(
+        sid="ReadOwnLedgers", actions=["dynamodb:GetItem"], resources=[table.table_arn],
+        conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LEDGER#*"]}})]
+    below = sorted({t for w in local for t in w.tiers_below})
+    cs_tables = sorted({w.cs_state_table for w in local})
+    if below:
+        statements.append(iam.PolicyStatement(
+            sid="ReadLowerTiersLedgers", actions=["dynamodb:GetItem"], resources=[arn(t) for t in below],
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LEDGER#*"]}}))
+    if cs_tables:
+        statements.append(iam.PolicyStatement(
+            sid="ReadCsCounts", actions=["dynamodb:GetItem"], resources=[arn(t) for t in cs_tables],
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MUNI#*"]}}))
+        stack.network.allow_through("DynamoDb", iam.PolicyStatement(
+            sid="LedgerWatchReadsCounts", principals=[iam.AnyPrincipal()], actions=["dynamodb:GetItem"],
+            resources=[arn(t) for t in [*cs_tables, *below]],
+            conditions={"ArnLike": {"aws:PrincipalArn": [stack.role_pattern]}}))
+    function_name = names.ledger_watch_function(tier)
+    watch = TierFunction(
+        stack, "LedgerWatch", function_name=function_name, role_name=function_name,
+        role_path=names.role_path(tier), handler="jukinet.handlers.ledger_watch.handler",
+        description=f"Ledger watch of the {tier_label} tier: aged sequence gaps, notices overdue",
+        environment={
+            "TABLE_NAME": table.table_name, "TIER": tier_label, "WATCH_FILE": LEDGER_WATCH_FILE,
+            "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, "LOG_LEVEL": "INFO",
+        },
+        timeout=Duration.seconds(120), memory_size=256, reserved_concurrency=1, network=stack.network,
+        log_key=stack.audit_key, log_retention=stack.log_retention, statements=statements,
+        code=lambda_code(extra_files={LEDGER_WATCH_FILE: json.dumps(document, indent=1).encode()}),
+    )
+    rule = events.Rule(stack, "LedgerWatchSchedule", rule_name=function_name,
+                       schedule=events.Schedule.expression(LEDGER_WATCH_SCHEDULE),
+                       description=f"Ledger watch of the {tier_label} tier (every five minutes)")
+    rule.add_target(targets.LambdaFunction(watch.function, retry_attempts=1, max_event_age=Duration.minutes(5)))
+    nag.acknowledge(watch.function, [
+        ("NIST.800.53.R5-LambdaDLQ", ("The scheduled event carries nothing but its time and the next run comes five "
+         "minutes later; a dead-letter copy of the event would add nothing.")),
+    ])
+    nag.acknowledge(watch.policy, [
+        ("AwsSolutions-IAM5", ("ENI management (Lambda in a VPC) and X-Ray trace writes support no resource-level "
+         "permissions."), ["Resource::*"]),
+    ], apply_to_children=True)
+    service = names.service_name(tier)
+    stack.alarms.alarm("NoticesOverdue", name=names.alarm(tier, "notices-overdue"),
+                       description=f"A municipality's CS counted more notices sent than the {tier_label} tier stored "
+                                   f"or dead-lettered, {GAP_ALARM_AFTER_MINUTES} minutes or more after its last file "
+                                   "(NoticesOverdue): a last message is lost or stuck.",
+                       metric=custom_metric("NoticesOverdue", service=service, tier=tier_label),
+                       anchor="notices-overdue")
+    return watch
 
 
 def narrow_processor_endpoints(stack: TierStack, processing: Processing, *, sqs_sid: str, sqs_resources: list[str],

@@ -78,7 +78,7 @@ class TierStack(cdk.Stack):
             interface_endpoints=interface_endpoints, gateway_endpoints=gateway_endpoints,
         )
         self.alarms = TierAlarms(self, "Alarms", topic_name=f"{self.names.prefix}-{tier}-alarms", key=self.audit_key,
-                                 email=ops.alarm_email)
+                                 email=ops.alarm_email, chat_url=ops.alarm_chat_url)
         self._access_logs: s3.Bucket | None = None
         self.trail: AccountTrail | None = None
         if host_trail:

@@ -152,6 +152,9 @@ def _sns_subscription(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> 
     if protocol == "lambda":
         raise NotEmulatedError("SNS → Lambda delivery: moto would invoke the function through Docker, "
                                "and the local runner does not drive SNS")
+    if protocol in ("http", "https"):  # a chat webhook (Operations.alarm_chat_url)
+        raise NotEmulatedError("SNS → HTTP(S) delivery: moto would POST to the endpoint over the network; what "
+                               "would be sent is in .jukinet/notifications.log")
     attributes = {}
     for key in ("FilterPolicy", "RedrivePolicy", "DeliveryPolicy"):
         if key in props:

@@ -22,7 +22,8 @@ deployment put into the embedded AWS (no list of alarms or metrics is kept here)
   ``TreatMissingData``; metric math alarms with the expression subset below; anomaly
   detection bands with an explicit local approximation. The state is set in moto
   (``SetAlarmState``) so ``DescribeAlarms`` shows it, and a transition notifies the alarm's
-  SNS actions as CloudWatch would.
+  SNS actions as CloudWatch would — and, with a ``NotificationLog``, is written as one line
+  (time, tier, alarm, old→new, reason) to ``.jukinet/notifications.log``: what would be sent.
 * ``print_alarm_status`` - the verdicts as a rich table.
 
 What is deliberately *not* reproduced (and said so in each verdict's reason): metrics AWS
@@ -70,6 +71,7 @@ __all__ = [
     "MetricFilterReport",
     "MetricSink",
     "MonitoringError",
+    "NotificationLog",
     "ServiceMetrics",
     "UnsupportedAlarm",
     "UnsupportedFilterPattern",
@@ -1610,10 +1612,50 @@ def _notify(factory: ClientFactory, alarm: Mapping[str, Any], old: str, new: str
     return tuple(notified)
 
 
+_TIER_IN_NAME = re.compile(r"-(national|pref-\d{6}|muni-\d{6})-")
+
+
+class NotificationLog:
+    """What the embedded AWS would have sent: one line per alarm state change that notifies an
+    SNS topic (``.jukinet/notifications.log`` in the demo and ``jukinet up``)::
+
+        2026-12-03T12:25:00Z  pref-200000  jukinet-pref-200000-signature-failures  OK→ALARM  Threshold Crossed: …
+
+    Time (the evaluation's ``now``, UTC), tier (from the alarm's name, else its region and
+    account), alarm, old→new state, reason (one line, at most ``REASON_CHARS``). Appended, never
+    rewritten; ``lines()`` reads it back. Thread-safe within a process."""
+
+    REASON_CHARS = 240
+
+    def __init__(self, path: os.PathLike[str] | str, *, truncate: bool = False) -> None:
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if truncate or not self.path.exists():
+            self.path.write_text("", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def record(self, verdict: AlarmVerdict, now: dt.datetime) -> str:
+        match = _TIER_IN_NAME.search(verdict.name)
+        tier = match[1] if match else f"{verdict.region}/{verdict.account}"
+        reason = " ".join(verdict.reason.split())
+        if len(reason) > self.REASON_CHARS:
+            reason = reason[:self.REASON_CHARS - 1] + "…"
+        line = (f"{now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}  {tier}  {verdict.name}  "
+                f"{verdict.old_state}→{verdict.new_state}  {reason}")
+        with self._lock, self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        return line
+
+    def lines(self) -> list[str]:
+        return [l for l in self.path.read_text(encoding="utf-8").splitlines() if l.strip()]
+
+
 def evaluate_alarms(client_factory: ClientFactory | Any, now: dt.datetime | None = None, *,
                     locations: Iterable[tuple[str | None, str | None]] | None = None,
                     alarm_names: Iterable[str] | None = None, update_state: bool = True, notify: bool = True,
-                    strict: bool = False) -> list[AlarmVerdict]:
+                    strict: bool = False, notifications: NotificationLog | None = None) -> list[AlarmVerdict]:
     """Evaluate every alarm in the embedded AWS (``DescribeAlarms``) at ``now`` (default:
     the current time) from the metric data moto holds, and set the states in moto.
 
@@ -1629,7 +1671,8 @@ def evaluate_alarms(client_factory: ClientFactory | Any, now: dt.datetime | None
     lists the (region, account) pairs; default: the factory's own). ``update_state=False``
     leaves moto untouched; ``notify`` publishes a transition to the alarm's SNS actions.
     Alarms using something not evaluated locally get ``evaluated=False`` (or raise
-    ``UnsupportedAlarm`` with ``strict``)."""
+    ``UnsupportedAlarm`` with ``strict``). ``notifications``: each notified transition is
+    also written there (``NotificationLog``)."""
     factory, where = _factory_and_locations(client_factory, locations)
     now = now or system_clock()
     if now.tzinfo is None:
@@ -1663,8 +1706,11 @@ def evaluate_alarms(client_factory: ClientFactory | Any, now: dt.datetime | None
                                            StateReasonData=json.dumps(data))
                 if notify and new != old:
                     notified = _notify(factory, alarm, old, new, reason, now)
-            verdicts.append(AlarmVerdict(alarm["AlarmName"], alarm_region, alarm_account, old, new, reason, points,
-                                         notified=notified, description=alarm.get("AlarmDescription", "")))
+            verdict = AlarmVerdict(alarm["AlarmName"], alarm_region, alarm_account, old, new, reason, points,
+                                   notified=notified, description=alarm.get("AlarmDescription", ""))
+            if notifications is not None and notified:
+                notifications.record(verdict, now)
+            verdicts.append(verdict)
         for composite in composites:
             if names is not None and composite["AlarmName"] not in names:
                 continue
@@ -1789,8 +1835,10 @@ class LocalMonitoring:
     ``-processor-errors`` see data."""
 
     def __init__(self, env: Any, *, stream: TextIO | None = None, forward_logs: bool = True,
-                 since: dt.datetime | int | None = None, service_metrics: bool = False) -> None:
+                 since: dt.datetime | int | None = None, service_metrics: bool = False,
+                 notifications: NotificationLog | None = None) -> None:
         self.env = env
+        self.notifications = notifications
         self.sink = MetricSink(env, stream, forward_logs=forward_logs)
         self.filters = LogMetricFilters(env, since=since)
         self.service_metrics = ServiceMetrics(env) if service_metrics else None
@@ -1806,6 +1854,7 @@ class LocalMonitoring:
             if runner is not None:
                 self.service_metrics.runner = runner
             self.service_metrics.publish(now)
+        kwargs.setdefault("notifications", self.notifications)
         return evaluate_alarms(self.env, now, **kwargs)
 
     def close(self) -> None:

@@ -25,7 +25,10 @@ def use_tier(tier: str) -> None:
 
 def flush() -> None:
     """Publish this invocation's metrics (EMF) and reset them, dimensions included, even when
-    the invocation recorded none (Powertools leaves the dimensions set in that case)."""
+    the invocation recorded none (Powertools leaves the dimensions set in that case), and the
+    timestamp a service set from its clock (``metrics.set_timestamp`` sticks to later flushes:
+    in local mode one process hosts many functions)."""
     if metrics.metric_set:
         metrics.flush_metrics()
     metrics.clear_metrics()
+    metrics.provider.timestamp = None

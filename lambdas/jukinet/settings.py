@@ -125,6 +125,15 @@ class ProvisionSettings(_Settings):
         return json.loads(self.PREFECTURE_API_ENDPOINTS)
 
 
+class LedgerWatchSettings(_Settings):
+    """The ledger watch of a processing tier (``services.ledger_watch``)."""
+
+    TABLE_NAME: NonEmpty
+    TIER: Annotated[str, StringConstraints(pattern=r"^(prefecture|national)$")]
+    # Beside the code (synth writes it): {"sources": [{"cs_state_table", "municipalities", "tiers_below"}]}
+    WATCH_FILE: NonEmpty = "ledger-watch.json"
+
+
 class SealerSettings(_Settings):
     PROVISION_LOG_TABLE: NonEmpty
     PROVISION_STATE_TABLE: NonEmpty

@@ -93,3 +93,13 @@ def test_notices_flow_through_the_deployed_tiers_with_reorder_duplicate_and_pois
     assert (total(NAGANO, "sent"), total(NAGANO, "rejected"), total(NAGANO, "stored_national")) == (4, 1, 4)
     assert (total(MATSUMOTO, "sent"), total(MATSUMOTO, "stored_prefecture")) == (1, 1)
     assert all(r.balanced for r in rows)
+
+    # The deployed ledger watches (their five-minute schedule, fired now and 20 minutes on):
+    # everything arrived, so no aged gap and nothing overdue — the reorder stayed quiet.
+    for minutes in (0, 20):
+        at = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for tier in (prefecture_tier(prefecture.code), "national"):
+            result = runner.invoke(names.ledger_watch_function(tier), {"source": "aws.events", "time": at})
+            assert result.ok, result
+            assert (result.response["municipalities"], result.response["aged_missing"],
+                    result.response["overdue"]) == (len(prefecture.municipality_tier.municipalities), 0, 0), tier

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -11,23 +12,28 @@ from infra.components.security_monitoring import (
     CIS_CONTROLS,
     SEQUENTIAL_CODES_THRESHOLD,
     TRAIL_CONTROLS,
-    VOLUME_ANOMALY_KIND,
     cis_alarm_kind,
 )
+
+from infra.components.monitoring import alarm_kind
 
 from .conftest import REPO, Synth
 
 pytestmark = pytest.mark.slow
 
 _TIER = re.compile(r"^jukinet-(national|pref-\d{6}|muni-\d{6})-")
-_SPAN = re.compile(r"-\d{6}-\d{6}$")
-_RECIPIENT = re.compile(rf"^({VOLUME_ANOMALY_KIND})-[a-z][a-z0-9-]*$")
+_LINK = re.compile(r"See (docs/[a-z-]+\.md)#([a-z0-9-]+)\.$")
 
 
-def alarm_kind(name: str) -> str:
-    """``jukinet-pref-200000-sequence-gaps`` → ``sequence-gaps``; ``…-cs-errors-202011-202100`` → ``cs-errors``;
-    ``…-provision-volume-anomaly-nenkin`` → ``provision-volume-anomaly``."""
-    return _RECIPIENT.sub(r"\1", _SPAN.sub("", _TIER.sub("", name)))
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a document's headings: lower case, punctuation (backticks
+    included) dropped, spaces to hyphens."""
+    anchors = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
 
 
 def test_alarm_topics_are_kms_encrypted(every: Synth) -> None:
@@ -51,7 +57,7 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
         name = res["Properties"]["AlarmName"]
         kinds_by_tier.setdefault(_TIER.match(name)[1], set()).add(alarm_kind(name))  # type: ignore[index]
     expected = {"inbound-dlq-not-empty", "inbound-oldest-message-age", "processor-errors", "processor-throttles",
-                "sequence-gaps", "signature-failures"}
+                "sequence-gaps", "notices-overdue", "signature-failures"}
     provision = {"provision-unauthorised-attempts", "provision-gateway-refusals", "provision-api-errors",
                  "provision-batch-dlq-not-empty", "provision-sealer-errors", "provision-log-not-sealed",
                  "provision-sealer-throttled", "provision-outside-agreed-hours",
@@ -118,10 +124,79 @@ def test_every_alarm_kind_has_a_meaning_and_first_response_in_operations_md(ever
             for doc in ("docs/operations.md", "docs/provision.md", "docs/card.md")}
     for p in every.props("AWS::CloudWatch::Alarm"):
         kind = alarm_kind(p["AlarmName"])
-        doc = next((d for d in ("docs/provision.md", "docs/card.md") if f"See {d}." in p["AlarmDescription"]),
+        doc = next((d for d in ("docs/provision.md", "docs/card.md") if f"See {d}#" in p["AlarmDescription"]),
                    "docs/operations.md")
-        assert p["AlarmDescription"].endswith(f"See {doc}.")
+        assert p["AlarmDescription"].endswith(f"See {doc}#{kind}.")
         text = docs[doc]
         assert f"### `{kind}`" in text, (kind, doc)
         section = text.split(f"### `{kind}`", 1)[1].split("\n### ", 1)[0]
         assert "**Meaning**" in section and "**First response**" in section, kind
+
+
+def test_every_alarm_description_links_to_a_runbook_section_that_exists(every: Synth) -> None:
+    """Every AWS::CloudWatch::Alarm of every stack: an AlarmDescription ending in a link
+    ``See docs/<doc>.md#<anchor>.`` whose anchor is a heading of that document (an operator
+    reading the notification lands on the meaning and first response)."""
+    alarms = every.props("AWS::CloudWatch::Alarm")
+    assert alarms
+    anchors: dict[str, set[str]] = {}
+    for p in alarms:
+        match = _LINK.search(p.get("AlarmDescription", ""))
+        assert match, (p["AlarmName"], p.get("AlarmDescription"))
+        doc, anchor = match.groups()
+        if doc not in anchors:
+            anchors[doc] = github_anchors((REPO / doc).read_text(encoding="utf-8"))
+        assert anchor in anchors[doc], (p["AlarmName"], doc, anchor)
+
+
+def test_sequence_gaps_alarm_watches_aged_gaps_and_a_ledger_watch_runs_every_five_minutes(nagano: Synth) -> None:
+    """The gap alarm is on AgedSequenceGaps (a gap older than the bound), not on every gap; each
+    processing tier has a ledger watch on a five-minute schedule, whose metrics both alarms read."""
+    from infra.stacks.processing import GAP_ALARM_AFTER_MINUTES, LEDGER_WATCH_SCHEDULE
+    from jukinet.services.tier_processor import GAP_ALARM_AFTER
+
+    assert GAP_ALARM_AFTER.total_seconds() == GAP_ALARM_AFTER_MINUTES * 60
+    by_name = {p["AlarmName"]: p for p in nagano.props("AWS::CloudWatch::Alarm")}
+    for tier in ("national", "pref-200000"):
+        assert by_name[f"jukinet-{tier}-sequence-gaps"]["MetricName"] == "AgedSequenceGaps"
+        assert by_name[f"jukinet-{tier}-notices-overdue"]["MetricName"] == "NoticesOverdue"
+    watches = {f["FunctionName"]: f for f in nagano.props("AWS::Lambda::Function")
+               if f["Handler"] == "jukinet.handlers.ledger_watch.handler"}
+    assert set(watches) == {"jukinet-national-ledger-watch", "jukinet-pref-200000-ledger-watch"}
+    rules = [r for r in nagano.props("AWS::Events::Rule") if r.get("Name", "").endswith("-ledger-watch")]
+    assert len(rules) == 2 and {r["ScheduleExpression"] for r in rules} == {LEDGER_WATCH_SCHEDULE}
+
+
+def test_each_tier_notifies_its_own_kms_encrypted_topic_and_the_configured_subscribers(every: Synth) -> None:
+    """Per stack: every alarm's AlarmActions and OKActions are exactly the tier's own topic
+    (``jukinet-<tier>-alarms``, KmsMasterKeyId set), whether the topic is in the stack (Ref) or
+    in the tier's base stack (Fn::ImportValue); each topic has an ``email`` subscription to
+    ``Operations.alarm_email`` and an ``https`` one to ``Operations.alarm_chat_url`` when configured."""
+    ops = every.deployment.operations
+    for stack, template in every.templates.items():
+        resources = template.get("Resources", {})
+        topics = {lid: r["Properties"] for lid, r in resources.items() if r["Type"] == "AWS::SNS::Topic"}
+        for props in topics.values():
+            assert props["KmsMasterKeyId"] and props["TopicName"].endswith("-alarms")
+        for lid, res in resources.items():
+            if res["Type"] != "AWS::CloudWatch::Alarm":
+                continue
+            p = res["Properties"]
+            tier = _TIER.match(p["AlarmName"])[1]  # type: ignore[index]
+            assert p["AlarmActions"] == p["OKActions"] and len(p["AlarmActions"]) == 1, lid
+            [action] = p["AlarmActions"]
+            if "Ref" in action:
+                assert topics[action["Ref"]]["TopicName"] == f"jukinet-{tier}-alarms", (stack, lid)
+            else:
+                assert "Fn::ImportValue" in action and "Alarms" in json.dumps(action), (stack, lid)
+        subscriptions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::SNS::Subscription"]
+        for topic_id in topics:
+            mine = {(s["Protocol"], s["Endpoint"]) for s in subscriptions if s["TopicArn"] == {"Ref": topic_id}}
+            expected = set()
+            if ops.alarm_email:
+                expected.add(("email", ops.alarm_email))
+            if ops.alarm_chat_url:
+                expected.add(("https", ops.alarm_chat_url))
+            assert mine == expected, (stack, topic_id)
+    if every.name == "multi-account-example":
+        assert ops.alarm_chat_url and ops.alarm_chat_url.startswith("https://")

@@ -14,6 +14,7 @@ from infra.config import (
     Municipality,
     MunicipalityTier,
     Network,
+    Operations,
     load_deployment,
     multi_account_example,
     nagano_demo,
@@ -165,3 +166,13 @@ def test_bucket_names_stay_within_s3_limits() -> None:
     assert len(Names("jukinet").drop_zone_bucket(env, "202011")) <= 63
     with pytest.raises(ConfigError):
         Deployment(name="x", national=d.national, prefectures=d.prefectures, prefix="a-very-long-prefix")
+
+
+@pytest.mark.parametrize("url", ["http://chat.example.jp/hook", "chat.example.jp/hook", "https://", "https://a b/c"])
+def test_an_alarm_chat_url_must_be_https_and_names_the_field(url: str) -> None:
+    with pytest.raises(ConfigError, match="alarm_chat_url"):
+        Operations(alarm_chat_url=url)
+
+
+def test_an_https_alarm_chat_url_is_accepted() -> None:
+    assert Operations(alarm_chat_url="https://chat.example.jp/hooks/jukinet").alarm_chat_url

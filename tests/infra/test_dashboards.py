@@ -106,7 +106,8 @@ def test_the_municipality_dashboard_lists_the_cs_alarms_of_the_cs_stacks(large: 
 
 def _processing_metrics(service: str, tier: str) -> set[Metric]:
     return {custom(n, service, tier) for n in ("NoticesStored", "NoticesDuplicate", "NoticesDeadLettered",
-                                               "SignatureFailures", "SequenceGaps")}
+                                               "SignatureFailures", "SequenceGaps", "AgedSequenceGaps",
+                                               "NoticesOverdue")}
 
 
 def _queue(name: str, *metric_names: str) -> set[Metric]:

@@ -21,8 +21,10 @@ HANDLERS = {
     "jukinet.handlers.provision_batch.handler": "ProvisionSettings",
     "jukinet.handlers.provision_sealer.handler": "SealerSettings",
     "jukinet.handlers.card_api.handler": "CardSettings",
+    "jukinet.handlers.ledger_watch.handler": "LedgerWatchSettings",
 }
 PROVISION_HANDLERS = {h for h in HANDLERS if ".provision_" in h}
+WATCH_HANDLER = "jukinet.handlers.ledger_watch.handler"
 
 
 def _runtime_version(runtime: str) -> tuple[int, int]:
@@ -40,6 +42,7 @@ def test_there_is_one_cs_per_municipality_one_processor_per_prefecture_and_one_n
     assert handlers.count("jukinet.handlers.prefecture_processor.handler") == len(d.prefectures)
     assert handlers.count("jukinet.handlers.national_processor.handler") == 1
     assert handlers.count("jukinet.handlers.card_api.handler") == len(d.prefectures)  # one counter API per tier
+    assert handlers.count(WATCH_HANDLER) == len(d.prefectures) + 1  # a ledger watch per processing tier
     for provision in PROVISION_HANDLERS:
         assert handlers.count(provision) == (1 if d.agencies else 0), provision
     assert set(handlers) <= HANDLERS.keys()  # and no other function (no custom-resource providers)
@@ -61,12 +64,15 @@ def test_functions_run_python_312_or_newer_on_arm64_in_the_vpc_with_limits_traci
 
 
 def test_all_functions_share_one_code_asset_but_the_provision_functions_share_another(every: Synth) -> None:
-    """The provision functions' asset is the same bundle plus agreements.json (test_provision.py)."""
+    """The provision functions' asset is the same bundle plus agreements.json (test_provision.py);
+    each ledger watch's, the bundle plus its tier's ledger-watch.json."""
     functions = every.props("AWS::Lambda::Function")
-    shared = {f["Code"]["S3Key"] for f in functions if f["Handler"] not in PROVISION_HANDLERS}
+    shared = {f["Code"]["S3Key"] for f in functions if f["Handler"] not in PROVISION_HANDLERS | {WATCH_HANDLER}}
     provision = {f["Code"]["S3Key"] for f in functions if f["Handler"] in PROVISION_HANDLERS}
+    watches = [f["Code"]["S3Key"] for f in functions if f["Handler"] == WATCH_HANDLER]
     assert len(shared) == 1
-    assert len(provision) == 1 and provision != shared
+    assert len(provision) == (1 if every.deployment.agencies else 0) and not provision & shared
+    assert watches and not set(watches) & (shared | provision)  # equal watch files share an asset
 
 
 def test_environment_provides_every_setting_the_handler_requires(every: Synth) -> None:

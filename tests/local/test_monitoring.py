@@ -329,6 +329,35 @@ def test_transitions_notify_the_alarm_topic(aws, factory, cloudwatch, powertools
     assert again.notified == () and not again.changed
 
 
+def test_every_notified_transition_is_one_line_of_the_notification_log(aws, factory, cloudwatch, powertools,
+                                                                         tmp_path):
+    """What the embedded AWS would send: time, tier, alarm, old→new, reason — one line per
+    transition that notifies a topic; none for an alarm without actions or without a change."""
+    from jukinet_ops.local.monitoring import NotificationLog
+
+    topic = aws.client("sns", REGION).create_topic(Name="jukinet-pref-200000-alarms")["TopicArn"]
+    name = "jukinet-pref-200000-signature-failures"
+    custom_alarm(cloudwatch, name, "SignatureFailures", AlarmActions=[topic], OKActions=[topic])
+    custom_alarm(cloudwatch, "silent", "SignatureFailures")  # no actions: nothing is sent
+    log = NotificationLog(tmp_path / ".jukinet" / "notifications.log", truncate=True)
+    now = aligned_now()
+    sink = MetricSink(factory)
+    emit(sink, powertools, {"SignatureFailures": 1}, at=now)
+    sink.flush()
+    evaluate_alarms(factory, now, notifications=log)
+    evaluate_alarms(factory, now, notifications=log)  # no change: no line
+    later = now + dt.timedelta(seconds=PERIOD)
+    evaluate_alarms(factory, later, notifications=log)  # recovered
+    lines = log.lines()
+    assert len(lines) == 2
+    stamp, tier, alarm, change, reason = lines[0].split("  ", 4)
+    assert (stamp, tier, alarm, change) == (now.strftime("%Y-%m-%dT%H:%M:%SZ"), "pref-200000", name,
+                                            "INSUFFICIENT_DATA→ALARM")
+    assert "greater than the threshold" in reason and "\n" not in reason
+    assert lines[1].split("  ")[3] == "ALARM→OK"
+    assert NotificationLog(log.path).lines() == lines  # reopened without truncate: kept
+
+
 def test_service_metrics_are_opt_in_and_feed_the_queue_and_function_alarms(aws, factory, cloudwatch):
     sqs = aws.client("sqs", REGION)
     dlq = sqs.create_queue(QueueName="tier-inbound-dlq")["QueueUrl"]

@@ -8,10 +8,13 @@ notices that the next tier deduplicates. Counts move in the transaction that mar
 file sent, so they are exact whatever the retries.
 
 Items (pk ``MUNI#<code>``): ``COUNTER`` (next_seq), ``FILE#<sha256>`` (status, range,
-counts), ``STAT#<YYYY-MM>`` (sent, rejected, files, rejected_files).
+counts), ``STAT#<YYYY-MM>`` (sent, rejected, files, rejected_files, and ``last_sent``: when the month's latest
+file was sent — the ledger watch waits 15 minutes past it before it calls a shortfall overdue).
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import time
 from dataclasses import dataclass
@@ -94,15 +97,17 @@ class CsState:
             return record
         raise RuntimeError("could not reserve sequence numbers after 20 attempts")
 
-    def finish(self, record: FileRecord, status: str = SENT) -> bool:
+    def finish(self, record: FileRecord, status: str = SENT, now: dt.datetime | None = None) -> bool:
         """Mark the file done and count it, once. False if it was already finished; a
         transaction conflict (another file of this municipality finishing at the same moment)
-        is retried, never taken for "already finished"."""
+        is retried, never taken for "already finished". ``now`` (when the file was sent) is kept
+        as the month's ``last_sent``: the ledger watch waits that long past it before it calls
+        a difference between sent and stored overdue (``services.ledger_watch``)."""
         stats = {":sent": record.count if status == SENT else 0, ":rej": record.rejected,
                  ":files": 1, ":rfiles": 1 if status == REJECTED else 0}
         for attempt in range(20):
             try:
-                self._finish(record, status, stats)
+                self._finish(record, status, stats, now)
                 return True
             except Exception as exc:
                 if aws.error_code(exc) != "TransactionCanceledException":
@@ -113,7 +118,12 @@ class CsState:
                 time.sleep(min(0.02 * (attempt + 1), 0.5))
         raise RuntimeError(f"could not finish file {record.sha256} after 20 attempts")
 
-    def _finish(self, record: FileRecord, status: str, stats: dict[str, int]) -> None:
+    def _finish(self, record: FileRecord, status: str, stats: dict[str, int], now: dt.datetime | None) -> None:
+        values = {k: {"N": str(v)} for k, v in stats.items()}
+        expression = "ADD sent :sent, rejected :rej, files :files, rejected_files :rfiles"
+        if now is not None:
+            values[":at"] = {"S": now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            expression += " SET last_sent = :at"
         aws.client("dynamodb").transact_write_items(TransactItems=[
             {"Update": {
                 "TableName": self.table_name, "Key": self._key(f"FILE#{record.sha256}"),
@@ -123,12 +133,25 @@ class CsState:
             }},
             {"Update": {
                 "TableName": self.table_name, "Key": self._key(f"STAT#{record.month}"),
-                "UpdateExpression": "ADD sent :sent, rejected :rej, files :files, rejected_files :rfiles",
-                "ExpressionAttributeValues": {k: {"N": str(v)} for k, v in stats.items()},
+                "UpdateExpression": expression, "ExpressionAttributeValues": values,
             }},
         ])
 
     def month_stats(self, month: str) -> dict[str, int]:
+        return {k: v for k, v in self._month_item(month).items() if k != "last_sent"}  # type: ignore[misc]
+
+    def last_sent(self, month: str) -> tuple[int, dt.datetime | None]:
+        """Notices sent in ``month`` and when the last of its files was sent (None: never, or
+        before ``last_sent`` was recorded)."""
+        item = self._month_item(month)
+        at = item.get("last_sent")
+        return int(item["sent"]), (dt.datetime.fromisoformat(str(at).replace("Z", "+00:00")) if at else None)
+
+    def _month_item(self, month: str) -> dict[str, int | str]:
         item = aws.client("dynamodb").get_item(
             TableName=self.table_name, Key=self._key(f"STAT#{month}"), ConsistentRead=True).get("Item") or {}
-        return {k: int(item[k]["N"]) if k in item else 0 for k in ("sent", "rejected", "files", "rejected_files")}
+        out: dict[str, int | str] = {k: int(item[k]["N"]) if k in item else 0
+                                     for k in ("sent", "rejected", "files", "rejected_files")}
+        if "last_sent" in item:
+            out["last_sent"] = item["last_sent"]["S"]
+        return out

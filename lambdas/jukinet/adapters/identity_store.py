@@ -130,19 +130,35 @@ class Snapshot:
 @dataclass(frozen=True)
 class Ledger:
     """What a tier has from one municipality: sequence runs received, notices stored per
-    month, notices dead-lettered per month, and — per month — the dead-lettered notices that
-    an operator redrove (``jukinet redrive``) and this tier then processed: they left ``dead``
-    when they came back, so each notice counts once (stored, or dead-lettered again)."""
+    month, notices dead-lettered per month, since when each open gap has been seen
+    (``gap_since``: (first, last, ISO UTC instant) per missing range; a range keeps the
+    instant it was first seen missing while its neighbours arrive — docs/decisions/0030-*),
+    and — per month — the dead-lettered notices that an operator redrove (``jukinet redrive``)
+    and this tier then processed: they left ``dead`` when they came back, so each notice
+    counts once (stored, or dead-lettered again)."""
 
     version: int = 0
     runs: tuple[tuple[int, int], ...] = ()
     stored: tuple[tuple[str, int], ...] = ()
     dead: tuple[tuple[str, int], ...] = ()
     redriven: tuple[tuple[str, int], ...] = ()
+    gap_since: tuple[tuple[int, int, str], ...] = ()
 
     @property
     def gaps(self) -> list[tuple[int, int]]:
         return gaps_in(self.runs)
+
+    def aged_gaps(self, now: dt.datetime, bound: dt.timedelta) -> list[tuple[int, int, str]]:
+        """The missing ranges first seen at least ``bound`` before ``now``. A gap recorded by a
+        ledger written before gaps had times counts as seen at the epoch (old)."""
+        limit = now - bound
+        return [(a, b, t) for a, b, t in self._timed_gaps() if _instant(t) <= limit]
+
+    def aged_missing(self, now: dt.datetime, bound: dt.timedelta) -> int:
+        return sum(b - a + 1 for a, b, _ in self.aged_gaps(now, bound))
+
+    def _timed_gaps(self) -> list[tuple[int, int, str]]:
+        return _gap_times(self.gap_since, self.gaps, _EPOCH)
 
     def stored_in(self, month: str) -> int:
         return dict(self.stored).get(month, 0)
@@ -156,7 +172,8 @@ class Ledger:
     def covers(self, seq: int) -> bool:
         return any(first <= seq <= last for first, last in self.runs)
 
-    def add(self, stored: list[tuple[int, str]], received: list[int]) -> Ledger:
+    def add(self, stored: list[tuple[int, str]], received: list[int], now: dt.datetime | None = None) -> Ledger:
+        """``now``: when the batch arrived; a gap it opens is recorded as first seen then."""
         counts = dict(self.stored)
         seen: set[int] = set()
         for seq, month in stored:
@@ -164,7 +181,9 @@ class Ledger:
                 counts[month] = counts.get(month, 0) + 1
             seen.add(seq)
         runs = tuple(_merge_runs([*self.runs, *_runs(sorted(seen | set(received)))]))
-        candidate = dataclasses.replace(self, runs=runs, stored=tuple(sorted(counts.items())))
+        stamp = _stamp(now) if now is not None else _EPOCH
+        since = tuple(_gap_times(self.gap_since, gaps_in(runs), stamp))
+        candidate = dataclasses.replace(self, runs=runs, stored=tuple(sorted(counts.items())), gap_since=since)
         return self if candidate == self else dataclasses.replace(candidate, version=self.version + 1)
 
     def add_dead(self, month: str, count: int) -> Ledger:
@@ -190,6 +209,8 @@ class Ledger:
         }
         if self.redriven:
             attrs["redriven"] = {"S": json.dumps(dict(self.redriven), separators=(",", ":"))}
+        if self.gap_since:
+            attrs["gap_since"] = {"S": json.dumps(self.gap_since, separators=(",", ":"))}
         return attrs
 
     @classmethod
@@ -202,6 +223,8 @@ class Ledger:
             stored=tuple(sorted(json.loads(item["stored"]["S"]).items())),
             dead=tuple(sorted(json.loads(item["dead"]["S"]).items())),
             redriven=tuple(sorted(json.loads(item["redriven"]["S"]).items())) if "redriven" in item else (),
+            gap_since=tuple((int(a), int(b), str(t)) for a, b, t in json.loads(item["gap_since"]["S"]))
+            if "gap_since" in item else (),
         )
 
 
@@ -390,7 +413,7 @@ class IdentityStore:
         changed, result.ledgers = self._write(
             [h for _, h in planned if (h["pk"]["S"], h["sk"]["S"]) not in existing],
             list(newest.values()),
-            {m: (snapshot.ledgers.get(m), entries) for m, entries in by_municipality.items()})
+            {m: (snapshot.ledgers.get(m), entries) for m, entries in by_municipality.items()}, now)
         for event, history in planned:
             primary = event.notice.resident_code.value == event.resident_code
             if (history["pk"]["S"], history["sk"]["S"]) in existing:
@@ -432,7 +455,7 @@ class IdentityStore:
         return history, current
 
     def _write(self, history: list[dict], currents: list[tuple[ResidentEvent, dict]],
-               ledgers: Mapping[str, tuple[dict | None, list[tuple[int, str]]]],
+               ledgers: Mapping[str, tuple[dict | None, list[tuple[int, str]]]], now: dt.datetime,
                ) -> tuple[set[tuple[str, str]], dict[str, Ledger]]:
         """History items, then conditional current items, then ledgers, ``TRANSACTION_ITEMS`` to a
         TransactWriteItems. Returns the (resident code, order key) pairs that became current,
@@ -449,7 +472,7 @@ class IdentityStore:
                 "ExpressionAttributeValues": {":k": {"S": event.order_key}}}}, (event.resident_code, event.order_key)))
         now_ledgers: dict[str, Ledger] = {}
         for municipality, (item, entries) in sorted(ledgers.items()):
-            op = self._ledger_op(municipality, item, entries)
+            op = self._ledger_op(municipality, item, entries, now)
             if isinstance(op, Ledger):
                 now_ledgers[municipality] = op
             else:
@@ -472,7 +495,7 @@ class IdentityStore:
                     elif op.kind == "ledger":  # another processor updated it: read again, recompute
                         item = aws.client("dynamodb").get_item(TableName=table, Key=_ledger_key(op.municipality),
                                                               ConsistentRead=True).get("Item")
-                        again = self._ledger_op(op.municipality, item, op.entries)
+                        again = self._ledger_op(op.municipality, item, op.entries, now)
                         if isinstance(again, Ledger):
                             now_ledgers[op.municipality] = again
                         else:
@@ -488,11 +511,12 @@ class IdentityStore:
                 raise RuntimeError(f"{table}: a transaction kept being cancelled ({_MAX_ATTEMPTS} attempts)")
         return changed, now_ledgers
 
-    def _ledger_op(self, municipality: str, item: dict | None, entries: list[tuple[int, str]]) -> _Op | Ledger:
+    def _ledger_op(self, municipality: str, item: dict | None, entries: list[tuple[int, str]],
+                   now: dt.datetime) -> _Op | Ledger:
         """The conditional put that records ``entries`` in a municipality's ledger, or the ledger
         itself when they change nothing."""
         ledger = Ledger.from_item(item)
-        updated = ledger.add(entries, [])
+        updated = ledger.add(entries, [], now)
         if updated == ledger:
             return ledger
         put: dict = {"TableName": self.table_name, "Item": {**_ledger_key(municipality), **updated.to_attributes()}}
@@ -505,7 +529,7 @@ class IdentityStore:
 
     # --- the municipality ledger: received sequence numbers, stored and dead-lettered counts --
     def update_ledger(self, municipality: str, *, stored: Iterable[tuple[int, str]] = (),
-                      received: Iterable[int] = ()) -> Ledger:
+                      received: Iterable[int] = (), now: dt.datetime | None = None) -> Ledger:
         """Record, once, what this tier got from a municipality.
 
         ``stored``: (sequence, month) of valid notices now in the history (new or repeated);
@@ -513,22 +537,23 @@ class IdentityStore:
         number already covered counts nothing, so redeliveries and retries count each notice
         once. One item per municipality, updated with optimistic locking (``version``)."""
         stored, received = list(stored), list(received)
-        return self._update_ledger(municipality, lambda ledger: ledger.add(stored, received))
+        return self._update_ledger(municipality, lambda ledger: ledger.add(stored, received, now))
 
     def record_dead_letter(self, municipality: str, item_id: str, month: str, count: int,
-                           received: Iterable[int] = ()) -> bool:
+                           received: Iterable[int] = (), now: dt.datetime | None = None) -> bool:
         """Count ``count`` dead-lettered notices in ``month`` against ``municipality``, once per
         ``item_id``: a marker item ``DLQ#<municipality>``/``<item id>`` is put in the same
         transaction as the ledger (dead letters are rare; the ledger stays small). ``received``:
         the notice's sequence number, recorded in the same transaction — so a sequence number
-        the ledger covers but the history lacks was dead-lettered here (``dead_lettered_before``)."""
+        the ledger covers but the history lacks was dead-lettered here (``dead_lettered_before``);
+        ``now``: when it arrived, the instant a gap it opens is first seen (``Ledger.add``)."""
         received = list(received)
         marker = {"pk": {"S": f"DLQ#{municipality}"}, "sk": {"S": item_id[:512]}, "month": {"S": month},
                   "count": {"N": str(count)}}
         marker_put = {"Put": {"TableName": self.table_name, "Item": marker,
                               "ConditionExpression": "attribute_not_exists(pk)"}}
         try:
-            self._update_ledger(municipality, lambda ledger: ledger.add([], received).add_dead(month, count),
+            self._update_ledger(municipality, lambda ledger: ledger.add([], received, now).add_dead(month, count),
                                 marker_put)
         except _AlreadyCounted:
             return False
@@ -724,6 +749,47 @@ def _merge_runs(runs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             merged.append((first, last))
     return merged
+
+
+_EPOCH = "1970-01-01T00:00:00Z"
+
+
+def _stamp(now: dt.datetime) -> str:
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _instant(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _gap_times(known: Iterable[tuple[int, int, str]], gaps: Iterable[tuple[int, int]],
+               new: str) -> list[tuple[int, int, str]]:
+    """Each number of ``gaps`` with the instant it was first seen missing: from ``known`` where
+    a recorded range covers it, else ``new``. Adjacent numbers with the same instant are one
+    range. Numbers that arrived since drop out (they are in no gap)."""
+    known = sorted(known)
+    out: list[tuple[int, int, str]] = []
+
+    def put(a: int, b: int, t: str) -> None:
+        if out and out[-1][2] == t and out[-1][1] + 1 == a:
+            out[-1] = (out[-1][0], b, t)
+        else:
+            out.append((a, b, t))
+
+    for first, last in gaps:
+        at = first
+        for a, b, t in known:
+            if b < at or a > last:
+                continue
+            if a > at:
+                put(at, a - 1, new)
+            put(max(a, at), min(b, last), t)
+            at = min(b, last) + 1
+            if at > last:
+                break
+        if at <= last:
+            put(at, last, new)
+    return out
 
 
 def gaps_in(runs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -98,7 +98,7 @@ class CommunicationServer:
         status = REJECTED if result.file_error else SENT
         if self.register is not None and notices:  # before finish: a retry records them again (idempotent)
             self.register.record(notices)
-        self.state.finish(record, status)
+        self.state.finish(record, status, now=self.clock())
 
         metrics.add_metric(name="NoticesSent", unit=MetricUnit.Count, value=len(notices))
         metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=rejected)

@@ -43,6 +43,10 @@ from ..domain.message import Origin, Payload, SignedMessage, verify_signature
 from ..domain.notice import JST, UpdateNotice
 from ..observability import MetricUnit, logger, metrics
 
+GAP_ALARM_AFTER = dt.timedelta(minutes=15)
+"""A sequence gap younger than this is out-of-order delivery; older, a notice is missing
+(the ``sequence-gaps`` alarm; the ledger watch applies the same bound: ``services.ledger_watch``)."""
+
 UNKNOWN_SENDER = "unknown"
 """The ledger that counts dead letters whose sender no signature vouches for."""
 REDRIVE_ATTRIBUTE = "jukinet.redrive"
@@ -212,14 +216,23 @@ class TierProcessor:
         lineage = {n.notice_id: where[id(n)][0].attestation for n in valid}
         # The notices, the current states and the municipalities' ledgers (sequence runs, stored
         # counts) are written together, 100 items to a transaction.
-        outcome.applied = self.store.apply(valid, now=self.clock(), lineage=lineage, snapshot=snapshot, ledgers=True)
+        now = self.clock()
+        metrics.set_timestamp(now)  # the datapoints belong to the instant the clock says (docs/decisions/0030-*)
+        outcome.applied = self.store.apply(valid, now=now, lineage=lineage, snapshot=snapshot, ledgers=True)
         for municipality, ledger in sorted(outcome.applied.ledgers.items()):
             if ledger.gaps:
                 outcome.gaps[municipality] = ledger.gaps
                 missing = sum(last - first + 1 for first, last in ledger.gaps)
-                logger.warning("sequence gap", extra={"municipality": municipality, "gaps": ledger.gaps[:20],
-                                                      "missing": missing})
+                # A young gap is normal (a later message overtook an earlier one): logged and
+                # counted, never alarmed. Only a gap older than GAP_ALARM_AFTER is (AgedSequenceGaps).
+                aged = ledger.aged_missing(now, GAP_ALARM_AFTER)
+                logger.info("sequence gap", extra={"municipality": municipality, "gaps": ledger.gaps[:20],
+                                                   "missing": missing, "aged": aged})
                 metrics.add_metric(name="SequenceGaps", unit=MetricUnit.Count, value=missing)
+                if aged:
+                    logger.warning("aged sequence gap", extra={"municipality": municipality, "aged": aged,
+                                                               "gaps": ledger.aged_gaps(now, GAP_ALARM_AFTER)[:20]})
+                    metrics.add_metric(name="AgedSequenceGaps", unit=MetricUnit.Count, value=aged)
         metrics.add_metric(name="NoticesStored", unit=MetricUnit.Count, value=len(outcome.applied.stored))
         metrics.add_metric(name="NoticesDuplicate", unit=MetricUnit.Count, value=len(outcome.applied.duplicates))
         # A payload whose notices were all dead-lettered here is forwarded too (all skipped), so
@@ -244,7 +257,7 @@ class TierProcessor:
                     and raw.get("municipality") == batch.message.sender):
                 sequences.append(sequence)
         if sequences:
-            self.store.update_ledger(batch.message.sender, received=sequences)
+            self.store.update_ledger(batch.message.sender, received=sequences, now=self.clock())
 
     def _verified(self, body: str) -> tuple[SignedMessage, SenderKey]:
         try:
@@ -363,7 +376,8 @@ class TierProcessor:
         queues.send_dead_letter(self.dead_letter_queue_url, body, tier=self.policy.tier, reason=reason,
                                 field=exc.field, rule=exc.rule, detail=exc.detail, sender=signer)
         # The count and the sequence number received, in one transaction (dead_lettered_before).
-        self.store.record_dead_letter(municipality, item_id, month, 1, received=[sequence] if has_sequence else [])
+        self.store.record_dead_letter(municipality, item_id, month, 1, received=[sequence] if has_sequence else [],
+                                      now=self.clock())
         metrics.add_metric(name="NoticesDeadLettered", unit=MetricUnit.Count, value=1)
 
     def _month_now(self) -> str:
