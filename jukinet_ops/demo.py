@@ -162,7 +162,6 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
             if any(r.sent or r.dead_lettered for r in rows):
                 print_reconciliation(rows, m, console)
         _redrive(console, deployment, runner, clock, months_seen, prefecture.code)
-        _print_dead_letters(console, deployment, names, prefecture)
         _run_ledger_watches(runner, deployment, names, clock)
         print_alarm_status(console, monitoring.evaluate(), title="Alarms after the update notices")
 

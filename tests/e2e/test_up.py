@@ -8,7 +8,6 @@ depends on the date: the look-up and its provision log entry are made and read w
 
 from __future__ import annotations
 
-import base64
 import configparser
 import contextlib
 import json
