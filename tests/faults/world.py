@@ -167,22 +167,26 @@ class FaultyPipeline(Pipeline):
                 return []
             # Each copy of a message delivered twice goes to its own invocation, at the same time.
             halves = [messages[0::2], messages[1::2]] if len(messages) > 1 and _has_twins(messages) else [messages]
-            threads = [threading.Thread(target=self._invoke, args=(tier, queue, module, env, half))
+            threads = [threading.Thread(target=self._invoke, args=(tier, queue, module, half))
                        for half in halves if half]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            # One environment for the invocations at once, set and restored here: each thread
+            # saving and restoring its own would leave the function's variables in os.environ
+            # (POWERTOOLS_METRICS_DISABLED silenced every later test's metrics on this worker).
+            with environment(env):
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
         raise AssertionError(f"{tier} queue still not empty after {max_rounds} rounds")
 
-    def _invoke(self, tier: str, queue: str, module, env: dict, messages: list[dict]) -> None:
+    def _invoke(self, tier: str, queue: str, module, messages: list[dict]) -> None:
         event = {"Records": [{
             "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
             "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
             "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:x", "awsRegion": REGION,
         } for m in messages]}
         try:
-            with environment(env), self.faults.armed(tier):
+            with self.faults.armed(tier):
                 response = module.handler(event, Context())
         except FunctionKilled:
             self.kills[tier] += 1

@@ -43,7 +43,7 @@ def test_every_role_people_or_systems_assume_gets_a_profile_holding_a_session_of
         profiles = {p.name: p for p in deployed_role_profiles(env)}
 
         assert {n: p.kind for n, p in profiles.items()} == {
-            "jukinet-national-operator": "people", "jukinet-202011-writer": "writer", "jukinet-202011-counter": "role"}
+            "jukinet-national-operator": "people", "jukinet-202011-writer": "writer", "jukinet-202011-counter": "counter"}
         operator = profiles["jukinet-national-operator"]
         who = boto3.client("sts", endpoint_url=aws.endpoint_url, region_name=REGION,
                            aws_access_key_id=operator.access_key_id, aws_secret_access_key=operator.secret_access_key,

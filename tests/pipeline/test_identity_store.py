@@ -82,7 +82,7 @@ def test_ledger_survives_its_item_form_and_counts_a_dead_letter_once(pipeline):
     assert not store.record_dead_letter("202011", "digest|2003-01", "2003-01", 2)
     # Recorded without a time, the gap counts as seen long ago (epoch): an aged gap.
     assert store.ledger("202011") == Ledger(2, ((1, 1), (3, 3)), (("2003-01", 2),), (("2003-01", 2),),
-                                            ((2, 2, "1970-01-01T00:00:00Z"),))
+                                            gap_since=((2, 2, "1970-01-01T00:00:00Z"),))
 
 
 def test_blind_index_key_is_not_a_key_that_seals_facts(pipeline):
