@@ -64,7 +64,8 @@ def test_kms_keys_per_tier(nagano, kind):
 
 
 def test_one_kms_key_per_municipality_in_the_cs_stacks(nagano):
-    assert _count(nagano, "municipality_cs", "AWS::KMS::Key") == p.NAGANO_MUNICIPALITIES * p.KMS_KEYS["per_municipality"]
+    per_municipality = p.KMS_KEYS["per_municipality"]
+    assert _count(nagano, "municipality_cs", "AWS::KMS::Key") == p.NAGANO_MUNICIPALITIES * per_municipality
     assert p.kms_keys(p.NAGANO) == len(nagano.props("AWS::KMS::Key"))
 
 
