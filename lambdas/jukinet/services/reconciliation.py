@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from ..adapters.cs_state import CsState
 from ..adapters.identity_store import IdentityStore, Ledger
+from ..adapters.kms import DataKeys
 from ..adapters.reports import ReportStore
 from ..clock import Clock, today_jst
 from ..domain.reconciliation import NATIONAL, PREFECTURE, ReconciliationRow, as_csv, as_markdown
@@ -67,9 +68,8 @@ def reconcile_rows(*, cs_state_table: str, municipalities: Mapping[str, str], mo
 
 
 def ledgers_of(table: str) -> Callable[[str], Ledger]:
-    # Counting reads no facts: the identity store is never asked for a data key.
-    from ..adapters.kms import DataKeys
-
+    """The ledger reader of one identity table. Counting reads no facts: the identity store is
+    never asked for a data key."""
     store = IdentityStore(table, DataKeys("unused", {}))
     return store.ledger
 
