@@ -151,6 +151,18 @@ class Names:
         """The tier's ledger watch (function, role and schedule rule share the name)."""
         return f"{self.prefix}-{tier}-ledger-watch"
 
+    def reconciliation_function(self, tier: str) -> str:
+        """The tier's nightly reconciliation (function, role and schedule rule share the name)."""
+        return f"{self.prefix}-{tier}-reconciliation"
+
+    def security_reports_bucket(self, env: Environment, tier: str) -> str:
+        """``<prefix>-sec-reports-<tier>-<account>-<region>``: a tier's reports for its security
+        officers (reconciliation now, monitoring reports later; decision 0033)."""
+        name = f"{self.prefix}-sec-reports-{tier}-{env.account}-{env.region}"
+        if len(name) > 63:
+            raise ValueError(f"bucket name {name!r} exceeds 63 characters; shorten the deployment prefix")
+        return name
+
     def function_prefix(self) -> str:
         return f"{self.prefix}-"
 

@@ -86,7 +86,7 @@ CONTINUITY = "継続性・データの保全 (continuity, records kept)"
 AGREEMENTS = "提供先との取決め (recipients' agreements)"
 
 CHECKS: dict[str, Check] = _checks(
-    ("S3-1", "Bucket (drop zone, batch files) encrypted with SSE-KMS under its tier's customer-managed key",
+    ("S3-1", "Bucket (drop zone, batch files, security reports) encrypted with SSE-KMS under its tier's customer-managed key",
      "バケット(ドロップゾーン等)が階層のCMKでSSE-KMS暗号化されている", ENCRYPTION),
     ("S3-2", "Bucket public access block fully on", "バケットのパブリックアクセスブロックがすべて有効", CONNECTIONS),
     ("S3-3", "Bucket policy refuses requests without TLS", "バケットポリシーがTLS以外の要求を拒否する", ENCRYPTION),
@@ -326,7 +326,7 @@ def _cmk_problem(info: KeyInfo | None, key: str) -> str | None:
 
 def check_bucket(ins: Inspection, env: Environment, bucket: str, expected_key_alias: str,
                  scope: Scope) -> list[Finding]:
-    """S3-1..S3-4 for one bucket (a drop zone, the provision batch bucket)."""
+    """S3-1..S3-4 for one bucket (a drop zone, the provision batch bucket, a tier's security reports)."""
     out: list[Finding] = []
 
     def encryption() -> list[Finding]:
@@ -1026,7 +1026,8 @@ def expected_alarms(ins: Inspection, tier: str) -> list[str]:
     if tier.startswith("muni-"):
         return [n.alarm(tier, "cs-failed-events-dlq-not-empty")]
     names = [n.alarm(tier, s) for s in ("inbound-dlq-not-empty", "inbound-oldest-message-age", "processor-errors",
-                                         "processor-throttles", "sequence-gaps", "signature-failures")]
+                                         "processor-throttles", "sequence-gaps", "notices-overdue",
+                                         "reconciliation-mismatches", "signature-failures")]
     if tier == NATIONAL and ins.deployment.agencies:
         names += [n.alarm(NATIONAL, s) for s in (
             "provision-unauthorised-attempts", "provision-gateway-refusals", "provision-api-errors",
@@ -1344,10 +1345,11 @@ def prefecture_tier_findings(ins: Inspection, prefecture: Prefecture) -> list[Fi
     scope = tier_scope(tier)
     out = [
         *check_network(ins, env, tier, scope),
-        *check_tier_keys(ins, env, tier, ("at-rest", "transport", "envelope", "audit"), scope),
+        *check_tier_keys(ins, env, tier, ("at-rest", "transport", "envelope", "audit", "security-reports"), scope),
         *check_signing_key(ins, env, n.signing_alias(prefecture.code), scope),
         *check_table(ins, env, n.identity_table(tier), scope),
         *check_function(ins, env, n.processor_function(tier), tier, scope),
+        *check_bucket(ins, env, n.security_reports_bucket(env, tier), n.key_alias(tier, "security-reports"), scope),
         *check_alarms(ins, env, tier, scope),
     ]
     for q in _processing_queues(n, tier, [municipality_tier(prefecture.code)]):
@@ -1359,13 +1361,15 @@ def national_findings(ins: Inspection) -> list[Finding]:
     n, env = ins.names, ins.deployment.national.env
     scope = tier_scope(NATIONAL)
     provides = bool(ins.deployment.agencies)
-    purposes = ("at-rest", "transport", "envelope", "audit",
+    purposes = ("at-rest", "transport", "envelope", "audit", "security-reports",
                 *(("provision-log", "provision-batch") if provides else ()))
     out = [
         *check_network(ins, env, NATIONAL, scope),
         *check_tier_keys(ins, env, NATIONAL, purposes, scope),
         *check_table(ins, env, n.identity_table(NATIONAL), scope),
         *check_function(ins, env, n.processor_function(NATIONAL), NATIONAL, scope),
+        *check_bucket(ins, env, n.security_reports_bucket(env, NATIONAL), n.key_alias(NATIONAL, "security-reports"),
+                      scope),
         *check_alarms(ins, env, NATIONAL, scope),
     ]
     for q in _processing_queues(n, NATIONAL, [prefecture_tier(p.code) for p in ins.deployment.prefectures]):

@@ -163,6 +163,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
                 print_reconciliation(rows, m, console)
         _redrive(console, deployment, runner, clock, months_seen, prefecture.code)
         _run_ledger_watches(runner, deployment, names, clock)
+        _run_reconciliations(console, runner, deployment, names, clock)
         print_alarm_status(console, monitoring.evaluate(), title="Alarms after the update notices")
 
         t = time.perf_counter()
@@ -263,6 +264,24 @@ def _run_ledger_watches(runner, deployment, names, clock: Clock) -> None:
     for tier in (*(prefecture_tier(p.code) for p in deployment.prefectures), NATIONAL):
         runner.invoke(names.ledger_watch_function(tier), {"source": "aws.events", "detail-type": "Scheduled Event",
                                                           "time": at, "resources": [], "detail": {}})
+
+
+def _run_reconciliations(console: Console, runner, deployment, names, clock: Clock) -> None:
+    """Each processing tier's nightly reconciliation once, fired now as its 01:30 JST schedule
+    would fire it (decision 0033): the previous day's month and the previous month, a report in
+    the tier's security-reports bucket, ``ReconciliationMismatches`` for the alarm."""
+    from infra.naming import NATIONAL, prefecture_tier
+
+    at = clock().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for tier in (*(prefecture_tier(p.code) for p in deployment.prefectures), NATIONAL):
+        result = runner.invoke(names.reconciliation_function(tier), {
+            "source": "aws.events", "detail-type": "Scheduled Event", "time": at, "resources": [], "detail": {}})
+        if not result.ok:
+            console.print(f"[red]Nightly reconciliation of {tier} failed:[/] {result.error}")
+            continue
+        r = result.response
+        console.print(f"Nightly reconciliation of {tier} (months {', '.join(r['months'])}): "
+                      f"{len(r['mismatches'])} mismatch(es); report {r['reports'][0]} (and .csv)", highlight=False)
 
 
 def print_notifications(console: Console, notifications, shown: int = 6) -> None:

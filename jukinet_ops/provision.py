@@ -27,9 +27,15 @@ from rich.table import Table
 from jukinet.adapters.provision_log import ProvisionLog, SealArchive
 from jukinet.domain.agreements import ProvisionFunction
 from jukinet.domain.notice import JST
-from jukinet.domain.provision import Problem, entry_ref
+from jukinet.domain.provision import ChainEntry, Problem, entry_ref
 from jukinet.services.provision import disclosure
-from jukinet.services.provision_audit import SEAL_GRACE, check_residents, kms_public_key, verify_day
+from jukinet.services.provision_audit import (
+    SEAL_GRACE,
+    check_residents,
+    kms_public_key,
+    unconfirmed_provisions,
+    verify_day,
+)
 
 DEFAULT_VERIFY_DAYS = 7
 
@@ -133,6 +139,9 @@ class VerifyReport:
     days: list[DayCheck]
     residents: list[str]  # every chain verified (asked for, and those of unsealed days)
     chain_problems: list[Problem]
+    # (provision id, resident code) logged without a delivery confirmation (decision 0034):
+    # shown, not a problem — the answer may never have reached the recipient.
+    unconfirmed: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def problems(self) -> list[Problem]:
@@ -175,7 +184,12 @@ def verify_log(log: ProvisionLog, days: Sequence[str], residents: Sequence[str],
                     not any(p.kind == "seal_missing" for p in d.problems):
                 d.problems.insert(0, Problem(d.day, "seal_missing",
                                              "the day has ended but has no seal: the sealer did not run"))
-    return VerifyReport(checks, codes, chain_problems)
+    shown: dict[str, ChainEntry] = {}
+    for day in days:
+        shown.update(log.entries(list(log.day_hashes(day))))
+    for code in codes:
+        shown.update((e.ref, e) for e in log.chain(code)[0])
+    return VerifyReport(checks, codes, chain_problems, unconfirmed_provisions(log, shown.values()))
 
 
 def verify_table(report: VerifyReport) -> Table:
@@ -204,6 +218,11 @@ def print_verify(report: VerifyReport, console: Console | None = None) -> None:
             console.print(f"  {escape(str(p))}", highlight=False)
     else:
         console.print(f"[green]No problem: {len(report.days)} day(s), {len(report.residents)} chain(s) checked.[/]")
+    if report.unconfirmed:
+        console.print(f"[yellow]{len(report.unconfirmed)} entr(y/ies) logged with delivery unconfirmed[/] (the "
+                      "function stopped between the log write and the answer; decision 0034):")
+        for provision_id, code in report.unconfirmed:
+            console.print(f"  provision {provision_id}, resident {code}", highlight=False)
 
 
 def verify_json(report: VerifyReport) -> str:
@@ -213,6 +232,7 @@ def verify_json(report: VerifyReport) -> str:
                   "problems": [str(p) for p in d.problems]} for d in report.days],
         "residents": report.residents,
         "problems": [{"where": p.where, "kind": p.kind, "detail": p.detail} for p in report.problems],
+        "unconfirmed": [{"provision_id": pid, "resident_code": code} for pid, code in report.unconfirmed],
     }, ensure_ascii=False, indent=2)
 
 
@@ -221,7 +241,7 @@ def verify_json(report: VerifyReport) -> str:
 
 def disclosure_table(result: Mapping) -> Table:
     table = Table(title=f"Provisions of {result['resident_code']} (提供状況) {result['from']} – {result['to']}")
-    for name in ["date", "recipient", "affair", "function", "fields", "provider"]:
+    for name in ["date", "recipient", "affair", "function", "fields", "provider", "delivery"]:
         table.add_column(name)
     # Rows whose entry the chain check faults are shown in red: their content cannot be trusted.
     faulted = {problem.split(":", 1)[0] for problem in result["chain"]["problems"]}
@@ -231,6 +251,7 @@ def disclosure_table(result: Mapping) -> Table:
         table.add_row(p["date"], str(p.get("recipient") or p.get("recipient_id") or ""),
                       f"{p.get('affair_code', '')} {p.get('affair') or ''}".strip(), function,
                       ", ".join(p.get("fields", [])), str(p.get("provider") or ""),
+                      "delivered" if p.get("delivery") == "delivered" else "unconfirmed (配信未確認)",
                       style="bold red" if bad else None)
     return table
 
@@ -248,7 +269,10 @@ def chain_line(result: Mapping) -> str:
 def print_disclosure(result: Mapping, console: Console | None = None) -> None:
     console = console or Console()
     console.print(disclosure_table(result))
-    console.print(f"{len(result['provisions'])} provision(s).")
+    unconfirmed = sum(1 for p in result["provisions"] if p.get("delivery") != "delivered")
+    console.print(f"{len(result['provisions'])} provision(s)."
+                  + (f" {unconfirmed} logged with delivery unconfirmed: the answer may never have reached the "
+                     "recipient (docs/provision.md)." if unconfirmed else ""))
     for d in result.get("disclosures", []):
         console.print(f"disclosed on {d['date']} by {escape(d['office'])} ({escape(d['staff'])})", highlight=False)
     verified = result["chain"]["verified"]

@@ -1,13 +1,13 @@
-"""Gather the reconciliation counts from a deployment's tables (see domain.reconciliation)."""
+"""Gather the reconciliation counts from a deployment's tables: ``jukinet reconcile`` reads every
+tier's tables with the code each tier's scheduled reconciliation runs
+(``jukinet.services.reconciliation.reconcile_rows``; rules in ``domain.reconciliation``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jukinet.adapters.cs_state import CsState
-from jukinet.adapters.identity_store import IdentityStore
-from jukinet.adapters.kms import DataKeys
 from jukinet.domain.reconciliation import ReconciliationRow
+from jukinet.services.reconciliation import ledgers_of, reconcile_rows
 
 
 @dataclass(frozen=True)
@@ -22,22 +22,8 @@ class TierTables:
 
 def reconcile(tables: TierTables, municipalities: dict[str, str], month: str) -> list[ReconciliationRow]:
     """One row per municipality (code → name) for ``month`` (``YYYY-MM``, Japan time)."""
-    # Counting needs no decryption; the data-key objects are never asked for a key here.
-    prefecture = IdentityStore(tables.prefecture_table, DataKeys("unused", {}))
-    national = IdentityStore(tables.national_table, DataKeys("unused", {}))
-    rows = []
-    for code, name in sorted(municipalities.items()):
-        stats = CsState(tables.cs_state_table, code).month_stats(month)
-        at_prefecture, at_national = prefecture.ledger(code), national.ledger(code)
-        rows.append(ReconciliationRow(
-            municipality=code, name=name, month=month,
-            sent=stats["sent"], rejected=stats["rejected"],
-            stored_prefecture=at_prefecture.stored_in(month), stored_national=at_national.stored_in(month),
-            dead_lettered_prefecture=at_prefecture.dead_in(month), dead_lettered_national=at_national.dead_in(month),
-            gaps_prefecture=at_prefecture.gaps, gaps_national=at_national.gaps,
-            redriven_prefecture=at_prefecture.redriven_in(month), redriven_national=at_national.redriven_in(month),
-        ))
-    return rows
+    return reconcile_rows(cs_state_table=tables.cs_state_table, municipalities=municipalities, month=month,
+                          prefecture=ledgers_of(tables.prefecture_table), national=ledgers_of(tables.national_table))
 
 
 def tables_for(deployment, prefecture_code: str) -> TierTables:  # deployment: infra.config.Deployment

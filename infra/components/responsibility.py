@@ -184,6 +184,8 @@ class TierScope:
     seal_keys: list[str] = field(default_factory=list)
     seal_archives: list[str] = field(default_factory=list)        # the seal archive bucket (reads for auditors)
     seal_archive_keys: list[str] = field(default_factory=list)
+    security_reports: list[str] = field(default_factory=list)     # the tier's security-reports bucket
+    security_report_keys: list[str] = field(default_factory=list)
     unstoppable_functions: list[str] = field(default_factory=list)  # no one's emergency rights stop these
     api_keys: bool = False
     queue_mappings: bool = False                                     # functions fed by SQS event source mappings
@@ -260,6 +262,11 @@ def scope_of(stack: Any) -> TierScope:
         cs = f"{names.prefix}-cs-{code[:2]}*"
         scope.functions.append(f"arn:{PARTITION}:lambda:{region}:{account}:function:{cs}")
         scope.function_logs.append(f"{log_arn}/aws/lambda/{cs}")
+    reports = getattr(stack, "security_reports", None)
+    if reports is not None:
+        # Literal (the name is fixed): people's policies name it as they name the tier's other resources.
+        scope.security_reports.append(names.bucket_arn(names.security_reports_bucket(env, tier)))
+        scope.security_report_keys.append(reports.key.key_arn)
     flow = stack.network.flow_log_group.log_group_arn
     scope.flow_logs.append(flow)
     known = {flow, *scope.function_logs}
@@ -568,6 +575,23 @@ class TierPeople(Construct):
             *self._observe(all_logs=True), *self._trail_reads(), *self._iam_reads(),
             iam.PolicyStatement(sid="AcknowledgeTierAlarms", actions=["cloudwatch:SetAlarmState"],
                                 resources=[f"{self.alarm_prefix}*"]),
+            *self._security_report_reads(),
+        ]
+
+    def _security_report_reads(self) -> list[iam.PolicyStatement]:
+        """The tier's security reports (reconciliation; decision 0033): the bucket policy lets no
+        other person read them."""
+        s, region = self.scope, self.env.region
+        if not s.security_reports:
+            return []
+        return [
+            iam.PolicyStatement(sid="ReadSecurityReports",
+                                actions=["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket",
+                                         "s3:ListBucketVersions"],
+                                resources=[*s.security_reports, *(f"{b}/*" for b in s.security_reports)]),
+            iam.PolicyStatement(sid="DecryptSecurityReports", actions=["kms:Decrypt"],
+                                resources=s.security_report_keys,
+                                conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}),
         ]
 
     def _chief(self) -> list[iam.PolicyStatement]:

@@ -32,7 +32,7 @@ class NationalStack(TierStack):
             scope, deployment=deployment, tier=NATIONAL, env=national.env, network=national.network,
             stack_name=Names.of(deployment).national_stack(), host_trail=host_trail,
             description="jukinet: national server tier", interface_endpoints={"Sqs": SQS, "Kms": KMS},
-            gateway_endpoints={"DynamoDb": DYNAMODB, **({"S3": S3} if provides else {})},
+            gateway_endpoints={"DynamoDb": DYNAMODB, "S3": S3},
         )
         names, env = self.names, national.env
         patterns: dict[str, list[str]] = defaultdict(list)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -13,6 +13,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 
 import json
 
@@ -76,6 +77,11 @@ class Senders:
 
 LEDGER_WATCH_SCHEDULE = "rate(5 minutes)"
 LEDGER_WATCH_FILE = "ledger-watch.json"
+RECONCILIATION_SCHEDULE = "cron(30 16 * * ? *)"  # 01:30 JST, every night
+RECONCILIATION_FILE = "reconciliation.json"
+# Who reads a tier's security reports: its security officers and the chief and deputy, whose
+# role carries the security officer's reads (infra/components/responsibility.py).
+SECURITY_REPORT_READERS = ("security-officer", "chief-security-officer", "deputy-chief-security-officer")
 GAP_ALARM_AFTER_MINUTES = 15  # = jukinet.services.tier_processor.GAP_ALARM_AFTER (tests/infra assert it)
 
 
@@ -211,6 +217,7 @@ def build_processing(stack: TierStack, *, tier_label: str, handler: str, descrip
                  metric=custom_metric("AgedSequenceGaps", service=service, tier=tier_label),
                  anchor="sequence-gaps")
     build_ledger_watch(stack, tier_label=tier_label, table=table, watched=watched)
+    build_reconciliation(stack, tier_label=tier_label, table=table, watched=watched)
     alarms.alarm("SignatureFailures", name=names.alarm(tier, "signature-failures"),
                  description=f"A message to the {tier_label} tier failed signature verification or came from an "
                              "unknown sender: possible tampering or misconfiguration.",
@@ -286,6 +293,143 @@ def build_ledger_watch(stack: TierStack, *, tier_label: str, table: dynamodb.Tab
                        metric=custom_metric("NoticesOverdue", service=service, tier=tier_label),
                        anchor="notices-overdue")
     return watch
+
+
+@dataclass
+class SecurityReports:
+    """A tier's security-reports bucket and its key (``TierScope`` names them for the officers)."""
+
+    bucket: s3.Bucket
+    key: kms.Key
+    writers: list[str]   # role ARNs that alone may put objects
+    readers: list[str]   # role ARNs that alone may get them
+
+
+def build_security_reports(stack: TierStack, *, writers: Sequence[str]) -> SecurityReports:
+    """``<prefix>-sec-reports-<tier>-<account>-<region>`` (decision 0033): reports for the tier's
+    security officers. SSE-KMS with its own key, versioned, public access blocked, TLS only; the
+    bucket policy lets nobody but ``writers`` put an object and nobody but the security officers
+    (and chief, deputy) get one, and no one delete one."""
+    names, env, tier = stack.names, stack.tier_env, stack.tier
+    readers = [names.people_role_arn(env, tier, kind) for kind in SECURITY_REPORT_READERS]
+    key = stack.symmetric_key("SecurityReportsKey", purpose="security-reports",
+                              description="security-reports bucket (reconciliation and monitoring reports)",
+                              statements=[
+                                  keys.use_by_roles("ReportersWrite", env.account, writers, DATA_KEY_ACTIONS,
+                                                    via_services=["s3"], region=env.region),
+                                  keys.use_by_roles("SecurityOfficersRead", env.account, readers, ["kms:Decrypt"],
+                                                    via_services=["s3"], region=env.region),
+                              ])
+    name = names.security_reports_bucket(env, tier)
+    bucket = s3.Bucket(
+        stack, "SecurityReports", bucket_name=name, encryption=s3.BucketEncryption.KMS, encryption_key=key,
+        bucket_key_enabled=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True,
+        versioned=True, object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        server_access_logs_bucket=stack.access_logs, server_access_logs_prefix="security-reports/",
+        removal_policy=RemovalPolicy.RETAIN)
+    objects = bucket.arn_for_objects("*")
+    anyone = [iam.AnyPrincipal()]
+    bucket.add_to_resource_policy(iam.PolicyStatement(
+        sid="OnlyTheReportersWrite", effect=iam.Effect.DENY, principals=anyone,
+        actions=["s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectTagging", "s3:RestoreObject"], resources=[objects],
+        conditions={"ArnNotLike": {"aws:PrincipalArn": list(writers)}}))
+    bucket.add_to_resource_policy(iam.PolicyStatement(
+        sid="OnlySecurityOfficersRead", effect=iam.Effect.DENY, principals=anyone,
+        actions=["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes", "s3:GetObjectTagging"],
+        resources=[objects], conditions={"ArnNotLike": {"aws:PrincipalArn": readers}}))
+    bucket.add_to_resource_policy(iam.PolicyStatement(
+        sid="ReportsAreKept", effect=iam.Effect.DENY, principals=anyone,
+        actions=["s3:DeleteObject", "s3:DeleteObjectVersion"], resources=[objects]))
+    nag.acknowledge(bucket, [
+        ("NIST.800.53.R5-S3BucketReplicationEnabled",
+         ("Reports derived from counts kept elsewhere (the ledgers, the CS state): the next run writes them again; "
+          "the bucket is versioned and no one may delete a report.")),
+    ])
+    reports = SecurityReports(bucket=bucket, key=key, writers=list(writers), readers=readers)
+    stack.security_reports = reports  # type: ignore[attr-defined]  # read by responsibility.scope_of
+    return reports
+
+
+def build_reconciliation(stack: TierStack, *, tier_label: str, table: dynamodb.Table,
+                         watched: Sequence[WatchedCounts]) -> TierFunction:
+    """The tier's nightly reconciliation (``jukinet.services.reconciliation``, 01:30 JST): the
+    previous day's month and the previous month, the ``reconciliation-mismatches`` alarm, the
+    report in the tier's security-reports bucket. It reads what the ledger watch reads (the same
+    tables, the same keys, the same same-account rule: decision 0030) and writes only under
+    ``reconciliation/`` in that bucket (decision 0033)."""
+    names, env, tier = stack.names, stack.tier_env, stack.tier
+    here = (env.account, env.region)
+    function_name = names.reconciliation_function(tier)
+    role_arn = names.role_arn(env, tier, function_name)
+    reports = build_security_reports(stack, writers=[role_arn])
+    local = [w for w in watched if (w.env.account, w.env.region) == here
+             and (w.tiers_below_env is None or (w.tiers_below_env.account, w.tiers_below_env.region) == here)]
+    municipality_names = {m.code: m.name for p in stack.deployment.prefectures
+                          for m in p.municipality_tier.municipalities}
+    document = {"sources": [{"cs_state_table": w.cs_state_table if w in local else "",
+                             "municipalities": {c: municipality_names.get(c, c) for c in w.municipalities},
+                             "prefecture_table": (w.tiers_below[0] if w.tiers_below and w in local else "")}
+                            for w in watched]}
+    arn = lambda t: f"arn:{cdk_partition()}:dynamodb:{env.region}:{env.account}:table/{t}"  # noqa: E731
+    ledgers = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LEDGER#*"]}}
+    statements = [
+        iam.PolicyStatement(sid="ReadOwnLedgers", actions=["dynamodb:GetItem"], resources=[table.table_arn],
+                            conditions=ledgers),
+        iam.PolicyStatement(sid="WriteReconciliationReports", actions=["s3:PutObject"],
+                            resources=[reports.bucket.arn_for_objects("reconciliation/*")]),
+        iam.PolicyStatement(sid="EncryptReports", actions=["kms:GenerateDataKey"], resources=[reports.key.key_arn],
+                            conditions={"StringEquals": {"kms:ViaService": f"s3.{env.region}.amazonaws.com"}}),
+    ]
+    below = sorted({t for w in local for t in w.tiers_below})
+    cs_tables = sorted({w.cs_state_table for w in local})
+    if below:
+        statements.append(iam.PolicyStatement(sid="ReadLowerTiersLedgers", actions=["dynamodb:GetItem"],
+                                              resources=[arn(t) for t in below], conditions=ledgers))
+    if cs_tables:
+        statements.append(iam.PolicyStatement(
+            sid="ReadCsCounts", actions=["dynamodb:GetItem"], resources=[arn(t) for t in cs_tables],
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MUNI#*"]}}))
+    # The tier's S3 gateway endpoint: puts into its own reports bucket, by the tier's functions.
+    stack.network.allow_through("S3", iam.PolicyStatement(
+        sid="ReconciliationWritesReports", principals=[iam.AnyPrincipal()], actions=["s3:PutObject"],
+        resources=[reports.bucket.arn_for_objects("reconciliation/*")],
+        conditions={"ArnLike": {"aws:PrincipalArn": [stack.role_pattern]}}))  # the bucket policy narrows it
+    function = TierFunction(
+        stack, "Reconciliation", function_name=function_name, role_name=function_name,
+        role_path=names.role_path(tier), handler="jukinet.handlers.reconciliation.handler",
+        description=f"Nightly reconciliation of the {tier_label} tier: report and mismatches",
+        environment={
+            "TABLE_NAME": table.table_name, "TIER": tier_label, "TIER_NAME": tier,
+            "REPORTS_BUCKET": reports.bucket.bucket_name, "SOURCES_FILE": RECONCILIATION_FILE,
+            "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, "LOG_LEVEL": "INFO",
+        },
+        timeout=Duration.minutes(5), memory_size=256, reserved_concurrency=1, network=stack.network,
+        log_key=stack.audit_key, log_retention=stack.log_retention, statements=statements,
+        code=lambda_code(extra_files={RECONCILIATION_FILE: json.dumps(document, indent=1,
+                                                                      ensure_ascii=False).encode()}),
+    )
+    rule = events.Rule(stack, "ReconciliationSchedule", rule_name=function_name,
+                       schedule=events.Schedule.expression(RECONCILIATION_SCHEDULE),
+                       description=f"Reconciliation of the {tier_label} tier (01:30 JST every night)")
+    rule.add_target(targets.LambdaFunction(function.function, retry_attempts=2, max_event_age=Duration.hours(1)))
+    nag.acknowledge(function.function, [
+        ("NIST.800.53.R5-LambdaDLQ", ("The scheduled event carries nothing but its time; a failed run is retried "
+         "twice, shows in the function's errors, and the next night reconciles the same months again.")),
+    ])
+    nag.acknowledge(function.policy, [
+        ("AwsSolutions-IAM5", ("ENI management (Lambda in a VPC) and X-Ray trace writes support no resource-level "
+         "permissions; reports are written under reconciliation/ only, one object per day."),
+         ["Resource::*", r"/^Resource::<SecurityReports[A-F0-9]+\.Arn>\/reconciliation\/\*$/"]),
+    ], apply_to_children=True)
+    stack.alarms.alarm("ReconciliationMismatches", name=names.alarm(tier, "reconciliation-mismatches"),
+                       description=f"The {tier_label} tier's nightly reconciliation found municipality-months that do "
+                                   "not balance (ReconciliationMismatches; the report is in the tier's security-reports "
+                                   "bucket under reconciliation/): notices lost, doubled or stuck.",
+                       metric=custom_metric("ReconciliationMismatches", service=names.service_name(tier),
+                                            tier=tier_label),
+                       anchor="reconciliation-mismatches")
+    return function
 
 
 def narrow_processor_endpoints(stack: TierStack, processing: Processing, *, sqs_sid: str, sqs_resources: list[str],

@@ -134,6 +134,18 @@ class LedgerWatchSettings(_Settings):
     WATCH_FILE: NonEmpty = "ledger-watch.json"
 
 
+class ReconciliationSettings(_Settings):
+    """The scheduled reconciliation of a processing tier (``services.reconciliation``)."""
+
+    TABLE_NAME: NonEmpty
+    TIER: Annotated[str, StringConstraints(pattern=r"^(prefecture|national)$")]
+    TIER_NAME: NonEmpty  # pref-200000, national: the report's title
+    REPORTS_BUCKET: NonEmpty
+    # Beside the code (synth writes it): {"sources": [{"cs_state_table", "municipalities": {code: name},
+    # "prefecture_table"}]}
+    SOURCES_FILE: NonEmpty = "reconciliation.json"
+
+
 class SealerSettings(_Settings):
     PROVISION_LOG_TABLE: NonEmpty
     PROVISION_STATE_TABLE: NonEmpty

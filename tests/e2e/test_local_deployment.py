@@ -103,3 +103,16 @@ def test_notices_flow_through_the_deployed_tiers_with_reorder_duplicate_and_pois
             assert result.ok, result
             assert (result.response["municipalities"], result.response["aged_missing"],
                     result.response["overdue"]) == (len(prefecture.municipality_tier.municipalities), 0, 0), tier
+
+    # The deployed nightly reconciliations (01:30 JST; fired now): nothing to report but a
+    # balanced month, written as Markdown and CSV to each tier's security-reports bucket.
+    at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for tier in (prefecture_tier(prefecture.code), "national"):
+        result = runner.invoke(names.reconciliation_function(tier), {"source": "aws.events", "time": at})
+        assert result.ok, result
+        assert result.response["mismatches"] == [], tier
+        bucket = names.security_reports_bucket(prefecture.env if tier != "national" else deployment.national.env, tier)
+        md, csv_key = (k.removeprefix(f"s3://{bucket}/") for k in result.response["reports"])
+        text = s3.get_object(Bucket=bucket, Key=md)["Body"].read().decode()
+        assert "**Mismatches: 0**" in text
+        assert s3.head_object(Bucket=bucket, Key=csv_key)["ContentType"].startswith("text/csv")

@@ -4,8 +4,10 @@ Every provision answered is in the log exactly once per resident it gave facts a
 request that failed *after* its log transaction committed (``lost_response``/``kill_after``
 on it: the kill point "after a provision-log entry, before the answer") is in the log
 although no answer left: the log over-records, never misses — such entries are counted
-exactly here (one per failed-after-commit request) but are not marked in the log (see
-docs/operations.md, failure modes). ``jukinet verify`` finds every chain intact under races.
+exactly here (one per failed-after-commit request) and are marked: their provision has no
+delivery confirmation (decision 0034), so ``jukinet verify`` lists them and a resident's
+disclosure shows them as "delivery unconfirmed", while every answered one is confirmed.
+``jukinet verify`` finds every chain intact under races.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 from jukinet.adapters.provision_log import SealArchive
 from jukinet_ops.local.faults import FunctionKilled, Rule
+from jukinet.services.provision import DELIVERED, UNCONFIRMED, disclosure
 from jukinet_ops.provision import verify_log
 
 DAY = "2026-11-26"  # the provision world's now: 2026-11-26 12:00 JST
@@ -102,7 +105,19 @@ def test_provisions_under_one_fault_are_logged_once_and_chains_verify(national, 
         assert len(unanswered) <= rule.hits
     else:
         assert unanswered == set(), "nothing is logged that was not answered"
+    # ... and what is logged but was not answered is marked: no delivery confirmation.
+    log = national.log()
+    logged_ids = {pid for pid, _ in entries}
+    confirmed = log.answered(logged_ids)
+    assert confirmed == logged_ids - unanswered, "an answered provision unconfirmed, or an unanswered one confirmed"
     national.seal(DAY)
-    report = verify_log(national.log(), [DAY], [r.code for r in residents], national.public_key(),
+    report = verify_log(log, [DAY], [r.code for r in residents], national.public_key(),
                         now=national.now, archive=SealArchive(national.seal_archive))
-    assert report.ok, report.problems
+    assert report.ok, report.problems  # the marking changes no entry: chains and seals still verify
+    assert set(report.unconfirmed) == {(pid, code) for pid, code in entries if pid in unanswered}
+    # A resident's disclosure still shows every logged provision, the unanswered ones marked.
+    for r in residents:
+        shown = disclosure(log, r.code, national.now.date().replace(day=1), national.now.date(),
+                           public_key=national.public_key(), now=national.now)["provisions"]
+        assert {p["provision_id"]: p["delivery"] for p in shown} == {
+            pid: (UNCONFIRMED if pid in unanswered else DELIVERED) for pid, code in entries if code == r.code}

@@ -57,7 +57,7 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
         name = res["Properties"]["AlarmName"]
         kinds_by_tier.setdefault(_TIER.match(name)[1], set()).add(alarm_kind(name))  # type: ignore[index]
     expected = {"inbound-dlq-not-empty", "inbound-oldest-message-age", "processor-errors", "processor-throttles",
-                "sequence-gaps", "notices-overdue", "signature-failures"}
+                "sequence-gaps", "notices-overdue", "reconciliation-mismatches", "signature-failures"}
     provision = {"provision-unauthorised-attempts", "provision-gateway-refusals", "provision-api-errors",
                  "provision-batch-dlq-not-empty", "provision-sealer-errors", "provision-log-not-sealed",
                  "provision-sealer-throttled", "provision-outside-agreed-hours",

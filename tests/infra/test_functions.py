@@ -22,9 +22,11 @@ HANDLERS = {
     "jukinet.handlers.provision_sealer.handler": "SealerSettings",
     "jukinet.handlers.card_api.handler": "CardSettings",
     "jukinet.handlers.ledger_watch.handler": "LedgerWatchSettings",
+    "jukinet.handlers.reconciliation.handler": "ReconciliationSettings",
 }
 PROVISION_HANDLERS = {h for h in HANDLERS if ".provision_" in h}
 WATCH_HANDLER = "jukinet.handlers.ledger_watch.handler"
+RECONCILIATION_HANDLER = "jukinet.handlers.reconciliation.handler"
 
 
 def _runtime_version(runtime: str) -> tuple[int, int]:
@@ -43,6 +45,7 @@ def test_there_is_one_cs_per_municipality_one_processor_per_prefecture_and_one_n
     assert handlers.count("jukinet.handlers.national_processor.handler") == 1
     assert handlers.count("jukinet.handlers.card_api.handler") == len(d.prefectures)  # one counter API per tier
     assert handlers.count(WATCH_HANDLER) == len(d.prefectures) + 1  # a ledger watch per processing tier
+    assert handlers.count(RECONCILIATION_HANDLER) == len(d.prefectures) + 1  # and a nightly reconciliation
     for provision in PROVISION_HANDLERS:
         assert handlers.count(provision) == (1 if d.agencies else 0), provision
     assert set(handlers) <= HANDLERS.keys()  # and no other function (no custom-resource providers)
@@ -65,14 +68,18 @@ def test_functions_run_python_312_or_newer_on_arm64_in_the_vpc_with_limits_traci
 
 def test_all_functions_share_one_code_asset_but_the_provision_functions_share_another(every: Synth) -> None:
     """The provision functions' asset is the same bundle plus agreements.json (test_provision.py);
-    each ledger watch's, the bundle plus its tier's ledger-watch.json."""
+    each ledger watch's, the bundle plus its tier's ledger-watch.json; each reconciliation's, the
+    bundle plus its tier's reconciliation.json."""
     functions = every.props("AWS::Lambda::Function")
-    shared = {f["Code"]["S3Key"] for f in functions if f["Handler"] not in PROVISION_HANDLERS | {WATCH_HANDLER}}
+    shared = {f["Code"]["S3Key"] for f in functions
+              if f["Handler"] not in PROVISION_HANDLERS | {WATCH_HANDLER, RECONCILIATION_HANDLER}}
     provision = {f["Code"]["S3Key"] for f in functions if f["Handler"] in PROVISION_HANDLERS}
     watches = [f["Code"]["S3Key"] for f in functions if f["Handler"] == WATCH_HANDLER]
     assert len(shared) == 1
     assert len(provision) == (1 if every.deployment.agencies else 0) and not provision & shared
     assert watches and not set(watches) & (shared | provision)  # equal watch files share an asset
+    reconciliations = {f["Code"]["S3Key"] for f in functions if f["Handler"] == RECONCILIATION_HANDLER}
+    assert reconciliations and not reconciliations & (shared | provision | set(watches))
 
 
 def test_environment_provides_every_setting_the_handler_requires(every: Synth) -> None:

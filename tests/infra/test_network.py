@@ -90,9 +90,8 @@ def test_endpoints_are_exactly_the_services_the_functions_call(every: Synth) -> 
         assert statements(res["Properties"]["PolicyDocument"]), f"{stack} {service} endpoint has no policy"
     own_use = {f"jukinet-pref-{a.prefecture}" for a in every.deployment.agencies if a.kind == "prefecture"}
     for stack, services in by_stack.items():
-        expected = {"sqs", "kms", "dynamodb"}
-        if stack.endswith("-base") or stack == "jukinet-national":  # drop zones; provision batch bucket
-            expected.add("s3")
+        # S3 everywhere: drop zones; the processing tiers' security reports (and the provision batch bucket)
+        expected = {"sqs", "kms", "dynamodb", "s3"}
         if stack in own_use or stack.endswith("-base"):  # the provision API (prefecture), the counter API
             expected.add("execute-api")
         assert services == expected, stack

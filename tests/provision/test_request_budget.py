@@ -1,7 +1,8 @@
 """Issue 13: what a provision costs in DynamoDB requests (decision 0023), and the guarantees
 the fewer requests keep — counted, not timed (the times are bench/run.py's).
 
-- a single-code look-up: the state snapshot, the identity read, one transaction (3);
+- a single-code look-up: the state snapshot, the identity read, one transaction, and the
+  delivery confirmation last (4; decision 0034);
 - a look-up of 100 codes and a batch chunk: at most one request per 10 records;
 - a chain appended with a stale head (another writer got there first, or the hint was
   rewound) continues at the real end and never forks;
@@ -37,13 +38,14 @@ def _record(code: str, at: dt.datetime, k: int = 0) -> ProvisionRecord:
                            provider="national", outcome="provided")
 
 
-def test_a_single_code_look_up_makes_three_dynamodb_requests(world):
+def test_a_single_code_look_up_makes_four_dynamodb_requests_the_confirmation_last(world):
     r = world.add_residents(1)[0]
     world.call("POST", "/v1/lookups", {"affair_code": "PAY", "resident_codes": [r.code]})  # a warm start
     before = world.calls.copy()
     status, body = world.call("POST", "/v1/lookups", {"affair_code": "PAY", "resident_codes": [r.code]})
     assert status == 200 and body["results"][0]["outcome"] == "provided"
-    assert _dynamodb(world.calls - before) == {"BatchGetItem": 2, "TransactWriteItems": 1}
+    assert _dynamodb(world.calls - before) == {"BatchGetItem": 2, "TransactWriteItems": 1, "PutItem": 1}
+    assert world.log().answered([body["provision_id"]]) == {body["provision_id"]}
     entries = _entries(world, r.code)
     assert [e.n for e in entries] == [1, 2] and not verify_chain(r.code, entries)
 

@@ -31,6 +31,9 @@ Provision state table (mutable bookkeeping, never evidence):
 ``STAT#<yyyy-mm>``     ``<recipient id>``   records provided, ``c#<affair>#<function>``;
                                            reserved against the monthly limit, ``r#<affair>``
 ``JOB#<job id>``       ``JOB``              a batch provision job and its progress
+``ANSWERED#<prov. id>`` ``ANSWERED``        the answer of that provision left the function
+                                            (``at``; TTL as its entries): without it, its
+                                            entries are "delivery unconfirmed" (decision 0034)
 =====================  ===================  =============================================
 
 Appending is transactional (decision 0023): each resident's entries (Put with
@@ -45,6 +48,7 @@ PutItem/UpdateItem/DeleteItem: the writers' Denies hold for it unchanged.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import gzip
 import json
 import random
@@ -55,6 +59,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from ..domain.notice import JST
 from ..domain.provision import (
     DAY_SHARDS,
     GENESIS,
@@ -202,6 +207,10 @@ def _entry_sk(n: int) -> str:
 
 def head_key(code: str) -> dict:
     return {"pk": {"S": f"HEAD#{code}"}, "sk": {"S": "HEAD"}}
+
+
+def answered_key(provision_id: str) -> str:
+    return f"ANSWERED#{provision_id}"
 
 
 def stat_key(month: str, recipient: str) -> dict:
@@ -536,6 +545,24 @@ class ProvisionLog:
         else:
             with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(refs))) as pool:
                 list(pool.map(one, refs.items()))
+
+    # --- delivery confirmations (decision 0034) -------------------------------------------
+    def confirm_answered(self, provision_id: str, at: dt.datetime) -> None:
+        """Record that ``provision_id``'s answer is being handed back (the last write before the
+        function returns it, or after a batch chunk's result part is stored). Idempotent; never
+        part of the chain or the seals: a missing confirmation can only mark entries, never hide
+        one."""
+        day = at.astimezone(JST).date().isoformat()
+        aws.client("dynamodb").put_item(TableName=self.state_table, Item={
+            "pk": {"S": answered_key(provision_id)}, "sk": {"S": "ANSWERED"},
+            "at": {"S": at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")},
+            "expires_at": {"N": str(retention_expiry(day))}})
+
+    def answered(self, provision_ids: Iterable[str]) -> set[str]:
+        """Which of ``provision_ids`` have their confirmation (one BatchGetItem per 100)."""
+        keys = [{"pk": {"S": answered_key(p)}, "sk": {"S": "ANSWERED"}} for p in dict.fromkeys(provision_ids) if p]
+        return {item["pk"]["S"].removeprefix("ANSWERED#") for item in _batch_get(self.state_table, keys)} \
+            if keys else set()
 
     # --- statistics ---------------------------------------------------------------------
     def count(self, month: str, counts: Mapping[tuple[str, str, str], int]) -> None:

@@ -4,7 +4,6 @@ notices overdue (``services.ledger_watch``). It evaluates at the scheduled event
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from functools import lru_cache
@@ -16,6 +15,7 @@ from ..clock import system_clock
 from ..observability import flush, logger, use_tier
 from ..services.ledger_watch import LedgerWatch, WatchedSource
 from ..settings import LedgerWatchSettings, load_settings
+from ._schedule import scheduled_at
 
 
 @lru_cache(maxsize=8)
@@ -28,24 +28,13 @@ def _runtime(settings: LedgerWatchSettings, endpoint: str | None) -> LedgerWatch
     return LedgerWatch(IdentityStore(settings.TABLE_NAME, DataKeys("unused", {})), sources, clock=system_clock)
 
 
-def _scheduled_at(event: dict) -> dt.datetime | None:
-    stamp = (event or {}).get("time")
-    if not isinstance(stamp, str):
-        return None
-    try:
-        at = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else None
-
-
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     settings = load_settings(LedgerWatchSettings)
     use_tier(settings.TIER)
     watch = _runtime(settings, os.environ.get("AWS_ENDPOINT_URL"))
     try:
-        result = watch.sweep(_scheduled_at(event))
+        result = watch.sweep(scheduled_at(event))
         return {"at": result.at.isoformat(), "municipalities": result.municipalities,
                 "aged_missing": result.aged_missing, "overdue": result.overdue,
                 "findings": [{"municipality": f.municipality, "aged_gaps": [list(g) for g in f.aged_gaps[:20]],

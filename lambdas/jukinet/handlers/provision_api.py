@@ -134,6 +134,10 @@ class DisclosedProvision(BaseModel):
     fields: list[str]
     provider: str
     entry: int
+    delivery: Literal["delivered", "unconfirmed"] = Field(
+        description="delivered: the answer was handed back; unconfirmed: the entry was written but no confirmation "
+                    "of the answer followed (the function stopped in between: the answer may never have reached the "
+                    "recipient). Shown either way (decision 0034).")
 
 
 class ChainVerification(BaseModel):

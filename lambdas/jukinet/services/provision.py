@@ -11,7 +11,8 @@ A look-up (and the prefecture's own use) does this in three DynamoDB requests (d
 0023): one BatchGetItem of the state table (the isolation mark, the month's statistics, the
 scan window, the residents' chain heads), one BatchGetItem of the identity table, and one
 TransactWriteItems that appends the entries and heads, charges the statistics under the
-monthly limit and adds to the scan window — all or nothing. Searches and batches reserve
+monthly limit and adds to the scan window — all or nothing; then a fourth, the last write
+before the answer: its delivery confirmation (decision 0034). Searches and batches reserve
 before reading and give back what was not provided (decision 0016).
 """
 
@@ -221,7 +222,7 @@ class ProvisionService:
 
     # --- look-up (照会) and the prefecture's own use (利用) ------------------------------
     def lookup(self, caller: Caller, body: dict) -> tuple[Grant, dict]:
-        """Three DynamoDB requests: the state snapshot (isolation mark, the month's records,
+        """Three DynamoDB requests (and the delivery confirmation): the state snapshot (isolation mark, the month's records,
         scan window, chain heads), the residents, and one transaction that records them,
         charges the month's records and adds to the scan window. The limit is checked on the
         snapshot before any resident is read, and again, exactly, by the transaction's
@@ -248,6 +249,8 @@ class ProvisionService:
         except LimitReached as exc:  # another request of the recipient got there first
             raise _over_limit(grant.agreement, exc.reserved, len(codes)) from None
         grant.scan = window.signal
+        if records:
+            self.log.confirm_answered(grant.provision_id, grant.at)  # the last write before the answer
         return grant, {"provision_id": grant.provision_id, "affair_code": grant.agreement.affair_code,
                        "function": grant.function.value, "results": [a.to_dict() for a in answers]}
 
@@ -301,6 +304,8 @@ class ProvisionService:
             self.release(grant, grant.reserved)
         grant.scan = self.state.observe(grant.recipient.recipient_id, grant.at, answers=1,
                                         not_found=1 if response["outcome"] == "not_found" else 0)
+        if response["outcome"] == "unique":
+            self.log.confirm_answered(grant.provision_id, grant.at)  # the last write before the answer
         return grant, response
 
     # --- disclosure (提供状況の開示) ------------------------------------------------------
@@ -346,6 +351,11 @@ def _over_limit(agreement: AgreementTerms, reserved: int, records: int) -> Refus
                    field="affair_code", rule="monthly_limit")
 
 
+# A provision's delivery as the log knows it (decision 0034): its answer was handed back, or
+# the entry was written and no confirmation followed (the answer may never have left).
+DELIVERED, UNCONFIRMED = "delivered", "unconfirmed"
+
+
 def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.date, *, public_key: bytes,
                now: dt.datetime, office: str = "") -> dict:
     """The disclosure of one resident's provisions in [start, end] (JST dates), with the
@@ -355,6 +365,10 @@ def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.da
     entries, _ = log.chain(resident_code)
     checked = check_residents(log, [resident_code], public_key, now=now)
     problems = checked.problems
+    # An entry whose answer was never confirmed as handed back (the function died between its
+    # log write and its answer) is still disclosed, marked (decision 0034).
+    answered = log.answered(str(e.content.get("provision_id", "")) for e in entries
+                            if e.content.get("kind") != "disclosure")
     provisions, disclosures = [], []
     for e in entries:
         c = e.content
@@ -376,6 +390,7 @@ def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.da
             "affair_code": c.get("affair_code"), "affair": c.get("affair"), "function": function,
             "function_label": ProvisionFunction(function).label_ja if function in {f.value for f in ProvisionFunction}
             else "", "fields": list(c.get("fields", [])), "provider": c.get("provider"), "entry": e.n,
+            "delivery": DELIVERED if c.get("provision_id") in answered else UNCONFIRMED,
         })
     return {"resident_code": resident_code, "from": start.isoformat(), "to": end.isoformat(), "office": office,
             "provisions": provisions, "disclosures": disclosures,

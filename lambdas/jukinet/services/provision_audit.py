@@ -30,6 +30,7 @@ from ..adapters.provision_log import ProvisionLog, Seal, SealArchive
 from ..clock import Clock
 from ..domain.provision import (
     GENESIS,
+    ChainEntry,
     Problem,
     compare_manifest,
     entry_day,
@@ -356,6 +357,16 @@ def _signed_day_manifest(log: ProvisionLog, day: str, public_key: bytes,
         out.update(manifest)
         valid += 1
     return out, valid == 24
+
+
+def unconfirmed_provisions(log: ProvisionLog, entries: Iterable[ChainEntry]) -> list[tuple[str, str]]:
+    """(provision id, resident code) of the provision entries among ``entries`` whose answer was
+    never confirmed as handed back (decision 0034): logged, perhaps not delivered. Not a problem
+    of the log — its chains and seals are intact — but shown wherever entries are shown."""
+    provisions = {(str(e.content.get("provision_id", "")), str(e.content.get("resident_code", "")))
+                  for e in entries if e.content.get("kind") != "disclosure"}
+    answered = log.answered(pid for pid, _ in provisions)
+    return sorted(p for p in provisions if p[0] not in answered)
 
 
 def kms_public_key(key_id: str) -> bytes:

@@ -170,6 +170,8 @@ class BatchProvision:
         answers = list(answers_by_code.values())
         provided = self.service.record(grant, answers)
         self.jobs.put_result(job.result_key(chunk), lines)
+        if provided:  # the chunk's answer is in its result part: delivered (decision 0034)
+            self.service.log.confirm_answered(grant.provision_id, grant.at)
         if self.jobs.complete_chunk(job_id, chunk, outcomes, self.service.clock()) is not None:
             self.service.release(grant, len(rows) - provided, self._month(job))
         self.service.observe(grant, list(valid.values()), answers, remember=False)
