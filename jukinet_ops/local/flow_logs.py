@@ -8,7 +8,7 @@ version-2 fields, then ``flow-direction`` and ``pkt-dst-aws-service``), so the d
 filters and alarms (``flow-log-rejects``, ``flow-log-leaving-vpc``) are evaluated on them by
 ``monitoring.py`` like any other log:
 
-* **each AWS call** the function makes through boto3 (a botocore ``before-call`` hook): if the
+* **each AWS call** the function makes through boto3 (``BaseClient._make_api_call``, wrapped): if the
   tier's VPC has an endpoint for the service in that region (``DescribeVpcEndpoints``), an
   ``ACCEPT`` ``egress`` record to the endpoint — an address inside the VPC for an interface
   endpoint, the service's public range with ``pkt-dst-aws-service`` ``S3``/``DYNAMODB`` for a
@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore import handlers
+from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 __all__ = ["FlowLogRecorder", "TierNetworkView", "flow_log_line"]
@@ -144,10 +144,13 @@ class FlowLogRecorder:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[FlowLogRecorder]:
-        spec = ("before-call", self._before_call)
-        handlers.BUILTIN_HANDLERS.append(spec)
+        real_call = BaseClient._make_api_call
         real_connect = socket.socket.connect
         recorder = self
+
+        def call(client: Any, operation: str, params: Any) -> Any:
+            recorder._before_call(client.meta.service_model.endpoint_prefix, client.meta.region_name)
+            return real_call(client, operation, params)
 
         def connect(sock: socket.socket, address: Any) -> Any:
             active = getattr(recorder._local, "active", None)
@@ -156,14 +159,12 @@ class FlowLogRecorder:
             return real_connect(sock, address)
 
         socket.socket.connect = connect  # type: ignore[method-assign]
-        from jukinet.adapters import aws
-        aws.reset_clients()  # clients made before cache the handler list
+        BaseClient._make_api_call = call  # type: ignore[method-assign]
         try:
             yield self
         finally:
             socket.socket.connect = real_connect  # type: ignore[method-assign]
-            handlers.BUILTIN_HANDLERS.remove(spec)
-            aws.reset_clients()
+            BaseClient._make_api_call = real_call  # type: ignore[method-assign]
 
     @contextlib.contextmanager
     def armed(self, function: str, view: TierNetworkView | None) -> Iterator[None]:
@@ -198,12 +199,11 @@ class FlowLogRecorder:
     def _eni(function: str) -> str:
         return "eni-" + hashlib.sha256(function.encode()).hexdigest()[:17]
 
-    def _before_call(self, model: Any, params: Any, context: Any, **_: Any) -> None:
+    def _before_call(self, prefix: str, region: str | None) -> None:
         active = getattr(self._local, "active", None)
         if active is None:
             return
-        prefix = model.service_model.endpoint_prefix
-        region = (context or {}).get("client_region") or active.view.region
+        region = region or active.view.region
         view = active.view
         n = len(active.lines) % 250 + 1
         if region == view.region and prefix in view.interface_services:
