@@ -44,7 +44,21 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-__all__ = ["FlowLogRecorder", "TierNetworkView", "flow_log_line"]
+__all__ = ["FlowLogRecorder", "TierNetworkView", "flow_log_line", "not_the_function"]
+
+_MACHINERY = threading.local()
+
+
+@contextlib.contextmanager
+def not_the_function() -> Iterator[None]:
+    """Calls made in this block belong to local mode's own machinery (the log agent forwarding
+    a function's output, ``MetricSink``), not to the function: no flow-log record."""
+    previous = getattr(_MACHINERY, "on", False)
+    _MACHINERY.on = True
+    try:
+        yield
+    finally:
+        _MACHINERY.on = previous
 
 PUBLIC_AMAZON = "52.95.0.{n}"  # a stand-in public AWS address for services without an endpoint
 GATEWAY_ADDRESS = {"s3": ("52.219.0.{n}", "S3"), "dynamodb": ("52.94.0.{n}", "DYNAMODB")}
@@ -154,7 +168,8 @@ class FlowLogRecorder:
 
         def connect(sock: socket.socket, address: Any) -> Any:
             active = getattr(recorder._local, "active", None)
-            if active is not None and sock.family == socket.AF_INET and not recorder._embedded(address):
+            if active is not None and sock.family == socket.AF_INET and not recorder._embedded(address) \
+                    and not getattr(_MACHINERY, "on", False):
                 recorder._direct(active, str(address[0]), int(address[1]))
             return real_connect(sock, address)
 
@@ -201,7 +216,7 @@ class FlowLogRecorder:
 
     def _before_call(self, prefix: str, region: str | None) -> None:
         active = getattr(self._local, "active", None)
-        if active is None:
+        if active is None or getattr(_MACHINERY, "on", False):
             return
         region = region or active.view.region
         view = active.view

@@ -57,6 +57,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jukinet.clock import system_clock
 
 from .code_image import INVOCATION_LOCK
+from .flow_logs import not_the_function
 
 __all__ = [
     "ANOMALY_MIN_HISTORY",
@@ -453,7 +454,8 @@ class MetricSink(io.TextIOBase):
 
     def publish(self) -> int:
         """Send everything queued now; returns the number of metric data entries put."""
-        with INVOCATION_LOCK, self._publish_lock:  # never while another thread's function runs
+        # never while another thread's function runs; the calls are the log agent's, not the function's
+        with INVOCATION_LOCK, self._publish_lock, not_the_function():
             with self._lock:
                 metrics, self._metrics = self._metrics, defaultdict(list)
                 logs, self._logs = self._logs, defaultdict(_PendingLog)
