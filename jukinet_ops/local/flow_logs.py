@@ -21,12 +21,17 @@ filters and alarms (``flow-log-rejects``, ``flow-log-leaving-vpc``) are evaluate
   allows only TCP 443 out. Either way the connection **fails** with ``TimeoutError``, as it
   would in the VPC (no route; a rejected packet is dropped, not refused).
 
+**DNS**: into the tier's query-log group (the one the deployed ``dns-outside-endpoint-zones``
+filter reads), a Route 53 Resolver query-log record (JSON) for each call's regional service name
+(``sqs.<region>.amazonaws.com.``) and for each name the function resolves itself
+(``socket.getaddrinfo``): such a name gets a public documentation-range address, as the VPC's
+resolver would answer a public name, and the connection that follows is recorded as leaving.
+
 **What it cannot see** (said again in ``docs/local-mode.md``): an endpoint policy's refusal
 (an HTTP 403 inside an accepted connection, not a flow-log matter; endpoint policies are not
-evaluated locally anyway), DNS lookups (a function's ``getaddrinfo`` is not recorded: the DNS
-query log of the deployed design has no local source), traffic that does not start in a
-function (the existing systems' uploads, API clients), and addresses: the function's and the
-endpoints' addresses are made up inside the VPC's CIDR, public ones from documentation ranges.
+evaluated locally anyway), traffic that does not start in a function (the existing systems'
+uploads, API clients), and addresses: the function's and the endpoints' addresses are made up
+inside the VPC's CIDR, public ones from documentation ranges.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import json
 import socket
 import threading
 import time
@@ -60,9 +66,18 @@ def not_the_function() -> Iterator[None]:
     finally:
         _MACHINERY.on = previous
 
+REJECTS_SUFFIX, DNS_SUFFIX = "-flow-log-rejects", "-dns-outside-endpoint-zones"  # infra/components/network_watch.py
 PUBLIC_AMAZON = "52.95.0.{n}"  # a stand-in public AWS address for services without an endpoint
 GATEWAY_ADDRESS = {"s3": ("52.219.0.{n}", "S3"), "dynamodb": ("52.94.0.{n}", "DYNAMODB")}
 ALLOWED_PORT = 443
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def flow_log_line(*, account: str, eni: str, src: str, dst: str, src_port: int, dst_port: int, action: str,
@@ -91,6 +106,7 @@ class TierNetworkView:
     account: str
     interface_services: frozenset[str] = frozenset()  # endpoint prefixes: "sqs", "kms", ...
     gateway_services: frozenset[str] = frozenset()  # "s3", "dynamodb"
+    dns_log_group: str | None = None  # the VPC's Route 53 Resolver query log group
 
     def address(self, key: str) -> str:
         return _host(ipaddress.ip_network(self.cidr), key)
@@ -120,8 +136,21 @@ def view_of_function(client: Callable[[str, str, str], Any], name: str, region: 
     for e in ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["VpcEndpoints"]:
         service = e["ServiceName"].rsplit(".", 1)[-1]
         (gateway if e.get("VpcEndpointType") == "Gateway" else interface).add(service)
-    return TierNetworkView(vpc_id, cidr, flow[0]["LogGroupName"], region, account, frozenset(interface),
-                           frozenset(gateway))
+    group = flow[0]["LogGroupName"]
+    return TierNetworkView(vpc_id, cidr, group, region, account, frozenset(interface), frozenset(gateway),
+                           _dns_log_group(client("logs", region, account), group))
+
+
+def _dns_log_group(logs: Any, flow_group: str) -> str | None:
+    """The query-log group of the same tier: the Resolver's query logging config is not emulated,
+    so it is found through the deployed metric filters — ``<prefix>-<tier>-flow-log-rejects`` on the
+    flow-log group names the tier, ``<prefix>-<tier>-dns-outside-endpoint-zones`` the DNS group."""
+    for f in logs.describe_metric_filters(logGroupName=flow_group).get("metricFilters", []):
+        if f["filterName"].endswith(REJECTS_SUFFIX):
+            tier_prefix = f["filterName"][:-len(REJECTS_SUFFIX)]
+            found = logs.describe_metric_filters(filterNamePrefix=tier_prefix + DNS_SUFFIX).get("metricFilters", [])
+            return found[0]["logGroupName"] if found else None
+    return None
 
 
 @dataclass
@@ -129,6 +158,7 @@ class _Active:
     function: str
     view: TierNetworkView
     lines: list[tuple[int, str]] = field(default_factory=list)
+    queries: list[tuple[int, str]] = field(default_factory=list)
 
 
 class FlowLogRecorder:
@@ -141,7 +171,8 @@ class FlowLogRecorder:
         self.client = client
         self.now = now or time.time
         self.embedded_endpoint = embedded_endpoint
-        self.records: list[str] = []  # every line written, for tests and reports
+        self.records: list[str] = []  # every flow-log line written, for tests and reports
+        self.queries: list[str] = []  # every DNS query-log line written
         self._local = threading.local()
         self._views: dict[tuple[str, str, str], TierNetworkView | None] = {}
 
@@ -173,12 +204,23 @@ class FlowLogRecorder:
                 recorder._direct(active, str(address[0]), int(address[1]))
             return real_connect(sock, address)
 
+        real_getaddrinfo = socket.getaddrinfo
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            active = getattr(recorder._local, "active", None)
+            if active is not None and isinstance(host, str) and not getattr(_MACHINERY, "on", False) \
+                    and not _is_address(host) and host != "localhost":
+                host = recorder._resolve(active, host)
+            return real_getaddrinfo(host, port, *args, **kwargs)
+
         socket.socket.connect = connect  # type: ignore[method-assign]
+        socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
         BaseClient._make_api_call = call  # type: ignore[method-assign]
         try:
             yield self
         finally:
             socket.socket.connect = real_connect  # type: ignore[method-assign]
+            socket.getaddrinfo = real_getaddrinfo  # type: ignore[assignment]
             BaseClient._make_api_call = real_call  # type: ignore[method-assign]
 
     @contextlib.contextmanager
@@ -210,6 +252,19 @@ class FlowLogRecorder:
                              service=service)
         active.lines.append((start * 1000, line))
 
+    def _query(self, active: _Active, name: str, answer: str) -> None:
+        """A Route 53 Resolver query-log record (JSON, version 1.100000) for ``name``."""
+        if active.view.dns_log_group is None:
+            return
+        view, now = active.view, self.now()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        active.queries.append((int(now * 1000), json.dumps({
+            "version": "1.100000", "account_id": view.account, "region": view.region, "vpc_id": view.vpc_id,
+            "query_timestamp": stamp, "query_name": name.rstrip(".") + ".", "query_type": "A", "query_class": "IN",
+            "rcode": "NOERROR", "answers": [{"Rdata": answer, "Type": "A", "Class": "IN"}],
+            "srcaddr": view.address(active.function), "srcport": "53000", "transport": "UDP",
+            "srcids": {"resolver_endpoint": "-", "instance": self._eni(active.function)}})))
+
     @staticmethod
     def _eni(function: str) -> str:
         return "eni-" + hashlib.sha256(function.encode()).hexdigest()[:17]
@@ -221,13 +276,26 @@ class FlowLogRecorder:
         region = region or active.view.region
         view = active.view
         n = len(active.lines) % 250 + 1
+        name = f"{prefix}.{region}.amazonaws.com"  # the name boto3 resolves on AWS
         if region == view.region and prefix in view.interface_services:
-            self._record(active, view.address(f"vpce-{prefix}"), ALLOWED_PORT, "ACCEPT")
+            address = view.address(f"vpce-{prefix}")  # the endpoint's private DNS answers inside the VPC
+            self._query(active, name, address)
+            self._record(active, address, ALLOWED_PORT, "ACCEPT")
         elif region == view.region and prefix in view.gateway_services:
-            address, service = GATEWAY_ADDRESS[prefix]
-            self._record(active, address.format(n=n), ALLOWED_PORT, "ACCEPT", service)
+            pattern, service = GATEWAY_ADDRESS[prefix]
+            self._query(active, name, pattern.format(n=n))
+            self._record(active, pattern.format(n=n), ALLOWED_PORT, "ACCEPT", service)
         else:  # no endpoint: the public name, the public address, no route
+            self._query(active, name, PUBLIC_AMAZON.format(n=n))
             self._record(active, PUBLIC_AMAZON.format(n=n), ALLOWED_PORT, "ACCEPT", "AMAZON")
+
+    def _resolve(self, active: _Active, host: str) -> str:
+        """A name the function resolves itself: the VPC's resolver answers public names too, so it
+        gets a (documentation-range) public address, and its query is logged."""
+        n = int(hashlib.sha256(host.encode()).hexdigest(), 16) % 250 + 1
+        address = f"198.51.100.{n}"
+        self._query(active, host, address)
+        return address
 
     def _direct(self, active: _Active, address: str, port: int) -> None:
         allowed = port == ALLOWED_PORT
@@ -237,14 +305,16 @@ class FlowLogRecorder:
                                f"{'ACCEPT' if allowed else 'REJECT'}); local mode refuses it as the VPC would")
 
     def _flush(self, active: _Active) -> None:
-        if not active.lines:
-            return
         view = active.view
-        logs = self.client("logs", view.region, view.account)
-        stream = f"{self._eni(active.function)}-all"
-        with contextlib.suppress(ClientError):
-            logs.create_log_stream(logGroupName=view.log_group, logStreamName=stream)
-        events = sorted(active.lines)
-        logs.put_log_events(logGroupName=view.log_group, logStreamName=stream,
-                            logEvents=[{"timestamp": t, "message": m} for t, m in events])
-        self.records += [m for _, m in events]
+        for group, lines, kept in ((view.log_group, active.lines, self.records),
+                                   (view.dns_log_group, active.queries, self.queries)):
+            if not lines or group is None:
+                continue
+            logs = self.client("logs", view.region, view.account)
+            stream = f"{self._eni(active.function)}-all"
+            with contextlib.suppress(ClientError):
+                logs.create_log_stream(logGroupName=group, logStreamName=stream)
+            events = sorted(lines)
+            logs.put_log_events(logGroupName=group, logStreamName=stream,
+                                logEvents=[{"timestamp": t, "message": m} for t, m in events])
+            kept += [m for _, m in events]

@@ -1,7 +1,7 @@
 """The network watch on the deployed Nagano assembly in the embedded AWS: the runner arms every
 invocation with its function's VPC (read back from the embedded AWS: subnets, flow log,
 endpoints), so a normal file's traffic through the three tiers writes flow-log records that keep
-``flow-log-rejects`` and ``flow-log-leaving-vpc`` quiet, and a connection out of a deployed
+``flow-log-rejects``, ``flow-log-leaving-vpc`` and ``dns-outside-endpoint-zones`` quiet, and a connection out of a deployed
 function's VPC raises them (``jukinet_ops/local/flow_logs.py``)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from infra.components.network_watch import LEAVING_KIND, REJECTS_KIND
+from infra.components.network_watch import DNS_KIND, LEAVING_KIND, REJECTS_KIND
 from infra.naming import Names, municipality_tier, prefecture_tier
 from jukinet.adapters import aws
 from jukinet_ops.local.flow_logs import FlowLogRecorder
@@ -47,13 +47,14 @@ def test_normal_traffic_through_the_tiers_is_recorded_and_keeps_the_flow_log_ala
                                 Key="incoming/a.csv", Body=csv_bytes([row(person(rng), "転入", "2003-01-05")]))
     assert runner.process_new_objects() == 1
     assert runner.run_until_idle(timeout_s=120).idle
-    watched = [names.alarm(t, k) for t in tiers for k in (REJECTS_KIND, LEAVING_KIND)]
+    watched = [names.alarm(t, k) for t in tiers for k in (REJECTS_KIND, LEAVING_KIND, DNS_KIND)]
     states, verdicts = _states(runner, watched, tiers)
     assert states == dict.fromkeys(watched, OK), {n: verdicts[n].reason for n in watched}
     groups = {line.split()[2] for line in recorder.records}
     assert len(groups) >= 3  # the CS, the prefecture and the national processor each wrote records
     assert all(line.split()[12] == "ACCEPT" for line in recorder.records)
     assert {line.split()[-1] for line in recorder.records} <= {"-", "S3", "DYNAMODB"}
+    assert recorder.queries and all(f'.{deployment.region}.amazonaws.com."' in q for q in recorder.queries)
 
 
 def test_a_deployed_function_connecting_out_of_its_vpc_raises_both_alarms_of_its_tier_only(world):

@@ -7,8 +7,9 @@ record its VPC would write. The metric filters and alarms are created exactly as
 ``infra/components/network_watch.py`` synthesizes them (same patterns, namespace, thresholds;
 ``tests/infra/test_network_watch.py`` asserts the templates).
 
-The DNS alarm has no local source (local mode does not see name resolution): its test writes
-query-log records as Route 53 Resolver would and checks the deployed filter and alarm on them.
+The DNS records come from the same recorder (each call's service name, each name the function
+resolves itself); two tests also write Route 53 Resolver records directly, for names boto3 never
+resolves (another region, a global endpoint).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Clock:
 
 
 VIEW = TierNetworkView("vpc-1", CIDR, FLOW_GROUP, REGION, ACCOUNT, frozenset({"sqs", "kms"}),
-                       frozenset({"s3", "dynamodb"}))
+                       frozenset({"s3", "dynamodb"}), DNS_GROUP)
 
 
 def states(factory, watch, now) -> dict[str, str]:
@@ -120,8 +121,11 @@ def test_a_normal_month_of_endpoint_traffic_keeps_both_flow_log_alarms_quiet(fac
                 normal_invocation(factory)
             got = states(factory, watch, clock.t)
             assert got[alarm_name(REJECTS_KIND)] == OK and got[alarm_name(LEAVING_KIND)] == OK, got
+            assert got[alarm_name(DNS_KIND)] == OK, got
             clock.t += dt.timedelta(minutes=5)
-    assert len(recorder.records) == 120
+    assert len(recorder.records) == 120 and len(recorder.queries) == 120
+    assert {json.loads(q)["query_name"] for q in recorder.queries} == {
+        f"{s}.{REGION}.amazonaws.com." for s in ("sqs", "kms", "dynamodb", "s3")}
     services = {line.split()[-1] for line in recorder.records}
     assert services == {"-", "S3", "DYNAMODB"}  # interface endpoints inside the VPC, gateways by service
 
@@ -152,6 +156,19 @@ def test_a_connection_on_a_port_other_than_443_is_refused_and_raises_rejects(fac
     assert got[alarm_name(LEAVING_KIND)] == ALARM  # it was also an attempt to leave
     [reject] = [line for line in recorder.records if " REJECT " in line]
     assert reject.split()[4:7] == ["203.0.113.5", reject.split()[5], "25"]
+
+
+def test_a_function_resolving_a_public_name_raises_the_dns_alarm_and_its_connection_leaving(factory, watch):
+    clock = Clock()
+    recorder = FlowLogRecorder(factory, now=clock)
+    with recorder.installed(), recorder.armed(FUNCTION, VIEW):
+        normal_invocation(factory)
+        with pytest.raises(TimeoutError):  # resolved (the VPC's resolver answers public names), then no route
+            socket.create_connection(("exfil.example.com", 443), timeout=1)
+    got = states(factory, watch, clock.t)
+    assert got[alarm_name(DNS_KIND)] == ALARM and got[alarm_name(LEAVING_KIND)] == ALARM
+    assert got[alarm_name(REJECTS_KIND)] == OK
+    assert "exfil.example.com." in {json.loads(q)["query_name"] for q in recorder.queries}
 
 
 def test_https_to_an_internet_address_is_accepted_by_the_group_but_leaves_no_way_out(factory, watch):
@@ -196,8 +213,8 @@ def test_dns_names_of_the_regions_service_zones_stay_quiet_for_a_month(factory, 
         clock.t += dt.timedelta(minutes=5)
 
 
-@pytest.mark.parametrize("name", ["example.com.", "sts.amazonaws.com.", "sqs.us-east-1.amazonaws.com."])
-def test_dns_name_outside_the_endpoint_zones_raises_the_alarm(factory, watch, name):
+@pytest.mark.parametrize("name", ["sts.amazonaws.com.", "sqs.us-east-1.amazonaws.com."])
+def test_dns_name_outside_the_regions_zone_raises_the_alarm(factory, watch, name):
     clock = Clock()
     _put_queries(factory, [f"sqs.{REGION}.amazonaws.com.", name], clock.t)
     assert states(factory, watch, clock.t)[alarm_name(DNS_KIND)] == ALARM
