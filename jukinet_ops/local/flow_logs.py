@@ -66,6 +66,7 @@ def not_the_function() -> Iterator[None]:
     finally:
         _MACHINERY.on = previous
 
+
 REJECTS_SUFFIX, DNS_SUFFIX = "-flow-log-rejects", "-dns-outside-endpoint-zones"  # infra/components/network_watch.py
 PUBLIC_AMAZON = "52.95.0.{n}"  # a stand-in public AWS address for services without an endpoint
 GATEWAY_ADDRESS = {"s3": ("52.219.0.{n}", "S3"), "dynamodb": ("52.94.0.{n}", "DYNAMODB")}
