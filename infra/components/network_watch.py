@@ -16,8 +16,8 @@ filters are space-delimited patterns over exactly these 16 columns (``FLOW_LOG_C
   names the service). Everything else leaving a tier is an attempt to go around its endpoints.
 
 Addresses are matched with CloudWatch's ``*`` wildcard on octets: a CIDR becomes the ``a.b.c.*``
-(or ``a.b.*``) prefixes that cover it exactly, rounded out to whole octets below /8, /16, /24
-(``octet_prefixes``); if that would exceed ``MAX_PREFIXES`` the covering /16 is used.
+(or ``a.b.*``) prefixes that cover exactly it (/8 to /24; a longer prefix counts as its /24;
+``octet_prefixes``); if a pattern would need more than ``MAX_PREFIXES`` the covering /16 is used.
 
 **DNS** (``dns-outside-endpoint-zones``): the tier's Route 53 Resolver query log (JSON, one line a
 query) and a filter for any name outside the endpoint zones — the AWS service names of the tier's
@@ -69,8 +69,8 @@ def network_namespace(tier: str) -> str:
 
 
 def octet_prefixes(cidr: str) -> list[str]:
-    """``10.20.4.0/22`` → ``10.20.4.*`` … ``10.20.7.*``: wildcard prefixes covering the CIDR,
-    rounded out to whole octets (a /25 becomes its /24)."""
+    """``10.20.4.0/22`` → ``10.20.4.*`` … ``10.20.7.*``: wildcard prefixes covering exactly the
+    CIDR (/8 to /24; a longer prefix becomes its /24)."""
     net = ipaddress.ip_network(cidr, strict=False)
     if net.version != 4:
         raise ValueError(f"{cidr}: flow-log address patterns are IPv4 only")

@@ -4,6 +4,8 @@ logging and GuardDuty, asserted on the synthesized templates by property name.""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from infra.components.network_watch import (
     DNS_KIND,
@@ -119,3 +121,21 @@ def test_guardduty_is_off_by_default_and_one_detector_per_trail_when_configured(
 ])
 def test_octet_prefixes_cover_the_cidr(cidr, expected) -> None:
     assert octet_prefixes(cidr) == expected
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(8, 32), st.integers(0, 2**32 - 1))
+def test_octet_prefixes_match_exactly_the_addresses_of_the_cidr(base, prefix, probe) -> None:
+    """The leaving filter's ``dstaddr != "<prefix>"`` terms: an address matches one exactly when it
+    lies in the CIDR (/8 to /24); a longer prefix counts as its /24."""
+    import ipaddress
+    import re
+
+    net = ipaddress.ip_network((base, prefix), strict=False)
+    covered = net if prefix <= 24 else net.supernet(new_prefix=24)
+    patterns = [re.compile(re.escape(p[:-1]) + ".*") for p in octet_prefixes(str(net))]
+    inside = ipaddress.ip_address(int(net.network_address) + probe % net.num_addresses)
+    neighbours = [ipaddress.ip_address(int(a) + d) for a, d in ((covered.network_address, -1),
+                                                               (covered.broadcast_address, 1))
+                  if 0 <= int(a) + d < 2**32]  # just outside: a cover too wide would match them
+    for address in (ipaddress.ip_address(probe), inside, net.network_address, net.broadcast_address, *neighbours):
+        assert any(p.fullmatch(str(address)) for p in patterns) == (address in covered), (str(net), str(address))
