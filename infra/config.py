@@ -610,6 +610,9 @@ class Operations:
     alarm_chat_url: str | None = None
     log_retention_days: int = 365
     flow_log_retention_days: int = 90
+    # Amazon GuardDuty in each account and region that hosts a trail (off: an account may run it
+    # organisation-wide already, and it is billed per event analysed). Not emulated locally.
+    guardduty: bool = False
     oldest_message_alarm_seconds: int = 900
     key_administrators: tuple[str, ...] = ()
 
@@ -906,7 +909,7 @@ def multi_account_example() -> Deployment:
         prefectures=(nagano,),
         agencies=load_agencies(DATA_DIR / "agencies.demo.toml"),
         operations=Operations(alarm_email="jukinet-ops@example.jp",
-                              alarm_chat_url="https://chat.example.jp/hooks/jukinet-alarms"),
+                              alarm_chat_url="https://chat.example.jp/hooks/jukinet-alarms", guardduty=True),
         people=load_people(DATA_DIR / "operators.demo.toml"),
     )
 

@@ -1019,15 +1019,20 @@ def alarm_topic_arn(ins: Inspection, env: Environment, tier: str) -> str:
     return f"arn:{PARTITION}:sns:{env.region}:{env.account}:{ins.names.prefix}-{tier}-alarms"
 
 
+NETWORK_WATCH_KINDS = ("flow-log-rejects", "flow-log-leaving-vpc", "dns-outside-endpoint-zones")
+
+
 def expected_alarms(ins: Inspection, tier: str) -> list[str]:
     """Alarm names every tier of this kind has (infra/stacks, names from infra/naming.py); the
     municipality tier's CS alarms are checked per municipality (ALM-3)."""
     n = ins.names
+    network = [n.alarm(tier, s) for s in NETWORK_WATCH_KINDS]  # every tier (infra/components/network_watch.py)
     if tier.startswith("muni-"):
-        return [n.alarm(tier, "cs-failed-events-dlq-not-empty")]
-    names = [n.alarm(tier, s) for s in ("inbound-dlq-not-empty", "inbound-oldest-message-age", "processor-errors",
-                                         "processor-throttles", "sequence-gaps", "notices-overdue",
-                                         "reconciliation-mismatches", "signature-failures")]
+        return [n.alarm(tier, "cs-failed-events-dlq-not-empty"), *network]
+    names = network + [n.alarm(tier, s) for s in ("inbound-dlq-not-empty", "inbound-oldest-message-age",
+                                                  "processor-errors", "processor-throttles", "sequence-gaps",
+                                                  "notices-overdue", "reconciliation-mismatches",
+                                                  "signature-failures")]
     if tier == NATIONAL and ins.deployment.agencies:
         names += [n.alarm(NATIONAL, s) for s in (
             "provision-unauthorised-attempts", "provision-gateway-refusals", "provision-api-errors",

@@ -54,6 +54,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
     from infra.naming import Names, prefecture_tier
     from jukinet_ops.demo_data import generate_month
     from jukinet_ops.local.deploy import deploy_assembly
+    from jukinet_ops.local.flow_logs import FlowLogRecorder
     from jukinet_ops.local.monitoring import LocalMonitoring, NotificationLog, print_alarm_status
     from jukinet_ops.local.runner import LocalRunner
     from jukinet_ops.local.server import MotoServer, local_credentials
@@ -115,7 +116,10 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         # would have been sent by e-mail or chat (shown at the end).
         notifications = NotificationLog(WORK_DIR / "notifications.log", truncate=True)
         monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream, notifications=notifications))
-        runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True,
+        # Each invocation's AWS calls and sockets become the flow-log and DNS query-log records its
+        # VPC would write, so the network watch's alarms see the demo's traffic (local/flow_logs.py).
+        flow_logs = stack.enter_context(FlowLogRecorder(env.client, now=lambda: clock().timestamp()).installed())
+        runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True, flow_logs=flow_logs,
                                                  cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-"))))
         if deployment.agencies:
             # The sealer's hourly scheduled run (EventBridge is not emulated): it starts the seal

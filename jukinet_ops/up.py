@@ -80,6 +80,7 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
     from .agency_traffic import recipient_principals
     from .local.api import LocalApi
     from .local.deploy import deploy_assembly
+    from .local.flow_logs import FlowLogRecorder
     from .local.monitoring import LocalMonitoring, NotificationLog
     from .local.runner import LocalRunner
     from .local.schedules import LocalSchedules
@@ -135,7 +136,9 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
         monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream, service_metrics=True,
                                                          notifications=NotificationLog(
                                                              files.state_dir / "notifications.log")))
-        runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True))
+        flow_logs = stack.enter_context(FlowLogRecorder(env.client, now=lambda: clock().timestamp()).installed())
+        runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True,
+                                                 flow_logs=flow_logs))  # network watch: local/flow_logs.py
         schedules = LocalSchedules(env, clock())
         api = stack.enter_context(LocalApi(env, runner, credentials={}, api=names.provision_api(),
                                                   port=port_base + 1))

@@ -24,6 +24,7 @@ from constructs import Construct
 from ..config import Network
 from ..naming import PARTITION
 from . import nag
+from .network_watch import FLOW_LOG_FORMAT
 
 CLOSE_DEFAULT_SG_RUNBOOK = "AWSConfigRemediation-RemoveVPCDefaultSecurityGroupRules"
 ISOLATED = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
@@ -36,6 +37,8 @@ class TierNetwork(Construct):
                  gateway_endpoints: Mapping[str, ec2.GatewayVpcEndpointAwsService]) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
+        self.cidr = network.cidr
+        self.client_cidrs: list[str] = []  # networks outside the VPC that client endpoints answer
         self.vpc = ec2.Vpc(
             self, "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(network.cidr),
@@ -97,6 +100,7 @@ class TierNetwork(Construct):
             self, "FlowLog", resource_id=self.vpc.vpc_id, resource_type="VPC", traffic_type="ALL",
             log_destination_type="cloud-watch-logs", log_group_name=self.flow_log_group.log_group_name,
             deliver_logs_permission_arn=role.role_arn, max_aggregation_interval=60,
+            log_format=FLOW_LOG_FORMAT,  # default v2 fields + flow-direction, pkt-dst-aws-service (network_watch.py)
         )
         self.flow_log.node.add_dependency(policy)
 
@@ -150,6 +154,8 @@ class TierNetwork(Construct):
         group = ec2.SecurityGroup(self, f"{name}EndpointSg", vpc=self.vpc, allow_all_outbound=False,
                                   description=description)
         for cidr in client_cidrs:
+            if cidr not in self.client_cidrs:
+                self.client_cidrs.append(cidr)
             group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), f"HTTPS from {cidr}")
         endpoint = ec2.InterfaceVpcEndpoint(self, f"{name}Endpoint", vpc=self.vpc, service=service,
                                             private_dns_enabled=private_dns, security_groups=[group],

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_guardduty as guardduty
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -15,6 +16,7 @@ from ..components import keys
 from ..components.audit import AccountTrail, access_log_bucket
 from ..components.monitoring import TierAlarms
 from ..components.network import TierNetwork
+from ..components.network_watch import NetworkWatch
 from ..components.security_monitoring import CisMonitoring
 from ..config import Deployment, Environment, Network
 from ..naming import NATIONAL, Names
@@ -79,6 +81,11 @@ class TierStack(cdk.Stack):
         )
         self.alarms = TierAlarms(self, "Alarms", topic_name=f"{self.names.prefix}-{tier}-alarms", key=self.audit_key,
                                  email=ops.alarm_email, chat_url=ops.alarm_chat_url)
+        self.network_watch = NetworkWatch(
+            self, "NetworkWatch", vpc=self.network.vpc, vpc_cidr=network.cidr,
+            flow_log_group=self.network.flow_log_group, client_cidrs=lambda: self.network.client_cidrs,
+            alarms=self.alarms, names=self.names, tier=tier, log_key=self.audit_key,
+            retention=retention(ops.flow_log_retention_days))
         self._access_logs: s3.Bucket | None = None
         self.trail: AccountTrail | None = None
         if host_trail:
@@ -87,6 +94,8 @@ class TierStack(cdk.Stack):
                                       service_role_path=self.service_role_path)
             CisMonitoring(self, "CisMonitoring", log_group=self.trail.log_group, alarms=self.alarms, names=self.names,
                           tier=tier)
+            if ops.guardduty:  # one detector per account and region: where the account's trail is
+                guardduty.CfnDetector(self, "GuardDuty", enable=True, finding_publishing_frequency="FIFTEEN_MINUTES")
         if "Sqs" in self.network.interface and tier != NATIONAL:
             endpoint_id = self.network.interface["Sqs"].vpc_endpoint_id
             cdk.CfnOutput(self, "SqsEndpointId", value=endpoint_id,

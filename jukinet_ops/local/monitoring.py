@@ -57,6 +57,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jukinet.clock import system_clock
 
 from .code_image import INVOCATION_LOCK
+from .flow_logs import not_the_function
 
 __all__ = [
     "ANOMALY_MIN_HISTORY",
@@ -453,7 +454,8 @@ class MetricSink(io.TextIOBase):
 
     def publish(self) -> int:
         """Send everything queued now; returns the number of metric data entries put."""
-        with INVOCATION_LOCK, self._publish_lock:  # never while another thread's function runs
+        # never while another thread's function runs; the calls are the log agent's, not the function's
+        with INVOCATION_LOCK, self._publish_lock, not_the_function():
             with self._lock:
                 metrics, self._metrics = self._metrics, defaultdict(list)
                 logs, self._logs = self._logs, defaultdict(_PendingLog)
@@ -607,8 +609,9 @@ class FilterPattern:
     ``%regex%``, ``[*]``) raises ``UnsupportedFilterPattern`` when parsed."""
 
     text: str
-    kind: str  # all | terms | json
+    kind: str  # all | terms | json | delimited
     _json: Any = None
+    _columns: tuple[tuple[tuple[str, str | float], ...], ...] = ()  # per column: (op, value) joined by &&
     _all: tuple[str, ...] = ()
     _any: tuple[str, ...] = ()
     _none: tuple[str, ...] = ()
@@ -622,6 +625,8 @@ class FilterPattern:
             if self._any and not any(term in message for term in self._any):
                 return False
             return all(term in message for term in self._all)
+        if self.kind == "delimited":
+            return _match_delimited(self._columns, message)
         if document is _MISSING:
             document = _json_document(message)
         if document is None:
@@ -664,7 +669,7 @@ def parse_filter_pattern(pattern: str) -> FilterPattern:
             raise UnsupportedFilterPattern(f"JSON pattern without closing brace: {pattern!r}")
         return FilterPattern(pattern, "json", _json=_JsonParser(text[1:-1], pattern).parse())
     if text.startswith("["):
-        raise UnsupportedFilterPattern(f"space-delimited patterns ([...]) are not evaluated locally: {pattern!r}")
+        return _parse_delimited(text, pattern)
     if "%" in text:
         raise UnsupportedFilterPattern(f"regular expressions (%...%) are not evaluated locally: {pattern!r}")
     all_terms, any_terms, none_terms = [], [], []
@@ -677,6 +682,63 @@ def parse_filter_pattern(pattern: str) -> FilterPattern:
     if any_terms and all_terms:
         raise UnsupportedFilterPattern(f"mixing ?term (any) with plain terms is not evaluated locally: {pattern!r}")
     return FilterPattern(pattern, "terms", _all=tuple(all_terms), _any=tuple(any_terms), _none=tuple(none_terms))
+
+
+_DELIMITED_CONDITION = re.compile(r"""^\s*(?P<op>!=|<=|>=|=|<|>)\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>\S+))\s*$""")
+
+
+def _parse_delimited(text: str, pattern: str) -> FilterPattern:
+    """``[a, b != "10.1.*" && b != "x", c = REJECT]``: one entry per space-separated field of
+    the event, each a name with optional conditions joined by ``&&`` (``=``/``!=`` with ``*``
+    wildcards, numeric ``< > <= >= = !=``). Not evaluated: ``...``, ``||``, regular expressions."""
+    if not text.endswith("]"):
+        raise UnsupportedFilterPattern(f"space-delimited pattern without closing bracket: {pattern!r}")
+    columns: list[tuple[tuple[str, str | float], ...]] = []
+    for entry in text[1:-1].split(","):
+        entry = entry.strip()
+        if entry == "..." or "||" in entry or "%" in entry:
+            raise UnsupportedFilterPattern(f"space-delimited '...', '||' and regular expressions are not evaluated "
+                                           f"locally: {pattern!r}")
+        conditions: list[tuple[str, str | float]] = []
+        for i, part in enumerate(entry.split("&&")):
+            if i == 0:
+                match = re.match(r"^\s*([A-Za-z_][\w]*)\s*(.*)$", part, re.DOTALL)
+                if match is None:
+                    raise UnsupportedFilterPattern(f"bad field {part!r}: {pattern!r}")
+                part = match.group(2)
+                if not part.strip():
+                    continue
+            else:  # "b != x && b != y": each later condition repeats the field name
+                match = re.match(r"^\s*[A-Za-z_][\w]*\s*(.*)$", part, re.DOTALL)
+                part = match.group(1) if match else part
+            cond = _DELIMITED_CONDITION.match(part)
+            if cond is None:
+                raise UnsupportedFilterPattern(f"cannot parse condition {part!r}: {pattern!r}")
+            op, quoted, bare = cond.group("op"), cond.group("quoted"), cond.group("bare")
+            value: str | float = quoted if quoted is not None else bare
+            if op in ("<", ">", "<=", ">=") or (quoted is None and _NUMBER.match(bare or "")):
+                if not _NUMBER.match(str(value)):
+                    raise UnsupportedFilterPattern(f"{op} needs a number: {pattern!r}")
+                value = float(value)
+            conditions.append((op, value))
+        columns.append(tuple(conditions))
+    return FilterPattern(pattern, "delimited", _columns=tuple(columns))
+
+
+def _match_delimited(columns: tuple[tuple[tuple[str, str | float], ...], ...], message: str) -> bool:
+    fields = message.split()
+    if len(fields) != len(columns):
+        return False
+    for value, conditions in zip(fields, columns, strict=True):
+        for op, expected in conditions:
+            if isinstance(expected, float):
+                if not _NUMBER.match(value) or not _compare(float(value), op, expected):
+                    return False
+            else:
+                hit = _wildcard(expected).fullmatch(value) is not None
+                if hit != (op == "="):
+                    return False
+    return True
 
 
 class _JsonParser:

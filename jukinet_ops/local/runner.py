@@ -196,8 +196,11 @@ class LocalRunner:
 
     def __init__(self, env: DeployedEnvironment, *, cache_dir: Path | None = None,
                  env_overrides: Mapping[str, str] | None = None, log_stream: TextIO | None = None,
-                 share_modules: bool = False) -> None:
+                 share_modules: bool = False, flow_logs: Any | None = None) -> None:
+        """``flow_logs``: a ``flow_logs.FlowLogRecorder`` (installed by the caller); each
+        invocation is armed with the function's VPC, so its calls become flow-log records."""
         self.env = env
+        self.flow_logs = flow_logs
         self.share_modules = share_modules
         self.endpoint_url = env.endpoint_url
         self._own_cache = cache_dir is None
@@ -358,7 +361,10 @@ class LocalRunner:
         if self.log_stream is not None:
             redirect = _redirect_output(self.log_stream)
         space = "" if self.share_modules else fn.name
-        with image.active(space), self._process_environment(self._environment(fn, image)), redirect:
+        armed: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self.flow_logs is not None:
+            armed = self.flow_logs.armed(fn.name, self.flow_logs.view(fn.name, fn.region, fn.account))
+        with image.active(space), self._process_environment(self._environment(fn, image)), redirect, armed:
             started = time.perf_counter()
             try:
                 handler = image.load_handler(fn.handler)

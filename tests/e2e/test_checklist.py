@@ -533,6 +533,8 @@ BREAKS: dict[str, tuple[Breaker, dict[str, Callable[[World], str]]]] = {
     "deletion protection off": (deletion_protection_off, {"DB-3": _names(lambda n, e: n.cs_state_table(PREF))}),
     "alarm deleted": (lambda w: alarm_deleted(w, _names(lambda n, e: n.alarm(PREF_TIER, "sequence-gaps"))),
                       {"ALM-1": _names(lambda n, e: n.alarm(PREF_TIER, "sequence-gaps"))}),
+    "flow-log alarm deleted": (lambda w: alarm_deleted(w, _names(lambda n, e: n.alarm(MUNI_TIER, "flow-log-rejects"))),
+                               {"ALM-1": _names(lambda n, e: n.alarm(MUNI_TIER, "flow-log-rejects"))}),
     "alarm actions disabled": (alarm_actions_disabled,
                                {"ALM-2": _names(lambda n, e: n.alarm(PREF_TIER, "processor-errors"))}),
     "CS errors alarm deleted": (lambda w: alarm_deleted(w, _cs_errors_alarm),

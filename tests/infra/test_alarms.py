@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from infra.components.network_watch import DNS_KIND, LEAVING_KIND, REJECTS_KIND
 from infra.components.counter import AUTH_REFUSAL_BURST
 from infra.components.security_monitoring import (
     CIS_CONTROLS,
@@ -66,12 +67,13 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
     # the national tier hosts the demo account's trail
     cis = {cis_alarm_kind(c) for c in (*CIS_CONTROLS, *TRAIL_CONTROLS)}
     people = {"break-glass-used"}  # every tier whose configuration names security officers (docs/security.md)
-    assert kinds_by_tier["national"] == expected | provision | cis | people
-    assert kinds_by_tier["pref-200000"] == expected | people
+    network = {REJECTS_KIND, LEAVING_KIND, DNS_KIND}  # every tier's network watch (network_watch.py)
+    assert kinds_by_tier["national"] == expected | provision | cis | people | network
+    assert kinds_by_tier["pref-200000"] == expected | people | network
     counter = {"card-authentication-refusals", "ended-card-presented", "card-unauthorised-attempts",
                "counter-api-errors"}  # the counter API (docs/card.md)
     assert kinds_by_tier["muni-200000"] == {"cs-failed-events-dlq-not-empty", "cs-errors", "cs-throttles"} | people \
-        | counter
+        | counter | network
 
 
 def test_custom_metric_alarms_use_the_dimensions_the_handlers_emit(nagano: Synth) -> None:

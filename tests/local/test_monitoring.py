@@ -585,13 +585,18 @@ def test_metric_filter_values_dimensions_and_defaults(aws, factory, cloudwatch):
     ("?ERROR ?WARN", "INFO ok", False),
     ("ERROR -retrying", "ERROR retrying", False),
     ("{ $.status = 403 }", "not json at all", False),
+    ("[ip, user, status=403]", "10.0.0.1 alice 403", True),
+    ("[ip, user, status=403]", "10.0.0.1 alice 403 extra", False),
+    ('[ip != "10.1.*" && ip != "10.2.*", user, status >= 400]', "10.3.0.1 bob 404", True),
+    ('[ip != "10.1.*" && ip != "10.2.*", user, status >= 400]', "10.2.0.1 bob 404", False),
+    ('[ip, user = "al*", status]', "10.0.0.1 bob 200", False),
 ])
 def test_filter_patterns(pattern, message, expected):
     text = message if isinstance(message, str) else json.dumps(message)
     assert parse_filter_pattern(pattern).matches(text) is expected
 
 
-@pytest.mark.parametrize("pattern", ["[ip, user, status=403]", "{ $.message = %denied% }", "{ $.items[*].id = 1 }",
+@pytest.mark.parametrize("pattern", ["[ip, user, status=403 || status=404]", "[ip, ...]", "{ $.message = %denied% }", "{ $.items[*].id = 1 }",
                                      '{ $.name < "x" }', "{ $.a = 1 ", "{ $.a 1 }", "?A B"])
 def test_unsupported_filter_patterns_fail_loudly(pattern):
     with pytest.raises(UnsupportedFilterPattern):
