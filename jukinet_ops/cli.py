@@ -9,7 +9,8 @@
                          days not sealed yet and of named residents; exit 1 on any problem
     jukinet disclose     one resident's provisions (提供状況の開示) with the check of their chain
     jukinet provision-stats
-                         records provided in a month per recipient, affair and function
+                         records provided in a month per recipient, affair and function, or per
+                         prefecture (--by prefecture); --check compares the counters with the log
     jukinet card-stats   resident cards per municipality and month: issued, suspended, revoked,
                          authentications ok and refused by reason (docs/card.md)
     jukinet checklist    the security checklist per municipality, read from the deployed
@@ -272,17 +273,26 @@ def cmd_disclose(args: argparse.Namespace) -> int:
 def cmd_provision_stats(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from jukinet_ops.provision import monthly_statistics, stats_csv, stats_json, stats_table
+    from jukinet.services.provision_audit import check_statistics
+    from jukinet_ops import provision as p
 
     deployment, log = _provision_log(args)
-    rows = monthly_statistics(log, args.month, deployment.agencies)
-    if args.format == "csv":
-        sys.stdout.write(stats_csv(rows, args.month))
-    elif args.format == "json":
-        print(stats_json(rows, args.month))
+    if args.by == "prefecture":
+        rows = p.monthly_statistics_by_prefecture(log, args.month, deployment)
+        render = {"csv": p.prefecture_csv, "json": p.prefecture_json, "table": p.prefecture_table}[args.format]
     else:
-        Console().print(stats_table(rows, args.month))
-    return 0
+        rows = p.monthly_statistics(log, args.month, deployment.agencies)
+        render = {"csv": p.stats_csv, "json": p.stats_json, "table": p.stats_table}[args.format]
+    output = render(rows, args.month)
+    if args.format == "table":
+        Console().print(output)
+    else:
+        sys.stdout.write(output if output.endswith("\n") else output + "\n")
+    if not args.check:
+        return 0
+    check = check_statistics(log, args.month, now=args.now)
+    p.print_stats_check(check, Console(stderr=args.format != "table"))
+    return 0 if check.ok else 1
 
 
 def cmd_card_stats(args: argparse.Namespace) -> int:
@@ -390,6 +400,12 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
                                      "total.")
     sta.add_argument("--month", type=_month, default=this_month, help="YYYY-MM, Japan time (default: this month)")
     sta.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sta.add_argument("--by", choices=["recipient", "prefecture"], default="recipient",
+                     help="recipient: per recipient, affair and function (default); prefecture: per prefecture of "
+                          "the resident provided and recipient (the seed's table)")
+    sta.add_argument("--check", action="store_true",
+                     help="also compare the counters with the provisions the log holds for the month (its seals' "
+                          "manifests, and the entries of hours not sealed yet); exit 1 on a difference")
     sta.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
     _add_deployment(sta)
     sta.set_defaults(func=cmd_provision_stats)
