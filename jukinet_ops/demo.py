@@ -297,10 +297,10 @@ def print_monitoring_report(console: Console, deployment, notifications: Path, c
     lines = summary_lines(report)
     console.print(f"[bold]{lines[0]}[/] — {', '.join(p.name for p in paths)} in {paths[0].parent}",
                   highlight=False)
-    for line in lines[1:-1]:
-        console.print(line, markup=False, highlight=False)
-    console.print(lines[-1], style="green" if report.clean else "bold red", markup=False, highlight=False,
-                  soft_wrap=True)
+    for line in lines[1:]:
+        finding = line.startswith("所見") or line.startswith("  - ")
+        console.print(line, style=("green" if report.clean else "bold red") if finding else None, markup=False,
+                      highlight=False, soft_wrap=True)
 
 
 def _progress(console: Console) -> Progress:

@@ -536,8 +536,12 @@ td.n{text-align:right}.bad{color:#b00}.ok{color:#070}</style></head>
 def _environment(autoescape: bool):
     import jinja2
 
+    # Markdown passes raw HTML through to whoever renders it: text from the environment (alarm
+    # reasons, isolation reasons) has its angle brackets escaped there too.
+    finalize = None if autoescape else (lambda v: v.replace("<", "&lt;").replace(">", "&gt;")
+                                        if isinstance(v, str) else v)
     env = jinja2.Environment(autoescape=autoescape, undefined=jinja2.StrictUndefined, trim_blocks=False,
-                             keep_trailing_newline=True)
+                             keep_trailing_newline=True, finalize=finalize)
     env.globals["jst"] = _jst
     return env
 
@@ -601,8 +605,9 @@ def write_report(report: MonitoringReport, out_dir: Path) -> list[Path]:
     return paths
 
 
-def summary_lines(report: MonitoringReport) -> list[str]:
-    """One screen: per tier one line, then the finding (the demo's last output)."""
+def summary_lines(report: MonitoringReport, shown: int = 8) -> list[str]:
+    """One screen: per tier one line, then the finding — the sentence, or the first ``shown``
+    incidents one a line (the demo's last output)."""
     lines = [f"月次監視報告 (monitoring report) {report.month} — {report.deployment}"]
     for t in report.tiers:
         parts = [f"alarms raised {len(t.raised)}, cleared {len(t.cleared)}", f"refused {t.refusals}"]
@@ -620,7 +625,13 @@ def summary_lines(report: MonitoringReport) -> list[str]:
         if t.stats:
             parts.append("statistics = log" if not t.stats.mismatches else f"statistics ≠ log ({len(t.stats.mismatches)})")
         lines.append(f"  {t.tier:<12} " + "; ".join(parts))
-    lines.append(f"所見 (finding): {report.finding}")
+    if report.clean:
+        lines.append(f"所見 (finding): {report.finding}")
+        return lines
+    lines.append(f"所見 (finding): {len(report.incidents)}件 ({len(report.incidents)} incident(s)):")
+    lines += [f"  - {i}"[:160] for i in report.incidents[:shown]]
+    if len(report.incidents) > shown:
+        lines.append(f"  … and {len(report.incidents) - shown} more in the report")
     return lines
 
 
