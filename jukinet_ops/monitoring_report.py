@@ -317,11 +317,12 @@ def metric_sums(cloudwatch: Any, namespace: str, names: Iterable[str], start: dt
     ``[start, end)`` (``GetMetricStatistics``, hourly sums: at most 744 datapoints a month)."""
     out: list[MetricSum] = []
     for name in names:
-        found = []
+        found: dict[tuple, list] = {}  # each dimension set once (the embedded AWS lists one per datapoint)
         for page in cloudwatch.get_paginator("list_metrics").paginate(Namespace=namespace, MetricName=name):
-            found += page.get("Metrics", [])
-        for metric in found:
-            dims = metric.get("Dimensions", [])
+            for metric in page.get("Metrics", []):
+                dims = sorted(metric.get("Dimensions", []), key=lambda d: d["Name"])
+                found.setdefault(tuple((d["Name"], d["Value"]) for d in dims), dims)
+        for dims in found.values():
             points = cloudwatch.get_metric_statistics(Namespace=namespace, MetricName=name, Dimensions=dims,
                                                       StartTime=start, EndTime=end, Period=3600,
                                                       Statistics=["Sum"]).get("Datapoints", [])

@@ -163,3 +163,23 @@ def test_alarm_transitions_are_read_back_from_the_local_notifications_log(tmp_pa
     assert [(e.at, e.tier, e.old, e.new) for e in events] == [
         (at(10, 1), "pref-200000", "OK", "ALARM"), (at(10, 2), "pref-200000", "ALARM", "OK")]
     assert events[0].raised and events[1].cleared
+
+
+class _ListedTwice:
+    """A CloudWatch client whose ListMetrics names one dimension set once per datapoint, as the
+    embedded AWS does, with two hourly sums of 3 and 4."""
+
+    def get_paginator(self, name):
+        metric = {"Namespace": "Jukinet", "MetricName": "UnauthorisedAttempts",
+                  "Dimensions": [{"Name": "tier", "Value": "national"}, {"Name": "service", "Value": "p"}]}
+        return type("P", (), {"paginate": lambda self, **kw: [{"Metrics": [metric, dict(metric)]}]})()
+
+    def get_metric_statistics(self, **kwargs):
+        return {"Datapoints": [{"Sum": 3.0}, {"Sum": 4.0}]}
+
+
+def test_a_metric_listed_once_per_datapoint_is_summed_once():
+    from jukinet_ops.monitoring_report import metric_sums
+
+    [total] = metric_sums(_ListedTwice(), "Jukinet", ["UnauthorisedAttempts"], at(1), at(30))
+    assert total.total == 7.0 and total.dimensions == {"service": "p", "tier": "national"}
