@@ -274,7 +274,7 @@ def incidents(tiers: Iterable[TierReport]) -> list[Incident]:
     found: list[Incident] = []
     for t in tiers:
         for e in t.raised:
-            found.append(Incident(t.tier, f"alarm {e.alarm} raised", f"{_jst(e.at)} JST: {e.reason[:120]}"))
+            found.append(Incident(t.tier, f"alarm {e.alarm} raised", f"{_jst(e.at)} JST; its reason in the alarm table"))
         for name, n in sorted(t.unauthorised.items()):
             found.append(Incident(t.tier, f"{name} {n}", f"metric {name}, sum over the month"))
         if t.signature_failures:
