@@ -113,7 +113,7 @@ PRICES: dict[str, Price] = {
         0.033, "GB-month", "CloudWatch Logs storage", PRICE_LIST.format("AmazonCloudWatch"),
         VIA_COPY.format("APN1-TimedStorage-ByteHrs", "effective 2026-07-01")),
     "cw_dashboard": Price(
-        3.00, "dashboard-month", "CloudWatch dashboard (none in the stacks today)",
+        3.00, "dashboard-month", "CloudWatch dashboard (one per tier stack)",
         "https://www.factualminds.com/blog/amazon-cloudwatch-pricing-metrics-logs-alarms-dashboards/",
         "2026-06-13, us-east-1 price used for Tokyo — assumption", tokyo=False),
     "apigw_rest_request": Price(
@@ -244,18 +244,24 @@ AZS = 2  # infra/config.py DEMO_AZS: two AZs per tier VPC
 INTERFACE_ENDPOINTS = {  # infra/stacks/*.py interface_endpoints (S3 and DynamoDB are free gateway endpoints)
     "national": ("sqs", "kms"),
     "prefecture": ("sqs", "kms", "execute-api"),  # execute-api only where the prefecture has own-use recipients
-    "municipality_tier": ("sqs", "kms"),
+    "municipality_tier": ("sqs", "kms", "execute-api"),  # execute-api: the counter API (docs/card.md)
 }
-KMS_KEYS = {  # synthesized nagano-demo: 91 keys = 7 + 5 + 2 + 77
-    "national": 7,  # audit, at-rest, transport, envelope, provision-log, provision-batch, provision-seal (ECC)
+KMS_KEYS = {  # per stack, checked against the synthesized nagano-demo by tests/infra/test_projection_counts.py
+    "national": 8,  # audit, at-rest, transport, envelope, provision-log, provision-batch, provision-seal (ECC),
+    #                 seal archive
     "prefecture": 5,  # audit, at-rest, transport, envelope, signing (ECC)
-    "municipality_tier": 2,  # audit, at-rest
+    "municipality_tier": 4,  # audit, at-rest, card table, card-event signing (ECC)
     "per_municipality": 1,  # the CS's signing key (ECC), infra/stacks/municipality.py
 }
-ALARMS = {  # single-metric alarms per stack (synthesized nagano-demo: 11 + 6 + 1 + 16 grouped = 34)
-    "national": 11,
-    "prefecture": 6,
-    "municipality_tier": 1,
+ALARMS = {  # single-metric alarms per stack (tests/infra/test_projection_counts.py; the CS alarms are grouped)
+    "national": 40,
+    "prefecture": 8,
+    "municipality_tier": 6,
+}
+ALARM_METRICS = {  # the metrics those alarms watch (a metric-math alarm is priced per metric it evaluates)
+    "national": 41,
+    "prefecture": 8,
+    "municipality_tier": 6,
 }
 CS_ALARM_METRICS_PER_MUNICIPALITY = 2  # errors and throttles, grouped ten CSs to an alarm (FUNCTIONS_PER_ALARM)
 FUNCTIONS_PER_ALARM = 10
@@ -266,7 +272,7 @@ CUSTOM_METRICS = {  # Powertools metrics, dimensions {service, tier} (lambdas/ju
     "national": 5 + 12,  # the processor's five + eleven provision metrics + the gateway-refusals metric filter
     "per_recipient": 1,  # RecordsProvidedByRecipient
 }
-DASHBOARDS = 0  # no AWS::CloudWatch::Dashboard in the stacks
+DASHBOARDS = {"national": 1, "prefecture": 1, "municipality_tier": 1}  # one per tier stack
 SQS_EVENT_SOURCES = {"prefecture": 1, "national": 2}  # inbound queues; national adds the provision batch queue
 
 PROCESSOR_MEMORY_MB = 1024  # infra/stacks/processing.py
@@ -813,8 +819,13 @@ def kms_keys(shape: Shape) -> int:
 
 
 def symmetric_keys(shape: Shape) -> int:
-    """Keys with yearly rotation (all but the ECC signing keys): each rotation adds $1 a month."""
-    return kms_keys(shape) - 1 - shape.prefectures - shape.municipalities
+    """Keys with yearly rotation (all but the ECC signing keys: the seal key, each prefecture's
+    and each municipality tier's, each CS's): each rotation adds $1 a month."""
+    return kms_keys(shape) - 1 - 2 * shape.prefectures - shape.municipalities
+
+
+def dashboards(shape: Shape) -> int:
+    return DASHBOARDS["national"] + shape.prefectures * (DASHBOARDS["prefecture"] + DASHBOARDS["municipality_tier"])
 
 
 def cs_alarms(shape: Shape) -> int:
@@ -828,7 +839,9 @@ def cs_alarms(shape: Shape) -> int:
 def alarm_counts(shape: Shape) -> tuple[int, int]:
     """(alarms, alarm metrics): CloudWatch prices an alarm per metric it evaluates."""
     single = ALARMS["national"] + shape.prefectures * (ALARMS["prefecture"] + ALARMS["municipality_tier"])
-    return single + cs_alarms(shape), single + shape.municipalities * CS_ALARM_METRICS_PER_MUNICIPALITY
+    metrics = ALARM_METRICS["national"] + shape.prefectures * (ALARM_METRICS["prefecture"]
+                                                               + ALARM_METRICS["municipality_tier"])
+    return single + cs_alarms(shape), metrics + shape.municipalities * CS_ALARM_METRICS_PER_MUNICIPALITY
 
 
 def custom_metrics(shape: Shape) -> int:
@@ -854,7 +867,7 @@ def fixed_lines(shape: Shape, *, muni_azs: int = AZS) -> list[tuple[str, float, 
         ("KMS keys (one signing key per municipality)", kms_keys(shape), kms_keys(shape) * usd("kms_key_month")),
         (f"alarms ({alarms} alarms, priced per metric)", alarm_metrics, alarm_metrics * usd("cw_alarm_metric")),
         ("custom metrics", custom_metrics(shape), custom_metrics(shape) * usd("cw_custom_metric")),
-        ("dashboards", DASHBOARDS, DASHBOARDS * usd("cw_dashboard")),
+        ("dashboards", dashboards(shape), dashboards(shape) * usd("cw_dashboard")),
         ("trails (management events: first copy free)", shape.accounts, 0.0),
         ("idle SQS pollers (event sources)", event_sources(shape),
          event_sources(shape) * IDLE_POLLER_RECEIVES_A_MONTH * usd("sqs_request")),
@@ -882,17 +895,19 @@ def standing_data_lines(residents: int) -> list[tuple[str, float, float]]:
 
 def cuts(yen: float = YEN_PER_USD) -> list[tuple[str, float, str, str]]:
     """(measure, USD a month saved for the country, effect on isolation, verdict)."""
-    ep_saving = (endpoint_azs(COUNTRY) - endpoint_azs(COUNTRY, muni_azs=1)) * HOURS_PER_MONTH * usd("vpce_hour")
+    # The CS's endpoints only (SQS, KMS): the counter API's execute-api endpoint keeps both AZs.
+    cs_endpoints = len([e for e in INTERFACE_ENDPOINTS["municipality_tier"] if e != "execute-api"])
+    ep_saving = PREFECTURES * cs_endpoints * (AZS - 1) * HOURS_PER_MONTH * usd("vpce_hour")
     merge_saving = (PREFECTURES * len(INTERFACE_ENDPOINTS["municipality_tier"]) * AZS * HOURS_PER_MONTH
                     * usd("vpce_hour"))
     per_municipality_vpcs = (MUNICIPALITIES - PREFECTURES) * 2 * AZS * HOURS_PER_MONTH * usd("vpce_hour")
     key_saving = (MUNICIPALITIES - PREFECTURES) * usd("kms_key_month")
     per_alarm_saving = (MUNICIPALITIES * CS_ALARM_METRICS_PER_MUNICIPALITY - 2 * PREFECTURES) * usd("cw_alarm_metric")
     return [
-        ("municipality-tier interface endpoints in one AZ instead of two", ep_saving,
+        ("municipality-tier SQS and KMS endpoints in one AZ instead of two", ep_saving,
          "none: each tier keeps its own VPC, endpoints and endpoint policies",
          ("do it: the CS is asynchronous (S3 retries the invocation, then the failed-event queue); an AZ outage "
-          "delays exports, loses none")),
+          "delays exports, loses none. The counter API's execute-api endpoint keeps two AZs: a resident waits")),
         ("one municipality-tier VPC per prefecture (not per municipality)", 0.0, "none",
          f"already so (docs/decisions/0002); a VPC per municipality would add ${per_municipality_vpcs:,.0f} a month"),
         ("one CS alarm per prefecture (Metrics Insights query) instead of one per 10 CSs", per_alarm_saving, "none",

@@ -70,7 +70,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from jukinet.clock import system_clock
 
@@ -1108,7 +1108,7 @@ class LocalApi:
                     self._log_stream_ready = True
                 self._logs.put_log_events(logGroupName=group, logStreamName=self._log_stream, logEvents=[
                     {"timestamp": exchange.request_time_epoch, "message": line}])
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a log line lost never costs the caller an answer
             log.warning("access log line not written to %s: %s", group, exc)
 
     def _log_variables(self, exchange: _Exchange, status: int, length: int) -> dict[str, Any]:
@@ -1245,8 +1245,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the rest of the body is still unread
             self.send_error(413 if "Too Long" in str(exc) else 400, str(exc))
             return
-        status, headers, payload = api.handle(self.command, self.path, list(self.headers.items()), body,
-                                              protocol=self.request_version)
+        try:
+            status, headers, payload = api.handle(self.command, self.path, list(self.headers.items()), body,
+                                                  protocol=self.request_version)
+        except Exception:  # never an empty reply: the caller gets API Gateway's 500 and the log the cause
+            log.exception("local API failed outside the gateway on %s %s", self.command, self.path)
+            status, headers, payload = _error_response(
+                _Refusal(500, INTERNAL_ERROR, "InternalServerErrorException", "DEFAULT_5XX"))
         self.send_response(status)
         for key, value in headers:
             if key.lower() not in ("content-length", "connection", "transfer-encoding"):

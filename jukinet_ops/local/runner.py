@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 # Host variables a function still sees (the interpreter and libraries need them); all else,
 # AWS_PROFILE and friends included, is hidden so nothing of the host's AWS setup leaks in.
 # libfaketime's settings pass through: a clock moved for the whole process (scripts/test-any-date)
-# is read from FAKETIME on every call, so hiding it would give the function the real clock.
+# is read from FAKETIME (every few seconds), so hiding it would give the function the real clock.
 _HOST_VARIABLES = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT",
                    "PYTHONHASHSEED", "PYTHONUTF8", "SSL_CERT_FILE", "SSL_CERT_DIR", "TZ",
                    "LD_PRELOAD", "FAKETIME", "FAKETIME_NO_CACHE", "DONT_FAKE_MONOTONIC")
@@ -75,10 +75,13 @@ _DEFAULT_ASYNC_RETRIES = 2  # Lambda's default for asynchronous invocations
 
 def replace_environ(variables: Mapping[str, str]) -> None:
     """Make ``os.environ`` exactly ``variables`` without ever clearing it: a variable in both
-    (FAKETIME, read by libfaketime on every clock call, from any thread) is never absent."""
+    (FAKETIME, read by libfaketime from any thread) is never absent."""
     for name in [k for k in os.environ if k not in variables]:
         del os.environ[name]
-    os.environ.update(variables)
+    # Only what changes: each setenv may move the C environment under a thread reading it.
+    for name, value in variables.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 class FunctionNotRunnable(RuntimeError):

@@ -33,8 +33,13 @@ def test_spellings_with_equal_normalised_kana_share_an_index(spelling):
 
 
 @given(name=kana_names, born=birth_dates)
-def test_index_is_deterministic(name, born):
-    assert blind_index(KEY, name, born) == blind_index(KEY, name, born)
+def test_hiragana_and_half_width_spellings_of_any_name_meet(name, born):
+    import jaconv
+
+    index = blind_index(KEY, name, born)
+    assert len(index) == 2 * INDEX_BYTES and int(index, 16) >= 0
+    assert blind_index(KEY, jaconv.kata2hira(name), born) == index
+    assert blind_index(KEY, jaconv.z2h(name, kana=True, ascii=True, digit=True), born) == index
 
 
 @given(a=kana_names, b=kana_names, born=birth_dates)

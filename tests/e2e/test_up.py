@@ -214,6 +214,9 @@ def test_up_serves_a_dropped_file_to_an_agency_and_down_leaves_nothing_running(t
         assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
         assert not _alive(moto_pid)
         assert not files.env.exists() and not files.credentials.exists()
+    except subprocess.CalledProcessError as failed:  # show what the environment said meanwhile
+        pytest.fail(f"{failed}\nstdout: {failed.stdout}\nstderr: {failed.stderr}\n"
+                    f"jukinet up's output (end):\n{log.read_text(errors='replace')[-4000:]}")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)

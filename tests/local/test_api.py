@@ -437,6 +437,15 @@ def test_malformed_proxy_response_is_a_502(api: LocalApi, caller: LocalPrincipal
     assert (response.status, response.json()) == (502, {"message": "Internal server error"})
 
 
+@slow
+def test_a_failure_outside_the_gateway_is_a_500_never_an_empty_reply(api: LocalApi, caller: LocalPrincipal,
+                                                                     monkeypatch):
+    # E.g. the clock or the access-log write failing: the caller still gets an answer.
+    monkeypatch.setattr(api, "_access_log", lambda *args: (_ for _ in ()).throw(OSError("disk full")))
+    response = api.request(caller, "GET", "/fail")
+    assert (response.status, response.json()) == (500, {"message": "Internal server error"})
+
+
 # -- access logs ---------------------------------------------------------------------------------
 
 

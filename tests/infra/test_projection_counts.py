@@ -1,0 +1,112 @@
+"""The cost projection (bench/projection.py) counts what the stacks really hold.
+
+Its fixed monthly cost scales per-tier counts (KMS keys, interface endpoints, alarms and the
+metrics they watch, dashboards, SQS event sources) to the country. Each count is checked here
+against the synthesized nagano-demo, tier by tier, so adding a key or an alarm to a stack
+fails this test until the projection (and docs/performance.md, which prints it) says so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.stacks.municipality import MunicipalityBaseStack, MunicipalityStack
+from infra.stacks.national import NationalStack
+from infra.stacks.prefecture import PrefectureStack
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "projection.py"
+
+
+def _projection():
+    spec = importlib.util.spec_from_file_location("projection", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["projection"] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+p = _projection()
+KINDS = {"national": NationalStack, "prefecture": PrefectureStack, "municipality_tier": MunicipalityBaseStack,
+         "municipality_cs": MunicipalityStack}
+
+
+def _resources(nagano, kind: str, resource_type: str) -> list[dict[str, Any]]:
+    names = [s.stack_name for s in nagano.built.stacks if type(s) is KINDS[kind]]
+    assert names, f"no {kind} stack in the synthesized nagano-demo"
+    return [r for name in names for r in nagano.templates[name]["Resources"].values() if r["Type"] == resource_type]
+
+
+def _count(nagano, kind: str, resource_type: str) -> int:
+    return len(_resources(nagano, kind, resource_type))
+
+
+def _alarm_metrics(alarm: dict[str, Any]) -> int:
+    """CloudWatch prices an alarm per metric it evaluates: a metric-math alarm's MetricStats."""
+    stats = [m for m in alarm["Properties"].get("Metrics", []) if "MetricStat" in m]
+    return len(stats) or 1
+
+
+def test_the_synthesized_shape_is_the_projection_s_nagano(nagano):
+    assert len(nagano.built.prefectures) == p.NAGANO.prefectures == 1
+    assert len(nagano.deployment.prefectures[0].municipality_tier.municipalities) == p.NAGANO_MUNICIPALITIES
+
+
+@pytest.mark.parametrize("kind", ["national", "prefecture", "municipality_tier"])
+def test_kms_keys_per_tier(nagano, kind):
+    assert _count(nagano, kind, "AWS::KMS::Key") == p.KMS_KEYS[kind]
+
+
+def test_one_kms_key_per_municipality_in_the_cs_stacks(nagano):
+    per_municipality = p.KMS_KEYS["per_municipality"]
+    assert _count(nagano, "municipality_cs", "AWS::KMS::Key") == p.NAGANO_MUNICIPALITIES * per_municipality
+    assert p.kms_keys(p.NAGANO) == len(nagano.props("AWS::KMS::Key"))
+
+
+@pytest.mark.parametrize("kind", ["national", "prefecture", "municipality_tier"])
+def test_interface_endpoints_per_tier(nagano, kind):
+    interface = [r for r in _resources(nagano, kind, "AWS::EC2::VPCEndpoint")
+                 if r["Properties"].get("VpcEndpointType") == "Interface"]
+    assert len(interface) == len(p.INTERFACE_ENDPOINTS[kind])
+    # each in every AZ of its VPC: one private subnet per AZ
+    for endpoint in interface:
+        assert len(endpoint["Properties"]["SubnetIds"]) == p.AZS
+
+
+def test_endpoint_azs_of_nagano_are_the_synthesized_ones(nagano):
+    synthesized = sum(len(props["SubnetIds"]) for props in nagano.props("AWS::EC2::VPCEndpoint")
+                      if props.get("VpcEndpointType") == "Interface")
+    assert p.endpoint_azs(p.NAGANO) == synthesized
+
+
+@pytest.mark.parametrize("kind", ["national", "prefecture", "municipality_tier"])
+def test_single_alarms_per_tier(nagano, kind):
+    assert _count(nagano, kind, "AWS::CloudWatch::Alarm") == p.ALARMS[kind]
+
+
+@pytest.mark.parametrize("kind", ["national", "prefecture", "municipality_tier"])
+def test_alarm_metrics_per_tier(nagano, kind):
+    assert sum(_alarm_metrics(a) for a in _resources(nagano, kind, "AWS::CloudWatch::Alarm")) == p.ALARM_METRICS[kind]
+
+
+def test_grouped_cs_alarms_and_every_alarm_metric(nagano):
+    assert _count(nagano, "municipality_cs", "AWS::CloudWatch::Alarm") == p.cs_alarms(p.NAGANO)
+    alarms = [{"Properties": props} for props in nagano.props("AWS::CloudWatch::Alarm")]
+    assert p.alarm_counts(p.NAGANO) == (len(alarms), sum(_alarm_metrics(a) for a in alarms))
+
+
+@pytest.mark.parametrize("kind", ["national", "prefecture", "municipality_tier"])
+def test_dashboards_per_tier(nagano, kind):
+    assert _count(nagano, kind, "AWS::CloudWatch::Dashboard") == p.DASHBOARDS[kind]
+
+
+def test_sqs_event_sources(nagano):
+    for kind in ("national", "prefecture"):
+        assert _count(nagano, kind, "AWS::Lambda::EventSourceMapping") == p.SQS_EVENT_SOURCES[kind]
+    assert p.event_sources(p.NAGANO) == len(nagano.props("AWS::Lambda::EventSourceMapping"))
