@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import time
 
 import pytest
 
@@ -80,11 +81,23 @@ def test_a_clean_stretch_then_refused_calls_are_in_the_report_with_their_evidenc
                                                "resident_codes": codes[:1]}) == 403
     assert _post(api, principals["nenkin"], {"affair_code": "DEMO-T1-ENGO-PENSION",
                                              "resident_codes": codes[:1]}) == 403
-    runner.monitoring.evaluate(dt.datetime.now(dt.UTC))
-    reports = _reports(deployment, notifications, started)
+    # GatewayRefusals comes from the access log through a metric filter, which (on AWS too)
+    # lags the call: read again, briefly, until the filter's datapoint is in.
+    for _ in range(4):
+        runner.monitoring.evaluate(dt.datetime.now(dt.UTC))
+        reports = _reports(deployment, notifications, started)
+        tiers = [t for r in reports for t in r.tiers if t.tier == "national"]
+        if sum(t.gateway_refusals for t in tiers):
+            break
+        time.sleep(5)
     assert not all(r.clean for r in reports)
-    tiers = [t for r in reports for t in r.tiers if t.tier == "national"]
-    assert sum(t.gateway_refusals for t in tiers) >= 1
+    cw = aws.client("cloudwatch")
+    listed = cw.list_metrics(Namespace="Jukinet", MetricName="GatewayRefusals")["Metrics"]
+    stats = [cw.get_metric_statistics(Namespace="Jukinet", MetricName="GatewayRefusals", Dimensions=m["Dimensions"],
+                                      StartTime=started - dt.timedelta(hours=1),
+                                      EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), Period=60,
+                                      Statistics=["Sum"])["Datapoints"] for m in listed]
+    assert sum(t.gateway_refusals for t in tiers) >= 1, (listed, stats, list(api.access_log)[-3:], started)
     assert sum(t.refusals_by_code.get("AFFAIR_NOT_AGREED", 0) for t in tiers) == 1
     raised = {e.alarm for t in tiers for e in t.raised}
     assert {"jukinet-national-provision-unauthorised-attempts", "jukinet-national-provision-gateway-refusals"} <= raised
