@@ -247,29 +247,33 @@ INTERFACE_ENDPOINTS = {  # infra/stacks/*.py interface_endpoints (S3 and DynamoD
     "municipality_tier": ("sqs", "kms", "execute-api"),  # execute-api: the counter API (docs/card.md)
 }
 KMS_KEYS = {  # per stack, checked against the synthesized nagano-demo by tests/infra/test_projection_counts.py
-    "national": 8,  # audit, at-rest, transport, envelope, provision-log, provision-batch, provision-seal (ECC),
-    #                 seal archive
-    "prefecture": 5,  # audit, at-rest, transport, envelope, signing (ECC)
+    "national": 9,  # audit, at-rest, transport, envelope, provision-log, provision-batch, provision-seal (ECC),
+    #                 seal archive, security reports
+    "prefecture": 6,  # audit, at-rest, transport, envelope, signing (ECC), security reports
     "municipality_tier": 4,  # audit, at-rest, card table, card-event signing (ECC)
     "per_municipality": 1,  # the CS's signing key (ECC), infra/stacks/municipality.py
 }
 ALARMS = {  # single-metric alarms per stack (tests/infra/test_projection_counts.py; the CS alarms are grouped)
-    "national": 40,
-    "prefecture": 8,
-    "municipality_tier": 6,
+    "national": 45,
+    "prefecture": 12,
+    "municipality_tier": 9,
 }
 ALARM_METRICS = {  # the metrics those alarms watch (a metric-math alarm is priced per metric it evaluates)
-    "national": 41,
-    "prefecture": 8,
-    "municipality_tier": 6,
+    "national": 46,
+    "prefecture": 12,
+    "municipality_tier": 9,
 }
 CS_ALARM_METRICS_PER_MUNICIPALITY = 2  # errors and throttles, grouped ten CSs to an alarm (FUNCTIONS_PER_ALARM)
 FUNCTIONS_PER_ALARM = 10
 MAX_MUNICIPALITIES_PER_STACK = 40  # infra/config.py DEFAULT_MAX_MUNICIPALITIES_PER_STACK
-CUSTOM_METRICS = {  # Powertools metrics, dimensions {service, tier} (lambdas/jukinet/**)
-    "prefecture": 5,  # SequenceGaps, NoticesStored, NoticesDuplicate, SignatureFailures, NoticesDeadLettered
-    "municipality_tier": 3,  # DuplicateFiles, NoticesSent, RowsRejected (one service per municipality tier)
-    "national": 5 + 12,  # the processor's five + eleven provision metrics + the gateway-refusals metric filter
+CUSTOM_METRICS = {  # Powertools metrics, dimensions {service, tier} (lambdas/jukinet/**), and metric filters
+    # each tier: + 3 network-watch metric filters (FlowLogRejects, FlowLogLeavingVpc, DnsOutsideEndpointZones);
+    # each processing tier: + ReconciliationMismatches. RefusalsByCode (one metric per refusal code that occurs)
+    # is not counted.
+    "prefecture": 5 + 1 + 3,  # SequenceGaps, NoticesStored, NoticesDuplicate, SignatureFailures, NoticesDeadLettered
+    "municipality_tier": 3 + 3,  # DuplicateFiles, NoticesSent, RowsRejected (one service per municipality tier)
+    "national": 5 + 12 + 1 + 1 + 3,  # the processor's five + eleven provision metrics + the gateway-refusals metric
+    #                                  filter, ProvisionStatsMismatch
     "per_recipient": 1,  # RecordsProvidedByRecipient
 }
 DASHBOARDS = {"national": 1, "prefecture": 1, "municipality_tier": 1}  # one per tier stack

@@ -9,7 +9,12 @@
                          days not sealed yet and of named residents; exit 1 on any problem
     jukinet disclose     one resident's provisions (提供状況の開示) with the check of their chain
     jukinet provision-stats
-                         records provided in a month per recipient, affair and function
+                         records provided in a month per recipient, affair and function, or per
+                         prefecture (--by prefecture); --check compares the counters with the log
+    jukinet monitoring-report
+                         the month's monitoring report per tier (alarms, refusals, signature
+                         failures, network rejects, break-glass, isolations, seals) and the
+                         finding, as Markdown, HTML and CSV
     jukinet card-stats   resident cards per municipality and month: issued, suspended, revoked,
                          authentications ok and refused by reason (docs/card.md)
     jukinet checklist    the security checklist per municipality, read from the deployed
@@ -144,7 +149,7 @@ def _use_local(args: argparse.Namespace) -> None:
 
 # Commands that act on a deployed environment: each takes --local.
 LOCAL_COMMANDS = ("reconcile", "verify", "disclose", "provision-stats", "card-stats", "checklist", "access-review",
-                  "isolate", "restore", "isolation-status", "status", "redrive")
+                  "isolate", "restore", "isolation-status", "status", "redrive", "monitoring-report")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -272,17 +277,61 @@ def cmd_disclose(args: argparse.Namespace) -> int:
 def cmd_provision_stats(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from jukinet_ops.provision import monthly_statistics, stats_csv, stats_json, stats_table
+    from jukinet.services.provision_audit import check_statistics
+    from jukinet_ops import provision as p
 
     deployment, log = _provision_log(args)
-    rows = monthly_statistics(log, args.month, deployment.agencies)
-    if args.format == "csv":
-        sys.stdout.write(stats_csv(rows, args.month))
-    elif args.format == "json":
-        print(stats_json(rows, args.month))
+    if args.by == "prefecture":
+        rows = p.monthly_statistics_by_prefecture(log, args.month, deployment)
+        render = {"csv": p.prefecture_csv, "json": p.prefecture_json, "table": p.prefecture_table}[args.format]
     else:
-        Console().print(stats_table(rows, args.month))
-    return 0
+        rows = p.monthly_statistics(log, args.month, deployment.agencies)
+        render = {"csv": p.stats_csv, "json": p.stats_json, "table": p.stats_table}[args.format]
+    output = render(rows, args.month)
+    if args.format == "table":
+        Console().print(output)
+    else:
+        sys.stdout.write(output if output.endswith("\n") else output + "\n")
+    if not args.check:
+        return 0
+    check = check_statistics(log, args.month, now=args.now)
+    p.print_stats_check(check, Console(stderr=args.format != "table"))
+    return 0 if check.ok else 1
+
+
+def cmd_monitoring_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from infra.config import load_deployment
+    from jukinet_ops.monitoring_report import (
+        monitoring_report,
+        render_csv,
+        render_html,
+        render_markdown,
+        summary_lines,
+        write_report,
+    )
+    from jukinet_ops.up import state_dir
+
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    deployment = load_deployment(args.deployment)
+    os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
+    notifications = Path(args.notifications) if args.notifications else (
+        state_dir() / "notifications.log" if args.local else None)
+    report = monitoring_report(deployment, args.month, now=args.now, notifications=notifications)
+    if args.format == "markdown":
+        sys.stdout.write(render_markdown(report))
+    elif args.format == "html":
+        sys.stdout.write(render_html(report))
+    elif args.format == "csv":
+        sys.stdout.write(render_csv(report))
+    else:
+        print("\n".join(summary_lines(report)))
+    if args.out:
+        for path in write_report(report, Path(args.out)):
+            print(f"written: {path}", file=sys.stderr)
+    return 0 if report.clean else 1
 
 
 def cmd_card_stats(args: argparse.Namespace) -> int:
@@ -390,9 +439,33 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
                                      "total.")
     sta.add_argument("--month", type=_month, default=this_month, help="YYYY-MM, Japan time (default: this month)")
     sta.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sta.add_argument("--by", choices=["recipient", "prefecture"], default="recipient",
+                     help="recipient: per recipient, affair and function (default); prefecture: per prefecture of "
+                          "the resident provided and recipient (the seed's table)")
+    sta.add_argument("--check", action="store_true",
+                     help="also compare the counters with the provisions the log holds for the month (its seals' "
+                          "manifests, and the entries of hours not sealed yet); exit 1 on a difference")
     sta.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
     _add_deployment(sta)
     sta.set_defaults(func=cmd_provision_stats)
+
+    mon = sub.add_parser("monitoring-report", help="the month's monitoring report per tier (月次監視報告)",
+                         description="Per tier and month (Japan time): alarms raised and cleared with their times, "
+                                     "refused calls by code, signature failures, gateway refusals, flow-log rejects, "
+                                     "break-glass uses, isolation events, the provision log's seals made or missing "
+                                     "and its statistics against the log, and the finding. Read from the deployed "
+                                     "environment; exit 1 when the finding lists incidents (docs/operations.md).")
+    mon.add_argument("--month", type=_month, default=this_month, help="YYYY-MM, Japan time (default: this month)")
+    mon.add_argument("--format", choices=["summary", "markdown", "html", "csv"], default="summary",
+                     help="what to print (default: a one-screen summary)")
+    mon.add_argument("--out", metavar="DIR", default=None,
+                     help="also write monitoring-<month>.md, .html and .csv into DIR")
+    mon.add_argument("--notifications", metavar="FILE", default=None,
+                     help="read alarm transitions from this local record (default with --local: "
+                          ".jukinet/notifications.log; otherwise CloudWatch's alarm history)")
+    mon.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. the embedded AWS)")
+    _add_deployment(mon)
+    mon.set_defaults(func=cmd_monitoring_report)
 
     cst = sub.add_parser("card-stats", help="resident cards per municipality and month (docs/card.md)",
                          description="Cards issued, suspended, resumed, revoked, expired, PIN resets and locks, "

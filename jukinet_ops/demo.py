@@ -19,7 +19,9 @@
    provision log's verification;
 8. show the notifications sent: every alarm transition that notified a tier's alarm topic
    (e-mail, chat) is a line of ``.jukinet/notifications.log`` (time, tier, alarm, old→new,
-   reason); the last few are printed.
+   reason); the last few are printed;
+9. the month's monitoring report (``jukinet monitoring-report``): per tier in one line, and
+   the finding — the demo's forged message and refused requests are its incidents.
 """
 
 from __future__ import annotations
@@ -181,6 +183,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         run_card_demo(console, deployment, env, runner, month=month_jst(clock()))
         print_alarm_status(console, monitoring.evaluate(), title="Alarms after the counter step")
         print_notifications(console, notifications)
+        print_monitoring_report(console, deployment, notifications.path, clock)
         timings["total"] = time.perf_counter() - started
         console.print(f"Demo finished in {timings['total']:.0f} s (synth {timings['synth']:.0f}, deploy "
                       f"{timings['deploy']:.0f}, CS {timings['cs']:.0f}, tiers {timings['tiers']:.0f}, "
@@ -304,6 +307,23 @@ def print_notifications(console: Console, notifications, shown: int = 6) -> None
         console.print("   " + "  ".join(line.split("  ")[:4]), markup=False, highlight=False, soft_wrap=True)
     if len(alarming) > shown:
         console.print(f"   … and {len(alarming) - shown} earlier")
+
+
+def print_monitoring_report(console: Console, deployment, notifications: Path, clock: Clock) -> None:
+    """The month's monitoring report (``jukinet monitoring-report``) in one screen, read from the
+    embedded AWS like any deployed environment; the Markdown, HTML and CSV go to .jukinet/reports/."""
+    from jukinet_ops.monitoring_report import monitoring_report, summary_lines, write_report
+
+    now = clock()
+    report = monitoring_report(deployment, month_jst(now), now=now, notifications=notifications)
+    paths = write_report(report, WORK_DIR / "reports")
+    lines = summary_lines(report)
+    console.print(f"[bold]{lines[0]}[/] — {', '.join(p.name for p in paths)} in {paths[0].parent}",
+                  highlight=False)
+    for line in lines[1:]:
+        finding = line.startswith("所見") or line.startswith("  - ")
+        console.print(line, style=("green" if report.clean else "bold red") if finding else None, markup=False,
+                      highlight=False, soft_wrap=True)
 
 
 def _progress(console: Console) -> Progress:

@@ -370,3 +370,85 @@ def stats_json(rows: Sequence[StatsRow], month: str) -> str:
                   "records": r.records} for r in body],
         "total": sum(r.records for r in body),
     }, ensure_ascii=False, indent=2)
+
+
+# --- provision-stats --by prefecture, --check ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrefectureRow:
+    """The seed's provision table per prefecture: records of residents of ``prefecture``
+    provided to ``recipient_id`` in the month. The last row (``prefecture == ""``) is the total."""
+
+    prefecture: str
+    prefecture_name: str
+    recipient_id: str
+    recipient_name: str
+    records: int
+
+    @property
+    def is_total(self) -> bool:
+        return self.prefecture == ""
+
+
+def prefecture_rows(counts: Mapping[tuple[str, str], int], agencies: Iterable = (),
+                    prefectures: Iterable = ()) -> list[PrefectureRow]:
+    """Rows per prefecture (code order) and recipient (configuration order), then the total.
+    ``agencies``/``prefectures``: ``infra.config`` objects, for the names."""
+    order: dict[str, int] = {}
+    names: dict[str, str] = {}
+    for i, a in enumerate(agencies):
+        order[a.agency_id] = i
+        names[a.agency_id] = a.name_ja or a.name
+    pref_names = {p.code: p.name for p in prefectures}
+    rows = [PrefectureRow(p, pref_names.get(p, ""), r, names.get(r, ""), n) for (r, p), n in counts.items() if n]
+    rows.sort(key=lambda x: (x.prefecture, order.get(x.recipient_id, len(order)), x.recipient_id))
+    rows.append(PrefectureRow("", "合計", "", "total", sum(r.records for r in rows)))
+    return rows
+
+
+def monthly_statistics_by_prefecture(log: ProvisionLog, month: str, deployment) -> list[PrefectureRow]:
+    return prefecture_rows(log.statistics_by_prefecture(month, [a.agency_id for a in deployment.agencies]),
+                           deployment.agencies, deployment.prefectures)
+
+
+def prefecture_table(rows: Sequence[PrefectureRow], month: str) -> Table:
+    table = Table(title=f"Provisions {month} per prefecture of the resident (都道府県別 本人確認情報の提供件数)")
+    for name, justify in [("prefecture", "left"), ("recipient", "left"), ("month", "left"), ("records", "right")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for i, r in enumerate(rows):
+        last_before_total = i + 1 < len(rows) and rows[i + 1].is_total
+        table.add_row(f"{r.prefecture_name} {r.prefecture}".strip(),
+                      f"{r.recipient_name} ({r.recipient_id})" if r.recipient_id else r.recipient_name,
+                      "" if r.is_total else month, f"{r.records:,}", style="bold" if r.is_total else None,
+                      end_section=last_before_total)
+    return table
+
+
+def prefecture_csv(rows: Sequence[PrefectureRow], month: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["prefecture", "prefecture_name", "recipient_id", "recipient_name", "month", "records"])
+    for r in rows:
+        writer.writerow([r.prefecture, r.prefecture_name, r.recipient_id, r.recipient_name, month, r.records])
+    return out.getvalue()
+
+
+def prefecture_json(rows: Sequence[PrefectureRow], month: str) -> str:
+    body = [r for r in rows if not r.is_total]
+    return json.dumps({"month": month, "rows": [
+        {"prefecture": r.prefecture, "prefecture_name": r.prefecture_name, "recipient_id": r.recipient_id,
+         "recipient_name": r.recipient_name, "records": r.records} for r in body],
+        "total": sum(r.records for r in body)}, ensure_ascii=False, indent=2)
+
+
+def print_stats_check(check, console: Console | None = None) -> None:  # check: provision_audit.StatsCheck
+    console = console or Console()
+    if check.ok:
+        console.print(f"[green]Counters of {check.month} equal the log: {check.entries:,} provision(s), "
+                      f"{check.sealed:,} sealed.[/]")
+        return
+    console.print(f"[bold red]Counters of {check.month} differ from the log ({check.entries:,} provision(s), "
+                  f"{check.sealed:,} sealed, {check.missing} named by a seal but gone):[/]")
+    for row in check.mismatches:
+        console.print(f"  {escape(str(row))}", highlight=False)

@@ -757,6 +757,12 @@ class ProvisionApi(Construct):
                                               statistic=cloudwatch.Stats.SUM, period=SEAL_HEARTBEAT),
                      threshold=1, comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                      treat_missing_data=cloudwatch.TreatMissingData.BREACHING, doc=DOC)
+        # Once a month: the sealer of a month's last hour compares the statistics with the log.
+        alarms.alarm("ProvisionStatsMismatch", name=names.alarm(NATIONAL, "provision-stats-mismatch"),
+                     description="The month's provision statistics (the counters provision-stats prints) differ "
+                                 "from the provisions the sealed provision log holds for that month; the sealer's "
+                                 "log names each row.",
+                     metric=custom_metric("ProvisionStatsMismatch", service=service, tier=NATIONAL), doc=DOC)
         alarms.alarm("ProvisionSealerThrottled", name=names.alarm(NATIONAL, "provision-sealer-throttled"),
                      description="The provision log's sealer was throttled (its concurrency set to 0 stops it).",
                      metric=self.sealer.function.metric_throttles(period=PERIOD, statistic=cloudwatch.Stats.SUM),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 logger = Logger()
 metrics = Metrics(namespace="Jukinet")
 
-__all__ = ["MetricUnit", "flush", "logger", "metrics", "use_tier"]
+__all__ = ["MetricUnit", "count_refused_by_code", "flush", "logger", "metrics", "use_tier"]
 
 
 def use_tier(tier: str) -> None:
@@ -32,3 +32,12 @@ def flush() -> None:
         metrics.flush_metrics()
     metrics.clear_metrics()
     metrics.provider.timestamp = None
+
+
+def count_refused_by_code(code: str) -> None:
+    """One refused call under the dimensions {service, code}: ``RefusalsByCode``, which the
+    monthly monitoring report sums per code (``jukinet_ops/monitoring_report.py``). Its own
+    EMF line, beside the {service, tier} set the alarms read."""
+    with single_metric(name="RefusalsByCode", unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
+                       default_dimensions={"service": metrics.service or "jukinet"}) as metric:
+        metric.add_dimension(name="code", value=code)

@@ -70,12 +70,13 @@ def _cached_synth(deployment: str) -> Path:
 
 
 @contextlib.contextmanager
-def deployed_nagano(tmp_path_factory: Any, *, monitoring: bool = False,
+def deployed_nagano(tmp_path_factory: Any, *, monitoring: bool = False, notifications: Any = None,
                     **runner_options: Any) -> Iterator[tuple[Any, Any, LocalRunner]]:
     """(deployment, deployed environment, runner); this process talks to the embedded AWS
     meanwhile (AWS_ENDPOINT_URL and local credentials), and is restored afterwards.
     ``monitoring``: the functions' metrics go to the embedded CloudWatch and
-    ``runner.monitoring`` (a ``LocalMonitoring``) evaluates the alarms."""
+    ``runner.monitoring`` (a ``LocalMonitoring``) evaluates the alarms, recording each
+    notifying transition in ``notifications`` (a ``NotificationLog``) if given."""
     deployment = load_deployment("nagano-demo")
     out = nagano_assembly(tmp_path_factory)
     saved = dict(os.environ)
@@ -87,7 +88,8 @@ def deployed_nagano(tmp_path_factory: Any, *, monitoring: bool = False,
             aws.reset_clients()
             with open(os.devnull, "w", encoding="utf-8") as devnull, \
                     contextlib.ExitStack() as stack:
-                watch = stack.enter_context(LocalMonitoring(env, stream=devnull)) if monitoring else None
+                watch = stack.enter_context(LocalMonitoring(env, stream=devnull, notifications=notifications)) \
+                    if monitoring else None
                 runner = stack.enter_context(LocalRunner(env, log_stream=watch.sink if watch else devnull,
                                                          share_modules=True, **runner_options))
                 runner.monitoring = watch  # type: ignore[attr-defined]

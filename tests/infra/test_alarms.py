@@ -63,7 +63,7 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
                  "provision-batch-dlq-not-empty", "provision-sealer-errors", "provision-log-not-sealed",
                  "provision-sealer-throttled", "provision-outside-agreed-hours",
                  "provision-sequential-codes", "provision-not-found-ratio", "provision-volume-anomaly",
-                 "provision-isolated-recipient-calls", "provision-scan-suspected"}
+                 "provision-isolated-recipient-calls", "provision-scan-suspected", "provision-stats-mismatch"}
     # the national tier hosts the demo account's trail
     cis = {cis_alarm_kind(c) for c in (*CIS_CONTROLS, *TRAIL_CONTROLS)}
     people = {"break-glass-used"}  # every tier whose configuration names security officers (docs/security.md)

@@ -647,6 +647,11 @@ def test_alarms_watch_refusals_errors_dead_letters_and_the_seal(nagano: Synth) -
     assert (not_sealed["ComparisonOperator"], not_sealed["Threshold"]) == ("LessThanThreshold", 1)
     assert not_sealed["TreatMissingData"] == "breaching"
     assert alarms["jukinet-national-provision-sealer-throttled"]["MetricName"] == "Throttles"
+    # Issue 19 part 5: the month's counters against the sealed log, reported by the sealer.
+    mismatch = alarms["jukinet-national-provision-stats-mismatch"]
+    assert (mismatch["MetricName"], mismatch["Statistic"], mismatch["ComparisonOperator"], mismatch["Threshold"]) == (
+        "ProvisionStatsMismatch", "Sum", "GreaterThanThreshold", 0)
+    assert mismatch["AlarmDescription"].endswith("See docs/provision.md#provision-stats-mismatch.")
     assert "jukinet-national-provision-batch-dlq-not-empty" in alarms
     # The anomaly alarms on the provision metrics belong to detection: docs/operations.md.
     anomalies = ("-outside-agreed-hours", "-sequential-codes", "-not-found-ratio", "-volume-anomaly-")

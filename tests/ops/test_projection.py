@@ -105,7 +105,7 @@ def test_fixed_counts_scale_with_municipalities_and_prefectures():
     assert p.alarm_counts(more)[1] - p.alarm_counts(p.NAGANO)[1] == 2  # its errors and throttles
     assert p.endpoint_azs(more) == p.endpoint_azs(p.NAGANO)  # the municipality tier shares one VPC
     # the per-tier counts themselves are checked against a synth: tests/infra/test_projection_counts.py
-    assert p.kms_keys(p.COUNTRY) == 8 + 47 * (5 + 4) + 1741
+    assert p.kms_keys(p.COUNTRY) == 9 + 47 * (6 + 4) + 1741
     assert p.endpoint_azs(p.COUNTRY) == 2 * (2 + 47 * (3 + 3))
     assert p.endpoint_azs(p.COUNTRY, muni_azs=1) == p.endpoint_azs(p.COUNTRY) - 47 * 3
 

@@ -284,6 +284,25 @@ def test_provision_stats_csv_and_json(world, provided, capsys):
                               "function_label": "都道府県の利用", "records": 1}
 
 
+def test_provision_stats_per_prefecture_in_the_seeds_table_shape(world, provided, capsys):
+    code, out, _ = run(capsys, "provision-stats", "--month", "2026-11", "--by", "prefecture", "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["prefecture"], r["prefecture_name"], r["recipient_id"], r["month"], r["records"]) for r in rows] == [
+        ("200000", "長野県", "pension", "2026-11", "9"), ("200000", "長野県", "fsa", "2026-11", "2"),
+        ("200000", "長野県", "pref", "2026-11", "1"), ("", "合計", "", "2026-11", "12")]
+
+
+def test_provision_stats_check_compares_the_counters_with_the_log(world, provided, capsys):
+    code, _, err = run(capsys, "provision-stats", "--month", "2026-11", "--check", "--format", "csv")
+    assert code == 0 and "equal the log: 12 provision(s)" in err
+    world.ddb.update_item(TableName=world.state_table, Key={"pk": {"S": "STAT#2026-11"}, "sk": {"S": "fsa"}},
+                          UpdateExpression="ADD #c :n", ExpressionAttributeNames={"#c": "c#BANK#lookup"},
+                          ExpressionAttributeValues={":n": {"N": "-2"}})  # an insider hides fsa's look-ups
+    code, _, err = run(capsys, "provision-stats", "--month", "2026-11", "--check", "--format", "csv")
+    assert code == 1 and "fsa BANK/lookup: counted 0, log holds 2" in err
+
+
 def test_provision_stats_of_a_month_without_provisions(world, provided, capsys):
     code, out, _ = run(capsys, "provision-stats", "--month", "2026-10", "--format", "json")
     assert code == 0 and json.loads(out) == {"month": "2026-10", "rows": [], "total": 0}

@@ -29,6 +29,7 @@ Provision state table (mutable bookkeeping, never evidence):
 ``HEAD#<code>``        ``HEAD``             where the resident's chain ends (a hint: n,
                                             hash, at — never trusted by verification)
 ``STAT#<yyyy-mm>``     ``<recipient id>``   records provided, ``c#<affair>#<function>``;
+                                           per resident's prefecture, ``p#<code>``;
                                            reserved against the monthly limit, ``r#<affair>``
 ``JOB#<job id>``       ``JOB``              a batch provision job and its progress
 ``ANSWERED#<prov. id>`` ``ANSWERED``        the answer of that provision left the function
@@ -141,30 +142,37 @@ class _Tail:
 
 class StatCount:
     """The month's statistics of one recipient (``STAT#<month>`` / recipient) as an extra:
-    ``ADD c#<affair>#<function> :provided`` and, for a look-up, ``ADD r#<affair> :provided``
+    ``ADD c#<affair>#<function> :provided`` (and ``p#<prefecture>`` per resident's prefecture)
+    and, for a look-up, ``ADD r#<affair> :provided``
     on the condition that the *requested* records still fit the limit
     (``r#<affair> <= limit - requested``, decided in the same transaction as the entries, so
     the limit holds exactly across concurrent requests and does not depend on which codes
     exist). A failed condition raises ``LimitReached``."""
 
     def __init__(self, state_table: str, month: str, recipient: str, affair: str, function: str, provided: int,
-                 *, requested: int | None = None, limit: int | None = None) -> None:
+                 *, requested: int | None = None, limit: int | None = None,
+                 by_prefecture: Mapping[str, int] | None = None) -> None:
         self.state_table, self.month, self.recipient = state_table, month, recipient
         self.affair, self.function, self.provided = affair, function, provided
         self.requested, self.limit = requested, limit
+        self.by_prefecture = {p: n for p, n in sorted((by_prefecture or {}).items()) if n}
 
     def action(self) -> dict:
         names = {"#c": f"c#{self.affair}#{self.function}"}
         values = {":p": {"N": str(self.provided)}}
+        adds = ["#c :p"]
+        for i, (prefecture, n) in enumerate(self.by_prefecture.items()):
+            names[f"#p{i}"], values[f":p{i}"] = f"p#{prefecture}", {"N": str(n)}
+            adds.append(f"#p{i} :p{i}")
         update: dict = {"TableName": self.state_table, "Key": stat_key(self.month, self.recipient)}
         if self.limit is not None:
             names["#r"] = f"r#{self.affair}"
             values[":room"] = {"N": str(self.limit - (self.requested or self.provided))}
-            update.update(UpdateExpression="ADD #c :p, #r :p",
+            update.update(UpdateExpression="ADD " + ", ".join([*adds, "#r :p"]),
                           ConditionExpression="attribute_not_exists(#r) OR #r <= :room",
                           ReturnValuesOnConditionCheckFailure="ALL_OLD")
         else:
-            update["UpdateExpression"] = "ADD #c :p"
+            update["UpdateExpression"] = "ADD " + ", ".join(adds)
         return {"Update": {**update, "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
 
     def failed(self, item: dict | None) -> None:
@@ -611,17 +619,35 @@ class ProvisionLog:
             UpdateExpression="ADD #r :n", ExpressionAttributeNames={"#r": f"r#{affair}"},
             ExpressionAttributeValues={":n": {"N": str(-records)}})
 
-    def statistics(self, month: str, recipients: Iterable[str]) -> dict[tuple[str, str, str], int]:
+    def statistics(self, month: str, recipients: Iterable[str] | None = None) -> dict[tuple[str, str, str], int]:
         """``(recipient, affair, function) → records`` of a month (one BatchGetItem per 100
-        recipients: the recipients come from the configuration, no scan)."""
+        recipients, from the configuration; ``None``: every recipient counted that month, one
+        Query of the month's partition)."""
         out: dict[tuple[str, str, str], int] = {}
-        keys = [{"pk": {"S": f"STAT#{month}"}, "sk": {"S": r}} for r in recipients]
-        for item in _batch_get(self.state_table, keys):
+        for item in self._stat_items(month, recipients):
             for name, value in item.items():
                 if name.startswith("c#"):
                     _, affair, function = name.split("#", 2)
                     out[(item["sk"]["S"], affair, function)] = int(value["N"])
         return out
+
+    def statistics_by_prefecture(self, month: str,
+                                 recipients: Iterable[str] | None = None) -> dict[tuple[str, str], int]:
+        """``(recipient, prefecture) → records`` of a month: the prefecture (its code) of each
+        resident whose record was provided (``p#<prefecture>``)."""
+        out: dict[tuple[str, str], int] = {}
+        for item in self._stat_items(month, recipients):
+            for name, value in item.items():
+                if name.startswith("p#"):
+                    out[(item["sk"]["S"], name[2:])] = int(value["N"])
+        return out
+
+    def _stat_items(self, month: str, recipients: Iterable[str] | None) -> list[dict]:
+        if recipients is None:
+            return _query(self.state_table, {"KeyConditionExpression": "pk = :pk",
+                                             "ExpressionAttributeValues": {":pk": {"S": f"STAT#{month}"}},
+                                             "ConsistentRead": True})
+        return _batch_get(self.state_table, [stat_key(month, r) for r in recipients])
 
 
 def _seal(item: Mapping) -> Seal:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .agreements import AgreementTerms, ProvisionFunction, Recipient, RecipientKind
-from .codes import ResidentCode
+from .codes import LocalGovernmentCode, ResidentCode
 from .errors import CodedRefusal, ValidationError
 from .facts import ChangeReason
 from .notice import JST
@@ -183,6 +183,9 @@ class Answer:
     resident_code: str
     outcome: Outcome
     facts: Mapping[str, object] = field(default_factory=dict)
+    # The prefecture (its local government code) of the resident's current municipality, for the
+    # statistics per prefecture and the log entry; never part of the answer itself.
+    prefecture: str = ""
 
     @property
     def provides_facts(self) -> bool:
@@ -201,6 +204,13 @@ def change_information(reason_code: str, change_date: str) -> dict:
     return {"reason": reason_code, "reason_label": label, "change_date": change_date}
 
 
+def prefecture_of(municipality: object) -> str:
+    """The prefecture-level local government code (e.g. ``200000`` 長野県, ``130001`` 東京都)
+    of a municipality code — its first two digits (``docs/domain.md``); ``""`` if none."""
+    text = str(municipality or "")
+    return LocalGovernmentCode.prefecture(text[:2]).value if len(text) >= 2 and text[:2].isdigit() else ""
+
+
 def answer_for(resident_code: str, current: object | None, fields: frozenset[str]) -> Answer:
     """Minimise one stored current state (``adapters.identity_store.StoredEntry``) to ``fields``.
 
@@ -213,6 +223,7 @@ def answer_for(resident_code: str, current: object | None, fields: frozenset[str
     if current is None:
         return Answer(resident_code, Outcome.NOT_FOUND)
     status = current.status
+    prefecture = prefecture_of(getattr(current, "municipality", ""))
     info = change_information(current.reason, current.change_date)
     if status != "active" and "status" not in fields:
         return Answer(resident_code, Outcome.NOT_FOUND)
@@ -226,7 +237,7 @@ def answer_for(resident_code: str, current: object | None, fields: frozenset[str
         if status == "code_changed" and replaced_by and "resident_code" in fields:
             facts["replaced_by"] = replaced_by
         outcome = Outcome.CODE_CHANGED if status == "code_changed" else Outcome.DELETED
-        return Answer(resident_code, outcome, facts)
+        return Answer(resident_code, outcome, facts, prefecture)
     stored = current.facts.to_dict()
     facts = {}
     for name in sorted(fields):
@@ -236,7 +247,7 @@ def answer_for(resident_code: str, current: object | None, fields: frozenset[str
             facts["change_information"] = info
         elif name in stored:
             facts[name] = stored[name]
-    return Answer(resident_code, Outcome.PROVIDED, facts)
+    return Answer(resident_code, Outcome.PROVIDED, facts, prefecture)
 
 
 def provided_fields(answer: Answer) -> tuple[str, ...]:
@@ -335,6 +346,7 @@ class ProvisionRecord:
     fields: tuple[str, ...]
     provider: str  # "national" (指定情報処理機関) or the prefecture code for its own use
     outcome: str = Outcome.PROVIDED.value
+    prefecture: str = ""  # the resident's prefecture (local government code); absent in older entries
 
     @property
     def day(self) -> str:
@@ -347,6 +359,7 @@ class ProvisionRecord:
             "recipient_id": self.recipient_id, "recipient_name": self.recipient_name,
             "affair_code": self.affair_code, "affair": self.affair, "function": self.function.value,
             "fields": sorted(self.fields), "provider": self.provider, "outcome": self.outcome,
+            **({"prefecture": self.prefecture} if self.prefecture else {}),
         }
 
     @classmethod
@@ -357,6 +370,7 @@ class ProvisionRecord:
             recipient_name=c.get("recipient_name", ""), affair_code=c["affair_code"], affair=c.get("affair", ""),
             function=ProvisionFunction(c["function"]), fields=tuple(sorted(c.get("fields", ()))),
             provider=c.get("provider", ""), outcome=c.get("outcome", Outcome.PROVIDED.value),
+            prefecture=c.get("prefecture", ""),
         )
 
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from ..adapters.card_store import CardStore
 from ..clock import system_clock
 from ..domain.card import Card, CardRefusal, CardRefusalCode
-from ..observability import MetricUnit, flush, logger, metrics, use_tier
+from ..observability import MetricUnit, count_refused_by_code, flush, logger, metrics, use_tier
 from ..services.card import Caller, CardService, EventSigner
 from ..settings import CardSettings, load_settings
 from ._api import first_validation_error
@@ -244,6 +244,7 @@ _ACTIONS = {"/v1/authentications": "authenticate", "/v1/challenges": "challenge"
 
 def count_refusal(refusal: CardRefusal, who: Caller, path: str, body: dict) -> None:
     metrics.add_metric(name="CardRefusals", unit=MetricUnit.Count, value=1)
+    count_refused_by_code(refusal.code.name)
     if refusal.code.authentication and path in ("/v1/authentications", "/v1/challenges"):
         metrics.add_metric(name="CardAuthenticationRefusals", unit=MetricUnit.Count, value=1)
     if refusal.code in (CardRefusalCode.CARD_SUSPENDED, CardRefusalCode.CARD_REVOKED):

@@ -30,7 +30,7 @@ from ..clock import system_clock
 from ..domain.agreements import Directory, Recipient
 from ..domain.provision import MAX_REQUEST_BYTES, Refusal, RefusalCode
 from ..domain.scan import Signal
-from ..observability import MetricUnit, flush, logger, metrics, use_tier
+from ..observability import MetricUnit, count_refused_by_code, flush, logger, metrics, use_tier
 from ..services.provision import Caller, Grant, ProvisionService
 from ..services.provision_batch import BatchProvision
 from ..settings import ProvisionSettings, load_settings
@@ -297,6 +297,7 @@ def disclosures(resident_code: Annotated[str, PathParam(max_length=32)],
 
 def count_refusal(refusal: Refusal, who: Caller) -> None:
     metrics.add_metric(name="ProvisionRefusals", unit=MetricUnit.Count, value=1)
+    count_refused_by_code(refusal.code.name)
     if refusal.code.unauthorised:
         metrics.add_metric(name="UnauthorisedAttempts", unit=MetricUnit.Count, value=1)
     if refusal.code is RefusalCode.RECIPIENT_ISOLATED:  # alarmed on its own: the emergency is not over

@@ -6,7 +6,10 @@ to that day's last hour); a scheduled event seals up to the last hour that has e
 is idempotent. Every run emits ``ProvisionLogSealed`` (periods sealed, 0 when there was nothing
 to do) and ``ProvisionLogSealLagHours`` (hours between the last seal and now): the
 ``provision-log-not-sealed`` alarm treats a missing datapoint as breaching, so a sealer that
-is stopped, throttled or failing raises it.
+is stopped, throttled or failing raises it. A run that seals the last hour of a month also
+compares that month's statistics counters with the log (``check_statistics``) and emits
+``ProvisionStatsMismatch`` (rows that differ, 0 when they agree): the
+``provision-stats-mismatch`` alarm.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ..adapters.provision_log import ProvisionLog, SealArchive
 from ..clock import system_clock
 from ..domain.provision import period_end
 from ..observability import MetricUnit, flush, logger, metrics, use_tier
-from ..services.provision_audit import Sealer, last_sealable_period
+from ..services.provision_audit import Sealer, check_statistics, last_sealable_period
 from ..settings import SealerSettings, load_settings
 
 
@@ -41,6 +44,16 @@ def handler(event: dict, context: object) -> dict:
                     extra={"period": seal.period, "seals": run.seals, "entries": run.entries, "seal_id": seal.id})
         metrics.add_metric(name="ProvisionLogSealed", unit=MetricUnit.Count, value=run.seals)
         metrics.add_metric(name="ProvisionLogSealLagHours", unit=MetricUnit.Count, value=round(max(lag, 0), 2))
+        for month in run.closed_months:
+            check = check_statistics(sealer.log, month, now=sealer.clock())
+            for row in check.mismatches:
+                logger.warning("provision statistics differ from the log", extra={
+                    "month": month, "recipient": row.recipient, "what": row.what, "counted": row.counted,
+                    "logged": row.logged})
+            logger.info("provision statistics checked against the log", extra={
+                "month": month, "entries": check.entries, "sealed": check.sealed, "missing": check.missing,
+                "mismatches": len(check.mismatches)})
+            metrics.add_metric(name="ProvisionStatsMismatch", unit=MetricUnit.Count, value=len(check.mismatches))
         return {"day": day or seal.day, "period": seal.period, "entries": run.entries, "digest": seal.digest,
                 "seals": run.seals, "new": run.seals > 0}
     finally:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -115,7 +116,8 @@ class Grant:
             resident_code=answer.resident_code, provision_id=self.provision_id, at=self.at,
             recipient_id=self.recipient.recipient_id, recipient_name=self.recipient.name_ja or self.recipient.name,
             affair_code=self.agreement.affair_code, affair=self.agreement.affair, function=self.function,
-            fields=provided_fields(answer), provider=self.provider, outcome=answer.outcome.value)
+            fields=provided_fields(answer), provider=self.provider, outcome=answer.outcome.value,
+            prefecture=answer.prefecture)
 
 
 class ProvisionService:
@@ -212,13 +214,14 @@ class ProvisionService:
         records = [grant.record(a) for a in answers if a.provides_facts]
         # Counted in the last transaction: a chunk that fails half-way and is retried records
         # some rows twice (the log may over-record, never miss) but counts them once.
-        self.log.append(records, last=[self._count(grant, len(records))] if records else ())
+        self.log.append(records, last=[self._count(grant, records)] if records else ())
         return len(records)
 
-    def _count(self, grant: Grant, provided: int, *, requested: int | None = None,
+    def _count(self, grant: Grant, records: Sequence[ProvisionRecord], *, requested: int | None = None,
                limit: int | None = None) -> StatCount:
         return StatCount(self.log.state_table, grant.month, grant.recipient.recipient_id, grant.agreement.affair_code,
-                         grant.function.value, provided, requested=requested, limit=limit)
+                         grant.function.value, len(records), requested=requested, limit=limit,
+                         by_prefecture=Counter(r.prefecture for r in records if r.prefecture))
 
     # --- look-up (照会) and the prefecture's own use (利用) ------------------------------
     def lookup(self, caller: Caller, body: dict) -> tuple[Grant, dict]:
@@ -243,7 +246,7 @@ class ProvisionService:
         window = self.state.scan_write(grant.recipient.recipient_id, grant.at, snapshot, codes=codes,
                                        answers=len(answers),
                                        not_found=sum(1 for a in answers if a.outcome is Outcome.NOT_FOUND))
-        charge = self._count(grant, len(records), requested=len(codes), limit=limit) if records else None
+        charge = self._count(grant, records, requested=len(codes), limit=limit) if records else None
         try:
             self.log.append(records, heads=snapshot.heads, extras=[charge, window])
         except LimitReached as exc:  # another request of the recipient got there first

@@ -17,6 +17,7 @@ public key (``public_key``: DER), and a seal signed by any other key is ``seal_i
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from ..adapters import aws
 from ..adapters.provision_log import ProvisionLog, Seal, SealArchive
 from ..clock import Clock
+from ..domain.notice import JST
 from ..domain.provision import (
     GENESIS,
     ChainEntry,
@@ -76,6 +78,7 @@ class SealRun:
     last: Seal
     seals: int
     entries: int
+    closed_months: tuple[str, ...] = ()  # months whose last hour this run sealed
 
 
 class Sealer:
@@ -106,7 +109,8 @@ class Sealer:
         present: dict[str, dict[str, str]] = {}  # a day's index, read once a run
         while period <= last and run.seals < MAX_SEALS_PER_RUN:
             seal = self._seal_one(period, prev, now, sealed_today, present)
-            run = SealRun(seal, run.seals + 1, run.entries + seal.count)
+            closed = (period[:7],) if next_period(period)[:7] != period[:7] else ()
+            run = SealRun(seal, run.seals + 1, run.entries + seal.count, run.closed_months + closed)
             prev, period = seal.id, next_period(period)
         return run
 
@@ -151,6 +155,102 @@ class Sealer:
         self.log.set_expiry(refs, day)
         sealed_today[day] |= refs.keys()
         return seal
+
+
+# --- the month's statistics against the log ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatsMismatch:
+    """One statistics row whose counter differs from the log: ``what`` is
+    ``<affair>/<function>`` or ``prefecture <code>``."""
+
+    recipient: str
+    what: str
+    counted: int  # the state table's counter (what provision-stats prints)
+    logged: int  # the provisions the log holds
+
+    def __str__(self) -> str:
+        return f"{self.recipient} {self.what}: counted {self.counted}, log holds {self.logged}"
+
+
+@dataclass(frozen=True)
+class StatsCheck:
+    """The month's counters against the provision log. ``entries``: distinct provisions in
+    the log; ``sealed``: of those, in a seal's manifest; ``missing``: refs a seal names that
+    the table no longer holds (``jukinet verify`` says more)."""
+
+    month: str
+    entries: int
+    sealed: int
+    missing: int
+    mismatches: tuple[StatsMismatch, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+def month_days(month: str, until: str | None = None) -> list[str]:
+    """The JST days of ``month`` (``YYYY-MM``), up to ``until`` (a day) if given."""
+    first = dt.date.fromisoformat(f"{month}-01")
+    days, day = [], first
+    while day.month == first.month and (until is None or day.isoformat() <= until):
+        days.append(day.isoformat())
+        day += dt.timedelta(days=1)
+    return days
+
+
+def logged_provisions(log: ProvisionLog, month: str, *, now: dt.datetime
+                      ) -> tuple[Counter, Counter, int, int, int]:
+    """Count the month's provisions from the log itself: every entry of the month's days
+    named by a seal's manifest (the signed record) or held by the table for an hour not sealed
+    yet. A provision is counted once per ``(provision id, resident)``: a batch chunk retried
+    after a failure logs its rows again under the same provision id but counts them once
+    (``ProvisionService.record``). Returns the counts per ``(recipient, affair, function)``
+    and per ``(recipient, prefecture)``, the provisions, how many are sealed, and the refs
+    a seal names that the table no longer holds."""
+    by_affair: Counter = Counter()
+    by_prefecture: Counter = Counter()
+    seen: set[tuple[str, str]] = set()
+    missing = sealed = 0
+    for day in month_days(month, until=now.astimezone(JST).date().isoformat()):
+        in_seals: set[str] = set()
+        for period, seal in log.seals(f"{day}T00", f"{day}T23").items():
+            in_seals |= log.manifest(period, seal.parts).keys()
+        refs = in_seals | log.day_hashes(day).keys()
+        entries = log.entries(refs)
+        missing += len(in_seals - entries.keys())
+        for ref, entry in entries.items():
+            c = entry.content
+            key = (str(c.get("provision_id", "")), str(c.get("resident_code", "")))
+            if key in seen:
+                continue
+            seen.add(key)
+            sealed += ref in in_seals
+            recipient = str(c.get("recipient_id", ""))
+            by_affair[(recipient, str(c.get("affair_code", "")), str(c.get("function", "")))] += 1
+            if c.get("prefecture"):
+                by_prefecture[(recipient, str(c["prefecture"]))] += 1
+    return by_affair, by_prefecture, len(seen), sealed, missing
+
+
+def check_statistics(log: ProvisionLog, month: str, *, now: dt.datetime) -> StatsCheck:
+    """Compare the month's counters (``STAT#<month>``: per recipient, affair and function,
+    and per resident's prefecture) with the provisions the log holds (``logged_provisions``).
+    Exact once the month has ended and its last hour is sealed; during the month a request
+    served between the two reads may show as a difference of its records (the sealer
+    therefore checks a month only when it seals its last hour)."""
+    by_affair, by_prefecture, entries, sealed, missing = logged_provisions(log, month, now=now)
+    counted = {k: v for k, v in log.statistics(month).items() if v}
+    counted_pref = {k: v for k, v in log.statistics_by_prefecture(month).items() if v}
+    rows = [StatsMismatch(r, f"{a}/{f}", counted.get((r, a, f), 0), by_affair.get((r, a, f), 0))
+            for (r, a, f) in sorted(set(counted) | set(by_affair))
+            if counted.get((r, a, f), 0) != by_affair.get((r, a, f), 0)]
+    rows += [StatsMismatch(r, f"prefecture {p}", counted_pref.get((r, p), 0), by_prefecture.get((r, p), 0))
+             for (r, p) in sorted(set(counted_pref) | set(by_prefecture))
+             if counted_pref.get((r, p), 0) != by_prefecture.get((r, p), 0)]
+    return StatsCheck(month, entries, sealed, missing, tuple(rows))
 
 
 # --- verification ------------------------------------------------------------------------

@@ -1,0 +1,195 @@
+"""The monthly monitoring report from recorded inputs (``jukinet_ops.monitoring_report``): what
+goes into which tier, what the finding lists, and the three renderings. The same report read
+from the embedded AWS: ``tests/e2e/test_monitoring_report_local.py``."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+from jukinet_ops.monitoring_report import (
+    NETWORK_WATCH_METRICS,
+    NO_INCIDENT,
+    AlarmEvent,
+    IsolationEvent,
+    MetricSum,
+    MonitoringInputs,
+    SealSummary,
+    StatsSummary,
+    alarms_from_notifications,
+    build_report,
+    render_csv,
+    render_html,
+    render_markdown,
+    summary_lines,
+)
+
+UTC = dt.UTC
+MONTH = "2026-11"
+NOW = dt.datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 12:00 JST on the 1st: the month is over
+TIERS = ["national", "pref-200000", "muni-200000"]
+SERVICES = {"jukinet-provision": "national", "jukinet-national": "national", "jukinet-pref-200000": "pref-200000",
+            "jukinet-muni-200000": "muni-200000"}
+
+
+def at(day: int, hour: int = 3) -> dt.datetime:
+    return dt.datetime(2026, 11, day, hour, 0, tzinfo=UTC)
+
+
+def clean_inputs() -> MonitoringInputs:
+    """A normal month: every alarm's first evaluation (→OK), refusals of over-limit requests
+    only, every hour sealed, statistics equal to the log."""
+    return MonitoringInputs(
+        "nagano-demo", MONTH, NOW, TIERS, SERVICES,
+        alarms=[AlarmEvent(at(1), "national", "jukinet-national-provision-api-errors", "INSUFFICIENT_DATA", "OK"),
+                AlarmEvent(at(1), "pref-200000", "jukinet-pref-200000-signature-failures", "INSUFFICIENT_DATA",
+                           "OK")],
+        metrics=[MetricSum("Jukinet", "RefusalsByCode", {"service": "jukinet-provision", "code": "VOLUME_LIMIT_EXCEEDED"},
+                           2.0),
+                 MetricSum("Jukinet", "SignatureFailures", {"service": "jukinet-pref-200000", "tier": "prefecture"},
+                           0.0)],
+        seals=SealSummary(made=720, due=720, missing=()),
+        stats=StatsSummary(entries=447, sealed=447, missing=0, mismatches=(), final=True),
+        alarm_source="CloudWatch alarm history")
+
+
+def incident_inputs() -> MonitoringInputs:
+    inputs = clean_inputs()
+    inputs.alarms += [
+        AlarmEvent(at(10, 1), "pref-200000", "jukinet-pref-200000-signature-failures", "OK", "ALARM",
+                   "Threshold Crossed: 1 datapoint [1.0] was greater than the threshold (0.0) <script>"),
+        AlarmEvent(at(10, 2), "pref-200000", "jukinet-pref-200000-signature-failures", "ALARM", "OK",
+                   "Threshold Crossed: no datapoints"),
+        AlarmEvent(dt.datetime(2026, 10, 31, 12, tzinfo=UTC), "national",  # 21:00 JST on Oct 31: last month
+                   "jukinet-national-provision-gateway-refusals", "OK", "ALARM", "last month"),
+    ]
+    inputs.metrics += [
+        MetricSum("Jukinet", "SignatureFailures", {"service": "jukinet-pref-200000", "tier": "prefecture"}, 1.0),
+        MetricSum("Jukinet", "RefusalsByCode", {"service": "jukinet-provision", "code": "AFFAIR_NOT_AGREED"}, 3.0),
+        MetricSum("Jukinet", "UnauthorisedAttempts", {"service": "jukinet-provision", "tier": "national"}, 3.0),
+        MetricSum("Jukinet", "GatewayRefusals", {}, 4.0),
+        MetricSum("Jukinet/Network/pref-200000", NETWORK_WATCH_METRICS[0], {}, 5.0),  # a filter: no dimension
+        MetricSum("Jukinet", "SomethingElse", {"service": "jukinet-pref-200000", "tier": "prefecture"}, 9.0),
+        MetricSum("Jukinet/Security", "BreakGlassUsed-national", {}, 1.0),
+    ]
+    inputs.isolations = [IsolationEvent("municipality", "202029", "2026-11-12T01:00:00+00:00",
+                                        "2026-11-12T02:00:00+00:00", "drill", "operator")]
+    inputs.seals = SealSummary(made=718, due=720, missing=("2026-11-20T03", "2026-11-20T04"))
+    inputs.stats = StatsSummary(entries=447, sealed=447, missing=0,
+                                mismatches=("mhlw-engo DEMO/lookup: counted 487, log holds 447",), final=True)
+    return inputs
+
+
+def tier(report, name):
+    return next(t for t in report.tiers if t.tier == name)
+
+
+def test_a_clean_month_finds_no_unauthorised_access():
+    report = build_report(clean_inputs())
+    assert report.clean
+    assert report.finding == f"{NO_INCIDENT}。 (no unauthorised access found.)"
+    national = tier(report, "national")
+    assert national.refusals_by_code == {"VOLUME_LIMIT_EXCEEDED": 2}  # refused, but not unauthorised
+    assert not national.raised and not national.cleared  # a first evaluation is neither
+    assert summary_lines(report)[-1] == f"所見 (finding): {report.finding}"
+
+
+def test_an_incident_month_lists_each_incident_with_its_evidence_in_its_tier():
+    report = build_report(incident_inputs())
+    pref, national, muni = tier(report, "pref-200000"), tier(report, "national"), tier(report, "muni-200000")
+    assert [e.at for e in pref.raised] == [at(10, 1)] and [e.at for e in pref.cleared] == [at(10, 2)]
+    assert not national.raised  # raised last month (JST): not this month's
+    assert pref.signature_failures == 1 and pref.network_rejects == {NETWORK_WATCH_METRICS[0]: 5}
+    assert national.gateway_refusals == 4 and national.break_glass == 1
+    assert national.refusals_by_code == {"AFFAIR_NOT_AGREED": 3, "VOLUME_LIMIT_EXCEEDED": 2}
+    assert [i.target for i in muni.isolations] == ["202029"]
+    found = {(i.tier, i.what) for i in report.incidents}
+    assert found == {
+        ("pref-200000", "alarm jukinet-pref-200000-signature-failures raised"),
+        ("pref-200000", "signature failures 1"),
+        ("pref-200000", f"{NETWORK_WATCH_METRICS[0]} 5"),
+        ("national", "UnauthorisedAttempts 3"),
+        ("national", "gateway refusals 4"),
+        ("national", "break-glass used 1 time(s)"),
+        ("national", "2 hour(s) of the provision log not sealed"),
+        ("national", "provision statistics differ from the log"),
+        ("muni-200000", "municipality 202029 isolated"),
+    }
+    assert "2026-11-10 10:00 JST" in next(i.evidence for i in report.incidents if "raised" in i.what)
+    assert report.finding.startswith("次の9件を認めた (9 incident(s) found): ")
+
+
+def test_a_metric_not_in_the_network_watch_list_is_not_a_reject():
+    report = build_report(incident_inputs())
+    assert "SomethingElse" not in tier(report, "pref-200000").network_rejects
+
+
+def test_the_markdown_has_japanese_headings_with_english_beside_and_the_finding():
+    text = render_markdown(build_report(incident_inputs()))
+    for heading in ("# 月次監視報告 (monthly monitoring report) — 2026-11", "## 所見 (finding)", "## 階層別 (per tier)",
+                    "警報発生 (alarms raised)", "署名不正 (signature failures)", "通信拒否 (flow-log rejects)",
+                    "緊急用権限 (break-glass)", "遮断 (isolations)", "封印 (seals)"):
+        assert heading in text
+    assert "| pref-200000 | 1 | 1 | 0 | 1 | 0 | 5 | 0 | 0 |" in text
+    assert "| 2026-11-10 10:00 | jukinet-pref-200000-signature-failures | OK→ALARM |" in text
+    assert NO_INCIDENT in render_markdown(build_report(clean_inputs()))
+
+
+def test_the_html_is_escaped_and_the_csv_has_one_row_per_fact():
+    report = build_report(incident_inputs())
+    html = render_html(report)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<h2>所見 <small>(finding)</small></h2>" in html
+    rows = list(csv.DictReader(io.StringIO(render_csv(report))))
+    assert {(r["tier"], r["section"], r["item"], r["value"]) for r in rows} >= {
+        ("pref-200000", "alarm_raised", "jukinet-pref-200000-signature-failures", "1"),
+        ("national", "refused", "AFFAIR_NOT_AGREED", "3"),
+        ("pref-200000", "network_rejects", NETWORK_WATCH_METRICS[0], "5"),
+        ("national", "seals", "missing", "2"),
+        ("", "finding", "incidents", "9"),
+    }
+    clean = list(csv.DictReader(io.StringIO(render_csv(build_report(clean_inputs())))))
+    assert clean[-1]["value"] == "0" and NO_INCIDENT in clean[-1]["detail"]
+
+
+def test_alarm_transitions_are_read_back_from_the_local_notifications_log(tmp_path):
+    path = tmp_path / "notifications.log"
+    path.write_text(
+        "2026-11-10T01:00:00Z  pref-200000  jukinet-pref-200000-signature-failures  OK→ALARM  Threshold Crossed: 1\n"
+        "2026-11-10T02:00:00Z  pref-200000  jukinet-pref-200000-signature-failures  ALARM→OK  Threshold Crossed: 0\n",
+        encoding="utf-8")
+    events = alarms_from_notifications(path)
+    assert [(e.at, e.tier, e.old, e.new) for e in events] == [
+        (at(10, 1), "pref-200000", "OK", "ALARM"), (at(10, 2), "pref-200000", "ALARM", "OK")]
+    assert events[0].raised and events[1].cleared
+
+
+class _ListedTwice:
+    """A CloudWatch client whose ListMetrics names one dimension set once per datapoint, as the
+    embedded AWS does, with two hourly sums of 3 and 4."""
+
+    def get_paginator(self, name):
+        metric = {"Namespace": "Jukinet", "MetricName": "UnauthorisedAttempts",
+                  "Dimensions": [{"Name": "tier", "Value": "national"}, {"Name": "service", "Value": "p"}]}
+        return type("P", (), {"paginate": lambda self, **kw: [{"Metrics": [metric, dict(metric)]}]})()
+
+    def get_metric_statistics(self, **kwargs):
+        return {"Datapoints": [{"Sum": 3.0}, {"Sum": 4.0}]}
+
+
+def test_a_metric_listed_once_per_datapoint_is_summed_once():
+    from jukinet_ops.monitoring_report import metric_sums
+
+    [total] = metric_sums(_ListedTwice(), "Jukinet", ["UnauthorisedAttempts"], at(1), at(30))
+    assert total.total == 7.0 and total.dimensions == {"service": "p", "tier": "national"}
+
+
+def test_the_network_metrics_read_are_the_ones_the_network_watch_publishes():
+    from infra.components import network_watch
+
+    assert set(NETWORK_WATCH_METRICS) == {network_watch.REJECTS_METRIC, network_watch.LEAVING_METRIC,
+                                          network_watch.DNS_METRIC}
+    from jukinet_ops.monitoring_report import network_namespace
+
+    assert network_namespace("pref-200000") == network_watch.network_namespace("pref-200000")
