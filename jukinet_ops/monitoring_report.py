@@ -28,7 +28,7 @@ import datetime as dt
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,8 +433,10 @@ def collect_inputs(deployment: Any, month: str, *, now: dt.datetime,
         tiers += [prefecture_tier(p.code), municipality_tier(p.code)]
         services[f"{deployment.prefix}-{prefecture_tier(p.code)}"] = prefecture_tier(p.code)
         services[f"{deployment.prefix}-{municipality_tier(p.code)}"] = municipality_tier(p.code)
-    start, end = month_range(month)
-    end = min(end, now)
+    start, month_end = month_range(month)
+    # Up to now, inclusive: GetMetricStatistics cuts EndTime to whole seconds and excludes it, so
+    # ``now`` itself would drop the datapoints of the current second (a refusal just made).
+    end = min(month_end, now.replace(microsecond=0) + dt.timedelta(seconds=1))
     cloudwatch = client("cloudwatch")
     handler_metrics = [SIGNATURE_FAILURES, GATEWAY_REFUSALS, REFUSALS_BY_CODE, *UNAUTHORISED_METRICS]
     metrics = metric_sums(cloudwatch, METRICS_NAMESPACE, handler_metrics, start, end)
