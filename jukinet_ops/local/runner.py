@@ -68,7 +68,8 @@ log = logging.getLogger(__name__)
 # is read from FAKETIME (every few seconds), so hiding it would give the function the real clock.
 _HOST_VARIABLES = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT",
                    "PYTHONHASHSEED", "PYTHONUTF8", "SSL_CERT_FILE", "SSL_CERT_DIR", "TZ",
-                   "LD_PRELOAD", "FAKETIME", "FAKETIME_NO_CACHE", "DONT_FAKE_MONOTONIC")
+                   "LD_PRELOAD", "FAKETIME", "FAKETIME_NO_CACHE", "DONT_FAKE_MONOTONIC",
+                   "FAKETIME_FORCE_MONOTONIC_FIX")
 _MAX_SQS_RECEIVE = 10  # SQS ReceiveMessage limit
 _DEFAULT_ASYNC_RETRIES = 2  # Lambda's default for asynchronous invocations
 
