@@ -8,9 +8,6 @@ fails this test until the projection (and docs/performance.md, which prints it) 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,20 +16,15 @@ from infra.stacks.municipality import MunicipalityBaseStack, MunicipalityStack
 from infra.stacks.national import NationalStack
 from infra.stacks.prefecture import PrefectureStack
 
+from ..projection import load_projection
+
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "projection.py"
 
 
-def _projection():
-    spec = importlib.util.spec_from_file_location("projection", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["projection"] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
 
 
-p = _projection()
+p = load_projection()
 KINDS = {"national": NationalStack, "prefecture": PrefectureStack, "municipality_tier": MunicipalityBaseStack,
          "municipality_cs": MunicipalityStack}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -10,19 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from ..projection import load_projection
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "projection.py"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("projection", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["projection"] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
 
 
-p = _load()
+p = load_projection()
 
 
 # --- DynamoDB bills units, not calls ---------------------------------------------------------------------------
