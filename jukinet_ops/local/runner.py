@@ -46,7 +46,9 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ from botocore.exceptions import ClientError
 from ..emergency import ISOLATION_TAG
 from .code_image import CodeImage, handler_root
 from .model import BucketNotification, DeployedEnvironment, EventSourceMappingSpec
+from .moto_patches import GENERATIONS_PATH
 from .server import local_client, local_credentials
 
 log = logging.getLogger(__name__)
@@ -222,6 +225,10 @@ class LocalRunner:
         self._mappings = self._load_mappings()
         self._notifications = [n for n in env.bucket_notifications if n.function_arn in self._by_arn]
         self._versioned: dict[str, bool] = {}
+        # (configuration id, bucket) -> the bucket's object generation when last listed with
+        # nothing held back; unchanged since, its listing is skipped (moto_patches item 4).
+        self._listed_generation: dict[tuple[str, str], int] = {}
+        self._generations_served: bool | None = None  # None: not asked yet
         self._async_events: list[tuple[str, dict[str, Any]]] = []
         self._holds: dict[tuple[str, str], str] = {}  # what waits because of an operator hold
 
@@ -486,9 +493,17 @@ class LocalRunner:
         it; returns the number of objects delivered."""
         delivered = 0
         throttled: dict[str, bool] = {}
+        generations = self._object_generations()
         for notification in self._notifications:
             if not notification.event.startswith("s3:ObjectCreated:"):
                 continue
+            listed = (notification.configuration_id, notification.bucket)
+            generation = None
+            if generations is not None:
+                stack = self.env.stacks[notification.stack]
+                generation = generations.get(f"{stack.account}/{notification.bucket}", 0)
+                if self._listed_generation.get(listed) == generation:
+                    continue  # no object stored in the bucket since it was last listed
             function = self._by_arn[notification.function_arn]
             held = 0
             for obj in self._list_objects(notification):
@@ -507,7 +522,25 @@ class LocalRunner:
                 delivered += 1
             self._set_hold(("s3", notification.configuration_id), f"{notification.bucket}: {held} object(s) wait, "
                            f"{function} has reserved concurrency 0" if held else None)
+            if generation is not None and not held:
+                self._listed_generation[listed] = generation
+            else:
+                self._listed_generation.pop(listed, None)
         return delivered
+
+    def _object_generations(self) -> dict[str, int] | None:
+        """Each bucket's count of stored objects, from the embedded AWS's extra route
+        (``moto_patches``); ``None`` if the server does not offer it (every bucket is listed)."""
+        if self._generations_served is False:
+            return None
+        try:
+            with urllib.request.urlopen(self.endpoint_url + GENERATIONS_PATH, timeout=30) as answer:
+                generations = json.loads(answer.read())
+        except (urllib.error.HTTPError, ValueError):  # a plain moto: 404, or not JSON
+            self._generations_served = False
+            return None
+        self._generations_served = True
+        return generations
 
     def invoke_async(self, function: str, event: dict[str, Any]) -> None:
         """Lambda ``Invoke`` with ``InvocationType=Event``: the event is queued and run by the

@@ -92,3 +92,37 @@ def test_zip_matches_cdk_cli_conventions(tmp_path: Path):
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
         assert archive.namelist() == [".hidden", "b.py", "sub/a.py"]
         assert {i.date_time for i in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_an_asset_is_zipped_once_for_every_process_and_again_when_its_files_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The archive of a directory asset is kept beside it in the assembly: the next process
+    (an xdist worker, a moved-clock run, `jukinet up`) reads it instead of compressing again.
+    A file changed under the same asset id is zipped anew, never served stale."""
+    from jukinet_ops.local import assembly
+
+    src = tmp_path / "cdk.out" / "asset.abc"
+    src.mkdir(parents=True)
+    (src / "app.py").write_text("VERSION = 1\n")
+    asset = assembly.FileAsset("abc", src, "zip", ())
+    zipped: list[Path] = []
+    real_zip = assembly.zip_directory
+
+    def counting(directory: Path) -> bytes:
+        zipped.append(directory)
+        return real_zip(directory)
+
+    monkeypatch.setattr(assembly, "zip_directory", counting)
+    assembly._zipped.cache_clear()
+    first = assembly.package_asset(asset)
+    assembly._zipped.cache_clear()  # another process: nothing in memory
+    assert assembly.package_asset(asset) == first
+    assert zipped == [src]
+    assert [p.name.startswith("abc-") for p in (tmp_path / "cdk.out" / assembly.ZIP_CACHE_DIR).iterdir()] == [True]
+    (src / "app.py").write_text("VERSION = 22\n")
+    assembly._zipped.cache_clear()
+    changed = assembly.package_asset(asset)
+    assert zipped == [src, src]
+    with zipfile.ZipFile(io.BytesIO(changed)) as archive:
+        assert archive.read("app.py") == b"VERSION = 22\n"
+    assembly._zipped.cache_clear()

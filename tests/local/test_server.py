@@ -41,3 +41,68 @@ def test_clients_for_another_account_see_only_that_account():
         assert aws.client("sts", "ap-northeast-1", account_id="111111111111").get_caller_identity()["Account"] \
             == "111111111111"
         assert "QueueUrls" not in aws.client("sqs", "ap-northeast-1").list_queues()
+
+
+def test_a_json_template_is_parsed_as_json_and_a_yaml_one_still_as_yaml(monkeypatch: pytest.MonkeyPatch):
+    """moto_patches correction 3: the CDK's JSON templates skip PyYAML's slow pure-Python
+    loader (9.5 s of a 25 s Nagano deployment). Breaking the patch makes the JSON case reach
+    the YAML loader, which this test forbids."""
+    import yaml
+    from moto.cloudformation.models import Stack
+
+    real_load = yaml.load
+    loaded: list[str] = []
+
+    def watched_load(stream, Loader):
+        loaded.append(stream)
+        return real_load(stream, Loader=Loader)
+
+    monkeypatch.setattr(yaml, "load", watched_load)
+    body = '{"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"DelaySeconds": 1e1}}}}'
+    parsed = Stack.parse_template(body)
+    assert parsed["Resources"]["Q"]["Properties"]["DelaySeconds"] == 10.0  # JSON's number, not YAML's string
+    assert loaded == []
+    yaml_body = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n"
+    assert Stack.parse_template(yaml_body) == {"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}
+    assert loaded == [yaml_body]
+
+
+def test_a_stack_from_a_json_template_is_created_through_the_server():
+    with MotoServer() as aws:
+        cfn = aws.client("cloudformation", "ap-northeast-1")
+        cfn.create_stack(StackName="s", TemplateBody='{"Resources": {"Q": {"Type": "AWS::SQS::Queue", '
+                                                     '"Properties": {"QueueName": "from-json"}}}}')
+        assert cfn.describe_stacks(StackName="s")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+        assert aws.client("sqs", "ap-northeast-1").get_queue_url(QueueName="from-json")["QueueUrl"]
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_every_stored_object_counts_in_its_buckets_generation(mode: str):
+    """moto_patches correction 4: what lets the runner skip listing unchanged buckets. A
+    store that did not count (a copy, a multipart upload, another account's bucket) would leave its object undelivered."""
+    import json
+    import urllib.request
+
+    from jukinet_ops.local.moto_patches import GENERATIONS_PATH
+
+    def generations(url: str) -> dict[str, int]:
+        with urllib.request.urlopen(url + GENERATIONS_PATH, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    with MotoServer(mode=mode) as aws:  # type: ignore[arg-type]
+        s3 = aws.client("s3", "us-east-1")
+        other = aws.client("s3", "us-east-1", account_id="111111111111")
+        s3.create_bucket(Bucket="bkt-b")
+        other.create_bucket(Bucket="bkt-c")
+        before = generations(aws.endpoint_url)
+        assert before.get("123456789012/bkt-b", 0) == 0
+        s3.put_object(Bucket="bkt-b", Key="k", Body=b"1")
+        s3.copy_object(Bucket="bkt-b", Key="k2", CopySource={"Bucket": "bkt-b", "Key": "k"})
+        upload = s3.create_multipart_upload(Bucket="bkt-b", Key="big")["UploadId"]
+        part = s3.upload_part(Bucket="bkt-b", Key="big", UploadId=upload, PartNumber=1, Body=b"x")["ETag"]
+        s3.complete_multipart_upload(Bucket="bkt-b", Key="big", UploadId=upload,
+                                     MultipartUpload={"Parts": [{"ETag": part, "PartNumber": 1}]})
+        other.put_object(Bucket="bkt-c", Key="k", Body=b"1")
+        after = generations(aws.endpoint_url)
+        assert after["123456789012/bkt-b"] - before.get("123456789012/bkt-b", 0) == 3
+        assert after["111111111111/bkt-c"] - before.get("111111111111/bkt-c", 0) == 1

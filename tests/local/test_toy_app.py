@@ -362,6 +362,31 @@ def test_s3_drop_triggers_its_handler_once(runner: LocalRunner, deployed: Deploy
     assert _item(deployed, "s3#elsewhere/ignored.csv") is None
 
 
+def test_an_unchanged_bucket_is_not_listed_again_and_a_new_object_still_arrives(
+        runner: LocalRunner, deployed: DeployedEnvironment, monkeypatch: pytest.MonkeyPatch):
+    """The runner lists a notified bucket only when its object generation moved (the
+    embedded AWS counts stored objects per bucket): the idle rounds of ``run_until_idle``
+    cost one request, not one listing per bucket; an object stored since is still found."""
+    runner.process_new_objects()
+    listed: list[str] = []
+    real_list = runner._list_objects
+
+    def counting(notification):
+        listed.append(notification.bucket)
+        return real_list(notification)
+
+    monkeypatch.setattr(runner, "_list_objects", counting)
+    assert runner.process_new_objects() == 0
+    assert listed == []
+    bucket = deployed.bucket_notifications[0].bucket
+    deployed.client("s3").put_object(Bucket=bucket, Key="incoming/later.csv", Body=b"a,b\n")
+    assert runner.process_new_objects() == 1
+    assert listed == [bucket]
+    assert _item(deployed, "s3#incoming/later.csv")["seen"]["N"] == "1"
+    assert runner.process_new_objects() == 0
+    assert listed == [bucket]
+
+
 def test_failed_s3_event_is_retried_then_sent_to_the_function_dead_letter_queue(
         runner: LocalRunner, deployed: DeployedEnvironment):
     bucket = deployed.bucket_notifications[0].bucket
