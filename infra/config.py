@@ -11,6 +11,11 @@ Registered deployments (``DEPLOYMENTS``):
     Nagano prefecture (200000) with its 77 municipalities (``data/nagano_municipalities.csv``),
     every tier in the placeholder account 123456789012, ap-northeast-1. What the demo and
     the embedded AWS deploy.
+``nagano-compact``
+    ``nagano-demo`` with 8 of Nagano's municipalities (長野市, 松本市, 上田市, 岡谷市, 飯田市,
+    諏訪市, 須坂市, 小諸市): the same stacks, settings, agencies and people, a quarter of the
+    resources. What the embedded-AWS tests deploy (a deployment in seconds, not half a minute);
+    what does not depend on the number of municipalities is tested there.
 ``large-prefecture-test``
     A synthetic 179-municipality prefecture (Hokkaido's count) beside Nagano: proves that
     the stack split keeps every stack under CloudFormation's 500-resource limit.
@@ -23,6 +28,7 @@ Registered deployments (``DEPLOYMENTS``):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import ipaddress
 import re
@@ -873,6 +879,20 @@ def nagano_demo() -> Deployment:
     )
 
 
+COMPACT_MUNICIPALITIES = ("202011", "202029", "202037", "202045", "202053", "202061", "202070", "202088")
+
+
+def nagano_compact() -> Deployment:
+    """``nagano-demo`` with the municipalities ``COMPACT_MUNICIPALITIES`` only."""
+    demo = nagano_demo()
+    [nagano] = demo.prefectures
+    tier = nagano.municipality_tier
+    kept = tuple(m for m in tier.municipalities if m.code in COMPACT_MUNICIPALITIES)
+    _require(len(kept) == len(COMPACT_MUNICIPALITIES), "nagano-compact: a municipality is not in Nagano's list")
+    compact = dataclasses.replace(nagano, municipality_tier=dataclasses.replace(tier, municipalities=kept))
+    return dataclasses.replace(demo, name="nagano-compact", prefectures=(compact,))
+
+
 def synthetic_municipalities(prefecture_number: str, count: int) -> tuple[Municipality, ...]:
     """``count`` municipalities with valid codes (<pp>201, <pp>202, … + check digit)."""
     return tuple(
@@ -916,6 +936,7 @@ def multi_account_example() -> Deployment:
 
 DEPLOYMENTS: dict[str, Callable[[], Deployment]] = {
     "nagano-demo": nagano_demo,
+    "nagano-compact": nagano_compact,
     "large-prefecture-test": large_prefecture_test,
     "multi-account-example": multi_account_example,
 }

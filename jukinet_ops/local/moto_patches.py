@@ -28,7 +28,9 @@ the server child process (``python -m jukinet_ops.local.moto_server``), the thre
    /_jukinet/s3-object-generations`` answers ``{"<account>/<bucket>": n}``. Nothing else
    changes: a server without this route makes the runner list every bucket, as before.
 
-``apply()`` is idempotent.
+``apply()`` makes corrections 1 and 2, wherever moto runs (the in-process ``mock_aws`` tests
+too); ``apply_server()`` all four, for the servers (3 and 4 serve deployments and the
+runner, and importing moto's CloudFormation costs a process ~3 s). Both are idempotent.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 
 _LOCK = threading.RLock()
 _APPLIED = False
+_APPLIED_SERVER = False
 
 
 def apply() -> None:
@@ -51,9 +54,18 @@ def apply() -> None:
     for name in ("put_item", "update_item", "delete_item"):
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name)))
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+    _APPLIED = True
+
+
+def apply_server() -> None:
+    """Every correction: for a moto server (the child process, ``MotoServer``'s thread mode)."""
+    global _APPLIED_SERVER
+    apply()
+    if _APPLIED_SERVER:
+        return
     _parse_json_templates_as_json()
     _count_object_generations()
-    _APPLIED = True
+    _APPLIED_SERVER = True
 
 
 GENERATIONS_PATH = "/_jukinet/s3-object-generations"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from jukinet_ops.local import moto_patches
 
 if __name__ == "__main__":
-    moto_patches.apply()
+    moto_patches.apply_server()
     from moto.server import main
 
     main()

@@ -156,7 +156,7 @@ class MotoServer:
 
         from . import moto_patches
 
-        moto_patches.apply()
+        moto_patches.apply_server()
 
         # werkzeug logs every request at INFO; quiet it while this server runs.
         werkzeug = logging.getLogger("werkzeug")

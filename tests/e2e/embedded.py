@@ -1,5 +1,10 @@
 """The Nagano assembly synthesized, deployed into a fresh embedded AWS (a moto server on
-127.0.0.1) and its functions made runnable — what every end-to-end test starts from."""
+127.0.0.1) and its functions made runnable — what every end-to-end test starts from.
+
+The tests deploy ``nagano-compact`` (``E2E_DEPLOYMENT``): nagano-demo's stacks, settings,
+agencies and people with 8 of its 77 municipalities, deployed in half the time (each module
+deploys once, at each of the test run's three clock instants). ``tests/e2e/test_checklist.py``
+deploys the full ``nagano-demo`` and checks every one of its 77 municipalities."""
 
 from __future__ import annotations
 
@@ -42,16 +47,19 @@ def _inputs_digest(deployment: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def nagano_assembly(tmp_path_factory: Any) -> Path:
-    """The Nagano cloud assembly as of ``SYNTH_DAY`` (every e2e module deploys the same
+E2E_DEPLOYMENT = "nagano-compact"
+
+
+def nagano_assembly(tmp_path_factory: Any, deployment: str = E2E_DEPLOYMENT) -> Path:
+    """The deployment's cloud assembly as of ``SYNTH_DAY`` (every e2e module deploys the same
     templates into its own embedded AWS). Synthesized once for all test processes and runs
     (xdist workers, the moved-clock runs of scripts/test-any-date): cached under
     ``build/test-assemblies/`` by a digest of everything synthesis reads, built by one process
     while the others wait on a lock. The assembly depends on ``SYNTH_DAY``, not on the clock."""
     del tmp_path_factory  # kept in the signature: callers pass it
-    if "nagano-demo" not in _ASSEMBLIES:
-        _ASSEMBLIES["nagano-demo"] = _cached_synth("nagano-demo")
-    return _ASSEMBLIES["nagano-demo"]
+    if deployment not in _ASSEMBLIES:
+        _ASSEMBLIES[deployment] = _cached_synth(deployment)
+    return _ASSEMBLIES[deployment]
 
 
 def _cached_synth(deployment: str) -> Path:
@@ -77,7 +85,7 @@ def deployed_nagano(tmp_path_factory: Any, *, monitoring: bool = False, notifica
     ``monitoring``: the functions' metrics go to the embedded CloudWatch and
     ``runner.monitoring`` (a ``LocalMonitoring``) evaluates the alarms, recording each
     notifying transition in ``notifications`` (a ``NotificationLog``) if given."""
-    deployment = load_deployment("nagano-demo")
+    deployment = load_deployment(E2E_DEPLOYMENT)
     out = nagano_assembly(tmp_path_factory)
     saved = dict(os.environ)
     try:

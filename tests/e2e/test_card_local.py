@@ -17,7 +17,7 @@ from jukinet.domain.card import VirtualCard
 from jukinet_ops.local.api import LocalApi, local_principals
 
 from ..pipeline.exports import csv_bytes, person, row
-from .embedded import deployed_nagano
+from .embedded import E2E_DEPLOYMENT, deployed_nagano
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def test_the_demo_step_issues_authenticates_suspends_and_locks(world):
     console = Console(file=io.StringIO(), width=200)
     from infra.config import load_deployment
 
-    out = run_card_demo(console, load_deployment("nagano-demo"), api.env, api.runner, month=month_jst(system_clock()))
+    out = run_card_demo(console, load_deployment(E2E_DEPLOYMENT), api.env, api.runner, month=month_jst(system_clock()))
     assert out["authenticated"][0] == 200 and set(out["authenticated"][1]) == {"resident_code", "issuer"}
     assert out["lost"][1]["error"]["code"] == "CARD_SUSPENDED"
     assert [t["failures"] for t in out["pin"]] == [1, 2, 3] and out["pin"][-1]["locked"]

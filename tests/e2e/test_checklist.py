@@ -81,7 +81,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
     deployment = load_deployment("nagano-demo")
-    out = nagano_assembly(tmp_path_factory)
+    out = nagano_assembly(tmp_path_factory, "nagano-demo")
     with MotoServer() as server:
         deploy_assembly(out, server.endpoint_url, default_region=deployment.region)
         yield World(deployment, server.endpoint_url)

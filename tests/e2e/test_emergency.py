@@ -29,7 +29,7 @@ from jukinet_ops.reconcile import reconcile_deployment
 
 from ..dates import months_jst
 from ..pipeline.exports import csv_bytes, person, row
-from .embedded import nagano_assembly
+from .embedded import E2E_DEPLOYMENT, nagano_assembly
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ MINUTE = 60.0
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    deployment = load_deployment("nagano-demo")
+    deployment = load_deployment(E2E_DEPLOYMENT)
     out = nagano_assembly(tmp_path_factory)
     saved = dict(os.environ)
     with MotoServer() as server:

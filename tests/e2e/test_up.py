@@ -29,15 +29,15 @@ from infra.naming import NATIONAL, Names
 from jukinet.domain.card import VirtualCard
 from jukinet_ops.local.client_env import LocalEnvironmentFiles, read_env_file
 
-from .embedded import nagano_assembly
+from .embedded import E2E_DEPLOYMENT, nagano_assembly
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "export-cp932.csv"
 RESIDENT = "24738519066"  # the example's first row: 転入 to 202011 (長野市)
-AFFAIR = "DEMO-T1-ENGO-PENSION"  # mhlw-engo's look-up agreement in nagano-demo
-NATIONAL_TABLE = Names.of(load_deployment("nagano-demo")).identity_table(NATIONAL)
+AFFAIR = "DEMO-T1-ENGO-PENSION"  # mhlw-engo's look-up agreement (data/agencies.demo.toml)
+NATIONAL_TABLE = Names.of(load_deployment(E2E_DEPLOYMENT)).identity_table(NATIONAL)
 
 
 def _free_ports(count: int) -> int:
@@ -90,7 +90,7 @@ def test_up_serves_a_dropped_file_to_an_agency_and_down_leaves_nothing_running(t
     files = LocalEnvironmentFiles(state)
     started = time.monotonic()
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(BIN / "jukinet"), "up", "--cdk-out", str(assembly), "--port-base", str(port)],
+        proc = subprocess.Popen([str(BIN / "jukinet"), "up", "--deployment", E2E_DEPLOYMENT, "--cdk-out", str(assembly), "--port-base", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     moto_pid = 0
     try:

@@ -43,7 +43,7 @@ from jukinet_ops.local.monitoring import (
 )
 from jukinet_ops.local.server import MotoServer, local_credentials
 
-from ..e2e.embedded import nagano_assembly
+from ..e2e.embedded import E2E_DEPLOYMENT, nagano_assembly
 
 REGION = "ap-northeast-1"
 ACCOUNT = "123456789012"
@@ -631,7 +631,7 @@ def nagano(tmp_path_factory):
     from jukinet_ops.local.deploy import deploy_assembly
     from jukinet_ops.local.runner import LocalRunner, replace_environ
 
-    deployment = load_deployment("nagano-demo")
+    deployment = load_deployment(E2E_DEPLOYMENT)
     out = nagano_assembly(tmp_path_factory)
     saved = dict(os.environ)
     with MotoServer() as server, open(os.devnull, "w") as devnull:

@@ -50,6 +50,9 @@ def test_a_json_template_is_parsed_as_json_and_a_yaml_one_still_as_yaml(monkeypa
     import yaml
     from moto.cloudformation.models import Stack
 
+    from jukinet_ops.local import moto_patches
+
+    moto_patches.apply_server()  # what the server does (the thread mode test may have done it)
     real_load = yaml.load
     loaded: list[str] = []
 
