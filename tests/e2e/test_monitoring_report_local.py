@@ -22,7 +22,8 @@ from jukinet.clock import month_jst
 from jukinet_ops.agency_traffic import recipient_principals, sample_residents
 from jukinet_ops.local.api import LocalApi
 from jukinet_ops.local.monitoring import NotificationLog
-from jukinet_ops.monitoring_report import NO_INCIDENT, monitoring_report, render_csv, render_markdown
+from jukinet.services.monitoring_report import NO_INCIDENT, render_csv, render_markdown
+from jukinet_ops.monitoring_report import monitoring_report
 
 from ..pipeline.exports import csv_bytes, person, row
 from .embedded import deployed_nagano

@@ -1,4 +1,4 @@
-"""The monthly monitoring report from recorded inputs (``jukinet_ops.monitoring_report``): what
+"""The monthly monitoring report from recorded inputs (``jukinet.services.monitoring_report``): what
 goes into which tier, what the finding lists, and the three renderings. The same report read
 from the embedded AWS: ``tests/e2e/test_monitoring_report_local.py``."""
 
@@ -8,7 +8,7 @@ import csv
 import datetime as dt
 import io
 
-from jukinet_ops.monitoring_report import (
+from jukinet.services.monitoring_report import (
     NETWORK_WATCH_METRICS,
     NO_INCIDENT,
     AlarmEvent,
@@ -179,7 +179,7 @@ class _ListedTwice:
 
 
 def test_a_metric_listed_once_per_datapoint_is_summed_once():
-    from jukinet_ops.monitoring_report import metric_sums
+    from jukinet.services.monitoring_report import metric_sums
 
     [total] = metric_sums(_ListedTwice(), "Jukinet", ["UnauthorisedAttempts"], at(1), at(30))
     assert total.total == 7.0 and total.dimensions == {"service": "p", "tier": "national"}
@@ -190,6 +190,6 @@ def test_the_network_metrics_read_are_the_ones_the_network_watch_publishes():
 
     assert set(NETWORK_WATCH_METRICS) == {network_watch.REJECTS_METRIC, network_watch.LEAVING_METRIC,
                                           network_watch.DNS_METRIC}
-    from jukinet_ops.monitoring_report import network_namespace
+    from jukinet.services.monitoring_report import network_namespace
 
     assert network_namespace("pref-200000") == network_watch.network_namespace("pref-200000")
