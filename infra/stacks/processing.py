@@ -506,7 +506,7 @@ def build_monitoring_report(stack: TierStack, *, tier_label: str, reports: Secur
         acknowledged.append(r"/^Resource::arn:.*:dynamodb:.*:table\/.*-provision-log\/index\/\*$/")
     # The tier's endpoints: CloudWatch reads and the isolation records by this role alone; puts
     # under monitoring-report/ (the bucket policy narrows writers to the reporting roles).
-    only_this_role = {"ArnEquals": {"aws:PrincipalArn": [role_arn]}}
+    only_this_role = {"ArnLike": {"aws:PrincipalArn": [role_arn]}}
     stack.network.allow_through("Monitoring", iam.PolicyStatement(
         sid="MonitoringReportReads", principals=[iam.AnyPrincipal()], actions=MONITORING_READ_ACTIONS,
         resources=["*"], conditions=only_this_role))
