@@ -423,10 +423,6 @@ class ReportScope:
     tiers: tuple[str, ...]
     services: Mapping[str, str]  # service → tier
 
-    @property
-    def alarm_prefixes(self) -> tuple[str, ...]:
-        return tuple(f"{self.prefix}-{t}-" for t in self.tiers)
-
 
 @dataclass(frozen=True)
 class _Isolation:
@@ -508,7 +504,8 @@ def collect_inputs(scope: ReportScope, month: str, *, now: dt.datetime, notifica
     if notifications is not None:
         alarms, source = alarms_from_notifications(notifications), f"local record {notifications.name}"
     else:
-        alarms = [e for p in scope.alarm_prefixes for e in alarms_from_history(cloudwatch, p, start, end)]
+        # One pass over the account's history; each alarm goes to the tier its name carries.
+        alarms = alarms_from_history(cloudwatch, scope.prefix, start, end)
         source = "CloudWatch alarm history"
     store = isolations if isolations is not None else IsolationHistory(client("ssm"), scope.prefix)
     isolation_list = isolation_events(store, month)
