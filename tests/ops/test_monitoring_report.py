@@ -269,3 +269,20 @@ def test_the_scheduled_run_refuses_a_month_not_ended_or_malformed():
     for bad in ("2026-13", "2026/11", "26-11"):
         with pytest.raises(ValueError, match="YYYY-MM"):
             job.run(dt.datetime(2026, 12, 1, 0, 30, tzinfo=UTC), month=bad)
+
+
+def test_the_reported_month_is_always_the_jst_month_before_the_run_and_has_ended():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from jukinet.clock import month_jst
+    from jukinet.services.monitoring_report import month_range, previous_month
+
+    @given(st.datetimes(min_value=dt.datetime(2001, 1, 1), max_value=dt.datetime(2099, 12, 31), timezones=st.just(UTC)))
+    def check(now):
+        month = previous_month(now)
+        start, end = month_range(month)
+        assert end <= now and month_jst(end) == month_jst(now)  # ended, and the run's month follows it
+        assert month_jst(start) == month and month_jst(end - dt.timedelta(microseconds=1)) == month
+
+    check()
