@@ -225,10 +225,11 @@ def build_processing(stack: TierStack, *, tier_label: str, handler: str, descrip
                  metric=custom_metric("AgedSequenceGaps", service=service, tier=tier_label),
                  anchor="sequence-gaps")
     build_ledger_watch(stack, tier_label=tier_label, table=table, watched=watched)
-    names_ = stack.names
+    # The tier's security-reports bucket: its two writers are the nightly reconciliation and the
+    # monthly monitoring report, each under its own prefix (decisions 0033, 0039).
     reports = build_security_reports(stack, writers=[
-        names_.role_arn(stack.tier_env, stack.tier, names_.reconciliation_function(stack.tier)),
-        names_.role_arn(stack.tier_env, stack.tier, names_.monitoring_report_function(stack.tier))])
+        names.role_arn(env, tier, names.reconciliation_function(tier)),
+        names.role_arn(env, tier, names.monitoring_report_function(tier))])
     build_reconciliation(stack, tier_label=tier_label, table=table, watched=watched, reports=reports)
     build_monitoring_report(stack, tier_label=tier_label, reports=reports)
     alarms.alarm("SignatureFailures", name=names.alarm(tier, "signature-failures"),
