@@ -242,8 +242,9 @@ CURRENT_ITEM_BYTES = 671  # a current item as identity_store builds it (sealed f
 
 AZS = 2  # infra/config.py DEMO_AZS: two AZs per tier VPC
 INTERFACE_ENDPOINTS = {  # infra/stacks/*.py interface_endpoints (S3 and DynamoDB are free gateway endpoints)
-    "national": ("sqs", "kms"),
-    "prefecture": ("sqs", "kms", "execute-api"),  # execute-api only where the prefecture has own-use recipients
+    # monitoring, ssm: the monthly monitoring report's reads (CloudWatch, isolation records; decision 0039)
+    "national": ("sqs", "kms", "monitoring", "ssm"),
+    "prefecture": ("sqs", "kms", "monitoring", "ssm", "execute-api"),  # execute-api only with own-use recipients
     "municipality_tier": ("sqs", "kms", "execute-api"),  # execute-api: the counter API (docs/card.md)
 }
 KMS_KEYS = {  # per stack, checked against the synthesized nagano-demo by tests/infra/test_projection_counts.py

@@ -155,6 +155,10 @@ class Names:
         """The tier's nightly reconciliation (function, role and schedule rule share the name)."""
         return f"{self.prefix}-{tier}-reconciliation"
 
+    def monitoring_report_function(self, tier: str) -> str:
+        """The tier's monthly monitoring report (function, role and schedule rule share the name)."""
+        return f"{self.prefix}-{tier}-monitoring-report"
+
     def security_reports_bucket(self, env: Environment, tier: str) -> str:
         """``<prefix>-sec-reports-<tier>-<account>-<region>``: a tier's reports for its security
         officers (reconciliation now, monitoring reports later; decision 0033)."""

@@ -303,14 +303,14 @@ def cmd_monitoring_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from infra.config import load_deployment
-    from jukinet_ops.monitoring_report import (
-        monitoring_report,
+    from jukinet.services.monitoring_report import (
         render_csv,
         render_html,
         render_markdown,
         summary_lines,
         write_report,
     )
+    from jukinet_ops.monitoring_report import monitoring_report
     from jukinet_ops.up import state_dir
 
     if args.endpoint_url:

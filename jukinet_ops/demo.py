@@ -312,7 +312,8 @@ def print_notifications(console: Console, notifications, shown: int = 6) -> None
 def print_monitoring_report(console: Console, deployment, notifications: Path, clock: Clock) -> None:
     """The month's monitoring report (``jukinet monitoring-report``) in one screen, read from the
     embedded AWS like any deployed environment; the Markdown, HTML and CSV go to .jukinet/reports/."""
-    from jukinet_ops.monitoring_report import monitoring_report, summary_lines, write_report
+    from jukinet.services.monitoring_report import summary_lines, write_report
+    from jukinet_ops.monitoring_report import monitoring_report
 
     now = clock()
     report = monitoring_report(deployment, month_jst(now), now=now, notifications=notifications)

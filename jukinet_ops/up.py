@@ -43,6 +43,7 @@ from rich.console import Console
 
 from jukinet.adapters import aws
 from jukinet.clock import Clock, today_jst
+from jukinet.handlers.monitoring_report import LOCAL_ALARM_HISTORY
 
 from .demo import WORK_DIR
 from .local.client_env import (
@@ -137,8 +138,12 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
                                                          notifications=NotificationLog(
                                                              files.state_dir / "notifications.log")))
         flow_logs = stack.enter_context(FlowLogRecorder(env.client, now=lambda: clock().timestamp()).installed())
+        # The monthly monitoring report reads the alarm transitions from notifications.log (the
+        # embedded AWS serves no alarm history: jukinet.handlers.monitoring_report).
         runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True,
-                                                 flow_logs=flow_logs))  # network watch: local/flow_logs.py
+                                                 flow_logs=flow_logs,  # network watch: local/flow_logs.py
+                                                 env_overrides={LOCAL_ALARM_HISTORY: str(
+                                                     (files.state_dir / "notifications.log").resolve())}))
         schedules = LocalSchedules(env, clock())
         api = stack.enter_context(LocalApi(env, runner, credentials={}, api=names.provision_api(),
                                                   port=port_base + 1))

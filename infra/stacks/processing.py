@@ -79,6 +79,14 @@ LEDGER_WATCH_SCHEDULE = "rate(5 minutes)"
 LEDGER_WATCH_FILE = "ledger-watch.json"
 RECONCILIATION_SCHEDULE = "cron(30 16 * * ? *)"  # 01:30 JST, every night
 RECONCILIATION_FILE = "reconciliation.json"
+# 09:30 JST on the 1st (00:30 UTC): after the night's sealer (01:00 JST) and reconciliation
+# (01:30 JST) and the last hour's seal grace; 02:30 JST would be 17:30 UTC on the previous
+# month's last day, which needs cron's ``L`` (decision 0039).
+MONITORING_REPORT_SCHEDULE = "cron(30 0 1 * ? *)"
+MONITORING_REPORT_PREFIX = "monitoring-report/"  # = jukinet.services.monitoring_report.REPORT_PREFIX
+# What the report reads from CloudWatch: metric sums and alarm history (no resource-level permission).
+MONITORING_READ_ACTIONS = ["cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics", "cloudwatch:DescribeAlarmHistory"]
+ISOLATION_READ_ACTIONS = ["ssm:GetParametersByPath", "ssm:GetParameterHistory"]
 # Who reads a tier's security reports: its security officers and the chief and deputy, whose
 # role carries the security officer's reads (infra/components/responsibility.py).
 SECURITY_REPORT_READERS = ("security-officer", "chief-security-officer", "deputy-chief-security-officer")
@@ -217,7 +225,13 @@ def build_processing(stack: TierStack, *, tier_label: str, handler: str, descrip
                  metric=custom_metric("AgedSequenceGaps", service=service, tier=tier_label),
                  anchor="sequence-gaps")
     build_ledger_watch(stack, tier_label=tier_label, table=table, watched=watched)
-    build_reconciliation(stack, tier_label=tier_label, table=table, watched=watched)
+    # The tier's security-reports bucket: its two writers are the nightly reconciliation and the
+    # monthly monitoring report, each under its own prefix (decisions 0033, 0039).
+    reports = build_security_reports(stack, writers=[
+        names.role_arn(env, tier, names.reconciliation_function(tier)),
+        names.role_arn(env, tier, names.monitoring_report_function(tier))])
+    build_reconciliation(stack, tier_label=tier_label, table=table, watched=watched, reports=reports)
+    build_monitoring_report(stack, tier_label=tier_label, reports=reports)
     alarms.alarm("SignatureFailures", name=names.alarm(tier, "signature-failures"),
                  description=f"A message to the {tier_label} tier failed signature verification or came from an "
                              "unknown sender: possible tampering or misconfiguration.",
@@ -351,7 +365,7 @@ def build_security_reports(stack: TierStack, *, writers: Sequence[str]) -> Secur
 
 
 def build_reconciliation(stack: TierStack, *, tier_label: str, table: dynamodb.Table,
-                         watched: Sequence[WatchedCounts]) -> TierFunction:
+                         watched: Sequence[WatchedCounts], reports: SecurityReports) -> TierFunction:
     """The tier's nightly reconciliation (``jukinet.services.reconciliation``, 01:30 JST): the
     previous day's month and the previous month, the ``reconciliation-mismatches`` alarm, the
     report in the tier's security-reports bucket. It reads what the ledger watch reads (the same
@@ -360,8 +374,6 @@ def build_reconciliation(stack: TierStack, *, tier_label: str, table: dynamodb.T
     names, env, tier = stack.names, stack.tier_env, stack.tier
     here = (env.account, env.region)
     function_name = names.reconciliation_function(tier)
-    role_arn = names.role_arn(env, tier, function_name)
-    reports = build_security_reports(stack, writers=[role_arn])
     local = [w for w in watched if (w.env.account, w.env.region) == here
              and (w.tiers_below_env is None or (w.tiers_below_env.account, w.tiers_below_env.region) == here)]
     municipality_names = {m.code: m.name for p in stack.deployment.prefectures
@@ -429,6 +441,102 @@ def build_reconciliation(stack: TierStack, *, tier_label: str, table: dynamodb.T
                        metric=custom_metric("ReconciliationMismatches", service=names.service_name(tier),
                                             tier=tier_label),
                        anchor="reconciliation-mismatches")
+    return function
+
+
+def monitoring_scope(stack: TierStack) -> dict:
+    """What a tier's monthly report covers (``REPORT_SCOPE``): the national tier itself (with the
+    provision functions' service); a prefecture tier itself and its municipality tier when that
+    tier is in the same account and region (its metrics are there; it has no bucket of its own)."""
+    from ..naming import municipality_tier, prefecture_tier
+
+    names, tier, prefix = stack.names, stack.tier, stack.names.prefix
+    if tier == "national":
+        return {"tiers": ["national"], "services": {names.provision_service(): "national",
+                                                    f"{prefix}-national": "national"}}
+    prefecture = next(p for p in stack.deployment.prefectures if prefecture_tier(p.code) == tier)
+    tiers = [tier]
+    muni = prefecture.municipality_tier.env
+    if (muni.account, muni.region) == (stack.tier_env.account, stack.tier_env.region):
+        tiers.append(municipality_tier(prefecture.code))
+    return {"tiers": tiers, "services": {f"{prefix}-{t}": t for t in tiers}}
+
+
+def build_monitoring_report(stack: TierStack, *, tier_label: str, reports: SecurityReports) -> TierFunction:
+    """The tier's monthly monitoring report (``jukinet.services.monitoring_report``, the 1st at
+    09:30 JST): the previous month's report of its scope as Markdown, HTML and CSV under
+    ``monitoring-report/<YYYY-MM>/`` in the tier's security-reports bucket (decision 0039). It
+    reads CloudWatch metric sums and alarm history, the isolation records, and — nationally —
+    the provision log's seals and statistics; it writes nothing else."""
+    names, env, tier = stack.names, stack.tier_env, stack.tier
+    function_name = names.monitoring_report_function(tier)
+    role_arn = names.role_arn(env, tier, function_name)
+    partition = cdk_partition()
+    isolation = f"arn:{partition}:ssm:{env.region}:{env.account}:parameter/{names.prefix}/isolation"
+    own_reports = reports.bucket.arn_for_objects(f"{MONITORING_REPORT_PREFIX}*")
+    statements = [
+        iam.PolicyStatement(sid="ReadMetricsAndAlarmHistory", actions=MONITORING_READ_ACTIONS, resources=["*"]),
+        iam.PolicyStatement(sid="ReadIsolationRecords", actions=ISOLATION_READ_ACTIONS,
+                            resources=[isolation, f"{isolation}/*"]),
+        iam.PolicyStatement(sid="WriteMonitoringReports", actions=["s3:PutObject"], resources=[own_reports]),
+        iam.PolicyStatement(sid="EncryptReports", actions=["kms:GenerateDataKey"], resources=[reports.key.key_arn],
+                            conditions={"StringEquals": {"kms:ViaService": f"s3.{env.region}.amazonaws.com"}}),
+    ]
+    environment = {
+        "TIER": tier_label, "TIER_NAME": tier, "DEPLOYMENT": stack.deployment.name, "PREFIX": names.prefix,
+        "REPORTS_BUCKET": reports.bucket.bucket_name,
+        "REPORT_SCOPE": json.dumps(monitoring_scope(stack), separators=(",", ":")),
+        "POWERTOOLS_SERVICE_NAME": names.service_name(tier), "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "LOG_LEVEL": "INFO",
+    }
+    acknowledged = ["Resource::*", r"/^Resource::<SecurityReports[A-F0-9]+\.Arn>\/monitoring-report\/\*$/",
+                    r"/^Resource::arn:.*:ssm:.*:parameter\/.*\/isolation\/\*$/"]
+    if tier == "national" and stack.deployment.agencies:
+        table = lambda t: f"arn:{partition}:dynamodb:{env.region}:{env.account}:table/{t}"  # noqa: E731
+        log, state = table(names.provision_log_table()), table(names.provision_state_table())
+        statements += [
+            # Seals (partition SEALS, SEAL#<hour>), the day index and the entries the seals name:
+            # what the statistics are checked against. Read only; the table policy keeps it append-only.
+            iam.PolicyStatement(sid="ReadProvisionLog", actions=["dynamodb:Query", "dynamodb:BatchGetItem"],
+                                resources=[log, f"{log}/index/*"]),
+            iam.PolicyStatement(sid="ReadProvisionStatistics", actions=["dynamodb:Query"], resources=[state],
+                                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["STAT#*"]}}),
+        ]
+        environment.update({"PROVISION_LOG_TABLE": names.provision_log_table(),
+                            "PROVISION_STATE_TABLE": names.provision_state_table()})
+        acknowledged.append(r"/^Resource::arn:.*:dynamodb:.*:table\/.*-provision-log\/index\/\*$/")
+    # The tier's endpoints: CloudWatch reads and the isolation records by this role alone; puts
+    # under monitoring-report/ (the bucket policy narrows writers to the reporting roles).
+    only_this_role = {"ArnLike": {"aws:PrincipalArn": [role_arn]}}
+    stack.network.allow_through("Monitoring", iam.PolicyStatement(
+        sid="MonitoringReportReads", principals=[iam.AnyPrincipal()], actions=MONITORING_READ_ACTIONS,
+        resources=["*"], conditions=only_this_role))
+    stack.network.allow_through("Ssm", iam.PolicyStatement(
+        sid="MonitoringReportReadsIsolations", principals=[iam.AnyPrincipal()], actions=ISOLATION_READ_ACTIONS,
+        resources=[isolation, f"{isolation}/*"], conditions=only_this_role))
+    stack.network.allow_through("S3", iam.PolicyStatement(
+        sid="MonitoringReportWritesReports", principals=[iam.AnyPrincipal()], actions=["s3:PutObject"],
+        resources=[own_reports], conditions=only_this_role))
+    function = TierFunction(
+        stack, "MonitoringReport", function_name=function_name, role_name=function_name,
+        role_path=names.role_path(tier), handler="jukinet.handlers.monitoring_report.handler",
+        description=f"Monthly monitoring report of the {tier_label} tier (the previous month, on the 1st)",
+        environment=environment, timeout=Duration.minutes(5), memory_size=512, reserved_concurrency=1,
+        network=stack.network, log_key=stack.audit_key, log_retention=stack.log_retention, statements=statements,
+    )
+    rule = events.Rule(stack, "MonitoringReportSchedule", rule_name=function_name,
+                       schedule=events.Schedule.expression(MONITORING_REPORT_SCHEDULE),
+                       description=f"Monthly monitoring report of the {tier_label} tier (the 1st, 09:30 JST)")
+    rule.add_target(targets.LambdaFunction(function.function, retry_attempts=2, max_event_age=Duration.hours(6)))
+    nag.acknowledge(function.function, [
+        ("NIST.800.53.R5-LambdaDLQ", ("The scheduled event carries nothing but its time; a failed run is retried "
+         "twice and shows in the function's errors; an operator re-runs the month with {\"month\": \"YYYY-MM\"}.")),
+    ])
+    nag.acknowledge(function.policy, [
+        ("AwsSolutions-IAM5", ("ENI management, X-Ray trace writes and CloudWatch metric and alarm-history reads "
+         "support no resource-level permissions; reports are written under monitoring-report/ only; the isolation "
+         "records are the parameters under /<prefix>/isolation/; the provision log's day index."), acknowledged),
+    ], apply_to_children=True)
     return function
 
 

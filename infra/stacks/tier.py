@@ -30,6 +30,9 @@ _RETENTION = {
 
 SQS = ec2.InterfaceVpcEndpointAwsService.SQS
 KMS = ec2.InterfaceVpcEndpointAwsService.KMS
+# The processing tiers' monthly monitoring report reads CloudWatch and the isolation records (SSM).
+MONITORING = ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING
+SSM = ec2.InterfaceVpcEndpointAwsService.SSM
 S3 = ec2.GatewayVpcEndpointAwsService.S3
 DYNAMODB = ec2.GatewayVpcEndpointAwsService.DYNAMODB
 

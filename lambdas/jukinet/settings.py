@@ -146,6 +146,32 @@ class ReconciliationSettings(_Settings):
     SOURCES_FILE: NonEmpty = "reconciliation.json"
 
 
+class MonitoringReportSettings(_Settings):
+    """The monthly monitoring report of a processing tier (``services.monitoring_report``)."""
+
+    TIER: Annotated[str, StringConstraints(pattern=r"^(prefecture|national)$")]
+    TIER_NAME: NonEmpty  # pref-200000, national
+    DEPLOYMENT: NonEmpty
+    PREFIX: NonEmpty
+    REPORTS_BUCKET: NonEmpty
+    # {"tiers": ["pref-200000", "muni-200000"], "services": {"jukinet-pref-200000": "pref-200000", ...}}
+    REPORT_SCOPE: NonEmpty
+    # The national tier: the provision log (seals, statistics against the log); "" elsewhere.
+    PROVISION_LOG_TABLE: str = ""
+    PROVISION_STATE_TABLE: str = ""
+
+    @field_validator("REPORT_SCOPE")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        try:
+            scope = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"REPORT_SCOPE must be JSON: {exc}") from None
+        if not isinstance(scope, dict) or not scope.get("tiers") or not isinstance(scope.get("services"), dict):
+            raise ValueError('REPORT_SCOPE must be {"tiers": [...], "services": {service: tier}}')
+        return value
+
+
 class SealerSettings(_Settings):
     PROVISION_LOG_TABLE: NonEmpty
     PROVISION_STATE_TABLE: NonEmpty

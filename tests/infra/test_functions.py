@@ -23,10 +23,12 @@ HANDLERS = {
     "jukinet.handlers.card_api.handler": "CardSettings",
     "jukinet.handlers.ledger_watch.handler": "LedgerWatchSettings",
     "jukinet.handlers.reconciliation.handler": "ReconciliationSettings",
+    "jukinet.handlers.monitoring_report.handler": "MonitoringReportSettings",
 }
 PROVISION_HANDLERS = {h for h in HANDLERS if ".provision_" in h}
 WATCH_HANDLER = "jukinet.handlers.ledger_watch.handler"
 RECONCILIATION_HANDLER = "jukinet.handlers.reconciliation.handler"
+MONITORING_REPORT_HANDLER = "jukinet.handlers.monitoring_report.handler"
 
 
 def _runtime_version(runtime: str) -> tuple[int, int]:
@@ -46,6 +48,7 @@ def test_there_is_one_cs_per_municipality_one_processor_per_prefecture_and_one_n
     assert handlers.count("jukinet.handlers.card_api.handler") == len(d.prefectures)  # one counter API per tier
     assert handlers.count(WATCH_HANDLER) == len(d.prefectures) + 1  # a ledger watch per processing tier
     assert handlers.count(RECONCILIATION_HANDLER) == len(d.prefectures) + 1  # and a nightly reconciliation
+    assert handlers.count(MONITORING_REPORT_HANDLER) == len(d.prefectures) + 1  # and a monthly report
     for provision in PROVISION_HANDLERS:
         assert handlers.count(provision) == (1 if d.agencies else 0), provision
     assert set(handlers) <= HANDLERS.keys()  # and no other function (no custom-resource providers)

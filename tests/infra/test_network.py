@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from infra.components.network import CLOSE_DEFAULT_SG_RUNBOOK
@@ -94,6 +96,8 @@ def test_endpoints_are_exactly_the_services_the_functions_call(every: Synth) -> 
         expected = {"sqs", "kms", "dynamodb", "s3"}
         if stack in own_use or stack.endswith("-base"):  # the provision API (prefecture), the counter API
             expected.add("execute-api")
+        if stack == "jukinet-national" or re.fullmatch(r"jukinet-pref-\d{6}", stack):
+            expected |= {"monitoring", "ssm"}  # the monthly monitoring report's reads (decision 0039)
         assert services == expected, stack
 
 
@@ -119,7 +123,13 @@ def test_endpoint_policies_admit_only_this_tiers_roles(every: Synth) -> None:
                                           for p in a.all_principals)
                 assert s["Action"] == "execute-api:Invoke"
             else:
-                # a tier's function roles, or (KMS: card-event signing) the counter function's role alone
-                assert all(p.startswith("arn:aws:iam::") and (p.endswith("/*") or p.endswith("-counter"))
+                # a tier's function roles, or one function's role alone (KMS: card-event signing by the
+                # counter function; CloudWatch and SSM: the monthly monitoring report)
+                assert all(p.startswith("arn:aws:iam::") and p.endswith(("/*", "-counter", "-monitoring-report"))
                            for p in patterns)
+            if "monitoring" in service:  # CloudWatch's reads take no resource: the role alone is admitted
+                assert [p.rsplit("/", 1)[1] for p in patterns] == [f"{stack}-monitoring-report"]
+                assert sorted(s["Action"]) == ["cloudwatch:DescribeAlarmHistory", "cloudwatch:GetMetricStatistics",
+                                               "cloudwatch:ListMetrics"]
+                continue
             assert s["Resource"] != "*"

@@ -582,7 +582,8 @@ def test_functions_environment_memory_timeouts_and_triggers(every: Synth) -> Non
         "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
 
     [rule] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"
-              and not r["Properties"]["Name"].endswith(("-ledger-watch", "-reconciliation"))]
+              and not r["Properties"]["Name"].endswith(("-ledger-watch", "-reconciliation",
+                                                               "-monitoring-report"))]
     # (the tier's own watch: test_alarms.py; its reconciliation: test_security_reports.py)
     assert rule["ScheduleExpression"] == "cron(10 * * * ? *)"  # every hour at :10: the hour before is sealed
     [target] = rule["Targets"]

@@ -1,16 +1,18 @@
-"""The nightly reconciliation of each processing tier and its security-reports bucket (decision 0033):
+"""The nightly reconciliation and the monthly monitoring report of each processing tier, and their
+security-reports bucket (decisions 0033, 0039):
 properties asserted by name, and the bucket policy evaluated as the attacks it stops — another
 tier's function, a drop-zone writer, the tier's own processor or operator writing or reading a
 report."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from infra.naming import Names
-from infra.stacks.processing import RECONCILIATION_SCHEDULE
+from infra.stacks.processing import MONITORING_REPORT_SCHEDULE, RECONCILIATION_SCHEDULE
 from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
 
 from .conftest import Synth
@@ -154,3 +156,125 @@ def test_the_reconciliation_function_writes_reports_only_reads_counts_and_runs_n
                    and r["Properties"]["AlarmName"] == f"jukinet-{tier}-reconciliation-mismatches"]
         assert alarm["MetricName"] == "ReconciliationMismatches" and alarm["Threshold"] == 0
         assert alarm["AlarmDescription"].endswith("See docs/operations.md#reconciliation-mismatches.")
+
+
+# --- the monthly monitoring report (decision 0039) -------------------------------------------------
+
+MONITORING_HANDLER = "jukinet.handlers.monitoring_report.handler"
+
+
+def _resolve(template: dict[str, Any], value: Any) -> Any:
+    """Intrinsics of a policy as plain strings: buckets by name, other resources by logical id."""
+    if isinstance(value, list):
+        return [_resolve(template, v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        return sep.join(str(_resolve(template, p)) for p in parts)
+    if "Ref" in value:
+        return {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}.get(
+            value["Ref"], f"ref:{value['Ref']}")
+    if "Fn::GetAtt" in value:
+        lid = value["Fn::GetAtt"][0]
+        resource = template["Resources"].get(lid, {})
+        if resource.get("Type") == "AWS::S3::Bucket":
+            return f"arn:aws:s3:::{resource['Properties']['BucketName']}"
+        return f"arn:aws:resource:::{lid}"
+    return {k: _resolve(template, v) for k, v in value.items()}
+
+
+def monitoring_function(synth: Synth, tier: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """(template, function properties, the role's policy documents resolved)."""
+    template = synth.templates[tier_stacks(synth)[tier]]
+    [fn] = [r["Properties"] for r in template["Resources"].values()
+            if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == MONITORING_HANDLER]
+    role_props = template["Resources"][fn["Role"]["Fn::GetAtt"][0]]["Properties"]
+    return template, fn, [_resolve(template, d) for d in policies_of(template, role_props)]
+
+
+def test_each_processing_tier_reports_the_previous_month_on_the_1st_at_0930_jst(nagano: Synth) -> None:
+    assert MONITORING_REPORT_SCHEDULE == "cron(30 0 1 * ? *)"  # 00:30 UTC on the 1st = 09:30 JST on the 1st
+    for tier in TIERS:
+        template, fn, _ = monitoring_function(nagano, tier)
+        assert fn["FunctionName"] == f"jukinet-{tier}-monitoring-report"
+        env = fn["Environment"]["Variables"]
+        assert env["TIER"] == ("national" if tier == "national" else "prefecture") and env["TIER_NAME"] == tier
+        assert env["REPORTS_BUCKET"] == {"Ref": bucket_of(nagano, tier)[1]}
+        scope = json.loads(env["REPORT_SCOPE"])
+        assert scope["tiers"] == (["national"] if tier == "national" else [tier, "muni-200000"])
+        assert bool(env.get("PROVISION_LOG_TABLE")) == (tier == "national")
+        [rule] = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"
+                  and r["Properties"].get("Name") == f"jukinet-{tier}-monitoring-report"]
+        assert rule["ScheduleExpression"] == MONITORING_REPORT_SCHEDULE and rule["State"] == "ENABLED"
+        [target] = rule["Targets"]
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2 and "Input" not in target
+
+
+def test_the_monitoring_report_role_writes_only_its_own_reports_in_its_own_bucket(nagano: Synth) -> None:
+    """The attack: the report function's role (stolen, or its code subverted) overwriting the
+    reconciliation's reports, writing into another tier's bucket, reading or deleting a report."""
+    for tier in TIERS:
+        _, _, docs = monitoring_function(nagano, tier)
+        other = "pref-200000" if tier == "national" else "national"
+        own = f"arn:aws:s3:::jukinet-sec-reports-{tier}-{ACCOUNT}-{REGION}"
+        theirs = f"arn:aws:s3:::jukinet-sec-reports-{other}-{ACCOUNT}-{REGION}"
+
+        def may(action: str, resource: str, **context: Any) -> bool:
+            return evaluate(docs, action=action, resource=resource, context=context) == ALLOW
+
+        assert may("s3:PutObject", f"{own}/monitoring-report/2026-11/report.md")
+        for key in ("reconciliation/2026-11-30.md", "monitoring-report", "other/x.md"):
+            assert not may("s3:PutObject", f"{own}/{key}"), key
+        assert not may("s3:PutObject", f"{theirs}/monitoring-report/2026-11/report.md")
+        for action in ("s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectAcl",
+                       "s3:PutBucketPolicy", "s3:ListBucket"):
+            assert not may(action, f"{own}/monitoring-report/2026-11/report.md"), action
+            assert not may(action, own), action
+
+
+def test_the_monitoring_report_role_reads_no_identity_table_and_writes_no_table_or_parameter(nagano: Synth) -> None:
+    for tier in TIERS:
+        _, _, docs = monitoring_function(nagano, tier)
+        table = lambda name: f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"  # noqa: E731
+
+        def may(action: str, resource: str, **context: Any) -> bool:
+            return evaluate(docs, action=action, resource=resource, context=context) == ALLOW
+
+        for name in ("jukinet-national-identity", "jukinet-pref-200000-identity", "jukinet-cs-20"):
+            for action in ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem"):
+                assert not may(action, table(name)) and not may(action, f"{table(name)}/index/by_sender"), (name,
+                                                                                                          action)
+        log, state = table("jukinet-national-provision-log"), table("jukinet-national-provision-state")
+        for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan",
+                       "dynamodb:BatchWriteItem"):
+            assert not may(action, log) and not may(action, state), action
+        reads_log = tier == "national"  # seals and the statistics check; the prefectures hold no log
+        assert may("dynamodb:Query", log) == reads_log
+        assert may("dynamodb:Query", state, **{"dynamodb:LeadingKeys": ["STAT#2026-11"]}) == reads_log
+        # The state table's other items (reservations, heads, answered provisions) are not the report's.
+        assert not may("dynamodb:Query", state, **{"dynamodb:LeadingKeys": ["RESERVE#2026-11"]})
+        assert not may("dynamodb:GetItem", state, **{"dynamodb:LeadingKeys": ["STAT#2026-11"]})
+        isolation = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/jukinet/isolation"
+        assert may("ssm:GetParametersByPath", isolation)
+        assert may("ssm:GetParameterHistory", f"{isolation}/municipality/202011")
+        assert not may("ssm:PutParameter", f"{isolation}/municipality/202011")
+        assert not may("ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/jukinet/secret")
+        assert not may("ssm:GetParametersByPath", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/jukinet")
+        assert may("cloudwatch:GetMetricStatistics", "*") and not may("cloudwatch:PutMetricData", "*")
+        assert not may("cloudwatch:PutMetricAlarm", "*") and not may("cloudwatch:SetAlarmState", "*")
+
+
+def test_the_bucket_admits_the_monitoring_report_as_a_writer_and_not_as_a_reader(nagano: Synth) -> None:
+    for tier in TIERS:
+        template, lid, _ = bucket_of(nagano, tier)
+        policy = bucket_policy(template, lid)
+        writer = role(tier, f"jukinet-{tier}-monitoring-report")
+        other = "pref-200000" if tier == "national" else "national"
+        context = {"aws:SecureTransport": "true", "aws:PrincipalArn": writer}
+        assert evaluate(policy, action="s3:PutObject", resource=objects(lid), principal=writer, context=context) != DENY
+        for action in ("s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion"):
+            assert evaluate(policy, action=action, resource=objects(lid), principal=writer, context=context) == DENY
+        stranger = role(other, f"jukinet-{other}-monitoring-report")
+        assert evaluate(policy, action="s3:PutObject", resource=objects(lid), principal=stranger,
+                        context={**context, "aws:PrincipalArn": stranger}) == DENY

@@ -1,4 +1,4 @@
-"""The monthly monitoring report from recorded inputs (``jukinet_ops.monitoring_report``): what
+"""The monthly monitoring report from recorded inputs (``jukinet.services.monitoring_report``): what
 goes into which tier, what the finding lists, and the three renderings. The same report read
 from the embedded AWS: ``tests/e2e/test_monitoring_report_local.py``."""
 
@@ -8,7 +8,7 @@ import csv
 import datetime as dt
 import io
 
-from jukinet_ops.monitoring_report import (
+from jukinet.services.monitoring_report import (
     NETWORK_WATCH_METRICS,
     NO_INCIDENT,
     AlarmEvent,
@@ -179,7 +179,7 @@ class _ListedTwice:
 
 
 def test_a_metric_listed_once_per_datapoint_is_summed_once():
-    from jukinet_ops.monitoring_report import metric_sums
+    from jukinet.services.monitoring_report import metric_sums
 
     [total] = metric_sums(_ListedTwice(), "Jukinet", ["UnauthorisedAttempts"], at(1), at(30))
     assert total.total == 7.0 and total.dimensions == {"service": "p", "tier": "national"}
@@ -190,6 +190,99 @@ def test_the_network_metrics_read_are_the_ones_the_network_watch_publishes():
 
     assert set(NETWORK_WATCH_METRICS) == {network_watch.REJECTS_METRIC, network_watch.LEAVING_METRIC,
                                           network_watch.DNS_METRIC}
-    from jukinet_ops.monitoring_report import network_namespace
+    from jukinet.services.monitoring_report import network_namespace
 
     assert network_namespace("pref-200000") == network_watch.network_namespace("pref-200000")
+
+
+# --- the scheduled run (decision 0039): which month, which keys, never overwriting -------------------
+
+
+class _Empty:
+    """A CloudWatch/SSM client with nothing in it (the inputs are tested above)."""
+
+    def get_paginator(self, _name):
+        return self
+
+    def paginate(self, **_kwargs):
+        return [{}]
+
+    def get_metric_statistics(self, **_kwargs):
+        return {"Datapoints": []}
+
+    def get_parameters_by_path(self, **_kwargs):
+        return {"Parameters": []}
+
+
+class _Bucket:
+    def __init__(self):
+        self.objects: dict[str, list[str]] = {}
+
+    def put(self, key, text, content_type, *, if_absent=False):
+        from jukinet.adapters.reports import ReportExists
+
+        if if_absent and key in self.objects:
+            raise ReportExists(f"s3://b/{key}")
+        self.objects.setdefault(key, []).append(text)
+        return f"s3://b/{key}"
+
+
+def _scheduled(bucket):
+    from jukinet.services.monitoring_report import ReportScope, ScheduledMonitoringReport
+
+    scope = ReportScope("nagano-demo", "jukinet", ("pref-200000", "muni-200000"),
+                        {"jukinet-pref-200000": "pref-200000", "jukinet-muni-200000": "muni-200000"})
+    return ScheduledMonitoringReport(scope=scope, reports=bucket, clock=lambda: NOW, client=lambda _s: _Empty(),
+                                     notifications=None)
+
+
+def test_the_scheduled_run_reports_the_month_before_its_jst_day_under_stable_keys_and_keeps_what_is_there():
+    from jukinet.services.monitoring_report import previous_month
+
+    # 00:30 UTC on Dec 1st is 09:30 JST on Dec 1st: November; 23:00 UTC on Nov 30th is already Dec 1st in Japan.
+    assert previous_month(dt.datetime(2026, 12, 1, 0, 30, tzinfo=UTC)) == "2026-11"
+    assert previous_month(dt.datetime(2026, 11, 30, 23, 0, tzinfo=UTC)) == "2026-11"
+    assert previous_month(dt.datetime(2026, 11, 30, 14, 59, tzinfo=UTC)) == "2026-10"
+    assert previous_month(dt.datetime(2027, 1, 1, 0, 30, tzinfo=UTC)) == "2026-12"
+    bucket = _Bucket()
+    job = _scheduled(bucket)
+    run = job.run(dt.datetime(2026, 12, 1, 0, 30, tzinfo=UTC))
+    keys = ["monitoring-report/2026-11/report.md", "monitoring-report/2026-11/report.html",
+            "monitoring-report/2026-11/report.csv"]
+    assert run.month == "2026-11" and run.written == [f"s3://b/{k}" for k in keys] and run.kept == []
+    assert NO_INCIDENT in bucket.objects[keys[0]][0] and bucket.objects[keys[2]][0].startswith("month,tier,")
+    assert {line.split(",")[1] for line in bucket.objects[keys[2]][0].splitlines()[1:]} == {
+        "pref-200000", "muni-200000", ""}
+    again = job.run(dt.datetime(2026, 12, 1, 0, 31, tzinfo=UTC))  # a retry: nothing overwritten
+    assert again.written == [] and again.kept == [f"s3://b/{k}" for k in keys]
+    assert all(len(v) == 1 for v in bucket.objects.values())
+    rerun = job.run(dt.datetime(2026, 12, 2, 0, 0, tzinfo=UTC), month="2026-11", replace=True)
+    assert len(rerun.written) == 3 and all(len(v) == 2 for v in bucket.objects.values())
+
+
+def test_the_scheduled_run_refuses_a_month_not_ended_or_malformed():
+    import pytest
+
+    job = _scheduled(_Bucket())
+    with pytest.raises(ValueError, match="has not ended"):
+        job.run(dt.datetime(2026, 12, 1, 0, 30, tzinfo=UTC), month="2026-12")
+    for bad in ("2026-13", "2026/11", "26-11"):
+        with pytest.raises(ValueError, match="YYYY-MM"):
+            job.run(dt.datetime(2026, 12, 1, 0, 30, tzinfo=UTC), month=bad)
+
+
+def test_the_reported_month_is_always_the_jst_month_before_the_run_and_has_ended():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from jukinet.clock import month_jst
+    from jukinet.services.monitoring_report import month_range, previous_month
+
+    @given(st.datetimes(min_value=dt.datetime(2001, 1, 1), max_value=dt.datetime(2099, 12, 31), timezones=st.just(UTC)))
+    def check(now):
+        month = previous_month(now)
+        start, end = month_range(month)
+        assert end <= now and month_jst(end) == month_jst(now)  # ended, and the run's month follows it
+        assert month_jst(start) == month and month_jst(end - dt.timedelta(microseconds=1)) == month
+
+    check()
