@@ -247,6 +247,7 @@ INTERFACE_ENDPOINTS = {  # infra/stacks/*.py interface_endpoints (S3 and DynamoD
     "prefecture": ("sqs", "kms", "monitoring", "ssm", "execute-api"),  # execute-api only with own-use recipients
     "municipality_tier": ("sqs", "kms", "execute-api"),  # execute-api: the counter API (docs/card.md)
 }
+SINGLE_AZ_ENDPOINTS = ("monitoring", "ssm")  # infra/stacks/tier.py REPORT_ONLY_ENDPOINTS: a monthly job's, one AZ
 KMS_KEYS = {  # per stack, checked against the synthesized nagano-demo by tests/infra/test_projection_counts.py
     "national": 9,  # audit, at-rest, transport, envelope, provision-log, provision-batch, provision-seal (ECC),
     #                 seal archive, security reports
@@ -811,11 +812,15 @@ COUNTRY = Shape(PREFECTURES, MUNICIPALITIES_BY_PREFECTURE, OWN_USE_PREFECTURES_C
                 ACCOUNTS_COUNTRY)
 
 
+def _endpoint_azs(endpoints: tuple[str, ...], azs: int) -> int:
+    return sum(1 if e in SINGLE_AZ_ENDPOINTS else azs for e in endpoints)
+
+
 def endpoint_azs(shape: Shape, *, muni_azs: int = AZS, pref_azs: int = AZS) -> int:
-    per_pref = len(INTERFACE_ENDPOINTS["prefecture"]) - 1
-    return (len(INTERFACE_ENDPOINTS["national"]) * AZS
-            + shape.prefectures * per_pref * pref_azs + shape.own_use_prefectures * pref_azs
-            + shape.prefectures * len(INTERFACE_ENDPOINTS["municipality_tier"]) * muni_azs)
+    per_pref = tuple(e for e in INTERFACE_ENDPOINTS["prefecture"] if e != "execute-api")
+    return (_endpoint_azs(INTERFACE_ENDPOINTS["national"], AZS)
+            + shape.prefectures * _endpoint_azs(per_pref, pref_azs) + shape.own_use_prefectures * pref_azs
+            + shape.prefectures * _endpoint_azs(INTERFACE_ENDPOINTS["municipality_tier"], muni_azs))
 
 
 def kms_keys(shape: Shape) -> int:

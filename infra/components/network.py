@@ -10,7 +10,7 @@ then daily, so a rule someone adds later is removed again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import aws_cdk as cdk
 from aws_cdk import RemovalPolicy, Stack
@@ -34,7 +34,11 @@ class TierNetwork(Construct):
     def __init__(self, scope: Construct, id: str, *, network: Network, log_key: kms.IKey,
                  flow_log_retention: logs.RetentionDays, service_role_path: str,
                  interface_endpoints: Mapping[str, ec2.InterfaceVpcEndpointAwsService],
-                 gateway_endpoints: Mapping[str, ec2.GatewayVpcEndpointAwsService]) -> None:
+                 gateway_endpoints: Mapping[str, ec2.GatewayVpcEndpointAwsService],
+                 single_az_endpoints: Collection[str] = ()) -> None:
+        """``single_az_endpoints``: names of ``interface_endpoints`` placed in the first AZ only
+        (half the hourly price): for callers that can wait out an AZ's outage, e.g. a monthly job
+        that is retried. Functions in the other AZ reach it across zones."""
         super().__init__(scope, id)
         stack = Stack.of(self)
         self.cidr = network.cidr
@@ -72,10 +76,16 @@ class TierNetwork(Construct):
         self.endpoints_sg.add_ingress_rule(self.functions_sg, ec2.Port.tcp(443), "HTTPS from the tier's functions")
 
         self.interface: dict[str, ec2.InterfaceVpcEndpoint] = {}
+        unknown = set(single_az_endpoints) - set(interface_endpoints)
+        if unknown:
+            raise ValueError(f"single_az_endpoints names no interface endpoint: {sorted(unknown)}")
+        first_az = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
+                                       availability_zones=[network.availability_zones[0]])
         for name, service in interface_endpoints.items():
             self.interface[name] = ec2.InterfaceVpcEndpoint(
                 self, f"{name}Endpoint", vpc=self.vpc, service=service, private_dns_enabled=True,
-                security_groups=[self.endpoints_sg], open=False, subnets=ISOLATED,
+                security_groups=[self.endpoints_sg], open=False,
+                subnets=first_az if name in single_az_endpoints else ISOLATED,
             )
         self.gateway: dict[str, ec2.GatewayVpcEndpoint] = {}
         for name, service in gateway_endpoints.items():

@@ -12,7 +12,7 @@ from ..config import Deployment
 from ..naming import NATIONAL, Names, prefecture_tier
 from .processing import Senders, WatchedCounts, build_processing, narrow_processor_endpoints
 from .provision import ProvisionApi
-from .tier import DYNAMODB, KMS, MONITORING, S3, SQS, SSM, TierStack
+from .tier import DYNAMODB, KMS, MONITORING, REPORT_ONLY_ENDPOINTS, S3, SQS, SSM, TierStack
 
 
 class NationalStack(TierStack):
@@ -32,7 +32,7 @@ class NationalStack(TierStack):
             scope, deployment=deployment, tier=NATIONAL, env=national.env, network=national.network,
             stack_name=Names.of(deployment).national_stack(), host_trail=host_trail,
             description="jukinet: national server tier", interface_endpoints={"Sqs": SQS, "Kms": KMS, "Monitoring": MONITORING, "Ssm": SSM},
-            gateway_endpoints={"DynamoDb": DYNAMODB, "S3": S3},
+            gateway_endpoints={"DynamoDb": DYNAMODB, "S3": S3}, single_az_endpoints=REPORT_ONLY_ENDPOINTS,
         )
         names, env = self.names, national.env
         patterns: dict[str, list[str]] = defaultdict(list)

@@ -19,7 +19,7 @@ from .processing import (
     send_upward_statements,
 )
 from .provision import STAGE
-from .tier import DYNAMODB, KMS, MONITORING, S3, SQS, SSM, TierStack
+from .tier import DYNAMODB, KMS, MONITORING, REPORT_ONLY_ENDPOINTS, S3, SQS, SSM, TierStack
 
 
 class PrefectureStack(TierStack):
@@ -37,7 +37,8 @@ class PrefectureStack(TierStack):
             scope, deployment=deployment, tier=tier, env=prefecture.env, network=prefecture.network,
             stack_name=Names.of(deployment).prefecture_stack(code), host_trail=host_trail,
             description=f"jukinet: prefecture server tier of {prefecture.name_en} ({code})",
-            interface_endpoints={"Sqs": SQS, "Kms": KMS, "Monitoring": MONITORING, "Ssm": SSM}, gateway_endpoints={"DynamoDb": DYNAMODB, "S3": S3},
+            interface_endpoints={"Sqs": SQS, "Kms": KMS, "Monitoring": MONITORING, "Ssm": SSM},
+            gateway_endpoints={"DynamoDb": DYNAMODB, "S3": S3}, single_az_endpoints=REPORT_ONLY_ENDPOINTS,
         )
         names, env, region = self.names, prefecture.env, prefecture.env.region
         muni = prefecture.municipality_tier

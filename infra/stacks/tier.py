@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -31,8 +31,10 @@ _RETENTION = {
 SQS = ec2.InterfaceVpcEndpointAwsService.SQS
 KMS = ec2.InterfaceVpcEndpointAwsService.KMS
 # The processing tiers' monthly monitoring report reads CloudWatch and the isolation records (SSM).
+# Only that once-a-month, retried job uses them: they stand in one AZ (decision 0039).
 MONITORING = ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING
 SSM = ec2.InterfaceVpcEndpointAwsService.SSM
+REPORT_ONLY_ENDPOINTS = ("Monitoring", "Ssm")
 S3 = ec2.GatewayVpcEndpointAwsService.S3
 DYNAMODB = ec2.GatewayVpcEndpointAwsService.DYNAMODB
 
@@ -55,7 +57,8 @@ class TierStack(cdk.Stack):
     def __init__(self, scope: Construct, *, deployment: Deployment, tier: str, env: Environment, network: Network,
                  stack_name: str, description: str, host_trail: bool,
                  interface_endpoints: Mapping[str, ec2.InterfaceVpcEndpointAwsService],
-                 gateway_endpoints: Mapping[str, ec2.GatewayVpcEndpointAwsService]) -> None:
+                 gateway_endpoints: Mapping[str, ec2.GatewayVpcEndpointAwsService],
+                 single_az_endpoints: Collection[str] = ()) -> None:
         super().__init__(scope, stack_name, stack_name=stack_name, env=cdk_env(env), description=description,
                          termination_protection=False)
         self._availability_zones = list(network.availability_zones)
@@ -81,6 +84,7 @@ class TierStack(cdk.Stack):
             self, "Network", network=network, log_key=self.audit_key,
             flow_log_retention=retention(ops.flow_log_retention_days), service_role_path=self.service_role_path,
             interface_endpoints=interface_endpoints, gateway_endpoints=gateway_endpoints,
+            single_az_endpoints=single_az_endpoints,
         )
         self.alarms = TierAlarms(self, "Alarms", topic_name=f"{self.names.prefix}-{tier}-alarms", key=self.audit_key,
                                  email=ops.alarm_email, chat_url=ops.alarm_chat_url)

@@ -7,7 +7,6 @@ import re
 import pytest
 
 from infra.components.network import CLOSE_DEFAULT_SG_RUNBOOK
-
 from infra.naming import Names
 
 from .conftest import Synth, statements
@@ -133,3 +132,19 @@ def test_endpoint_policies_admit_only_this_tiers_roles(every: Synth) -> None:
                                                "cloudwatch:ListMetrics"]
                 continue
             assert s["Resource"] != "*"
+
+
+def test_only_the_monthly_reports_endpoints_stand_in_one_az(nagano):
+    """CloudWatch and SSM serve only the once-a-month, retried report: one AZ halves their
+    price. Every endpoint the pipeline or an API needs keeps both AZs (an AZ outage must
+    not stop notices, provisions or a counter)."""
+    single = 0
+    for stack, _lid, resource in nagano.resources("AWS::EC2::VPCEndpoint"):
+        props = resource["Properties"]
+        if props.get("VpcEndpointType") != "Interface":
+            continue
+        service = str(props["ServiceName"])
+        expected = 1 if (".monitoring" in service or ".ssm" in service) else 2
+        assert len(props["SubnetIds"]) == expected, (stack, service)
+        single += expected == 1
+    assert single == 4  # national and Nagano's prefecture tier: CloudWatch and SSM each

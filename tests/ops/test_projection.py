@@ -101,7 +101,9 @@ def test_fixed_counts_scale_with_municipalities_and_prefectures():
     assert p.endpoint_azs(more) == p.endpoint_azs(p.NAGANO)  # the municipality tier shares one VPC
     # the per-tier counts themselves are checked against a synth: tests/infra/test_projection_counts.py
     assert p.kms_keys(p.COUNTRY) == 9 + 47 * (6 + 4) + 1741
-    assert p.endpoint_azs(p.COUNTRY) == 2 * (4 + 47 * (5 + 3))  # national 4; prefecture 4 + execute-api; CS tier 3
+    # national: SQS, KMS in 2 AZs, CloudWatch, SSM in 1 (the monthly report's); each prefecture: the same and
+    # execute-api (own use) in 2; each municipality tier: SQS, KMS, execute-api in 2
+    assert p.endpoint_azs(p.COUNTRY) == (2 * 2 + 2) + 47 * ((2 * 2 + 2 + 2) + 3 * 2)
     assert p.endpoint_azs(p.COUNTRY, muni_azs=1) == p.endpoint_azs(p.COUNTRY) - 47 * 3
 
 
