@@ -166,3 +166,15 @@ def test_an_expired_request_is_dead_lettered_by_the_router(world: World) -> None
     [dead] = world.dead_letters("pref-200000")
     assert (dead["jukinet.reason"], dead["jukinet.rule"]) == ("deadline_passed", "expired")
     assert nagano.result(correlation).outcome is Outcome.TIMED_OUT
+
+
+def test_a_body_that_only_looks_like_json_stays_with_the_notice_processor(world: World) -> None:
+    """Only a payload with a channel version is the channel's: ``{}`` with a bad signature is
+    the notice processor's dead letter, counted under ``unknown`` as before (the channel
+    cannot be used to move a forgery out of the notice ledgers)."""
+    from jukinet.services.channel import is_channel_message
+
+    assert not is_channel_message(json.dumps({"v": 1, "sender": UEDA, "alg": "ECDSA_SHA_256", "payload": "e30=",
+                                              "sig": "AAAA"}))
+    forged = _request_as(world, signer_code=UEDA, claimed=MATSUMOTO, recipient=NAGANO, query={})
+    assert is_channel_message(forged)

@@ -36,7 +36,7 @@ from ..domain import channel
 from ..domain.channel import Envelope, Kind, Outcome
 from ..domain.envelope import SealedDataError, Sealer
 from ..domain.errors import ValidationError
-from ..domain.message import SignedMessage
+from ..domain.message import SignedMessage, load_json
 from ..observability import MetricUnit, logger, metrics
 from .tier_processor import PermanentFailure, check_signature
 
@@ -118,12 +118,18 @@ def _verified(body: str, public_keys: PublicKeys) -> tuple[SignedMessage, Envelo
 
 
 def is_channel_message(body: str) -> bool:
-    """Whether an inbound body is a channel message (its signed payload is channel JSON). A body
-    that does not parse is not: the notice processor dead-letters it with its reason."""
+    """Whether an inbound body is a channel message: its signed payload is a JSON object with a
+    ``channel`` version. Anything else — a body that does not parse, ``{}`` — is the notice
+    processor's, which dead-letters it with its reason and counts it in the notice ledgers (an
+    unverified one under ``unknown``), as before the channel existed."""
     try:
-        return channel.is_channel_payload(SignedMessage.from_body(body).payload)
+        payload = SignedMessage.from_body(body).payload
+        if not channel.is_channel_payload(payload):
+            return False
+        raw = load_json(payload, field="channel", max_bytes=channel.MAX_ENVELOPE_BYTES)
     except ValidationError:
         return False
+    return isinstance(raw, dict) and "channel" in raw
 
 
 def _dead_letter(tier: str, queue_url: str, dead: ChannelDeadLetters, body: str, failure: PermanentFailure,
