@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from jukinet.domain.channel import Outcome
+from jukinet.domain.errors import ValidationError
 
 from .world import CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, TOKYO_PREF, UEDA, World, resident
 
@@ -115,3 +118,20 @@ def test_reconciliation_every_request_answered_refused_or_timed_out_per_municipa
     # The answering side's own count, per municipality and month.
     assert world.endpoint(TOKYO_PREF).store.answers_given(CHIYODA, "2003-01") == {"answer": 2}
     assert nagano.store.answers_given(MATSUMOTO, "2003-01") == {"answer": 1, "refusal": 1}
+
+
+def test_a_retried_request_sends_the_same_bytes_and_records_once(world: World) -> None:
+    world.register(resident(31), MATSUMOTO)
+    nagano = world.endpoint(NAGANO_PREF)
+    query = {"query": "resident-status", "resident_code": resident(31)}
+    correlation = nagano.request(NAGANO, MATSUMOTO, query)
+    world.now += dt.timedelta(seconds=1)
+    assert nagano.request(NAGANO, MATSUMOTO, query, correlation=correlation) == correlation  # the caller retries
+    world.pump()
+    sent = [body for q, body in world.delivered if q == "pref-200000"]
+    assert len(sent) == 4 and sent[0] == sent[1]  # two identical requests up, two identical answers back
+    assert world.dead_letters("muni-200000") == []
+    assert nagano.store.answers_given(MATSUMOTO, "2003-01") == {"answer": 1}
+    assert nagano.reconcile(NAGANO, "2003-01").to_dict()["answered"] == 1
+    with pytest.raises(ValidationError, match="unique"):
+        nagano.request(NAGANO, CHIYODA, query, correlation=correlation)

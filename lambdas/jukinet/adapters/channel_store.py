@@ -3,9 +3,10 @@
 In the municipality tier's table (the card table, beside the register of residents)::
 
     pk                                 sk                    what
-    CHANNEL#<requester>#<YYYY-MM>      OUT#<correlation>     a request this tier sent: to, deadline, status
-                                                             (pending → answered | refused), the answer's
-                                                             envelope (ciphertext only)
+    CHANNEL#<requester>#<YYYY-MM>      OUT#<correlation>     a request this tier sent: to, deadline, the
+                                                             signed request, status (pending → answered |
+                                                             refused | timed_out), the answer's envelope
+                                                             (bodies are ciphertext only)
     CHANNEL-IN#<recipient>#<YYYY-MM>   IN#<correlation>      a request this tier answered: the signed answer
                                                              it sent (re-sent verbatim to a redelivered or
                                                              replayed request: one effect)
@@ -82,10 +83,12 @@ class ChannelStore(TableKeyPins):
         self.dead_letters = ChannelDeadLetters(table_name)
 
     # --- the requester's side ----------------------------------------------------------
-    def put_request(self, correlation: str, recipient: str, deadline: dt.datetime, sent: dt.datetime) -> bool:
+    def put_request(self, correlation: str, recipient: str, deadline: dt.datetime, sent: dt.datetime,
+                    request: str) -> bool:
+        """Record a request (``request``: the signed message, ciphertext body) once."""
         return _conditional(aws.client("dynamodb").put_item, TableName=self.table_name, Item={
             **_out_key(correlation), "to": {"S": recipient}, "deadline": {"S": _iso(deadline)},
-            "sent": {"S": _iso(sent)}, "status": {"S": Outcome.PENDING.value}},
+            "sent": {"S": _iso(sent)}, "status": {"S": Outcome.PENDING.value}, "request": {"S": request}},
             ConditionExpression="attribute_not_exists(pk)")
 
     def request(self, correlation: str) -> dict | None:

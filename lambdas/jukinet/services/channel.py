@@ -223,8 +223,9 @@ class ChannelEndpoint:
     def request(self, sender: str, recipient: str, query: dict, *, wait: dt.timedelta = channel.DEFAULT_DEADLINE,
                 correlation: str | None = None) -> str:
         """Send ``query`` from ``sender`` (a municipality of this tier) to ``recipient``; the
-        correlation id to read the outcome with. Sent again with the same ``correlation``
-        (a retry after an error) it records nothing twice."""
+        correlation id to read the outcome with. The signed request is recorded before it is
+        sent: called again with the same ``correlation`` (a retry after an error) it sends the
+        very same bytes again and records nothing twice."""
         if not self.serves(sender):
             raise ValidationError("from", "tier", f"{sender} is not a municipality of this tier")
         now = self.clock().replace(microsecond=0)
@@ -235,10 +236,16 @@ class ChannelEndpoint:
             raise ValidationError("query", "size", f"a query is at most {MAX_BODY_PLAINTEXT} bytes")
         existing = self.store.request(correlation)
         if existing is None:
-            self.store.put_request(correlation, recipient, deadline, now)
-        wrapped, body = self.keys.seal(Kind.REQUEST, correlation, sender, recipient, plaintext)
-        envelope = Envelope(Kind.REQUEST, sender, recipient, correlation, now, deadline, wrapped, body)
-        self._send(envelope)
+            wrapped, body = self.keys.seal(Kind.REQUEST, correlation, sender, recipient, plaintext)
+            envelope = Envelope(Kind.REQUEST, sender, recipient, correlation, now, deadline, wrapped, body)
+            signed = self.signer_for(sender).sign_bytes(envelope.to_bytes()).to_body()
+            if not self.store.put_request(correlation, recipient, deadline, now, signed):
+                existing = self.store.request(correlation)  # a concurrent retry recorded it first
+        if existing is not None:
+            if existing["to"]["S"] != recipient:
+                raise ValidationError("correlation", "unique", f"{correlation} was sent to {existing['to']['S']}")
+            signed = existing["request"]["S"]  # a retry sends the very same signed request again
+        aws.client("sqs").send_message(QueueUrl=self.outbound_queue_url, MessageBody=signed)
         metrics.add_metric(name="ChannelRequestsSent", unit=MetricUnit.Count, value=1)
         return correlation
 
@@ -328,10 +335,6 @@ class ChannelEndpoint:
             metrics.add_metric(name="ChannelRequestsSettled", unit=MetricUnit.Count, value=1)
             return "settled"
         return "already_settled"  # redelivered, or late: the request keeps its first outcome
-
-    def _send(self, envelope: Envelope) -> None:
-        signed = self.signer_for(envelope.sender).sign_bytes(envelope.to_bytes())
-        aws.client("sqs").send_message(QueueUrl=self.outbound_queue_url, MessageBody=signed.to_body())
 
 
 # --- the part-1 query: a resident's status in the home municipality's register -------------
