@@ -178,3 +178,15 @@ def test_a_body_that_only_looks_like_json_stays_with_the_notice_processor(world:
                                               "sig": "AAAA"}))
     forged = _request_as(world, signer_code=UEDA, claimed=MATSUMOTO, recipient=NAGANO, query={})
     assert is_channel_message(forged)
+
+
+def test_a_request_to_a_municipality_the_tier_does_not_have_is_dead_lettered_not_retried(world: World) -> None:
+    from jukinet.domain.codes import LocalGovernmentCode
+
+    nowhere = LocalGovernmentCode.from_body("20999").value
+    nagano = world.endpoint(NAGANO_PREF)
+    correlation = nagano.request(NAGANO, nowhere, {"query": "resident-status", "resident_code": resident(41)})
+    world.pump()
+    assert [(d["jukinet.reason"], d["jukinet.field"]) for d in world.dead_letters("muni-200000")] == \
+        [("unknown_recipient", "channel.to")]
+    assert nagano.result(correlation).outcome is Outcome.PENDING

@@ -316,7 +316,13 @@ class ChannelEndpoint:
         wrapped, sealed = self.keys.seal(kind, envelope.correlation, envelope.recipient, envelope.sender, plaintext)
         answer = Envelope(kind, envelope.recipient, envelope.sender, envelope.correlation, now.replace(microsecond=0),
                           envelope.deadline, wrapped, sealed)
-        signed = self.signer_for(envelope.recipient).sign_bytes(answer.to_bytes()).to_body()
+        try:
+            signed = self.signer_for(envelope.recipient).sign_bytes(answer.to_bytes()).to_body()
+        except Exception as exc:
+            if aws.error_code(exc) in ("NotFoundException", "DisabledException"):
+                raise PermanentFailure("unknown_recipient", f"{envelope.recipient} has no signing key in this tier",
+                                       "channel.to", "recipient") from None
+            raise
         if not self.store.record_answer(envelope.recipient, envelope.correlation, envelope.sender, kind.value, signed,
                                         message.digest.hex()):
             return self._answer(message, envelope, now)  # another instance answered first: send that one
