@@ -16,7 +16,7 @@ from jukinet.domain.channel import Envelope, Kind, Outcome
 from jukinet.services.channel import ChannelKeys
 from jukinet.services.tier_processor import PermanentFailure
 
-from .world import CHANNEL, CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, REGION, SIGNING, TOKYO_PREF, UEDA, World, resident
+from .world import CHANNEL, CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, REGION, TOKYO_PREF, UEDA, World, resident
 
 
 def _request_as(world: World, *, signer_code: str, claimed: str, recipient: str, query: dict) -> str:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import boto3
 
-from jukinet import clock
 from jukinet.adapters import aws
 from jukinet.domain.codes import ResidentCode
 from jukinet.handlers import channel_endpoint, national_processor, prefecture_processor
@@ -125,7 +124,8 @@ class World:
     def national_env(self) -> dict[str, str]:
         template = self.queues["pref-200000"].replace("pref-200000", "pref-{prefecture}")
         return {**self._base(), "TABLE_NAME": "jukinet-national", "DATA_KEY_ID": self.keys["data-national"],
-                "ALLOWED_PREFECTURES": f"{NAGANO_PREF},{TOKYO_PREF}", "DEAD_LETTER_QUEUE_URL": self.queues["national-dlq"],
+                "ALLOWED_PREFECTURES": f"{NAGANO_PREF},{TOKYO_PREF}",
+                "DEAD_LETTER_QUEUE_URL": self.queues["national-dlq"],
                 "PREFECTURE_INBOUND_URL_TEMPLATE": template}
 
     def _fixed(self, *parts: object) -> None:
@@ -192,7 +192,8 @@ class World:
             if not batch:
                 return got
             for m in batch:
-                got.append({"body": m["Body"], **{k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}})
+                attributes = m.get("MessageAttributes", {})
+                got.append({"body": m["Body"], **{k: v["StringValue"] for k, v in attributes.items()}})
                 self.sqs.delete_message(QueueUrl=self.queues[f"{name}-dlq"], ReceiptHandle=m["ReceiptHandle"])
 
     def send(self, queue: str, body: str) -> None:

@@ -88,8 +88,8 @@ class ChannelKeys:
                                                  EncryptionContext=envelope.context)["Plaintext"]
         except Exception as exc:
             if aws.error_code(exc) in ("InvalidCiphertextException", "IncorrectKeyException", "AccessDeniedException"):
-                raise PermanentFailure("undecryptable", f"the body's data key does not open here ({aws.error_code(exc)})",
-                                       "channel.key", "decrypt") from None
+                raise PermanentFailure("undecryptable", f"the body's data key does not open here "
+                                       f"({aws.error_code(exc)})", "channel.key", "decrypt") from None
             raise
         try:
             return Sealer(data_key).open(envelope.body, envelope.aad)
