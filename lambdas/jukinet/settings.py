@@ -59,6 +59,9 @@ class PrefectureSettings(TierSettings):
     PREFECTURE_CODE: Code6
     SIGNING_KEY_ID: NonEmpty
     FORWARD_QUEUE_URL: NonEmpty
+    # The channel between municipalities (services/channel.py): the queue of this prefecture's
+    # municipality tier; unset, channel messages for its municipalities are dead-lettered (no_route).
+    CHANNEL_QUEUE_URL: str = ""
 
     @field_validator("PREFECTURE_CODE")
     @classmethod
@@ -70,6 +73,9 @@ class PrefectureSettings(TierSettings):
 
 class NationalSettings(TierSettings):
     ALLOWED_PREFECTURES: tuple[Code6, ...] = Field(min_length=1)
+    # The channel's way down: each prefecture's inbound queue URL, ``{prefecture}`` replaced by
+    # its code; unset, channel messages are dead-lettered (no_route).
+    PREFECTURE_INBOUND_URL_TEMPLATE: str = ""
 
     @field_validator("ALLOWED_PREFECTURES", mode="before")
     @classmethod
@@ -77,6 +83,19 @@ class NationalSettings(TierSettings):
         if isinstance(v, str):
             return [p.strip() for p in v.split(",") if p.strip()]
         return v
+
+
+class ChannelSettings(_Settings):
+    """A municipality tier's end of the channel between municipalities (services/channel.py)."""
+
+    PREFECTURE_CODE: Code6
+    TABLE_NAME: NonEmpty  # the tier's card table: register of residents, channel records, pins
+    CHANNEL_KEY_ID: NonEmpty  # this tier's channel key (Decrypt of bodies addressed here)
+    CHANNEL_KEY_ALIAS_PREFIX: NonEmpty  # + prefecture number: the reader tier's channel key
+    SIGNING_KEY_ALIAS_PREFIX: NonEmpty  # + municipality code: its notice-signing key
+    SENDER_KEY_ALIAS_PREFIX: NonEmpty
+    OUTBOUND_QUEUE_URL: NonEmpty  # the prefecture's inbound queue
+    DEAD_LETTER_QUEUE_URL: NonEmpty
 
 
 S = TypeVar("S", bound=_Settings)

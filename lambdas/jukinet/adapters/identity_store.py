@@ -62,7 +62,7 @@ from ..domain.facts import ChangeReason, IdentityFacts
 from ..domain.notice import UpdateNotice
 from ..domain.ordering import ResidentEvent, ResidentStatus, events_for
 from . import aws
-from .kms import DataKeys
+from .kms import DataKeys, TableKeyPins
 
 CURRENT = "CURRENT"
 TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
@@ -245,7 +245,7 @@ class StoredEntry:
     accepted_under: Attestation | None = None  # history entries only
 
 
-class IdentityStore:
+class IdentityStore(TableKeyPins):
     # True: history entries go in the transactions (fewest requests, two write units each);
     # False: 25 to a BatchWriteItem before them (one write unit each, more requests). Measured
     # both ways in docs/decisions/0021-identity-store-transactions.md.
@@ -279,19 +279,7 @@ class IdentityStore:
                                                 EncryptionContext=context)["Plaintext"]
         return self._blind_index_key
 
-    # --- sender key pins (adapters.kms.KeyPins) -------------------------------------
-    def pinned_key(self, sender: str) -> str | None:
-        item = aws.client("dynamodb").get_item(
-            TableName=self.table_name, Key={"pk": {"S": "META"}, "sk": {"S": f"sender-key#{sender}"}},
-            ConsistentRead=True).get("Item")
-        return None if item is None else item["key_arn"]["S"]
-
-    def pin_key(self, sender: str, key_arn: str) -> str:
-        key = {"pk": {"S": "META"}, "sk": {"S": f"sender-key#{sender}"}}
-        if _conditional(aws.client("dynamodb").put_item, TableName=self.table_name,
-                        Item={**key, "key_arn": {"S": key_arn}}, ConditionExpression="attribute_not_exists(pk)"):
-            return key_arn
-        return self.pinned_key(sender) or key_arn
+    # --- sender key pins: adapters.kms.TableKeyPins (META/sender-key#<code> in this table) ---
 
     # --- writes ----------------------------------------------------------------------
     def read(self, notices: Iterable[UpdateNotice], municipalities: Iterable[str] = ()) -> Snapshot:

@@ -37,7 +37,10 @@ class Signer:
     sender: str
 
     def sign(self, payload: Payload) -> SignedMessage:
-        data = payload.to_bytes()
+        return self.sign_bytes(payload.to_bytes())
+
+    def sign_bytes(self, data: bytes) -> SignedMessage:
+        """Sign any payload's bytes (the notices' gzip payload, or a channel envelope)."""
         response = aws.client("kms").sign(
             KeyId=self.key_id, Message=payload_digest(data), MessageType="RAW", SigningAlgorithm=ALGORITHM,
         )
@@ -60,6 +63,34 @@ class KeyPins(Protocol):
     def pin_key(self, sender: str, key_arn: str) -> str:
         """Record ``key_arn`` unless a pin exists; return the pin that holds."""
         ...
+
+
+class TableKeyPins:
+    """``KeyPins`` kept in a DynamoDB table with ``pk``/``sk`` keys: the item
+    ``META``/``sender-key#<code>`` holds the pinned key ARN (a conditional put: the first pin
+    wins across function instances). The identity tables and the channel's table use it."""
+
+    table_name: str
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    def pinned_key(self, sender: str) -> str | None:
+        item = aws.client("dynamodb").get_item(
+            TableName=self.table_name, Key={"pk": {"S": "META"}, "sk": {"S": f"sender-key#{sender}"}},
+            ConsistentRead=True).get("Item")
+        return None if item is None else item["key_arn"]["S"]
+
+    def pin_key(self, sender: str, key_arn: str) -> str:
+        key = {"pk": {"S": "META"}, "sk": {"S": f"sender-key#{sender}"}}
+        try:
+            aws.client("dynamodb").put_item(TableName=self.table_name, Item={**key, "key_arn": {"S": key_arn}},
+                                            ConditionExpression="attribute_not_exists(pk)")
+        except Exception as exc:
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return self.pinned_key(sender) or key_arn
+        return key_arn
 
 
 class PublicKeys:

@@ -1,0 +1,61 @@
+"""A municipality tier's end of the channel between municipalities: requests addressed to its
+municipalities are answered, answers to its requests settled (``services/channel.py``).
+
+Not yet deployed by ``infra/`` (issue 16, part 1 builds the channel and tests it against the
+embedded AWS; the tier's channel queue, key and this function's wiring are listed as not done
+in ``docs/second-phase.md``)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from ..adapters.card_store import CardStore
+from ..adapters.channel_store import ChannelStore
+from ..adapters.kms import PublicKeys, Signer
+from ..clock import system_clock
+from ..observability import flush, logger, use_tier
+from ..services.channel import ChannelEndpoint, ChannelKeys, register_responder
+from ..settings import ChannelSettings, load_settings
+
+
+@lru_cache(maxsize=64)  # one per distinct environment: a cold start
+def _runtime(settings: ChannelSettings, endpoint: str | None) -> ChannelEndpoint:
+    store = ChannelStore(settings.TABLE_NAME)
+    signers: dict[str, Signer] = {}
+
+    def signer_for(municipality: str) -> Signer:
+        if municipality not in signers:
+            signers[municipality] = Signer(settings.SIGNING_KEY_ALIAS_PREFIX + municipality, municipality)
+        return signers[municipality]
+
+    return ChannelEndpoint(
+        settings.PREFECTURE_CODE, store, ChannelKeys(settings.CHANNEL_KEY_ID, settings.CHANNEL_KEY_ALIAS_PREFIX),
+        PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX, pins=store), signer_for, settings.OUTBOUND_QUEUE_URL,
+        settings.DEAD_LETTER_QUEUE_URL, register_responder(CardStore(settings.TABLE_NAME).register),
+        clock=system_clock,
+    )
+
+
+def runtime() -> ChannelEndpoint:
+    return _runtime(load_settings(ChannelSettings), os.environ.get("AWS_ENDPOINT_URL"))
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: object) -> dict:
+    endpoint = runtime()
+    use_tier("municipality")
+    batch = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+    def record_handler(record: SQSRecord) -> None:
+        endpoint.receive(record.body)
+
+    try:
+        with batch(event.get("Records", []), record_handler, lambda_context=context):
+            batch.process()
+        return batch.response()
+    finally:
+        flush()
