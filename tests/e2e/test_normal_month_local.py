@@ -150,7 +150,7 @@ def test_a_message_in_each_dead_letter_queue_and_a_failed_run_of_each_function_f
     for alarm in functions.values():
         metrics = [q["MetricStat"]["Metric"] for q in alarm.get("Metrics", []) if "MetricStat" in q] or [alarm]
         function = metrics[0]["Dimensions"][0]["Value"]
-        result = runner.invoke(function, {"Records": "not a list"})
+        result = runner.invoke(function, {"Records": "not a list", "day": "not a day"})
         assert not result.ok, function
     later += dt.timedelta(minutes=5)
     verdicts = runner.monitoring.evaluate(later, runner=runner)
@@ -193,3 +193,32 @@ def test_metrics_only_aws_publishes_fire_their_alarms_and_a_silent_sealer_raises
     # (evaluated without publishing: metric data more than two hours ahead would be refused)
     silent = evaluate_alarms(env, dt.datetime.now(dt.UTC) + dt.timedelta(hours=2, minutes=10))
     assert {v.name: v.new_state for v in silent}[names.alarm("national", "provision-log-not-sealed")] == ALARM
+
+
+def test_a_recipients_day_far_above_its_trailing_level_fires_its_volume_anomaly_alarm(world):
+    """The anomaly-detection alarm of one recipient: twelve days of ordinary daily volume, then a
+    day far above it (the local band: mean ± 3 standard deviations of the history)."""
+    _deployment, env, runner = world
+    verdicts = runner.monitoring.evaluate(dt.datetime.now(dt.UTC), runner=runner)
+    alarms = _alarms_of_kind(env, verdicts, {"provision-volume-anomaly"})
+    assert alarms
+    name = sorted(alarms)[0]
+    alarm = alarms[name]
+    assert {v.name: v.new_state for v in verdicts}[name] != ALARM  # quiet without history
+    [stat] = [q["MetricStat"] for q in alarm["Metrics"] if "MetricStat" in q]
+    metric = stat["Metric"]
+    now = dt.datetime.now(dt.UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(minutes=30)
+    client = env.client("cloudwatch", *alarm["_where"])
+    history = [today - dt.timedelta(days=k) for k in range(1, 14)]
+    rng = random.Random(5)
+    client.put_metric_data(Namespace=metric["Namespace"], MetricData=[
+        {"MetricName": metric["MetricName"], "Dimensions": metric["Dimensions"], "Timestamp": t,
+         "Value": float(rng.randint(90, 110))} for t in [*history, today]])
+    quiet = {v.name: v for v in runner.monitoring.evaluate(now, runner=runner)}[name]
+    assert quiet.new_state == "OK", quiet.reason  # an ordinary day after an ordinary fortnight
+    client.put_metric_data(Namespace=metric["Namespace"], MetricData=[
+        {"MetricName": metric["MetricName"], "Dimensions": metric["Dimensions"], "Timestamp": today,
+         "Value": 5000.0}])
+    fired = {v.name: v for v in runner.monitoring.evaluate(now, runner=runner)}[name]
+    assert fired.new_state == ALARM, fired.reason
