@@ -31,8 +31,9 @@ class Entry(NamedTuple):
 NORMAL_STRETCH = ("tests/e2e/test_normal_month_local.py::"
                   "test_a_normal_stretch_with_out_of_order_and_duplicate_delivery_keeps_every_alarm_quiet")
 # A message in each dead-letter queue, a failing run of each watched function: each its alarm.
-DEAD_LETTERS_AND_ERRORS = ("tests/e2e/test_normal_month_local.py::"
-                           "test_a_message_in_each_dead_letter_queue_and_a_failed_run_of_each_function_fire_their_alarms")
+DEAD_LETTERS_AND_ERRORS = (
+    "tests/e2e/test_normal_month_local.py::"
+    "test_a_message_in_each_dead_letter_queue_and_a_failed_run_of_each_function_fire_their_alarms")
 # Metrics only AWS publishes, put into the embedded CloudWatch as AWS would: each its alarm.
 AWS_PUBLISHED = ("tests/e2e/test_normal_month_local.py::"
                  "test_metrics_only_aws_publishes_fire_their_alarms_and_a_silent_sealer_raises_its_heartbeat")
@@ -66,7 +67,8 @@ CATALOGUE: dict[str, Entry] = {
     "inbound-dlq-not-empty": Entry(
         "a message the tier's processor could not process (malformed, unverifiable) waits in the inbound "
         "dead-letter queue", QUEUE_WAITING,
-        (DEAD_LETTERS_AND_ERRORS, MONITORING + "test_service_metrics_are_opt_in_and_feed_the_queue_and_function_alarms"),
+        (DEAD_LETTERS_AND_ERRORS,
+         MONITORING + "test_service_metrics_are_opt_in_and_feed_the_queue_and_function_alarms"),
         (NORMAL_STRETCH,)),
     "inbound-oldest-message-age": Entry(
         "the inbound queue's oldest message has waited longer than oldest_message_alarm_seconds (900 s)",
@@ -99,7 +101,8 @@ CATALOGUE: dict[str, Entry] = {
         "a message failed signature verification or came from an unknown sender", ANY_5_MIN,
         (MONITORING + "test_a_forged_message_raises_exactly_the_prefectures_signature_alarm",
          MONITORING + "test_signature_failures_alarm_fires_on_a_failure_and_stays_ok_on_normal_traffic"),
-        (NORMAL_STRETCH, MONITORING + "test_signature_failures_alarm_fires_on_a_failure_and_stays_ok_on_normal_traffic")),
+        (NORMAL_STRETCH,
+         MONITORING + "test_signature_failures_alarm_fires_on_a_failure_and_stays_ok_on_normal_traffic")),
     # --- municipality tier: the CSs ------------------------------------------------------------
     "cs-failed-events-dlq-not-empty": Entry(
         "a drop-zone event the CS could not process after its retries waits in the failed-events queue",
@@ -169,7 +172,8 @@ CATALOGUE: dict[str, Entry] = {
         (NORMAL_STRETCH,)),
     "provision-scan-suspected": Entry(
         "one recipient's recent requests look like a walk through the resident-code space", ANY_5_MIN,
-        (PROVISION_E2E, "tests/provision/test_api_threats.py::test_a_walk_through_consecutive_codes_one_per_request_is_detected"),
+        (PROVISION_E2E,
+         "tests/provision/test_api_threats.py::test_a_walk_through_consecutive_codes_one_per_request_is_detected"),
         (PROVISION_E2E, "tests/provision/test_api_threats.py::test_a_client_retrying_the_same_codes_is_not_a_scan",
          NORMAL_STRETCH)),
     "provision-stats-mismatch": Entry(

@@ -429,16 +429,13 @@ def _normal_month_of_management_events() -> list[dict[str, Any]]:
         events.append(_event("AssumeRole", "sts.amazonaws.com", eventTime=stamp, userIdentity=operator,
                              requestParameters={"roleArn": f"arn:aws:iam::{account}:role/jukinet/national-people/"
                                                            "jukinet-national-operator", "roleSessionName": "ito"}))
-        for name, source in (("DescribeAlarms", "monitoring.amazonaws.com"), ("GetQueueAttributes", "sqs.amazonaws.com"),
-                             ("DescribeStacks", "cloudformation.amazonaws.com"), ("LookupEvents",
-                                                                                  "cloudtrail.amazonaws.com"),
-                             ("GetTrailStatus", "cloudtrail.amazonaws.com"), ("DescribeSecurityGroups",
-                                                                              "ec2.amazonaws.com"),
-                             ("DescribeVpcs", "ec2.amazonaws.com"), ("DescribeRouteTables", "ec2.amazonaws.com"),
-                             ("GetBucketPolicy", "s3.amazonaws.com"), ("ListAliases", "kms.amazonaws.com"),
-                             ("GetKeyPolicy", "kms.amazonaws.com"), ("GetRolePolicy", "iam.amazonaws.com"),
-                             ("DescribeConfigurationRecorders", "config.amazonaws.com")):
-            events.append(_event(name, source, userIdentity=operator, eventTime=stamp))
+        for name, source in (("DescribeAlarms", "monitoring"), ("GetQueueAttributes", "sqs"),
+                             ("DescribeStacks", "cloudformation"), ("LookupEvents", "cloudtrail"),
+                             ("GetTrailStatus", "cloudtrail"), ("DescribeSecurityGroups", "ec2"),
+                             ("DescribeVpcs", "ec2"), ("DescribeRouteTables", "ec2"), ("GetBucketPolicy", "s3"),
+                             ("ListAliases", "kms"), ("GetKeyPolicy", "kms"), ("GetRolePolicy", "iam"),
+                             ("DescribeConfigurationRecorders", "config")):
+            events.append(_event(name, f"{source}.amazonaws.com", userIdentity=operator, eventTime=stamp))
         events.append(_event("RotateKey", "kms.amazonaws.com", eventType="AwsServiceEvent", eventTime=stamp,
                              userIdentity={"type": "Root", "accountId": account}))
         events.append(_event("PutObject", "s3.amazonaws.com", eventTime=stamp,
