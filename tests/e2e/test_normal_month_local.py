@@ -105,6 +105,8 @@ NOT_EVALUATED_LOCALLY = {"inbound-oldest-message-age", "processor-throttles", "c
 def test_a_normal_stretch_with_out_of_order_and_duplicate_delivery_keeps_every_alarm_quiet(world):
     deployment, env, runner = world
     _normal_stretch(deployment, env, runner)
+    # the sealer's hourly run once more, just before: the heartbeat's one-hour period is the clock's
+    assert runner.invoke(Names.of(deployment).provision_function("sealer"), {}).ok
     verdicts = runner.monitoring.evaluate(dt.datetime.now(dt.UTC), runner=runner)
     kinds = {alarm_kind(v.name) for v in verdicts}
     catalogued = set(CATALOGUE) | set(KNOWN_GAPS)
@@ -155,7 +157,9 @@ def test_a_message_in_each_dead_letter_queue_and_a_failed_run_of_each_function_f
         assert not result.ok, function
     later += dt.timedelta(minutes=5)
     verdicts = runner.monitoring.evaluate(later, runner=runner)
-    firing = {v.name for v in verdicts if v.new_state == ALARM}
+    # (the sealer's hourly heartbeat is left out: ten minutes on may be the next clock hour, in
+    # which this test runs no sealer — that is its own trigger, tested below)
+    firing = {v.name for v in verdicts if v.new_state == ALARM} - {names.alarm("national", "provision-log-not-sealed")}
     expected = set(queues) | set(functions) | {names.alarm(prefecture_tier(prefecture.code), "inbound-dlq-not-empty")}
     assert firing == expected, firing ^ expected
 
