@@ -8,8 +8,9 @@ bound); the nightly reconciliations; the provision log's hourly sealer; permitte
 recipient. The functions' metrics, the SQS and Lambda metrics local mode observes
 (``service_metrics``) and the metric filters on the functions' logs all feed the evaluation.
 What local mode cannot observe (API Gateway 5XX, Lambda throttles, the age of a queue's oldest
-message, CloudTrail) is listed in ``NOT_EVALUATED_LOCALLY``: those alarms are evaluated with
-no data and must say so. Each alarm's fire test and the rest of its quiet tests:
+message; CloudTrail) gives those alarms no data here (OK: missing data is not breaching); their
+fire tests below put the metric in as AWS would publish it (the trail filters' halves are
+``tests/infra/test_security_monitoring.py``). Each alarm's fire test and the rest of its quiet tests:
 ``tests/alarm_catalogue.py``.
 """
 
