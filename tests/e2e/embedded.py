@@ -79,12 +79,13 @@ def _cached_synth(deployment: str) -> Path:
 
 @contextlib.contextmanager
 def deployed_nagano(tmp_path_factory: Any, *, monitoring: bool = False, notifications: Any = None,
-                    **runner_options: Any) -> Iterator[tuple[Any, Any, LocalRunner]]:
+                    service_metrics: bool = False, **runner_options: Any) -> Iterator[tuple[Any, Any, LocalRunner]]:
     """(deployment, deployed environment, runner); this process talks to the embedded AWS
     meanwhile (AWS_ENDPOINT_URL and local credentials), and is restored afterwards.
     ``monitoring``: the functions' metrics go to the embedded CloudWatch and
     ``runner.monitoring`` (a ``LocalMonitoring``) evaluates the alarms, recording each
-    notifying transition in ``notifications`` (a ``NotificationLog``) if given."""
+    notifying transition in ``notifications`` (a ``NotificationLog``) if given; ``service_metrics``:
+    it also publishes the AWS/SQS and AWS/Lambda metrics local mode can observe."""
     deployment = load_deployment(E2E_DEPLOYMENT)
     out = nagano_assembly(tmp_path_factory)
     saved = dict(os.environ)
@@ -96,7 +97,8 @@ def deployed_nagano(tmp_path_factory: Any, *, monitoring: bool = False, notifica
             aws.reset_clients()
             with open(os.devnull, "w", encoding="utf-8") as devnull, \
                     contextlib.ExitStack() as stack:
-                watch = stack.enter_context(LocalMonitoring(env, stream=devnull, notifications=notifications)) \
+                watch = stack.enter_context(LocalMonitoring(env, stream=devnull, notifications=notifications,
+                                                              service_metrics=service_metrics)) \
                     if monitoring else None
                 runner = stack.enter_context(LocalRunner(env, log_stream=watch.sink if watch else devnull,
                                                          share_modules=True, **runner_options))

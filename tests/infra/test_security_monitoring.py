@@ -8,6 +8,8 @@ filter-pattern syntax they use — on sample CloudTrail records that must and mu
 
 from __future__ import annotations
 
+import json
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -392,3 +394,71 @@ def test_operations_md_names_every_cis_metric() -> None:
         kind = f"cis-{control.kind}" if control.benchmark else control.kind
         section = text.split(f"### `{kind}`", 1)[1].split("\n### ", 1)[0]
         assert f"`{control.metric}`" in section and control.security_hub in section, control.metric
+
+
+# --- a normal month of the system's own management events: every trail filter stays quiet ------
+
+def _normal_month_of_management_events() -> list[dict[str, Any]]:
+    """What the account trail records in a month of normal operation (no deployment, no incident):
+    the tiers' functions assuming their roles and using their keys, metrics and logs; operators
+    signing in through SSO (``MFAUsed: No``, the identity provider did the MFA) or as IAM users
+    with MFA, assuming their own operator/auditor roles and reading; AWS's own service events
+    (key rotation, by the root identity with ``eventType: AwsServiceEvent``); throttled calls
+    retried. Every record is delivered twice and the whole set out of order, as CloudTrail may."""
+    account = "123456789012"
+    function = {"type": "AssumedRole", "arn": f"arn:aws:sts::{account}:assumed-role/jukinet-national-processor/x"}
+    operator = {"type": "AssumedRole", "arn": f"arn:aws:sts::{account}:assumed-role/jukinet-national-operator/ito"}
+    events: list[dict[str, Any]] = []
+    for day in range(1, 31):
+        stamp = f"2026-11-{day:02d}T0{day % 10}:00:00Z"
+        for name in ("Decrypt", "GenerateDataKey", "Sign", "Verify", "GetPublicKey", "DescribeKey"):
+            events.append(_event(name, "kms.amazonaws.com", userIdentity=function, eventTime=stamp))
+        events.append(_event("AssumeRole", "sts.amazonaws.com", eventTime=stamp,
+                             userIdentity={"type": "AWSService", "invokedBy": "lambda.amazonaws.com"},
+                             requestParameters={"roleArn": f"arn:aws:iam::{account}:role/jukinet-national-processor"}))
+        events.append(_event("PutMetricData", "monitoring.amazonaws.com", userIdentity=function, eventTime=stamp))
+        events.append(_event("CreateLogStream", "logs.amazonaws.com", userIdentity=function, eventTime=stamp))
+        events.append(_event("DescribeTable", "dynamodb.amazonaws.com", userIdentity=function,
+                             errorCode="ThrottlingException", eventTime=stamp))  # retried: not a refusal
+        events.append(_event("ConsoleLogin", eventTime=stamp, userIdentity={"type": "AssumedRole"},
+                             additionalEventData={"MFAUsed": "No"}, responseElements={"ConsoleLogin": "Success"},
+                             **_SIGN_IN))
+        events.append(_event("ConsoleLogin", eventTime=stamp, userIdentity={"type": "IAMUser"},
+                             additionalEventData={"MFAUsed": "Yes"}, responseElements={"ConsoleLogin": "Success"},
+                             **_SIGN_IN))
+        events.append(_event("AssumeRole", "sts.amazonaws.com", eventTime=stamp, userIdentity=operator,
+                             requestParameters={"roleArn": f"arn:aws:iam::{account}:role/jukinet/national-people/"
+                                                           "jukinet-national-operator", "roleSessionName": "ito"}))
+        for name, source in (("DescribeAlarms", "monitoring"), ("GetQueueAttributes", "sqs"),
+                             ("DescribeStacks", "cloudformation"), ("LookupEvents", "cloudtrail"),
+                             ("GetTrailStatus", "cloudtrail"), ("DescribeSecurityGroups", "ec2"),
+                             ("DescribeVpcs", "ec2"), ("DescribeRouteTables", "ec2"), ("GetBucketPolicy", "s3"),
+                             ("ListAliases", "kms"), ("GetKeyPolicy", "kms"), ("GetRolePolicy", "iam"),
+                             ("DescribeConfigurationRecorders", "config")):
+            events.append(_event(name, f"{source}.amazonaws.com", userIdentity=operator, eventTime=stamp))
+        events.append(_event("RotateKey", "kms.amazonaws.com", eventType="AwsServiceEvent", eventTime=stamp,
+                             userIdentity={"type": "Root", "accountId": account}))
+        events.append(_event("PutObject", "s3.amazonaws.com", eventTime=stamp,
+                             userIdentity={"type": "Root", "invokedBy": "s3.amazonaws.com"}))
+    delivered = events + events  # each at least once: twice here
+    random.Random(19).shuffle(delivered)  # and in no particular order
+    return delivered
+
+
+def test_a_normal_month_of_the_systems_management_events_matches_no_trail_filter() -> None:
+    """The quiet half of every CIS control, the key-administration control and each tier's
+    break-glass filter (their fire halves: the per-control tests above and
+    tests/infra/test_responsibility.py): nothing a normal month records is counted."""
+    from infra.components.responsibility import break_glass_filter_pattern
+    from jukinet_ops.local.monitoring import parse_filter_pattern
+
+    events = _normal_month_of_management_events()
+    assert len(events) > 1500
+    for control in (*CIS_CONTROLS, *TRAIL_CONTROLS):
+        hits = [e for e in events if matches(control.pattern, e)]
+        assert hits == [], (control.metric, hits[:1])
+    for tier in ("national", "pref-200000", "muni-200000"):
+        pattern = parse_filter_pattern(break_glass_filter_pattern("123456789012", f"jukinet-{tier}-break-glass"))
+        assert not [e for e in events if pattern.matches(json.dumps(e))], tier
+    # the same month with one incident in it is not quiet (the evaluator sees these records)
+    assert matches(CIS_CONTROLS[0].pattern, {**events[0], "errorCode": "AccessDenied"})
