@@ -240,6 +240,31 @@ def build_processing(stack: TierStack, *, tier_label: str, handler: str, descrip
                       envelope_key=envelope_key, envelope_context=dict(envelope_context))
 
 
+def _scheduled_function(stack: TierStack, construct_id: str, *, function_name: str, handler: str, description: str,
+                        environment: dict[str, str], timeout: Duration, memory_size: int,
+                        statements: list[iam.PolicyStatement], code: lambda_.Code | None, schedule: str,
+                        schedule_description: str, retry_attempts: int, max_event_age: Duration,
+                        why_no_dlq: str, why_wildcards: str, wildcards: list[str]) -> TierFunction:
+    """A tier's function run only by an EventBridge schedule (the ledger watch, the nightly
+    reconciliation, the monthly monitoring report): one instance at a time, in the tier's VPC,
+    its role named after it; the rule's retries; the cdk-nag findings such a function raises,
+    acknowledged with the caller's reasons (``wildcards``: the IAM5 findings the reason covers)."""
+    names, tier = stack.names, stack.tier
+    function = TierFunction(
+        stack, construct_id, function_name=function_name, role_name=function_name,
+        role_path=names.role_path(tier), handler=handler, description=description, environment=environment,
+        timeout=timeout, memory_size=memory_size, reserved_concurrency=1, network=stack.network,
+        log_key=stack.audit_key, log_retention=stack.log_retention, statements=statements, code=code,
+    )
+    rule = events.Rule(stack, f"{construct_id}Schedule", rule_name=function_name,
+                       schedule=events.Schedule.expression(schedule), description=schedule_description)
+    rule.add_target(targets.LambdaFunction(function.function, retry_attempts=retry_attempts,
+                                           max_event_age=max_event_age))
+    nag.acknowledge(function.function, [("NIST.800.53.R5-LambdaDLQ", why_no_dlq)])
+    nag.acknowledge(function.policy, [("AwsSolutions-IAM5", why_wildcards, wildcards)], apply_to_children=True)
+    return function
+
+
 def build_ledger_watch(stack: TierStack, *, tier_label: str, table: dynamodb.Table,
                        watched: Sequence[WatchedCounts]) -> TierFunction:
     """The tier's ledger watch (``jukinet.services.ledger_watch``, every five minutes): aged gaps
@@ -274,31 +299,23 @@ def build_ledger_watch(stack: TierStack, *, tier_label: str, table: dynamodb.Tab
             resources=[arn(t) for t in [*cs_tables, *below]],
             conditions={"ArnLike": {"aws:PrincipalArn": [stack.role_pattern]}}))
     function_name = names.ledger_watch_function(tier)
-    watch = TierFunction(
-        stack, "LedgerWatch", function_name=function_name, role_name=function_name,
-        role_path=names.role_path(tier), handler="jukinet.handlers.ledger_watch.handler",
+    watch = _scheduled_function(
+        stack, "LedgerWatch", function_name=function_name, handler="jukinet.handlers.ledger_watch.handler",
         description=f"Ledger watch of the {tier_label} tier: aged sequence gaps, notices overdue",
         environment={
             "TABLE_NAME": table.table_name, "TIER": tier_label, "WATCH_FILE": LEDGER_WATCH_FILE,
             "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, "LOG_LEVEL": "INFO",
         },
-        timeout=Duration.seconds(120), memory_size=256, reserved_concurrency=1, network=stack.network,
-        log_key=stack.audit_key, log_retention=stack.log_retention, statements=statements,
+        timeout=Duration.seconds(120), memory_size=256, statements=statements,
         code=lambda_code(extra_files={LEDGER_WATCH_FILE: json.dumps(document, indent=1).encode()}),
+        schedule=LEDGER_WATCH_SCHEDULE, schedule_description=f"Ledger watch of the {tier_label} tier (every five minutes)",
+        retry_attempts=1, max_event_age=Duration.minutes(5),
+        why_no_dlq=("The scheduled event carries nothing but its time and the next run comes five "
+                    "minutes later; a dead-letter copy of the event would add nothing."),
+        why_wildcards="ENI management (Lambda in a VPC) and X-Ray trace writes support no resource-level permissions.",
+        wildcards=["Resource::*"],
     )
-    rule = events.Rule(stack, "LedgerWatchSchedule", rule_name=function_name,
-                       schedule=events.Schedule.expression(LEDGER_WATCH_SCHEDULE),
-                       description=f"Ledger watch of the {tier_label} tier (every five minutes)")
-    rule.add_target(targets.LambdaFunction(watch.function, retry_attempts=1, max_event_age=Duration.minutes(5)))
-    nag.acknowledge(watch.function, [
-        ("NIST.800.53.R5-LambdaDLQ", ("The scheduled event carries nothing but its time and the next run comes five "
-         "minutes later; a dead-letter copy of the event would add nothing.")),
-    ])
-    nag.acknowledge(watch.policy, [
-        ("AwsSolutions-IAM5", ("ENI management (Lambda in a VPC) and X-Ray trace writes support no resource-level "
-         "permissions."), ["Resource::*"]),
-    ], apply_to_children=True)
     service = names.service_name(tier)
     stack.alarms.alarm("NoticesOverdue", name=names.alarm(tier, "notices-overdue"),
                        description=f"A municipality's CS counted more notices sent than the {tier_label} tier stored "
@@ -406,9 +423,8 @@ def build_reconciliation(stack: TierStack, *, tier_label: str, table: dynamodb.T
         sid="ReconciliationWritesReports", principals=[iam.AnyPrincipal()], actions=["s3:PutObject"],
         resources=[reports.bucket.arn_for_objects("reconciliation/*")],
         conditions={"ArnLike": {"aws:PrincipalArn": [stack.role_pattern]}}))  # the bucket policy narrows it
-    function = TierFunction(
-        stack, "Reconciliation", function_name=function_name, role_name=function_name,
-        role_path=names.role_path(tier), handler="jukinet.handlers.reconciliation.handler",
+    function = _scheduled_function(
+        stack, "Reconciliation", function_name=function_name, handler="jukinet.handlers.reconciliation.handler",
         description=f"Nightly reconciliation of the {tier_label} tier: report and mismatches",
         environment={
             "TABLE_NAME": table.table_name, "TIER": tier_label, "TIER_NAME": tier,
@@ -416,24 +432,18 @@ def build_reconciliation(stack: TierStack, *, tier_label: str, table: dynamodb.T
             "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, "LOG_LEVEL": "INFO",
         },
-        timeout=Duration.minutes(5), memory_size=256, reserved_concurrency=1, network=stack.network,
-        log_key=stack.audit_key, log_retention=stack.log_retention, statements=statements,
+        timeout=Duration.minutes(5), memory_size=256, statements=statements,
         code=lambda_code(extra_files={RECONCILIATION_FILE: json.dumps(document, indent=1,
                                                                       ensure_ascii=False).encode()}),
+        schedule=RECONCILIATION_SCHEDULE,
+        schedule_description=f"Reconciliation of the {tier_label} tier (01:30 JST every night)",
+        retry_attempts=2, max_event_age=Duration.hours(1),
+        why_no_dlq=("The scheduled event carries nothing but its time; a failed run is retried "
+                    "twice, shows in the function's errors, and the next night reconciles the same months again."),
+        why_wildcards=("ENI management (Lambda in a VPC) and X-Ray trace writes support no resource-level "
+                       "permissions; reports are written under reconciliation/ only, one object per day."),
+        wildcards=["Resource::*", r"/^Resource::<SecurityReports[A-F0-9]+\.Arn>\/reconciliation\/\*$/"],
     )
-    rule = events.Rule(stack, "ReconciliationSchedule", rule_name=function_name,
-                       schedule=events.Schedule.expression(RECONCILIATION_SCHEDULE),
-                       description=f"Reconciliation of the {tier_label} tier (01:30 JST every night)")
-    rule.add_target(targets.LambdaFunction(function.function, retry_attempts=2, max_event_age=Duration.hours(1)))
-    nag.acknowledge(function.function, [
-        ("NIST.800.53.R5-LambdaDLQ", ("The scheduled event carries nothing but its time; a failed run is retried "
-         "twice, shows in the function's errors, and the next night reconciles the same months again.")),
-    ])
-    nag.acknowledge(function.policy, [
-        ("AwsSolutions-IAM5", ("ENI management (Lambda in a VPC) and X-Ray trace writes support no resource-level "
-         "permissions; reports are written under reconciliation/ only, one object per day."),
-         ["Resource::*", r"/^Resource::<SecurityReports[A-F0-9]+\.Arn>\/reconciliation\/\*$/"]),
-    ], apply_to_children=True)
     stack.alarms.alarm("ReconciliationMismatches", name=names.alarm(tier, "reconciliation-mismatches"),
                        description=f"The {tier_label} tier's nightly reconciliation found municipality-months that do "
                                    "not balance (ReconciliationMismatches; the report is in the tier's security-reports "
@@ -517,27 +527,22 @@ def build_monitoring_report(stack: TierStack, *, tier_label: str, reports: Secur
     stack.network.allow_through("S3", iam.PolicyStatement(
         sid="MonitoringReportWritesReports", principals=[iam.AnyPrincipal()], actions=["s3:PutObject"],
         resources=[own_reports], conditions=only_this_role))
-    function = TierFunction(
-        stack, "MonitoringReport", function_name=function_name, role_name=function_name,
-        role_path=names.role_path(tier), handler="jukinet.handlers.monitoring_report.handler",
+    return _scheduled_function(
+        stack, "MonitoringReport", function_name=function_name, handler="jukinet.handlers.monitoring_report.handler",
         description=f"Monthly monitoring report of the {tier_label} tier (the previous month, on the 1st)",
-        environment=environment, timeout=Duration.minutes(5), memory_size=512, reserved_concurrency=1,
-        network=stack.network, log_key=stack.audit_key, log_retention=stack.log_retention, statements=statements,
+        environment=environment, timeout=Duration.minutes(5), memory_size=512, statements=statements, code=None,
+        schedule=MONITORING_REPORT_SCHEDULE,
+        schedule_description=f"Monthly monitoring report of the {tier_label} tier (the 1st, 09:30 JST)",
+        retry_attempts=2, max_event_age=Duration.hours(6),
+        why_no_dlq=("The scheduled event carries nothing but its time; a failed run is retried "
+                    "twice and shows in the function's errors; an operator re-runs the month with "
+                    "{\"month\": \"YYYY-MM\"}."),
+        why_wildcards=("ENI management, X-Ray trace writes and CloudWatch metric and alarm-history reads "
+                       "support no resource-level permissions; reports are written under monitoring-report/ only; "
+                       "the isolation records are the parameters under /<prefix>/isolation/; the provision log's "
+                       "day index."),
+        wildcards=acknowledged,
     )
-    rule = events.Rule(stack, "MonitoringReportSchedule", rule_name=function_name,
-                       schedule=events.Schedule.expression(MONITORING_REPORT_SCHEDULE),
-                       description=f"Monthly monitoring report of the {tier_label} tier (the 1st, 09:30 JST)")
-    rule.add_target(targets.LambdaFunction(function.function, retry_attempts=2, max_event_age=Duration.hours(6)))
-    nag.acknowledge(function.function, [
-        ("NIST.800.53.R5-LambdaDLQ", ("The scheduled event carries nothing but its time; a failed run is retried "
-         "twice and shows in the function's errors; an operator re-runs the month with {\"month\": \"YYYY-MM\"}.")),
-    ])
-    nag.acknowledge(function.policy, [
-        ("AwsSolutions-IAM5", ("ENI management, X-Ray trace writes and CloudWatch metric and alarm-history reads "
-         "support no resource-level permissions; reports are written under monitoring-report/ only; the isolation "
-         "records are the parameters under /<prefix>/isolation/; the provision log's day index."), acknowledged),
-    ], apply_to_children=True)
-    return function
 
 
 def narrow_processor_endpoints(stack: TierStack, processing: Processing, *, sqs_sid: str, sqs_resources: list[str],
