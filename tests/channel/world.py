@@ -19,7 +19,8 @@ from jukinet.adapters import aws
 from jukinet.domain.codes import ResidentCode
 from jukinet.handlers import channel_endpoint, national_processor, prefecture_processor
 from jukinet.settings import ChannelSettings, NationalSettings, PrefectureSettings, load_settings
-from jukinet_ops.local.runner import replace_environ
+
+from ..pipeline.harness import Context, environment
 
 REGION = "ap-northeast-1"
 ACCOUNT = "123456789012"
@@ -32,26 +33,6 @@ T0 = dt.datetime(2003, 1, 20, 1, 0, tzinfo=dt.UTC)  # 10:00 JST, a Monday
 
 def resident(n: int) -> str:
     return ResidentCode.from_body(f"{n:010d}").value
-
-
-class Context:
-    function_name = "test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:test"
-    aws_request_id = "req"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]):
-    saved = dict(os.environ)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        replace_environ(saved)
 
 
 @dataclass
