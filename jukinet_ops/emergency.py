@@ -675,10 +675,11 @@ class Emergency:
             if self._client_factory is not None:
                 self._clients[service] = self._client_factory(service)
             else:
-                import boto3
                 from botocore.config import Config
 
-                self._clients[service] = boto3.session.Session().client(
+                from jukinet.adapters import aws
+
+                self._clients[service] = aws.new_session().client(
                     service, region_name=self.region,
                     config=Config(retries={"mode": "standard", "max_attempts": 5}))
         return self._clients[service]

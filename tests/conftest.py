@@ -8,8 +8,10 @@ still sets its own ``max_examples`` where it matters.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 
+import botocore.session
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -19,6 +21,13 @@ from jukinet_ops.local import moto_patches
 # Every in-process mock_aws gets the embedded AWS's corrections (atomic conditional writes,
 # TransactWriteItems in time proportional to the transaction): jukinet_ops/local/moto_patches.py
 moto_patches.apply()
+
+# Every botocore session of the test process reads the JSON models through one loader. Each
+# mock_aws() starts with a fresh boto3 default session, and each test that resets the
+# product's clients makes new ones: without this, every test parsed the DynamoDB, S3, KMS and
+# SQS models again (~0.4 s a test in tests/provision). The product shares its loader the same
+# way (jukinet.adapters.aws.new_session); this covers the sessions tests and moto make.
+botocore.session.create_loader = functools.lru_cache(maxsize=None)(botocore.session.create_loader)
 
 settings.register_profile("jukinet", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -52,7 +52,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import boto3
 from botocore import handlers, xform_name
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
@@ -210,7 +209,7 @@ class FaultInjector:
         doing the same work a moment earlier. Its own failure is its business."""
         previous, self._local.function = getattr(self._local, "function", None), None
         try:
-            client = boto3.session.Session().client(service, region_name=aws.client(service).meta.region_name)
+            client = aws.new_session().client(service, region_name=aws.client(service).meta.region_name)
             twin = copy.deepcopy(params)
             twin.pop("ClientRequestToken", None)  # another invocation: its own idempotency token
             with contextlib.suppress(Exception):

@@ -14,6 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=20)
@@ -34,9 +36,23 @@ def _notify(model: Any, **_: Any) -> None:
         callback(model.service_model.service_name, model.name)
 
 
+# One loader of botocore's JSON models for the whole process: a new Session would otherwise
+# parse them again (endpoints, partitions, retry rules and the service model, ~0.1 s for
+# DynamoDB or S3) for every client: at every cold start, and for every test that resets clients.
+_LOADER = botocore.loaders.create_loader()
+
+
+def new_session() -> boto3.session.Session:
+    """A boto3 session of its own (sessions are not shared between threads) that reads
+    botocore's models through the process's one loader."""
+    core = botocore.session.Session()
+    core.register_component("data_loader", _LOADER)
+    return boto3.session.Session(botocore_session=core)
+
+
 @lru_cache(maxsize=64)
 def _client(service: str, region: str | None, endpoint: str | None) -> Any:
-    made = boto3.session.Session().client(service, region_name=region, config=_CONFIG)
+    made = new_session().client(service, region_name=region, config=_CONFIG)
     made.meta.events.register("before-call", _notify)
     return made
 
