@@ -28,7 +28,14 @@ the server child process (``python -m jukinet_ops.local.moto_server``), the thre
    /_jukinet/s3-object-generations`` answers ``{"<account>/<bucket>": n}``. Nothing else
    changes: a server without this route makes the runner list every bucket, as before.
 
-``apply()`` makes corrections 1 and 2, wherever moto runs (the in-process ``mock_aws`` tests
+5. **No RSA key for a key that has none.** moto 5.2.5 generates a 2048-bit RSA private key
+   for every KMS key it creates, symmetric and HMAC keys included (where AWS has no private
+   key and refuses ``Sign``/``GetPublicKey``): 0.1–0.2 s of CPU per ``CreateKey``. A
+   deployment creates dozens of keys, every in-process test world several. Here such a key's
+   RSA key is made only if something asks for it (moto's own ``Sign``/``GetPublicKey`` paths,
+   which then behave as before); keys with a key pair (RSA, ECC) are made at once as before.
+
+``apply()`` makes corrections 1, 2 and 5, wherever moto runs (the in-process ``mock_aws`` tests
 too); ``apply_server()`` all four, for the servers (3 and 4 serve deployments and the
 runner, and importing moto's CloudFormation costs a process ~3 s). Both are idempotent.
 """
@@ -54,7 +61,38 @@ def apply() -> None:
     for name in ("put_item", "update_item", "delete_item"):
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name)))
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+    _no_rsa_key_for_symmetric_keys()
     _APPLIED = True
+
+
+class _KeyPairOnDemand:
+    """Stands for moto's private key of a symmetric or HMAC KMS key; made on first use."""
+
+    def __init__(self, make: Any) -> None:
+        self.__dict__["_make"] = make
+        self.__dict__["_made"] = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self.__dict__["_made"] is None:
+            self.__dict__["_made"] = self.__dict__["_make"]()
+        return getattr(self.__dict__["_made"], name)
+
+
+def _no_rsa_key_for_symmetric_keys() -> None:
+    from moto.kms import models
+    from moto.kms.utils import KeySpec
+
+    original = models.generate_private_key
+    with_pair = set(KeySpec.rsa_key_specs()) | set(KeySpec.ecc_key_specs())
+
+    def generate_private_key(key_spec: str) -> Any:
+        if key_spec in with_pair:
+            return original(key_spec)
+        return _KeyPairOnDemand(lambda: original(key_spec))
+
+    models.generate_private_key = generate_private_key
 
 
 def apply_server() -> None:

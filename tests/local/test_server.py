@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+import boto3
 import pytest
 
 from jukinet_ops.local.server import MotoServer
@@ -109,3 +110,32 @@ def test_every_stored_object_counts_in_its_buckets_generation(mode: str):
         after = generations(aws.endpoint_url)
         assert after["123456789012/bkt-b"] - before.get("123456789012/bkt-b", 0) == 3
         assert after["111111111111/bkt-c"] - before.get("111111111111/bkt-c", 0) == 1
+
+
+def test_a_symmetric_key_gets_no_rsa_key_pair_until_one_is_asked_for():
+    """moto_patches correction 5: CreateKey of a symmetric key no longer generates a 2048-bit
+    RSA key nobody uses (0.1–0.2 s each); keys with a key pair still sign and verify."""
+    from moto import mock_aws
+    from moto.kms import models
+    from moto.kms.utils import RSAPrivateKey
+
+    from jukinet_ops.local import moto_patches
+
+    moto_patches.apply()  # what tests/conftest.py and the servers do
+    with mock_aws():
+        kms = boto3.client("kms", region_name="ap-northeast-1")
+        symmetric = kms.create_key()["KeyMetadata"]["KeyId"]
+        signing = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+        backend = models.kms_backends["123456789012"]["ap-northeast-1"]
+        lazy = backend.keys[symmetric].private_key
+        assert not isinstance(lazy, RSAPrivateKey)
+        assert lazy.__dict__["_made"] is None, "the RSA key pair was generated at CreateKey"
+        blob = kms.encrypt(KeyId=symmetric, Plaintext=b"x")["CiphertextBlob"]
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
+        assert lazy.__dict__["_made"] is None
+        signature = kms.sign(KeyId=signing, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+        assert kms.verify(KeyId=signing, Message=b"m", Signature=signature,
+                          SigningAlgorithm="ECDSA_SHA_256")["SignatureValid"]
+        # Asked for anyway (moto's GetPublicKey path), it is made then, as moto would have.
+        assert kms.get_public_key(KeyId=symmetric)["PublicKey"]
+        assert isinstance(lazy.__dict__["_made"], RSAPrivateKey)
