@@ -167,6 +167,7 @@ def _one_story(draw: st.DrawFn, sequences: _Sequences) -> Story:
     転入 at the new one, same day or later, the 転出 often *reported* after the 転入),
     moves within a municipality, name changes, corrections, code changes, perhaps death."""
     code = draw(resident_codes)
+    used = {code}  # a resident code given up in a 住民票コード変更 is never issued again
     muni = draw(st.sampled_from(STORY_MUNICIPALITIES))
     day = draw(st.dates(min_value=dt.date(2003, 1, 1), max_value=dt.date(2020, 12, 31)))
     facts = draw(identity_facts(resident_code=code, birth_date=day - dt.timedelta(days=draw(st.integers(0, 30000)))))
@@ -216,7 +217,8 @@ def _one_story(draw: st.DrawFn, sequences: _Sequences) -> Story:
             emit(ChangeReason.CORRECTION_BY_AUTHORITY, muni, day, with_facts=facts)
         elif step == "code":
             old = code
-            code = draw(resident_codes.filter(lambda c: c != old))
+            code = draw(resident_codes.filter(lambda c: c not in used))
+            used.add(code)
             facts = dataclasses.replace(facts, resident_code=code)
             emit(ChangeReason.CODE_CHANGE, muni, day, with_facts=facts, previous=old)
             expected[old.value] = ("code_changed", None, code.value)
