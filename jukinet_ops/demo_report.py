@@ -111,9 +111,10 @@ class DemoOutput:
 
     console: Console = field(default_factory=DemoConsole)
     verbose: bool = False
-    # Alarm-status and notification lines shown in the summary.
-    notifications_shown: int = 3
-    incidents_shown: int = 5
+    # In the summary: the last notifications (the alarm changes are shown where they happen, so
+    # none by default) and the first incidents of the monitoring report.
+    notifications_shown: int = 0
+    incidents_shown: int = 3
 
     def _line(self, text: str, *, style: str | None = None) -> None:
         """A line of plain text (no markup read from names or reasons), never cut."""
@@ -401,7 +402,7 @@ class DemoOutput:
         alarming = [line for line in lines if "ALARM" in line.split("  ")[3].replace("INSUFFICIENT_DATA", "")]
         for line in alarming[-shown:] if shown else []:
             self._line("   " + "  ".join(line.split("  ")[:4]))
-        if len(alarming) > shown:
+        if shown and len(alarming) > shown:
             self._line(f"   … and {len(alarming) - shown} earlier")
 
     def monitoring_report(self, report: MonitoringReport, paths: Sequence[Path]) -> None:

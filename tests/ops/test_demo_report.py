@@ -246,8 +246,8 @@ def test_each_stage_keeps_its_figures():
                    "2,053 records — 厚生労働省 45, 日本年金機構 10, 地方公務員共済組合 1,998",
                    "1 entr(y/ies) logged with delivery unconfirmed", "prov-17 (resident 61000000007)",
                    "issued 3, suspended 1, pin_locked 1, auth_ok 1; refused 1 (CARD_SUSPENDED 1) — at 202011 長野市",
-                   "batch (一括提供) job-1: 2,000 rows", "Notifications sent", "32 items of 2 kinds",
-                   "所見 (finding): 9件", "… and 4 more in the report", "Demo finished in 412 s"):
+                   "batch (一括提供) job-1: 2,000 rows", "e-mail, chat): 8 (8 OK→ALARM)", "32 items of 2 kinds",
+                   "所見 (finding): 9件", "… and 6 more in the report", "Demo finished in 412 s"):
         assert figure in text, figure
 
 
@@ -263,6 +263,7 @@ def test_verbose_shows_every_row():
     assert "AWS::Events::Rule: schedules fire only when the demo fires them" in text
     assert "Provision API: requests served" in text and "Resident cards 2003-01" in text
     assert "refused call 7" in text  # every incident
+    assert "jukinet-pref-200000-alarm-7  OK→ALARM" in text and "… and 2 earlier" in text  # the last notifications
 
 
 def test_the_cli_takes_verbose_and_passes_it_to_the_demo(monkeypatch):
