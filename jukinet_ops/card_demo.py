@@ -83,10 +83,10 @@ class Counter:
                                               "signature": base64.b64encode(signature).decode()})
 
 
-def run_card_demo(console: Console, deployment, env, runner, *, month: str) -> dict[str, Any]:
-    """Step 7 of the demo; returns what happened (tests read it)."""
+def run_card_demo(console: Console, deployment, env, runner) -> dict[str, Any]:
+    """Step 7 of the demo; returns what happened (tests read it). The month's card statistics
+    (``card_stats.card_statistics``) are the demo's to print."""
     from infra.naming import Names
-    from jukinet_ops.card_stats import card_statistics, stats_table
     from jukinet_ops.local.api import LocalApi
 
     names = Names.of(deployment)
@@ -117,5 +117,4 @@ def run_card_demo(console: Console, deployment, env, runner, *, month: str) -> d
         out["after_lock"] = at_other.authenticate(chips[2], "8024")
         console.print(f"   card {chips[2].serial}: 3 wrong PINs → chip locked ({tries[-1]['chip']}); the network "
                       f"counted {tries[-1]['failures']}; the right PIN next → {out['after_lock'][1]['error']['code']}")
-    console.print(stats_table(card_statistics(deployment, month), month))
     return out

@@ -164,7 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from jukinet_ops.demo import run_demo
 
     return run_demo(notices=args.notices, seed=args.seed, deployment_name=args.deployment, cdk_out=args.cdk_out,
-                    clock=args.clock)
+                    clock=args.clock, verbose=args.verbose)
 
 
 def _date(text: str) -> dt.date:
@@ -366,10 +366,15 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
                           description="Synthesize the CDK app, deploy the cloud assembly into an embedded moto "
                                       "server on 127.0.0.1, run the deployed functions in-process and push a "
                                       "month of update notices (Nagano, January 2003 volume) through all three "
-                                      "tiers; print the reconciliation table and the alarm states.")
+                                      "tiers; print the reconciliation and the alarm states. The output fits a "
+                                      "screen or two: each stage in a line or two, only the rows that need "
+                                      "attention (--verbose: every table).")
     demo.add_argument("--notices", type=int, default=18_692, help="valid notices in the month (default: 18,692)")
     demo.add_argument("--seed", type=int, default=2003, help="seed of the synthetic population")
     demo.add_argument("--cdk-out", default=None, help="use this synthesized assembly instead of synthesizing")
+    demo.add_argument("-v", "--verbose", action="store_true",
+                      help="print every table in full (each municipality's reconciliation row, every chain "
+                           "verified, every alarm) instead of the one-screen summary")
     _add_deployment(demo)
     demo.set_defaults(func=cmd_demo)
 
