@@ -290,6 +290,7 @@ PROCESSOR_MEMORY_MB = 1024  # infra/stacks/processing.py
 PROCESSOR_CONCURRENCY = 5  # infra/config.py Prefecture/National.processor_concurrency default
 CS_MEMORY_MB = 512  # infra/stacks/municipality.py
 CS_RESERVED_CONCURRENCY = 2  # infra/config.py MunicipalityTier.cs_reserved_concurrency default
+CHANNEL_CONCURRENCY = 5  # infra/components/channel.py: each municipality tier's channel function
 API_MEMORY_MB, API_CONCURRENCY = 1024, 20  # infra/stacks/provision.py
 BATCH_MEMORY_MB, BATCH_CONCURRENCY = 1024, 10  # infra/stacks/provision.py
 SEALER_CONCURRENCY = 1
@@ -688,8 +689,8 @@ class Limit:
 
 
 def reserved_concurrency(municipalities: int, prefectures: int) -> int:
-    return (municipalities * CS_RESERVED_CONCURRENCY + prefectures * PROCESSOR_CONCURRENCY + PROCESSOR_CONCURRENCY
-            + API_CONCURRENCY + BATCH_CONCURRENCY + SEALER_CONCURRENCY)
+    return (municipalities * CS_RESERVED_CONCURRENCY + prefectures * (PROCESSOR_CONCURRENCY + CHANNEL_CONCURRENCY)
+            + PROCESSOR_CONCURRENCY + API_CONCURRENCY + BATCH_CONCURRENCY + SEALER_CONCURRENCY)
 
 
 def cs_signs_per_instance_s(s: NoticeScenario) -> float:
@@ -727,9 +728,11 @@ def limits() -> list[Limit]:
         Limit("Lambda concurrency reservable in one account (1,000 − 100 unreserved)", reservable,
               reserved_concurrency(MUNICIPALITIES, PREFECTURES),
               "at deployment, every tier in one account: 1,741 CSs × 2 reserved + 47 prefecture processors × 5 "
-              "+ national 5 + provision API 20 + batch 10 + sealer 1",
+              "+ 47 channel functions × 5 + national 5 + provision API 20 + batch 10 + sealer 1",
               "municipality tiers in their own accounts (config: MunicipalityTier.env), at most "
-              f"{int(reservable // CS_RESERVED_CONCURRENCY)} municipalities per account, or a quota increase"),
+              f"{int(reservable // CS_RESERVED_CONCURRENCY)} municipalities per account — without the channel "
+              "between municipalities, which needs the prefecture and municipality tiers in one account "
+              "(Deployment.channel) — or a quota increase"),
         Limit("national processor at its configured concurrency (5), notices/s", nat, prefs,
               "initial load: the 47 prefecture tiers (5 instances each) deliver faster than the one national "
               "processor drains", f"the national inbound queue absorbs it: {load.notices / nat / 3600:.1f} h for "
