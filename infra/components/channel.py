@@ -304,11 +304,11 @@ class MunicipalityChannel(Construct):
         stack.network.allow_through("Sqs", iam.PolicyStatement(
             sid="ChannelDeadLetters", principals=everyone, actions=["sqs:SendMessage"],
             resources=[names.queue_arn(env, names.dead_letter_queue(queue_name))],
-            conditions={"ArnEquals": {"aws:PrincipalArn": role_arn}}))
+            conditions={"ArnLike": {"aws:PrincipalArn": [role_arn]}}))
         stack.network.allow_through("Kms", iam.PolicyStatement(
             sid="ChannelKeysByAlias", principals=everyone,
             actions=["kms:Sign", "kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"], resources=[keys_arn],
-            conditions={"ArnEquals": {"aws:PrincipalArn": role_arn},
+            conditions={"ArnLike": {"aws:PrincipalArn": [role_arn]},
                         "ForAnyValue:StringLike": {"kms:ResourceAliases": [
                             f"{names.signing_alias('')}*", f"{names.channel_alias_prefix()}*"]}}))
 

@@ -62,7 +62,8 @@ def test_visibility_timeout_is_at_least_six_times_the_consumers_timeout(every: S
 def test_event_source_mappings_report_partial_failures_with_a_maximum_concurrency(every: Synth) -> None:
     mappings = every.props("AWS::Lambda::EventSourceMapping")
     provision = 1 if every.deployment.agencies else 0  # the provision batch queue (one task per message)
-    assert len(mappings) == len(every.deployment.prefectures) + 1 + provision
+    channel = len(every.deployment.prefectures) if every.deployment.channel else 0  # each tier's channel queue
+    assert len(mappings) == len(every.deployment.prefectures) + 1 + provision + channel
     assert sorted(m["BatchSize"] for m in mappings) == [1] * provision + [10] * (len(mappings) - provision)
     for m in mappings:
         assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
