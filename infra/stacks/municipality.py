@@ -159,7 +159,8 @@ class MunicipalityBaseStack(TierStack):
         self.channel = MunicipalityChannel(self, "Channel", stack=self) if deployment.channel else None
         TierDashboard(self, "Dashboard", stack=self, tier_label="municipality",
                       cs_function_names=[names.cs_function(m.code) for m in muni.municipalities],
-                      cs_failed_events=self.failed_events, counter_service=names.service_name(tier))
+                      cs_failed_events=self.failed_events, counter_service=names.service_name(tier),
+                      channel=self.channel)
 
 
 class CommunicationServer(Construct):
