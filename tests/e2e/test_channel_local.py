@@ -12,6 +12,7 @@ environment — end to end."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 
 import pytest
@@ -46,8 +47,6 @@ def world(tmp_path_factory):
 
 
 def test_a_request_from_matsumoto_to_nagano_is_answered_through_the_deployed_functions(world):
-    import os
-
     deployment, runner, people = world
     names = Names.of(deployment)
     function_env = runner.functions[names.channel_function(deployment.prefectures[0].code)].environment
@@ -63,7 +62,8 @@ def test_a_request_from_matsumoto_to_nagano_is_answered_through_the_deployed_fun
         assert runner.run_until_idle(timeout_s=300).idle
         answered = endpoint.result(asked)
         assert answered.outcome is Outcome.ANSWERED, answered
-        assert answered.answer == {"resident_code": code, "municipality": NAGANO, "reason": "11", "active": True}  # 転入
+        assert answered.answer == {"resident_code": code, "municipality": NAGANO, "reason": "11",  # 転入
+                                   "active": True}
         refused = endpoint.result(unknown)
         assert refused.outcome is Outcome.REFUSED, refused
         month = asked.split("-")[1]
