@@ -131,7 +131,9 @@ def prefecture_inbound_template(names: Names, deployment: Deployment) -> str:
     env = deployment.prefectures[0].env
     template = names.queue_url(env, names.inbound_queue(prefecture_tier("{prefecture}")))
     for p in deployment.prefectures:
-        assert template.format(prefecture=p.code) == names.queue_url(p.env, names.inbound_queue(prefecture_tier(p.code)))
+        expected = names.queue_url(p.env, names.inbound_queue(prefecture_tier(p.code)))
+        if template.format(prefecture=p.code) != expected:
+            raise ValueError(f"prefecture {p.code}: its inbound queue {expected} does not follow {template}")
     return template
 
 
