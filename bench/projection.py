@@ -252,18 +252,18 @@ KMS_KEYS = {  # per stack, checked against the synthesized nagano-demo by tests/
     "national": 9,  # audit, at-rest, transport, envelope, provision-log, provision-batch, provision-seal (ECC),
     #                 seal archive, security reports
     "prefecture": 6,  # audit, at-rest, transport, envelope, signing (ECC), security reports
-    "municipality_tier": 4,  # audit, at-rest, card table, card-event signing (ECC)
+    "municipality_tier": 6,  # audit, at-rest, card table, card-event signing (ECC), channel, channel transport
     "per_municipality": 1,  # the CS's signing key (ECC), infra/stacks/municipality.py
 }
 ALARMS = {  # single-metric alarms per stack (tests/infra/test_projection_counts.py; the CS alarms are grouped)
     "national": 45,
     "prefecture": 12,
-    "municipality_tier": 9,
+    "municipality_tier": 11,  # + channel-dlq-not-empty, channel-errors (infra/components/channel.py)
 }
 ALARM_METRICS = {  # the metrics those alarms watch (a metric-math alarm is priced per metric it evaluates)
     "national": 46,
     "prefecture": 12,
-    "municipality_tier": 9,
+    "municipality_tier": 11,
 }
 CS_ALARM_METRICS_PER_MUNICIPALITY = 2  # errors and throttles, grouped ten CSs to an alarm (FUNCTIONS_PER_ALARM)
 FUNCTIONS_PER_ALARM = 10
@@ -272,19 +272,25 @@ CUSTOM_METRICS = {  # Powertools metrics, dimensions {service, tier} (lambdas/ju
     # each tier: + 3 network-watch metric filters (FlowLogRejects, FlowLogLeavingVpc, DnsOutsideEndpointZones);
     # each processing tier: + ReconciliationMismatches. RefusalsByCode (one metric per refusal code that occurs)
     # is not counted.
-    "prefecture": 5 + 1 + 3,  # SequenceGaps, NoticesStored, NoticesDuplicate, SignatureFailures, NoticesDeadLettered
-    "municipality_tier": 3 + 3,  # DuplicateFiles, NoticesSent, RowsRejected (one service per municipality tier)
-    "national": 5 + 12 + 1 + 1 + 3,  # the processor's five + eleven provision metrics + the gateway-refusals metric
-    #                                  filter, ProvisionStatsMismatch
+    # the channel between municipalities (services/channel.py): each router + ChannelRouted,
+    # ChannelDeadLettered; each municipality tier's channel function + ChannelRequestsSent, ChannelAnswersSent,
+    # ChannelRequestsSettled, ChannelRequestsRepeated, ChannelDeadLettered.
+    "prefecture": 5 + 1 + 3 + 2,  # SequenceGaps, NoticesStored, NoticesDuplicate, SignatureFailures,
+    #                               NoticesDeadLettered
+    "municipality_tier": 3 + 3 + 5,  # DuplicateFiles, NoticesSent, RowsRejected (one service per municipality tier)
+    "national": 5 + 12 + 1 + 1 + 3 + 2,  # the processor's five + eleven provision metrics + the gateway-refusals
+    #                                      metric filter, ProvisionStatsMismatch
     "per_recipient": 1,  # RecordsProvidedByRecipient
 }
 DASHBOARDS = {"national": 1, "prefecture": 1, "municipality_tier": 1}  # one per tier stack
-SQS_EVENT_SOURCES = {"prefecture": 1, "national": 2}  # inbound queues; national adds the provision batch queue
+# inbound queues; national adds the provision batch queue; each municipality tier its channel queue
+SQS_EVENT_SOURCES = {"prefecture": 1, "national": 2, "municipality_tier": 1}
 
 PROCESSOR_MEMORY_MB = 1024  # infra/stacks/processing.py
 PROCESSOR_CONCURRENCY = 5  # infra/config.py Prefecture/National.processor_concurrency default
 CS_MEMORY_MB = 512  # infra/stacks/municipality.py
 CS_RESERVED_CONCURRENCY = 2  # infra/config.py MunicipalityTier.cs_reserved_concurrency default
+CHANNEL_CONCURRENCY = 5  # infra/components/channel.py: each municipality tier's channel function
 API_MEMORY_MB, API_CONCURRENCY = 1024, 20  # infra/stacks/provision.py
 BATCH_MEMORY_MB, BATCH_CONCURRENCY = 1024, 10  # infra/stacks/provision.py
 SEALER_CONCURRENCY = 1
@@ -683,8 +689,8 @@ class Limit:
 
 
 def reserved_concurrency(municipalities: int, prefectures: int) -> int:
-    return (municipalities * CS_RESERVED_CONCURRENCY + prefectures * PROCESSOR_CONCURRENCY + PROCESSOR_CONCURRENCY
-            + API_CONCURRENCY + BATCH_CONCURRENCY + SEALER_CONCURRENCY)
+    return (municipalities * CS_RESERVED_CONCURRENCY + prefectures * (PROCESSOR_CONCURRENCY + CHANNEL_CONCURRENCY)
+            + PROCESSOR_CONCURRENCY + API_CONCURRENCY + BATCH_CONCURRENCY + SEALER_CONCURRENCY)
 
 
 def cs_signs_per_instance_s(s: NoticeScenario) -> float:
@@ -722,9 +728,11 @@ def limits() -> list[Limit]:
         Limit("Lambda concurrency reservable in one account (1,000 − 100 unreserved)", reservable,
               reserved_concurrency(MUNICIPALITIES, PREFECTURES),
               "at deployment, every tier in one account: 1,741 CSs × 2 reserved + 47 prefecture processors × 5 "
-              "+ national 5 + provision API 20 + batch 10 + sealer 1",
+              "+ 47 channel functions × 5 + national 5 + provision API 20 + batch 10 + sealer 1",
               "municipality tiers in their own accounts (config: MunicipalityTier.env), at most "
-              f"{int(reservable // CS_RESERVED_CONCURRENCY)} municipalities per account, or a quota increase"),
+              f"{int(reservable // CS_RESERVED_CONCURRENCY)} municipalities per account — without the channel "
+              "between municipalities, which needs the prefecture and municipality tiers in one account "
+              "(Deployment.channel) — or a quota increase"),
         Limit("national processor at its configured concurrency (5), notices/s", nat, prefs,
               "initial load: the 47 prefecture tiers (5 instances each) deliver faster than the one national "
               "processor drains", f"the national inbound queue absorbs it: {load.notices / nat / 3600:.1f} h for "
@@ -865,7 +873,8 @@ def vpcs(shape: Shape) -> int:
 
 
 def event_sources(shape: Shape) -> int:
-    return SQS_EVENT_SOURCES["national"] + shape.prefectures * SQS_EVENT_SOURCES["prefecture"]
+    return SQS_EVENT_SOURCES["national"] + shape.prefectures * (SQS_EVENT_SOURCES["prefecture"]
+                                                                + SQS_EVENT_SOURCES["municipality_tier"])
 
 
 def fixed_lines(shape: Shape, *, muni_azs: int = AZS) -> list[tuple[str, float, float]]:

@@ -647,6 +647,10 @@ class Deployment:
     operations: Operations = field(default_factory=Operations)
     prefix: str = "jukinet"
     people: People = field(default_factory=People)
+    # The request/response channel between municipalities (docs/decisions/0041, 0042): each
+    # municipality tier's channel queue, key and function, and the routes through the prefecture
+    # and national tiers. Needs every prefecture and municipality tier in one account (below).
+    channel: bool = True
 
     def __post_init__(self) -> None:
         _require(bool(_PREFIX.match(self.prefix)), f"prefix {self.prefix!r}: 2-10 lowercase letters/digits")
@@ -671,6 +675,17 @@ class Deployment:
         _require(len(pref_accounts) == 1,
                  f"all prefecture tiers must share one account (found {sorted(pref_accounts)}): the national "
                  "processor resolves prefecture signing keys through a single alias prefix")
+        if self.channel:
+            # Every hop verifies the originating municipality's signature through one alias prefix
+            # (SENDER_KEY_ALIAS_PREFIX: the national tier's is the prefectures' account), and a
+            # channel function seals a body by the reader tier's key alias (no account in it).
+            accounts = {p.env.account for p in self.prefectures} | {
+                p.municipality_tier.env.account for p in self.prefectures}
+            _require(len(accounts) == 1,
+                     f"the channel between municipalities needs every prefecture and municipality tier in one "
+                     f"account (found {sorted(accounts)}): its routers and channel functions find any "
+                     "municipality's signing key and any tier's channel key by alias in one account; put them in "
+                     "one account or set channel=False")
         networks = [("national", self.national.network)]
         for p in self.prefectures:
             networks += [(f"prefecture {p.code}", p.network),
@@ -928,6 +943,8 @@ def multi_account_example() -> Deployment:
         national=National(env=national, network=Network("10.0.0.0/22", DEMO_AZS)),
         prefectures=(nagano,),
         agencies=load_agencies(DATA_DIR / "agencies.demo.toml"),
+        # Prefecture and municipality tiers in different accounts: no channel (Deployment.channel).
+        channel=False,
         operations=Operations(alarm_email="jukinet-ops@example.jp",
                               alarm_chat_url="https://chat.example.jp/hooks/jukinet-alarms", guardduty=True),
         people=load_people(DATA_DIR / "operators.demo.toml"),

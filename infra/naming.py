@@ -65,6 +65,11 @@ class Names:
     def dead_letter_queue(self, queue_name: str) -> str:
         return f"{queue_name}-dlq"
 
+    def channel_queue(self, prefecture_code: str) -> str:
+        """The municipality tier's channel queue: messages between municipalities routed down by
+        its prefecture (docs/decisions/0041)."""
+        return f"{self.prefix}-muni-{prefecture_code}-channel"
+
     def cs_failure_queue(self, prefecture_code: str) -> str:
         """Where Lambda puts S3 events a municipality CS failed to process after its retries."""
         return f"{self.prefix}-{municipality_tier(prefecture_code)}-cs-failed-events"
@@ -85,6 +90,16 @@ class Names:
     def signing_alias_arn_prefix(self, env: Environment) -> str:
         """SENDER_KEY_ALIAS_PREFIX: append a sender's code to get its signing-key alias ARN."""
         return f"arn:{PARTITION}:kms:{env.region}:{env.account}:alias/{self.prefix}/signing/"
+
+    def channel_alias_prefix(self) -> str:
+        """CHANNEL_KEY_ALIAS_PREFIX: append a prefecture number (two digits) to get the alias of
+        that prefecture's municipality-tier channel key."""
+        return f"alias/{self.prefix}/channel/"
+
+    def channel_alias(self, prefecture_code: str) -> str:
+        """``alias/jukinet/channel/<prefecture number>``: the key bodies addressed to the
+        municipalities of that prefecture are sealed under (services/channel.py ``ChannelKeys``)."""
+        return f"{self.channel_alias_prefix()}{prefecture_code[:2]}"
 
     def key_alias(self, tier: str, purpose: str) -> str:
         return f"alias/{self.prefix}/{tier}/{purpose}"
@@ -146,6 +161,10 @@ class Names:
 
     def processor_role(self, tier: str) -> str:
         return f"{self.prefix}-{tier}-processor"
+
+    def channel_function(self, prefecture_code: str) -> str:
+        """The municipality tier's channel function (function and role share the name)."""
+        return f"{self.prefix}-muni-{prefecture_code}-channel"
 
     def ledger_watch_function(self, tier: str) -> str:
         """The tier's ledger watch (function, role and schedule rule share the name)."""

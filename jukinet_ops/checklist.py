@@ -1028,7 +1028,9 @@ def expected_alarms(ins: Inspection, tier: str) -> list[str]:
     n = ins.names
     network = [n.alarm(tier, s) for s in NETWORK_WATCH_KINDS]  # every tier (infra/components/network_watch.py)
     if tier.startswith("muni-"):
-        return [n.alarm(tier, "cs-failed-events-dlq-not-empty"), *network]
+        channel = [n.alarm(tier, s) for s in ("channel-dlq-not-empty", "channel-errors")] \
+            if ins.deployment.channel else []  # infra/components/channel.py
+        return [n.alarm(tier, "cs-failed-events-dlq-not-empty"), *channel, *network]
     names = network + [n.alarm(tier, s) for s in ("inbound-dlq-not-empty", "inbound-oldest-message-age",
                                                   "processor-errors", "processor-throttles", "sequence-gaps",
                                                   "notices-overdue", "reconciliation-mismatches",
@@ -1336,6 +1338,19 @@ def municipality_tier_findings(ins: Inspection, prefecture: Prefecture) -> list[
         *check_function(ins, env, n.card_api(prefecture.code), tier, scope),
         *check_table(ins, env, n.card_table(prefecture.code), scope),
         *check_private_api(ins, env, scope, n.card_api(prefecture.code)),
+        *(_channel_findings(ins, prefecture, scope) if ins.deployment.channel else []),
+    ]
+
+
+def _channel_findings(ins: Inspection, prefecture: Prefecture, scope: Scope) -> list[Finding]:
+    """The channel between municipalities (infra/components/channel.py): its queue with a
+    redrive policy, the dead-letter queue, both under a customer-managed key, and the function."""
+    n, env = ins.names, prefecture.municipality_tier.env
+    queue = n.channel_queue(prefecture.code)
+    return [
+        *check_queue(ins, env, QueueSpec(queue, redrive=True), scope),
+        *check_queue(ins, env, QueueSpec(n.dead_letter_queue(queue)), scope),
+        *check_function(ins, env, n.channel_function(prefecture.code), municipality_tier(prefecture.code), scope),
     ]
 
 

@@ -113,6 +113,14 @@ CATALOGUE: dict[str, Entry] = {
     "cs-throttles": Entry(
         "CS functions of the group throttled in each of three periods",
         "SUM(FILL(METRICS(), 0)) > 0 in 5 min, 3 of 3 periods", (AWS_PUBLISHED,), (NORMAL_STRETCH,)),
+    # --- municipality tier: the channel between municipalities (decision 0041) -----------------
+    "channel-dlq-not-empty": Entry(
+        "a channel message the tier's channel function could not deliver (unverifiable, past its deadline, "
+        "not openable here, a reused correlation id) waits in the channel dead-letter queue",
+        QUEUE_WAITING, (DEAD_LETTERS_AND_ERRORS,), (NORMAL_STRETCH,)),
+    "channel-errors": Entry(
+        "an invocation of the tier's channel function failed (the whole batch raised)", ANY_5_MIN,
+        (DEAD_LETTERS_AND_ERRORS,), (NORMAL_STRETCH,)),
     # --- municipality tier: the counter API (docs/card.md) --------------------------------------
     "card-authentication-refusals": Entry(
         "more than 10 card authentications refused across the tier's counters (replays, relays, wrong keys)",

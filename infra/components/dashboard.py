@@ -13,7 +13,9 @@ after the base stack; alarms added to the tier by any construct are listed too),
   functions; the batch queue and its DLQ; the hourly seals;
 * municipality: notices sent, rows rejected and duplicate files of the tier's CSs; the CSs'
   invocations, errors, throttles and longest duration summed over every CS of the tier
-  (metric math over each function by name); the failed-S3-event queue.
+  (metric math over each function by name); the failed-S3-event queue; with the channel between
+  municipalities, its messages (requests sent, answers sent, settled, repeated, dead-lettered),
+  the channel queue and its DLQ, and the channel function.
 
 Metric names and dimensions are those the runtime emits (``lambdas/``: ``add_metric``), the
 same as the alarms use.
@@ -126,7 +128,8 @@ class TierDashboard(Construct):
     def __init__(self, scope: Construct, id: str, *, stack: TierStack, tier_label: str,
                  processing: Processing | None = None, provision: ProvisionApi | None = None,
                  cs_function_names: Sequence[str] = (), cs_failed_events: sqs.IQueue | None = None,
-                 counter_service: str | None = None) -> None:
+                 counter_service: str | None = None, channel: Any = None) -> None:
+        """``channel``: the municipality tier's ``components.channel.MunicipalityChannel``."""
         super().__init__(scope, id)
         self._stack = stack
         names, tier = stack.names, stack.tier
@@ -145,6 +148,8 @@ class TierDashboard(Construct):
             self._provision(provision)
         if cs_function_names:
             self._municipality(cs_function_names, cs_failed_events, service=service, tier_label=tier_label)
+        if channel is not None:
+            self._channel(channel, service=service)
         if counter_service is not None:
             self.dashboard.add_widgets(_heading("## Counter API: resident cards (docs/card.md)"))
             self.dashboard.add_widgets(*(_graph(title, metrics, width=12)
@@ -257,6 +262,28 @@ class TierDashboard(Construct):
                    right_label="oldest task (s)"),
             _graph("Hourly seals of the provision log", [m("ProvisionLogSealed", Duration.hours(1))],
                    right=[m("ProvisionLogSealLagHours", Duration.hours(1))], right_label="hours since the last seal"),
+        )
+
+    # --- the channel between municipalities (components/channel.py) ---------------------------
+    def _channel(self, channel: Any, *, service: str) -> None:
+        def m(name: str) -> cloudwatch.Metric:
+            return custom_metric(name, service=service, tier="municipality")
+
+        fn = channel.function.function
+        self.dashboard.add_widgets(_heading("## Channel between municipalities (docs/second-phase.md)"))
+        self.dashboard.add_widgets(
+            _graph("Channel: requests sent, answers sent, settled, repeated, dead-lettered",
+                   [m("ChannelRequestsSent"), m("ChannelAnswersSent"), m("ChannelRequestsSettled"),
+                    m("ChannelRequestsRepeated"), m("ChannelDeadLettered")], width=8),
+            _graph("Channel queue and dead letters", [
+                channel.queue.metric_approximate_number_of_messages_visible(
+                    period=PERIOD, statistic=MAX, label="waiting"),
+                channel.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=PERIOD, statistic=MAX, label="dead letters")], width=8),
+            _graph("Channel function", [fn.metric_invocations(period=PERIOD, statistic=SUM),
+                                        fn.metric_errors(period=PERIOD, statistic=SUM),
+                                        fn.metric_throttles(period=PERIOD, statistic=SUM)],
+                   right=[fn.metric_duration(period=PERIOD, statistic=MAX)], right_label="ms", width=8),
         )
 
     # --- municipality -----------------------------------------------------------------------

@@ -9,6 +9,13 @@ an Allow-only policy admits any endpoint and any principal the sender's IAM allo
 Consuming (receive, delete, change visibility, purge) is likewise denied to everyone but
 this tier's own function roles. TLS is enforced on every action (CDK ``enforceSSL``).
 
+The channel between municipalities (docs/decisions/0041, ``components/channel.py``) adds
+routers: the national processor routes channel messages down into each prefecture's inbound
+queue. A router is admitted by its exact role ARN (``router_role_arns``), not by its tier's SQS
+endpoint: the national stack imports the prefectures' endpoint ids, so the prefecture importing
+the national one would be a cycle. Its own tier's endpoint policy still names the queues it may
+send to, and what it sends is verified like any message.
+
 One exception, for sending only: the tier's operator role (``redrive_role_arns``) may put a
 dead-lettered message back (``jukinet redrive``, docs/decisions/0022-*) from wherever the
 operator works. What it sends is checked like any message — the processor verifies the
@@ -44,7 +51,7 @@ class InboundQueue(Construct):
                  function_timeout: Duration,
                  sender_endpoint_ids: Sequence[str], sender_accounts: Sequence[str],
                  sender_role_patterns: Sequence[str], consumer_role_patterns: Sequence[str],
-                 redrive_role_arns: Sequence[str] = ()) -> None:
+                 redrive_role_arns: Sequence[str] = (), router_role_arns: Sequence[str] = ()) -> None:
         super().__init__(scope, id)
         env = Stack.of(self)
         # A literal ARN: a reference to the queue would make a cycle with its redrive policy.
@@ -66,18 +73,25 @@ class InboundQueue(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         everyone = [iam.AnyPrincipal()]
+        exempt = [*redrive_role_arns, *router_role_arns]
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenySendOutsideSendingTierEndpoint", effect=iam.Effect.DENY, principals=everyone,
             actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
             conditions={"StringNotEquals": {"aws:SourceVpce": list(sender_endpoint_ids)},
-                        **({"ArnNotEquals": {"aws:PrincipalArn": list(redrive_role_arns)}} if redrive_role_arns
-                           else {})},
+                        **({"ArnNotEquals": {"aws:PrincipalArn": exempt}} if exempt else {})},
         ))
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenySendByOtherPrincipals", effect=iam.Effect.DENY, principals=everyone,
             actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
-            conditions={"ArnNotLike": {"aws:PrincipalArn": [*sender_role_patterns, *redrive_role_arns]}},
+            conditions={"ArnNotLike": {"aws:PrincipalArn": [*sender_role_patterns, *exempt]}},
         ))
+        if router_role_arns:
+            self.queue.add_to_resource_policy(iam.PolicyStatement(
+                sid="AllowChannelRouters",
+                principals=[iam.AccountPrincipal(a) for a in sorted({r.split(":")[4] for r in router_role_arns})],
+                actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
+                conditions={"ArnEquals": {"aws:PrincipalArn": list(router_role_arns)}},
+            ))
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenyConsumeByOtherPrincipals", effect=iam.Effect.DENY, principals=everyone,
             actions=CONSUME_ACTIONS, resources=[self.queue.queue_arn],

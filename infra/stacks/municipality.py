@@ -30,6 +30,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..components import keys, nag
+from ..components.channel import MunicipalityChannel, signing_key_statements
 from ..components.counter import REGISTER_ACTIONS, CounterApi
 from ..components.dashboard import TierDashboard
 from ..components.functions import TierFunction
@@ -154,9 +155,12 @@ class MunicipalityBaseStack(TierStack):
         # sets the account's API Gateway logging role (no other API of the deployment does here).
         self.counter = CounterApi(self, "Counter", stack=self, client_cidrs=muni.upload_cidrs,
                                   api_logging_role=api_logging_role)
+        # The channel between municipalities (components/channel.py; decisions 0041, 0042).
+        self.channel = MunicipalityChannel(self, "Channel", stack=self) if deployment.channel else None
         TierDashboard(self, "Dashboard", stack=self, tier_label="municipality",
                       cs_function_names=[names.cs_function(m.code) for m in muni.municipalities],
-                      cs_failed_events=self.failed_events, counter_service=names.service_name(tier))
+                      cs_failed_events=self.failed_events, counter_service=names.service_name(tier),
+                      channel=self.channel)
 
 
 class CommunicationServer(Construct):
@@ -185,6 +189,8 @@ class CommunicationServer(Construct):
                                   conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}}),
                 keys.use_by_roles("PrefectureVerifies", pref_env.account,
                                   [names.role_arn_pattern(pref_env, pref_tier)], ["kms:GetPublicKey"]),
+                # The channel function signs as this municipality; every channel hop verifies.
+                *signing_key_statements(names, deployment, prefecture),
             ],
         )
         self.bucket = s3.Bucket(

@@ -8,6 +8,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from ..components import keys, nag
+from ..components.channel import prefecture_router_statements, verify_channel_senders
 from ..components.dashboard import TierDashboard
 from ..config import Deployment, Prefecture
 from ..naming import NATIONAL, PARTITION, SIGNING_ALGORITHM, Names, municipality_tier, prefecture_tier
@@ -57,17 +58,25 @@ class PrefectureStack(TierStack):
             ],
         )
         muni_tier = municipality_tier(code)
+        # The channel between municipalities (decision 0041): the processor routes channel
+        # messages down to its municipality tier's channel queue, and the national router sends
+        # channel messages for this prefecture's municipalities into the inbound queue.
+        channel = deployment.channel
+        channel_queue = names.channel_queue(code)
+        national_router = names.role_arn(national_env, NATIONAL, names.processor_role(NATIONAL))
         self.processing = build_processing(
             self, tier_label="prefecture", handler="jukinet.handlers.prefecture_processor.handler",
             description=f"Prefecture server of {prefecture.name_en} ({code}): verify, store, forward",
             senders=Senders(endpoint_ids=[sender_endpoint_id],
-                            role_patterns_by_account={muni.env.account: [names.role_arn_pattern(muni.env, muni_tier)]}),
+                            role_patterns_by_account={muni.env.account: [names.role_arn_pattern(muni.env, muni_tier)]},
+                            router_role_arns=[national_router] if channel else []),
             envelope_context={"tier": "prefecture", "prefecture": code},
             environment={
                 "PREFECTURE_CODE": code,
                 "SIGNING_KEY_ID": self.signing_key.key_arn,
                 "SENDER_KEY_ALIAS_PREFIX": names.signing_alias_arn_prefix(muni.env),
                 "FORWARD_QUEUE_URL": names.queue_url(national_env, national_queue),
+                **({"CHANNEL_QUEUE_URL": names.queue_url(muni.env, channel_queue)} if channel else {}),
             },
             statements=[
                 *send_upward_statements(
@@ -76,6 +85,8 @@ class PrefectureStack(TierStack):
                     queue_arn=names.queue_arn(national_env, national_queue),
                     queue_key_pattern=names.keys_arn_pattern(national_env),
                     queue_key_alias=names.key_alias(NATIONAL, "transport"), region=region),
+                *([*prefecture_router_statements(names, prefecture), verify_channel_senders(names, deployment)]
+                  if channel else []),
             ],
             concurrency=prefecture.processor_concurrency,
             # Municipality codes start with the prefecture number; the handler checks the exact sender.
@@ -87,11 +98,15 @@ class PrefectureStack(TierStack):
             ("AwsSolutions-IAM5", ("The national queue's key is found by alias in the national account; the wildcard "
              "key ARN is narrowed by kms:ResourceAliases to that one alias."),
              [f"Resource::{names.keys_arn_pattern(national_env)}"]),
+            *([("AwsSolutions-IAM5", ("The channel queue's key and the channel senders' public keys are found by "
+               "alias in the municipality tiers' account; the wildcard key ARN is narrowed by kms:ResourceAliases "
+               "to those aliases."), [f"Resource::{names.keys_arn_pattern(muni.env)}"])] if channel else []),
         ], apply_to_children=True)
 
         narrow_processor_endpoints(
             self, p, sqs_sid="SendToNationalAndOwnDeadLetters",
-            sqs_resources=[names.queue_arn(national_env, national_queue), p.inbound.dead_letter_queue.queue_arn],
+            sqs_resources=[names.queue_arn(national_env, national_queue), p.inbound.dead_letter_queue.queue_arn,
+                           *([names.queue_arn(muni.env, channel_queue)] if channel else [])],
             kms_actions=["kms:Sign", "kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"], key_envs=[env, muni.env])
 
         self.api_endpoint: ec2.InterfaceVpcEndpoint | None = None

@@ -65,6 +65,9 @@ class Senders:
 
     endpoint_ids: Sequence[str]
     role_patterns_by_account: Mapping[str, Sequence[str]]
+    # The channel's routers that send down into this queue (the national processor into a
+    # prefecture's): admitted by role ARN, not endpoint (components/queues.py).
+    router_role_arns: Sequence[str] = ()
 
     @property
     def accounts(self) -> list[str]:
@@ -134,6 +137,10 @@ def build_processing(stack: TierStack, *, tier_label: str, handler: str, descrip
                           region=region)
         for i, (account, patterns) in enumerate(sorted(senders.role_patterns_by_account.items()))
     ]
+    for i, account in enumerate(sorted({r.split(":")[4] for r in senders.router_role_arns})):
+        sender_statements.append(keys.use_by_roles(
+            f"ChannelRoutersEncrypt{i}", account, [r for r in senders.router_role_arns if r.split(":")[4] == account],
+            DATA_KEY_ACTIONS, via_services=["sqs"], region=region))
     transport_key = stack.symmetric_key(
         "TransportKey", purpose="transport", description="inbound queue and its dead-letter queue (SQS SSE-KMS)",
         statements=[*sender_statements, keys.use_by_roles("TierUses", env.account, [stack.role_pattern],
@@ -151,6 +158,7 @@ def build_processing(stack: TierStack, *, tier_label: str, handler: str, descrip
         sender_role_patterns=senders.role_patterns, consumer_role_patterns=[stack.role_pattern],
         redrive_role_arns=[names.people_role_arn(env, stack.tier, REDRIVE_ROLE)]
         if stack.deployment.people.holders(stack.tier, REDRIVE_ROLE) else [],
+        router_role_arns=senders.router_role_arns,
     )
     sender_env, sender_aliases = sender_public_keys
     all_statements = [

@@ -142,15 +142,17 @@ def test_a_message_in_each_dead_letter_queue_and_a_failed_run_of_each_function_f
     assert runner.run_until_idle(timeout_s=120).idle
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)  # a new period: the new samples decide
     verdicts = runner.monitoring.evaluate(later, runner=runner)
-    queues = _alarms_of_kind(env, verdicts, {"cs-failed-events-dlq-not-empty", "provision-batch-dlq-not-empty"})
-    assert len(queues) == 1 + len(deployment.prefectures)
+    queues = _alarms_of_kind(env, verdicts, {"cs-failed-events-dlq-not-empty", "provision-batch-dlq-not-empty",
+                                             "channel-dlq-not-empty"})
+    assert len(queues) == 1 + 2 * len(deployment.prefectures)
     for alarm in queues.values():
         [dimension] = alarm["Dimensions"]
         region, account = alarm["_where"]
         client = env.client("sqs", region, account)
         url = client.get_queue_url(QueueName=dimension["Value"])["QueueUrl"]
         client.send_message(QueueUrl=url, MessageBody=json.dumps({"test": "a dead letter"}))
-    functions = _alarms_of_kind(env, verdicts, {"processor-errors", "provision-sealer-errors", "cs-errors"})
+    functions = _alarms_of_kind(env, verdicts, {"processor-errors", "provision-sealer-errors", "cs-errors",
+                                                "channel-errors"})
     for alarm in functions.values():
         metrics = [q["MetricStat"]["Metric"] for q in alarm.get("Metrics", []) if "MetricStat" in q] or [alarm]
         function = metrics[0]["Dimensions"][0]["Value"]

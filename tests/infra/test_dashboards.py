@@ -170,9 +170,16 @@ def test_municipality_dashboard_sums_every_cs_of_its_tier(every: Synth) -> None:
                     for f in (r["Properties"] for r in every.templates[stack.stack_name]["Resources"].values()
                               if r["Type"] == "AWS::Lambda::Function")}
         assert functions == deployed
+        channel = {names.channel_function(p.code)} if every.deployment.channel else set()  # its own graph
         for metric_name in ("Invocations", "Errors", "Throttles", "Duration"):
             drawn = {dict(dims)["FunctionName"] for ns, name, dims in metrics if (ns, name) == ("AWS/Lambda", metric_name)}
-            assert drawn == functions, metric_name
+            assert drawn == functions | channel, metric_name
+        if every.deployment.channel:  # the channel between municipalities (components/channel.py)
+            assert _queue(names.channel_queue(p.code), "ApproximateNumberOfMessagesVisible") <= metrics
+            assert _queue(names.dead_letter_queue(names.channel_queue(p.code)),
+                          "ApproximateNumberOfMessagesVisible") <= metrics
+            assert {custom(n, f"jukinet-{tier}", "municipality") for n in (
+                "ChannelRequestsSent", "ChannelAnswersSent", "ChannelRequestsSettled", "ChannelDeadLettered")} <= metrics
         assert {custom(n, f"jukinet-{tier}", "municipality") for n in ("NoticesSent", "RowsRejected",
                                                                         "DuplicateFiles")} <= metrics
         assert _queue(names.cs_failure_queue(p.code), "ApproximateNumberOfMessagesVisible") <= metrics

@@ -81,7 +81,8 @@ def test_key_policies_separate_administration_from_use(every: Synth) -> None:
         assert any(s.get("Sid") == "Administration" for s in policy)
 
 
-def test_only_the_cs_role_may_sign_with_a_municipality_key(nagano: Synth) -> None:
+def test_only_the_cs_role_and_its_tiers_channel_function_may_sign_with_a_municipality_key(nagano: Synth) -> None:
+    """Decision 0042: the channel function signs channel messages as the tier's municipalities."""
     for key in nagano.props("AWS::KMS::Key"):
         if key.get("KeySpec") != "ECC_NIST_P256" or key["Description"].startswith(("pref-200000", "national:")):
             continue
@@ -89,10 +90,11 @@ def test_only_the_cs_role_may_sign_with_a_municipality_key(nagano: Synth) -> Non
             continue
         code = key["Description"].split()[0]
         sign = [s for s in statements(key["KeyPolicy"]) if "kms:Sign" in as_list(s["Action"])]
-        assert len(sign) == 1
-        assert sign[0]["Condition"]["ArnLike"]["aws:PrincipalArn"] == [
-            f"arn:aws:iam::123456789012:role/jukinet/muni-200000/jukinet-cs-{code}"]
-        assert sign[0]["Condition"]["StringEquals"]["kms:SigningAlgorithm"] == "ECDSA_SHA_256"
+        assert [s["Condition"]["ArnLike"]["aws:PrincipalArn"] for s in sign] == [
+            [f"arn:aws:iam::123456789012:role/jukinet/muni-200000/jukinet-cs-{code}"],
+            ["arn:aws:iam::123456789012:role/jukinet/muni-200000/jukinet-muni-200000-channel"]]
+        for s in sign:
+            assert s["Condition"]["StringEquals"]["kms:SigningAlgorithm"] == "ECDSA_SHA_256"
         verify = [s for s in statements(key["KeyPolicy"]) if "kms:GetPublicKey" in as_list(s["Action"])
                   and s.get("Sid") != "Administration"]
         assert verify[0]["Condition"]["ArnLike"]["aws:PrincipalArn"] == [

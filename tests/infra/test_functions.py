@@ -21,6 +21,7 @@ HANDLERS = {
     "jukinet.handlers.provision_batch.handler": "ProvisionSettings",
     "jukinet.handlers.provision_sealer.handler": "SealerSettings",
     "jukinet.handlers.card_api.handler": "CardSettings",
+    "jukinet.handlers.channel_endpoint.handler": "ChannelSettings",
     "jukinet.handlers.ledger_watch.handler": "LedgerWatchSettings",
     "jukinet.handlers.reconciliation.handler": "ReconciliationSettings",
     "jukinet.handlers.monitoring_report.handler": "MonitoringReportSettings",
@@ -46,6 +47,8 @@ def test_there_is_one_cs_per_municipality_one_processor_per_prefecture_and_one_n
     assert handlers.count("jukinet.handlers.prefecture_processor.handler") == len(d.prefectures)
     assert handlers.count("jukinet.handlers.national_processor.handler") == 1
     assert handlers.count("jukinet.handlers.card_api.handler") == len(d.prefectures)  # one counter API per tier
+    # one channel function per municipality tier, when the deployment has the channel (decision 0041)
+    assert handlers.count("jukinet.handlers.channel_endpoint.handler") == (len(d.prefectures) if d.channel else 0)
     assert handlers.count(WATCH_HANDLER) == len(d.prefectures) + 1  # a ledger watch per processing tier
     assert handlers.count(RECONCILIATION_HANDLER) == len(d.prefectures) + 1  # and a nightly reconciliation
     assert handlers.count(MONITORING_REPORT_HANDLER) == len(d.prefectures) + 1  # and a monthly report

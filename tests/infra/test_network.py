@@ -123,8 +123,10 @@ def test_endpoint_policies_admit_only_this_tiers_roles(every: Synth) -> None:
                 assert s["Action"] == "execute-api:Invoke"
             else:
                 # a tier's function roles, or one function's role alone (KMS: card-event signing by the
-                # counter function; CloudWatch and SSM: the monthly monitoring report)
-                assert all(p.startswith("arn:aws:iam::") and p.endswith(("/*", "-counter", "-monitoring-report"))
+                # counter function; CloudWatch and SSM: the monthly monitoring report; SQS and KMS: the
+                # channel function, infra/components/channel.py)
+                assert all(p.startswith("arn:aws:iam::") and p.endswith(("/*", "-counter", "-monitoring-report",
+                                                                         "-channel"))
                            for p in patterns)
             if "monitoring" in service:  # CloudWatch's reads take no resource: the role alone is admitted
                 assert [p.rsplit("/", 1)[1] for p in patterns] == [f"{stack}-monitoring-report"]

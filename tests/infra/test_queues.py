@@ -62,7 +62,8 @@ def test_visibility_timeout_is_at_least_six_times_the_consumers_timeout(every: S
 def test_event_source_mappings_report_partial_failures_with_a_maximum_concurrency(every: Synth) -> None:
     mappings = every.props("AWS::Lambda::EventSourceMapping")
     provision = 1 if every.deployment.agencies else 0  # the provision batch queue (one task per message)
-    assert len(mappings) == len(every.deployment.prefectures) + 1 + provision
+    channel = len(every.deployment.prefectures) if every.deployment.channel else 0  # each tier's channel queue
+    assert len(mappings) == len(every.deployment.prefectures) + 1 + provision + channel
     assert sorted(m["BatchSize"] for m in mappings) == [1] * provision + [10] * (len(mappings) - provision)
     for m in mappings:
         assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -86,10 +87,13 @@ def test_inbound_queue_denies_send_outside_the_sending_tiers_endpoint_and_roles(
     role_deny = [s for s in policy if s["Effect"] == "Deny" and s["Action"] == "sqs:SendMessage"
                  and "ArnNotLike" in s.get("Condition", {})]
     operator = "arn:aws:iam::123456789012:role/jukinet/pref-200000-people/jukinet-pref-200000-operator"
+    # the national processor routes channel messages down (components/channel.py): by role ARN
+    router = "arn:aws:iam::123456789012:role/jukinet/national/jukinet-national-processor"
     assert role_deny[0]["Condition"]["ArnNotLike"]["aws:PrincipalArn"] == [
-        "arn:aws:iam::123456789012:role/jukinet/muni-200000/*", operator]
-    # The operator may send from outside the endpoint (jukinet redrive); nobody else may.
-    assert vpce_deny[0]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [operator]
+        "arn:aws:iam::123456789012:role/jukinet/muni-200000/*", operator, router]
+    # The operator (jukinet redrive) and the channel's router may send from outside the
+    # endpoint; nobody else may.
+    assert vpce_deny[0]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [operator, router]
     document = {"Statement": policy}
     outside = {"aws:SourceVpce": "vpce-0elsewhere"}
     writer = "arn:aws:iam::123456789012:role/jukinet/muni-200000/jukinet-cs-202011"

@@ -100,7 +100,7 @@ def test_fixed_counts_scale_with_municipalities_and_prefectures():
     assert p.alarm_counts(more)[1] - p.alarm_counts(p.NAGANO)[1] == 2  # its errors and throttles
     assert p.endpoint_azs(more) == p.endpoint_azs(p.NAGANO)  # the municipality tier shares one VPC
     # the per-tier counts themselves are checked against a synth: tests/infra/test_projection_counts.py
-    assert p.kms_keys(p.COUNTRY) == 9 + 47 * (6 + 4) + 1741
+    assert p.kms_keys(p.COUNTRY) == 9 + 47 * (6 + 6) + 1741  # the municipality tier: + channel, channel transport
     # national: SQS, KMS in 2 AZs, CloudWatch, SSM in 1 (the monthly report's); each prefecture: the same and
     # execute-api (own use) in 2; each municipality tier: SQS, KMS, execute-api in 2
     assert p.endpoint_azs(p.COUNTRY) == (2 * 2 + 2) + 47 * ((2 * 2 + 2 + 2) + 3 * 2)

@@ -1,9 +1,8 @@
 """A municipality tier's end of the channel between municipalities: requests addressed to its
 municipalities are answered, answers to its requests settled (``services/channel.py``).
 
-Not yet deployed by ``infra/`` (issue 16, part 1 builds the channel and tests it against the
-embedded AWS; the tier's channel queue, key and this function's wiring are listed as not done
-in ``docs/second-phase.md``)."""
+Deployed per municipality tier by ``infra/components/channel.py`` (``<prefix>-muni-<code>-channel``,
+event source the tier's channel queue; decisions 0041, 0042)."""
 
 from __future__ import annotations
 

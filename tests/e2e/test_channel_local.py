@@ -1,0 +1,81 @@
+"""The channel between municipalities on the deployed assembly (decisions 0041, 0042): the
+synthesized Nagano assembly in the embedded AWS, residents entered through the deployed CSs,
+and a request from 松本市 to 長野市 carried by the deployed functions — the prefecture
+processor routes it down into the municipality tier's channel queue, the deployed channel
+function answers from the register as 長野市 (its signing key, sealed under the tier's channel
+key), the answer comes back the same way and is settled. The request is made in this process
+with the deployed channel function's own environment (the counter route that would make it is
+not built yet, docs/second-phase.md). The embedded AWS does not enforce key or queue policies
+(tests/infra/test_channel.py asserts those): this checks the wiring — names, aliases, routes,
+environment — end to end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+
+import pytest
+
+from infra.naming import Names
+from jukinet.adapters import aws
+from jukinet.domain.channel import Outcome
+from jukinet.handlers import channel_endpoint
+from jukinet.settings import ChannelSettings, load_settings
+from jukinet_ops.local.runner import replace_environ
+
+from ..pipeline.exports import csv_bytes, person, row
+from .embedded import deployed_nagano
+
+pytestmark = pytest.mark.slow
+
+NAGANO, MATSUMOTO = "202011", "202029"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    with deployed_nagano(tmp_path_factory) as (deployment, env, runner):
+        names = Names.of(deployment)
+        prefecture = deployment.prefectures[0]
+        rng = random.Random(16)
+        people = [person(rng) for _ in range(2)]
+        bucket = names.drop_zone_bucket(prefecture.municipality_tier.env, NAGANO)
+        aws.client("s3").put_object(Bucket=bucket, Key="incoming/residents.csv",
+                                    Body=csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
+        assert runner.run_until_idle(timeout_s=300).idle
+        yield deployment, runner, people
+
+
+def test_a_request_from_matsumoto_to_nagano_is_answered_through_the_deployed_functions(world):
+    deployment, runner, people = world
+    names = Names.of(deployment)
+    function_env = runner.functions[names.channel_function(deployment.prefectures[0].code)].environment
+    saved = dict(os.environ)
+    try:
+        os.environ.update(function_env)
+        endpoint = channel_endpoint._runtime(load_settings(ChannelSettings), os.environ.get("AWS_ENDPOINT_URL"))
+        code = people[0]["resident_code"]
+        asked = endpoint.request(MATSUMOTO, NAGANO, {"query": "resident-status", "resident_code": code},
+                                 wait=dt.timedelta(minutes=10))
+        unknown = endpoint.request(MATSUMOTO, NAGANO, {"query": "resident-status", "resident_code": "00000000019"},
+                                   wait=dt.timedelta(minutes=10))
+        assert runner.run_until_idle(timeout_s=300).idle
+        answered = endpoint.result(asked)
+        assert answered.outcome is Outcome.ANSWERED, answered
+        assert answered.answer == {"resident_code": code, "municipality": NAGANO, "reason": "11",  # 転入
+                                   "active": True}
+        refused = endpoint.result(unknown)
+        assert refused.outcome is Outcome.REFUSED, refused
+        month = asked.split("-")[1]
+        row_ = endpoint.reconcile(MATSUMOTO, f"{month[:4]}-{month[4:]}")
+        assert (row_.requested, row_.answered, row_.refused, row_.timed_out, row_.pending) == (2, 1, 1, 0, 0)
+        # nothing was dead-lettered on the way (the channel DLQ and the prefecture's inbound DLQ are empty)
+        sqs = aws.client("sqs")
+        for queue in (names.dead_letter_queue(names.channel_queue("200000")),
+                      names.dead_letter_queue(names.inbound_queue("pref-200000"))):
+            url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0", queue
+    finally:
+        replace_environ(saved)
+        aws.reset_clients()
