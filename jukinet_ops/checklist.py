@@ -1336,6 +1336,8 @@ def municipality_tier_findings(ins: Inspection, prefecture: Prefecture) -> list[
         *check_function(ins, env, n.card_api(prefecture.code), tier, scope),
         *check_table(ins, env, n.card_table(prefecture.code), scope),
         *check_private_api(ins, env, scope, n.card_api(prefecture.code)),
+        # where the resident record lives: the fields never sent upward (decision 0044)
+        *check_table(ins, env, n.local_record_table(prefecture.code), scope),
     ]
 
 
