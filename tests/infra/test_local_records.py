@@ -138,3 +138,25 @@ def test_an_insider_with_one_cs_s_rights_cannot_write_another_municipality_s_rec
     # and no CS may read the table (the readers of item 3 get their own grants)
     for action in ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"):
         assert evaluate(nagano_doc, action=action, resource=TABLE_ARN, context=own) == IMPLICIT_DENY
+
+
+def test_no_person_of_any_tier_may_read_or_write_the_local_records(nagano: Synth) -> None:
+    """The people roles (operators, security officers, contractors, break-glass) are granted
+    nothing on the table: a resident's household and 本籍 are read only by the functions that
+    need them (item 3's endpoint, when it comes)."""
+    from .test_responsibility import people_roles, policies_of, tier_stacks
+
+    checked = 0
+    for tier, stack in tier_stacks(nagano).items():
+        template = nagano.templates[stack]
+        for name, role in people_roles(template, tier).items():
+            docs = policies_of(template, role)
+            for action in ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
+                           "dynamodb:ExportTableToPointInTime", "dynamodb:PartiQLSelect"):
+                for resource in (TABLE_ARN, f"{TABLE_ARN}/index/by_household"):
+                    assert evaluate(docs, action=action, resource=resource,
+                                    context={"dynamodb:LeadingKeys": ["MUNI#202011#R#24738519066"],
+                                             "aws:SourceIdentity": "someone", "aws:MultiFactorAuthPresent": True},
+                                    ) != ALLOW, (name, action, resource)
+            checked += 1
+    assert checked >= 6

@@ -193,7 +193,9 @@ class LocalRecords:
 
     def household(self, household_number: str) -> list[LocalRecord]:
         """The household's members now: residents whose current record is active in this household
-        (someone who left it, moved out or died is not), sorted by relationship code then resident code."""
+        (someone who left it, moved out or died is not), sorted by relationship code then resident code.
+        The index is eventually consistent (a member appended a moment ago may be missing for up to a
+        second); each member's record is then read consistently."""
         residents, kwargs = set(), {}
         while True:
             page = aws.client("dynamodb").query(
