@@ -252,7 +252,8 @@ KMS_KEYS = {  # per stack, checked against the synthesized nagano-demo by tests/
     "national": 9,  # audit, at-rest, transport, envelope, provision-log, provision-batch, provision-seal (ECC),
     #                 seal archive, security reports
     "prefecture": 6,  # audit, at-rest, transport, envelope, signing (ECC), security reports
-    "municipality_tier": 6,  # audit, at-rest, card table, card-event signing (ECC), channel, channel transport
+    "municipality_tier": 7,  # audit, at-rest, card table, card-event signing (ECC), channel, channel transport,
+    #                          local-record table (decision 0044)
     "per_municipality": 1,  # the CS's signing key (ECC), infra/stacks/municipality.py
 }
 ALARMS = {  # single-metric alarms per stack (tests/infra/test_projection_counts.py; the CS alarms are grouped)
@@ -335,6 +336,11 @@ GSI_WRITES_PER_CURRENT_PUT = 1.0  # by_blind_index: a current put that adds, cha
 HISTORY_ITEMS_PER_NOTICE = 1.0  # one history item per notice (a code change touches two codes: ~1 in 100)
 LEDGER_WRU = 1  # the LEDGER#<municipality> item stays under 1 KB (runs without gaps, a few months of counts)
 CS_TRANSACTION_WRU = 4  # two items, transactional writes cost 2 WRU each (adapters/cs_state.py)
+# adapters/local_records.py (decision 0044): the CS appends each notice to its tier's local-record table, 100 to a
+# TransactWriteItems — one item under 1 KB (847 B mean, 853 B max with all nine local fields:
+# bench/bench_local_records.py), so 2 WRU, and its by_household index entry, 1 WRU (upper bound: every row
+# names a household)
+LOCAL_RECORD_WRU_PER_NOTICE = TRANSACTION_WRU_FACTOR * 1 + 1
 WORKING_DAYS = 21  # a municipality drops one export a working day
 INITIAL_LOAD_ROWS_PER_FILE = 100_000  # the CS holds a file in 512 MB and must finish in 5 minutes
 TRAIL_EVENT_KB = 1.5  # one CloudTrail data event as delivered to CloudWatch Logs
@@ -344,6 +350,8 @@ JOB_ITEM_AVG_KB = 3  # JOB#<id> with its set of finished chunk numbers (1,000 fo
 BATCH_TASK_KB = 15  # a chunk task: 1,000 twelve-digit codes as JSON
 IDENTITY_ITEM_KB = 0.8  # stored size of a current or history item incl. DynamoDB's 100-byte overhead
 INDEX_ENTRY_KB = 0.2  # a keys-only index entry incl. overhead (by_blind_index, by_day)
+LOCAL_RECORD_ITEM_KB = 0.95  # a local-record item (847 B mean with all nine fields, bench/bench_local_records.py)
+#                              incl. DynamoDB's 100-byte overhead
 UPDATED_SHARE_A_YEAR = NOTICES_YEAR / RESIDENTS  # residents whose current item was rewritten within a year
 BUSY_NATIONAL_INSTANCES = 1  # national processor instances busy through the working hours of a normal month
 WORKING_HOURS_A_DAY = 9
@@ -498,7 +506,7 @@ def tier_wru_per_notice(notices_per_message: float) -> float:
 def notice_wru_rru(c: dict, notices: int, notices_per_message: float = NOTICES_PER_FULL_MESSAGE,
                    ) -> tuple[float, float]:
     """Write and read request units (not API calls) of the notice pipeline."""
-    wru = c[("dynamodb", "TransactWriteItems", "cs")] * CS_TRANSACTION_WRU
+    wru = c[("dynamodb", "TransactWriteItems", "cs")] * CS_TRANSACTION_WRU + notices * LOCAL_RECORD_WRU_PER_NOTICE
     rru = c[("dynamodb", "GetItem", "cs")] * rru_for(1)
     for _tier in ("prefecture", "national"):
         wru += notices * tier_wru_per_notice(notices_per_message)
@@ -901,14 +909,17 @@ def fixed_lines(shape: Shape, *, muni_azs: int = AZS) -> list[tuple[str, float, 
 def standing_data_lines(residents: int) -> list[tuple[str, float, float]]:
     """Storage that depends on the residents held, not on traffic: both identity tables after the load (a
     current and a history item per resident, the blind index), and a year of alive-check provision records
-    (pro rata to residents)."""
+    (pro rata to residents), and the municipality tiers' local records (one entry and its household index entry
+    per resident after the load; decision 0044)."""
     identity_gb = 2 * residents * (2 * IDENTITY_ITEM_KB + INDEX_ENTRY_KB) / 1024 ** 2
+    local_gb = residents * (LOCAL_RECORD_ITEM_KB + INDEX_ENTRY_KB) / 1024 ** 2
     records = ALIVE_CHECK_RECORDS * residents / RESIDENTS
     log_gb = records * (PROVISION_LOG_ENTRY_KB + 0.1 + INDEX_ENTRY_KB) / 1024 ** 2
     return [
         ("identity tables (prefecture + national), GB", identity_gb,
          max(0.0, identity_gb - 25) * usd("ddb_storage") + identity_gb * usd("ddb_pitr")),
         ("provision log, per year of alive checks, GB", log_gb, log_gb * (usd("ddb_storage") + usd("ddb_pitr"))),
+        ("local-record tables (municipality tiers), GB", local_gb, local_gb * (usd("ddb_storage") + usd("ddb_pitr"))),
     ]
 
 

@@ -195,6 +195,11 @@ class Names:
     def cs_state_table(self, prefecture_code: str) -> str:
         return f"{self.prefix}-{municipality_tier(prefecture_code)}-cs-state"
 
+    def local_record_table(self, prefecture_code: str) -> str:
+        """The municipality tier's local records: each change with the fields that never leave the
+        tier (lambdas/jukinet/adapters/local_records.py; decision 0044)."""
+        return f"{self.prefix}-{municipality_tier(prefecture_code)}-local-records"
+
     @staticmethod
     def table_arn(env: Environment, name: str) -> str:
         return f"arn:{PARTITION}:dynamodb:{env.region}:{env.account}:table/{name}"
@@ -303,6 +308,12 @@ def cs_state_partition(code: str) -> str:
     """The CS state table's partition of one municipality (lambdas/jukinet/adapters/cs_state.py):
     each CS role may touch only items under its own partition (``dynamodb:LeadingKeys``)."""
     return f"MUNI#{code}"
+
+
+def local_record_partition_prefix(code: str) -> str:
+    """Every partition key of municipality ``code`` in the local-record table begins with this
+    (lambdas/jukinet/adapters/local_records.py ``partition``): the CS role's ``dynamodb:LeadingKeys``."""
+    return f"MUNI#{code}#"
 
 
 # The signing algorithm of every notice signature (lambdas/jukinet/domain/message.py ALGORITHM);

@@ -1339,6 +1339,8 @@ def municipality_tier_findings(ins: Inspection, prefecture: Prefecture) -> list[
         *check_table(ins, env, n.card_table(prefecture.code), scope),
         *check_private_api(ins, env, scope, n.card_api(prefecture.code)),
         *(_channel_findings(ins, prefecture, scope) if ins.deployment.channel else []),
+        # where the resident record lives: the fields never sent upward (decision 0044)
+        *check_table(ins, env, n.local_record_table(prefecture.code), scope),
     ]
 
 

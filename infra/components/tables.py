@@ -19,6 +19,8 @@ S = dynamodb.AttributeType.STRING
 BY_BLIND_INDEX = "by_blind_index"
 # The provision log's entries of one day (sharded), for the hourly seals (lambdas/jukinet/adapters/provision_log.py).
 BY_DAY = "by_day"
+# The municipality tier's local records of one household (lambdas/jukinet/adapters/local_records.py).
+BY_HOUSEHOLD = "by_household"
 EXPIRES_AT = "expires_at"
 
 
@@ -80,3 +82,15 @@ def card_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> 
     """The municipality tier's resident cards: records, signed events, challenges (TTL), the
     register the CSs write, call records and statistics (lambdas/jukinet/adapters/card_store.py)."""
     return _table(scope, id, table_name=table_name, key=key, time_to_live_attribute=EXPIRES_AT)
+
+
+def local_record_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey) -> dynamodb.Table:
+    """The municipality tier's local records: each change of a resident with the fields that never
+    leave the tier, appended once (lambdas/jukinet/adapters/local_records.py; decision 0044).
+    ``by_household`` projects only the keys: which residents were ever in a household; the record
+    now is read from the table."""
+    table = _table(scope, id, table_name=table_name, key=key)
+    table.add_global_secondary_index(
+        index_name=BY_HOUSEHOLD, partition_key=dynamodb.Attribute(name="household", type=S),
+        sort_key=dynamodb.Attribute(name="pk", type=S), projection_type=dynamodb.ProjectionType.KEYS_ONLY)
+    return table

@@ -34,6 +34,7 @@ from ..components.channel import MunicipalityChannel, signing_key_statements
 from ..components.counter import REGISTER_ACTIONS, CounterApi
 from ..components.dashboard import TierDashboard
 from ..components.functions import TierFunction
+from ..components.local_records import LocalRecordStore, cs_environment, cs_statements
 from ..components.monitoring import PERIOD
 from ..components.queues import DATA_KEY_REUSE, DLQ_RETENTION
 from ..components.tables import cs_state_table
@@ -157,6 +158,8 @@ class MunicipalityBaseStack(TierStack):
                                   api_logging_role=api_logging_role)
         # The channel between municipalities (components/channel.py; decisions 0041, 0042).
         self.channel = MunicipalityChannel(self, "Channel", stack=self) if deployment.channel else None
+        # Where the resident record lives: each change with the fields never sent upward (decision 0044).
+        self.local_records = LocalRecordStore(self, "LocalRecords", stack=self)
         TierDashboard(self, "Dashboard", stack=self, tier_label="municipality",
                       cs_function_names=[names.cs_function(m.code) for m in muni.municipalities],
                       cs_failed_events=self.failed_events, counter_service=names.service_name(tier),
@@ -254,6 +257,7 @@ class CommunicationServer(Construct):
                 "OUTBOUND_QUEUE_URL": names.queue_url(pref_env, prefecture_queue),
                 "DROP_ZONE_BUCKET": bucket_name,
                 "CARD_TABLE_NAME": names.card_table(pcode),
+                **cs_environment(names, pcode),
                 "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": "INFO",
@@ -285,6 +289,7 @@ class CommunicationServer(Construct):
                 iam.PolicyStatement(sid="RecordResidentsForCards", actions=REGISTER_ACTIONS,
                                     resources=[names.table_arn(env, names.card_table(pcode))], conditions={
                                         "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RESIDENT#*"]}}),
+                *cs_statements(names, env, pcode, code),
                 iam.PolicyStatement(sid="ReportFailedEvents", actions=["sqs:SendMessage"],
                                     resources=[base.failed_events.queue_arn]),
                 iam.PolicyStatement(sid="FailedEventsEncryption", actions=DATA_KEY_ACTIONS,

@@ -38,6 +38,8 @@ class MunicipalityCsSettings(_Settings):
     DROP_ZONE_PREFIX: str = ""
     # The tier's card table (counter API): the CS records each resident's latest notice there.
     CARD_TABLE_NAME: str = ""
+    # The tier's local-record table: each change with the fields that never leave the tier.
+    LOCAL_RECORD_TABLE_NAME: str = ""
 
     @field_validator("MUNICIPALITY_CODE")
     @classmethod

@@ -17,8 +17,8 @@ CRYPTO_ACTIONS = {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:Sign
 def test_every_table_uses_its_cmk_pitr_deletion_protection_and_on_demand_billing(every: Synth) -> None:
     tables = every.props("AWS::DynamoDB::Table")
     provision = 2 if every.deployment.agencies else 0  # the provision log and state tables
-    # per prefecture: identity, CS state and card tables
-    assert len(tables) == 3 * len(every.deployment.prefectures) + 1 + provision
+    # per prefecture: identity, CS state, card and local-record tables
+    assert len(tables) == 4 * len(every.deployment.prefectures) + 1 + provision
     for t in tables:
         assert t["SSESpecification"]["SSEEnabled"] is True
         assert t["SSESpecification"]["SSEType"] == "KMS"

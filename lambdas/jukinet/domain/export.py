@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from .codes import LocalGovernmentCode
 from .errors import ValidationError
 from .facts import ChangeKind, ChangeReason
+from .local_record import LOCAL_COLUMNS, LocalRecordFields, parse_local_fields
 from .notice import UpdateNotice, parse_notice_time
 
 # Limits: the largest municipality sends a few tens of thousands of notices a month (Nagano's
@@ -70,6 +71,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "individual_number": ("individual_number", "個人番号"),
     "previous_resident_code": ("previous_resident_code", "旧住民票コード"),
     "local_government_code": ("local_government_code", "市区町村コード"),
+    # The municipality-only record fields (domain/local_record.py): optional, stored in the
+    # municipality tier, never part of a notice (docs/export-format.md §3.5).
+    **LOCAL_COLUMNS,
 }
 REQUIRED_COLUMNS = ("resident_code", "reason", "change_date", "name_kanji", "name_kana", "birth_date", "sex",
                     "address")
@@ -113,7 +117,8 @@ class ExportParseResult:
     """What became of every row of one file.
 
     ``notices`` pairs each valid row's line number with its notice (provisional sequence
-    1, 2, 3 … in file order). ``rows_read == len(notices) + len(rejections)`` unless
+    1, 2, 3 … in file order); ``local_fields`` holds, by the same line number, the
+    municipality-only fields of the valid rows that gave any (never part of the notice). ``rows_read == len(notices) + len(rejections)`` unless
     ``file_error`` is set, in which case the whole file is rejected and both lists are empty.
     """
 
@@ -124,6 +129,7 @@ class ExportParseResult:
     notices: list[tuple[int, UpdateNotice]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     file_error: Rejection | None = None
+    local_fields: dict[int, LocalRecordFields] = field(default_factory=dict)
 
     @property
     def accepted(self) -> int:
@@ -173,7 +179,8 @@ def parse_export(data: bytes, *, municipality: LocalGovernmentCode, notice_time:
             builder.add(row_number, values)
     except _FileRejected as exc:
         return ExportParseResult(filename, fmt, encoding, builder.rows_read, file_error=exc.rejection)
-    return ExportParseResult(filename, fmt, encoding, builder.rows_read, builder.notices, builder.rejections)
+    return ExportParseResult(filename, fmt, encoding, builder.rows_read, builder.notices, builder.rejections,
+                             local_fields=builder.local_fields)
 
 
 def _looks_like_jsonl(data: bytes, filename: str) -> bool:
@@ -328,6 +335,7 @@ class _Builder:
         self.rows_read = 0
         self.notices: list[tuple[int, UpdateNotice]] = []
         self.rejections: list[Rejection] = []
+        self.local_fields: dict[int, LocalRecordFields] = {}
 
     def add(self, row_number: int, values: _Row) -> None:
         if self.rows_read >= self.max_rows:
@@ -340,11 +348,14 @@ class _Builder:
         echo = _echo(values.get("resident_code"))
         try:
             notice = self._notice(values)
+            local = parse_local_fields(values, notice)  # the whole row is checked before it is sent
         except ValidationError as exc:
             column = _FIELD_TO_COLUMN.get(exc.field, exc.field)
             self.rejections.append(Rejection(row_number, column, exc.rule, exc.detail, echo))
             return
         self.notices.append((row_number, notice))
+        if local:
+            self.local_fields[row_number] = local
 
     def _notice(self, values: dict[str, object]) -> UpdateNotice:
         unknown = [k for k in values if k not in COLUMNS]

@@ -9,6 +9,7 @@ from functools import lru_cache
 from ..adapters.card_store import ResidentRegister
 from ..adapters.cs_state import CsState
 from ..adapters.kms import Signer
+from ..adapters.local_records import LocalRecords
 from ..clock import system_clock
 from ..observability import flush, logger, use_tier
 from ..services.communication_server import CommunicationServer
@@ -26,6 +27,8 @@ def _runtime(settings: MunicipalityCsSettings, endpoint: str | None) -> Communic
         settings.DROP_ZONE_PREFIX,
         clock=system_clock,
         register=ResidentRegister(settings.CARD_TABLE_NAME) if settings.CARD_TABLE_NAME else None,
+        local_records=(LocalRecords(settings.LOCAL_RECORD_TABLE_NAME, settings.MUNICIPALITY_CODE)
+                       if settings.LOCAL_RECORD_TABLE_NAME else None),
     )
 
 

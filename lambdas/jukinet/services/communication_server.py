@@ -2,7 +2,10 @@
 
 read the file from the drop zone → parse and validate every row → reserve gap-free
 sequence numbers for the valid rows (atomically with a record of the file) → sign batches
-and send them to the prefecture's inbound queue → write the rejection report → count.
+and send them to the prefecture's inbound queue → append each change, with the row's
+municipality-only fields, to the tier's local-record table → write the rejection report → count.
+The local fields (世帯, 続柄, 本籍 … ``domain/local_record.py``) are never part of a notice: what
+is signed and sent upward is the basic facts only (``docs/decisions/0044-*``).
 A rejected row is reported with row number, field and rule, counted, and never sent; a
 valid row is never half-sent (see ``adapters.cs_state``).
 """
@@ -18,6 +21,7 @@ from ..adapters import aws, queues
 from ..adapters.card_store import ResidentRegister
 from ..adapters.cs_state import REJECTED, RESERVED, SENT, CsState
 from ..adapters.kms import Signer
+from ..adapters.local_records import LocalRecords
 from ..clock import Clock
 from ..domain.codes import LocalGovernmentCode
 from ..domain.export import parse_export, rejection_report_csv, summary_json
@@ -39,7 +43,8 @@ class FileOutcome:
 
 class CommunicationServer:
     def __init__(self, municipality: str, state: CsState, signer: Signer, outbound_queue_url: str,
-                 bucket: str, prefix: str = "", *, clock: Clock, register: ResidentRegister | None = None) -> None:
+                 bucket: str, prefix: str = "", *, clock: Clock, register: ResidentRegister | None = None,
+                 local_records: LocalRecords | None = None) -> None:
         self.municipality = LocalGovernmentCode.parse(municipality, "MUNICIPALITY_CODE")
         self.state = state
         self.signer = signer
@@ -50,6 +55,9 @@ class CommunicationServer:
         # The tier's own register of residents for the counter API (住基カード): issuance checks
         # it, and a death, deletion or code change recorded there ends the resident's card.
         self.register = register
+        # The municipality's own store of its residents' records, with the fields that stay in
+        # the tier (append-only; adapters/local_records.py).
+        self.local_records = local_records
 
     def process_object(self, bucket: str, key: str) -> FileOutcome:
         incoming = f"{self.prefix}incoming/"
@@ -70,6 +78,7 @@ class CommunicationServer:
         filename = posixpath.basename(key)
         result = parse_export(data, municipality=self.municipality, notice_time=notice_time, filename=filename)
         valid = [n for _, n in result.notices]
+        rows = [row for row, _ in result.notices]
         rejected = len(result.rejections) + (1 if result.file_error else 0)
         stamp = notice_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         record = existing or self.state.reserve(
@@ -81,6 +90,7 @@ class CommunicationServer:
             notice_time = parse_notice_time(record.notice_time)
             result = parse_export(data, municipality=self.municipality, notice_time=notice_time, filename=filename)
             valid = [n for _, n in result.notices]
+            rows = [row for row, _ in result.notices]
         if record.count != len(valid):
             raise RuntimeError(f"{key}: {len(valid)} valid rows but {record.count} numbers reserved")
         notices = [dataclasses.replace(n, sequence=record.first_seq + i) for i, n in enumerate(valid)]
@@ -98,6 +108,8 @@ class CommunicationServer:
         status = REJECTED if result.file_error else SENT
         if self.register is not None and notices:  # before finish: a retry records them again (idempotent)
             self.register.record(notices)
+        if notices:  # before finish: a retry appends the same items, found already stored
+            self._store_locally(notices, [result.local_fields.get(row) for row in rows])
         self.state.finish(record, status, now=self.clock())
 
         metrics.add_metric(name="NoticesSent", unit=MetricUnit.Count, value=len(notices))
@@ -109,3 +121,13 @@ class CommunicationServer:
         return FileOutcome(key, status, len(notices), rejected, messages,
                            record.first_seq if notices else None,
                            record.first_seq + len(notices) - 1 if notices else None)
+
+    def _store_locally(self, notices: list, local_fields: list) -> None:
+        if self.local_records is None:
+            if any(local_fields):
+                logger.warning("local record fields given but no local-record table configured: not stored",
+                               extra={"rows": sum(1 for f in local_fields if f)})
+            return
+        outcome = self.local_records.append(zip(notices, local_fields, strict=True))
+        logger.info("local records appended", extra={"written": outcome.written, "already": outcome.already,
+                                                     "requests": outcome.requests})
