@@ -122,3 +122,23 @@ def batch_put_all(table: str, items: list[dict]) -> None:
             time.sleep(min(0.05 * 2 ** attempt, 2.0))
         else:
             raise RuntimeError(f"{table}: BatchWriteItem left items unprocessed after retries")
+
+
+TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
+
+
+def transact_write(items: list[dict]) -> list[tuple[str | None, dict | None]] | None:
+    """One TransactWriteItems: ``None`` if it committed, else per item the cancellation code
+    (``None`` for an item that did not cause it) and the stored item when the request asked
+    for it (``ReturnValuesOnConditionCheckFailure``). Without per-item reasons every item is
+    reported as ``TransactionConflict``: try it again."""
+    try:
+        client("dynamodb").transact_write_items(TransactItems=items)
+    except Exception as exc:
+        if error_code(exc) != "TransactionCanceledException":
+            raise
+        reasons = (getattr(exc, "response", None) or {}).get("CancellationReasons") or []
+        if len(reasons) != len(items):
+            return [("TransactionConflict", None)] * len(items)
+        return [(None if r.get("Code") in (None, "None") else r.get("Code"), r.get("Item")) for r in reasons]
+    return None

@@ -24,10 +24,10 @@ Why here and not in the prefecture's identity table: ``docs/decisions/0025-*``.
 from __future__ import annotations
 
 import base64
-import json
 import datetime as dt
+import json
+import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..clock import month_jst
@@ -122,35 +122,118 @@ class ResidentRegister:
 
     def record(self, notices: Iterable[UpdateNotice]) -> int:
         """Record each resident's newest notice (older ones change nothing); returns how many
-        items moved. A code change also marks the old code as ended. One conditional
-        UpdateItem per resident touched, 16 at a time (a large first export must fit the CS's
-        timeout)."""
-        writes = []
-        for notice in notices:
-            writes.append((notice, notice.resident_code.value, notice.reason, ENDING_REASONS.get(notice.reason, "")))
-            if notice.reason is ChangeReason.CODE_CHANGE and notice.previous_resident_code is not None:
-                writes.append((notice, notice.previous_resident_code.value, ChangeReason.CODE_CHANGE, "code_changed"))
-        if len(writes) <= 4:
-            return sum(self._put(*w) for w in writes)
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            return sum(pool.map(lambda w: self._put(*w), writes))
+        notices moved a resident's state. A code change also marks the old code as ended.
 
-    def _put(self, notice: UpdateNotice, code: str, reason: ChangeReason, ended: str) -> int:
-        values = {":m": _s(notice.municipality.value), ":r": _s(reason.value), ":k": _s(notice.order_key),
-                  ":t": _s(_iso(notice.notice_time)), ":e": _s(ended)}
-        update = "SET municipality = :m, reason = :r, order_key = :k, notice_time = :t, ended = :e"
-        if ended:  # kept past a later re-entry: a card issued before it stays ended
-            update += ", ended_at = :t, last_ending = :e"
-        try:
-            aws.client("dynamodb").update_item(
-                TableName=self.table_name, Key={"pk": _s(f"RESIDENT#{code}"), "sk": _s(REGISTER_SK)},
-                UpdateExpression=update, ConditionExpression="attribute_not_exists(order_key) OR order_key < :k",
-                ExpressionAttributeValues=values)
-            return 1
-        except Exception as exc:
-            if aws.error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            return 0
+        Batched (issue 13): the touched residents' register items are read (``BatchGetItem``, 100
+        keys a request), each resident's notices are applied in the ordering rule's order to
+        what was read (``registered``), and the changed items are written ``TRANSACTION_ITEMS``
+        to a ``TransactWriteItems``, each conditional on the item being as it was read. Another
+        CS that moved a resident in between (a move within the prefecture) fails that item's
+        condition: it is read again and recomputed. About 2 requests per 100 residents instead
+        of one per notice."""
+        writes: dict[str, list[tuple[UpdateNotice, ChangeReason, str]]] = {}
+        for notice in notices:
+            writes.setdefault(notice.resident_code.value, []).append(
+                (notice, notice.reason, ENDING_REASONS.get(notice.reason, "")))
+            if notice.reason is ChangeReason.CODE_CHANGE and notice.previous_resident_code is not None:
+                writes.setdefault(notice.previous_resident_code.value, []).append(
+                    (notice, ChangeReason.CODE_CHANGE, "code_changed"))
+        moved = 0
+        pending = sorted(writes)
+        for _attempt in range(_REGISTER_ATTEMPTS):
+            if not pending:
+                return moved
+            stored = self._read(pending)
+            ops = []
+            for code in pending:
+                state, applied = registered(stored.get(code), writes[code])
+                if applied:
+                    ops.append((code, applied, self._update(code, state, stored.get(code))))
+            pending = []
+            for start in range(0, len(ops), aws.TRANSACTION_ITEMS):
+                chunk = ops[start:start + aws.TRANSACTION_ITEMS]
+                for _conflict in range(_REGISTER_ATTEMPTS):
+                    if not chunk:
+                        break
+                    failed = aws.transact_write([op for _, _, op in chunk])
+                    if failed is None:
+                        moved += sum(applied for _, applied, _ in chunk)
+                        break
+                    # Lost to another writer: read again. Cancelled because of another item: send again.
+                    pending += [code for (code, _, _), (why, _) in zip(chunk, failed, strict=True)
+                                if why == "ConditionalCheckFailed"]
+                    chunk = [op for op, (why, _) in zip(chunk, failed, strict=True)
+                             if why != "ConditionalCheckFailed"]
+                    if any(why not in (None, "ConditionalCheckFailed") for why, _ in failed):
+                        time.sleep(0.01 * (_conflict + 1))
+                else:
+                    raise RuntimeError(f"{self.table_name}: a register transaction kept being cancelled")
+        if pending:
+            raise RuntimeError(f"{self.table_name}: register items kept changing under this CS "
+                               f"({_REGISTER_ATTEMPTS} reads): {pending[:5]}")
+        return moved
+
+    def _read(self, codes: list[str]) -> dict[str, dict]:
+        items = aws.batch_get_all(self.table_name, [_register_key(code) for code in codes])
+        return {item["pk"]["S"].removeprefix("RESIDENT#"): item for item in items}
+
+    def _update(self, code: str, state: dict, before: dict | None) -> dict:
+        """The item's update, conditional on it being as it was read."""
+        names = ("municipality", "reason", "order_key", "notice_time", "ended", "ended_at", "last_ending", "ending_key")
+        present = [n for n in names if n in state]
+        values = {f":v{i}": _s(state[n]) for i, n in enumerate(present)}
+        update = "SET " + ", ".join(f"#n{i} = :v{i}" for i in range(len(present)))
+        attribute_names = {f"#n{i}": n for i, n in enumerate(present)}
+        if before is None:
+            condition = "attribute_not_exists(pk)"
+        else:
+            checks = []
+            for n in ("order_key", "ending_key"):
+                attribute_names[f"#was_{n}"] = n
+                if n in before:
+                    checks.append(f"#was_{n} = :was_{n}")
+                    values[f":was_{n}"] = before[n]
+                else:
+                    checks.append(f"attribute_not_exists(#was_{n})")
+            condition = " AND ".join(checks)
+        return {"Update": {"TableName": self.table_name, "Key": _register_key(code), "UpdateExpression": update,
+                           "ConditionExpression": condition, "ExpressionAttributeNames": attribute_names,
+                           "ExpressionAttributeValues": values}}
+
+
+_REGISTER_ATTEMPTS = 20
+
+
+def _register_key(code: str) -> dict:
+    return {"pk": _s(f"RESIDENT#{code}"), "sk": _s(REGISTER_SK)}
+
+
+def registered(item: Mapping | None, writes: Iterable[tuple[UpdateNotice, ChangeReason, str]]) -> tuple[dict, int]:
+    """A resident's register state after ``writes`` (notice, reason to record, ending or "")
+    on top of the stored ``item``. Two maxima, so the result is the same whatever order and
+    whatever batches the notices come in:
+
+    - ``municipality``, ``reason``, ``order_key``, ``notice_time``, ``ended``: those of the notice
+      with the greatest order key (the ordering rule: the order key only ever grows);
+    - ``ended_at``, ``last_ending``, ``ending_key``: those of the ending notice (death, deletion,
+      the old code of a code change) with the greatest order key, whatever came after it — a
+      card issued before it stays ended, even if the death notice arrives after a later one.
+
+    Returns the state and how many writes changed it (0: nothing to write)."""
+    state = {k: v["S"] for k, v in (item or {}).items() if k not in ("pk", "sk") and "S" in v}
+    applied = 0
+    for notice, reason, ended in writes:
+        at = _iso(notice.notice_time)
+        moved = False
+        if notice.order_key > state.get("order_key", ""):
+            state.update(municipality=notice.municipality.value, reason=reason.value, order_key=notice.order_key,
+                         notice_time=at, ended=ended)
+            moved = True
+        if ended and notice.order_key > state.get("ending_key", ""):
+            state.update(ended_at=at, last_ending=ended, ending_key=notice.order_key)
+            moved = True
+        applied += moved
+    return state, applied
 
 
 @dataclass(frozen=True)

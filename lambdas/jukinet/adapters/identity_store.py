@@ -692,17 +692,8 @@ def _ledger_key(municipality: str) -> dict:
 def _transact(items: list[dict]) -> list[str | None] | None:
     """Run one TransactWriteItems: None if it committed, else each item's cancellation code
     (None for an item that did not cause it)."""
-    try:
-        aws.client("dynamodb").transact_write_items(TransactItems=items)
-    except Exception as exc:
-        if aws.error_code(exc) != "TransactionCanceledException":
-            raise
-        reasons = exc.response.get("CancellationReasons") or []  # type: ignore[attr-defined]
-        codes = [None if r.get("Code") in (None, "None") else r.get("Code") for r in reasons]
-        if len(codes) != len(items):  # no per-item reasons: treat every item as contended
-            return ["TransactionConflict"] * len(items)
-        return codes
-    return None
+    failed = aws.transact_write(items)
+    return None if failed is None else [code for code, _ in failed]
 
 
 class _AlreadyCounted(Exception):

@@ -159,18 +159,9 @@ class LocalRecords:
 
     def _transact(self, items: Sequence[dict]) -> list[tuple[str | None, dict | None]] | None:
         """None if committed, else per item (cancellation code or None, the stored item if returned)."""
-        try:
-            aws.client("dynamodb").transact_write_items(TransactItems=[{"Put": {
-                "TableName": self.table_name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)",
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}} for item in items])
-        except Exception as exc:
-            if aws.error_code(exc) != "TransactionCanceledException":
-                raise
-            reasons = exc.response.get("CancellationReasons") or []  # type: ignore[attr-defined]
-            if len(reasons) != len(items):  # no per-item reasons: try each again
-                return [("TransactionConflict", None)] * len(items)
-            return [(None if r.get("Code") in (None, "None") else r.get("Code"), r.get("Item")) for r in reasons]
-        return None
+        return aws.transact_write([{"Put": {
+            "TableName": self.table_name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}} for item in items])
 
     # --- reads -------------------------------------------------------------------------
     def history(self, resident_code: str) -> list[LocalRecordEntry]:
