@@ -39,9 +39,9 @@ AUTH_REFUSAL_BURST = 10
 TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                  "dynamodb:Query", "dynamodb:ConditionCheckItem"]
 # The CS keeps the tier's register of residents: it reads the items it is about to move
-# (BatchGetItem) and writes them in transactions of conditional updates (TransactWriteItems is
-# authorised as the UpdateItem of each item). Nothing else: no PutItem, no DeleteItem, no Query.
-REGISTER_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
+# (BatchGetItem) and puts them whole in transactions of conditional puts (TransactWriteItems is
+# authorised as the PutItem of each item). Nothing else: no UpdateItem, DeleteItem or Query.
+REGISTER_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
 # (method, path): every route of lambdas/jukinet/handlers/card_api.py.
 ROUTES = (
     ("POST", "/v1/cards"), ("POST", "/v1/cards/{serial}/suspension"), ("POST", "/v1/cards/{serial}/resumption"),

@@ -35,7 +35,16 @@ the server child process (``python -m jukinet_ops.local.moto_server``), the thre
    RSA key is made only if something asks for it (moto's own ``Sign``/``GetPublicKey`` paths,
    which then behave as before); keys with a key pair (RSA, ECC) are made at once as before.
 
-``apply()`` makes corrections 1, 2 and 5, wherever moto runs (the in-process ``mock_aws`` tests
+6. **A Query reads its partition, not the whole table.** moto 5.2.5 answers every Query by
+   sorting *all* the table's items (``Table.all_items``) and then keeping those of the
+   partition (or, on an index, those with the index's key), although it sorts what it keeps
+   again afterwards. On the demo's tables of ~20,000 items that was a third of the embedded
+   AWS's CPU during the tiers' step (profile of ``jukinet demo``, 2026-12-04). Here, during a
+   Query, a query of the table's own key gets the partition's items only and an index query
+   the items unsorted; moto's own filtering, sorting, paging and limits then run unchanged,
+   so the answer is the same (``tests/local/test_server.py`` compares both).
+
+``apply()`` makes corrections 1, 2, 5 and 6, wherever moto runs (the in-process ``mock_aws`` tests
 too); ``apply_server()`` all four, for the servers (3 and 4 serve deployments and the
 runner, and importing moto's CloudFormation costs a process ~3 s). Both are idempotent.
 """
@@ -62,7 +71,48 @@ def apply() -> None:
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name)))
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
     _no_rsa_key_for_symmetric_keys()
+    _query_reads_its_partition()
     _APPLIED = True
+
+
+_QUERY = threading.local()  # (table, hash key or None) while that table answers a Query on this thread
+
+
+def _query_reads_its_partition() -> None:
+    import inspect
+
+    from moto.dynamodb.models.table import Table
+
+    all_items, query = Table.all_items, Table.query
+    signature = inspect.signature(query)
+
+    def items_for_query(self: Any) -> list[Any]:
+        scope = getattr(_QUERY, "scope", None)
+        if scope is None or scope[0] is not self:
+            return all_items(self)
+        hash_key = scope[1]
+        if hash_key is not None:
+            partitions = [self.items[hash_key]] if hash_key in self.items else []
+        else:
+            partitions = list(self.items.values())
+        if not self.range_key_attr:
+            return partitions
+        return [item for partition in partitions for item in partition.values()]
+
+    def partition_query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs).arguments
+        own_key = None if bound.get("index_name") else bound.get("hash_key")
+        outer = getattr(_QUERY, "scope", None)
+        _QUERY.scope = (self, own_key)
+        try:
+            return query(self, *args, **kwargs)
+        finally:
+            _QUERY.scope = outer
+
+    items_for_query.__wrapped__ = all_items  # type: ignore[attr-defined]
+    partition_query.__wrapped__ = query  # type: ignore[attr-defined]
+    Table.all_items = items_for_query  # type: ignore[method-assign]
+    Table.query = partition_query  # type: ignore[method-assign]
 
 
 class _KeyPairOnDemand:

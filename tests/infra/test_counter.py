@@ -150,7 +150,7 @@ def test_each_cs_writes_only_residents_register_items_in_the_card_table(nagano: 
             for s in statements(r["Properties"]["PolicyDocument"]):
                 if s.get("Sid") == "RecordResidentsForCards":
                     found += 1
-                    assert sorted(as_list(s["Action"])) == ["dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
+                    assert sorted(as_list(s["Action"])) == ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
                     assert s["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RESIDENT#*"]}}
     assert found == len(nagano.deployment.prefectures[0].municipality_tier.municipalities)
 

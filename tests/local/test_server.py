@@ -139,3 +139,66 @@ def test_a_symmetric_key_gets_no_rsa_key_pair_until_one_is_asked_for():
         # Asked for anyway (moto's GetPublicKey path), it is made then, as moto would have.
         assert kms.get_public_key(KeyId=symmetric)["PublicKey"]
         assert isinstance(lazy.__dict__["_made"], RSAPrivateKey)
+
+
+def test_a_query_reads_its_partition_and_answers_as_moto_would():
+    """moto_patches correction 6: a Query no longer sorts the whole table first. The same
+    queries (own key with and without range conditions, backwards, paged, filtered; a global
+    index, paged) give the same answers with the correction and with moto's own Query."""
+    from moto import mock_aws
+    from moto.dynamodb.models.table import Table
+
+    from jukinet_ops.local import moto_patches
+
+    moto_patches.apply()
+    queries = [
+        {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "P#3"}}},
+        {"KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
+         "ExpressionAttributeValues": {":p": {"S": "P#1"}, ":a": {"S": "S#03"}, ":b": {"S": "S#11"}}},
+        {"KeyConditionExpression": "pk = :p AND begins_with(sk, :s)", "ScanIndexForward": False,
+         "ExpressionAttributeValues": {":p": {"S": "P#2"}, ":s": {"S": "S#1"}}},
+        {"KeyConditionExpression": "pk = :p", "Limit": 4, "ExpressionAttributeValues": {":p": {"S": "P#4"}}},
+        {"KeyConditionExpression": "pk = :p", "FilterExpression": "n > :n",
+         "ExpressionAttributeValues": {":p": {"S": "P#0"}, ":n": {"N": "7"}}},
+        {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "P#none"}}},
+        {"IndexName": "by_group", "KeyConditionExpression": "grp = :g", "ExpressionAttributeValues": {":g": {"S": "G2"}}},
+        {"IndexName": "by_group", "KeyConditionExpression": "grp = :g AND n >= :n", "Limit": 3,
+         "ExpressionAttributeValues": {":g": {"S": "G1"}, ":n": {"N": "5"}}},
+    ]
+
+    def answers() -> list[list[dict]]:
+        out = []
+        for q in queries:
+            pages, kwargs = [], dict(q)
+            while True:
+                r = ddb.query(TableName="t", **kwargs)
+                pages.append(r["Items"])
+                if "LastEvaluatedKey" not in r:
+                    break
+                kwargs["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+            out.append(pages)
+        return out
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="ap-northeast-1")
+        ddb.create_table(
+            TableName="t", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": t}
+                                  for a, t in (("pk", "S"), ("sk", "S"), ("grp", "S"), ("n", "N"))],
+            GlobalSecondaryIndexes=[{"IndexName": "by_group", "Projection": {"ProjectionType": "ALL"},
+                                     "KeySchema": [{"AttributeName": "grp", "KeyType": "HASH"},
+                                                   {"AttributeName": "n", "KeyType": "RANGE"}]}])
+        for i in range(120):  # inserted out of key order
+            j = (i * 37) % 120
+            ddb.put_item(TableName="t", Item={"pk": {"S": f"P#{j % 5}"}, "sk": {"S": f"S#{j:02d}"},
+                                              "grp": {"S": f"G{j % 3}"}, "n": {"N": str(j % 11)}})
+        patched = answers()
+        corrected = Table.query
+        Table.query = corrected.__wrapped__  # moto's own Query (which sorts the whole table)
+        try:
+            original = answers()
+        finally:
+            Table.query = corrected
+    assert patched == original
+    assert sum(len(p) for pages in patched for p in pages) > 60

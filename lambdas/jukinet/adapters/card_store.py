@@ -126,8 +126,8 @@ class ResidentRegister:
 
         Batched (issue 13): the touched residents' register items are read (``BatchGetItem``, 100
         keys a request), each resident's notices are applied in the ordering rule's order to
-        what was read (``registered``), and the changed items are written ``TRANSACTION_ITEMS``
-        to a ``TransactWriteItems``, each conditional on the item being as it was read. Another
+        what was read (``registered``), and the changed items are put ``TRANSACTION_ITEMS`` to a
+        ``TransactWriteItems``, each conditional on the item being as it was read. Another
         CS that moved a resident in between (a move within the prefecture) fails that item's
         condition: it is read again and recomputed. About 2 requests per 100 residents instead
         of one per notice."""
@@ -148,7 +148,7 @@ class ResidentRegister:
             for code in pending:
                 state, applied = registered(stored.get(code), writes[code])
                 if applied:
-                    ops.append((code, applied, self._update(code, state, stored.get(code))))
+                    ops.append((code, applied, self._put(code, state, stored.get(code))))
             pending = []
             for start in range(0, len(ops), aws.TRANSACTION_ITEMS):
                 chunk = ops[start:start + aws.TRANSACTION_ITEMS]
@@ -177,28 +177,29 @@ class ResidentRegister:
         items = aws.batch_get_all(self.table_name, [_register_key(code) for code in codes])
         return {item["pk"]["S"].removeprefix("RESIDENT#"): item for item in items}
 
-    def _update(self, code: str, state: dict, before: dict | None) -> dict:
-        """The item's update, conditional on it being as it was read."""
-        names = ("municipality", "reason", "order_key", "notice_time", "ended", "ended_at", "last_ending", "ending_key")
-        present = [n for n in names if n in state]
-        values = {f":v{i}": _s(state[n]) for i, n in enumerate(present)}
-        update = "SET " + ", ".join(f"#n{i} = :v{i}" for i in range(len(present)))
-        attribute_names = {f"#n{i}": n for i, n in enumerate(present)}
+    def _put(self, code: str, state: dict, before: dict | None) -> dict:
+        """The whole item as ``registered`` computed it, conditional on the item being as it was
+        read (a Put: the CS knows every attribute of the item; cheaper than an update to
+        evaluate, on the embedded AWS several times so)."""
+        item = {**_register_key(code), **{k: _s(v) for k, v in state.items()}}
+        names, values = {}, {}
         if before is None:
             condition = "attribute_not_exists(pk)"
         else:
             checks = []
             for n in ("order_key", "ending_key"):
-                attribute_names[f"#was_{n}"] = n
+                names[f"#{n}"] = n
                 if n in before:
-                    checks.append(f"#was_{n} = :was_{n}")
+                    checks.append(f"#{n} = :was_{n}")
                     values[f":was_{n}"] = before[n]
                 else:
-                    checks.append(f"attribute_not_exists(#was_{n})")
+                    checks.append(f"attribute_not_exists(#{n})")
             condition = " AND ".join(checks)
-        return {"Update": {"TableName": self.table_name, "Key": _register_key(code), "UpdateExpression": update,
-                           "ConditionExpression": condition, "ExpressionAttributeNames": attribute_names,
-                           "ExpressionAttributeValues": values}}
+        put = {"TableName": self.table_name, "Item": item, "ConditionExpression": condition}
+        if names:
+            put |= {"ExpressionAttributeNames": names, "ExpressionAttributeValues": values} if values else \
+                {"ExpressionAttributeNames": names}
+        return {"Put": put}
 
 
 _REGISTER_ATTEMPTS = 20
