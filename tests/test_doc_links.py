@@ -4,6 +4,7 @@ links (and their #anchors), ``file.md §N`` / ``§Title`` section references, an
 
 from __future__ import annotations
 
+import glob
 import re
 import subprocess
 from functools import cache
@@ -119,6 +120,25 @@ def _problems_of_sections(path: str) -> list[str]:
     return problems
 
 
+PATH = re.compile(r"(?<![\w./\\-])((?:docs|infra|lambdas|jukinet_ops|tests|bench|scripts|data|\.ci)/[\w./*-]*[\w*])")
+
+
+def _problems_of_paths(path: str) -> list[str]:
+    """Paths of this repository named in a document or the code (`docs/operations.md`,
+    `infra/stacks/tier.py`, `docs/decisions/0030-*`, `tests/pipeline/harness.Pipeline`) exist."""
+    problems = []
+    text = _text(path)
+    for match in PATH.finditer(text):
+        if text[match.end():match.end() + 1] in ("\\", "{", "<"):  # a pattern (docs/provision\.md), a template
+            continue
+        ref = match.group(1).split("::")[0]
+        decision = re.fullmatch(r"(docs/decisions/\d{4})", ref)
+        candidates = [f"{decision.group(1)}-*.md"] if decision else [ref, re.sub(r"\.\w+$", ".py", ref)]
+        if not any(glob.glob(str(REPO / c), recursive=True) for c in candidates):
+            problems.append(f"{path}: {ref}: not in the repository")
+    return problems
+
+
 def _paragraphs(text: str) -> list[tuple[int, str]]:
     """Blank-line separated paragraphs (a reference and the document it names are in one), with line
     breaks and comment markers turned into spaces."""
@@ -132,6 +152,12 @@ def _paragraphs(text: str) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("path", MARKDOWN)
 def test_every_link_of_a_document_resolves(path):
     assert _problems_of_links(path) == []
+
+
+def test_every_path_named_by_a_document_or_the_code_exists():
+    # tests name files that must not exist (a catalogue entry naming a missing test), so: docs and code
+    problems = [p for path in SOURCES if not path.startswith("tests/") for p in _problems_of_paths(path)]
+    assert problems == []
 
 
 def test_every_section_reference_resolves():
@@ -155,6 +181,18 @@ def test_every_section_reference_resolves():
 def test_the_checker_tells_a_resolving_reference_from_a_dangling_one(source, reference, resolves, pretend):
     pretend(source, reference)
     assert (_problems_of_sections(source) == []) is resolves
+
+
+@pytest.mark.parametrize(("reference", "resolves"), [
+    ("see `docs/operations.md` and `infra/stacks/tier.py`", True),
+    ("decision `docs/decisions/0030-*`, docs/decisions/0006", True),
+    ("see `docs/operation.md`", False),
+    ("decision docs/decisions/0024", False),  # never written
+    ("`jukinet_ops/local/runner.Runner`", True),
+])
+def test_the_checker_tells_an_existing_path_from_a_missing_one(reference, resolves, pretend):
+    pretend("docs/security.md", reference)
+    assert (_problems_of_paths("docs/security.md") == []) is resolves
 
 
 @pytest.mark.parametrize(("reference", "resolves"), [
