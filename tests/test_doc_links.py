@@ -199,7 +199,7 @@ def test_the_checker_tells_an_existing_path_from_a_missing_one(reference, resolv
     ("[the map](architecture.md)", True),
     ("[the map](architecture.md#code-layout)", True),
     ("[the map](architecture.md#codes)", False),
-    ("[domain](../shared/domain.md)", False),
+    ("[notes](../../outside/notes.md)", False),  # beside the checkout: a user who clones it has none
     ("[decision](decisions/0006-lambda-bundling-without-docker.md)", True),
     ("[AWS](https://aws.amazon.com/)", True),
 ])
