@@ -33,7 +33,11 @@ def _closure(requirements: list[str]) -> set[str]:
         if key in seen or key[0] == "jukinet":
             continue
         seen.add(key)
-        for text in importlib.metadata.requires(req.name) or []:
+        try:
+            requires = importlib.metadata.requires(req.name) or []
+        except importlib.metadata.PackageNotFoundError:  # not installed here (another platform's dependency)
+            continue
+        for text in requires:
             sub = Requirement(text)
             if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in (req.extras or {""})):
                 todo.append(sub)
