@@ -287,14 +287,32 @@ DASHBOARDS = {"national": 1, "prefecture": 1, "municipality_tier": 1}  # one per
 # inbound queues; national adds the provision batch queue; each municipality tier its channel queue
 SQS_EVENT_SOURCES = {"prefecture": 1, "national": 2, "municipality_tier": 1}
 
-PROCESSOR_MEMORY_MB = 1024  # infra/stacks/processing.py
-PROCESSOR_CONCURRENCY = 5  # infra/config.py Prefecture/National.processor_concurrency default
-CS_MEMORY_MB = 512  # infra/stacks/municipality.py
-CS_RESERVED_CONCURRENCY = 2  # infra/config.py MunicipalityTier.cs_reserved_concurrency default
-CHANNEL_CONCURRENCY = 5  # infra/components/channel.py: each municipality tier's channel function
-API_MEMORY_MB, API_CONCURRENCY = 1024, 20  # infra/stacks/provision.py
-BATCH_MEMORY_MB, BATCH_CONCURRENCY = 1024, 10  # infra/stacks/provision.py
-SEALER_CONCURRENCY = 1
+# Every function per stack, by handler (jukinet.handlers.<name>): (memory MB, reserved concurrency), checked against
+# the synthesized nagano-demo by tests/infra/test_projection_counts.py (functions, memory and reservations alike).
+FUNCTIONS: dict[str, dict[str, tuple[int, int]]] = {
+    "national": {
+        "national_processor": (1024, 5),  # infra/config.py National.processor_concurrency default
+        "provision_api": (1024, 20), "provision_batch": (1024, 10), "provision_sealer": (512, 1),  # stacks/provision.py
+        "ledger_watch": (256, 1), "reconciliation": (256, 1), "monitoring_report": (512, 1),  # once a day / month
+    },
+    "prefecture": {
+        "prefecture_processor": (1024, 5),  # infra/config.py Prefecture.processor_concurrency default
+        "ledger_watch": (256, 1), "reconciliation": (256, 1), "monitoring_report": (512, 1),
+    },
+    "municipality_tier": {  # one per prefecture (its municipalities' tier)
+        "card_api": (512, 10),  # the counter API (infra/components/counter.py)
+        "channel_endpoint": (512, 5),  # the channel between municipalities (infra/components/channel.py)
+    },
+    "per_municipality": {
+        "municipality_cs": (512, 2),  # infra/config.py MunicipalityTier.cs_reserved_concurrency default
+    },
+}
+PROCESSOR_MEMORY_MB, PROCESSOR_CONCURRENCY = FUNCTIONS["national"]["national_processor"]
+CS_MEMORY_MB, CS_RESERVED_CONCURRENCY = FUNCTIONS["per_municipality"]["municipality_cs"]
+CHANNEL_CONCURRENCY = FUNCTIONS["municipality_tier"]["channel_endpoint"][1]
+API_MEMORY_MB, API_CONCURRENCY = FUNCTIONS["national"]["provision_api"]
+BATCH_MEMORY_MB, BATCH_CONCURRENCY = FUNCTIONS["national"]["provision_batch"]
+SEALER_CONCURRENCY = FUNCTIONS["national"]["provision_sealer"][1]
 PARALLEL_PUTS = 8  # adapters/identity_store.py and provision_log.py: conditional puts from a thread pool
 BATCH_GET_KEYS, BATCH_WRITE_ITEMS = 100, 25  # DynamoDB's own limits, used as such by the adapters
 CHUNK_ROWS = 1_000  # services/provision_batch.py
@@ -696,9 +714,15 @@ class Limit:
         return self.demand / self.limit
 
 
+def reserved(stack: str) -> int:
+    """Reserved concurrency of one stack's functions (FUNCTIONS)."""
+    return sum(concurrency for _, concurrency in FUNCTIONS[stack].values())
+
+
 def reserved_concurrency(municipalities: int, prefectures: int) -> int:
-    return (municipalities * CS_RESERVED_CONCURRENCY + prefectures * (PROCESSOR_CONCURRENCY + CHANNEL_CONCURRENCY)
-            + PROCESSOR_CONCURRENCY + API_CONCURRENCY + BATCH_CONCURRENCY + SEALER_CONCURRENCY)
+    """Every function's reserved concurrency, each prefecture with its municipality tier."""
+    return (municipalities * reserved("per_municipality")
+            + prefectures * (reserved("prefecture") + reserved("municipality_tier")) + reserved("national"))
 
 
 def cs_signs_per_instance_s(s: NoticeScenario) -> float:
@@ -735,10 +759,13 @@ def limits() -> list[Limit]:
     return [
         Limit("Lambda concurrency reservable in one account (1,000 − 100 unreserved)", reservable,
               reserved_concurrency(MUNICIPALITIES, PREFECTURES),
-              "at deployment, every tier in one account: 1,741 CSs × 2 reserved + 47 prefecture processors × 5 "
-              "+ 47 channel functions × 5 + national 5 + provision API 20 + batch 10 + sealer 1",
+              f"at deployment, every tier in one account: 1,741 CSs × {CS_RESERVED_CONCURRENCY} reserved + 47 "
+              f"prefecture tiers × {reserved('prefecture')} (processor 5, three daily or monthly jobs 1 each) + 47 "
+              f"municipality tiers × {reserved('municipality_tier')} (counter API 10, channel 5) + national "
+              f"{reserved('national')} (processor 5, provision API 20, batch 10, sealer and three jobs 1 each)",
               "municipality tiers in their own accounts (config: MunicipalityTier.env), at most "
-              f"{int(reservable // CS_RESERVED_CONCURRENCY)} municipalities per account — without the channel "
+              f"{int((reservable - reserved('municipality_tier')) // CS_RESERVED_CONCURRENCY)} municipalities per "
+              "account beside their tier's counter API and channel — without the channel "
               "between municipalities, which needs the prefecture and municipality tiers in one account "
               "(Deployment.channel) — or a quota increase"),
         Limit("national processor at its configured concurrency (5), notices/s", nat, prefs,

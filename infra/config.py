@@ -32,6 +32,7 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import re
+import sysconfig
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,7 +42,17 @@ from jukinet.domain.codes import LocalGovernmentCode
 from jukinet.domain.errors import ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
+
+
+def _data_dir() -> Path:
+    """``data/`` of this checkout; installed from a wheel, the copy pyproject.toml's data-files
+    put under ``<prefix>/share/jukinet/data``."""
+    checkout = REPO_ROOT / "data"
+    installed = Path(sysconfig.get_path("data")) / "share" / "jukinet" / "data"
+    return installed if not checkout.is_dir() and installed.is_dir() else checkout
+
+
+DATA_DIR = _data_dir()
 DEFAULT_DEPLOYMENT = "nagano-demo"
 
 # CloudFormation's hard limit is 500 resources per stack. A municipality costs a fixed

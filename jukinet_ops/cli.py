@@ -41,11 +41,36 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import sys
 
 from jukinet.clock import Clock, month_jst, system_clock, today_jst
+
+# What the `ops` extra (pyproject.toml) brings, by the module a command imports: a plain
+# `pip install jukinet` has the runtime only (what the Lambda functions bundle).
+OPS_MODULES = {"rich": "rich", "aws_cdk": "aws-cdk-lib", "constructs": "constructs", "cdk_nag": "cdk-nag",
+               "moto": "moto[server]", "flask": "moto[server]"}
+OPS_INSTALL = "pip install 'jukinet[ops]'"
+
+
+def missing_ops_packages() -> list[str]:
+    """The packages of the `ops` extra that are not installed (none in a full install)."""
+    missing = []
+    for module, package in OPS_MODULES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent that fails to import, or sys.modules[module] is None
+            found = False
+        if not found and package not in missing:
+            missing.append(package)
+    return missing
+
+
+def _ops_missing_message(packages: list[str]) -> str:
+    return (f"jukinet: install jukinet[ops]: the operator commands need {', '.join(packages)}, which a plain "
+            f"install of jukinet (the Lambda runtime's dependencies only) leaves out. Run: {OPS_INSTALL}")
 
 
 def _month(text: str) -> str:
@@ -79,6 +104,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from jukinet_ops.up import run_up
 
+    if not args.cdk_out and _checkout_missing(args):
+        return 2
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr] - `jukinet up > log` is followed live
     return run_up(clock=args.clock, deployment_name=args.deployment, cdk_out=args.cdk_out,
                   port_base=args.port_base, seed_month=args.seed_month, seed_notices=args.seed_notices)
@@ -152,9 +179,25 @@ LOCAL_COMMANDS = ("reconcile", "verify", "disclose", "provision-stats", "card-st
                   "isolate", "restore", "isolation-status", "status", "redrive", "monitoring-report")
 
 
+def _checkout_missing(args: argparse.Namespace) -> bool:
+    """Synthesis runs the repository's CDK app (app.py, cdk.json, node_modules): an installed
+    jukinet outside a checkout says so (demo and up can still take an assembly: --cdk-out)."""
+    from jukinet_ops.synth import REPO_ROOT
+
+    if (REPO_ROOT / "app.py").is_file() and (REPO_ROOT / "cdk.json").is_file():
+        return False
+    hint = " or give a synthesized assembly with --cdk-out" if hasattr(args, "cdk_out") else ""
+    print(f"jukinet {args.command}: synthesis needs a checkout of the jukinet repository (app.py, cdk.json; "
+          f"node_modules from scripts/bootstrap), not found beside {REPO_ROOT}: run it from the checkout's "
+          f".venv{hint}", file=sys.stderr)
+    return True
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from jukinet_ops.synth import synth
 
+    if _checkout_missing(args):
+        return 2
     out = synth(args.deployment, args.out, today=args.today or today_jst(args.now))
     print(f"cloud assembly written to {out}")
     return 0
@@ -163,6 +206,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from jukinet_ops.demo import run_demo
 
+    if not args.cdk_out and _checkout_missing(args):
+        return 2
     return run_demo(notices=args.notices, seed=args.seed, deployment_name=args.deployment, cdk_out=args.cdk_out,
                     clock=args.clock, verbose=args.verbose)
 
@@ -583,6 +628,21 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, *, clock: Clock = system_clock) -> int:
     """Run one command. The clock is read once, here: every command takes its "now" (today,
     this month, the time of an isolation record…) from ``args.now``."""
+    missing = missing_ops_packages()
+    if missing:
+        print(_ops_missing_message(missing), file=sys.stderr)
+        return 2
+    try:
+        return _run(argv, clock)
+    except ModuleNotFoundError as exc:  # one module of the extra left out, though the others are there
+        package = OPS_MODULES.get((exc.name or "").partition(".")[0])
+        if package is None:
+            raise
+        print(_ops_missing_message([package]), file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str] | None, clock: Clock) -> int:
     now = clock()
     args = build_parser(now).parse_args(argv)
     args.now, args.clock = now, clock

@@ -27,6 +27,25 @@ def test_index_is_truncated_hmac_sha256_of_normalised_kana_and_iso_date():
     assert len(expected) == 2 * INDEX_BYTES
 
 
+# Known answers, pinned: every index already stored in an identity table must be found again after any
+# change to the code. A changed normalisation, separator, date format, truncation, encoding or use of the key
+# fails here, even where the test above (which recomputes the formula) would change along with it.
+KNOWN_ANSWERS = [
+    (KEY, "サイトウ　ユウコ", BORN, None, "ba2773f79b74b4f29c72c64817f27f89"),
+    (KEY, "ｻｲﾄｳ ﾕｰｺ", BORN, None, "ba2773f79b74b4f29c72c64817f27f89"),  # half-width, long vowel mark: the same
+    (KEY, "サイトウ　ユウコ", BORN, Sex.FEMALE, "2710bbb3d5c64b7347ce9f97e509ddba"),
+    (OTHER_KEY, "サイトウ　ユウコ", BORN, None, "e4f08cbb95a6a45744df986d1002404f"),
+    (KEY, "ヤマダ　タロウ", dt.date(1850, 1, 1), None, "a1beebe675a7b97ce4f0bbdf2eca8341"),
+]
+
+
+@pytest.mark.parametrize(("key", "name", "born", "sex", "expected"), KNOWN_ANSWERS,
+                         ids=["plain", "half-width", "with-sex", "other-key", "earliest-date"])
+def test_known_answers(key, name, born, sex, expected):
+    index = blind_index(key, name, born) if sex is None else blind_index_with_sex(key, name, born, sex)
+    assert index == expected
+
+
 @pytest.mark.parametrize("spelling", ["ｻｲﾄｳ ﾕｰｺ", "さいとう　ゆうこ", "サイトウユウコ", "サイトウ・ユーコ"])
 def test_spellings_with_equal_normalised_kana_share_an_index(spelling):
     assert blind_index(KEY, spelling, BORN) == blind_index(KEY, "サイトウ　ユウコ", BORN)

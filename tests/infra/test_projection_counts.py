@@ -105,3 +105,63 @@ def test_sqs_event_sources(nagano):
     for kind in ("national", "prefecture"):
         assert _count(nagano, kind, "AWS::Lambda::EventSourceMapping") == p.SQS_EVENT_SOURCES[kind]
     assert p.event_sources(p.NAGANO) == len(nagano.props("AWS::Lambda::EventSourceMapping"))
+
+
+def _functions(nagano, kind: str) -> dict[str, list[tuple[int, int]]]:
+    """handler (jukinet.handlers.<name>) → (memory MB, reserved concurrency) of each of its functions."""
+    found: dict[str, list[tuple[int, int]]] = {}
+    for function in _resources(nagano, kind, "AWS::Lambda::Function"):
+        props = function["Properties"]
+        name = str(props.get("Handler")).removeprefix("jukinet.handlers.").removesuffix(".handler")
+        found.setdefault(name, []).append((props.get("MemorySize"), props.get("ReservedConcurrentExecutions")))
+    return found
+
+
+@pytest.mark.parametrize("kind", ["national", "prefecture", "municipality_tier"])
+def test_functions_their_memory_and_reserved_concurrency_per_tier(nagano, kind):
+    assert _functions(nagano, kind) == {name: [spec] for name, spec in p.FUNCTIONS[kind].items()}
+
+
+def test_one_cs_function_per_municipality_with_its_memory_and_reservation(nagano):
+    assert _functions(nagano, "municipality_cs") == {
+        name: [spec] * p.NAGANO_MUNICIPALITIES for name, spec in p.FUNCTIONS["per_municipality"].items()}
+    reserved = sum(props.get("ReservedConcurrentExecutions", 0) for props in nagano.props("AWS::Lambda::Function"))
+    assert p.reserved_concurrency(p.NAGANO_MUNICIPALITIES, 1) == reserved
+
+
+def test_rotating_keys_are_the_symmetric_ones(nagano):
+    keys = nagano.props("AWS::KMS::Key")
+    symmetric = [k for k in keys if k.get("KeySpec", "SYMMETRIC_DEFAULT") == "SYMMETRIC_DEFAULT"]
+    assert p.symmetric_keys(p.NAGANO) == len(symmetric) == len([k for k in keys if k.get("EnableKeyRotation")])
+
+
+def test_the_country_s_counts_scale_the_synthesized_tiers(nagano):
+    # The country cannot be synthesized here, but each of its fixed counts is the national tier, a prefecture
+    # tier and its municipality tier 47 times, and each municipality 1,741 times: from the synth, not constants.
+    def scaled(resource_type: str, measure=len) -> float:
+        per = {kind: measure(_resources(nagano, kind, resource_type)) for kind in KINDS}
+        return (per["national"] + p.PREFECTURES * (per["prefecture"] + per["municipality_tier"])
+                + p.MUNICIPALITIES * per["municipality_cs"] / p.NAGANO_MUNICIPALITIES)
+
+    def reservations(functions: list[dict[str, Any]]) -> int:
+        return sum(f["Properties"].get("ReservedConcurrentExecutions", 0) for f in functions)
+
+    def endpoint_azs(endpoints: list[dict[str, Any]]) -> int:
+        return sum(len(e["Properties"]["SubnetIds"]) for e in endpoints
+                   if e["Properties"].get("VpcEndpointType") == "Interface")
+
+    assert p.kms_keys(p.COUNTRY) == scaled("AWS::KMS::Key")
+    assert p.dashboards(p.COUNTRY) == scaled("AWS::CloudWatch::Dashboard")
+    assert p.event_sources(p.COUNTRY) == scaled("AWS::Lambda::EventSourceMapping")
+    assert p.reserved_concurrency(p.MUNICIPALITIES, p.PREFECTURES) == scaled("AWS::Lambda::Function", reservations)
+    assert p.COUNTRY.own_use_prefectures == p.PREFECTURES  # so every prefecture tier has Nagano's endpoints
+    assert p.endpoint_azs(p.COUNTRY) == scaled("AWS::EC2::VPCEndpoint", endpoint_azs)
+    alarms, metrics = p.alarm_counts(p.COUNTRY)
+    tiers = {kind: _resources(nagano, kind, "AWS::CloudWatch::Alarm") for kind in ("national", "prefecture",
+                                                                                  "municipality_tier")}
+    assert alarms - p.cs_alarms(p.COUNTRY) == len(tiers["national"]) + p.PREFECTURES * (
+        len(tiers["prefecture"]) + len(tiers["municipality_tier"]))
+    per_cs = sum(_alarm_metrics(a) for a in _resources(nagano, "municipality_cs", "AWS::CloudWatch::Alarm"))
+    assert metrics == sum(_alarm_metrics(a) for a in tiers["national"]) + p.PREFECTURES * sum(
+        _alarm_metrics(a) for a in tiers["prefecture"] + tiers["municipality_tier"]) + (
+        p.MUNICIPALITIES * per_cs / p.NAGANO_MUNICIPALITIES)

@@ -33,6 +33,27 @@ def test_the_default_month_is_this_month_in_japan_time(command):
     assert build_parser(dt.datetime(2027, 12, 31, 15, 0, tzinfo=dt.UTC)).parse_args([command]).month == "2028-01"
 
 
+def test_reconcile_defaults_to_this_month_in_japan_time(monkeypatch, capsys):
+    # The command as run, its clock frozen at 2027-01-31 15:30 UTC: still January in UTC, already
+    # 2027-02-01 00:30 in Japan. A default taken in UTC (or from the machine's own clock) reconciles January.
+    import jukinet_ops.reconcile
+
+    asked: list[str] = []
+
+    def reconcile_deployment(deployment, month, prefecture_code=None):
+        asked.append(month)
+        return []
+
+    monkeypatch.setattr(jukinet_ops.reconcile, "reconcile_deployment", reconcile_deployment)
+    frozen = dt.datetime(2027, 1, 31, 15, 30, tzinfo=dt.UTC)
+    assert main(["reconcile", "--json"], clock=lambda: frozen) == 0
+    assert asked == ["2027-02"]
+    assert '"month": "2027-02"' in capsys.readouterr().out
+    # a minute before midnight in Japan it is still January there too
+    assert main(["reconcile", "--json"], clock=lambda: frozen.replace(hour=14, minute=59)) == 0
+    assert asked == ["2027-02", "2027-01"]
+
+
 def test_redrive_refuses_an_unknown_tier_naming_the_known_ones_before_any_aws_call(capsys, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: any AWS call would fail
     assert main(["redrive", "--tier", "pref-999999", "--apply"]) == 2

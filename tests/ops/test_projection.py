@@ -100,12 +100,14 @@ def test_fixed_counts_scale_with_municipalities_and_prefectures():
     assert p.kms_keys(more) - p.kms_keys(p.NAGANO) == 1  # one signing key per municipality
     assert p.alarm_counts(more)[1] - p.alarm_counts(p.NAGANO)[1] == 2  # its errors and throttles
     assert p.endpoint_azs(more) == p.endpoint_azs(p.NAGANO)  # the municipality tier shares one VPC
-    # the per-tier counts themselves are checked against a synth: tests/infra/test_projection_counts.py
-    assert p.kms_keys(p.COUNTRY) == 9 + 47 * (6 + 7) + 1741  # the municipality tier: + channel, channel transport, local records
-    # national: SQS, KMS in 2 AZs, CloudWatch, SSM in 1 (the monthly report's); each prefecture: the same and
-    # execute-api (own use) in 2; each municipality tier: SQS, KMS, execute-api in 2
-    assert p.endpoint_azs(p.COUNTRY) == (2 * 2 + 2) + 47 * ((2 * 2 + 2 + 2) + 3 * 2)
-    assert p.endpoint_azs(p.COUNTRY, muni_azs=1) == p.endpoint_azs(p.COUNTRY) - 47 * 3
+    assert p.reserved_concurrency(p.NAGANO_MUNICIPALITIES + 1, 1) - p.reserved_concurrency(p.NAGANO_MUNICIPALITIES, 1) \
+        == p.CS_RESERVED_CONCURRENCY
+    # municipality tiers in one AZ: each of their interface endpoints in one subnet instead of two
+    assert p.endpoint_azs(p.COUNTRY, muni_azs=1) == p.endpoint_azs(p.COUNTRY) - p.PREFECTURES * len(
+        p.INTERFACE_ENDPOINTS["municipality_tier"])
+    # The counts per tier (KMS keys, endpoints, alarms and their metrics, dashboards, functions with their memory
+    # and reserved concurrency, event sources) and the country's, each tier scaled, come from a real synth of
+    # nagano-demo, not from these constants: tests/infra/test_projection_counts.py.
 
 
 def test_the_country_has_47_prefectures_and_1741_municipalities():

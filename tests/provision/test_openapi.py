@@ -43,7 +43,13 @@ def test_rendering_is_deterministic(doc):
     assert text == json.dumps(json.loads(text), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
-def test_check_reports_a_stale_file_and_how_to_regenerate(tmp_path, capsys):
+def test_check_reports_a_stale_file_and_how_to_regenerate(tmp_path, capsys, monkeypatch):
+    from jukinet_ops import card_openapi
+
+    # `jukinet openapi` also writes the counter API's document: into tmp_path here, never over the committed
+    # docs/card-openapi.json (which would hide that one's staleness from tests/card/test_openapi.py).
+    write_card = card_openapi.write
+    monkeypatch.setattr(card_openapi, "write", lambda path=tmp_path / "card-openapi.json": write_card(path))
     out = tmp_path / "openapi.json"
     assert openapi.main(["--check", "--out", str(out)]) == 1
     assert "missing" in capsys.readouterr().err
@@ -71,6 +77,17 @@ def test_the_gateway_the_handler_and_the_document_have_the_same_routes(doc):
     deployed = {(method, path) for method, path in (*RECIPIENT_ROUTES, *DISCLOSURE_ROUTES)}
     documented = {(method, path) for path, method, _ in openapi.operations(doc)}
     assert handler_routes() == documented == deployed
+
+
+def test_the_published_document_and_the_resolver_have_the_same_routes_both_ways():
+    # docs/openapi.json as committed — what a client reads — against the route table of the
+    # handler's Powertools resolver: a route served but not published, or published but not served.
+    published = json.loads(openapi.DOCUMENT_PATH.read_text(encoding="utf-8"))
+    documented = {(method, path) for path, method, _ in openapi.operations(published)}
+    served = handler_routes()
+    assert sorted(served - documented) == [], "served by provision_api.app but not in docs/openapi.json"
+    assert sorted(documented - served) == [], "in docs/openapi.json but not served by provision_api.app"
+    assert {path for _, path in documented} == set(published["paths"])  # no path without an operation
 
 
 def test_title_version_servers_and_security(doc):
