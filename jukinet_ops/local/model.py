@@ -106,10 +106,17 @@ class DeployedEnvironment:
         return sorted({s.region for s in self.stacks.values()})
 
     def client(self, service: str, region: str | None = None, account_id: str | None = None) -> Any:
+        """A client of the embedded AWS, one per service, region and account for the life of this
+        object (a new boto3 client costs tens of milliseconds; the flow-log recorder asks for one
+        at every flush)."""
         from .server import local_client
 
         first = next(iter(self.stacks.values()))
-        return local_client(self.endpoint_url, service, region or first.region, account_id or first.account)
+        key = (service, region or first.region, account_id or first.account)
+        cache = self.__dict__.setdefault("_clients", {})
+        if key not in cache:
+            cache[key] = local_client(self.endpoint_url, *key)
+        return cache[key]
 
     def physical_id(self, stack: str, logical_id: str) -> str | None:
         return self.stacks[stack].physical_id(logical_id)
