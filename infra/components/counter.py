@@ -11,6 +11,7 @@ card-event signing key (decision 0026: never a municipality's notice-signing key
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy
@@ -45,6 +46,7 @@ ROUTES = (
     ("POST", "/v1/cards/{serial}/revocation"), ("POST", "/v1/cards/{serial}/expiry"),
     ("POST", "/v1/cards/{serial}/pin-reset"), ("POST", "/v1/challenges"), ("POST", "/v1/authentications"),
     ("POST", "/v1/challenges/{challenge_id}/pin-failure"),
+    ("POST", "/v1/wide-area-copies"), ("GET", "/v1/wide-area-copies/{correlation}"),
 )
 OPERATOR_ROUTES = (("POST", "/v1/cards/{serial}/suspension"),)
 ACCESS_LOG_FORMAT = ('{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
@@ -179,8 +181,7 @@ class CounterApi(Construct):
             description="Counter staff: invoke the counter API of their own tier only (docs/card.md)",
             statements=[iam.PolicyStatement(
                 sid="InvokeCounterApi", actions=["execute-api:Invoke"],
-                resources=[self.api.arn_for_execute_api(m, p.replace("{serial}", "*").replace("{challenge_id}", "*"),
-                                                        STAGE) for m, p in ROUTES])])
+                resources=[self.api.arn_for_execute_api(m, re.sub(r"\{\w+\}", "*", p), STAGE) for m, p in ROUTES])])
         nag.acknowledge(policy, [
             ("AwsSolutions-IAM5", ("The counter API's routes with a path parameter (a card serial or a challenge "
              "id) are matched with '*' in that segment; the API and stage are fixed."))], apply_to_children=True)
