@@ -338,6 +338,9 @@ def widgets_metrics(service: str) -> dict[str, list[cloudwatch.IMetric]]:
         "Card refusals (authentication, ended cards, unauthorised), PIN failures": [
             m("CardAuthenticationRefusals"), m("EndedCardPresented"), m("CardUnauthorisedAttempts"),
             m("CardPinFailures")],
+        "Wide-area copies: requested, issued, refused, timed out (docs/second-phase.md)": [
+            m("WideAreaCopiesRequested"), m("WideAreaCopiesIssued"), m("WideAreaCopiesRefused"),
+            m("WideAreaCopiesTimedOut")],
     }
 
 

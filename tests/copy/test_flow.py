@@ -126,9 +126,15 @@ def test_a_card_proof_is_the_servers_record_of_an_authentication_here(world: Cop
     # The same authentication vouches for one request: a retry gets the same correlation.
     status, again = world.ask(HEAD.code, NAGANO, proof={"card_authentication": challenge})
     assert (status, again["correlation"]) == (202, result["correlation"])
-    # ... and not for another applicant.
+    # ... and not for another applicant, nor for another selection of members.
     status, other = world.ask(WIFE.code, NAGANO, proof={"card_authentication": challenge})
     assert (status, other["error"]["code"]) == (403, "PROOF_NOT_VALID")
+    status, other = world.ask(HEAD.code, NAGANO, proof={"card_authentication": challenge}, whole=True)
+    assert (status, other["error"]["code"]) == (403, "PROOF_NOT_VALID")
+    from jukinet.adapters.card_store import CardStore
+    calls = CardStore(f"jukinet-cards-{NAGANO_PREF}").calls(MATSUMOTO, "2003-01")
+    assert sorted(c["outcome"] for c in calls if c["action"] == "wide_area_copy_request") == [
+        "PROOF_NOT_VALID", "PROOF_NOT_VALID", "sent", "sent_again"]
 
 
 def test_a_card_suspended_after_the_authentication_is_refused_by_the_home(world: CopyWorld) -> None:

@@ -109,11 +109,17 @@ class WideAreaCopies:
             bound = self.store.claim_challenge_for_copy(checked.challenge_id, correlation)
             if bound != correlation:  # a retry of the same request: the same correlation
                 existing = self.copies.request(bound) if bound else None
-                if existing is None or existing["applicant"] != applicant or existing["home"] != home:
+                if not bound or (existing is not None and (existing["applicant"], existing["home"], existing["query"])
+                                 != (applicant, home, self._query(applicant, chosen, whole_household, serial,
+                                                                 staff.principal))):
                     raise CardRefusal(CardRefusalCode.PROOF_NOT_VALID, "this authentication already vouched for "
                                       "another copy request", field="proof.card_authentication", rule="one_request")
-                self._send(bound)
-                return {"correlation": bound, "status": "pending"}
+                correlation = bound
+                if existing is not None:  # recorded (and perhaps sent) before: nudge again, nothing twice
+                    self._send(bound)
+                    self._record(staff.principal, here, now, caller, "wide_area_copy_request", "sent_again",
+                                 applicant)
+                    return {"correlation": bound, "status": "pending"}
         else:
             serial = ""
             recorded = {"kind": "document", "document_type": checked.document_type, "number": checked.number,
@@ -126,6 +132,11 @@ class WideAreaCopies:
                      {"wide_area_copy_requested": 1})
         metrics.add_metric(name="WideAreaCopiesRequested", unit=MetricUnit.Count, value=1)
         return {"correlation": correlation, "status": "pending"}
+
+    @staticmethod
+    def _query(applicant: str, members: tuple[str, ...], whole: bool, serial: str, clerk: str) -> str:
+        query = wac.CopyQuery(applicant, members, whole, "card", serial, clerk).to_dict()
+        return json.dumps(query, ensure_ascii=False, sort_keys=True)
 
     def _check_card_proof(self, proof: wac.CardProof, principal: str, here: str, applicant: str,
                           now: dt.datetime) -> str:
