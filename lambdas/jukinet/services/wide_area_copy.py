@@ -200,8 +200,10 @@ class WideAreaCopies:
         if self.copies.end(correlation, final, code, now):
             name = f"wide_area_copy_refused_{code}" if final == "refused" else "wide_area_copy_timed_out"
             self.store.count(issuer, month_jst(now), {name: 1})
-            metrics.add_metric(name="WideAreaCopiesRefused" if final == "refused" else "WideAreaCopiesTimedOut",
-                               unit=MetricUnit.Count, value=1)
+            if final == "refused":
+                metrics.add_metric(name="WideAreaCopiesRefused", unit=MetricUnit.Count, value=1)
+            else:
+                metrics.add_metric(name="WideAreaCopiesTimedOut", unit=MetricUnit.Count, value=1)
 
     def _issue(self, correlation: str, record: dict, content: dict, now: dt.datetime) -> dict:
         issuer, _ = channel.correlation_owner(correlation)
