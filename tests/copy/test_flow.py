@@ -204,3 +204,19 @@ def test_a_copy_across_prefectures(world: CopyWorld) -> None:
     assert "千代田区（131016）" in text and "長野市長" in text
     from jukinet.adapters.copy_store import CopyStore as Store
     assert Store(f"jukinet-cards-{TOKYO_PREF}").answered_elsewhere(CHIYODA, "2003-01")[0]["requester"] == NAGANO
+
+
+def test_a_card_whose_validity_ran_out_since_the_authentication_is_refused_by_the_home(world: CopyWorld) -> None:
+    import dataclasses
+
+    from jukinet.adapters.card_store import CardStore, card_item
+    family(world)
+    chip = world.card(HEAD, NAGANO)
+    challenge = world.authenticate(chip, at=MATSUMOTO)
+    store = CardStore(f"jukinet-cards-{NAGANO_PREF}")
+    card = store.card(chip.serial)
+    # the card's last valid day was yesterday (JST): stored as active, but no longer valid
+    expired = dataclasses.replace(card, valid_until=(world.now - dt.timedelta(days=1)).date())
+    world.ddb.put_item(TableName=f"jukinet-cards-{NAGANO_PREF}", Item=card_item(expired))
+    result = world.copy(HEAD.code, NAGANO, proof={"card_authentication": challenge})
+    assert (result["status"], result["refusal"]) == ("refused", "card_suspended")

@@ -268,9 +268,15 @@ def copy_responder(local_records: Callable[[str], LocalRecords], cards: CardStor
         records = local_records(home)
         applicant = records.current(parsed.applicant)
         if parsed.proof_kind == "card" and applicant is not None:
+            # The card as it is now: its stored status, its validity, and an ending notice the
+            # tier's register holds that has not been written as its event yet (services/card.py).
             card = cards.card(parsed.card_serial)
-            if card is None or card.resident_code != parsed.applicant or card.status is not CardStatus.ACTIVE:
-                return Refused("card_suspended", card.status.value if card else "no such card")
+            register = cards.register(parsed.applicant) if card is not None else None
+            ended = register.ends(card) if register is not None and card is not None else None
+            if card is None or card.resident_code != parsed.applicant:
+                return Refused("card_suspended", "not the applicant's card")
+            if ended or card.status_at(clock()) is not CardStatus.ACTIVE:
+                return Refused("card_suspended", ended or card.status_at(clock()).value)
         household = []
         if applicant is not None and applicant.household_number and (parsed.members or parsed.whole_household):
             household = records.household(applicant.household_number)
