@@ -37,14 +37,20 @@ ERROR_CODE_MEANINGS = {
     "CARD_REVOKED": "the card is revoked (returned, re-issued, death, deletion, code change)",
     "CARD_EXPIRED": "the card's ten-year validity has ended",
     "PIN_LOCKED": "three wrong PINs: the PIN must be reset at the holder's counter",
-    "NOT_FOUND": "no such route",
+    "NOT_FOUND": "no such route (also: wide-area copies are not enabled in a tier without the channel)",
+    "PROOF_NOT_VALID": "the card authentication named as a wide-area copy's proof is not a successful one of the "
+                       "applicant by this clerk at this counter in the last 15 minutes, or already vouched for "
+                       "another request",
+    "COPY_NOT_FOUND": "no wide-area copy request with this correlation id at this counter",
 }
 ERROR_STATUSES = (400, 403, 404, 409)
 
 DESCRIPTION = """\
 The private REST API of a municipality tier through which its municipalities' counter \
-terminals (窓口端末) issue resident register cards (住基カード), change their status, and \
-authenticate a card presented at any counter of the tier. Every request is signed with SigV4 \
+terminals (窓口端末) issue resident register cards (住基カード), change their status, \
+authenticate a card presented at any counter of the tier, and ask another municipality for a \
+wide-area copy of a resident record (住民票の写しの広域交付; docs/second-phase.md). Every \
+request is signed with SigV4 \
 by a counter-staff role (`jukinet-counter-<municipality code>`; the tier's operator role for \
 suspensions) and comes through the tier's execute-api endpoint. See [docs/card.md](card.md).
 

@@ -40,6 +40,7 @@ from ..naming import METRICS_NAMESPACE, NATIONAL, SIGNING_ALGORITHM, Names, muni
 from . import keys, nag
 from .functions import TierFunction
 from .monitoring import PERIOD
+from .tables import BY_HOUSEHOLD
 from .queues import CONSUME_ACTIONS, DATA_KEY_REUSE, DLQ_RETENTION, MAX_RECEIVE_COUNT, visibility_timeout_for
 
 CHANNEL_TIMEOUT = Duration.seconds(30)  # = the default deadline of a request (domain/channel.py)
@@ -51,6 +52,7 @@ DATA_KEY_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"]
 # adapters/kms.py TableKeyPins, adapters/card_store.py CardStore.register).
 CHANNEL_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
 TRANSPORT_PURPOSE = "channel-transport"
+ANSWER_KINDS = ["answer", "refusal"]
 
 
 def channel_role_arn(names: Names, env: Environment, prefecture_code: str) -> str:
@@ -60,9 +62,22 @@ def channel_role_arn(names: Names, env: Environment, prefecture_code: str) -> st
 def channel_table_partitions(prefecture_code: str) -> list[str]:
     """The card-table partitions the channel function may touch (``dynamodb:LeadingKeys``): its
     municipalities' requests and answers, the dead-letter counts, the pinned keys, and the
-    register of residents it answers from (read; the statement cannot split actions by key)."""
+    register of residents it answers from (read; the statement cannot split actions by key); for
+    the wide-area copy (decision 0046) the counter's recorded requests it sends (``COPY#``), its
+    record of copies answered for issue elsewhere (``COPY-ELSEWHERE#``) and the cards whose
+    status a card proof needs (``CARD#``)."""
     pp = prefecture_code[:2]
-    return [f"CHANNEL#{pp}*", f"CHANNEL-IN#{pp}*", "CHANNEL-DEAD#*", "META", "RESIDENT#*"]
+    return [f"CHANNEL#{pp}*", f"CHANNEL-IN#{pp}*", "CHANNEL-DEAD#*", "META", "RESIDENT#*", f"COPY#{pp}*",
+            f"COPY-ELSEWHERE#{pp}*", "CARD#*"]
+
+
+LOCAL_RECORD_READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:Query"]
+
+
+def counter_role_arn(names: Names, env: Environment, prefecture_code: str) -> str:
+    """The tier's counter function (handlers/card_api.py): it nudges the channel function and
+    opens the answers to its municipalities' requests (decision 0046)."""
+    return names.role_arn(env, municipality_tier(prefecture_code), names.card_api(prefecture_code))
 
 
 def sender_aliases(names: Names, deployment: Deployment) -> list[str]:
@@ -167,6 +182,8 @@ class MunicipalityChannel(Construct):
         function_name = names.channel_function(code)
         role_arn = channel_role_arn(names, env, code)
         router_arn = names.role_arn(pref_env, pref_tier, names.processor_role(pref_tier))
+        counter_arn = counter_role_arn(names, env, code)
+        local_table = names.local_record_table(code)
         queue_name = names.channel_queue(code)
         prefecture_queue = names.inbound_queue(pref_tier)
         card_table = names.card_table(code)
@@ -179,6 +196,8 @@ class MunicipalityChannel(Construct):
                 keys.use_by_roles("PrefectureRouterSends", pref_env.account, [router_arn], DATA_KEY_ACTIONS,
                                   via_services=["sqs"], region=region),
                 keys.use_by_roles("ChannelFunctionUses", env.account, [role_arn], DATA_KEY_ACTIONS,
+                                  via_services=["sqs"], region=region),
+                keys.use_by_roles("CounterNudges", env.account, [counter_arn], DATA_KEY_ACTIONS,
                                   via_services=["sqs"], region=region),
             ])
         seal_statements = [
@@ -194,6 +213,11 @@ class MunicipalityChannel(Construct):
             statements=[
                 keys.use_by_roles("ChannelFunctionOpens", env.account, [role_arn], ["kms:Decrypt"],
                                   conditions={"StringLike": {"kms:EncryptionContext:to": f"{pp}*"}}),
+                # The counter reads the outcome of its municipalities' requests (decision 0046):
+                # answers and refusals addressed to this tier only, never a request's body.
+                keys.use_by_roles("CounterOpensAnswers", env.account, [counter_arn], ["kms:Decrypt"],
+                                  conditions={"StringLike": {"kms:EncryptionContext:to": f"{pp}*"},
+                                              "StringEquals": {"kms:EncryptionContext:channel": ANSWER_KINDS}}),
                 *seal_statements,
             ])
 
@@ -217,7 +241,7 @@ class MunicipalityChannel(Construct):
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenySendByOtherPrincipals", effect=iam.Effect.DENY, principals=everyone,
             actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
-            conditions={"ArnNotEquals": {"aws:PrincipalArn": [router_arn]}}))
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": [router_arn, counter_arn]}}))
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenyConsumeByOtherPrincipals", effect=iam.Effect.DENY, principals=everyone,
             actions=CONSUME_ACTIONS, resources=[self.queue.queue_arn],
@@ -242,6 +266,7 @@ class MunicipalityChannel(Construct):
                 "SENDER_KEY_ALIAS_PREFIX": names.signing_alias_arn_prefix(env),
                 "OUTBOUND_QUEUE_URL": names.queue_url(pref_env, prefecture_queue),
                 "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue.queue_url,
+                "LOCAL_RECORDS_TABLE_NAME": local_table,
                 "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": "INFO",
@@ -281,6 +306,12 @@ class MunicipalityChannel(Construct):
                                     resources=[names.table_arn(env, card_table)],
                                     conditions={"ForAllValues:StringLike": {
                                         "dynamodb:LeadingKeys": channel_table_partitions(code)}}),
+                # A's answer to a wide-area copy: read its municipalities' local records (decision 0046).
+                iam.PolicyStatement(sid="ReadLocalRecords", actions=LOCAL_RECORD_READ_ACTIONS,
+                                    resources=[names.table_arn(env, local_table),
+                                               f"{names.table_arn(env, local_table)}/index/{BY_HOUSEHOLD}"],
+                                    conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"MUNI#{pp}*"]},
+                                                "Null": {"dynamodb:LeadingKeys": "false"}}),
             ])
         lambda_.EventSourceMapping(
             self, "QueueMapping", target=self.function.function, event_source_arn=self.queue.queue_arn,
@@ -303,6 +334,17 @@ class MunicipalityChannel(Construct):
         ], apply_to_children=True)
 
         # --- what the tier's endpoints let the function do ---------------------------------------
+        stack.network.allow_through("DynamoDb", iam.PolicyStatement(
+            sid="ChannelReadsLocalRecords", principals=everyone, actions=LOCAL_RECORD_READ_ACTIONS,
+            resources=[names.table_arn(env, local_table), f"{names.table_arn(env, local_table)}/index/{BY_HOUSEHOLD}"],
+            conditions={"ArnLike": {"aws:PrincipalArn": [role_arn]}}))
+        stack.network.allow_through("Sqs", iam.PolicyStatement(
+            sid="CounterNudgesChannel", principals=everyone, actions=["sqs:SendMessage"],
+            resources=[self.queue.queue_arn], conditions={"ArnLike": {"aws:PrincipalArn": [counter_arn]}}))
+        stack.network.allow_through("Kms", iam.PolicyStatement(
+            sid="CounterOpensAnswers", principals=everyone, actions=["kms:Decrypt"], resources=[keys_arn],
+            conditions={"ArnLike": {"aws:PrincipalArn": [counter_arn]},
+                        "ForAnyValue:StringLike": {"kms:ResourceAliases": [names.channel_alias(code)]}}))
         stack.network.allow_through("Sqs", iam.PolicyStatement(
             sid="ChannelDeadLetters", principals=everyone, actions=["sqs:SendMessage"],
             resources=[names.queue_arn(env, names.dead_letter_queue(queue_name))],

@@ -11,6 +11,8 @@ card-event signing key (decision 0026: never a municipality's notice-signing key
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy
@@ -22,11 +24,13 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from ..naming import PARTITION, PROVISION_API_STAGE, SIGNING_ALGORITHM, municipality_tier
+from ..bundling import lambda_code
 from . import keys, nag
 from .functions import TierFunction
 from .monitoring import PERIOD, custom_metric
 from .tables import card_table
 
+NAMES_FILE = "municipality-names.json"  # beside the code: code → name, for the wide-area copy
 STAGE = PROVISION_API_STAGE  # the same stage name as the provision API: routes carry their version
 DOC = "docs/card.md"
 API_TIMEOUT = Duration.seconds(29)
@@ -48,12 +52,19 @@ ROUTES = (
     ("POST", "/v1/cards/{serial}/revocation"), ("POST", "/v1/cards/{serial}/expiry"),
     ("POST", "/v1/cards/{serial}/pin-reset"), ("POST", "/v1/challenges"), ("POST", "/v1/authentications"),
     ("POST", "/v1/challenges/{challenge_id}/pin-failure"),
+    ("POST", "/v1/wide-area-copies"), ("GET", "/v1/wide-area-copies/{correlation}"),
 )
 OPERATOR_ROUTES = (("POST", "/v1/cards/{serial}/suspension"),)
 ACCESS_LOG_FORMAT = ('{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
                      '"caller":"$context.identity.userArn","vpce":"$context.identity.vpceId",'
                      '"method":"$context.httpMethod","path":"$context.resourcePath","status":"$context.status",'
                      '"errorResponseType":"$context.error.responseType","requestTime":"$context.requestTime"}')
+
+
+def municipality_names(deployment) -> bytes:  # noqa: ANN001 (config.Deployment)
+    """Every municipality of the deployment by code (the issuing and the home municipality of a copy)."""
+    names = {m.code: m.name for p in deployment.prefectures for m in p.municipality_tier.municipalities}
+    return json.dumps(dict(sorted(names.items())), ensure_ascii=False, indent=0).encode()
 
 
 def route_arn(method: str, path: str) -> str:
@@ -137,9 +148,38 @@ class CounterApi(Construct):
             conditions={"ArnLike": {"aws:PrincipalArn": [role_arn]},
                         "ForAnyValue:StringLike": {"kms:ResourceAliases": [names.key_alias(tier, "card-events")]}}))
 
+        # The wide-area copy (decision 0046): the counter nudges the tier's channel function through
+        # its queue and opens the answers to its municipalities' requests; the copy names the
+        # municipalities, from a file beside the code (every municipality of the deployment).
+        channel_env: dict[str, str] = {}
+        channel_statements: list[iam.PolicyStatement] = []
+        code = None
+        if stack.deployment.channel:
+            channel_queue = names.channel_queue(pcode)
+            channel_env = {"CHANNEL_QUEUE_URL": names.queue_url(env, channel_queue),
+                           "CHANNEL_KEY_ID": f"arn:{PARTITION}:kms:{env.region}:{env.account}:{names.channel_alias(pcode)}",
+                           "CHANNEL_KEY_ALIAS_PREFIX": names.channel_alias_prefix(),
+                           "MUNICIPALITY_NAMES_FILE": NAMES_FILE}
+            keys_arn = names.keys_arn_pattern(env)
+            channel_statements = [
+                iam.PolicyStatement(sid="NudgeChannelFunction", actions=["sqs:SendMessage"],
+                                    resources=[names.queue_arn(env, channel_queue)]),
+                iam.PolicyStatement(sid="ChannelQueueEncryption", actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                                    resources=[keys_arn],
+                                    conditions={"StringEquals": {"kms:ViaService": f"sqs.{env.region}.amazonaws.com"},
+                                                "ForAnyValue:StringEquals": {"kms:ResourceAliases": [
+                                                    names.key_alias(tier, "channel-transport")]}}),
+                iam.PolicyStatement(sid="OpenChannelAnswers", actions=["kms:Decrypt"], resources=[keys_arn],
+                                    conditions={"StringLike": {"kms:EncryptionContext:to": f"{pcode[:2]}*"},
+                                                "StringEquals": {"kms:EncryptionContext:channel": ["answer", "refusal"]},
+                                                "ForAnyValue:StringEquals": {"kms:ResourceAliases": [
+                                                    names.channel_alias(pcode)]}}),
+            ]
+            code = lambda_code(extra_files={NAMES_FILE: municipality_names(stack.deployment)})
+
         self.function = TierFunction(
             self, "Function", function_name=api_name, role_name=api_name, role_path=names.role_path(tier),
-            handler="jukinet.handlers.card_api.handler",
+            handler="jukinet.handlers.card_api.handler", code=code,
             description=f"Counter API of {tier}: resident cards (docs/card.md)",
             environment={
                 "CARD_TABLE_NAME": table_name,
@@ -149,6 +189,7 @@ class CounterApi(Construct):
                 "OPERATOR_ROLES": operator_role,
                 "ACCOUNT_ID": env.account,
                 "API_ENDPOINT_IDS": self.endpoint.vpc_endpoint_id,
+                **channel_env,
                 "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
                 "POWERTOOLS_METRICS_NAMESPACE": "Jukinet",
                 "LOG_LEVEL": "INFO",
@@ -158,10 +199,14 @@ class CounterApi(Construct):
             statements=[
                 iam.PolicyStatement(sid="CardTable", actions=TABLE_ACTIONS, resources=[self.table.table_arn]),
                 iam.PolicyStatement(sid="SignCardEvents", actions=["kms:Sign"], resources=[self.event_key.key_arn]),
+                *channel_statements,
             ])
         nag.acknowledge(self.function.policy, [
             ("AwsSolutions-IAM5", ("ENI management (Lambda in a VPC) and X-Ray trace writes support no resource-level "
              "permissions."), ["Resource::*"]),
+            ("AwsSolutions-IAM5", ("The channel queue's transport key and the tier's channel key are found by alias; "
+             "the wildcard key ARN is narrowed by kms:ResourceAliases to exactly those aliases."),
+             [f"Resource::{names.keys_arn_pattern(env)}"]),
         ], apply_to_children=True)
         nag.acknowledge(self.function.function, [
             ("NIST.800.53.R5-LambdaDLQ", ("Invoked synchronously by API Gateway only: a failure is the counter's 5XX "
@@ -182,8 +227,7 @@ class CounterApi(Construct):
             description="Counter staff: invoke the counter API of their own tier only (docs/card.md)",
             statements=[iam.PolicyStatement(
                 sid="InvokeCounterApi", actions=["execute-api:Invoke"],
-                resources=[self.api.arn_for_execute_api(m, p.replace("{serial}", "*").replace("{challenge_id}", "*"),
-                                                        STAGE) for m, p in ROUTES])])
+                resources=[self.api.arn_for_execute_api(m, re.sub(r"\{\w+\}", "*", p), STAGE) for m, p in ROUTES])])
         nag.acknowledge(policy, [
             ("AwsSolutions-IAM5", ("The counter API's routes with a path parameter (a card serial or a challenge "
              "id) are matched with '*' in that segment; the API and stage are fixed."))], apply_to_children=True)
@@ -297,6 +341,9 @@ def widgets_metrics(service: str) -> dict[str, list[cloudwatch.IMetric]]:
         "Card refusals (authentication, ended cards, unauthorised), PIN failures": [
             m("CardAuthenticationRefusals"), m("EndedCardPresented"), m("CardUnauthorisedAttempts"),
             m("CardPinFailures")],
+        "Wide-area copies: requested, issued, refused, timed out (docs/second-phase.md)": [
+            m("WideAreaCopiesRequested"), m("WideAreaCopiesIssued"), m("WideAreaCopiesRefused"),
+            m("WideAreaCopiesTimedOut")],
     }
 
 

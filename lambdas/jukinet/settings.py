@@ -98,6 +98,8 @@ class ChannelSettings(_Settings):
     SENDER_KEY_ALIAS_PREFIX: NonEmpty
     OUTBOUND_QUEUE_URL: NonEmpty  # the prefecture's inbound queue
     DEAD_LETTER_QUEUE_URL: NonEmpty
+    # The tier's local-record table (wide-area copies are answered from it); empty: not answered.
+    LOCAL_RECORDS_TABLE_NAME: str = ""
 
 
 S = TypeVar("S", bound=_Settings)
@@ -217,5 +219,12 @@ class CardSettings(_Settings):
     ACCOUNT_ID: str = ""
     # This tier's execute-api endpoint ids; empty: the resource policy alone decides.
     API_ENDPOINT_IDS: tuple[str, ...] = ()
+    # The wide-area copy (services/wide_area_copy.py): the tier's channel queue (the counter
+    # nudges the channel function), the tier's channel key (the counter opens the answers), the
+    # municipalities' names for the copy (a JSON file beside the code: code → name).
+    CHANNEL_QUEUE_URL: str = ""
+    CHANNEL_KEY_ID: str = ""
+    CHANNEL_KEY_ALIAS_PREFIX: str = "alias/jukinet/channel/"
+    MUNICIPALITY_NAMES_FILE: str = ""
 
     _split = field_validator("MUNICIPALITIES", "OPERATOR_ROLES", "API_ENDPOINT_IDS", mode="before")(_csv)

@@ -106,7 +106,9 @@ def test_only_the_prefecture_router_sends_into_the_channel_queue_and_only_the_ch
     policy = {"Statement": _queue_policy(nagano, base, queue_lid)}
     queue_arn = {"Fn::GetAtt": [queue_lid, "Arn"]}
     tls = {"aws:SecureTransport": "true"}
-    for who, expected in ((PREF_ROUTER, ALLOW), (NATIONAL_ROUTER, "deny"), (CS_202011, "deny"),
+    # the counter nudges its channel function (decision 0046): not denied, its IAM policy allows it
+    for who, expected in ((PREF_ROUTER, ALLOW), (COUNTER_20, IMPLICIT_DENY), (NATIONAL_ROUTER, "deny"),
+                          (CS_202011, "deny"),
                           (CHANNEL_20, "deny"), (f"{ROLE}/pref-200000-people/jukinet-pref-200000-operator", "deny")):
         got = evaluate(policy, action="sqs:SendMessage", resource=queue_arn, principal=who,
                        context={**tls, "aws:PrincipalArn": who})
@@ -123,7 +125,8 @@ def test_the_channel_key_policy_is_decision_0041s_shape(large: Synth) -> None:
         _, policy = _key_by_alias(large, _base(large, code), f"alias/jukinet/channel/{pp}")
         use = {s["Sid"]: s for s in statements(policy)
                if s["Sid"] not in ("Administration", "GrantsForAwsServicesOnly")}
-        assert set(use) == {"ChannelFunctionOpens", "ChannelFunctionOf01Seals", "ChannelFunctionOf20Seals"}
+        assert set(use) == {"ChannelFunctionOpens", "ChannelFunctionOf01Seals", "ChannelFunctionOf20Seals",
+                            "CounterOpensAnswers"}  # decision 0046: the counter reads its requests' outcomes
         opens = use["ChannelFunctionOpens"]
         assert as_list(opens["Action"]) == ["kms:Decrypt"]
         assert opens["Condition"] == {"ArnLike": {"aws:PrincipalArn": [own_role]},
@@ -195,10 +198,22 @@ def test_attack_one_prefectures_channel_function_cannot_open_or_forge_another_pr
 
 
 def test_attack_a_cs_function_or_the_counter_api_cannot_use_the_channel_key(nagano: Synth) -> None:
+    """The CS never; the counter (decision 0046) only opens answers and refusals addressed to its
+    tier — never a request's body (a request for a resident of its tier that another municipality
+    sent), never seals."""
     _, policy = _key_by_alias(nagano, _base(nagano, "200000"), "alias/jukinet/channel/20")
     for who in (CS_202011, COUNTER_20):
         for action in ("kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"):
-            assert _key_verdict(policy, action, who, to="202011", **{"from": "202029"}) == IMPLICIT_DENY, (who, action)
+            assert _key_verdict(policy, action, who, to="202011", channel="request", **{"from": "202029"}) \
+                == IMPLICIT_DENY, (who, action)
+    assert _key_verdict(policy, "kms:Decrypt", COUNTER_20, to="202029", channel="answer", **{"from": "202011"}) \
+        == ALLOW
+    assert _key_verdict(policy, "kms:Decrypt", COUNTER_20, to="202029", channel="refusal", **{"from": "131016"}) \
+        == ALLOW
+    assert _key_verdict(policy, "kms:Decrypt", COUNTER_20, to="131016", channel="answer", **{"from": "202011"}) \
+        == IMPLICIT_DENY
+    assert _key_verdict(policy, "kms:Decrypt", CS_202011, to="202029", channel="answer", **{"from": "202011"}) \
+        == IMPLICIT_DENY
     names = Names.of(nagano.deployment)
     [stack] = [s.stack_name for s in nagano.built.municipality_stacks["200000"]
                if names.cs_function("202011") in str(nagano.templates[s.stack_name])][:1]
@@ -257,7 +272,8 @@ def test_the_channel_function_has_only_what_its_messages_need(nagano: Synth) -> 
     assert by_sid["VerifyChannelSenders"]["Condition"] == {
         "ForAnyValue:StringLike": {"kms:ResourceAliases": ["alias/jukinet/signing/20*"]}}
     assert by_sid["ChannelRecords"]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
-        "CHANNEL#20*", "CHANNEL-IN#20*", "CHANNEL-DEAD#*", "META", "RESIDENT#*"]}}
+        "CHANNEL#20*", "CHANNEL-IN#20*", "CHANNEL-DEAD#*", "META", "RESIDENT#*", "COPY#20*", "COPY-ELSEWHERE#20*",
+        "CARD#*"]}}
     assert "dynamodb:DeleteItem" not in as_list(by_sid["ChannelRecords"]["Action"])
     assert by_sid["SendToPrefecture"]["Resource"] == \
         f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:jukinet-pref-200000-inbound"

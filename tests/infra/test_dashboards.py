@@ -182,6 +182,9 @@ def test_municipality_dashboard_sums_every_cs_of_its_tier(every: Synth) -> None:
                 "ChannelRequestsSent", "ChannelAnswersSent", "ChannelRequestsSettled", "ChannelDeadLettered")} <= metrics
         assert {custom(n, f"jukinet-{tier}", "municipality") for n in ("NoticesSent", "RowsRejected",
                                                                         "DuplicateFiles")} <= metrics
+        assert {custom(n, f"jukinet-{tier}", "municipality") for n in (  # the wide-area copy (decision 0046)
+            "WideAreaCopiesRequested", "WideAreaCopiesIssued", "WideAreaCopiesRefused",
+            "WideAreaCopiesTimedOut")} <= metrics
         assert _queue(names.cs_failure_queue(p.code), "ApproximateNumberOfMessagesVisible") <= metrics
         sums = [e for e in expressions_of(body) if e.startswith(("SUM(", "MAX("))]
         assert len(sums) == 4

@@ -72,13 +72,23 @@ def test_functions_run_python_312_or_newer_on_arm64_in_the_vpc_with_limits_traci
         assert log_group["RetentionInDays"] > 0 and "KmsKeyId" in log_group
 
 
+COUNTER_HANDLER = "jukinet.handlers.card_api.handler"
+
+
 def test_all_functions_share_one_code_asset_but_the_provision_functions_share_another(every: Synth) -> None:
     """The provision functions' asset is the same bundle plus agreements.json (test_provision.py);
     each ledger watch's, the bundle plus its tier's ledger-watch.json; each reconciliation's, the
-    bundle plus its tier's reconciliation.json."""
+    bundle plus its tier's reconciliation.json; the counter functions', with the channel, the
+    bundle plus municipality-names.json (one asset: the deployment's names; decision 0046)."""
     functions = every.props("AWS::Lambda::Function")
-    shared = {f["Code"]["S3Key"] for f in functions
-              if f["Handler"] not in PROVISION_HANDLERS | {WATCH_HANDLER, RECONCILIATION_HANDLER}}
+    counters = {f["Code"]["S3Key"] for f in functions if f["Handler"] == COUNTER_HANDLER}
+    assert len(counters) == 1
+    if every.deployment.channel:
+        shared_handlers = PROVISION_HANDLERS | {WATCH_HANDLER, RECONCILIATION_HANDLER, COUNTER_HANDLER}
+    else:
+        shared_handlers = PROVISION_HANDLERS | {WATCH_HANDLER, RECONCILIATION_HANDLER}
+    shared = {f["Code"]["S3Key"] for f in functions if f["Handler"] not in shared_handlers}
+    assert not every.deployment.channel or not counters & shared
     provision = {f["Code"]["S3Key"] for f in functions if f["Handler"] in PROVISION_HANDLERS}
     watches = [f["Code"]["S3Key"] for f in functions if f["Handler"] == WATCH_HANDLER]
     assert len(shared) == 1

@@ -387,6 +387,38 @@ class CardStore:
                 raise
             return False
 
+    def record_authentication(self, challenge_id: str, resident_code: str, now: dt.datetime) -> None:
+        """A successful authentication on this challenge: the server's own record, which a
+        wide-area copy request names as its proof (``services/wide_area_copy.py``)."""
+        aws.client("dynamodb").update_item(
+            TableName=self.table_name, Key={"pk": _s(f"CHALLENGE#{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+            UpdateExpression="SET authenticated_resident = :r, authenticated_at = :t",
+            ConditionExpression="attribute_exists(pk) AND used = :u",
+            ExpressionAttributeValues={":r": _s(resident_code), ":t": _s(_iso(now)), ":u": {"BOOL": True}})
+
+    def challenge_item(self, challenge_id: str) -> dict | None:
+        """The challenge as stored, with its authentication and copy claim if any (plain values)."""
+        item = aws.client("dynamodb").get_item(
+            TableName=self.table_name, Key={"pk": _s(f"CHALLENGE#{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+            ConsistentRead=True).get("Item")
+        return {k: next(iter(v.values())) for k, v in item.items()} if item else None
+
+    def claim_challenge_for_copy(self, challenge_id: str, correlation: str) -> str:
+        """Bind one wide-area copy request to this authentication; the correlation it is bound to
+        (an earlier one if the request is a retry)."""
+        try:
+            aws.client("dynamodb").update_item(
+                TableName=self.table_name, Key={"pk": _s(f"CHALLENGE#{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+                UpdateExpression="SET copy_correlation = :c",
+                ConditionExpression="attribute_exists(authenticated_resident) AND attribute_not_exists(copy_correlation)",
+                ExpressionAttributeValues={":c": _s(correlation)})
+            return correlation
+        except Exception as exc:
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        item = self.challenge_item(challenge_id) or {}
+        return str(item.get("copy_correlation", ""))
+
     # --- calls and statistics ------------------------------------------------------------------
     def record_call(self, *, now: dt.datetime, municipality: str, principal: str, action: str, outcome: str,
                     request_id: str, resident_code: str = "", serial: str = "") -> None:

@@ -127,6 +127,9 @@ class CardRefusalCode(Enum):
     CARD_EXPIRED = "CARD_EXPIRED"
     PIN_LOCKED = "PIN_LOCKED"
     NOT_FOUND = "NOT_FOUND"
+    # the wide-area copy (services/wide_area_copy.py, docs/second-phase.md part 3)
+    PROOF_NOT_VALID = "PROOF_NOT_VALID"
+    COPY_NOT_FOUND = "COPY_NOT_FOUND"
 
     @property
     def status(self) -> int:
@@ -143,7 +146,7 @@ _STATUS = {
     CardRefusalCode.NOT_THIS_MUNICIPALITY: 403, CardRefusalCode.RESIDENT_NOT_ACTIVE: 409,
     CardRefusalCode.PUBLIC_KEY_IN_USE: 409, CardRefusalCode.INVALID_REQUEST: 400,
     CardRefusalCode.INVALID_TRANSITION: 409, CardRefusalCode.CARD_NOT_FOUND: 404,
-    CardRefusalCode.NOT_FOUND: 404,
+    CardRefusalCode.NOT_FOUND: 404, CardRefusalCode.PROOF_NOT_VALID: 403, CardRefusalCode.COPY_NOT_FOUND: 404,
     **{c: 403 for c in (CardRefusalCode.CHALLENGE_NOT_FOUND, CardRefusalCode.CHALLENGE_REPLAYED,
                         CardRefusalCode.CHALLENGE_EXPIRED, CardRefusalCode.WRONG_COUNTER,
                         CardRefusalCode.SIGNATURE_INVALID, CardRefusalCode.CARD_SUSPENDED,

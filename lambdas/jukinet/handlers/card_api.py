@@ -25,7 +25,11 @@ from ..adapters.card_store import CardStore
 from ..clock import system_clock
 from ..domain.card import Card, CardRefusal, CardRefusalCode
 from ..observability import MetricUnit, count_refused_by_code, flush, logger, metrics, use_tier
+from ..adapters.channel_store import ChannelStore
+from ..adapters.copy_store import CopyStore
 from ..services.card import Caller, CardService, EventSigner
+from ..services.channel import ChannelEndpoint, ChannelKeys
+from ..services.wide_area_copy import WideAreaCopies
 from ..settings import CardSettings, load_settings
 from ._api import first_validation_error
 
@@ -113,6 +117,53 @@ class PinFailureResponse(BaseModel):
     locked: bool
 
 
+class CardAuthenticationProof(BaseModel):
+    card_authentication: Annotated[str, Field(min_length=32, max_length=32, description=(
+        "the challenge_id of a successful POST /v1/authentications by this clerk at this counter for the "
+        "applicant, within the last 15 minutes: the server looks it up, the caller vouches for nothing"))]
+
+
+class CheckedDocument(BaseModel):
+    type: Literal["driving_licence", "passport", "individual_number_card", "resident_card_with_photo",
+                  "residence_card", "disability_certificate"]
+    number: Annotated[str, Field(min_length=1, max_length=32, description="the document's number as printed")]
+    clerk: Annotated[str, Field(min_length=1, max_length=64, description="the clerk who checked the document")]
+
+
+class DocumentProofModel(BaseModel):
+    document: CheckedDocument
+
+
+class WideAreaCopyRequest(BaseModel):
+    resident_code: Annotated[str, Field(max_length=16, description="住民票コード of the applicant (the person at "
+                                                                   "the counter, whose identity the proof shows)")]
+    home_municipality: Annotated[str, Field(max_length=6, description="the municipality that holds the applicant's "
+                                                                      "record (6-digit code)")]
+    members: Annotated[list[Annotated[str, Field(max_length=16)]], Field(max_length=19, description=(
+        "resident codes of other members of the applicant's household to put on the copy"))] = []
+    whole_household: bool = Field(default=False, description="every current member of the household (not with members)")
+    proof: CardAuthenticationProof | DocumentProofModel = Field(description="how the applicant's identity was proven")
+
+
+class WideAreaCopyAccepted(BaseModel):
+    correlation: str = Field(description="poll GET /v1/wide-area-copies/{correlation}")
+    status: Literal["pending"]
+
+
+class WideAreaCopyResult(BaseModel):
+    correlation: str
+    home_municipality: str
+    status: Literal["pending", "refused", "timed_out", "issued"]
+    refusal: str | None = Field(default=None, description="refused: the home municipality's code")
+    meaning: str | None = None
+    serial: str | None = Field(default=None, description="issued: 交付番号 <issuer>-<year>-<6 digits>")
+    issued_on: str | None = None
+    issued_on_ja: str | None = Field(default=None, description="the date of issue in the Japanese calendar")
+    rows: list[dict[str, str]] | None = Field(default=None, description="the copy's content (never 本籍 or 筆頭者)")
+    pdf_sha256: str | None = None
+    pdf: str | None = Field(default=None, description="issued: the copy as a PDF, base64")
+
+
 def view(card: Card) -> CardView:
     return CardView(serial=card.serial, resident_code=card.resident_code, issuer=card.issuer, home=card.home,
                     card_type=card.card_type.value, status=card.status.value,
@@ -132,6 +183,32 @@ def _runtime(settings: CardSettings, endpoint: str | None) -> CardService:
 
 def runtime() -> CardService:
     return _runtime(load_settings(CardSettings), os.environ.get("AWS_ENDPOINT_URL"))
+
+
+@lru_cache(maxsize=8)
+def _copies(settings: CardSettings, endpoint: str | None) -> WideAreaCopies:
+    cards = _runtime(settings, endpoint)
+    names: dict[str, str] = {}
+    if settings.MUNICIPALITY_NAMES_FILE:
+        path = settings.MUNICIPALITY_NAMES_FILE
+        if not os.path.isabs(path):
+            path = os.path.join(os.environ.get("LAMBDA_TASK_ROOT", "."), path)
+        with open(path, encoding="utf-8") as fh:
+            names = json.load(fh)
+    store = ChannelStore(settings.CARD_TABLE_NAME)
+    # Only .result is used: the answers are read (Decrypt) here; requests are sent by the channel function.
+    reader = ChannelEndpoint(settings.MUNICIPALITIES[0][:2] + "0000", store,
+                             ChannelKeys(settings.CHANNEL_KEY_ID, settings.CHANNEL_KEY_ALIAS_PREFIX),
+                             None, None, "", "", None, clock=cards.clock)  # type: ignore[arg-type]
+    return WideAreaCopies(cards, CopyStore(settings.CARD_TABLE_NAME), reader, settings.CHANNEL_QUEUE_URL, names=names,
+                          clock=cards.clock)
+
+
+def copies() -> WideAreaCopies:
+    settings = load_settings(CardSettings)
+    if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
+        raise CardRefusal(CardRefusalCode.NOT_FOUND, "wide-area copies are not enabled in this tier (no channel)")
+    return _copies(settings, os.environ.get("AWS_ENDPOINT_URL"))
 
 
 def caller() -> Caller:
@@ -236,10 +313,33 @@ def pin_failure(challenge_id: Annotated[str, PathParam(max_length=64)]) -> PinFa
     return PinFailureResponse(**body)
 
 
+@app.post("/v1/wide-area-copies", tags=["wide-area copies"],
+          summary="Ask the home municipality for a wide-area copy of the applicant's record (住民票の写しの広域交付)",
+          responses={202: {"description": "sent; poll the result",
+                           "content": {"application/json": {"model": WideAreaCopyAccepted}}}})
+def request_copy(request: WideAreaCopyRequest) -> Response[WideAreaCopyAccepted]:
+    body = copies().request(caller(), resident_code=request.resident_code,
+                            home_municipality=request.home_municipality, members=request.members,
+                            whole_household=request.whole_household, proof=request.proof.model_dump())
+    done("wide_area_copy_request")
+    return Response(status_code=202, content_type="application/json", body=WideAreaCopyAccepted(**body))
+
+
+@app.get("/v1/wide-area-copies/<correlation>", tags=["wide-area copies"],
+         summary="The outcome of a wide-area copy request: pending, refused (code), timed out, or the copy as a PDF",
+         responses={200: {"description": "the outcome", "content": {"application/json": {"model": WideAreaCopyResult}}}})
+def copy_result(correlation: Annotated[str, PathParam(max_length=48, description="from POST /v1/wide-area-copies")]
+                ) -> WideAreaCopyResult:
+    body = copies().result(caller(), correlation)
+    done("wide_area_copy_result")
+    return WideAreaCopyResult(**body)
+
+
 # --- errors --------------------------------------------------------------------------------
 
 
-_ACTIONS = {"/v1/authentications": "authenticate", "/v1/challenges": "challenge", "/v1/cards": "issue"}
+_ACTIONS = {"/v1/authentications": "authenticate", "/v1/challenges": "challenge", "/v1/cards": "issue",
+            "/v1/wide-area-copies": "wide_area_copy_request"}
 
 
 def count_refusal(refusal: CardRefusal, who: Caller, path: str, body: dict) -> None:
@@ -250,12 +350,14 @@ def count_refusal(refusal: CardRefusal, who: Caller, path: str, body: dict) -> N
     if refusal.code in (CardRefusalCode.CARD_SUSPENDED, CardRefusalCode.CARD_REVOKED):
         metrics.add_metric(name="EndedCardPresented", unit=MetricUnit.Count, value=1)  # a lost or stolen card
     if refusal.code in (CardRefusalCode.UNKNOWN_CALLER, CardRefusalCode.ENDPOINT_NOT_ALLOWED,
-                        CardRefusalCode.NOT_THIS_MUNICIPALITY, CardRefusalCode.PUBLIC_KEY_IN_USE):
+                        CardRefusalCode.NOT_THIS_MUNICIPALITY, CardRefusalCode.PUBLIC_KEY_IN_USE,
+                        CardRefusalCode.PROOF_NOT_VALID):
         metrics.add_metric(name="CardUnauthorisedAttempts", unit=MetricUnit.Count, value=1)
     logger.warning("card request refused", extra={"code": refusal.code.name, "field": refusal.field,
                                                   "rule": refusal.rule, "caller": who.principal_arn,
                                                   "source_vpce": who.source_endpoint, "path": path})
-    action = _ACTIONS.get(path, path.rsplit("/", 1)[-1])
+    action = "wide_area_copy_result" if path.startswith("/v1/wide-area-copies/") else \
+        _ACTIONS.get(path, path.rsplit("/", 1)[-1])
     serial = body.get("serial") if isinstance(body.get("serial"), str) else ""
     if not serial and path.startswith("/v1/cards/"):
         serial = path.split("/")[3]

@@ -17,7 +17,10 @@ from ..adapters.channel_store import ChannelStore
 from ..adapters.kms import PublicKeys, Signer
 from ..clock import system_clock
 from ..observability import flush, logger, use_tier
+from ..adapters.copy_store import CopyStore
+from ..adapters.local_records import LocalRecords
 from ..services.channel import ChannelEndpoint, ChannelKeys, register_responder
+from ..services.wide_area_copy import copy_responder, dispatch, nudged_correlation, send_queued
 from ..settings import ChannelSettings, load_settings
 
 
@@ -31,12 +34,18 @@ def _runtime(settings: ChannelSettings, endpoint: str | None) -> ChannelEndpoint
             signers[municipality] = Signer(settings.SIGNING_KEY_ALIAS_PREFIX + municipality, municipality)
         return signers[municipality]
 
-    return ChannelEndpoint(
+    cards = CardStore(settings.TABLE_NAME)
+    responders = {"resident-status": register_responder(cards.register)}
+    endpoint = ChannelEndpoint(
         settings.PREFECTURE_CODE, store, ChannelKeys(settings.CHANNEL_KEY_ID, settings.CHANNEL_KEY_ALIAS_PREFIX),
         PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX, pins=store), signer_for, settings.OUTBOUND_QUEUE_URL,
-        settings.DEAD_LETTER_QUEUE_URL, register_responder(CardStore(settings.TABLE_NAME).register),
-        clock=system_clock,
+        settings.DEAD_LETTER_QUEUE_URL, dispatch(responders), clock=system_clock,
     )
+    if settings.LOCAL_RECORDS_TABLE_NAME:  # the wide-area copy, answered from the tier's local records
+        responders["wide-area-copy"] = copy_responder(
+            lambda municipality: LocalRecords(settings.LOCAL_RECORDS_TABLE_NAME, municipality), cards,
+            CopyStore(settings.TABLE_NAME), lambda: endpoint.clock())
+    return endpoint
 
 
 def runtime() -> ChannelEndpoint:
@@ -50,7 +59,11 @@ def handler(event: dict, context: object) -> dict:
     batch = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     def record_handler(record: SQSRecord) -> None:
-        endpoint.receive(record.body)
+        correlation = nudged_correlation(record.body)
+        if correlation is not None:  # the tier's counter asks to send a request it recorded
+            send_queued(endpoint, CopyStore(endpoint.store.table_name), correlation)
+        else:
+            endpoint.receive(record.body)
 
     try:
         with batch(event.get("Records", []), record_handler, lambda_context=context):

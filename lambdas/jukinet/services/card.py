@@ -328,6 +328,8 @@ class CardService:
             challenge = replace(challenge, used=True)
         card = self.current(challenge.serial, now) if challenge else None
         decided = decide_authentication(challenge, card, counter, signature, now)
+        assert challenge is not None  # decide_authentication refuses a missing one
+        self.store.record_authentication(challenge.challenge_id, decided.resident_code, now)
         self.store.count(counter.municipality, month_jst(now), {"auth_ok": 1})
         self._record(staff, now, caller, "authenticate", "ok", resident_code=decided.resident_code)
         return {"resident_code": decided.resident_code, "issuer": decided.issuer}

@@ -56,10 +56,16 @@ REFUSAL_CODES = {
     "unknown_resident": "no resident with this code in the home municipality's register",
     "not_resident_here": "the resident's latest notice is another municipality's",
     "invalid_query": "the query is malformed (field and rule in the detail)",
+    # the wide-area copy (domain/wide_area_copy.py REFUSALS)
+    "resident_removed": "the resident's record is closed in the home municipality (moved out, died, deleted)",
+    "not_in_household": "a requested member is not in the applicant's household",
+    "card_suspended": "the card the applicant authenticated with is no longer valid",
 }
 
 Responder = Callable[[str, str, dict], "dict | Refused"]
-"""(requester, home municipality, query) → answer or refusal."""
+"""(requester, home municipality, query) → answer or refusal. The endpoint adds the request's
+correlation id to the query as ``_correlation`` (overriding any the sender put there), so a
+responder can record what it answered under it."""
 
 
 # --- KMS: the bodies' data keys ------------------------------------------------------------
@@ -306,7 +312,8 @@ class ChannelEndpoint:
             query = json.loads(self.keys.open(envelope))
         except ValueError:
             query = None
-        outcome = self.responder(envelope.sender, envelope.recipient, query) if isinstance(query, dict) \
+        outcome = self.responder(envelope.sender, envelope.recipient, {**query, "_correlation": envelope.correlation}) \
+            if isinstance(query, dict) \
             else Refused("invalid_query", "the query is not a JSON object")
         if isinstance(outcome, Refused):
             kind, content = Kind.REFUSAL, {"code": outcome.code, "detail": outcome.detail}
