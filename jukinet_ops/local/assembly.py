@@ -211,20 +211,23 @@ def zip_directory(directory: Path) -> bytes:
     """Zip a directory the way the CDK CLI does (``zipDirectory`` in aws-cdk): every file,
     dot-files included, symlinks followed, no directory entries, each entry dated
     1980-01-01 00:00 (so the archive depends on content only) with the file's mode, deflated.
-    We also sort the entries (the CLI uses glob order) so the bytes are reproducible."""
+    We also sort the entries (the CLI uses glob order) so the bytes are reproducible, and
+    deflate at level 1: the archive only travels to the embedded AWS on this machine, and a
+    deployment zips each distinct code asset (seven of ~54 MB in the Nagano assembly): level 1
+    takes a third of the default level's time for an archive ~10 % larger."""
     buffer = io.BytesIO()
     files = sorted(
         (Path(root) / name for root, _dirs, names in os.walk(directory, followlinks=True) for name in names
          if (Path(root) / name).is_file()),
         key=lambda p: p.relative_to(directory).as_posix(),
     )
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for path in files:
             info = zipfile.ZipInfo(path.relative_to(directory).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # unix, so external_attr carries the mode
             info.external_attr = (stat.S_IMODE(path.stat().st_mode) | stat.S_IFREG) << 16
-            archive.writestr(info, path.read_bytes())
+            archive.writestr(info, path.read_bytes(), compresslevel=1)
     return buffer.getvalue()
 
 
