@@ -61,19 +61,24 @@ def _add_deployment(p: argparse.ArgumentParser) -> None:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from infra.config import load_deployment
-    from jukinet_ops.reconcile import reconcile_deployment
-    from jukinet_ops.report import print_reconciliation, reconciliation_json
+    from jukinet.clock import system_clock
+    from jukinet_ops.reconcile import reconcile_channel, reconcile_deployment
+    from jukinet_ops.report import print_channel, print_reconciliation, reconciliation_json
 
     if args.endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
     deployment = load_deployment(args.deployment)
     os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
     rows = reconcile_deployment(deployment, args.month, args.prefecture)
+    channel = reconcile_channel(deployment, args.month, system_clock(), args.prefecture)
     if args.json:
-        print(reconciliation_json(rows, args.month))
+        print(reconciliation_json(rows, args.month, channel))
     else:
         print_reconciliation(rows, args.month, only_problems=args.problems_only)
-    return 1 if args.strict and any(not r.balanced for r in rows) else 0
+        if channel:
+            print_channel(channel, args.month, only_problems=args.problems_only)
+    unbalanced = any(not r.balanced for r in rows) or any(c.problems for c in channel)
+    return 1 if args.strict and unbalanced else 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -381,7 +386,9 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="reconcile notice counts across the tiers",
                          description="Per municipality and month (Japan time): notices sent and rejected by the "
                                      "CS, stored at the prefecture and nationally, dead-lettered, and sequence "
-                                     "gaps. Rows that do not balance are shown in red with the reason. Uses the "
+                                     "gaps; with the channel between municipalities, each municipality's "
+                                     "requests answered, refused, timed out and pending, and its answers given "
+                                     "as home. Rows that do not balance are shown in red with the reason. Uses the "
                                      "standard AWS credential chain; --endpoint-url points it at an embedded AWS.")
     rec.add_argument("--month", type=_month, default=this_month, help="YYYY-MM, Japan time (default: this month)")
     rec.add_argument("--prefecture", default=None, help="only this prefecture (6-digit code, e.g. 200000)")

@@ -184,3 +184,32 @@ def test_the_national_tier_has_no_channel_rows(world: World) -> None:
     _traffic(world)
     run = _nightly(world, "national").run(dt.datetime(2003, 1, 20, 16, 30, tzinfo=dt.UTC))
     assert run.channel == [] and len(run.keys) == 2
+
+
+# --- jukinet reconcile ------------------------------------------------------------------------------
+
+def test_jukinet_reconcile_prints_the_channel_rows_with_traffic_and_a_summary_line() -> None:
+    import json
+
+    from rich.console import Console
+
+    from jukinet_ops.report import print_channel, reconciliation_json
+
+    rows = [ChannelRow(NAGANO, "2003-01", 4, 2, 1, 1, 0, answers_given=0, name="長野市"),
+            ChannelRow(MATSUMOTO, "2003-01", 0, 0, 0, 0, 0, answers_given=1, refusals_given=1, name="松本市"),
+            ChannelRow("202037", "2003-01", 0, 0, 0, 0, 0, name="上田市")]
+    console = Console(file=io.StringIO(), width=200)
+    print_channel(rows, "2003-01", console)
+    out = console.file.getvalue()
+    assert "長野市" in out and "松本市" in out and "上田市" not in out  # only municipalities with traffic
+    assert out.rstrip().splitlines()[-1] == (
+        "channel 2003-01: 4 requested — 2 answered, 1 refused, 1 timed out, 0 pending; as home 1 answers, "
+        "1 refusals given; every request answered, refused, timed out or pending")
+    bad = [*rows, ChannelRow("202045", "2003-01", 1, 0, 0, 0, 0, unaccounted=1, name="飯田市")]
+    console = Console(file=io.StringIO(), width=200)
+    print_channel(bad, "2003-01", console, only_problems=True)
+    out = console.file.getvalue()
+    assert "飯田市" in out and "長野市" not in out and "1 municipality row(s) MISMATCH" in out
+    document = json.loads(reconciliation_json([], "2003-01", bad))
+    assert document["channel"][3]["problems"] and document["channel"][0]["timed_out"] == 1
+    assert "channel" not in json.loads(reconciliation_json([], "2003-01"))
