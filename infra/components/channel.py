@@ -21,7 +21,10 @@ Per municipality tier (built into its base stack by ``MunicipalityChannel``):
   event source the channel queue; it answers requests addressed to the tier's municipalities,
   settles answers to their requests and signs with the municipalities' notice-signing keys
   (decision 0042), sending to the prefecture's inbound queue;
-* alarms ``channel-dlq-not-empty`` and ``channel-errors`` (docs/operations.md).
+* alarms ``channel-dlq-not-empty`` (messages waiting in the DLQ: AWS/SQS, also those SQS moved
+  after failed receives), ``channel-dead-letters`` (``ChannelDeadLettered``: each message the
+  function dead-lettered with its reason, counted once per content; decision 0047) and
+  ``channel-errors`` (docs/operations.md).
 
 Everything crossing a tier boundary is a name from ``naming`` (no stack references).
 """
@@ -39,7 +42,7 @@ from ..config import Deployment, Environment, Prefecture
 from ..naming import METRICS_NAMESPACE, NATIONAL, SIGNING_ALGORITHM, Names, municipality_tier, prefecture_tier
 from . import keys, nag
 from .functions import TierFunction
-from .monitoring import PERIOD
+from .monitoring import PERIOD, custom_metric
 from .queues import CONSUME_ACTIONS, DATA_KEY_REUSE, DLQ_RETENTION, MAX_RECEIVE_COUNT, visibility_timeout_for
 
 CHANNEL_TIMEOUT = Duration.seconds(30)  # = the default deadline of a request (domain/channel.py)
@@ -318,6 +321,12 @@ class MunicipalityChannel(Construct):
         tier_name = f"{names.prefix}-{tier}"
         stack.alarms.queue_alarms("Channel", tier_name=tier_name, queue_label="channel",
                                   dead_letter_queue=self.dead_letter_queue)
+        stack.alarms.alarm("ChannelDeadLetters", name=names.alarm(tier, "channel-dead-letters"),
+                           description=f"{function_name} dead-lettered a channel message with its reason "
+                                       "(ChannelDeadLettered: unverifiable, past its deadline, not openable here, a "
+                                       "reused correlation id, an answer to no request).",
+                           metric=custom_metric("ChannelDeadLettered", service=names.service_name(tier),
+                                                tier="municipality"))
         stack.alarms.alarm("ChannelErrors", name=names.alarm(tier, "channel-errors"),
                            description=f"{function_name} failed invocations (a whole batch raised: KMS, DynamoDB "
                                        "or SQS unavailable or refusing).",

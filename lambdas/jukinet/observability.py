@@ -44,17 +44,20 @@ def count_refused_by_code(code: str) -> None:
 
 
 CHANNEL_DEAD_LETTERED = "ChannelDeadLettered"
+CHANNEL_DEAD_LETTERS_BY_REASON = "ChannelDeadLettersByReason"
 
 
 def count_channel_dead_letter(reason: str) -> None:
     """One channel message dead-lettered (counted once per content and month, decision 0041):
     ``ChannelDeadLettered`` under the function's {service, tier} — the set the tier's
-    ``channel-dead-letters`` alarm matches — and again under {service, tier, reason}, which the
-    monthly monitoring report and a dashboard sum per reason (decision 0047). The reason set is
-    its own EMF line; the {service, tier} one goes with the invocation's other metrics."""
+    ``channel-dead-letters`` alarm matches — and ``ChannelDeadLettersByReason`` under {service,
+    tier, reason}, which the monthly monitoring report sums per reason (decision 0047). Another
+    name, not the same name with one more dimension: the embedded CloudWatch matches a query's
+    dimensions as a subset and would count the twin in the alarm's sum. The reason set is its
+    own EMF line; the {service, tier} one goes with the invocation's other metrics."""
     metrics.add_metric(name=CHANNEL_DEAD_LETTERED, unit=MetricUnit.Count, value=1)
     tier = metrics.dimension_set.get("tier", "")
-    with single_metric(name=CHANNEL_DEAD_LETTERED, unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
+    with single_metric(name=CHANNEL_DEAD_LETTERS_BY_REASON, unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
                        default_dimensions={"service": metrics.service or "jukinet"}) as metric:
         if tier:
             metric.add_dimension(name="tier", value=tier)

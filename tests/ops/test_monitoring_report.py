@@ -302,11 +302,11 @@ def channel_inputs() -> MonitoringInputs:
         MetricSum("Jukinet", "ChannelRequestsTimedOut", muni, 1.0),
         MetricSum("Jukinet", "ChannelAnswersSent", muni, 4.0),
         MetricSum("Jukinet", "ChannelRouted", pref, 12.0),
-        MetricSum("Jukinet", "ChannelDeadLettered", muni, 1.0),  # the alarm's set: not summed twice
-        MetricSum("Jukinet", "ChannelDeadLettered", {**muni, "reason": "deadline_passed"}, 1.0),
+        MetricSum("Jukinet", "ChannelDeadLettered", muni, 1.0),  # the alarm's metric: not summed twice
+        MetricSum("Jukinet", "ChannelDeadLettersByReason", {**muni, "reason": "deadline_passed"}, 1.0),
         MetricSum("Jukinet", "ChannelDeadLettered", pref, 2.0),
-        MetricSum("Jukinet", "ChannelDeadLettered", {**pref, "reason": "not_routable"}, 1.0),
-        MetricSum("Jukinet", "ChannelDeadLettered", {**pref, "reason": "deadline_passed"}, 1.0),
+        MetricSum("Jukinet", "ChannelDeadLettersByReason", {**pref, "reason": "not_routable"}, 1.0),
+        MetricSum("Jukinet", "ChannelDeadLettersByReason", {**pref, "reason": "deadline_passed"}, 1.0),
     ]
     return inputs
 

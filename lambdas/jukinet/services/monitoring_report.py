@@ -65,13 +65,12 @@ UNAUTHORISED_METRICS: tuple[str, ...] = ("UnauthorisedAttempts", "CardUnauthoris
                                          "IsolatedRecipientCalls", "ScanSuspected")
 
 # The channel between municipalities (services/channel.py; decision 0047): what each tier's
-# functions count, summed per tier. ChannelDeadLettered is read under its {service, tier, reason}
-# set only (observability.count_channel_dead_letter: one datapoint exactly when a CHANNEL-DEAD#
-# item is created, so the sums per reason are the table's counts); its {service, tier} twin
-# feeds the alarm and would count each dead letter twice here.
+# functions count, summed per tier. Dead letters by reason from ChannelDeadLettersByReason
+# {service, tier, reason} (observability.count_channel_dead_letter: one datapoint exactly when a
+# CHANNEL-DEAD#<month> item is created, so the sums per reason are the table's counts).
 CHANNEL_METRICS: tuple[str, ...] = ("ChannelRequestsSent", "ChannelRequestsSettled", "ChannelRefusalsReceived",
                                     "ChannelRequestsTimedOut", "ChannelAnswersSent", "ChannelRouted")
-CHANNEL_DEAD_LETTERED = "ChannelDeadLettered"
+CHANNEL_DEAD_LETTERS_BY_REASON = "ChannelDeadLettersByReason"
 
 NO_INCIDENT = "不正アクセス等は認められない"
 NO_INCIDENT_EN = "no unauthorised access found"
@@ -299,7 +298,7 @@ def build_report(inputs: MonitoringInputs) -> MonitoringReport:
             t.unauthorised[m.name] = t.unauthorised.get(m.name, 0) + total
         elif m.name in CHANNEL_METRICS:
             t.channel[m.name] = t.channel.get(m.name, 0) + total
-        elif m.name == CHANNEL_DEAD_LETTERED and "reason" in m.dimensions:
+        elif m.name == CHANNEL_DEAD_LETTERS_BY_REASON:
             reason = m.dimensions["reason"]
             t.channel_dead[reason] = t.channel_dead.get(reason, 0) + total
     for iso in inputs.isolations:
@@ -543,7 +542,7 @@ def collect_inputs(scope: ReportScope, month: str, *, now: dt.datetime, notifica
     end = min(month_end, now.replace(microsecond=0) + dt.timedelta(seconds=1))
     cloudwatch = client("cloudwatch")
     handler_metrics = [SIGNATURE_FAILURES, GATEWAY_REFUSALS, REFUSALS_BY_CODE, *UNAUTHORISED_METRICS,
-                       *CHANNEL_METRICS, CHANNEL_DEAD_LETTERED]
+                       *CHANNEL_METRICS, CHANNEL_DEAD_LETTERS_BY_REASON]
     metrics = metric_sums(cloudwatch, METRICS_NAMESPACE, handler_metrics, start, end)
     for name in tiers:
         metrics += metric_sums(cloudwatch, network_namespace(name), NETWORK_WATCH_METRICS, start, end)
