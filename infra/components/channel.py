@@ -217,14 +217,21 @@ class MunicipalityChannel(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT),
             removal_policy=RemovalPolicy.RETAIN)
         everyone = [iam.AnyPrincipal()]
+        # The tier's operator may send too: ``jukinet redrive`` returns dead letters here (decision
+        # 0047; the function verifies every message's signature, so it returns, never makes up).
+        operator_arn = names.people_role_arn(env, tier, "operator")
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenySendByOtherPrincipals", effect=iam.Effect.DENY, principals=everyone,
             actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
-            conditions={"ArnNotEquals": {"aws:PrincipalArn": [router_arn]}}))
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": [router_arn, operator_arn]}}))
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenyConsumeByOtherPrincipals", effect=iam.Effect.DENY, principals=everyone,
             actions=CONSUME_ACTIONS, resources=[self.queue.queue_arn],
             conditions={"ArnNotEquals": {"aws:PrincipalArn": [role_arn]}}))
+        for queue in (self.queue, self.dead_letter_queue):  # a purge would erase requests unreconciled
+            queue.add_to_resource_policy(iam.PolicyStatement(
+                sid="DenyPurgeToEveryone", effect=iam.Effect.DENY, principals=everyone, actions=["sqs:PurgeQueue"],
+                resources=[queue.queue_arn]))
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="AllowPrefectureRouter", principals=[iam.AccountPrincipal(pref_env.account)],
             actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
