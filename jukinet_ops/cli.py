@@ -32,7 +32,8 @@
                          port, client settings in .jukinet/env (docs/local-mode.md)
     jukinet status       tiers, queues with their depths, dead letters, alarms in ALARM, isolation holds
     jukinet redrive      put dead-lettered messages back into their queue once the cause is fixed:
-                         a dry run counting per reason, --apply to move them (recorded)
+                         a dry run counting per reason, --apply to move them (recorded); channel
+                         messages past their deadline are skipped and counted
 
 Every command that acts on an environment takes --local: the one `jukinet up` runs.
 """
@@ -569,9 +570,13 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
                                      "recorded in SSM /<prefix>/redrive/<tier>/<time> (who, when, queues, reasons, "
                                      "counts). A notice cut out of a message (invalid_notice, not_holder, origin_*) "
                                      "cannot go back: its sender re-sends. Once processed, a redriven message no "
-                                     "longer counts as dead-lettered in `jukinet reconcile` (docs/operations.md).")
+                                     "longer counts as dead-lettered in `jukinet reconcile` (docs/operations.md). "
+                                     "With the channel between municipalities, each municipality tier's channel "
+                                     "dead-letter queue too (tier muni-<code>); a channel message past its deadline "
+                                     "is never redriven (its requester has timed out): skipped and counted.")
     red.add_argument("--tier", action="append", metavar="TIER",
-                     help="national or pref-<code> (repeatable; default: every processing tier)")
+                     help="national, pref-<code> or (with the channel) muni-<code> (repeatable; default: every "
+                          "processing tier and, with the channel, every municipality tier)")
     red.add_argument("--reason", action="append", metavar="REASON",
                      help="only dead letters with this jukinet.reason (repeatable; 'none': moved by SQS after failed "
                           "receives; default: every reason)")
