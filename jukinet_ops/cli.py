@@ -62,7 +62,6 @@ def _add_deployment(p: argparse.ArgumentParser) -> None:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from infra.config import load_deployment
-    from jukinet.clock import system_clock
     from jukinet_ops.reconcile import reconcile_channel, reconcile_deployment
     from jukinet_ops.report import print_channel, print_reconciliation, reconciliation_json
 
@@ -71,7 +70,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     deployment = load_deployment(args.deployment)
     os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
     rows = reconcile_deployment(deployment, args.month, args.prefecture)
-    channel = reconcile_channel(deployment, args.month, system_clock(), args.prefecture)
+    channel = reconcile_channel(deployment, args.month, args.now, args.prefecture)
     if args.json:
         print(reconciliation_json(rows, args.month, channel))
     else:
