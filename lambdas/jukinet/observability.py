@@ -43,8 +43,6 @@ def count_refused_by_code(code: str) -> None:
         metric.add_dimension(name="code", value=code)
 
 
-CHANNEL_DEAD_LETTERED = "ChannelDeadLettered"
-CHANNEL_DEAD_LETTERS_BY_REASON = "ChannelDeadLettersByReason"
 
 
 def count_channel_dead_letter(reason: str) -> None:
@@ -55,9 +53,9 @@ def count_channel_dead_letter(reason: str) -> None:
     name, not the same name with one more dimension: the embedded CloudWatch matches a query's
     dimensions as a subset and would count the twin in the alarm's sum. The reason set is its
     own EMF line; the {service, tier} one goes with the invocation's other metrics."""
-    metrics.add_metric(name=CHANNEL_DEAD_LETTERED, unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ChannelDeadLettered", unit=MetricUnit.Count, value=1)
     tier = metrics.dimension_set.get("tier", "")
-    with single_metric(name=CHANNEL_DEAD_LETTERS_BY_REASON, unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
+    with single_metric(name="ChannelDeadLettersByReason", unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
                        default_dimensions={"service": metrics.service or "jukinet"}) as metric:
         if tier:
             metric.add_dimension(name="tier", value=tier)
