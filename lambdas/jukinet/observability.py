@@ -10,7 +10,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 logger = Logger()
 metrics = Metrics(namespace="Jukinet")
 
-__all__ = ["MetricUnit", "count_channel_dead_letter", "count_refused_by_code", "flush", "logger", "metrics", "use_tier"]
+__all__ = ["MetricUnit", "count_channel_dead_letter", "count_refused_by_code", "flush", "logger", "metrics",
+           "use_tier"]
 
 
 def use_tier(tier: str) -> None:
@@ -41,8 +42,6 @@ def count_refused_by_code(code: str) -> None:
     with single_metric(name="RefusalsByCode", unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
                        default_dimensions={"service": metrics.service or "jukinet"}) as metric:
         metric.add_dimension(name="code", value=code)
-
-
 
 
 def count_channel_dead_letter(reason: str) -> None:
