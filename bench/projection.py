@@ -259,12 +259,12 @@ KMS_KEYS = {  # per stack, checked against the synthesized nagano-demo by tests/
 ALARMS = {  # single-metric alarms per stack (tests/infra/test_projection_counts.py; the CS alarms are grouped)
     "national": 45,
     "prefecture": 12,
-    "municipality_tier": 11,  # + channel-dlq-not-empty, channel-errors (infra/components/channel.py)
+    "municipality_tier": 12,  # + channel-dlq-not-empty, channel-dead-letters, channel-errors (components/channel.py)
 }
 ALARM_METRICS = {  # the metrics those alarms watch (a metric-math alarm is priced per metric it evaluates)
     "national": 46,
     "prefecture": 12,
-    "municipality_tier": 11,
+    "municipality_tier": 12,
 }
 CS_ALARM_METRICS_PER_MUNICIPALITY = 2  # errors and throttles, grouped ten CSs to an alarm (FUNCTIONS_PER_ALARM)
 FUNCTIONS_PER_ALARM = 10
@@ -272,13 +272,14 @@ MAX_MUNICIPALITIES_PER_STACK = 40  # infra/config.py DEFAULT_MAX_MUNICIPALITIES_
 CUSTOM_METRICS = {  # Powertools metrics, dimensions {service, tier} (lambdas/jukinet/**), and metric filters
     # each tier: + 3 network-watch metric filters (FlowLogRejects, FlowLogLeavingVpc, DnsOutsideEndpointZones);
     # each processing tier: + ReconciliationMismatches. RefusalsByCode (one metric per refusal code that occurs)
-    # is not counted.
+    # is not counted, nor is ChannelDeadLettersByReason (one metric per dead-letter reason that occurs).
     # the channel between municipalities (services/channel.py): each router + ChannelRouted,
     # ChannelDeadLettered; each municipality tier's channel function + ChannelRequestsSent, ChannelAnswersSent,
-    # ChannelRequestsSettled, ChannelRequestsRepeated, ChannelDeadLettered.
+    # ChannelRequestsSettled, ChannelRequestsRepeated, ChannelDeadLettered, ChannelRequestsTimedOut,
+    # ChannelRefusalsReceived (decision 0047).
     "prefecture": 5 + 1 + 3 + 2,  # SequenceGaps, NoticesStored, NoticesDuplicate, SignatureFailures,
     #                               NoticesDeadLettered
-    "municipality_tier": 3 + 3 + 5,  # DuplicateFiles, NoticesSent, RowsRejected (one service per municipality tier)
+    "municipality_tier": 3 + 3 + 7,  # DuplicateFiles, NoticesSent, RowsRejected (one service per municipality tier)
     "national": 5 + 12 + 1 + 1 + 3 + 2,  # the processor's five + eleven provision metrics + the gateway-refusals
     #                                      metric filter, ProvisionStatsMismatch
     "per_recipient": 1,  # RecordsProvidedByRecipient

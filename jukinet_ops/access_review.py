@@ -98,6 +98,16 @@ class Row:
                 self.until.isoformat() if self.until else "", self.status, self.deployed, "; ".join(self.notes)]
 
 
+@dataclass(frozen=True)
+class QueueRight:
+    """What a people role may do on its tier's message queues (infra/components/responsibility.py)."""
+
+    tier: str
+    role_name: str
+    queues: str
+    rights: str
+
+
 @dataclass
 class Review:
     deployment: str
@@ -106,6 +116,7 @@ class Review:
     checked: dict[str, str]                      # tier → "checked in account …" or why not
     problems: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
+    queue_rights: list[QueueRight] = field(default_factory=list)
 
     def exit_code(self, *, strict: bool = False) -> int:
         return 1 if self.problems or (strict and self.drift) else 0
@@ -179,6 +190,40 @@ def _per_municipality(deployment: Deployment, role: str, role_name, person: str,
                             person=f"{person}-{m.code}", name=f"{m.name} {title}", organisation=m.name,
                             principal=f"arn:aws:iam::{tier_config.env.account}:root", notes=[note]))
     return rows
+
+
+def queue_rights(deployment: Deployment) -> list[QueueRight]:
+    """The people roles' rights on each tier's message queues, as ``infra/components/
+    responsibility.py`` writes them (decisions 0022, 0047): per processing tier its inbound queue
+    and DLQ, per municipality tier with the channel its channel queue and DLQ. Only roles
+    someone holds are listed (a role nobody holds is not deployed). Purging any of them is
+    denied to every person (and the channel queues' policies deny it to every principal)."""
+    from infra.naming import NATIONAL, prefecture_tier
+
+    names, people = Names.of(deployment), deployment.people
+    tiers = [(prefecture_tier(p.code), names.inbound_queue(prefecture_tier(p.code))) for p in deployment.prefectures]
+    tiers.append((NATIONAL, names.inbound_queue(NATIONAL)))
+    if deployment.channel:
+        tiers += [(municipality_tier(p.code), names.channel_queue(p.code)) for p in deployment.prefectures]
+    out = []
+    for tier, queue in tiers:
+        dlq = names.dead_letter_queue(queue)
+        stop = ("stop the consuming function (reserved concurrency 0) and pause its queue mapping"
+                + (f"; hold {queue} (retention raised)" if tier != NATIONAL else ""))
+        grants = [
+            ("operator", f"{dlq} → {queue}", "redrive (jukinet redrive): receive and delete dead letters, send them "
+             "back to the source queue, the transport key through SQS for these two queues only; "
+             f"{stop}; never read {queue}, never purge"),
+            ("chief-security-officer", queue, stop),
+            ("deputy-chief-security-officer", queue, stop),
+            (BREAK_GLASS_ROLE, dlq, "read dead letters (session with the officer's source identity and a reason; "
+             "alarmed)"),
+        ]
+        for kind, queues, rights in grants:
+            holders = people.holders(tier, "security-officer" if kind == BREAK_GLASS_ROLE else kind)
+            if holders:
+                out.append(QueueRight(tier, names.people_role(tier, kind), queues, rights))
+    return out
 
 
 # --- the deployment side ----------------------------------------------------------------
@@ -301,7 +346,8 @@ def build_review(deployment: Deployment, today: dt.date, deployed: Iterable[Depl
     """Configuration rows, matched against ``deployed`` for the tiers ``checked`` says were read."""
     rows = configured_rows(deployment, today)
     checked = dict(checked or {tier: "not checked: configuration only" for tier in deployment.tiers()})
-    review = Review(deployment=deployment.name, today=today, rows=rows, checked=checked)
+    review = Review(deployment=deployment.name, today=today, rows=rows, checked=checked,
+                    queue_rights=queue_rights(deployment))
     read = {tier for tier, why in checked.items() if why.startswith("checked")}
     by_role = {(d.tier, d.kind): d for d in deployed or ()}
     people = deployment.people
@@ -389,6 +435,12 @@ def review_markdown(review: Review) -> str:
                    f"{EXPIRING_WITHIN_DAYS} days, none has expired.")
     out += [f"- **expires soon**: {r.role_name} — {r.person} ({r.name}), refused from {r.until}" for r in expiring]
     out += [f"- **expired**: {r.role_name} — {r.person} ({r.name}), refused since {r.until}" for r in expired]
+    if review.queue_rights:
+        out += ["", "## Rights on the message queues", "",
+                "Who may touch the queues that carry notices and channel messages (decisions 0022, 0047); no person "
+                "may purge them, no other person may read them.", "",
+                "| tier | role_name | queues | rights |", "| --- | --- | --- | --- |"]
+        out += [f"| {q.tier} | {q.role_name} | {_md(q.queues)} | {_md(q.rights)} |" for q in review.queue_rights]
     out += ["", "## Problems", ""]
     out += [f"- {_md(p)}" for p in review.problems] or ["None."]
     out += ["", "## Drift between configuration and deployment", ""]

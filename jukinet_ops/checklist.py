@@ -1028,7 +1028,7 @@ def expected_alarms(ins: Inspection, tier: str) -> list[str]:
     n = ins.names
     network = [n.alarm(tier, s) for s in NETWORK_WATCH_KINDS]  # every tier (infra/components/network_watch.py)
     if tier.startswith("muni-"):
-        channel = [n.alarm(tier, s) for s in ("channel-dlq-not-empty", "channel-errors")] \
+        channel = [n.alarm(tier, s) for s in ("channel-dlq-not-empty", "channel-dead-letters", "channel-errors")] \
             if ins.deployment.channel else []  # infra/components/channel.py
         return [n.alarm(tier, "cs-failed-events-dlq-not-empty"), *channel, *network]
     names = network + [n.alarm(tier, s) for s in ("inbound-dlq-not-empty", "inbound-oldest-message-age",

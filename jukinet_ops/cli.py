@@ -32,7 +32,8 @@
                          port, client settings in .jukinet/env (docs/local-mode.md)
     jukinet status       tiers, queues with their depths, dead letters, alarms in ALARM, isolation holds
     jukinet redrive      put dead-lettered messages back into their queue once the cause is fixed:
-                         a dry run counting per reason, --apply to move them (recorded)
+                         a dry run counting per reason, --apply to move them (recorded); channel
+                         messages past their deadline are skipped and counted
 
 Every command that acts on an environment takes --local: the one `jukinet up` runs.
 """
@@ -86,19 +87,23 @@ def _add_deployment(p: argparse.ArgumentParser) -> None:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from infra.config import load_deployment
-    from jukinet_ops.reconcile import reconcile_deployment
-    from jukinet_ops.report import print_reconciliation, reconciliation_json
+    from jukinet_ops.reconcile import reconcile_channel, reconcile_deployment
+    from jukinet_ops.report import print_channel, print_reconciliation, reconciliation_json
 
     if args.endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
     deployment = load_deployment(args.deployment)
     os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
     rows = reconcile_deployment(deployment, args.month, args.prefecture)
+    channel = reconcile_channel(deployment, args.month, args.now, args.prefecture)
     if args.json:
-        print(reconciliation_json(rows, args.month))
+        print(reconciliation_json(rows, args.month, channel))
     else:
         print_reconciliation(rows, args.month, only_problems=args.problems_only)
-    return 1 if args.strict and any(not r.balanced for r in rows) else 0
+        if channel:
+            print_channel(channel, args.month, only_problems=args.problems_only)
+    unbalanced = any(not r.balanced for r in rows) or any(c.problems for c in channel)
+    return 1 if args.strict and unbalanced else 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -426,7 +431,9 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="reconcile notice counts across the tiers",
                          description="Per municipality and month (Japan time): notices sent and rejected by the "
                                      "CS, stored at the prefecture and nationally, dead-lettered, and sequence "
-                                     "gaps. Rows that do not balance are shown in red with the reason. Uses the "
+                                     "gaps; with the channel between municipalities, each municipality's "
+                                     "requests answered, refused, timed out and pending, and its answers given "
+                                     "as home. Rows that do not balance are shown in red with the reason. Uses the "
                                      "standard AWS credential chain; --endpoint-url points it at an embedded AWS.")
     rec.add_argument("--month", type=_month, default=this_month, help="YYYY-MM, Japan time (default: this month)")
     rec.add_argument("--prefecture", default=None, help="only this prefecture (6-digit code, e.g. 200000)")
@@ -607,9 +614,13 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
                                      "recorded in SSM /<prefix>/redrive/<tier>/<time> (who, when, queues, reasons, "
                                      "counts). A notice cut out of a message (invalid_notice, not_holder, origin_*) "
                                      "cannot go back: its sender re-sends. Once processed, a redriven message no "
-                                     "longer counts as dead-lettered in `jukinet reconcile` (docs/operations.md).")
+                                     "longer counts as dead-lettered in `jukinet reconcile` (docs/operations.md). "
+                                     "With the channel between municipalities, each municipality tier's channel "
+                                     "dead-letter queue too (tier muni-<code>); a channel message past its deadline "
+                                     "is never redriven (its requester has timed out): skipped and counted.")
     red.add_argument("--tier", action="append", metavar="TIER",
-                     help="national or pref-<code> (repeatable; default: every processing tier)")
+                     help="national, pref-<code> or (with the channel) muni-<code> (repeatable; default: every "
+                          "processing tier and, with the channel, every municipality tier)")
     red.add_argument("--reason", action="append", metavar="REASON",
                      help="only dead letters with this jukinet.reason (repeatable; 'none': moved by SQS after failed "
                           "receives; default: every reason)")

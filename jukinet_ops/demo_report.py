@@ -196,6 +196,8 @@ class DemoOutput:
                 held = " held: a security event until explained" if reason in SECURITY_REASONS else ""
                 reasons.append(f"{reason} {n}{held}")
             reasons += [f"{reason} {n} cannot go back (the sender re-sends)" for reason, n in sorted(r.fragments.items())]
+            reasons += [f"{reason} {n} past its deadline (channel: never redriven)"
+                        for reason, n in sorted(r.past_deadline.items())]
             parts.append(f"{r.tier} {r.total} ({', '.join(reasons)})")
         self._line("   dead-letter queues (`jukinet redrive`): " + "; ".join(parts))
 

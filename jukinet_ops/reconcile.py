@@ -4,10 +4,12 @@ tier's tables with the code each tier's scheduled reconciliation runs
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
+from jukinet.domain.channel import ChannelRow
 from jukinet.domain.reconciliation import ReconciliationRow
-from jukinet.services.reconciliation import ledgers_of, reconcile_rows
+from jukinet.services.reconciliation import channel_rows, ledgers_of, reconcile_rows
 
 
 @dataclass(frozen=True)
@@ -45,4 +47,25 @@ def reconcile_deployment(deployment, month: str, prefecture_code: str | None = N
             continue
         municipalities = {m.code: m.name for m in prefecture.municipality_tier.municipalities}
         rows.extend(reconcile(tables_for(deployment, prefecture.code), municipalities, month))
+    return rows
+
+
+def reconcile_channel(deployment, month: str, now: dt.datetime,
+                      prefecture_code: str | None = None) -> list[ChannelRow]:
+    """The channel's rows (decision 0047): per municipality and month, its requests by outcome at
+    ``now`` and what it answered and refused as the home municipality, read from each
+    municipality tier's table (``names.card_table``) with the code the prefecture's nightly run
+    uses (``services.reconciliation.channel_rows``). None when the deployment has no channel."""
+    from infra.naming import Names
+
+    if not getattr(deployment, "channel", False):
+        return []
+    names = Names.of(deployment)
+    rows: list[ChannelRow] = []
+    for prefecture in deployment.prefectures:
+        if prefecture_code and prefecture.code != prefecture_code:
+            continue
+        municipalities = {m.code: m.name for m in prefecture.municipality_tier.municipalities}
+        rows.extend(channel_rows(channel_table=names.card_table(prefecture.code), municipalities=municipalities,
+                                 month=month, now=now))
     return rows

@@ -22,6 +22,17 @@ from the dead-letter queue (a crash in between leaves a copy in both; the tiers 
 once). A redriven message that the processor then handles releases the dead letter it had been
 counted as (``IdentityStore.release_dead_letters``), so the reconciliation balances.
 
+**The channel between municipalities** (decision 0047). With ``Deployment.channel`` each
+municipality tier (``muni-<code>``) is a tier here too: its channel queue's dead-letter queue,
+redriven into the channel queue by the tier's operator. A channel message (a request, an answer
+or a refusal; in a channel DLQ or in a processing tier's inbound DLQ, where the routers put
+theirs) whose **deadline has passed is never redriven**, whatever ``--reason`` says: its
+requester has already timed out (the request counts as timed out in the reconciliation, and the
+counter asks again with a new correlation id), so a late request would be answered for nobody
+and a late answer could not settle anything (the requester's conditional update refuses it
+past the deadline). They are counted per reason as ``past deadline``, left in the queue (they
+expire with its 14-day retention; nobody may purge it), and the record says how many.
+
 **The redrive record.** Before anything moves, ``/<prefix>/redrive/<tier>/<id>`` (SSM, JSON:
 who, when, queues, the reasons asked for, the counts planned) is written; when done, the same
 parameter gets the counts moved and the end time. ``<id>`` is the start time (UTC,
@@ -40,6 +51,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jukinet.clock import Clock, system_clock
+from jukinet.domain import channel
+from jukinet.domain.errors import ValidationError
+from jukinet.domain.message import SignedMessage
 from jukinet.services.tier_processor import REDRIVE_ATTRIBUTE
 
 NO_REASON = "none"  # moved by SQS after maxReceiveCount failed receives: no reason attribute
@@ -64,6 +78,7 @@ class DeadLetter:
     reason: str
     sender: str
     redrivable: bool
+    deadline: dt.datetime | None = None  # a channel message's deadline (its headers), else None
 
 
 @dataclass
@@ -77,6 +92,7 @@ class RedriveRecord:
     reasons: list[str]  # asked for; empty: every reason
     planned: dict[str, int]
     moved: dict[str, int] = field(default_factory=dict)
+    past_deadline: dict[str, int] = field(default_factory=dict)  # channel messages left: requester timed out
     finished_at: str | None = None
     status: str = "moving"
     version: int = RECORD_VERSION
@@ -101,13 +117,15 @@ class QueueReport:
     redrivable: dict[str, int] = field(default_factory=dict)      # selected by the reasons asked for
     not_selected: dict[str, int] = field(default_factory=dict)    # redrivable, another reason
     fragments: dict[str, int] = field(default_factory=dict)       # cannot go back: the sender re-sends
+    past_deadline: dict[str, int] = field(default_factory=dict)   # channel messages past their deadline: left
     senders: dict[str, list[str]] = field(default_factory=dict)   # per reason, the senders named
     moved: dict[str, int] = field(default_factory=dict)
     record: str | None = None                                     # SSM parameter of the redrive
 
     @property
     def total(self) -> int:
-        return sum(self.redrivable.values()) + sum(self.not_selected.values()) + sum(self.fragments.values())
+        return (sum(self.redrivable.values()) + sum(self.not_selected.values()) + sum(self.fragments.values())
+                + sum(self.past_deadline.values()))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,6 +144,24 @@ def classify(body: str, attributes: dict[str, dict[str, Any]]) -> tuple[str, str
     fragment = isinstance(parsed, dict) and parsed.get("kind") in FRAGMENT_KINDS
     sender = value("jukinet.sender") or (str(parsed.get("sender", ""))[:12] if isinstance(parsed, dict) else "")
     return reason, sender, not fragment
+
+
+def channel_deadline(body: str) -> dt.datetime | None:
+    """The deadline in a channel message's headers (``domain.channel.Envelope``), or None for
+    anything else (a notice message, a fragment, a body that does not parse). Read, not
+    verified: a forged later deadline only gets a message redriven, where the receiver verifies
+    its signature; a forged earlier one leaves it here."""
+    try:
+        payload = SignedMessage.from_body(body).payload
+    except ValidationError:
+        return None
+    if not channel.is_channel_payload(payload):
+        return None
+    try:
+        raw = json.loads(payload)
+        return dt.datetime.strptime(raw["deadline"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class Redrive:
@@ -169,11 +205,14 @@ class Redrive:
         return self._caller
 
     def tiers(self) -> dict[str, Any]:
-        """Processing tiers (they have an inbound queue and its DLQ) → their environment."""
-        from infra.naming import NATIONAL, prefecture_tier
+        """Processing tiers (they have an inbound queue and its DLQ) and, with the channel, the
+        municipality tiers (their channel queue and its DLQ) → their environment."""
+        from infra.naming import NATIONAL, municipality_tier, prefecture_tier
 
         found = {prefecture_tier(p.code): p.env for p in self.deployment.prefectures}
         found[NATIONAL] = self.deployment.national.env
+        if getattr(self.deployment, "channel", False):
+            found.update({municipality_tier(p.code): p.municipality_tier.env for p in self.deployment.prefectures})
         return found
 
     def queues(self, tier: str) -> tuple[str, str]:
@@ -183,10 +222,11 @@ class Redrive:
         tiers = self.tiers()
         if tier not in tiers:
             raise RedriveError(f"unknown tier {tier!r}: one of {', '.join(sorted(tiers))}")
-        inbound = self.names.inbound_queue(tier)
+        source = (self.names.channel_queue(tier.removeprefix("muni-")) if tier.startswith("muni-")
+                  else self.names.inbound_queue(tier))
         env = tiers[tier]
-        return (self.names.queue_url(env, self.names.dead_letter_queue(inbound)),
-                self.names.queue_url(env, inbound))
+        return (self.names.queue_url(env, self.names.dead_letter_queue(source)),
+                self.names.queue_url(env, source))
 
     # -- the redrive -------------------------------------------------------------------------
 
@@ -200,6 +240,7 @@ class Redrive:
         dlq, source = self.queues(tier)
         report = QueueReport(tier, dlq.rsplit("/", 1)[-1], source.rsplit("/", 1)[-1])
         letters = list(self._receive_all(dlq))
+        now = self.clock()
         senders: dict[str, set[str]] = {}
         selected: list[DeadLetter] = []
         for letter in letters:
@@ -207,6 +248,8 @@ class Redrive:
                 senders.setdefault(letter.reason, set()).add(letter.sender)
             if not letter.redrivable:
                 _bump(report.fragments, letter.reason)
+            elif letter.deadline is not None and letter.deadline < now:
+                _bump(report.past_deadline, letter.reason)  # the requester has timed out: never redriven
             elif (reasons and letter.reason not in reasons) or (not reasons and letter.reason in SECURITY_REASONS):
                 _bump(report.not_selected, letter.reason)
             else:
@@ -221,7 +264,7 @@ class Redrive:
                     id=self.clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ"), tier=tier,
                     dead_letter_queue=report.dead_letter_queue, source_queue=report.source_queue,
                     requested_by=self.caller(), started_at=self._now(), reasons=sorted(reasons),
-                    planned=dict(report.redrivable))
+                    planned=dict(report.redrivable), past_deadline=dict(report.past_deadline))
                 report.record = self._parameter(tier, record.id)
                 self._put(report.record, record)
                 try:
@@ -249,7 +292,8 @@ class Redrive:
             for m in got:
                 attributes = m.get("MessageAttributes") or {}
                 reason, sender, redrivable = classify(m["Body"], attributes)
-                yield DeadLetter(m["ReceiptHandle"], m["Body"], attributes, reason, sender, redrivable)
+                yield DeadLetter(m["ReceiptHandle"], m["Body"], attributes, reason, sender, redrivable,
+                                 channel_deadline(m["Body"]) if redrivable else None)
 
     def _move(self, letter: DeadLetter, dlq: str, source: str, redrive_id: str) -> None:
         sqs = self.client("sqs")
@@ -315,7 +359,9 @@ def print_reports(reports: Sequence[QueueReport], *, apply: bool, out: Any = Non
         for counts, what in ((r.redrivable, moving), (others, "not selected (--reason)"),
                              (held, "not selected: a security event until explained; name it with --reason"),
                              (r.fragments, "cannot go back (one notice or payload cut out of a message): "
-                                           "the sender re-sends")):
+                                           "the sender re-sends"),
+                             (r.past_deadline, "past its deadline: not redriven (the requester has timed out "
+                                               "and asks again)")):
             for reason, count in sorted(counts.items()):
                 senders = ", ".join(r.senders.get(reason, [])[:5])
                 print(f"  {reason:<26} {count:>6}  {what.format(moved=r.moved.get(reason, 0))}"
@@ -325,3 +371,6 @@ def print_reports(reports: Sequence[QueueReport], *, apply: bool, out: Any = Non
     if not apply:
         total = sum(sum(r.redrivable.values()) for r in reports)
         print(f"dry run: nothing moved; --apply moves {total} message(s)", file=out)
+    late = sum(sum(r.past_deadline.values()) for r in reports)
+    if late:
+        print(f"{late} channel message(s) past their deadline left in place (never redriven)", file=out)

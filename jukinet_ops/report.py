@@ -7,6 +7,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from jukinet.domain.channel import ChannelRow
 from jukinet.domain.reconciliation import ReconciliationRow, format_gaps, totals
 
 
@@ -44,8 +45,47 @@ def print_reconciliation(rows: list[ReconciliationRow], month: str, console: Con
                       f"prefecture, {total.redriven_national:,} nationally (jukinet redrive).")
 
 
-def reconciliation_json(rows: list[ReconciliationRow], month: str) -> str:
-    return json.dumps({"month": month, "rows": [{
+def channel_table(rows: list[ChannelRow], month: str) -> Table:
+    table = Table(title=f"Channel between municipalities {month} — reconciliation", show_lines=False)
+    for name in ("code", "municipality", "requested", "answered", "refused", "timed out", "pending",
+                 "answers given", "refusals given", ""):
+        table.add_column(name, justify="left" if name in ("code", "municipality", "") else "right")
+    for r in rows:
+        table.add_row(r.municipality, r.name, *(f"{n:,}" for n in (
+            r.requested, r.answered, r.refused, r.timed_out, r.pending, r.answers_given, r.refusals_given)),
+            "OK" if not r.problems else "MISMATCH", style=None if not r.problems else "bold red")
+    return table
+
+
+def channel_summary(rows: list[ChannelRow], month: str) -> str:
+    """One line: the month's requests by outcome over every municipality, and the verdict."""
+    t = {k: sum(getattr(r, k) for r in rows) for k in ("requested", "answered", "refused", "timed_out", "pending",
+                                                        "answers_given", "refusals_given")}
+    bad = [r for r in rows if r.problems]
+    verdict = (f"{len(bad)} municipality row(s) MISMATCH" if bad
+               else "every request answered, refused, timed out or pending")
+    return (f"channel {month}: {t['requested']:,} requested — {t['answered']:,} answered, {t['refused']:,} "
+            f"refused, {t['timed_out']:,} timed out, {t['pending']:,} pending; as home {t['answers_given']:,} "
+            f"answers, {t['refusals_given']:,} refusals given; {verdict}")
+
+
+def print_channel(rows: list[ChannelRow], month: str, console: Console | None = None,
+                  only_problems: bool = False) -> None:
+    """The channel's rows after the notices' table: the municipalities with traffic (or only
+    those that do not balance), their problems, and a summary line."""
+    console = console or Console()
+    shown = [r for r in rows if (r.problems if only_problems else r.active)]
+    if shown:
+        console.print(channel_table(shown, month))
+    for r in rows:
+        for problem in r.problems:
+            console.print(f"  [bold red]{r.municipality} {r.name}: {problem}[/]")
+    console.print(channel_summary(rows, month), markup=False, highlight=False)
+
+
+def reconciliation_json(rows: list[ReconciliationRow], month: str, channel: list[ChannelRow] | None = None) -> str:
+    return json.dumps({"month": month, **({"channel": [
+        {**r.to_dict(), "name": r.name, "problems": r.problems} for r in channel]} if channel else {}), "rows": [{
         "municipality": r.municipality, "name": r.name, "sent": r.sent, "rejected": r.rejected,
         "stored_prefecture": r.stored_prefecture, "stored_national": r.stored_national,
         "dead_lettered_prefecture": r.dead_lettered_prefecture, "dead_lettered_national": r.dead_lettered_national,

@@ -118,6 +118,13 @@ CATALOGUE: dict[str, Entry] = {
         "a channel message the tier's channel function could not deliver (unverifiable, past its deadline, "
         "not openable here, a reused correlation id) waits in the channel dead-letter queue",
         QUEUE_WAITING, (DEAD_LETTERS_AND_ERRORS,), (NORMAL_STRETCH,)),
+    "channel-dead-letters": Entry(
+        "the tier's channel function dead-lettered a channel message with its reason (ChannelDeadLettered, once "
+        "per content; decision 0047)", ANY_5_MIN,
+        ("tests/channel/test_channel_alarms.py::"
+         "test_a_dead_letter_at_the_home_tier_fires_channel_dead_letters_and_the_timeout_is_counted",),
+        ("tests/channel/test_channel_alarms.py::"
+         "test_normal_traffic_delivered_twice_keeps_channel_dead_letters_quiet", NORMAL_STRETCH)),
     "channel-errors": Entry(
         "an invocation of the tier's channel function failed (the whole batch raised)", ANY_5_MIN,
         (DEAD_LETTERS_AND_ERRORS,), (NORMAL_STRETCH,)),

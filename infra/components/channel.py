@@ -21,7 +21,10 @@ Per municipality tier (built into its base stack by ``MunicipalityChannel``):
   event source the channel queue; it answers requests addressed to the tier's municipalities,
   settles answers to their requests and signs with the municipalities' notice-signing keys
   (decision 0042), sending to the prefecture's inbound queue;
-* alarms ``channel-dlq-not-empty`` and ``channel-errors`` (docs/operations.md).
+* alarms ``channel-dlq-not-empty`` (messages waiting in the DLQ: AWS/SQS, also those SQS moved
+  after failed receives), ``channel-dead-letters`` (``ChannelDeadLettered``: each message the
+  function dead-lettered with its reason, counted once per content; decision 0047) and
+  ``channel-errors`` (docs/operations.md).
 
 Everything crossing a tier boundary is a name from ``naming`` (no stack references).
 """
@@ -39,7 +42,7 @@ from ..config import Deployment, Environment, Prefecture
 from ..naming import METRICS_NAMESPACE, NATIONAL, SIGNING_ALGORITHM, Names, municipality_tier, prefecture_tier
 from . import keys, nag
 from .functions import TierFunction
-from .monitoring import PERIOD
+from .monitoring import PERIOD, custom_metric
 from .tables import BY_HOUSEHOLD
 from .queues import CONSUME_ACTIONS, DATA_KEY_REUSE, DLQ_RETENTION, MAX_RECEIVE_COUNT, visibility_timeout_for
 
@@ -238,14 +241,21 @@ class MunicipalityChannel(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT),
             removal_policy=RemovalPolicy.RETAIN)
         everyone = [iam.AnyPrincipal()]
+        # The tier's operator may send too: ``jukinet redrive`` returns dead letters here (decision
+        # 0047; the function verifies every message's signature, so it returns, never makes up).
+        operator_arn = names.people_role_arn(env, tier, "operator")
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenySendByOtherPrincipals", effect=iam.Effect.DENY, principals=everyone,
             actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
-            conditions={"ArnNotEquals": {"aws:PrincipalArn": [router_arn, counter_arn]}}))
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": [router_arn, counter_arn, operator_arn]}}))
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="DenyConsumeByOtherPrincipals", effect=iam.Effect.DENY, principals=everyone,
             actions=CONSUME_ACTIONS, resources=[self.queue.queue_arn],
             conditions={"ArnNotEquals": {"aws:PrincipalArn": [role_arn]}}))
+        for queue in (self.queue, self.dead_letter_queue):  # a purge would erase requests unreconciled
+            queue.add_to_resource_policy(iam.PolicyStatement(
+                sid="DenyPurgeToEveryone", effect=iam.Effect.DENY, principals=everyone, actions=["sqs:PurgeQueue"],
+                resources=[queue.queue_arn]))
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="AllowPrefectureRouter", principals=[iam.AccountPrincipal(pref_env.account)],
             actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
@@ -360,6 +370,12 @@ class MunicipalityChannel(Construct):
         tier_name = f"{names.prefix}-{tier}"
         stack.alarms.queue_alarms("Channel", tier_name=tier_name, queue_label="channel",
                                   dead_letter_queue=self.dead_letter_queue)
+        stack.alarms.alarm("ChannelDeadLetters", name=names.alarm(tier, "channel-dead-letters"),
+                           description=f"{function_name} dead-lettered a channel message with its reason "
+                                       "(ChannelDeadLettered: unverifiable, past its deadline, not openable here, a "
+                                       "reused correlation id, an answer to no request).",
+                           metric=custom_metric("ChannelDeadLettered", service=names.service_name(tier),
+                                                tier="municipality"))
         stack.alarms.alarm("ChannelErrors", name=names.alarm(tier, "channel-errors"),
                            description=f"{function_name} failed invocations (a whole batch raised: KMS, DynamoDB "
                                        "or SQS unavailable or refusing).",

@@ -272,9 +272,10 @@ class TierDashboard(Construct):
         fn = channel.function.function
         self.dashboard.add_widgets(_heading("## Channel between municipalities (docs/second-phase.md)"))
         self.dashboard.add_widgets(
-            _graph("Channel: requests sent, answers sent, settled, repeated, dead-lettered",
+            _graph("Channel: requests sent, answers sent, settled, refused, timed out, repeated, dead-lettered",
                    [m("ChannelRequestsSent"), m("ChannelAnswersSent"), m("ChannelRequestsSettled"),
-                    m("ChannelRequestsRepeated"), m("ChannelDeadLettered")], width=8),
+                    m("ChannelRefusalsReceived"), m("ChannelRequestsTimedOut"), m("ChannelRequestsRepeated"),
+                    m("ChannelDeadLettered")], width=8),
             _graph("Channel queue and dead letters", [
                 channel.queue.metric_approximate_number_of_messages_visible(
                     period=PERIOD, statistic=MAX, label="waiting"),

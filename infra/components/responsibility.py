@@ -187,11 +187,14 @@ class TierScope:
     security_reports: list[str] = field(default_factory=list)     # the tier's security-reports bucket
     security_report_keys: list[str] = field(default_factory=list)
     unstoppable_functions: list[str] = field(default_factory=list)  # no one's emergency rights stop these
+    # Functions fed by an SQS queue that the emergency roles may stop and pause but never invoke
+    # (the municipality tier's channel function: decision 0047).
+    queue_functions: list[str] = field(default_factory=list)
     api_keys: bool = False
     queue_mappings: bool = False                                     # functions fed by SQS event source mappings
     # Emergency isolation (jukinet_ops/emergency.py): what this tier's isolations change and record.
     isolation_records: list[str] = field(default_factory=list)      # SSM parameter name patterns
-    held_queues: list[str] = field(default_factory=list)            # inbound queue whose retention is raised
+    held_queues: list[str] = field(default_factory=list)            # inbound/channel queue whose retention is raised
     drop_zone_buckets: list[str] = field(default_factory=list)      # bucket ARN patterns (notifications)
     batch_bucket: str | None = None                                  # its policy holds an agency's Deny
     isolation_marks: list[str] = field(default_factory=list)        # provision state table: ISOLATED#<agency>
@@ -262,6 +265,25 @@ def scope_of(stack: Any) -> TierScope:
         cs = f"{names.prefix}-cs-{code[:2]}*"
         scope.functions.append(f"arn:{PARTITION}:lambda:{region}:{account}:function:{cs}")
         scope.function_logs.append(f"{log_arn}/aws/lambda/{cs}")
+        channel = getattr(stack, "channel", None)
+        if channel is not None:
+            # The channel between municipalities (decision 0047): its queue and dead-letter queue
+            # are to the tier's people what a processing tier's inbound queues are — closed but
+            # for the operator's redrive and break-glass, never purged; the channel function
+            # stopped and its mapping paused by the emergency roles; its transport key closed
+            # like a processing tier's.
+            queue = names.channel_queue(code)
+            dead = names.dead_letter_queue(queue)
+            scope.fact_keys.append(channel.transport_key)
+            scope.fact_queues += [names.queue_arn(env, queue), names.queue_arn(env, dead)]
+            scope.transport_key = channel.transport_key
+            scope.dead_letter_queues.append(channel.dead_letter_queue.queue_arn)
+            scope.redrive = (names.queue_arn(env, dead), names.queue_arn(env, queue))
+            function = names.channel_function(code)
+            scope.queue_functions.append(f"arn:{PARTITION}:lambda:{region}:{account}:function:{function}")
+            scope.function_logs.append(f"{log_arn}/aws/lambda/{function}")
+            scope.queue_mappings = True
+            scope.held_queues.append(names.queue_arn(env, queue))
     reports = getattr(stack, "security_reports", None)
     if reports is not None:
         # Literal (the name is fixed): people's policies name it as they name the tier's other resources.
@@ -438,7 +460,7 @@ class TierPeople(Construct):
         ssm = f"arn:{PARTITION}:ssm:{env.region}:{env.account}:parameter/{prefix}/isolation"
         statements = [
             iam.PolicyStatement(sid="StopAndRestartFunctions", actions=EMERGENCY_FUNCTION_ACTIONS,
-                                resources=s.functions),
+                                resources=[*s.functions, *s.queue_functions]),
             *([iam.PolicyStatement(sid="NeverStopTheSealer", effect=iam.Effect.DENY,
                                    actions=["lambda:PutFunctionConcurrency", "lambda:DeleteFunctionConcurrency"],
                                    resources=s.unstoppable_functions)] if s.unstoppable_functions else []),
@@ -453,7 +475,7 @@ class TierPeople(Construct):
                 iam.PolicyStatement(
                     sid="PauseAndResumeQueueMappings", actions=MAPPING_ACTIONS,
                     resources=[f"arn:{PARTITION}:lambda:{env.region}:{env.account}:event-source-mapping:*"],
-                    conditions={"ArnLike": {"lambda:FunctionArn": s.functions}}),
+                    conditions={"ArnLike": {"lambda:FunctionArn": [*s.functions, *s.queue_functions]}}),
                 iam.PolicyStatement(sid="ListQueueMappings", actions=["lambda:ListEventSourceMappings"],
                                     resources=["*"]),
             ]
@@ -514,10 +536,10 @@ class TierPeople(Construct):
         deny = iam.Effect.DENY
         statements = []
         redrive_key = s.transport_key if s.redrive else None
-        if s.fact_keys:
+        fact_keys = [k.key_arn for k in s.fact_keys if k is not redrive_key]
+        if fact_keys:  # (a municipality tier's only one is the channel transport key: the redrive key)
             statements.append(iam.PolicyStatement(
-                sid="DenyIdentityFactKeys", effect=deny, actions=FACT_KEY_ACTIONS,
-                resources=[k.key_arn for k in s.fact_keys if k is not redrive_key]))
+                sid="DenyIdentityFactKeys", effect=deny, actions=FACT_KEY_ACTIONS, resources=fact_keys))
         if redrive_key is not None and s.redrive:
             # The transport key carries notices in the queues: closed to every person but the
             # tier's operator, and to the operator open only through SQS for the two queues a
@@ -657,7 +679,8 @@ class TierPeople(Construct):
             iam.PolicyStatement(sid="ReadKeyConfiguration", actions=KEY_READS,
                                 resources=[self.names.keys_arn_pattern(env)]),
             iam.PolicyStatement(sid="ReadFunctionConfiguration",
-                                actions=["lambda:GetFunctionConfiguration", "lambda:GetPolicy"], resources=s.functions),
+                                actions=["lambda:GetFunctionConfiguration", "lambda:GetPolicy"],
+                                resources=[*s.functions, *s.queue_functions]),
         ]
         trail = getattr(self.stack, "trail", None)
         if trail is not None:

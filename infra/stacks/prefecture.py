@@ -91,7 +91,8 @@ class PrefectureStack(TierStack):
             concurrency=prefecture.processor_concurrency,
             # Municipality codes start with the prefecture number; the handler checks the exact sender.
             sender_public_keys=(muni.env, [f"{names.signing_alias(code[:2])}*"]),
-            watched=[WatchedCounts(muni.env, names.cs_state_table(code), tuple(m.code for m in muni.municipalities))],
+            watched=[WatchedCounts(muni.env, names.cs_state_table(code), tuple(m.code for m in muni.municipalities),
+                                   channel_table=names.card_table(code) if deployment.channel else "")],
         )
         p = self.processing
         nag.acknowledge(p.processor.policy, [

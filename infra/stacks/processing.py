@@ -25,7 +25,7 @@ from ..components.queues import InboundQueue
 from ..components.responsibility import REDRIVE_ROLE
 from ..components.tables import identity_table
 from ..config import Environment
-from ..naming import METRICS_NAMESPACE, PARTITION, SIGNING_ALGORITHM
+from ..naming import METRICS_NAMESPACE, NATIONAL, PARTITION, SIGNING_ALGORITHM
 from .tier import TierStack
 
 def cdk_partition() -> str:  # noqa: D103
@@ -107,6 +107,9 @@ class WatchedCounts:
     municipalities: tuple[str, ...]
     tiers_below: tuple[str, ...] = ()
     tiers_below_env: Environment | None = None
+    # The municipality tier's table with these municipalities' channel records (``CHANNEL#``,
+    # ``CHANNEL-IN#``): the prefecture's nightly reconciliation reads their counts (decision 0047).
+    channel_table: str = ""
 
 
 @dataclass
@@ -403,9 +406,12 @@ def build_reconciliation(stack: TierStack, *, tier_label: str, table: dynamodb.T
              and (w.tiers_below_env is None or (w.tiers_below_env.account, w.tiers_below_env.region) == here)]
     municipality_names = {m.code: m.name for p in stack.deployment.prefectures
                           for m in p.municipality_tier.municipalities}
+    channel = {w.cs_state_table: w.channel_table for w in local if w.channel_table and tier != NATIONAL}
     document = {"sources": [{"cs_state_table": w.cs_state_table if w in local else "",
                              "municipalities": {c: municipality_names.get(c, c) for c in w.municipalities},
-                             "prefecture_table": (w.tiers_below[0] if w.tiers_below and w in local else "")}
+                             "prefecture_table": (w.tiers_below[0] if w.tiers_below and w in local else ""),
+                             **({"channel_table": w.channel_table} if w.cs_state_table in channel and w in local
+                                else {})}
                             for w in watched]}
     arn = lambda t: f"arn:{cdk_partition()}:dynamodb:{env.region}:{env.account}:table/{t}"  # noqa: E731
     ledgers = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LEDGER#*"]}}
@@ -426,6 +432,19 @@ def build_reconciliation(stack: TierStack, *, tier_label: str, table: dynamodb.T
         statements.append(iam.PolicyStatement(
             sid="ReadCsCounts", actions=["dynamodb:GetItem"], resources=[arn(t) for t in cs_tables],
             conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MUNI#*"]}}))
+    if channel:
+        # The channel's requests and answers of this prefecture's municipalities (decision 0047):
+        # Query on their partitions only — states and counts are read, the ciphertext bodies in
+        # the same items are not opened (no channel key grant).
+        numbers = sorted({c[:2] for w in local if w.cs_state_table in channel for c in w.municipalities})
+        tables = [arn(t) for t in sorted(set(channel.values()))]
+        statements.append(iam.PolicyStatement(
+            sid="ReadChannelRecords", actions=["dynamodb:Query"], resources=tables,
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
+                key for pp in numbers for key in (f"CHANNEL#{pp}*", f"CHANNEL-IN#{pp}*")]}}))
+        stack.network.allow_through("DynamoDb", iam.PolicyStatement(
+            sid="ReconciliationReadsChannelRecords", principals=[iam.AnyPrincipal()], actions=["dynamodb:Query"],
+            resources=tables, conditions={"ArnLike": {"aws:PrincipalArn": [stack.role_pattern]}}))
     # The tier's S3 gateway endpoint: puts into its own reports bucket, by the tier's functions.
     stack.network.allow_through("S3", iam.PolicyStatement(
         sid="ReconciliationWritesReports", principals=[iam.AnyPrincipal()], actions=["s3:PutObject"],

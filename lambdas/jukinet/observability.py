@@ -10,7 +10,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 logger = Logger()
 metrics = Metrics(namespace="Jukinet")
 
-__all__ = ["MetricUnit", "count_refused_by_code", "flush", "logger", "metrics", "use_tier"]
+__all__ = ["MetricUnit", "count_channel_dead_letter", "count_refused_by_code", "flush", "logger", "metrics",
+           "use_tier"]
 
 
 def use_tier(tier: str) -> None:
@@ -41,3 +42,20 @@ def count_refused_by_code(code: str) -> None:
     with single_metric(name="RefusalsByCode", unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
                        default_dimensions={"service": metrics.service or "jukinet"}) as metric:
         metric.add_dimension(name="code", value=code)
+
+
+def count_channel_dead_letter(reason: str) -> None:
+    """One channel message dead-lettered (counted once per content and month, decision 0041):
+    ``ChannelDeadLettered`` under the function's {service, tier} — the set the tier's
+    ``channel-dead-letters`` alarm matches — and ``ChannelDeadLettersByReason`` under {service,
+    tier, reason}, which the monthly monitoring report sums per reason (decision 0047). Another
+    name, not the same name with one more dimension: the embedded CloudWatch matches a query's
+    dimensions as a subset and would count the twin in the alarm's sum. The reason set is its
+    own EMF line; the {service, tier} one goes with the invocation's other metrics."""
+    metrics.add_metric(name="ChannelDeadLettered", unit=MetricUnit.Count, value=1)
+    tier = metrics.dimension_set.get("tier", "")
+    with single_metric(name="ChannelDeadLettersByReason", unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
+                       default_dimensions={"service": metrics.service or "jukinet"}) as metric:
+        if tier:
+            metric.add_dimension(name="tier", value=tier)
+        metric.add_dimension(name="reason", value=reason)

@@ -108,7 +108,7 @@ def test_reconciliation_every_request_answered_refused_or_timed_out_per_municipa
     world.pump(drop={"national"})  # lost between the tiers
     assert nagano.reconcile(NAGANO, "2003-01").to_dict() == {
         "municipality": NAGANO, "month": "2003-01", "requested": 4, "answered": 2, "refused": 1, "timed_out": 0,
-        "pending": 1, "balanced": True}
+        "pending": 1, "unaccounted": 0, "answers_given": 0, "refusals_given": 0, "balanced": True}
     world.now += dt.timedelta(seconds=6)
     assert nagano.result(lost).outcome is Outcome.TIMED_OUT
     row = nagano.reconcile(NAGANO, "2003-01")

@@ -41,6 +41,7 @@ class World:
     keys: dict[str, str] = field(default_factory=dict)
     queues: dict[str, str] = field(default_factory=dict)
     delivered: list[tuple[str, str]] = field(default_factory=list)  # (queue, body) as handed to a function
+    stdout: object = None  # where the handlers print (their EMF metrics): a MetricSink, or swallowed
 
     def __post_init__(self) -> None:
         self.kms = boto3.client("kms", region_name=REGION)
@@ -87,17 +88,21 @@ class World:
 
     # --- environments ----------------------------------------------------------------------
     def _base(self) -> dict[str, str]:
+        if self.stdout is not None:  # metrics on, as the tiers' functions print them
+            return {"AWS_DEFAULT_REGION": REGION, "SENDER_KEY_ALIAS_PREFIX": SIGNING}
         return {"AWS_DEFAULT_REGION": REGION, "POWERTOOLS_METRICS_DISABLED": "true",
                 "SENDER_KEY_ALIAS_PREFIX": SIGNING}
 
     def channel_env(self, pref: str) -> dict[str, str]:
-        return {**self._base(), "PREFECTURE_CODE": pref, "TABLE_NAME": f"jukinet-cards-{pref}",
+        return {**self._base(), "POWERTOOLS_SERVICE_NAME": f"jukinet-muni-{pref}", "PREFECTURE_CODE": pref,
+                "TABLE_NAME": f"jukinet-cards-{pref}",
                 "CHANNEL_KEY_ID": self.keys[f"channel-{pref}"], "CHANNEL_KEY_ALIAS_PREFIX": CHANNEL,
                 "SIGNING_KEY_ALIAS_PREFIX": SIGNING, "OUTBOUND_QUEUE_URL": self.queues[f"pref-{pref}"],
                 "DEAD_LETTER_QUEUE_URL": self.queues[f"muni-{pref}-dlq"]}
 
     def prefecture_env(self, pref: str) -> dict[str, str]:
-        return {**self._base(), "PREFECTURE_CODE": pref, "TABLE_NAME": f"jukinet-pref-{pref}",
+        return {**self._base(), "POWERTOOLS_SERVICE_NAME": f"jukinet-pref-{pref}", "PREFECTURE_CODE": pref,
+                "TABLE_NAME": f"jukinet-pref-{pref}",
                 "DATA_KEY_ID": self.keys[f"data-{pref}"], "SIGNING_KEY_ID": self.keys[f"sign-{pref}"],
                 "FORWARD_QUEUE_URL": self.queues["national"], "DEAD_LETTER_QUEUE_URL": self.queues[f"pref-{pref}-dlq"],
                 "CHANNEL_QUEUE_URL": self.queues[f"muni-{pref}"]}
@@ -135,7 +140,7 @@ class World:
         with environment(env):
             runtime = module._runtime(load_settings(settings), os.environ.get("AWS_ENDPOINT_URL"))
             self._fixed(*(runtime if isinstance(runtime, tuple) else (runtime,)))
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO() if self.stdout is None else self.stdout):
                 return module.handler(event, Context())
 
     def pump(self, *, drop: set[str] = frozenset(), hold: set[str] = frozenset(), rounds: int = 20,

@@ -79,3 +79,62 @@ def test_a_request_from_matsumoto_to_nagano_is_answered_through_the_deployed_fun
     finally:
         replace_environ(saved)
         aws.reset_clients()
+
+
+def _into_dead_letters(names, prefecture_code: str) -> None:
+    """Take the request waiting in the prefecture's inbound queue and put it into the municipality
+    tier's channel dead-letter queue, as SQS would after the channel function failed five times."""
+    sqs = aws.client("sqs")
+    inbound = sqs.get_queue_url(QueueName=names.inbound_queue(f"pref-{prefecture_code}"))["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=names.dead_letter_queue(names.channel_queue(prefecture_code)))["QueueUrl"]
+    [message] = sqs.receive_message(QueueUrl=inbound, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    sqs.send_message(QueueUrl=dlq, MessageBody=message["Body"])
+    sqs.delete_message(QueueUrl=inbound, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_the_channel_is_reconciled_nightly_and_redriven_within_its_deadline_only(world):
+    """Decision 0047 on the deployed assembly: `jukinet reconcile`'s channel rows and the deployed
+    prefecture reconciliation's channel section; `jukinet redrive --tier muni-200000` moves a
+    dead-lettered request within its deadline (then answered) and leaves one past it."""
+    import time
+
+    from jukinet.clock import month_jst, system_clock
+    from jukinet_ops.reconcile import reconcile_channel
+    from jukinet_ops.redrive import Redrive
+
+    deployment, runner, people = world
+    names = Names.of(deployment)
+    pcode = deployment.prefectures[0].code
+    function_env = runner.functions[names.channel_function(pcode)].environment
+    saved = dict(os.environ)
+    try:
+        os.environ.update(function_env)
+        aws.reset_clients()
+        endpoint = channel_endpoint._runtime(load_settings(ChannelSettings), os.environ.get("AWS_ENDPOINT_URL"))
+        query = {"query": "resident-status", "resident_code": people[1]["resident_code"]}
+        patient = endpoint.request(MATSUMOTO, NAGANO, query, wait=dt.timedelta(minutes=10))
+        _into_dead_letters(names, pcode)
+        hurried = endpoint.request(MATSUMOTO, NAGANO, query, wait=dt.timedelta(seconds=1))
+        _into_dead_letters(names, pcode)
+        time.sleep(2)  # the hurried one's deadline passes
+        [report] = Redrive(deployment).run(tiers=[f"muni-{pcode}"], apply=True)
+        assert (report.moved, report.past_deadline) == ({"none": 1}, {"none": 1}), report
+        assert runner.run_until_idle(timeout_s=300).idle
+        assert endpoint.result(patient).outcome is Outcome.ANSWERED
+        assert endpoint.result(hurried).outcome is Outcome.TIMED_OUT
+
+        now = system_clock()
+        month = month_jst(now)
+        rows = {r.municipality: r for r in reconcile_channel(deployment, month, now, pcode)}
+        assert not [r for r in rows.values() if r.problems]
+        assert rows[MATSUMOTO].timed_out >= 1 and rows[MATSUMOTO].answered >= 1 and rows[MATSUMOTO].pending == 0
+        assert rows[NAGANO].answers_given >= 1
+        at = (now + dt.timedelta(days=1)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # tonight's run
+        result = runner.invoke(names.reconciliation_function(f"pref-{pcode}"), {
+            "source": "aws.events", "detail-type": "Scheduled Event", "time": at, "resources": [], "detail": {}})
+        assert result.ok, result.error
+        assert result.response["channel_rows"] >= len(deployment.prefectures[0].municipality_tier.municipalities)
+        assert result.response["reports"][-1].endswith("-channel.csv")
+    finally:
+        replace_environ(saved)
+        aws.reset_clients()

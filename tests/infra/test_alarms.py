@@ -72,7 +72,7 @@ def test_processing_tiers_alarm_on_dead_letters_age_errors_throttles_gaps_and_si
     assert kinds_by_tier["pref-200000"] == expected | people | network
     counter = {"card-authentication-refusals", "ended-card-presented", "card-unauthorised-attempts",
                "counter-api-errors"}  # the counter API (docs/card.md)
-    channel = {"channel-dlq-not-empty", "channel-errors"}  # the channel between municipalities (channel.py)
+    channel = {"channel-dlq-not-empty", "channel-dead-letters", "channel-errors"}  # the channel (channel.py)
     assert kinds_by_tier["muni-200000"] == {"cs-failed-events-dlq-not-empty", "cs-errors", "cs-throttles"} | people \
         | counter | network | channel
 

@@ -28,6 +28,7 @@ PREF_ROUTER = f"{ROLE}/pref-200000/jukinet-pref-200000-processor"
 NATIONAL_ROUTER = f"{ROLE}/national/jukinet-national-processor"
 CS_202011 = f"{ROLE}/muni-200000/jukinet-cs-202011"
 COUNTER_20 = f"{ROLE}/muni-200000/jukinet-muni-200000-counter"
+MUNI_OPERATOR = f"{ROLE}/muni-200000-people/jukinet-muni-200000-operator"
 
 
 def _resources(synth: Synth, stack: str, kind: str) -> dict[str, dict[str, Any]]:
@@ -106,10 +107,11 @@ def test_only_the_prefecture_router_sends_into_the_channel_queue_and_only_the_ch
     policy = {"Statement": _queue_policy(nagano, base, queue_lid)}
     queue_arn = {"Fn::GetAtt": [queue_lid, "Arn"]}
     tls = {"aws:SecureTransport": "true"}
-    # the counter nudges its channel function (decision 0046): not denied, its IAM policy allows it
-    for who, expected in ((PREF_ROUTER, ALLOW), (COUNTER_20, IMPLICIT_DENY), (NATIONAL_ROUTER, "deny"),
-                          (CS_202011, "deny"),
-                          (CHANNEL_20, "deny"), (f"{ROLE}/pref-200000-people/jukinet-pref-200000-operator", "deny")):
+    # the counter nudges its channel function (decision 0046), the tier's own operator redrives
+    # (decision 0047): not denied, their IAM policies allow it
+    for who, expected in ((PREF_ROUTER, ALLOW), (COUNTER_20, IMPLICIT_DENY), (MUNI_OPERATOR, IMPLICIT_DENY),
+                          (NATIONAL_ROUTER, "deny"), (CS_202011, "deny"), (CHANNEL_20, "deny"),
+                          (f"{ROLE}/pref-200000-people/jukinet-pref-200000-operator", "deny")):
         got = evaluate(policy, action="sqs:SendMessage", resource=queue_arn, principal=who,
                        context={**tls, "aws:PrincipalArn": who})
         assert got == expected, (who, got)
@@ -386,6 +388,182 @@ def test_each_municipality_tier_alarms_on_channel_dead_letters_and_errors(large:
         for alarm in (dlq, errors):
             assert alarm["AlarmActions"] and alarm["OKActions"]
             assert "docs/operations.md#channel-" in alarm["AlarmDescription"]
+
+
+def test_each_municipality_tier_alarms_on_what_its_channel_function_dead_lettered(nagano: Synth) -> None:
+    """``channel-dead-letters`` on ChannelDeadLettered with the dimensions the channel function
+    emits ({service, tier}: observability.use_tier("municipality")); the embedded AWS fires it
+    (tests/channel/test_channel_alarms.py)."""
+    alarms = {r["Properties"]["AlarmName"]: r["Properties"]
+              for r in _resources(nagano, _base(nagano, "200000"), "AWS::CloudWatch::Alarm").values()}
+    alarm = alarms["jukinet-muni-200000-channel-dead-letters"]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"], alarm["Threshold"]) == (
+        "Jukinet", "ChannelDeadLettered", "Sum", 0)
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "jukinet-muni-200000"},
+                                   {"Name": "tier", "Value": "municipality"}]
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmDescription"].endswith("See docs/operations.md#channel-dead-letters.")
+    assert alarm["AlarmActions"] and alarm["OKActions"]
+
+
+# --- people on the channel queues (decision 0047) -------------------------------------------------
+def _people(synth: Synth, kind: str, tier: str = "muni-200000") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A people role's policy documents and its session's context."""
+    template = synth.templates[_base(synth, "200000") if tier == "muni-200000" else _tier_stack(synth, tier)]
+    [role] = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"
+              and r["Properties"].get("RoleName") == f"jukinet-{tier}-{kind}"]
+    docs = [template["Resources"][ref["Ref"]]["Properties"]["PolicyDocument"] for ref in role["ManagedPolicyArns"]]
+    return docs, {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role{role['Path']}{role['RoleName']}"}
+
+
+def _tier_stack(synth: Synth, tier: str) -> str:
+    return {s.tier: s.stack_name for s in synth.built.stacks if hasattr(s, "tier")}[tier]
+
+
+def _sqs(name: str) -> str:
+    return f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:{name}"
+
+
+CHANNEL_QUEUE, CHANNEL_DLQ = _sqs("jukinet-muni-200000-channel"), _sqs("jukinet-muni-200000-channel-dlq")
+OTHER_QUEUE, OTHER_DLQ = _sqs("jukinet-muni-130001-channel"), _sqs("jukinet-muni-130001-channel-dlq")
+
+
+def test_the_municipality_tiers_operator_redrives_its_channel_dead_letters_and_nothing_else(nagano: Synth) -> None:
+    docs, me = _people(nagano, "operator")
+    base = _base(nagano, "200000")
+    transport, _ = _key_by_alias(nagano, base, "alias/jukinet/muni-200000/channel-transport")
+    transport_arn = {"Fn::GetAtt": [transport, "Arn"]}
+    via_sqs = {**me, "kms:ViaService": "sqs.ap-northeast-1.amazonaws.com"}
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
+        assert evaluate(docs, action=action, resource=CHANNEL_DLQ, context=me) == ALLOW, action
+    assert evaluate(docs, action="sqs:SendMessage", resource=CHANNEL_QUEUE, context=me) == ALLOW
+    for queue in (CHANNEL_DLQ, CHANNEL_QUEUE):
+        for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+            assert evaluate(docs, action=action, resource=transport_arn,
+                            context={**via_sqs, "kms:EncryptionContext:aws:sqs:arn": queue}) == ALLOW
+    record = f"arn:aws:ssm:ap-northeast-1:{ACCOUNT}:parameter/jukinet/redrive/muni-200000/20030120T010000Z"
+    assert evaluate(docs, action="ssm:PutParameter", resource=record, context=me) == ALLOW
+    refused = [
+        ("sqs:ReceiveMessage", CHANNEL_QUEUE, me),          # read requests in flight
+        ("sqs:PurgeQueue", CHANNEL_DLQ, me),                # destroy the dead letters
+        ("sqs:PurgeQueue", CHANNEL_QUEUE, me),
+        ("sqs:SendMessage", CHANNEL_DLQ, me),               # make up dead letters
+        ("sqs:ReceiveMessage", OTHER_DLQ, me),              # another municipality tier's dead letters
+        ("sqs:DeleteMessage", OTHER_DLQ, me),
+        ("sqs:SendMessage", OTHER_QUEUE, me),               # another municipality tier's channel
+        ("sqs:SendMessage", _sqs("jukinet-pref-200000-inbound"), me),
+        ("kms:Decrypt", transport_arn, {**me, "kms:EncryptionContext:aws:sqs:arn": CHANNEL_DLQ}),  # outside SQS
+        ("kms:Decrypt", transport_arn, {**via_sqs, "kms:EncryptionContext:aws:sqs:arn": OTHER_DLQ}),
+        ("kms:Decrypt", transport_arn, {**via_sqs, "kms:EncryptionContext:aws:sqs:arn":
+                                        _sqs("jukinet-cs-failed-events-200000")}),
+        ("ssm:PutParameter", f"arn:aws:ssm:ap-northeast-1:{ACCOUNT}:parameter/jukinet/redrive/muni-130001/x", me),
+    ]
+    for action, resource, context in refused:
+        assert evaluate(docs, action=action, resource=resource, context=context) != ALLOW, (action, resource)
+    # The prefecture's operator reaches neither of the municipality tier's channel queues.
+    pref_docs, pref_me = _people(nagano, "operator", "pref-200000")
+    for action, queue in (("sqs:ReceiveMessage", CHANNEL_DLQ), ("sqs:SendMessage", CHANNEL_QUEUE)):
+        assert evaluate(pref_docs, action=action, resource=queue, context=pref_me) != ALLOW, action
+
+
+def test_the_channel_transport_key_admits_the_operator_through_sqs_for_the_two_channel_queues_only(
+        nagano: Synth) -> None:
+    _, policy = _key_by_alias(nagano, _base(nagano, "200000"), "alias/jukinet/muni-200000/channel-transport")
+    [redrive] = [s for s in statements(policy) if s.get("Sid") == "OperatorRedrives"]
+    assert sorted(as_list(redrive["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert as_list(redrive["Condition"]["ArnLike"]["aws:PrincipalArn"]) == [MUNI_OPERATOR]
+    assert sorted(redrive["Condition"]["StringEquals"]["kms:EncryptionContext:aws:sqs:arn"]) == [
+        CHANNEL_QUEUE, CHANNEL_DLQ]
+    [glass] = [s for s in statements(policy) if s.get("Sid") == "BreakGlassReadsDeadLetters"]
+    assert as_list(glass["Action"]) == ["kms:Decrypt"]
+
+
+def test_no_other_person_reads_channel_dead_letters_or_uses_the_channel_transport_key_even_if_allowed(
+        nagano: Synth) -> None:
+    """The guardrail: an auditor, a security officer or the chief holding an Allow from elsewhere
+    in the account is refused the channel DLQ and its key; the channel queue is closed to all people."""
+    base = _base(nagano, "200000")
+    template = nagano.templates[base]
+    transport, _ = _key_by_alias(nagano, base, "alias/jukinet/muni-200000/channel-transport")
+    [guardrail] = [r["Properties"]["PolicyDocument"] for r in template["Resources"].values()
+                   if r["Type"] == "AWS::IAM::ManagedPolicy"
+                   and r["Properties"].get("ManagedPolicyName") == "jukinet-muni-200000-people-guardrails"]
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    for kind in ("auditor", "security-officer", "chief-security-officer", "network-administrator", "operator"):
+        who = {"aws:PrincipalArn": f"{ROLE}/muni-200000-people/jukinet-muni-200000-{kind}"}
+        docs = [guardrail, everything]
+        assert evaluate(docs, action="sqs:ReceiveMessage", resource=CHANNEL_QUEUE, context=who) == "deny", kind
+        assert evaluate(docs, action="sqs:PurgeQueue", resource=CHANNEL_DLQ, context=who) == "deny", kind
+        if kind != "operator":
+            assert evaluate(docs, action="sqs:ReceiveMessage", resource=CHANNEL_DLQ, context=who) == "deny", kind
+            assert evaluate(docs, action="kms:Decrypt", resource={"Fn::GetAtt": [transport, "Arn"]},
+                            context={**who, "kms:ViaService": "sqs.ap-northeast-1.amazonaws.com",
+                                     "kms:EncryptionContext:aws:sqs:arn": CHANNEL_DLQ}) == "deny", kind
+
+
+def test_break_glass_reads_the_channel_dead_letters_with_a_reason(nagano: Synth) -> None:
+    docs, me = _people(nagano, "break-glass")
+    dlq_lid, _ = _queue(nagano, _base(nagano, "200000"), "jukinet-muni-200000-channel-dlq")
+    session = {**me, "aws:SourceIdentity": "officer", "aws:PrincipalTag/reason": "incident 7"}
+    dlq = {"Fn::GetAtt": [dlq_lid, "Arn"]}
+    assert evaluate(docs, action="sqs:ReceiveMessage", resource=dlq, context=session) == ALLOW
+    assert evaluate(docs, action="sqs:ReceiveMessage", resource=dlq, context=me) != ALLOW  # no reason, no read
+    assert evaluate(docs, action="sqs:PurgeQueue", resource=dlq, context=session) != ALLOW
+
+
+def test_nobody_purges_a_channel_queue_and_the_channel_function_cannot_read_its_dead_letters(
+        nagano: Synth) -> None:
+    base = _base(nagano, "200000")
+    function = _role_policy(nagano, base, "jukinet-muni-200000-channel")
+    for name, arn in (("jukinet-muni-200000-channel", CHANNEL_QUEUE), ("jukinet-muni-200000-channel-dlq", CHANNEL_DLQ)):
+        lid, _ = _queue(nagano, base, name)
+        policy = {"Statement": _queue_policy(nagano, base, lid)}
+        for who in (CHANNEL_20, MUNI_OPERATOR, PREF_ROUTER, f"arn:aws:iam::{ACCOUNT}:root"):
+            assert evaluate(policy, action="sqs:PurgeQueue", resource={"Fn::GetAtt": [lid, "Arn"]}, principal=who,
+                            context={"aws:SecureTransport": "true", "aws:PrincipalArn": who}) == "deny", (name, who)
+        assert evaluate(function, action="sqs:PurgeQueue", resource=arn) != ALLOW
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):  # a compromised function cannot replay or drop them
+        assert evaluate(function, action=action, resource=CHANNEL_DLQ) != ALLOW
+
+
+def test_the_emergency_roles_stop_the_channel_function_pause_its_mapping_and_hold_its_queue(nagano: Synth) -> None:
+    channel = f"arn:aws:lambda:ap-northeast-1:{ACCOUNT}:function:jukinet-muni-200000-channel"
+    mapping = f"arn:aws:lambda:ap-northeast-1:{ACCOUNT}:event-source-mapping:0f1e2d3c"
+    for kind in ("operator", "chief-security-officer"):
+        docs, me = _people(nagano, kind)
+        assert evaluate(docs, action="lambda:PutFunctionConcurrency", resource=channel, context=me) == ALLOW, kind
+        assert evaluate(docs, action="lambda:UpdateEventSourceMapping", resource=mapping,
+                        context={**me, "lambda:FunctionArn": channel}) == ALLOW, kind
+        assert evaluate(docs, action="sqs:SetQueueAttributes", resource=CHANNEL_QUEUE, context=me) == ALLOW, kind
+        # stopping is not invoking: no one hands the channel function a batch of their own making
+        assert evaluate(docs, action="lambda:InvokeFunction", resource=channel, context=me) != ALLOW, kind
+        assert evaluate(docs, action="lambda:UpdateFunctionCode", resource=channel, context=me) != ALLOW, kind
+    pref_docs, pref_me = _people(nagano, "operator", "pref-200000")
+    assert evaluate(pref_docs, action="lambda:PutFunctionConcurrency", resource=channel, context=pref_me) != ALLOW
+    docs, me = _people(nagano, "auditor")
+    assert evaluate(docs, action="lambda:PutFunctionConcurrency", resource=channel, context=me) != ALLOW
+    assert evaluate(docs, action="lambda:GetFunctionConfiguration", resource=channel, context=me) == ALLOW
+
+
+def test_the_prefectures_reconciliation_reads_its_municipalities_channel_records_only(nagano: Synth) -> None:
+    """``ReadChannelRecords``: Query on the municipality tier's card table, only the partitions of
+    the requests and answers of the prefecture's municipalities (decision 0047); the national
+    tier's reconciliation reads none."""
+    pref = _tier_stack(nagano, "pref-200000")
+    policy = _role_policy(nagano, pref, "jukinet-pref-200000-reconciliation")
+    table = f"arn:aws:dynamodb:ap-northeast-1:{ACCOUNT}:table/jukinet-muni-200000-cards"
+    for key in ("CHANNEL#202011#2003-01", "CHANNEL-IN#202029#2003-01"):
+        assert evaluate(policy, action="dynamodb:Query", resource=table,
+                        context={"dynamodb:LeadingKeys": [key]}) == ALLOW, key
+    for key in ("RESIDENT#00000000019", "CHANNEL-DEAD#2003-01", "CHANNEL#131016#2003-01", "META", "CARD#x"):
+        assert evaluate(policy, action="dynamodb:Query", resource=table,
+                        context={"dynamodb:LeadingKeys": [key]}) != ALLOW, key
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan", "kms:Decrypt"):
+        assert evaluate(policy, action=action, resource=table, context={"dynamodb:LeadingKeys": ["CHANNEL#20"]}) \
+            != ALLOW, action
+    national = _role_policy(nagano, _tier_stack(nagano, "national"), "jukinet-national-reconciliation")
+    assert evaluate(national, action="dynamodb:Query", resource=table,
+                    context={"dynamodb:LeadingKeys": ["CHANNEL#202011#2003-01"]}) != ALLOW
 
 
 def test_a_channel_across_accounts_is_refused_with_the_reason() -> None:

@@ -179,7 +179,8 @@ def test_municipality_dashboard_sums_every_cs_of_its_tier(every: Synth) -> None:
             assert _queue(names.dead_letter_queue(names.channel_queue(p.code)),
                           "ApproximateNumberOfMessagesVisible") <= metrics
             assert {custom(n, f"jukinet-{tier}", "municipality") for n in (
-                "ChannelRequestsSent", "ChannelAnswersSent", "ChannelRequestsSettled", "ChannelDeadLettered")} <= metrics
+                "ChannelRequestsSent", "ChannelAnswersSent", "ChannelRequestsSettled", "ChannelDeadLettered",
+                "ChannelRequestsTimedOut", "ChannelRefusalsReceived")} <= metrics
         assert {custom(n, f"jukinet-{tier}", "municipality") for n in ("NoticesSent", "RowsRejected",
                                                                         "DuplicateFiles")} <= metrics
         assert {custom(n, f"jukinet-{tier}", "municipality") for n in (  # the wide-area copy (decision 0046)

@@ -15,7 +15,7 @@ from infra.naming import Names
 from infra.stacks.processing import MONITORING_REPORT_SCHEDULE, RECONCILIATION_SCHEDULE
 from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
 
-from .conftest import Synth
+from .conftest import Synth, as_list
 from .test_responsibility import ACCOUNT, people_roles, policies_of, tier_stacks
 
 pytestmark = pytest.mark.slow
@@ -151,7 +151,12 @@ def test_the_reconciliation_function_writes_reports_only_reads_counts_and_runs_n
         actions = {a for d in docs for st in d["Statement"] if st["Effect"] == "Allow"
                    for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
         assert "s3:PutObject" in actions and "s3:GetObject" not in actions and "s3:DeleteObject" not in actions
-        assert not {a for a in actions if a.startswith("dynamodb:") and a != "dynamodb:GetItem"}
+        # Counts only: GetItem of ledgers and CS counts; the prefecture also Queries its municipalities'
+        # channel records (ReadChannelRecords, decision 0047; tests/infra/test_channel.py).
+        reads = {a for a in actions if a.startswith("dynamodb:")}
+        assert reads == ({"dynamodb:GetItem", "dynamodb:Query"} if tier != "national" else {"dynamodb:GetItem"})
+        queries = [st for d in docs for st in d["Statement"] if "dynamodb:Query" in as_list(st["Action"])]
+        assert [st["Sid"] for st in queries] == (["ReadChannelRecords"] if tier != "national" else [])
         [alarm] = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
                    and r["Properties"]["AlarmName"] == f"jukinet-{tier}-reconciliation-mismatches"]
         assert alarm["MetricName"] == "ReconciliationMismatches" and alarm["Threshold"] == 0

@@ -155,3 +155,53 @@ def test_a_month_still_in_flight_is_reported_not_judged(world, tiers):  # noqa: 
     assert f"| 2027-03 | {A} | 長野市 | 3 | 0 | 0 | 0 | – | – | – | – | in flight |" in markdown
     results = run(world, tiers, "prefecture", t + 20 * MINUTE, out=io.StringIO())
     assert [m["municipality"] for m in results["mismatches"]] == [A]
+
+
+def test_a_channel_request_in_no_outcome_raises_the_prefectures_alarm_and_the_report_names_it(world, tmp_path):  # noqa: F811
+    """Decision 0047: the prefecture's run also reads its municipality tier's channel records; a
+    request neither answered, refused nor timed out after its deadline (a state no code writes)
+    is a mismatch, the same metric and alarm; the notice rows balance (nothing was sent)."""
+    from jukinet.domain import channel
+
+    s3, ddb, cloudwatch = world.sink_factory("s3"), world.sink_factory("dynamodb"), world.sink_factory("cloudwatch")
+    s3.create_bucket(Bucket=BUCKETS["prefecture"], CreateBucketConfiguration={"LocationConstraint": REGION})
+    ddb.create_table(TableName="jukinet-muni-200000-cards", BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}])
+    cloudwatch.put_metric_alarm(
+        AlarmName="prefecture-reconciliation-mismatches", Namespace="Jukinet", MetricName="ReconciliationMismatches",
+        Statistic="Sum", Period=PERIOD, Dimensions=[{"Name": "service", "Value": SERVICES["prefecture"]},
+                                                   {"Name": "tier", "Value": "prefecture"}],
+        EvaluationPeriods=1, DatapointsToAlarm=1, Threshold=0, ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="notBreaching")
+    at = start()
+    sent = at - dt.timedelta(hours=25)
+    month = sent.astimezone(dt.timezone(dt.timedelta(hours=9))).strftime("%Y-%m")
+    for i, status in enumerate(("answered", "refused", "timed_out", "pending", "stuck")):
+        correlation = channel.new_correlation_id(A, sent, f"{i:032x}")
+        ddb.put_item(TableName="jukinet-muni-200000-cards", Item={
+            "pk": {"S": f"CHANNEL#{A}#{month}"}, "sk": {"S": f"OUT#{correlation}"}, "to": {"S": B},
+            "deadline": {"S": (sent + dt.timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "status": {"S": status}})
+    ddb.put_item(TableName="jukinet-muni-200000-cards", Item={
+        "pk": {"S": f"CHANNEL-IN#{B}#{month}"}, "sk": {"S": "IN#x"}, "kind": {"S": "answer"}})
+    path = tmp_path / "reconciliation-channel.json"
+    path.write_text(json.dumps({"sources": [{"cs_state_table": "jukinet-cs-20", "municipalities": NAMES,
+                                             "channel_table": "jukinet-muni-200000-cards"}]}, ensure_ascii=False),
+                    encoding="utf-8")
+    reconciliation._runtime.cache_clear()
+    result = run(world, {"prefecture": str(path)}, "prefecture", at)
+    world.sink.flush()
+    assert not world.sink.problems, world.sink.problems
+    states = {v.name: v.new_state for v in evaluate_alarms(world.sink_factory, at)}
+    assert firing(states) == ["prefecture-reconciliation-mismatches"]
+    assert result["mismatches"] == [{"municipality": A, "month": month, "problems": [
+        "channel: 1 request(s) neither answered, refused nor timed out after the deadline (state unreadable)"]}]
+    day = (at.astimezone(dt.timezone(dt.timedelta(hours=9))).date() - dt.timedelta(days=1)).isoformat()
+    assert result["reports"][-1] == f"s3://{BUCKETS['prefecture']}/reconciliation/{day}-channel.csv"
+    markdown = report(world, "prefecture", f"reconciliation/{day}.md")
+    assert "**Mismatches: 0**" in markdown  # the notices' own section: nothing sent, nothing missing
+    assert f"| {month} | {A} | 長野市 | 5 | 1 | 1 | 2 | 0 | 0 | 0 | **mismatch** |" in markdown
+    assert f"| {month} | {B} | 松本市 | 0 | 0 | 0 | 0 | 0 | 1 | 0 | balanced |" in markdown
+    reconciliation._runtime.cache_clear()

@@ -349,3 +349,24 @@ def test_expired_contract_in_configuration_is_not_refused_by_the_review(monkeypa
     contract = DEMO.people.contracts[0]
     assert isinstance(contract, Contract) and contract.is_expired(today)
     assert DEMO.people.expired_contracts(today) == (contract,)
+
+
+def test_the_review_lists_each_tiers_rights_on_its_queues_the_channel_queues_included() -> None:
+    """Decision 0047: the municipality tier's operator redrives its channel DLQ, its chiefs stop
+    the channel function, break-glass reads the channel dead letters — listed beside the
+    processing tiers' inbound queues; no role purges."""
+    review = build_review(DEMO, EXPIRES)
+    rights = {(q.tier, q.role_name): q for q in review.queue_rights}
+    operator = rights[("muni-200000", "jukinet-muni-200000-operator")]
+    assert operator.queues == "jukinet-muni-200000-channel-dlq → jukinet-muni-200000-channel"
+    assert operator.rights.startswith("redrive (jukinet redrive)") and "never purge" in operator.rights
+    assert "hold jukinet-muni-200000-channel" in rights[("muni-200000", "jukinet-muni-200000-chief-security-officer")].rights
+    assert rights[("muni-200000", "jukinet-muni-200000-break-glass")].queues == "jukinet-muni-200000-channel-dlq"
+    assert rights[("pref-200000", "jukinet-pref-200000-operator")].queues == (
+        "jukinet-pref-200000-inbound-dlq → jukinet-pref-200000-inbound")
+    assert ("national", "jukinet-national-operator") in rights
+    text = review_markdown(review)
+    assert "## Rights on the message queues" in text
+    assert "| muni-200000 | jukinet-muni-200000-operator | jukinet-muni-200000-channel-dlq → " in text
+    without = build_review(dataclasses.replace(DEMO, channel=False), EXPIRES)
+    assert not [q for q in without.queue_rights if q.tier.startswith("muni-")]

@@ -286,3 +286,49 @@ def test_the_reported_month_is_always_the_jst_month_before_the_run_and_has_ended
         assert month_jst(start) == month and month_jst(end - dt.timedelta(microseconds=1)) == month
 
     check()
+
+
+def channel_inputs() -> MonitoringInputs:
+    """The channel's month (decision 0047): 長野県's municipality tier sent 5 requests (3 answered,
+    1 refused, 1 timed out) and gave 4 answers; its prefecture routed 12 messages and
+    dead-lettered 2; dead letters by reason at both."""
+    inputs = clean_inputs()
+    muni = {"service": "jukinet-muni-200000", "tier": "municipality"}
+    pref = {"service": "jukinet-pref-200000", "tier": "prefecture"}
+    inputs.metrics += [
+        MetricSum("Jukinet", "ChannelRequestsSent", muni, 5.0),
+        MetricSum("Jukinet", "ChannelRequestsSettled", muni, 4.0),
+        MetricSum("Jukinet", "ChannelRefusalsReceived", muni, 1.0),
+        MetricSum("Jukinet", "ChannelRequestsTimedOut", muni, 1.0),
+        MetricSum("Jukinet", "ChannelAnswersSent", muni, 4.0),
+        MetricSum("Jukinet", "ChannelRouted", pref, 12.0),
+        MetricSum("Jukinet", "ChannelDeadLettered", muni, 1.0),  # the alarm's metric: not summed twice
+        MetricSum("Jukinet", "ChannelDeadLettersByReason", {**muni, "reason": "deadline_passed"}, 1.0),
+        MetricSum("Jukinet", "ChannelDeadLettered", pref, 2.0),
+        MetricSum("Jukinet", "ChannelDeadLettersByReason", {**pref, "reason": "not_routable"}, 1.0),
+        MetricSum("Jukinet", "ChannelDeadLettersByReason", {**pref, "reason": "deadline_passed"}, 1.0),
+    ]
+    return inputs
+
+
+def test_the_channel_per_tier_requests_answers_refusals_timeouts_and_dead_letters_by_reason():
+    report = build_report(channel_inputs())
+    tiers = {t.tier: t for t in report.tiers}
+    assert tiers["muni-200000"].channel_figures == {"requested": 5, "answered": 3, "refused": 1, "timed_out": 1,
+                                                    "given": 4, "routed": 0, "dead_lettered": 1}
+    assert tiers["muni-200000"].channel_dead == {"deadline_passed": 1}
+    assert tiers["pref-200000"].channel_dead == {"deadline_passed": 1, "not_routable": 1}
+    assert not tiers["national"].has_channel
+    assert report.clean  # channel traffic and its dead letters are reported, not incidents by themselves
+    markdown = render_markdown(report)
+    assert ("市町村間通信 (channel between municipalities): requests sent 5, answered 3, refused 1, timed out 1; "
+            "answers and refusals given 4; dead letters 1 (deadline_passed 1)") in markdown
+    assert "routed 12; dead letters 2 (deadline_passed 1, not_routable 1)" in markdown
+    assert "市町村間通信" in render_html(report)
+    rows = list(csv.reader(io.StringIO(render_csv(report))))
+    assert ["2026-11", "pref-200000", "channel_dead_letters", "not_routable", "1", "", ""] in rows
+    assert ["2026-11", "muni-200000", "channel", "timed_out", "1", "", ""] in rows
+    assert not [r for r in rows if r[1] == "national" and r[2].startswith("channel")]
+    lines = summary_lines(report)
+    assert len(lines) == len(summary_lines(build_report(clean_inputs())))  # no line more: the demo stays one screen
+    assert any("channel: requests sent 5" in line for line in lines)

@@ -241,6 +241,13 @@ class RequestRecord:
 
 @dataclass(frozen=True)
 class ChannelRow:
+    """One requesting municipality's month on the channel (``reconcile``), and what the same
+    municipality answered as the home municipality that month (``answers_given``,
+    ``refusals_given``: the answering side's own records, not part of the equation).
+
+    ``unaccounted``: requests recorded in a state that is none of the outcomes (no code of this
+    system writes one): counted as requested and in no outcome, so the row does not balance."""
+
     municipality: str
     month: str
     requested: int
@@ -248,31 +255,105 @@ class ChannelRow:
     refused: int
     timed_out: int
     pending: int
+    unaccounted: int = 0
+    answers_given: int = 0
+    refusals_given: int = 0
+    name: str = ""
 
     @property
     def balanced(self) -> bool:
         """Every request has an answer, a refusal or a timeout (or is still within its deadline)."""
         return self.requested == self.answered + self.refused + self.timed_out + self.pending
 
+    @property
+    def active(self) -> bool:
+        return bool(self.requested or self.answers_given or self.refusals_given)
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the row does not balance (empty when it does): a mismatch of the requester's tier."""
+        out = []
+        if self.unaccounted:
+            out.append(f"channel: {self.unaccounted} request(s) neither answered, refused nor timed out after "
+                       "the deadline (state unreadable)")
+        total = self.answered + self.refused + self.timed_out + self.pending
+        if self.requested != total and self.requested - total != self.unaccounted:
+            out.append(f"channel: requested {self.requested} ≠ answered {self.answered} + refused {self.refused} "
+                       f"+ timed out {self.timed_out} + pending {self.pending}")
+        return out
+
     def to_dict(self) -> dict:
         return {"municipality": self.municipality, "month": self.month, "requested": self.requested,
                 "answered": self.answered, "refused": self.refused, "timed_out": self.timed_out,
-                "pending": self.pending, "balanced": self.balanced}
+                "pending": self.pending, "unaccounted": self.unaccounted, "answers_given": self.answers_given,
+                "refusals_given": self.refusals_given, "balanced": self.balanced}
 
 
 def reconcile(municipality: str, month: str, records: Iterable[RequestRecord], now: dt.datetime) -> ChannelRow:
-    """The requester's row: each request counted once under the outcome it has at ``now``."""
+    """The requester's row: each request counted once under the outcome it has at ``now`` (a
+    pending request past its deadline has timed out, whether or not the store says so yet); a
+    record in a state that is no outcome counts as ``unaccounted`` (the row does not balance)."""
     counts = dict.fromkeys(Outcome, 0)
     seen: set[str] = set()
-    requested = 0
+    requested = unaccounted = 0
     for record in records:
         if record.requester != municipality or record.month != month or record.correlation in seen:
             continue
         seen.add(record.correlation)
         requested += 1
-        counts[outcome_of(record.status, record.deadline, now)] += 1
+        try:
+            counts[outcome_of(record.status, record.deadline, now)] += 1
+        except ValueError:
+            unaccounted += 1
     return ChannelRow(municipality, month, requested, counts[Outcome.ANSWERED], counts[Outcome.REFUSED],
-                      counts[Outcome.TIMED_OUT], counts[Outcome.PENDING])
+                      counts[Outcome.TIMED_OUT], counts[Outcome.PENDING], unaccounted)
+
+
+CHANNEL_CSV_COLUMNS = ("month", "municipality", "name", "requested", "answered", "refused", "timed_out", "pending",
+                       "unaccounted", "answers_given", "refusals_given", "balanced", "problems")
+
+
+def rows_as_csv(rows: Iterable[ChannelRow]) -> str:
+    """The channel rows of a reconciliation report: one line per municipality and month
+    (UTF-8, ``\\r\\n`` line ends as RFC 4180; problems separated by `` | ``)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CHANNEL_CSV_COLUMNS)
+    for r in rows:
+        writer.writerow([r.month, r.municipality, r.name, r.requested, r.answered, r.refused, r.timed_out, r.pending,
+                         r.unaccounted, r.answers_given, r.refusals_given, str(r.balanced).lower(),
+                         " | ".join(r.problems)])
+    return out.getvalue()
+
+
+def rows_as_markdown(rows: list[ChannelRow]) -> list[str]:
+    """The channel section of a reconciliation report (Markdown lines): the rows that do not
+    balance first, then every municipality with traffic (requests sent, or answered as home)."""
+    bad = [r for r in rows if r.problems]
+    active = [r for r in rows if r.active]
+    lines = ["## Channel between municipalities", "",
+             f"Requests per requesting municipality and month: requested = answered + refused + timed out + "
+             f"pending (within the deadline). **Mismatches: {len(bad)}.** "
+             f"Municipality-months with traffic: {len(active)} of {len(rows)}.", ""]
+    for r in bad:
+        for problem in r.problems:
+            lines.append(f"- {r.month} {r.municipality} {r.name}: {problem}")
+    if bad:
+        lines.append("")
+    if active:
+        header = ("month", "municipality", "name", "requested", "answered", "refused", "timed out", "pending",
+                  "answers given", "refusals given", "judged")
+        lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for r in active:
+            cells = (r.month, r.municipality, r.name, *(f"{n:,}" for n in (
+                r.requested, r.answered, r.refused, r.timed_out, r.pending, r.answers_given, r.refusals_given)),
+                "balanced" if not r.problems else "**mismatch**")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def route(tier: str, here: str, recipient: str) -> str:

@@ -22,7 +22,8 @@ from ._schedule import scheduled_at
 def _runtime(settings: ReconciliationSettings, endpoint: str | None) -> ScheduledReconciliation:
     root = Path(os.environ.get("LAMBDA_TASK_ROOT", "."))
     document = json.loads((root / settings.SOURCES_FILE).read_text(encoding="utf-8"))
-    sources = [CountSource(s["cs_state_table"], dict(s["municipalities"]), s.get("prefecture_table", ""))
+    sources = [CountSource(s["cs_state_table"], dict(s["municipalities"]), s.get("prefecture_table", ""),
+                           s.get("channel_table", ""))
                for s in document["sources"]]
     return ScheduledReconciliation(tier=settings.TIER, table=settings.TABLE_NAME, sources=sources,
                                    reports=ReportStore(settings.REPORTS_BUCKET), clock=system_clock,
@@ -38,7 +39,10 @@ def handler(event: dict, context: object) -> dict:
         run = reconciliation.run(scheduled_at(event))
         return {"at": run.at.isoformat(), "months": run.months, "rows": len(run.rows),
                 "mismatches": [{"municipality": r.municipality, "month": r.month,
-                                "problems": r.problems_at(run.tier)} for r in run.mismatches],
+                                "problems": r.problems_at(run.tier)} for r in run.mismatches]
+                + [{"municipality": c.municipality, "month": c.month, "problems": c.problems}
+                   for c in run.channel_mismatches],
+                "channel_rows": len(run.channel),
                 "reports": run.keys}
     finally:
         flush()

@@ -37,7 +37,7 @@ from ..domain.channel import Envelope, Kind, Outcome
 from ..domain.envelope import SealedDataError, Sealer
 from ..domain.errors import ValidationError
 from ..domain.message import SignedMessage, load_json
-from ..observability import MetricUnit, logger, metrics
+from ..observability import MetricUnit, count_channel_dead_letter, logger, metrics
 from .tier_processor import PermanentFailure, check_signature
 
 MAX_BODY_PLAINTEXT = 32_000
@@ -151,7 +151,7 @@ def _dead_letter(tier: str, queue_url: str, dead: ChannelDeadLetters, body: str,
                             rule=failure.rule, detail=failure.detail, sender=sender)
     digest = hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()
     if dead.record(month_jst(now), failure.reason, digest, sender):
-        metrics.add_metric(name="ChannelDeadLettered", unit=MetricUnit.Count, value=1)
+        count_channel_dead_letter(failure.reason)
 
 
 # --- the routers ---------------------------------------------------------------------------
@@ -264,7 +264,7 @@ class ChannelEndpoint:
         deadline = dt.datetime.strptime(item["deadline"]["S"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
         outcome = channel.outcome_of(item["status"]["S"], deadline, now)
         if outcome is Outcome.TIMED_OUT and item["status"]["S"] == Outcome.PENDING.value:
-            self.store.time_out(correlation, now)
+            self._time_out(correlation, now)
         if outcome not in (Outcome.ANSWERED, Outcome.REFUSED):
             return Result(correlation, outcome)
         envelope = Envelope.from_bytes(bytes(item["answer"]["B"]))
@@ -272,6 +272,12 @@ class ChannelEndpoint:
         if outcome is Outcome.REFUSED:
             return Result(correlation, outcome, refusal=str(content.get("code", "")))
         return Result(correlation, outcome, answer=content)
+
+    def _time_out(self, correlation: str, now: dt.datetime) -> None:
+        """Mark a pending request past its deadline timed out; ``ChannelRequestsTimedOut`` once
+        per request (the conditional update succeeds once, whoever marks it first)."""
+        if self.store.time_out(correlation, now):
+            metrics.add_metric(name="ChannelRequestsTimedOut", unit=MetricUnit.Count, value=1)
 
     def reconcile(self, municipality: str, month: str) -> channel.ChannelRow:
         return channel.reconcile(municipality, month, self.store.records(municipality, month), self.clock())
@@ -346,7 +352,12 @@ class ChannelEndpoint:
         outcome = Outcome.ANSWERED if envelope.kind is Kind.ANSWER else Outcome.REFUSED
         if self.store.settle(envelope.correlation, outcome, envelope.to_bytes(), now):
             metrics.add_metric(name="ChannelRequestsSettled", unit=MetricUnit.Count, value=1)
+            if outcome is Outcome.REFUSED:  # answered = settled − refused (monthly monitoring report)
+                metrics.add_metric(name="ChannelRefusalsReceived", unit=MetricUnit.Count, value=1)
             return "settled"
+        deadline = dt.datetime.strptime(item["deadline"]["S"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        if item["status"]["S"] == Outcome.PENDING.value and now > deadline:
+            self._time_out(envelope.correlation, now)  # a late answer: the request has timed out
         return "already_settled"  # redelivered, or late: the request keeps its first outcome
 
 

@@ -64,6 +64,14 @@ REFUSALS_BY_CODE = "RefusalsByCode"  # dimensions {service, code}: lambdas/jukin
 UNAUTHORISED_METRICS: tuple[str, ...] = ("UnauthorisedAttempts", "CardUnauthorisedAttempts",
                                          "IsolatedRecipientCalls", "ScanSuspected")
 
+# The channel between municipalities (services/channel.py; decision 0047): what each tier's
+# functions count, summed per tier. Dead letters by reason from ChannelDeadLettersByReason
+# {service, tier, reason} (observability.count_channel_dead_letter: one datapoint exactly when a
+# CHANNEL-DEAD#<month> item is created, so the sums per reason are the table's counts).
+CHANNEL_METRICS: tuple[str, ...] = ("ChannelRequestsSent", "ChannelRequestsSettled", "ChannelRefusalsReceived",
+                                    "ChannelRequestsTimedOut", "ChannelAnswersSent", "ChannelRouted")
+CHANNEL_DEAD_LETTERS_BY_REASON = "ChannelDeadLettersByReason"
+
 NO_INCIDENT = "不正アクセス等は認められない"
 NO_INCIDENT_EN = "no unauthorised access found"
 
@@ -178,6 +186,38 @@ class TierReport:
     isolations: list[IsolationEvent] = field(default_factory=list)
     seals: SealSummary | None = None
     stats: StatsSummary | None = None
+    channel: dict[str, int] = field(default_factory=dict)         # CHANNEL_METRICS name → sum
+    channel_dead: dict[str, int] = field(default_factory=dict)    # dead-letter reason → count
+
+    @property
+    def has_channel(self) -> bool:
+        return bool(self.channel or self.channel_dead)
+
+    @property
+    def channel_figures(self) -> dict[str, int]:
+        """Requests sent, answered, refused, timed out (the requester's side), answers and
+        refusals given (the home side), messages routed (prefecture, national)."""
+        c = self.channel
+        refused = c.get("ChannelRefusalsReceived", 0)
+        return {"requested": c.get("ChannelRequestsSent", 0),
+                "answered": c.get("ChannelRequestsSettled", 0) - refused, "refused": refused,
+                "timed_out": c.get("ChannelRequestsTimedOut", 0), "given": c.get("ChannelAnswersSent", 0),
+                "routed": c.get("ChannelRouted", 0), "dead_lettered": sum(self.channel_dead.values())}
+
+    @property
+    def channel_line(self) -> str:
+        f = self.channel_figures
+        parts = []
+        if f["requested"] or f["answered"] or f["refused"] or f["timed_out"]:
+            parts.append(f"requests sent {f['requested']}, answered {f['answered']}, refused {f['refused']}, "
+                         f"timed out {f['timed_out']}")
+        if f["given"]:
+            parts.append(f"answers and refusals given {f['given']}")
+        if f["routed"]:
+            parts.append(f"routed {f['routed']}")
+        dead = ", ".join(f"{reason} {n}" for reason, n in sorted(self.channel_dead.items()))
+        parts.append(f"dead letters {f['dead_lettered']}" + (f" ({dead})" if dead else ""))
+        return "; ".join(parts)
 
     @property
     def refusals(self) -> int:
@@ -256,6 +296,11 @@ def build_report(inputs: MonitoringInputs) -> MonitoringReport:
             t.network_rejects[m.name] = t.network_rejects.get(m.name, 0) + total
         elif m.name in UNAUTHORISED_METRICS:
             t.unauthorised[m.name] = t.unauthorised.get(m.name, 0) + total
+        elif m.name in CHANNEL_METRICS:
+            t.channel[m.name] = t.channel.get(m.name, 0) + total
+        elif m.name == CHANNEL_DEAD_LETTERS_BY_REASON:
+            reason = m.dimensions["reason"]
+            t.channel_dead[reason] = t.channel_dead.get(reason, 0) + total
     for iso in inputs.isolations:
         name = {"agency": "national", "prefecture": f"pref-{iso.target}",
                 "municipality": f"muni-{iso.target[:2]}"}.get(iso.kind, "national")
@@ -496,7 +541,8 @@ def collect_inputs(scope: ReportScope, month: str, *, now: dt.datetime, notifica
     # ``now`` itself would drop the datapoints of the current second (a refusal just made).
     end = min(month_end, now.replace(microsecond=0) + dt.timedelta(seconds=1))
     cloudwatch = client("cloudwatch")
-    handler_metrics = [SIGNATURE_FAILURES, GATEWAY_REFUSALS, REFUSALS_BY_CODE, *UNAUTHORISED_METRICS]
+    handler_metrics = [SIGNATURE_FAILURES, GATEWAY_REFUSALS, REFUSALS_BY_CODE, *UNAUTHORISED_METRICS,
+                       *CHANNEL_METRICS, CHANNEL_DEAD_LETTERS_BY_REASON]
     metrics = metric_sums(cloudwatch, METRICS_NAMESPACE, handler_metrics, start, end)
     for name in tiers:
         metrics += metric_sums(cloudwatch, network_namespace(name), NETWORK_WATCH_METRICS, start, end)
@@ -547,7 +593,7 @@ _MARKDOWN = """\
 {% for t in r.tiers -%}
 | {{ t.tier }} | {{ t.raised|length }} | {{ t.cleared|length }} | {{ t.refusals }} | {{ t.signature_failures }} | {{ t.gateway_refusals }} | {{ t.network_rejects_total }} | {{ t.break_glass }} | {{ t.isolations|length }} |
 {% endfor %}
-{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations %}
+{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations or t.has_channel %}
 ### {{ t.tier }}
 {% if t.raised or t.cleared %}
 | 時刻 JST (time) | 警報 (alarm) | 状態 (state) |
@@ -561,6 +607,9 @@ _MARKDOWN = """\
 {%- if t.isolations %}
 {% for i in t.isolations %}- 遮断 (isolation): {{ i.kind }} {{ i.target }} {{ i.isolated_at }} – {{ i.restored_at or "継続中 (still isolated)" }}: {{ i.reason }}
 {% endfor %}{% endif %}
+{%- if t.has_channel %}
+市町村間通信 (channel between municipalities): {{ t.channel_line }}
+{% endif %}
 {%- if t.seals %}
 封印 (seals): {{ t.seals.made }} 作成 (made), {{ t.seals.missing|length }} 欠落 (missing) / {{ t.seals.due }} 期限到来 (due)
 {% endif %}
@@ -590,13 +639,14 @@ td.n{text-align:right}.bad{color:#b00}.ok{color:#070}</style></head>
 <td class="n">{{ t.refusals }}</td><td class="n">{{ t.signature_failures }}</td><td class="n">{{ t.gateway_refusals }}</td>
 <td class="n">{{ t.network_rejects_total }}</td><td class="n">{{ t.break_glass }}</td><td class="n">{{ t.isolations|length }}</td></tr>
 {% endfor %}</table>
-{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations %}
+{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations or t.has_channel %}
 <h3>{{ t.tier }}</h3>
 {% if t.raised or t.cleared %}<table><tr><th>時刻 JST (time)</th><th>警報 (alarm)</th><th>状態 (state)</th><th>理由 (reason)</th></tr>
 {% for e in (t.raised + t.cleared)|sort(attribute="at") %}<tr><td>{{ jst(e.at) }}</td><td>{{ e.alarm }}</td><td>{{ e.old }}→{{ e.new }}</td><td>{{ e.reason }}</td></tr>
 {% endfor %}</table>{% endif %}
 {% if t.refusals_by_code %}<p>拒否の内訳 (refused calls by code): {% for code, n in t.refusals_by_code|dictsort %}{{ code }} {{ n }}{{ ", " if not loop.last }}{% endfor %}</p>{% endif %}
 {% for i in t.isolations %}<p>遮断 (isolation): {{ i.kind }} {{ i.target }} {{ i.isolated_at }} – {{ i.restored_at or "継続中 (still isolated)" }}: {{ i.reason }}</p>{% endfor %}
+{% if t.has_channel %}<p>市町村間通信 (channel between municipalities): {{ t.channel_line }}</p>{% endif %}
 {% if t.seals %}<p>封印 (seals): {{ t.seals.made }} 作成 (made), {{ t.seals.missing|length }} 欠落 (missing) / {{ t.seals.due }} 期限到来 (due)</p>{% endif %}
 {% if t.stats %}<p>提供統計と記録の照合 (statistics vs. the log): {{ t.stats.entries }} 件 (provisions),
 {% if t.stats.mismatches %}<span class="bad">不一致 (mismatches): {{ t.stats.mismatches|join("; ") }}</span>{% else %}<span class="ok">一致 (equal)</span>{% endif %}
@@ -635,7 +685,8 @@ def render_csv(report: MonitoringReport) -> str:
     """One row per fact (month, tier, section, item, value, time, detail); the header row is
     Japanese-free so spreadsheets and scripts read it alike; sections: alarm_raised,
     alarm_cleared, refused, signature_failures, gateway_refusals, network_rejects,
-    unauthorised, break_glass, isolation, seals, stats_mismatch, finding."""
+    unauthorised, break_glass, isolation, seals, stats_mismatch, channel, channel_dead_letters,
+    finding."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(CSV_HEADER)
@@ -657,6 +708,12 @@ def render_csv(report: MonitoringReport) -> str:
         for i in t.isolations:
             w.writerow([m, t.tier, "isolation", f"{i.kind} {i.target}", 1, i.isolated_at,
                         f"{i.reason}; restored {i.restored_at or '-'}"])
+        if t.has_channel:
+            for item, n in t.channel_figures.items():
+                if item != "dead_lettered":
+                    w.writerow([m, t.tier, "channel", item, n, "", ""])
+            for reason, n in sorted(t.channel_dead.items()):
+                w.writerow([m, t.tier, "channel_dead_letters", reason, n, "", ""])
         if t.seals:
             w.writerow([m, t.tier, "seals", "made", t.seals.made, "", ""])
             w.writerow([m, t.tier, "seals", "missing", len(t.seals.missing), "", " ".join(t.seals.missing)])
@@ -697,6 +754,8 @@ def summary_lines(report: MonitoringReport, shown: int = 8) -> list[str]:
             parts.append(f"seals {t.seals.made} made, {len(t.seals.missing)} missing")
         if t.stats:
             parts.append("statistics = log" if not t.stats.mismatches else f"statistics ≠ log ({len(t.stats.mismatches)})")
+        if t.has_channel:
+            parts.append(f"channel: {t.channel_line}")
         lines.append(f"  {t.tier:<12} " + "; ".join(parts))
     if report.clean:
         lines.append(f"所見 (finding): {report.finding}")

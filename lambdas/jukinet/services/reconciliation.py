@@ -20,29 +20,41 @@ A row whose CS sent its last file of that month less than ``GAP_ALARM_AFTER`` (1
 before the run is *in flight*: reported, not judged. Gaps are judged only once aged (the same
 bound): a younger one is out-of-order delivery.
 
+The **channel between municipalities** (decision 0047): the prefecture tier also reconciles
+its municipalities' requests on the channel, read from its municipality tier's table — every
+request answered, refused, timed out or still within its deadline (``domain.channel.reconcile``)
+— and reports what each answered and refused as the home municipality. The national tier
+routes channel messages but keeps no request, so it has no channel rows.
+
 Each run emits ``ReconciliationMismatches`` (municipality-months that do not balance at this
-tier; 0 when all is well; alarm ``reconciliation-mismatches``), stamped with the evaluated
-instant, and writes the report as Markdown and CSV to the tier's security-reports bucket:
-``reconciliation/<previous day>.md`` and ``.csv`` (the bucket is versioned: a re-run keeps the
+tier, notice rows and channel rows; 0 when all is well; alarm ``reconciliation-mismatches``),
+stamped with the evaluated instant, and writes the report as Markdown and CSV to the tier's
+security-reports bucket: ``reconciliation/<previous day>.md`` and ``.csv``, and with channel
+rows ``reconciliation/<previous day>-channel.csv`` (the bucket is versioned: a re-run keeps the
 earlier copy).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..adapters.channel_store import ChannelStore
 from ..adapters.cs_state import CsState
 from ..adapters.identity_store import IdentityStore, Ledger
 from ..adapters.kms import DataKeys
 from ..adapters.reports import ReportStore
 from ..clock import Clock, today_jst
+from ..domain import channel
+from ..domain.channel import ChannelRow
 from ..domain.reconciliation import NATIONAL, PREFECTURE, ReconciliationRow, as_csv, as_markdown
 from ..observability import MetricUnit, logger, metrics
 from .tier_processor import GAP_ALARM_AFTER
 
 REPORT_PREFIX = "reconciliation/"
+CHANNEL_CSV_SUFFIX = "-channel.csv"  # reconciliation/<day>-channel.csv: the channel rows (prefecture tier)
 _EMPTY = Ledger.from_item(None)
 
 
@@ -64,6 +76,23 @@ def reconcile_rows(*, cs_state_table: str, municipalities: Mapping[str, str], mo
             gaps_prefecture=at_prefecture.gaps, gaps_national=at_national.gaps,
             redriven_prefecture=at_prefecture.redriven_in(month), redriven_national=at_national.redriven_in(month),
         ))
+    return rows
+
+
+def channel_rows(*, channel_table: str, municipalities: Mapping[str, str], month: str,
+                 now: dt.datetime) -> list[ChannelRow]:
+    """The channel's row of each municipality (code → name) for ``month``, read from its
+    municipality tier's table (``adapters.channel_store``): the requests it sent, each under its
+    outcome at ``now`` (``domain.channel.reconcile``), and what it answered and refused as the
+    home municipality. Two queries per municipality, both of counts and states only (the bodies
+    in the items are ciphertext and are not read)."""
+    store = ChannelStore(channel_table)
+    rows = []
+    for code, name in sorted(municipalities.items()):
+        row = channel.reconcile(code, month, store.records(code, month), now)
+        given = store.answers_given(code, month)
+        rows.append(dataclasses.replace(row, name=name, answers_given=given.get("answer", 0),
+                                        refusals_given=given.get("refusal", 0)))
     return rows
 
 
@@ -90,6 +119,9 @@ class CountSource:
     cs_state_table: str
     municipalities: Mapping[str, str]
     prefecture_table: str = ""
+    # The municipality tier's table holding these municipalities' channel records (read by the
+    # prefecture tier only: decision 0047); "" when the deployment has no channel or it is elsewhere.
+    channel_table: str = ""
 
 
 @dataclass
@@ -99,10 +131,15 @@ class ReconciliationRun:
     months: list[str]
     rows: list[ReconciliationRow] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    channel: list[ChannelRow] = field(default_factory=list)
 
     @property
     def mismatches(self) -> list[ReconciliationRow]:
         return [r for r in self.rows if not r.in_flight and r.problems_at(self.tier)]
+
+    @property
+    def channel_mismatches(self) -> list[ChannelRow]:
+        return [r for r in self.channel if r.problems]
 
 
 class ScheduledReconciliation:
@@ -136,7 +173,11 @@ class ScheduledReconciliation:
                 for row in rows:
                     self._judge(row, source, own(row.municipality), now)
                 run.rows += rows
+                if source.channel_table and self.tier == PREFECTURE:
+                    run.channel += channel_rows(channel_table=source.channel_table,
+                                                municipalities=source.municipalities, month=month, now=now)
         run.rows.sort(key=lambda r: (r.month, r.municipality))
+        run.channel.sort(key=lambda r: (r.month, r.municipality))
         self._write(run)
         self._report(run)
         return run
@@ -158,15 +199,24 @@ class ScheduledReconciliation:
         stamp = run.at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
         base = f"{REPORT_PREFIX}{day}"
         markdown = as_markdown(run.rows, self.tier, title=title, judged=run.months, generated_at=stamp)
+        if run.channel:
+            markdown += "\n" + "\n".join(channel.rows_as_markdown(run.channel))
         run.keys = [self.reports.put(f"{base}.md", markdown, "text/markdown; charset=utf-8"),
                     self.reports.put(f"{base}.csv", as_csv(run.rows, self.tier), "text/csv; charset=utf-8")]
+        if run.channel:
+            run.keys.append(self.reports.put(f"{base}{CHANNEL_CSV_SUFFIX}", channel.rows_as_csv(run.channel),
+                                             "text/csv; charset=utf-8"))
 
     def _report(self, run: ReconciliationRun) -> None:
         for r in run.mismatches:
             logger.warning("reconciliation mismatch", extra={"municipality": r.municipality, "month": r.month,
                                                              "problems": r.problems_at(run.tier)})
+        for c in run.channel_mismatches:
+            logger.warning("reconciliation mismatch", extra={"municipality": c.municipality, "month": c.month,
+                                                             "problems": c.problems})
+        mismatches = len(run.mismatches) + len(run.channel_mismatches)
         logger.info("reconciliation", extra={"months": run.months, "rows": len(run.rows),
-                                             "mismatches": len(run.mismatches), "reports": run.keys,
-                                             "at": run.at.isoformat()})
+                                             "channel_rows": len(run.channel), "mismatches": mismatches,
+                                             "reports": run.keys, "at": run.at.isoformat()})
         metrics.set_timestamp(run.at)
-        metrics.add_metric(name="ReconciliationMismatches", unit=MetricUnit.Count, value=len(run.mismatches))
+        metrics.add_metric(name="ReconciliationMismatches", unit=MetricUnit.Count, value=mismatches)
