@@ -44,8 +44,13 @@ the server child process (``python -m jukinet_ops.local.moto_server``), the thre
    the items unsorted; moto's own filtering, sorting, paging and limits then run unchanged,
    so the answer is the same (``tests/local/test_server.py`` compares both).
 
+7. **moto's package directory is listed once, not on every request.** The server's dispatcher
+   asks ``moto.backends.list_of_moto_modules()`` for every request's host, and that lists
+   moto's package directory and stats each entry (~2 % of the server's time in the demo).
+   The listing cannot change while the process runs; here it is made once.
+
 ``apply()`` makes corrections 1, 2, 5 and 6, wherever moto runs (the in-process ``mock_aws`` tests
-too); ``apply_server()`` all four, for the servers (3 and 4 serve deployments and the
+too); ``apply_server()`` all of them, for the servers (3, 4 and 7 serve deployments and the
 runner, and importing moto's CloudFormation costs a process ~3 s). Both are idempotent.
 """
 
@@ -153,7 +158,20 @@ def apply_server() -> None:
         return
     _parse_json_templates_as_json()
     _count_object_generations()
+    _list_moto_modules_once()
     _APPLIED_SERVER = True
+
+
+def _list_moto_modules_once() -> None:
+    from moto import backends
+
+    listed = tuple(backends.list_of_moto_modules())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return listed
+
+    list_of_moto_modules.__wrapped__ = backends.list_of_moto_modules  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules  # type: ignore[assignment]
 
 
 GENERATIONS_PATH = "/_jukinet/s3-object-generations"

@@ -202,3 +202,19 @@ def test_a_query_reads_its_partition_and_answers_as_moto_would():
             Table.query = corrected
     assert patched == original
     assert sum(len(p) for pages in patched for p in pages) > 60
+
+
+def test_the_server_lists_motos_modules_once(monkeypatch):
+    """moto_patches correction 7: the dispatcher's list of moto's modules, asked for on every
+    request, is the directory listing made once — the same names, no listing per request."""
+    import os
+
+    from moto import backends
+
+    from jukinet_ops.local import moto_patches
+
+    moto_patches.apply_server()
+    listed = list(backends.list_of_moto_modules.__wrapped__())
+    assert "dynamodb" in listed and "sqs" in listed
+    monkeypatch.setattr(os, "listdir", lambda *_: (_ for _ in ()).throw(AssertionError("listed again")))
+    assert list(backends.list_of_moto_modules()) == listed
