@@ -112,7 +112,10 @@ def test_notices_flow_through_the_deployed_tiers_with_reorder_duplicate_and_pois
         assert result.ok, result
         assert result.response["mismatches"] == [], tier
         bucket = names.security_reports_bucket(prefecture.env if tier != "national" else deployment.national.env, tier)
-        md, csv_key = (k.removeprefix(f"s3://{bucket}/") for k in result.response["reports"])
+        # The notices' Markdown and CSV, and at a prefecture tier the channel's CSV (decision 0047).
+        md, csv_key, *channel_csv = (k.removeprefix(f"s3://{bucket}/") for k in result.response["reports"])
+        assert len(channel_csv) == (0 if tier == "national" else 1), result.response["reports"]
         text = s3.get_object(Bucket=bucket, Key=md)["Body"].read().decode()
         assert "**Mismatches: 0**" in text
-        assert s3.head_object(Bucket=bucket, Key=csv_key)["ContentType"].startswith("text/csv")
+        for key in (csv_key, *channel_csv):
+            assert s3.head_object(Bucket=bucket, Key=key)["ContentType"].startswith("text/csv")

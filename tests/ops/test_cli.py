@@ -39,19 +39,25 @@ def test_reconcile_defaults_to_this_month_in_japan_time(monkeypatch, capsys):
     import jukinet_ops.reconcile
 
     asked: list[str] = []
+    channel_asked: list[str] = []
 
     def reconcile_deployment(deployment, month, prefecture_code=None):
         asked.append(month)
         return []
 
+    def reconcile_channel(deployment, month, now, prefecture_code=None):
+        channel_asked.append(month)
+        return []
+
     monkeypatch.setattr(jukinet_ops.reconcile, "reconcile_deployment", reconcile_deployment)
+    monkeypatch.setattr(jukinet_ops.reconcile, "reconcile_channel", reconcile_channel)
     frozen = dt.datetime(2027, 1, 31, 15, 30, tzinfo=dt.UTC)
     assert main(["reconcile", "--json"], clock=lambda: frozen) == 0
-    assert asked == ["2027-02"]
+    assert asked == channel_asked == ["2027-02"]
     assert '"month": "2027-02"' in capsys.readouterr().out
     # a minute before midnight in Japan it is still January there too
     assert main(["reconcile", "--json"], clock=lambda: frozen.replace(hour=14, minute=59)) == 0
-    assert asked == ["2027-02", "2027-01"]
+    assert asked == channel_asked == ["2027-02", "2027-01"]
 
 
 def test_redrive_refuses_an_unknown_tier_naming_the_known_ones_before_any_aws_call(capsys, monkeypatch):
