@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jukinet.domain.agreements import FACT_FIELDS
 from jukinet.domain.codes import LocalGovernmentCode
 from jukinet.domain.errors import ValidationError
 
@@ -71,10 +72,6 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/(?:[\w+=,
 _AGENCY_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 _HOURS = re.compile(r"^(?P<start>(?:[01]\d|2[0-3]):[0-5]\d)-(?P<end>(?:[01]\d|2[0-3]):[0-5]\d)$")
 
-FACT_FIELDS = frozenset({
-    "resident_code", "name", "birth_date", "sex", "address", "individual_number",
-    "status", "change_information",
-})
 PROVISION_FUNCTIONS = frozenset({"lookup", "search", "batch", "own_use"})
 RECIPIENT_KINDS = ("agency", "prefecture")
 # API Gateway's default account-level limits (requests/s, burst): no usage plan may exceed them.
