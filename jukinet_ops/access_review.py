@@ -29,7 +29,6 @@ from typing import Any
 
 from infra.config import (
     BREAK_GLASS_ROLE,
-    JST,
     RESPONSIBILITY_ROLES,
     ConfigError,
     Deployment,
@@ -37,7 +36,7 @@ from infra.config import (
     load_deployment,
 )
 from infra.naming import Names, municipality_tier
-from jukinet.clock import today_jst
+from jukinet.clock import JST, today_jst
 
 from .iam_policy import as_list, date_bounds, statements
 

@@ -18,7 +18,6 @@ import pytest
 
 from infra.config import (
     DATA_DIR,
-    JST,
     MAX_CONTRACT_DAYS,
     RESPONSIBILITY_ROLES,
     Assignment,
@@ -34,6 +33,7 @@ from infra.config import (
     nagano_demo,
 )
 from infra.naming import Names
+from jukinet.clock import JST
 from jukinet_ops.iam_policy import ALLOW, DENY, IMPLICIT_DENY, as_list, evaluate
 
 from ..dates import SYNTH_DAY
