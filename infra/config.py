@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jukinet.domain.agreements import FACT_FIELDS, ProvisionFunction
 from jukinet.domain.codes import LocalGovernmentCode
 from jukinet.domain.errors import ValidationError
 
@@ -71,11 +72,7 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/(?:[\w+=,
 _AGENCY_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 _HOURS = re.compile(r"^(?P<start>(?:[01]\d|2[0-3]):[0-5]\d)-(?P<end>(?:[01]\d|2[0-3]):[0-5]\d)$")
 
-FACT_FIELDS = frozenset({
-    "resident_code", "name", "birth_date", "sex", "address", "individual_number",
-    "status", "change_information",
-})
-PROVISION_FUNCTIONS = frozenset({"lookup", "search", "batch", "own_use"})
+PROVISION_FUNCTIONS = frozenset(f.value for f in ProvisionFunction)
 RECIPIENT_KINDS = ("agency", "prefecture")
 # API Gateway's default account-level limits (requests/s, burst): no usage plan may exceed them.
 MAX_THROTTLE_RATE = 10_000.0
@@ -431,7 +428,6 @@ RESPONSIBILITY_ROLES: dict[str, str] = {
 BREAK_GLASS_ROLE = "break-glass"
 # A contractor's (委託) access is granted for at most this long ahead, then renewed.
 MAX_CONTRACT_DAYS = 366
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
 SAML_AUDIENCE = "https://signin.aws.amazon.com/saml"
 
 _PERSON_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}$")

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jukinet.domain.message import ALGORITHM as SIGNING_ALGORITHM
+
 from .config import Deployment, Environment
+
+# SIGNING_ALGORITHM: the algorithm of every notice signature, the runtime's own constant
+# (jukinet/domain/message.py ALGORITHM), imported, not copied; key policies allow kms:Sign
+# with this algorithm only.
+__all__ = ["METRICS_NAMESPACE", "NATIONAL", "PARTITION", "PROVISION_API_STAGE", "SIGNING_ALGORITHM", "Names",
+           "cs_state_partition", "local_record_partition_prefix", "municipality_tier", "prefecture_tier"]
 
 PARTITION = "aws"
 NATIONAL = "national"
@@ -315,7 +323,3 @@ def local_record_partition_prefix(code: str) -> str:
     (lambdas/jukinet/adapters/local_records.py ``partition``): the CS role's ``dynamodb:LeadingKeys``."""
     return f"MUNI#{code}#"
 
-
-# The signing algorithm of every notice signature (lambdas/jukinet/domain/message.py ALGORITHM);
-# key policies allow kms:Sign with this algorithm only.
-SIGNING_ALGORITHM = "ECDSA_SHA_256"

@@ -29,7 +29,6 @@ from typing import Any
 
 from infra.config import (
     BREAK_GLASS_ROLE,
-    JST,
     RESPONSIBILITY_ROLES,
     ConfigError,
     Deployment,
@@ -37,8 +36,9 @@ from infra.config import (
     load_deployment,
 )
 from infra.naming import Names, municipality_tier
+from jukinet.clock import JST, today_jst
 
-from .iam_policy import date_bounds, statements
+from .iam_policy import as_list, date_bounds, statements
 
 EXPIRING_WITHIN_DAYS = 30
 CONTRACTOR = "contractor"
@@ -248,24 +248,18 @@ def trust_principals(document: Mapping[str, Any]) -> frozenset[str]:
         if principal == "*":
             found.add("*")
             continue
-        for arn in _list(principal.get("AWS")):
+        for arn in as_list(principal.get("AWS")):
             found.add(str(arn))
-        for provider in _list(principal.get("Federated")):
+        for provider in as_list(principal.get("Federated")):
             subjects = []
             for operator, keys in (st.get("Condition") or {}).items():
                 if operator.endswith(("StringEquals", "StringLike")):
-                    subjects += [v for k, vs in keys.items() if k.lower() == "saml:sub" for v in _list(vs)]
+                    subjects += [v for k, vs in keys.items() if k.lower() == "saml:sub" for v in as_list(vs)]
             if subjects:
                 found.update(f"{provider} saml:sub={s}" for s in subjects)
             else:
                 found.add(str(provider))
     return frozenset(found)
-
-
-def _list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 def trust_expiry(document: Mapping[str, Any]) -> dt.date | None:
@@ -487,7 +481,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"jukinet access-review: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("AWS_DEFAULT_REGION", deployment.region)
-    today = args.today or args.now.astimezone(JST).date()
+    today = args.today or today_jst(args.now)
     deployed: Sequence[DeployedRole] = []
     checked = None
     if not args.config_only:

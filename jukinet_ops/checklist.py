@@ -47,7 +47,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import Deployment, Environment, Municipality, Prefecture
 from infra.naming import NATIONAL, PARTITION, Names, municipality_tier, prefecture_tier
+from jukinet.adapters.aws import error_code
+from jukinet.clock import today_jst
 from jukinet.domain.notice import JST
+from jukinet_ops.iam_policy import as_list
 
 EXPIRY_WARNING_DAYS = 30
 ECC_SPEC = "ECC_NIST_P256"
@@ -204,12 +207,6 @@ class Inspection:
         return self._memo[key]
 
 
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
 def _guard(check_ids: Sequence[str], scope: Scope, resource: str,
            run: Callable[[], list[Finding]]) -> list[Finding]:
     """Run a check; an error reading AWS makes each of ``check_ids`` a FAIL that says why."""
@@ -231,20 +228,14 @@ def _json(text: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
 def _statements(policy: Any) -> list[dict[str, Any]]:
-    return [s for s in _as_list((policy or {}).get("Statement")) if isinstance(s, dict)]
+    return [s for s in as_list((policy or {}).get("Statement")) if isinstance(s, dict)]
 
 
 def _anyone(principal: Any) -> bool:
     if principal == "*":
         return True
-    return isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))
+    return isinstance(principal, dict) and "*" in as_list(principal.get("AWS"))
 
 
 def _condition_values(statement: Mapping[str, Any], operators: Iterable[str], key: str) -> list[str] | None:
@@ -254,13 +245,13 @@ def _condition_values(statement: Mapping[str, Any], operators: Iterable[str], ke
         if op.lower() in wanted and isinstance(block, dict):
             for k, v in block.items():
                 if k.lower() == key.lower():
-                    return [str(x) for x in _as_list(v)]
+                    return [str(x) for x in as_list(v)]
     return None
 
 
 def _covers(actions: Any, action: str) -> bool:
     service = action.split(":")[0]
-    return any(a in ("*", f"{service}:*", action) or a.lower() == action.lower() for a in _as_list(actions))
+    return any(a in ("*", f"{service}:*", action) or a.lower() == action.lower() for a in as_list(actions))
 
 
 # --- KMS keys -----------------------------------------------------------------------------
@@ -377,7 +368,7 @@ def check_bucket(ins: Inspection, env: Environment, bucket: str, expected_key_al
             if s.get("Effect") == "Deny" and _anyone(s.get("Principal")) and values == ["false"] \
                     and _covers(s.get("Action"), "s3:GetObject") and _covers(s.get("Action"), "s3:PutObject"):
                 return [Finding("S3-3", scope, bucket, Status.PASS,
-                                f"Deny {', '.join(_as_list(s.get('Action')))} when aws:SecureTransport is false")]
+                                f"Deny {', '.join(as_list(s.get('Action')))} when aws:SecureTransport is false")]
         seen = "no bucket policy" if policy is None else f"policy with {len(_statements(policy))} statement(s), " \
                                                           "none denying requests without TLS"
         if ins.local:
@@ -423,7 +414,7 @@ def check_drop_zone_writer(ins: Inspection, env: Environment, prefecture_code: s
         if role.get("Path") != n.drop_zone_writers_path(prefecture_code):
             problems.append(f"path {role.get('Path')}, not {n.drop_zone_writers_path(prefecture_code)}")
         trusted = {str(p) for st in _statements(_json(role.get("AssumeRolePolicyDocument")))
-                   if st.get("Effect") == "Allow" for p in _as_list((st.get("Principal") or {}).get("AWS"))}
+                   if st.get("Effect") == "Allow" for p in as_list((st.get("Principal") or {}).get("AWS"))}
         if not trusted <= {f"arn:aws:iam::{env.account}:root", env.account}:
             problems.append(f"trusted by {', '.join(sorted(trusted))}, not the tier's account only")
         documents = [(name, _json(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"]))
@@ -438,8 +429,8 @@ def check_drop_zone_writer(ins: Inspection, env: Environment, prefecture_code: s
             for st in _statements(document):
                 if st.get("Effect") != "Allow":
                     continue
-                extra = [a for a in _as_list(st.get("Action")) if a != "s3:PutObject"]
-                outside = [r for r in _as_list(st.get("Resource")) if not str(r).startswith(incoming)]
+                extra = [a for a in as_list(st.get("Action")) if a != "s3:PutObject"]
+                outside = [r for r in as_list(st.get("Resource")) if not str(r).startswith(incoming)]
                 if extra or outside:
                     problems.append(f"{name} allows {', '.join(map(str, extra + outside))}")
         if problems:
@@ -451,7 +442,7 @@ def check_drop_zone_writer(ins: Inspection, env: Environment, prefecture_code: s
         policy = _bucket_policy(ins.client("s3", env), bucket)
         denies = [st for st in _statements(policy) if st.get("Effect") == "Deny" and _anyone(st.get("Principal"))
                   and _covers(st.get("Action"), "s3:PutObject")
-                  and any(str(r).startswith(incoming) for r in _as_list(st.get("Resource")))]
+                  and any(str(r).startswith(incoming) for r in as_list(st.get("Resource")))]
         by_writer = any(_condition_values(st, ["ArnNotEquals", "ArnNotLike", "StringNotEquals"],
                                           "aws:PrincipalArn") == [writer_arn] for st in denies)
         by_endpoint = any(_condition_values(st, ["StringNotEquals"], "aws:SourceVpce") for st in denies)
@@ -1282,7 +1273,7 @@ def check_private_api(ins: Inspection, env: Environment, scope: Scope, name: str
             deny = None
             for s in _statements(policy):
                 endpoints = _condition_values(s, ["StringNotEquals", "StringNotEqualsIfExists"], "aws:SourceVpce")
-                whole = any(str(r).endswith(("execute-api:/*", "/*")) or r == "*" for r in _as_list(s.get("Resource")))
+                whole = any(str(r).endswith(("execute-api:/*", "/*")) or r == "*" for r in as_list(s.get("Resource")))
                 if s.get("Effect") == "Deny" and _anyone(s.get("Principal")) and endpoints and whole \
                         and _covers(s.get("Action"), "execute-api:Invoke"):
                     deny = (s.get("Sid") or "Deny", endpoints)
@@ -1780,7 +1771,7 @@ def run_checklist(deployment: Deployment, *, endpoint_url: str | None, codes: Se
     local = endpoint_url is not None
     if clients is None:
         clients = local_clients(endpoint_url) if local else aws_clients(role_name)  # type: ignore[arg-type]
-    ins = Inspection(deployment, clients, today=today or now.astimezone(JST).date(), local=local, at=now)
+    ins = Inspection(deployment, clients, today=today or today_jst(now), local=local, at=now)
     description = (f"embedded AWS at {endpoint_url} (local mode)" if local
                    else f"AWS accounts {', '.join(deployment.accounts())} through the standard credential chain")
     audit = run_audit(ins, targets, description)

@@ -42,6 +42,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jukinet.adapters.aws import error_code
 from jukinet.adapters.recipient_state import isolation_key
 from jukinet.clock import Clock, system_clock
 
@@ -163,11 +164,6 @@ def _short(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
 def _camel(text: str) -> str:
     return "".join(part.capitalize() for part in text.split("-"))
 
@@ -189,7 +185,7 @@ class RecordStore:
         try:
             value = self.ssm.get_parameter(Name=self.parameter(kind, target))["Parameter"]["Value"]
         except ClientError as exc:
-            if _code(exc) == "ParameterNotFound":
+            if error_code(exc) == "ParameterNotFound":
                 return None
             raise
         return IsolationRecord.from_json(value)
@@ -217,7 +213,7 @@ class RecordStore:
             try:
                 page = self.ssm.get_parameter_history(**request)
             except ClientError as exc:
-                if _code(exc) == "ParameterNotFound":
+                if error_code(exc) == "ParameterNotFound":
                     return found
                 raise
             found += [IsolationRecord.from_json(p["Value"]) for p in page.get("Parameters", [])]
@@ -542,7 +538,7 @@ class _AgencyControls(_Controls):
         try:
             return json.loads(self.em.client("s3").get_bucket_policy(Bucket=self.bucket)["Policy"])
         except ClientError as exc:
-            if _code(exc) == "NoSuchBucketPolicy":
+            if error_code(exc) == "NoSuchBucketPolicy":
                 return {"Version": "2012-10-17", "Statement": []}
             raise
 

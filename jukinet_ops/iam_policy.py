@@ -25,9 +25,14 @@ class UnsupportedPolicy(ValueError):
     """The policy uses something this evaluator does not implement."""
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """A policy element that may be one value or a list of them, as a list: absent (``None``)
+    is no value, a tuple is copied into a list, a list is returned as it is. The one home of
+    this helper: the checklist, the access review, the embedded AWS and the tests use it."""
     if value is None:
         return []
+    if isinstance(value, tuple):
+        return list(value)
     return value if isinstance(value, list) else [value]
 
 
@@ -112,7 +117,7 @@ def _condition(operator: str, key: str, expected: Sequence[Any], context: Mappin
         if qualifier == "ForAnyValue":
             return False
         return if_exists or negated
-    values = _as_list(actual)
+    values = as_list(actual)
 
     def one(value: Any) -> bool:
         hit = any(_compare(positive, value, e) for e in expected)
@@ -132,7 +137,7 @@ def conditions_hold(conditions: Mapping[str, Mapping[str, Any]] | None, context:
     normalised = {k.lower(): v for k, v in context.items()}
     for operator, keys in (conditions or {}).items():
         for key, expected in keys.items():
-            if not _condition(operator, key, _as_list(expected), normalised):
+            if not _condition(operator, key, as_list(expected), normalised):
                 return False
     return True
 
@@ -145,7 +150,7 @@ def _principal_matches(principal_block: Any, principal: str | None) -> bool:
     for kind, values in principal_block.items():
         if kind not in ("AWS", "Federated", "Service", "CanonicalUser"):
             raise UnsupportedPolicy(f"principal type {kind!r}")
-        for value in _as_list(values):
+        for value in as_list(values):
             if value == "*" or value == principal:
                 return True
             account = re.fullmatch(r"arn:[\w-]+:iam::(\d{12}):root|(\d{12})", str(value))
@@ -162,20 +167,20 @@ def _statement_applies(statement: Mapping[str, Any], *, action: str, resource: A
         if not _principal_matches(statement["Principal"], principal):
             return False
     if "Action" in statement:
-        if not any(_glob(a, action, case_sensitive=False) for a in _as_list(statement["Action"])):
+        if not any(_glob(a, action, case_sensitive=False) for a in as_list(statement["Action"])):
             return False
-    elif any(_glob(a, action, case_sensitive=False) for a in _as_list(statement.get("NotAction"))):
+    elif any(_glob(a, action, case_sensitive=False) for a in as_list(statement.get("NotAction"))):
         return False
     if "Resource" in statement:
-        if not any(_resource_matches(r, resource) for r in _as_list(statement["Resource"])):
+        if not any(_resource_matches(r, resource) for r in as_list(statement["Resource"])):
             return False
-    elif any(_resource_matches(r, resource) for r in _as_list(statement.get("NotResource"))):
+    elif any(_resource_matches(r, resource) for r in as_list(statement.get("NotResource"))):
         return False
     return conditions_hold(statement.get("Condition"), context)
 
 
 def statements(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return _as_list(document.get("Statement"))
+    return as_list(document.get("Statement"))
 
 
 def evaluate(documents: Mapping[str, Any] | Iterable[Mapping[str, Any]], *, action: str, resource: Any = "*",
@@ -209,7 +214,7 @@ def date_bounds(document: Mapping[str, Any]) -> list[dt.datetime]:
             if operator in ("DateLessThan", "DateLessThanEquals"):
                 for key, value in keys.items():
                     if key.lower() == "aws:currenttime":
-                        found += [parse_time(v) for v in _as_list(value)]
+                        found += [parse_time(v) for v in as_list(value)]
     return found
 
 

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from jukinet.adapters.provision_log import ProvisionLog, SealArchive
 from jukinet.domain.agreements import ProvisionFunction
+from jukinet.clock import today_jst
 from jukinet.domain.notice import JST
 from jukinet.domain.provision import ChainEntry, Problem, entry_ref
 from jukinet.services.provision import disclosure
@@ -283,7 +284,7 @@ def print_disclosure(result: Mapping, console: Console | None = None) -> None:
 
 def disclose(log: ProvisionLog, resident_code: str, start: dt.date | None, end: dt.date | None, *,
              public_key: bytes, now: dt.datetime) -> dict:
-    return disclosure(log, resident_code, start or dt.date(1970, 1, 1), end or now.astimezone(JST).date(),
+    return disclosure(log, resident_code, start or dt.date(1970, 1, 1), end or today_jst(now),
                       public_key=public_key, now=now)
 
 

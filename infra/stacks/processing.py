@@ -17,6 +17,8 @@ from aws_cdk import aws_s3 as s3
 
 import json
 
+from jukinet.domain.ledger import GAP_ALARM_AFTER
+
 from ..bundling import lambda_code
 from ..components import keys, nag
 from ..components.functions import TierFunction
@@ -93,7 +95,8 @@ ISOLATION_READ_ACTIONS = ["ssm:GetParametersByPath", "ssm:GetParameterHistory"]
 # Who reads a tier's security reports: its security officers and the chief and deputy, whose
 # role carries the security officer's reads (infra/components/responsibility.py).
 SECURITY_REPORT_READERS = ("security-officer", "chief-security-officer", "deputy-chief-security-officer")
-GAP_ALARM_AFTER_MINUTES = 15  # = jukinet.services.tier_processor.GAP_ALARM_AFTER (tests/infra assert it)
+# The runtime's bound (jukinet/domain/ledger.py), imported: the alarm's description states it.
+GAP_ALARM_AFTER_MINUTES = int(GAP_ALARM_AFTER.total_seconds() // 60)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jukinet.clock import system_clock
+from jukinet_ops.iam_policy import as_list
 
 from .code_image import INVOCATION_LOCK
 from .model import DeployedEnvironment, NotEmulated, StackReport
@@ -220,12 +221,6 @@ _CONDITIONS = {
 _STATEMENT_KEYS = frozenset({"Sid", "Effect", "Principal", "Action", "Resource", "Condition"})
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
 @dataclass(frozen=True)
 class _Statement:
     sid: str
@@ -256,7 +251,7 @@ class ResourcePolicy:
             raise UnsupportedPolicyError(f"resource policy is not a JSON object: {document!r}")
         self.document = dict(parsed)
         self.api_arn = f"arn:{partition}:execute-api:{region}:{account}:{api_id}"
-        self.statements = [self._statement(s, i) for i, s in enumerate(_as_list(parsed.get("Statement")))]
+        self.statements = [self._statement(s, i) for i, s in enumerate(as_list(parsed.get("Statement")))]
 
     def _statement(self, raw: Any, index: int) -> _Statement:
         if not isinstance(raw, Mapping):
@@ -272,11 +267,11 @@ class ResourcePolicy:
         if principal == "*":
             principals: tuple[str, ...] = ("*",)
         elif isinstance(principal, Mapping) and set(principal) == {"AWS"}:
-            principals = tuple(str(p) for p in _as_list(principal["AWS"]))
+            principals = tuple(str(p) for p in as_list(principal["AWS"]))
         else:
             raise UnsupportedPolicyError(f"statement {sid}: Principal {principal!r} (only * and AWS principals)")
-        actions = tuple(str(a) for a in _as_list(raw.get("Action")))
-        resources = tuple(self._expand(str(r)) for r in _as_list(raw.get("Resource")))
+        actions = tuple(str(a) for a in as_list(raw.get("Action")))
+        resources = tuple(self._expand(str(r)) for r in as_list(raw.get("Resource")))
         if not actions or not resources:
             raise UnsupportedPolicyError(f"statement {sid}: needs Action and Resource")
         conditions = []
@@ -292,7 +287,7 @@ class ResourcePolicy:
                     raise UnsupportedPolicyError(f"statement {sid}: {operator} on {key} is not evaluated locally "
                                                  f"(supported: StringEquals/StringNotEquals on aws:SourceVpce or "
                                                  f"aws:PrincipalArn, ArnLike/ArnNotLike on aws:PrincipalArn)")
-                conditions.append((operator.lower(), key.lower(), tuple(str(v) for v in _as_list(values))))
+                conditions.append((operator.lower(), key.lower(), tuple(str(v) for v in as_list(values))))
         return _Statement(sid, effect, principals, actions, resources, tuple(conditions))
 
     def _expand(self, resource: str) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from jukinet.adapters import aws
+
 from . import emulate
 from .assembly import StackArtifact, package_asset, read_assembly, substitute_placeholders
 from .emulate import API_CREATED, EXTRA_PROPERTIES, ApplyContext, NotEmulatedError
@@ -201,7 +203,7 @@ def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
         else:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
     except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+        if aws.error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
 
 

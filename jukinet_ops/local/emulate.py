@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from jukinet_ops.iam_policy import as_list
+
 from .model import BucketNotification, NotEmulated
 from .template import PLACEHOLDER_PREFIX, is_placeholder
 
@@ -61,12 +63,6 @@ def _policy(document: Any) -> str:
     return document if isinstance(document, str) else json.dumps(document)
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
 def _bool(value: Any) -> bool:
     return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
 
@@ -92,7 +88,7 @@ def _created(ctx: ApplyContext, value: Any, what: str) -> Any:
 
 def _queue_policy(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
     props = resolved["props"]
-    urls = _as_list(props.get("Queues") or props.get("Queue"))
+    urls = as_list(props.get("Queues") or props.get("Queue"))
     for url in urls:
         ctx.client("sqs").set_queue_attributes(QueueUrl=_require(url, "Queues"),
                                                Attributes={"Policy": _policy(props["PolicyDocument"])})
@@ -138,7 +134,7 @@ def _bucket_policy(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str
 
 def _topic_policy(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
     props = resolved["props"]
-    topics = _as_list(props.get("Topics") or props.get("TopicArn"))
+    topics = as_list(props.get("Topics") or props.get("TopicArn"))
     for arn in topics:
         ctx.client("sns").set_topic_attributes(TopicArn=_require(arn, "Topics"), AttributeName="Policy",
                                                AttributeValue=_policy(props["PolicyDocument"]))

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from infra.config import JST, Deployment, Environment, load_deployment
+from infra.config import Deployment, Environment, load_deployment
 from infra.naming import NATIONAL, Names, municipality_tier, prefecture_tier
-from jukinet.clock import fixed
+from jukinet.clock import JST, fixed
 from jukinet_ops.checklist import CHECKS, Audit, Status, run_checklist
 from jukinet_ops.cli import main
 from jukinet_ops.local.deploy import deploy_assembly

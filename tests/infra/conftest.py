@@ -31,6 +31,7 @@ from aws_cdk import assertions
 from infra.bundling import build_bundle
 from infra.composition import Built, build
 from infra.config import Deployment, load_deployment
+from jukinet_ops.iam_policy import as_list
 
 from ..dates import SYNTH_DAY
 
@@ -127,9 +128,6 @@ def every(request: pytest.FixtureRequest) -> Synth:
 
 
 def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
-    found = document.get("Statement", [])
-    return found if isinstance(found, list) else [found]
+    return as_list(document.get("Statement"))
 
 
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]

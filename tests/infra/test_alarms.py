@@ -155,10 +155,8 @@ def test_every_alarm_description_links_to_a_runbook_section_that_exists(every: S
 def test_sequence_gaps_alarm_watches_aged_gaps_and_a_ledger_watch_runs_every_five_minutes(nagano: Synth) -> None:
     """The gap alarm is on AgedSequenceGaps (a gap older than the bound), not on every gap; each
     processing tier has a ledger watch on a five-minute schedule, whose metrics both alarms read."""
-    from infra.stacks.processing import GAP_ALARM_AFTER_MINUTES, LEDGER_WATCH_SCHEDULE
-    from jukinet.services.tier_processor import GAP_ALARM_AFTER
+    from infra.stacks.processing import LEDGER_WATCH_SCHEDULE
 
-    assert GAP_ALARM_AFTER.total_seconds() == GAP_ALARM_AFTER_MINUTES * 60
     by_name = {p["AlarmName"]: p for p in nagano.props("AWS::CloudWatch::Alarm")}
     for tier in ("national", "pref-200000"):
         assert by_name[f"jukinet-{tier}-sequence-gaps"]["MetricName"] == "AgedSequenceGaps"

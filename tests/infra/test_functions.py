@@ -130,13 +130,6 @@ def test_cs_state_partition_matches_the_runtime_key_layout() -> None:
     assert CsState("table", "202011").pk == cs_state_partition("202011")
 
 
-def test_signing_algorithm_in_key_policies_is_the_one_the_runtime_uses() -> None:
-    from infra.naming import SIGNING_ALGORITHM
-    from jukinet.domain.message import ALGORITHM
-
-    assert SIGNING_ALGORITHM == ALGORITHM
-
-
 def _policy_statements(synth: Synth) -> list[tuple[str, dict]]:
     found = []
     for _, lid, res in synth.resources("AWS::IAM::ManagedPolicy"):

@@ -18,7 +18,6 @@ import pytest
 
 from infra.config import (
     DATA_DIR,
-    JST,
     MAX_CONTRACT_DAYS,
     RESPONSIBILITY_ROLES,
     Assignment,
@@ -34,7 +33,8 @@ from infra.config import (
     nagano_demo,
 )
 from infra.naming import Names
-from jukinet_ops.iam_policy import ALLOW, DENY, IMPLICIT_DENY, evaluate
+from jukinet.clock import JST
+from jukinet_ops.iam_policy import ALLOW, DENY, IMPLICIT_DENY, as_list, evaluate
 
 from ..dates import SYNTH_DAY
 from .conftest import Synth, cdk_context, offline
@@ -234,7 +234,7 @@ def test_the_envelope_key_policy_admits_break_glass_and_no_other_person(nagano: 
         policy = key_policy(nagano.templates[tier_stacks(nagano)[tier]], f"alias/jukinet/{tier}/envelope")
         people_path = f"/jukinet/{tier}-people/"
         admitted = [arn for st in policy["Statement"] if st["Effect"] == "Allow"
-                    for arn in _list(st.get("Condition", {}).get("ArnLike", {}).get("aws:PrincipalArn", []))
+                    for arn in as_list(st.get("Condition", {}).get("ArnLike", {}).get("aws:PrincipalArn", []))
                     if people_path in arn]
         assert admitted == [f"arn:aws:iam::{ACCOUNT}:role{people_path}jukinet-{tier}-{BREAK_GLASS}"]
         [statement] = [st for st in policy["Statement"] if st.get("Sid") == "BreakGlassOpensFacts"]
@@ -251,9 +251,9 @@ def test_operators_contractors_and_auditors_carry_explicit_denies_of_facts(nagan
             if not name.endswith(("-operator", "-auditor")) and "-contractor-" not in name:
                 continue
             denies = [st for doc in policies_of(template, role) for st in doc["Statement"] if st["Effect"] == "Deny"]
-            assert any("kms:Decrypt" in st["Action"] and envelope in _list(st["Resource"]) for st in denies), name
-            assert any("dynamodb:GetItem" in st["Action"] and table in _list(st["Resource"]) for st in denies), name
-            assert any("dynamodb:Scan" in st["Action"] and table in _list(st["Resource"]) for st in denies), name
+            assert any("kms:Decrypt" in st["Action"] and envelope in as_list(st["Resource"]) for st in denies), name
+            assert any("dynamodb:GetItem" in st["Action"] and table in as_list(st["Resource"]) for st in denies), name
+            assert any("dynamodb:Scan" in st["Action"] and table in as_list(st["Resource"]) for st in denies), name
 
 
 def test_municipality_tier_people_cannot_read_drop_zone_files_but_break_glass_can(nagano: Synth) -> None:
@@ -371,8 +371,8 @@ def test_operators_run_the_emergency_stop_of_their_own_tier_only(nagano: Synth) 
     dlq = f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:jukinet-{tier}-inbound-dlq"
     assert evaluate(docs, action="sqs:GetQueueAttributes", resource=dlq) == ALLOW
     inbound = next(st["Resource"] for doc in docs for st in doc["Statement"] if st.get("Sid") == "DenyNoticeMessages")
-    assert _list(inbound) == [f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:jukinet-{tier}-inbound"]
-    assert evaluate(docs, action="sqs:ReceiveMessage", resource=_list(inbound)[0]) == DENY
+    assert as_list(inbound) == [f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:jukinet-{tier}-inbound"]
+    assert evaluate(docs, action="sqs:ReceiveMessage", resource=as_list(inbound)[0]) == DENY
 
 
 # --- redrive (jukinet redrive, decision 0022) ---------------------------------------------------
@@ -475,8 +475,8 @@ def test_the_transport_key_admits_the_operator_through_sqs_for_its_two_queues_on
         template = nagano.templates[tier_stacks(nagano)[tier]]
         policy = key_policy(template, f"alias/jukinet/{tier}/transport")
         [st] = [s for s in policy["Statement"] if s.get("Sid") == "OperatorRedrives"]
-        assert sorted(_list(st["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
-        assert _list(st["Condition"]["ArnLike"]["aws:PrincipalArn"]) == [
+        assert sorted(as_list(st["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+        assert as_list(st["Condition"]["ArnLike"]["aws:PrincipalArn"]) == [
             f"arn:aws:iam::{ACCOUNT}:role/jukinet/{tier}-people/jukinet-{tier}-operator"]
         assert st["Condition"]["StringEquals"]["kms:ViaService"] == ["sqs.ap-northeast-1.amazonaws.com"]
         assert sorted(st["Condition"]["StringEquals"]["kms:EncryptionContext:aws:sqs:arn"]) == [
@@ -612,8 +612,8 @@ def test_contractor_access_is_refused_on_and_after_the_expiry_day(small: Synth) 
     for what, (moment, expected) in moments.items():
         assert evaluate(trust, action="sts:AssumeRole", principal=vendor, context=mfa(moment)) == expected, what
         for st in allows:
-            action = _list(st["Action"])[0]
-            resource = _list(st["Resource"])[0]
+            action = as_list(st["Action"])[0]
+            resource = as_list(st["Resource"])[0]
             assert evaluate(docs, action=action, resource=resource, context={"aws:CurrentTime": moment}) == expected, \
                 (what, st.get("Sid"))
     # Without MFA or as someone else: never.
@@ -657,8 +657,6 @@ def test_saml_people_are_trusted_by_their_name_id_only(small: Synth) -> None:
                     context={**ok, "saml:sub": "someone.else@example.jp"}) == IMPLICIT_DENY
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 # --- the configuration's rules ------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import datetime as dt
 import random
 import threading
 
-from jukinet.adapters.identity_store import IdentityStore, Ledger, gaps_in
+from jukinet.adapters.identity_store import IdentityStore, ledger_attributes, ledger_from_item
 from jukinet.adapters.kms import DataKeys
+from jukinet.domain.ledger import Ledger
 from jukinet.domain.notice import UpdateNotice
 
 from .exports import person
@@ -61,18 +62,12 @@ def test_reapplying_a_batch_reports_duplicates_and_changes_nothing(pipeline):
     assert (len(again.stored), len(again.duplicates), again.current_changed) == (0, 3, 0)
 
 
-def test_gaps_are_the_numbers_missing_below_the_highest_received():
-    assert gaps_in([(1, 3), (6, 7), (9, 9)]) == [(4, 5), (8, 8)]
-    assert gaps_in([(2, 2)]) == [(1, 1)]
-    assert gaps_in([(5, 9), (1, 4)]) == []
-
-
-def test_ledger_counts_each_sequence_number_once_whatever_the_redeliveries():
-    ledger = Ledger().add([(1, "2003-01"), (2, "2003-01")], [])
-    again = ledger.add([(2, "2003-01"), (1, "2003-01")], [])
-    assert again == ledger and again.stored_in("2003-01") == 2
-    later = ledger.add([(5, "2003-02")], [4])
-    assert (later.stored_in("2003-02"), later.gaps) == (1, [(3, 3)])
+def test_gap_times_survive_the_item_form():
+    t0 = dt.datetime(2027, 3, 31, 14, 50, tzinfo=dt.UTC)
+    ledger = Ledger().add([(1, "2027-03"), (4, "2027-03")], [], t0).add_dead("2027-03", 1).release_dead("2027-03", 1)
+    assert ledger.gap_since and ledger.redriven
+    assert ledger_from_item({"pk": {"S": "x"}, **ledger_attributes(ledger)}) == ledger
+    assert ledger_from_item(None) == Ledger()
 
 
 def test_ledger_survives_its_item_form_and_counts_a_dead_letter_once(pipeline):

@@ -8,7 +8,8 @@ pk                     sk                  what
 ``R#<resident code>``  ``CURRENT``         current state; ``order_key`` guards every write
 ``R#<resident code>``  ``H#<order key>``   one history entry per notice (per code it touches)
 ``LEDGER#<muni>``      ``LEDGER``          runs of sequence numbers received (gaps), notices
-                                           stored and dead-lettered per month (``Ledger``)
+                                           stored and dead-lettered per month
+                                           (``domain.ledger.Ledger``)
 ``DLQ#<muni>``         ``<content id>``    marker: this dead letter is counted (idempotency); removed
                                            when the message is redriven and processed
                                            (``release_dead_letters``)
@@ -47,7 +48,6 @@ writes the current state. On DynamoDB a transactional write costs two write unit
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import time
@@ -59,6 +59,7 @@ from ..domain import envelope
 from ..domain.authority import Holding
 from ..domain.blind_index import blind_index
 from ..domain.facts import ChangeReason, IdentityFacts
+from ..domain.ledger import Ledger
 from ..domain.notice import UpdateNotice
 from ..domain.ordering import ResidentEvent, ResidentStatus, events_for
 from . import aws
@@ -127,105 +128,35 @@ class Snapshot:
     ledgers: dict[str, dict | None] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Ledger:
-    """What a tier has from one municipality: sequence runs received, notices stored per
-    month, notices dead-lettered per month, since when each open gap has been seen
-    (``gap_since``: (first, last, ISO UTC instant) per missing range; a range keeps the
-    instant it was first seen missing while its neighbours arrive — docs/decisions/0030-*),
-    and — per month — the dead-lettered notices that an operator redrove (``jukinet redrive``)
-    and this tier then processed: they left ``dead`` when they came back, so each notice
-    counts once (stored, or dead-lettered again)."""
+def ledger_attributes(ledger: Ledger) -> dict:
+    """A ledger as the identity table's item attributes (JSON strings beside ``version``)."""
+    attrs = {
+        "version": {"N": str(ledger.version)},
+        "runs": {"S": json.dumps(ledger.runs, separators=(",", ":"))},
+        "stored": {"S": json.dumps(dict(ledger.stored), separators=(",", ":"))},
+        "dead": {"S": json.dumps(dict(ledger.dead), separators=(",", ":"))},
+    }
+    if ledger.redriven:
+        attrs["redriven"] = {"S": json.dumps(dict(ledger.redriven), separators=(",", ":"))}
+    if ledger.gap_since:
+        attrs["gap_since"] = {"S": json.dumps(ledger.gap_since, separators=(",", ":"))}
+    return attrs
 
-    version: int = 0
-    runs: tuple[tuple[int, int], ...] = ()
-    stored: tuple[tuple[str, int], ...] = ()
-    dead: tuple[tuple[str, int], ...] = ()
-    redriven: tuple[tuple[str, int], ...] = ()
-    gap_since: tuple[tuple[int, int, str], ...] = ()
 
-    @property
-    def gaps(self) -> list[tuple[int, int]]:
-        return gaps_in(self.runs)
-
-    def aged_gaps(self, now: dt.datetime, bound: dt.timedelta) -> list[tuple[int, int, str]]:
-        """The missing ranges first seen at least ``bound`` before ``now``. A gap recorded by a
-        ledger written before gaps had times counts as seen at the epoch (old)."""
-        limit = now - bound
-        return [(a, b, t) for a, b, t in self._timed_gaps() if _instant(t) <= limit]
-
-    def aged_missing(self, now: dt.datetime, bound: dt.timedelta) -> int:
-        return sum(b - a + 1 for a, b, _ in self.aged_gaps(now, bound))
-
-    def _timed_gaps(self) -> list[tuple[int, int, str]]:
-        return _gap_times(self.gap_since, self.gaps, _EPOCH)
-
-    def stored_in(self, month: str) -> int:
-        return dict(self.stored).get(month, 0)
-
-    def dead_in(self, month: str) -> int:
-        return dict(self.dead).get(month, 0)
-
-    def redriven_in(self, month: str) -> int:
-        return dict(self.redriven).get(month, 0)
-
-    def covers(self, seq: int) -> bool:
-        return any(first <= seq <= last for first, last in self.runs)
-
-    def add(self, stored: list[tuple[int, str]], received: list[int], now: dt.datetime | None = None) -> Ledger:
-        """``now``: when the batch arrived; a gap it opens is recorded as first seen then."""
-        counts = dict(self.stored)
-        seen: set[int] = set()
-        for seq, month in stored:
-            if seq not in seen and not self.covers(seq):
-                counts[month] = counts.get(month, 0) + 1
-            seen.add(seq)
-        runs = tuple(_merge_runs([*self.runs, *_runs(sorted(seen | set(received)))]))
-        stamp = _stamp(now) if now is not None else _EPOCH
-        since = tuple(_gap_times(self.gap_since, gaps_in(runs), stamp))
-        candidate = dataclasses.replace(self, runs=runs, stored=tuple(sorted(counts.items())), gap_since=since)
-        return self if candidate == self else dataclasses.replace(candidate, version=self.version + 1)
-
-    def add_dead(self, month: str, count: int) -> Ledger:
-        dead = dict(self.dead)
-        dead[month] = dead.get(month, 0) + count
-        return dataclasses.replace(self, version=self.version + 1, dead=tuple(sorted(dead.items())))
-
-    def release_dead(self, month: str, count: int) -> Ledger:
-        """``count`` dead-lettered notices of ``month`` came back by a redrive and were processed:
-        they no longer count as dead-lettered (what became of them counts where it belongs)."""
-        dead, redriven = dict(self.dead), dict(self.redriven)
-        dead[month] = max(0, dead.get(month, 0) - count)
-        redriven[month] = redriven.get(month, 0) + count
-        return dataclasses.replace(self, version=self.version + 1, dead=tuple(sorted(dead.items())),
-                                   redriven=tuple(sorted(redriven.items())))
-
-    def to_attributes(self) -> dict:
-        attrs = {
-            "version": {"N": str(self.version)},
-            "runs": {"S": json.dumps(self.runs, separators=(",", ":"))},
-            "stored": {"S": json.dumps(dict(self.stored), separators=(",", ":"))},
-            "dead": {"S": json.dumps(dict(self.dead), separators=(",", ":"))},
-        }
-        if self.redriven:
-            attrs["redriven"] = {"S": json.dumps(dict(self.redriven), separators=(",", ":"))}
-        if self.gap_since:
-            attrs["gap_since"] = {"S": json.dumps(self.gap_since, separators=(",", ":"))}
-        return attrs
-
-    @classmethod
-    def from_item(cls, item: dict | None) -> Ledger:
-        if not item:
-            return cls()
-        return cls(
-            version=int(item["version"]["N"]),
-            runs=tuple(tuple(r) for r in json.loads(item["runs"]["S"])),  # type: ignore[misc]
-            stored=tuple(sorted(json.loads(item["stored"]["S"]).items())),
-            dead=tuple(sorted(json.loads(item["dead"]["S"]).items())),
-            redriven=tuple(sorted(json.loads(item["redriven"]["S"]).items())) if "redriven" in item else (),
-            gap_since=tuple((int(a), int(b), str(t)) for a, b, t in json.loads(item["gap_since"]["S"]))
-            if "gap_since" in item else (),
-        )
+def ledger_from_item(item: dict | None) -> Ledger:
+    """The ledger an identity-table item holds; no item is the empty ledger. An item written
+    before redrive or gap times existed reads as never redriven, its gaps seen at the epoch."""
+    if not item:
+        return Ledger()
+    return Ledger(
+        version=int(item["version"]["N"]),
+        runs=tuple(tuple(r) for r in json.loads(item["runs"]["S"])),  # type: ignore[misc]
+        stored=tuple(sorted(json.loads(item["stored"]["S"]).items())),
+        dead=tuple(sorted(json.loads(item["dead"]["S"]).items())),
+        redriven=tuple(sorted(json.loads(item["redriven"]["S"]).items())) if "redriven" in item else (),
+        gap_since=tuple((int(a), int(b), str(t)) for a, b, t in json.loads(item["gap_since"]["S"]))
+        if "gap_since" in item else (),
+    )
 
 
 @dataclass(frozen=True)
@@ -347,7 +278,7 @@ class IdentityStore(TableKeyPins):
         recorded with its dead-letter count, ``record_dead_letter``). A redelivery must not
         screen it again: the resident's state may have changed since, and a notice both
         dead-lettered and stored would be counted twice."""
-        ledgers = {m: Ledger.from_item(item) for m, item in snapshot.ledgers.items()}
+        ledgers = {m: ledger_from_item(item) for m, item in snapshot.ledgers.items()}
         return {n.notice_id for n in notices
                 if (ledger := ledgers.get(n.municipality.value)) is not None and ledger.covers(n.sequence)}
 
@@ -503,11 +434,12 @@ class IdentityStore(TableKeyPins):
                    now: dt.datetime) -> _Op | Ledger:
         """The conditional put that records ``entries`` in a municipality's ledger, or the ledger
         itself when they change nothing."""
-        ledger = Ledger.from_item(item)
+        ledger = ledger_from_item(item)
         updated = ledger.add(entries, [], now)
         if updated == ledger:
             return ledger
-        put: dict = {"TableName": self.table_name, "Item": {**_ledger_key(municipality), **updated.to_attributes()}}
+        put: dict = {"TableName": self.table_name,
+                     "Item": {**_ledger_key(municipality), **ledger_attributes(updated)}}
         if item:
             put["ConditionExpression"] = "version = :v"
             put["ExpressionAttributeValues"] = {":v": {"N": str(ledger.version)}}
@@ -586,11 +518,11 @@ class IdentityStore(TableKeyPins):
         key = _ledger_key(municipality)
         for attempt in range(50):
             item = ddb.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
-            ledger = Ledger.from_item(item)
+            ledger = ledger_from_item(item)
             updated = change(ledger)
             if updated == ledger and extra is None:
                 return ledger
-            put = {"TableName": self.table_name, "Item": {**key, **updated.to_attributes()}}
+            put = {"TableName": self.table_name, "Item": {**key, **ledger_attributes(updated)}}
             if item:
                 put["ConditionExpression"] = "version = :v"
                 put["ExpressionAttributeValues"] = {":v": {"N": str(ledger.version)}}
@@ -616,7 +548,7 @@ class IdentityStore(TableKeyPins):
         item = aws.client("dynamodb").get_item(
             TableName=self.table_name, Key={"pk": {"S": f"LEDGER#{municipality}"}, "sk": {"S": "LEDGER"}},
             ConsistentRead=True).get("Item")
-        return Ledger.from_item(item)
+        return ledger_from_item(item)
 
     # --- reads -------------------------------------------------------------------------
     def current(self, resident_code: str) -> StoredEntry | None:
@@ -708,75 +640,3 @@ def _conditional(put, **kwargs) -> bool:
             return False
         raise
     return True
-
-
-def _runs(seqs: list[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for s in seqs:
-        if runs and s == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], s)
-        else:
-            runs.append((s, s))
-    return runs
-
-
-def _merge_runs(runs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for first, last in sorted(runs):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
-        else:
-            merged.append((first, last))
-    return merged
-
-
-_EPOCH = "1970-01-01T00:00:00Z"
-
-
-def _stamp(now: dt.datetime) -> str:
-    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _instant(stamp: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def _gap_times(known: Iterable[tuple[int, int, str]], gaps: Iterable[tuple[int, int]],
-               new: str) -> list[tuple[int, int, str]]:
-    """Each number of ``gaps`` with the instant it was first seen missing: from ``known`` where
-    a recorded range covers it, else ``new``. Adjacent numbers with the same instant are one
-    range. Numbers that arrived since drop out (they are in no gap)."""
-    known = sorted(known)
-    out: list[tuple[int, int, str]] = []
-
-    def put(a: int, b: int, t: str) -> None:
-        if out and out[-1][2] == t and out[-1][1] + 1 == a:
-            out[-1] = (out[-1][0], b, t)
-        else:
-            out.append((a, b, t))
-
-    for first, last in gaps:
-        at = first
-        for a, b, t in known:
-            if b < at or a > last:
-                continue
-            if a > at:
-                put(at, a - 1, new)
-            put(max(a, at), min(b, last), t)
-            at = min(b, last) + 1
-            if at > last:
-                break
-        if at <= last:
-            put(at, last, new)
-    return out
-
-
-def gaps_in(runs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Missing numbers between 1 and the highest received, given received (first, last) runs."""
-    gaps: list[tuple[int, int]] = []
-    expected = 1
-    for first, last in sorted(runs):
-        if first > expected:
-            gaps.append((expected, first - 1))
-        expected = max(expected, last + 1)
-    return gaps

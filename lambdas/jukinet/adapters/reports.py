@@ -28,7 +28,7 @@ class ReportStore:
             aws.client("s3").put_object(Bucket=self.bucket, Key=key, Body=text.encode("utf-8"),
                                         ContentType=content_type, **extra)
         except ClientError as exc:
-            if if_absent and exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            if if_absent and aws.error_code(exc) in ("PreconditionFailed", "412"):
                 raise ReportExists(f"s3://{self.bucket}/{key}") from None
             raise
         return f"s3://{self.bucket}/{key}"

@@ -15,10 +15,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal, get_args
 
-FACT_FIELDS = frozenset({
-    "resident_code", "name", "birth_date", "sex", "address", "individual_number", "status", "change_information",
-})
+FactField = Literal["resident_code", "name", "birth_date", "sex", "address", "individual_number", "status",
+                    "change_information"]
+"""A fact a recipient may be given: the basic facts (本人確認情報) and the change information.
+The one list: the API's request models, the configuration's validation (``infra/config.py``)
+and the agreements read here all take it from this type."""
+
+FACT_FIELDS: frozenset[str] = frozenset(get_args(FactField))
 
 
 class ProvisionFunction(Enum):

@@ -27,7 +27,7 @@ from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys
 from ..adapters.provision_log import ProvisionLog
 from ..clock import system_clock
-from ..domain.agreements import Directory, Recipient
+from ..domain.agreements import Directory, FactField, Recipient
 from ..domain.provision import MAX_REQUEST_BYTES, Refusal, RefusalCode
 from ..domain.scan import Signal
 from ..observability import MetricUnit, count_refused_by_code, flush, logger, metrics, use_tier
@@ -41,10 +41,6 @@ API_VERSION = "1.0.0"
 
 app = APIGatewayRestResolver(enable_validation=True)
 
-FieldName = Literal["resident_code", "name", "birth_date", "sex", "address", "individual_number", "status",
-                    "change_information"]
-
-
 # --- models --------------------------------------------------------------------------------
 
 
@@ -52,7 +48,7 @@ class LookupRequest(BaseModel):
     affair_code: Annotated[str, Field(min_length=1, max_length=64, description="the statutory affair (agreement)")]
     resident_codes: Annotated[list[Annotated[str, Field(max_length=32)]],
                               Field(min_length=1, description="1 to 100 resident codes (住民票コード, 11 digits)")]
-    fields: Annotated[list[FieldName] | None,
+    fields: Annotated[list[FactField] | None,
                       Field(description="fields wanted; default: all the agreement permits")] = None
 
 
@@ -62,14 +58,14 @@ class SearchRequest(BaseModel):
     birth_date: Annotated[str, Field(min_length=1, max_length=10, description="YYYY-MM-DD")]
     sex: Annotated[str | None, Field(max_length=8, description="1 (男) or 2 (女)")] = None
     address: Annotated[str | None, Field(max_length=200)] = None
-    fields: list[FieldName] | None = None
+    fields: list[FactField] | None = None
 
 
 class BatchRequest(BaseModel):
     affair_code: Annotated[str, Field(min_length=1, max_length=64)]
     input_key: Annotated[str, Field(min_length=1, max_length=512,
                                     description="object key under in/<recipient id>/ in the batch bucket")]
-    fields: list[FieldName] | None = None
+    fields: list[FactField] | None = None
 
 
 class ResidentAnswer(BaseModel):

@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..adapters.cs_state import CsState
-from ..adapters.identity_store import IdentityStore, Ledger
+from ..adapters.identity_store import IdentityStore
 from ..clock import Clock, month_jst
+from ..domain.ledger import GAP_ALARM_AFTER, Ledger
 from ..domain.notice import JST
 from ..observability import MetricUnit, logger, metrics
-from .tier_processor import GAP_ALARM_AFTER
 
 
 @dataclass(frozen=True)

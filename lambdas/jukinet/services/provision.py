@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from ..adapters.identity_store import IdentityStore
 from ..adapters.provision_log import LimitReached, ProvisionLog, StatCount
 from ..adapters.recipient_state import RecipientState
-from ..clock import Clock, month_jst
+from ..clock import Clock, month_jst, today_jst
 from ..domain.agreements import AgreementTerms, Directory, ProvisionFunction, Recipient
 from ..domain.blind_index import blind_index
 from ..domain.errors import ValidationError
@@ -322,7 +322,7 @@ class ProvisionService:
         code = parse_resident_codes([resident_code], field="resident_code")[0]
         now = self.clock()
         start = _date_or(date_from, "from", dt.date(1970, 1, 1))
-        end = _date_or(date_to, "to", now.astimezone(JST).date())
+        end = _date_or(date_to, "to", today_jst(now))
         if start > end:
             raise Refusal(RefusalCode.INVALID_REQUEST, "from must not be after to", field="from", rule="range")
         # Staff of a prefecture disclose to residents of their prefecture only: where the

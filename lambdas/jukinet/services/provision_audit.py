@@ -28,8 +28,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from ..adapters import aws
 from ..adapters.provision_log import ProvisionLog, Seal, SealArchive
-from ..clock import Clock
-from ..domain.notice import JST
+from ..clock import Clock, today_jst
 from ..domain.provision import (
     GENESIS,
     ChainEntry,
@@ -214,7 +213,7 @@ def logged_provisions(log: ProvisionLog, month: str, *, now: dt.datetime
     by_prefecture: Counter = Counter()
     seen: set[tuple[str, str]] = set()
     missing = sealed = 0
-    for day in month_days(month, until=now.astimezone(JST).date().isoformat()):
+    for day in month_days(month, until=today_jst(now).isoformat()):
         in_seals: set[str] = set()
         for period, seal in log.seals(f"{day}T00", f"{day}T23").items():
             in_seals |= log.manifest(period, seal.parts).keys()

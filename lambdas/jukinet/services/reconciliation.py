@@ -43,19 +43,19 @@ from dataclasses import dataclass, field
 
 from ..adapters.channel_store import ChannelStore
 from ..adapters.cs_state import CsState
-from ..adapters.identity_store import IdentityStore, Ledger
+from ..adapters.identity_store import IdentityStore
 from ..adapters.kms import DataKeys
 from ..adapters.reports import ReportStore
 from ..clock import Clock, today_jst
 from ..domain import channel
 from ..domain.channel import ChannelRow
+from ..domain.ledger import GAP_ALARM_AFTER, Ledger
 from ..domain.reconciliation import NATIONAL, PREFECTURE, ReconciliationRow, as_csv, as_markdown
 from ..observability import MetricUnit, logger, metrics
-from .tier_processor import GAP_ALARM_AFTER
 
 REPORT_PREFIX = "reconciliation/"
 CHANNEL_CSV_SUFFIX = "-channel.csv"  # reconciliation/<day>-channel.csv: the channel rows (prefecture tier)
-_EMPTY = Ledger.from_item(None)
+_EMPTY = Ledger()
 
 
 def reconcile_rows(*, cs_state_table: str, municipalities: Mapping[str, str], month: str,

@@ -39,13 +39,10 @@ from ..adapters.kms import PublicKeys, SenderKey, UnknownSender
 from ..clock import Clock, month_jst
 from ..domain.authority import screen
 from ..domain.errors import ValidationError
+from ..domain.ledger import GAP_ALARM_AFTER
 from ..domain.message import Origin, Payload, SignedMessage, verify_signature
 from ..domain.notice import JST, UpdateNotice
 from ..observability import MetricUnit, logger, metrics
-
-GAP_ALARM_AFTER = dt.timedelta(minutes=15)
-"""A sequence gap younger than this is out-of-order delivery; older, a notice is missing
-(the ``sequence-gaps`` alarm; the ledger watch applies the same bound: ``services.ledger_watch``)."""
 
 UNKNOWN_SENDER = "unknown"
 """The ledger that counts dead letters whose sender no signature vouches for."""
