@@ -68,3 +68,23 @@ def test_copies_issued_refused_by_code_and_timed_out_per_municipality_and_month(
     data = {m["municipality"]: m for m in json.loads(stats_json(list(by.values()), "2003-01"))["municipalities"]}
     assert data[MATSUMOTO]["wide_area_copies"]["refused_by_reason"]["not_in_household"] == 1
     assert data[NAGANO]["wide_area_copies"]["issued_elsewhere"] == 3
+
+
+def test_a_refusal_is_a_metric_under_its_code_for_the_monthly_report(capsys, monkeypatch) -> None:
+    from jukinet import observability
+
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "jukinet-muni-200000")
+    observability.use_tier("municipality")
+    try:
+        observability.count_copy_refusal("not_in_household")
+        observability.flush()
+    finally:
+        observability.metrics.clear_metrics()
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    by_code = [b for b in blobs if "WideAreaCopiesRefusedByCode" in b]
+    assert len(by_code) == 1
+    assert (by_code[0]["code"], by_code[0]["tier"], by_code[0]["service"]) == (
+        "not_in_household", "municipality", "jukinet-muni-200000")
+    refused = [b["WideAreaCopiesRefused"] for b in blobs if "WideAreaCopiesRefused" in b]
+    assert refused in ([1], [1.0], [[1]], [[1.0]])
+    assert "code" not in next(b for b in blobs if "WideAreaCopiesRefused" in b)  # the {service, tier} set stays
