@@ -125,4 +125,11 @@ def test_the_demo_step_issues_authenticates_suspends_and_locks(world, tmp_path):
     assert copy.path.stat().st_size == copy.size
     assert (copy.refused_status, copy.refusal) == ("refused", "not_in_household")
     assert copy.seconds < 5, copy.seconds
-    print(f"card step {seconds:.1f} s, of which the copies {copy.seconds:.2f} s")
+    from jukinet_ops.demo_report import DemoOutput
+
+    shown = Console(file=io.StringIO(), width=300)
+    DemoOutput(shown).wide_area_copies(copy, tmp_path)
+    lines = shown.file.getvalue().splitlines()
+    assert len(lines) == 2 and copy.serial in lines[0] and copy.path.name in lines[0], lines
+    assert "refused not_in_household" in lines[1]
+    print("\n".join(lines), f"\ncard step {seconds:.1f} s, of which the copies {copy.seconds:.2f} s")
