@@ -133,3 +133,12 @@ def test_the_demo_step_issues_authenticates_suspends_and_locks(world, tmp_path):
     assert len(lines) == 2 and copy.serial in lines[0] and copy.path.name in lines[0], lines
     assert "refused not_in_household" in lines[1]
     print("\n".join(lines), f"\ncard step {seconds:.1f} s, of which the copies {copy.seconds:.2f} s")
+    # No card authenticated at this counter: the clerk's documented ID check is the proof.
+    from jukinet_ops.card_demo import Counter, run_copy_demo
+
+    _, by, people = world
+    other = run_copy_demo(Counter(api, by[MATSUMOTO]), api.runner, issuer=(MATSUMOTO, "松本市"), home=(NAGANO, "長野市"),
+                          applicant=people[2]["resident_code"], card_serial="", stranger=people[0]["resident_code"],
+                          reports_dir=None)
+    assert (other.proof, other.status, other.path, other.refusal) == ("document", "issued", None, "not_in_household")
+    assert other.serial > copy.serial
