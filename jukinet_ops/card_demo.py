@@ -1,12 +1,19 @@
 """The demo's counter step (住基カード): cards issued at one municipality's counter, one
 authenticated at another's, a lost card suspended by the operator and refused, a wrong PIN
 locking a card — through the deployed private counter API served by ``LocalApi``, with
-virtual IC chips held here (their private keys never leave them)."""
+virtual IC chips held here (their private keys never leave them). Then a wide-area copy
+(住民票の写しの広域交付, decision 0046) at the second municipality's counter for the first's
+resident whose card it authenticated, its PDF written to ``.jukinet/reports/``, and one refused
+(a member not in the applicant's household)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -56,10 +63,15 @@ class Counter:
 
     def __init__(self, api, principal) -> None:
         self.api, self.principal = api, principal
+        self.authenticated: dict[str, str] = {}  # card serial → the challenge id of its last good authentication
 
     def post(self, path: str, body: dict | None = None) -> tuple[int, dict]:
         response = self.api.request(self.principal, "POST", path, body=json.dumps(body or {}),
                                     headers={"Content-Type": "application/json"})
+        return response.status, response.json()
+
+    def get(self, path: str) -> tuple[int, dict]:
+        response = self.api.request(self.principal, "GET", path, headers={"Content-Type": "application/json"})
         return response.status, response.json()
 
     def issue(self, resident_code: str, chip: VirtualCard, card_type: str = "B") -> dict:
@@ -79,13 +91,89 @@ class Counter:
         except (WrongPin, CardLocked) as exc:
             _, counted = self.post(f"/v1/challenges/{challenge['challenge_id']}/pin-failure")
             return 0, {"chip": str(exc), **counted}
-        return self.post("/v1/authentications", {"challenge_id": challenge["challenge_id"],
-                                              "signature": base64.b64encode(signature).decode()})
+        status, body = self.post("/v1/authentications", {"challenge_id": challenge["challenge_id"],
+                                                          "signature": base64.b64encode(signature).decode()})
+        if status == 200:
+            self.authenticated[chip.serial or ""] = challenge["challenge_id"]
+        return status, body
 
 
-def run_card_demo(console: Console, deployment, env, runner) -> dict[str, Any]:
-    """Step 7 of the demo; returns what happened (tests read it). The month's card statistics
-    (``card_stats.card_statistics``) are the demo's to print."""
+@dataclass(frozen=True)
+class CopyDemo:
+    """The demo's wide-area copies: one issued (its PDF written), one refused."""
+
+    issuer: str
+    issuer_name: str
+    home: str
+    home_name: str
+    proof: str                 # "card" or "document"
+    status: str                # of the copy: issued (or what came instead)
+    serial: str = ""
+    pages: int = 0
+    size: int = 0
+    path: Path | None = None
+    refused_status: str = ""   # of the second request: refused
+    refusal: str = ""
+    meaning: str = ""
+    seconds: float = 0.0
+
+
+def pdf_pages(pdf: bytes) -> int:
+    """Pages of a PDF as reportlab writes it (its page objects are not compressed)."""
+    return len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf))
+
+
+def _not_accepted(status: int, body: dict) -> dict:
+    if status == 202:
+        return {"status": "pending"}
+    return {"status": f"not accepted ({status} {body.get('error', {}).get('code', body.get('message', '?'))})"}
+
+
+def run_copy_demo(counter: Counter, runner, *, issuer: tuple[str, str], home: tuple[str, str], applicant: str,
+                  card_serial: str, stranger: str, reports_dir: Path | None) -> CopyDemo:
+    """At ``issuer``'s counter: a copy of ``applicant``'s record (a resident of ``home``), proved by
+    the card authentication this counter just made if there is one, else by a documented ID
+    check; and a copy asking for ``stranger`` as a member of the applicant's household, refused
+    by the home with ``not_in_household``. The channel carries both while the runner drains
+    the queues (``run_until_idle``); the PDF goes to ``reports_dir``."""
+    started = time.perf_counter()
+    document = {"document": {"type": "driving_licence", "number": "461234567890", "clerk": f"{issuer[1]} 窓口"}}
+    challenge = counter.authenticated.get(card_serial)
+    proof, status, accepted = "document", 0, {}
+    if challenge:
+        status, accepted = counter.post("/v1/wide-area-copies", {
+            "resident_code": applicant, "home_municipality": home[0], "proof": {"card_authentication": challenge}})
+        proof = "card"
+    if status != 202:  # no card authenticated here (or no longer good for a copy): the clerk checks a document
+        status, accepted = counter.post("/v1/wide-area-copies", {
+            "resident_code": applicant, "home_municipality": home[0], "proof": document})
+        proof = "document"
+    second, asked = counter.post("/v1/wide-area-copies", {
+        "resident_code": applicant, "home_municipality": home[0], "members": [stranger], "proof": document})
+    # A request the counter did not accept is shown as such (the demo goes on): its status and code.
+    results = {"copy": _not_accepted(status, accepted), "refused": _not_accepted(second, asked)}
+    waiting = {k: r["correlation"] for k, r in (("copy", accepted), ("refused", asked)) if "correlation" in r}
+    for _ in range(5 if waiting else 0):  # the channel's hops: answered within a drain or two
+        runner.run_until_idle(timeout_s=60)
+        results.update({k: counter.get(f"/v1/wide-area-copies/{c}")[1] for k, c in waiting.items()})
+        if all(results[k].get("status") != "pending" for k in waiting):
+            break
+    copy, refused = results["copy"], results["refused"]
+    pdf = base64.b64decode(copy["pdf"]) if copy.get("status") == "issued" else b""
+    path = None
+    if pdf and reports_dir is not None:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        path = reports_dir / f"wide-area-copy-{copy['serial']}.pdf"
+        path.write_bytes(pdf)
+    return CopyDemo(issuer[0], issuer[1], home[0], home[1], proof, copy.get("status", "?"), copy.get("serial", ""),
+                    pdf_pages(pdf), len(pdf), path, refused.get("status", "?"), refused.get("refusal", ""),
+                    refused.get("meaning", ""), time.perf_counter() - started)
+
+
+def run_card_demo(console: Console, deployment, env, runner, *, reports_dir: Path | None = None) -> dict[str, Any]:
+    """Step 7 of the demo; returns what happened (tests read it): ``copy`` is the wide-area
+    copies' ``CopyDemo`` (its PDF written to ``reports_dir`` if given). The month's card
+    statistics (``card_stats.card_statistics``) and the copies' lines are the demo's to print."""
     from infra.naming import Names
     from jukinet_ops.local.api import LocalApi
 
@@ -117,4 +205,8 @@ def run_card_demo(console: Console, deployment, env, runner) -> dict[str, Any]:
         out["after_lock"] = at_other.authenticate(chips[2], "8024")
         console.print(f"   card {chips[2].serial}: 3 wrong PINs → chip locked ({tries[-1]['chip']}); the network "
                       f"counted {tries[-1]['failures']}; the right PIN next → {out['after_lock'][1]['error']['code']}")
+        by_code = {m.code: m.name for m in prefecture.municipality_tier.municipalities}
+        out["copy"] = run_copy_demo(at_other, runner, issuer=(elsewhere, by_code[elsewhere]),
+                                    home=(home, by_code[home]), applicant=residents[0], card_serial=chips[0].serial,
+                                    stranger=residents[1], reports_dir=reports_dir)
     return out

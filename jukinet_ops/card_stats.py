@@ -5,6 +5,14 @@ the counter, by re-issuance or by an update notice), expired, PIN resets and loc
 authentications answered at its counters, and refusals by reason. Read from each municipality
 tier's card table (``STAT#<municipality>``/``<YYYY-MM>``, one item per municipality), counted
 by the counter API as it serves (lambdas/jukinet/services/card.py).
+
+A second table gives the wide-area copies (住民票の写しの広域交付, issue 16 item 5): on the
+issuing side (B) the copies requested at the municipality's counters, issued, refused by the
+home municipality's code (or B's own ``invalid_answer``) and timed out — counted in the same
+``STAT#`` item by ``services/wide_area_copy.py``, each request once, in the month of its event
+(a request made on the 31st and answered on the 1st counts as requested in one month and
+issued in the next); and on the home side (A) the copies of its residents' records it
+answered for issue at another municipality's counter (``COPY-ELSEWHERE#<A>#<YYYY-MM>``).
 """
 
 from __future__ import annotations
@@ -18,6 +26,11 @@ from dataclasses import dataclass, field
 from rich.table import Table
 
 COLUMNS = ("issued", "suspended", "resumed", "revoked", "expired", "pin_reset", "pin_locked", "auth_ok")
+COPY_PREFIX = "wide_area_copy_"
+COPY_COLUMNS = ("requested", "issued", "refused", "timed_out", "issued_elsewhere")
+"""The wide-area copies' columns: B's ``requested``, ``issued``, ``refused`` (the sum of the
+codes), ``timed_out``; A's ``issued_elsewhere`` (its residents' copies answered for another
+municipality's counter)."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,30 @@ class CardStatsRow:
     municipality: str
     name: str
     counts: dict[str, int] = field(default_factory=dict)
+    copies_elsewhere: int = 0
+    """A's side: copies of this municipality's residents answered for issue at another counter."""
+
+    @property
+    def has_cards(self) -> bool:
+        return any(not k.startswith(COPY_PREFIX) for k in self.counts)
+
+    @property
+    def copies_refused(self) -> dict[str, int]:
+        """Wide-area copies refused, by code (``not_in_household`` …)."""
+        prefix = f"{COPY_PREFIX}refused_"
+        return {k.removeprefix(prefix): v for k, v in sorted(self.counts.items()) if k.startswith(prefix)}
+
+    @property
+    def copies(self) -> dict[str, int]:
+        """The wide-area copies' figures (``COPY_COLUMNS``)."""
+        c = self.counts
+        return {"requested": c.get(f"{COPY_PREFIX}requested", 0), "issued": c.get(f"{COPY_PREFIX}issued", 0),
+                "refused": sum(self.copies_refused.values()), "timed_out": c.get(f"{COPY_PREFIX}timed_out", 0),
+                "issued_elsewhere": self.copies_elsewhere}
+
+    @property
+    def has_copies(self) -> bool:
+        return any(self.copies.values())
 
     @property
     def refused(self) -> dict[str, int]:
@@ -40,15 +77,23 @@ class CardStatsRow:
 def card_statistics(deployment, month: str) -> list[CardStatsRow]:
     """Every municipality's counters for ``month`` (JST), from its tier's card table."""
     from infra.naming import Names
-    from jukinet.adapters.card_store import CardStore
 
     names = Names.of(deployment)
     rows = []
     for prefecture in deployment.prefectures:
-        store = CardStore(names.card_table(prefecture.code))
-        for m in sorted(prefecture.municipality_tier.municipalities, key=lambda m: m.code):
-            rows.append(CardStatsRow(m.code, m.name, store.statistics(m.code, month)))
+        municipalities = sorted(prefecture.municipality_tier.municipalities, key=lambda m: m.code)
+        rows += tier_statistics(names.card_table(prefecture.code), [(m.code, m.name) for m in municipalities], month)
     return rows
+
+
+def tier_statistics(table: str, municipalities: Sequence[tuple[str, str]], month: str) -> list[CardStatsRow]:
+    """One municipality tier's rows: its card table's counters and its ``COPY-ELSEWHERE`` records."""
+    from jukinet.adapters.card_store import CardStore
+    from jukinet.adapters.copy_store import CopyStore
+
+    store, copies = CardStore(table), CopyStore(table)
+    return [CardStatsRow(code, name, store.statistics(code, month), copies.count_answered_elsewhere(code, month))
+            for code, name in municipalities]
 
 
 def stats_table(rows: Sequence[CardStatsRow], month: str, *, all_rows: bool = False) -> Table:
@@ -57,24 +102,45 @@ def stats_table(rows: Sequence[CardStatsRow], month: str, *, all_rows: bool = Fa
     for c in (*COLUMNS, "auth refused", "refused by reason"):
         table.add_column(c, justify="left" if c == "refused by reason" else "right")
     for r in rows:
-        if not all_rows and not r.counts:
+        if not all_rows and not r.has_cards:
             continue
         table.add_row(f"{r.municipality} {r.name}", *(f"{r.counts.get(c, 0):,}" for c in COLUMNS),
                       f"{r.refused_total:,}", ", ".join(f"{k} {v}" for k, v in r.refused.items()))
     return table
 
 
+def copies_table(rows: Sequence[CardStatsRow], month: str, *, all_rows: bool = False) -> Table:
+    """The wide-area copies: issued here (B) by outcome and refusal code; residents' copies
+    answered for issue elsewhere (A)."""
+    table = Table(title=f"Wide-area copies {month} (住民票の写しの広域交付)")
+    table.add_column("municipality")
+    for c in ("requested", "issued", "refused", "refused by reason", "timed out", "issued elsewhere (residents)"):
+        table.add_column(c, justify="left" if c == "refused by reason" else "right")
+    for r in rows:
+        if not all_rows and not r.has_copies:
+            continue
+        f = r.copies
+        table.add_row(f"{r.municipality} {r.name}", f"{f['requested']:,}", f"{f['issued']:,}", f"{f['refused']:,}",
+                      ", ".join(f"{k} {v}" for k, v in r.copies_refused.items()), f"{f['timed_out']:,}",
+                      f"{f['issued_elsewhere']:,}")
+    return table
+
+
 def stats_csv(rows: Sequence[CardStatsRow], month: str) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["month", "municipality", "name", *COLUMNS, "auth_refused", "refused_by_reason"])
+    writer.writerow(["month", "municipality", "name", *COLUMNS, "auth_refused", "refused_by_reason",
+                     *(f"copies_{c}" for c in COPY_COLUMNS), "copies_refused_by_reason"])
     for r in rows:
         writer.writerow([month, r.municipality, r.name, *(r.counts.get(c, 0) for c in COLUMNS), r.refused_total,
-                         json.dumps(r.refused, sort_keys=True)])
+                         json.dumps(r.refused, sort_keys=True), *(r.copies[c] for c in COPY_COLUMNS),
+                         json.dumps(r.copies_refused, sort_keys=True)])
     return out.getvalue()
 
 
 def stats_json(rows: Sequence[CardStatsRow], month: str) -> str:
     return json.dumps({"month": month, "municipalities": [
         {"municipality": r.municipality, "name": r.name, **{c: r.counts.get(c, 0) for c in COLUMNS},
-         "auth_refused": r.refused} for r in rows]}, ensure_ascii=False, indent=2)
+         "auth_refused": r.refused,
+         "wide_area_copies": {**r.copies, "refused_by_reason": r.copies_refused}} for r in rows]},
+        ensure_ascii=False, indent=2)

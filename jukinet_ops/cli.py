@@ -16,7 +16,8 @@
                          failures, network rejects, break-glass, isolations, seals) and the
                          finding, as Markdown, HTML and CSV
     jukinet card-stats   resident cards per municipality and month: issued, suspended, revoked,
-                         authentications ok and refused by reason (docs/card.md)
+                         authentications ok and refused by reason (docs/card.md); wide-area
+                         copies requested, issued, refused by code, timed out, issued elsewhere
     jukinet checklist    the security checklist per municipality, read from the deployed
                          environment (Markdown + HTML reports); exit 1 on any miss
     jukinet access-review
@@ -388,7 +389,7 @@ def cmd_card_stats(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from infra.config import load_deployment
-    from jukinet_ops.card_stats import card_statistics, stats_csv, stats_json, stats_table
+    from jukinet_ops.card_stats import card_statistics, copies_table, stats_csv, stats_json, stats_table
 
     if args.endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
@@ -400,7 +401,9 @@ def cmd_card_stats(args: argparse.Namespace) -> int:
     elif args.format == "json":
         print(stats_json(rows, args.month))
     else:
-        Console().print(stats_table(rows, args.month, all_rows=args.all))
+        console = Console()
+        console.print(stats_table(rows, args.month, all_rows=args.all))
+        console.print(copies_table(rows, args.month, all_rows=args.all))
     return 0
 
 
@@ -527,7 +530,8 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     cst = sub.add_parser("card-stats", help="resident cards per municipality and month (docs/card.md)",
                          description="Cards issued, suspended, resumed, revoked, expired, PIN resets and locks, "
                                      "authentications answered and refused by reason, per municipality, in a month "
-                                     "(Japan time).")
+                                     "(Japan time); and the wide-area copies requested at its counters, issued, "
+                                     "refused by code and timed out, and its residents' copies issued elsewhere.")
     cst.add_argument("--month", type=_month, default=this_month, help="YYYY-MM, Japan time (default: this month)")
     cst.add_argument("--format", choices=["table", "csv", "json"], default="table")
     cst.add_argument("--all", action="store_true", help="also municipalities with nothing to count")

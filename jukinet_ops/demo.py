@@ -16,7 +16,9 @@
 7. serve the deployed provision API locally (SigV4) and play a month of agency traffic —
    look-ups, searches, the prefecture's own use, one batch, and requests that must be
    refused — then print the month's provision statistics, one resident's disclosure and the
-   provision log's verification;
+   provision log's verification; then the counter step (``card_demo.py``): resident cards
+   issued, authenticated elsewhere, suspended and locked, and a wide-area copy (広域交付) at
+   松本市's counter for a 長野市 resident — its PDF in ``.jukinet/reports/`` — and one refused;
 8. show the notifications sent: every alarm transition that notified a tier's alarm topic
    (e-mail, chat) is a line of ``.jukinet/notifications.log`` (time, tier, alarm, old→new,
    reason); the last few are printed;
@@ -178,7 +180,9 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         from jukinet_ops.card_demo import run_card_demo
         from jukinet_ops.card_stats import card_statistics
 
-        if run_card_demo(console, deployment, env, runner):
+        counter = run_card_demo(console, deployment, env, runner, reports_dir=WORK_DIR / "reports")
+        if counter:
+            output.wide_area_copies(counter["copy"], REPO_ROOT)
             card_month = month_jst(clock())
             output.card_stats(card_statistics(deployment, card_month), card_month)
         output.alarms(monitoring.evaluate(), title="Alarms after the counter step")

@@ -34,6 +34,7 @@ from jukinet.domain.reconciliation import NATIONAL, PREFECTURE, ReconciliationRo
 if TYPE_CHECKING:
     from jukinet.services.monitoring_report import MonitoringReport
     from jukinet_ops.agency_traffic import TrafficReport
+    from jukinet_ops.card_demo import CopyDemo
     from jukinet_ops.card_stats import CardStatsRow
     from jukinet_ops.local.monitoring import AlarmVerdict
     from jukinet_ops.provision import StatsRow, VerifyReport
@@ -373,11 +374,31 @@ class DemoOutput:
 
     # -- 7: the counter ----------------------------------------------------------------------------
 
+    def wide_area_copies(self, copy: CopyDemo, root: Path | None = None) -> None:
+        """The wide-area copy in a line (serial, pages and bytes, where the PDF is) and the
+        refused one in another (its code; ``--verbose`` adds the meaning and the time taken)."""
+        where = copy.path
+        if where is not None and root is not None and where.is_relative_to(root):
+            where = where.relative_to(root)
+        proof = "card authenticated here" if copy.proof == "card" else "ID document checked by the clerk"
+        if copy.status == "issued":
+            self._line(f"   wide-area copy (住民票の写しの広域交付) at {copy.issuer} {copy.issuer_name}'s counter for a "
+                       f"resident of {copy.home} {copy.home_name} ({proof}): {copy.serial}, {copy.pages} page(s), "
+                       f"{copy.size:,} bytes" + (f" → {where}" if where else ""))
+        else:
+            self._line(f"   wide-area copy at {copy.issuer} {copy.issuer_name}'s counter for a resident of {copy.home} "
+                       f"{copy.home_name}: {copy.status}", style="bold red")
+        self._line(f"   a copy naming a member not in the applicant's household → {copy.refused_status} "
+                   f"{copy.refusal or '(none)'}" + (f" ({copy.meaning})" if self.verbose and copy.meaning else "")
+                   + (f"; both in {copy.seconds:.1f} s" if self.verbose else ""),
+                   style=None if copy.refused_status == "refused" else "bold red")
+
     def card_stats(self, rows: Sequence[CardStatsRow], month: str) -> None:
         if self.verbose:
-            from jukinet_ops.card_stats import stats_table
+            from jukinet_ops.card_stats import copies_table, stats_table
 
             self.console.print(stats_table(rows, month))
+            self.console.print(copies_table(rows, month))
             return
         from jukinet_ops.card_stats import COLUMNS
 
@@ -385,10 +406,20 @@ class DemoOutput:
         refused: Counter = Counter()
         for r in rows:
             refused.update(r.refused)
-        where = ", ".join(f"{r.municipality} {r.name}" for r in rows if r.counts)
+        where = ", ".join(f"{r.municipality} {r.name}" for r in rows if r.has_cards)
+        copies: Counter = Counter()
+        copies_refused: Counter = Counter()
+        for r in rows:
+            copies.update({k: v for k, v in r.copies.items() if k in ("issued", "timed_out")})
+            copies_refused.update(r.copies_refused)
+        copy_part = ""
+        if sum(copies.values()) or copies_refused:
+            copy_part = (f"; wide-area copies issued {copies['issued']}, refused {sum(copies_refused.values())}"
+                         + (f" ({_counts(copies_refused)})" if copies_refused else "")
+                         + (f", timed out {copies['timed_out']}" if copies["timed_out"] else ""))
         self._line(f"   resident cards {month} (住基カード): {_counts(counts) or 'none'}"
                    + (f"; refused {sum(refused.values())} ({_counts(refused)})" if refused else "")
-                   + (f" — at {where}" if where else ""))
+                   + (f" — at {where}" if where else "") + copy_part)
 
     # -- 8, 9: notifications and the monitoring report -------------------------------------------
 

@@ -10,8 +10,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 logger = Logger()
 metrics = Metrics(namespace="Jukinet")
 
-__all__ = ["MetricUnit", "count_channel_dead_letter", "count_refused_by_code", "flush", "logger", "metrics",
-           "use_tier"]
+__all__ = ["MetricUnit", "count_channel_dead_letter", "count_copy_refusal", "count_refused_by_code", "flush", "logger",
+           "metrics", "use_tier"]
 
 
 def use_tier(tier: str) -> None:
@@ -59,3 +59,18 @@ def count_channel_dead_letter(reason: str) -> None:
         if tier:
             metric.add_dimension(name="tier", value=tier)
         metric.add_dimension(name="reason", value=reason)
+
+
+def count_copy_refusal(code: str) -> None:
+    """One wide-area copy refused (counted once per request, services/wide_area_copy.py):
+    ``WideAreaCopiesRefused`` with the invocation's {service, tier} metrics, and
+    ``WideAreaCopiesRefusedByCode`` under {service, tier, code} on its own EMF line, which the
+    monthly monitoring report sums per code (another name, as for the channel's dead letters)."""
+    metrics.add_metric(name="WideAreaCopiesRefused", unit=MetricUnit.Count, value=1)
+    tier = metrics.dimension_set.get("tier", "")
+    with single_metric(name="WideAreaCopiesRefusedByCode", unit=MetricUnit.Count, value=1,
+                       namespace=metrics.namespace,
+                       default_dimensions={"service": metrics.service or "jukinet"}) as metric:
+        if tier:
+            metric.add_dimension(name="tier", value=tier)
+        metric.add_dimension(name="code", value=code)

@@ -36,3 +36,8 @@ def test_issued_suspended_and_authentications_by_reason_per_municipality_and_mon
         assert main(["card-stats", "--month", "2026-12", "--format", "json", "--deployment", "nagano-demo"]) == 0
     out = capsys.readouterr().out
     assert '"CARD_SUSPENDED": 1' in out
+    assert '"wide_area_copies": {' in out  # the copies' figures beside each municipality's cards
+    with world.environment():
+        assert main(["card-stats", "--month", "2026-12", "--deployment", "nagano-demo"]) == 0
+    out = capsys.readouterr().out
+    assert "Resident cards 2026-12" in out and "Wide-area copies 2026-12" in out

@@ -95,8 +95,9 @@ def test_the_gateway_denies_a_counter_role_outside_the_tiers_endpoint_and_the_op
     assert status == 403 and "message" in body
 
 
-def test_the_demo_step_issues_authenticates_suspends_and_locks(world):
+def test_the_demo_step_issues_authenticates_suspends_and_locks(world, tmp_path):
     import io
+    import time
 
     from rich.console import Console
 
@@ -107,9 +108,37 @@ def test_the_demo_step_issues_authenticates_suspends_and_locks(world):
     console = Console(file=io.StringIO(), width=200)
     from infra.config import load_deployment
 
-    out = run_card_demo(console, load_deployment(E2E_DEPLOYMENT), api.env, api.runner)
+    started = time.perf_counter()
+    out = run_card_demo(console, load_deployment(E2E_DEPLOYMENT), api.env, api.runner, reports_dir=tmp_path)
+    seconds = time.perf_counter() - started
     assert out["authenticated"][0] == 200 and set(out["authenticated"][1]) == {"resident_code", "issuer"}
     assert out["lost"][1]["error"]["code"] == "CARD_SUSPENDED"
     assert [t["failures"] for t in out["pin"]] == [1, 2, 3] and out["pin"][-1]["locked"]
     assert out["after_lock"][1]["error"]["code"] == "PIN_LOCKED"
     assert "authenticated at" in console.file.getvalue()  # the step's lines; the demo prints the statistics
+    # The wide-area copy at 松本市's counter for the 長野市 resident whose card it authenticated:
+    # issued, its PDF written; a copy naming a member not in the household refused with its code.
+    copy = out["copy"]
+    assert (copy.issuer, copy.home, copy.proof, copy.status) == (MATSUMOTO, NAGANO, "card", "issued"), copy
+    assert copy.serial.startswith(f"{MATSUMOTO}-") and copy.pages == 1
+    assert copy.path == tmp_path / f"wide-area-copy-{copy.serial}.pdf" and copy.path.read_bytes()[:5] == b"%PDF-"
+    assert copy.path.stat().st_size == copy.size
+    assert (copy.refused_status, copy.refusal) == ("refused", "not_in_household")
+    assert copy.seconds < 5, copy.seconds
+    from jukinet_ops.demo_report import DemoOutput
+
+    shown = Console(file=io.StringIO(), width=300)
+    DemoOutput(shown).wide_area_copies(copy, tmp_path)
+    lines = shown.file.getvalue().splitlines()
+    assert len(lines) == 2 and copy.serial in lines[0] and copy.path.name in lines[0], lines
+    assert "refused not_in_household" in lines[1]
+    print("\n".join(lines), f"\ncard step {seconds:.1f} s, of which the copies {copy.seconds:.2f} s")
+    # No card authenticated at this counter: the clerk's documented ID check is the proof.
+    from jukinet_ops.card_demo import Counter, run_copy_demo
+
+    _, by, people = world
+    other = run_copy_demo(Counter(api, by[MATSUMOTO]), api.runner, issuer=(MATSUMOTO, "松本市"), home=(NAGANO, "長野市"),
+                          applicant=people[2]["resident_code"], card_serial="", stranger=people[0]["resident_code"],
+                          reports_dir=None)
+    assert (other.proof, other.status, other.path, other.refusal) == ("document", "issued", None, "not_in_household")
+    assert other.serial > copy.serial

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections import Counter
+from pathlib import Path
 
 from rich.console import Console
 
@@ -18,6 +19,7 @@ from jukinet.domain.provision import Problem
 from jukinet.domain.reconciliation import ReconciliationRow
 from jukinet.services.monitoring_report import Incident, MonitoringReport, SealSummary, StatsSummary, TierReport
 from jukinet_ops.agency_traffic import TrafficReport
+from jukinet_ops.card_demo import CopyDemo
 from jukinet_ops.card_stats import CardStatsRow
 from jukinet_ops.cli import build_parser
 from jukinet_ops.demo_report import WIDE, DemoConsole, DemoOutput, NightlyRun, Timings
@@ -34,6 +36,14 @@ LONG_REASON = ("Threshold Crossed: 1 out of the last 1 datapoints [3.0 (04/12/26
                "pref-200000: the message of 202011 長野市 sequence 000000000042 did not verify")
 INCIDENT = ("pref-200000: a forged or altered update notice (1 signature failure, alarm "
             "jukinet-pref-200000-signature-failures raised 2003-01-31T10:00:00Z, held in the dead-letter queue)")
+
+
+COPY = CopyDemo("202029", "松本市", "202011", "長野市", "card", "issued", "202029-2003-000001", 1, 8_123,
+                Path("/repo/.jukinet/reports/wide-area-copy-202029-2003-000001.pdf"), "refused", "not_in_household",
+                "a requested member is not a current member of the applicant's household", 0.8)
+CARD_COUNTS = {"202011": {"issued": 3, "suspended": 1, "pin_locked": 1, "auth_ok": 1, "auth_refused_CARD_SUSPENDED": 1},
+               "202029": {"wide_area_copy_requested": 2, "wide_area_copy_issued": 1,
+                          "wide_area_copy_refused_not_in_household": 1}}
 
 
 def municipalities() -> list[tuple[str, str]]:
@@ -165,8 +175,9 @@ def recorded_run(output: DemoOutput, *, trouble: bool = False) -> None:
     output.provision_stats(stats_rows(), MONTH)
     output.disclosure(disclosure(broken=trouble))
     output.verify(verify_report(broken=trouble))
-    output.card_stats([CardStatsRow(code, name, {"issued": 3, "suspended": 1, "pin_locked": 1, "auth_ok": 1,
-                                                 "auth_refused_CARD_SUSPENDED": 1} if code == "202011" else {})
+    output.wide_area_copies((COPY if not trouble else CopyDemo(
+        "202029", "松本市", "202011", "長野市", "document", "timed_out", refused_status="timed_out")), Path("/repo"))
+    output.card_stats([CardStatsRow(code, name, CARD_COUNTS.get(code, {}), 1 if code == "202011" else 0)
                        for code, name in municipalities()], MONTH)
     output.alarms(verdicts([], still=["jukinet-pref-200000-signature-failures"],
                            cleared=["jukinet-national-scan-sequential-codes"]), "Alarms after the counter step")
@@ -246,7 +257,12 @@ def test_each_stage_keeps_its_figures():
                    "2,053 records — 厚生労働省 45, 日本年金機構 10, 地方公務員共済組合 1,998",
                    "1 entr(y/ies) logged with delivery unconfirmed", "prov-17 (resident 61000000007)",
                    "issued 3, suspended 1, pin_locked 1, auth_ok 1; refused 1 (CARD_SUSPENDED 1) — at 202011 長野市",
-                   "batch (一括提供) job-1: 2,000 rows", "e-mail, chat): 8 (8 OK→ALARM)", "32 items of 2 kinds",
+                   "batch (一括提供) job-1: 2,000 rows",
+                   ("wide-area copy (住民票の写しの広域交付) at 202029 松本市's counter for a resident of 202011 長野市 "
+                    "(card authenticated here): 202029-2003-000001, 1 page(s), 8,123 bytes → "
+                    ".jukinet/reports/wide-area-copy-202029-2003-000001.pdf"),
+                   "a copy naming a member not in the applicant's household → refused not_in_household",
+                   "wide-area copies issued 1, refused 1 (not_in_household 1)", "e-mail, chat): 8 (8 OK→ALARM)", "32 items of 2 kinds",
                    "所見 (finding): 9件", "… and 6 more in the report", "Demo finished in 412 s"):
         assert figure in text, figure
 
@@ -262,6 +278,7 @@ def test_verbose_shows_every_row():
     assert "jukinet-national-api-p99-latency" in text  # the alarms not evaluated locally
     assert "AWS::Events::Rule: schedules fire only when the demo fires them" in text
     assert "Provision API: requests served" in text and "Resident cards 2003-01" in text
+    assert "Wide-area copies 2003-01" in text and "not a current member of the applicant's household" in text
     assert "refused call 7" in text  # every incident
     assert "jukinet-pref-200000-alarm-7  OK→ALARM" in text and "… and 2 earlier" in text  # the last notifications
 
@@ -322,6 +339,13 @@ def test_markup_in_a_name_or_reason_is_printed_as_written():
     output = DemoOutput(DemoConsole(file=out))
     output.alarms([AlarmVerdict("jukinet-[bold]odd", "r", "a", "OK", "ALARM", "reason [red]x[/red]")], "Alarms")
     assert "jukinet-[bold]odd: reason [red]x[/red]" in out.getvalue()
+
+
+def test_a_copy_not_issued_and_a_request_not_refused_are_shown_as_trouble():
+    text = render(trouble=True)
+    assert "for a resident of 202011 長野市: timed_out" in text
+    assert "not in the applicant's household → timed_out (none)" in text
+    assert "wide-area copy (住民票の写しの広域交付)" not in text
 
 
 def test_refusal_counts_group_by_status_and_reason():

@@ -332,3 +332,42 @@ def test_the_channel_per_tier_requests_answers_refusals_timeouts_and_dead_letter
     lines = summary_lines(report)
     assert len(lines) == len(summary_lines(build_report(clean_inputs())))  # no line more: the demo stays one screen
     assert any("channel: requests sent 5" in line for line in lines)
+
+
+def copy_inputs() -> MonitoringInputs:
+    """The wide-area copies' month (issue 16 item 5): 長野県's municipality tier's counters asked
+    for 5 copies — 2 issued, 2 refused (one not in the household, one unknown resident), 1 timed
+    out — and its residents' copies answered for issue elsewhere were 3."""
+    inputs = clean_inputs()
+    muni = {"service": "jukinet-muni-200000", "tier": "municipality"}
+    inputs.metrics += [
+        MetricSum("Jukinet", "WideAreaCopiesRequested", muni, 5.0),
+        MetricSum("Jukinet", "WideAreaCopiesIssued", muni, 2.0),
+        MetricSum("Jukinet", "WideAreaCopiesRefused", muni, 2.0),
+        MetricSum("Jukinet", "WideAreaCopiesRefusedByCode", {**muni, "code": "not_in_household"}, 1.0),
+        MetricSum("Jukinet", "WideAreaCopiesRefusedByCode", {**muni, "code": "unknown_resident"}, 1.0),
+        MetricSum("Jukinet", "WideAreaCopiesTimedOut", muni, 1.0),
+        MetricSum("Jukinet", "WideAreaCopiesAnsweredForElsewhere", muni, 3.0),
+    ]
+    return inputs
+
+
+def test_the_wide_area_copies_per_tier_issued_refused_by_code_timed_out_and_issued_elsewhere():
+    report = build_report(copy_inputs())
+    tiers = {t.tier: t for t in report.tiers}
+    assert tiers["muni-200000"].copy_figures == {"requested": 5, "issued": 2, "refused": 2, "timed_out": 1,
+                                                 "issued_elsewhere": 3}
+    assert tiers["muni-200000"].copies_refused == {"not_in_household": 1, "unknown_resident": 1}
+    assert not tiers["pref-200000"].has_copies and not tiers["national"].has_copies
+    assert report.clean  # refusals of copies are the service's answers, not incidents
+    markdown = render_markdown(report)
+    assert ("広域交付 (wide-area copies of resident records): requested 5, issued 2, refused 2 (not_in_household 1, "
+            "unknown_resident 1), timed out 1; residents' copies issued elsewhere 3") in markdown
+    assert "広域交付" in render_html(report)
+    rows = list(csv.reader(io.StringIO(render_csv(report))))
+    assert ["2026-11", "muni-200000", "wide_area_copies", "issued", "2", "", ""] in rows
+    assert ["2026-11", "muni-200000", "wide_area_copies_refused", "not_in_household", "1", "", ""] in rows
+    lines = summary_lines(report)
+    assert len(lines) == len(summary_lines(build_report(clean_inputs())))  # no line more
+    assert any("wide-area copies: issued 2, refused 2, timed out 1, issued elsewhere 3" in line for line in lines)
+    assert "広域交付" not in render_markdown(build_report(clean_inputs()))

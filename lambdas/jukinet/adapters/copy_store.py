@@ -113,6 +113,19 @@ class CopyStore:
             "answered_at": _s(_iso(now)), "expires_at": {"N": str(int((now + RETENTION).timestamp()))}},
             ConditionExpression="attribute_not_exists(pk)")
 
+    def count_answered_elsewhere(self, home: str, month: str) -> int:
+        """How many copies of ``home``'s residents' records were answered for issue elsewhere in
+        ``month`` (JST; the statistics, ``jukinet card-stats``)."""
+        total, kwargs = 0, {}
+        while True:
+            page = aws.client("dynamodb").query(
+                TableName=self.table_name, KeyConditionExpression="pk = :p", Select="COUNT",
+                ExpressionAttributeValues={":p": _s(f"COPY-ELSEWHERE#{home}#{month}")}, **kwargs)
+            total += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                return total
+            kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
     def answered_elsewhere(self, home: str, month: str) -> list[dict]:
         page = aws.client("dynamodb").query(
             TableName=self.table_name, KeyConditionExpression="pk = :p",

@@ -72,6 +72,14 @@ CHANNEL_METRICS: tuple[str, ...] = ("ChannelRequestsSent", "ChannelRequestsSettl
                                     "ChannelRequestsTimedOut", "ChannelAnswersSent", "ChannelRouted")
 CHANNEL_DEAD_LETTERS_BY_REASON = "ChannelDeadLettersByReason"
 
+# The wide-area copies (services/wide_area_copy.py; issue 16 item 5): requested, issued, refused
+# and timed out at the tier's counters (the counter function), answered for issue elsewhere (the
+# home's channel function); refusals per code from WideAreaCopiesRefusedByCode {service, tier,
+# code} (observability.count_copy_refusal). Per municipality: ``jukinet card-stats``.
+COPY_METRICS: tuple[str, ...] = ("WideAreaCopiesRequested", "WideAreaCopiesIssued", "WideAreaCopiesRefused",
+                                 "WideAreaCopiesTimedOut", "WideAreaCopiesAnsweredForElsewhere")
+COPY_REFUSALS_BY_CODE = "WideAreaCopiesRefusedByCode"
+
 NO_INCIDENT = "不正アクセス等は認められない"
 NO_INCIDENT_EN = "no unauthorised access found"
 
@@ -188,6 +196,29 @@ class TierReport:
     stats: StatsSummary | None = None
     channel: dict[str, int] = field(default_factory=dict)         # CHANNEL_METRICS name → sum
     channel_dead: dict[str, int] = field(default_factory=dict)    # dead-letter reason → count
+    copies: dict[str, int] = field(default_factory=dict)          # COPY_METRICS name → sum
+    copies_refused: dict[str, int] = field(default_factory=dict)  # refusal code → count
+
+    @property
+    def has_copies(self) -> bool:
+        return bool(self.copies or self.copies_refused)
+
+    @property
+    def copy_figures(self) -> dict[str, int]:
+        """Wide-area copies requested, issued, refused, timed out at the tier's counters (B), and
+        its residents' copies answered for issue elsewhere (A)."""
+        c = self.copies
+        return {"requested": c.get("WideAreaCopiesRequested", 0), "issued": c.get("WideAreaCopiesIssued", 0),
+                "refused": c.get("WideAreaCopiesRefused", 0), "timed_out": c.get("WideAreaCopiesTimedOut", 0),
+                "issued_elsewhere": c.get("WideAreaCopiesAnsweredForElsewhere", 0)}
+
+    @property
+    def copy_line(self) -> str:
+        f = self.copy_figures
+        by_code = ", ".join(f"{code} {n}" for code, n in sorted(self.copies_refused.items()))
+        return (f"requested {f['requested']}, issued {f['issued']}, refused {f['refused']}"
+                + (f" ({by_code})" if by_code else "") + f", timed out {f['timed_out']}; "
+                f"residents' copies issued elsewhere {f['issued_elsewhere']}")
 
     @property
     def has_channel(self) -> bool:
@@ -301,6 +332,11 @@ def build_report(inputs: MonitoringInputs) -> MonitoringReport:
         elif m.name == CHANNEL_DEAD_LETTERS_BY_REASON:
             reason = m.dimensions["reason"]
             t.channel_dead[reason] = t.channel_dead.get(reason, 0) + total
+        elif m.name in COPY_METRICS:
+            t.copies[m.name] = t.copies.get(m.name, 0) + total
+        elif m.name == COPY_REFUSALS_BY_CODE:
+            code = m.dimensions.get("code", "?")
+            t.copies_refused[code] = t.copies_refused.get(code, 0) + total
     for iso in inputs.isolations:
         name = {"agency": "national", "prefecture": f"pref-{iso.target}",
                 "municipality": f"muni-{iso.target[:2]}"}.get(iso.kind, "national")
@@ -542,7 +578,7 @@ def collect_inputs(scope: ReportScope, month: str, *, now: dt.datetime, notifica
     end = min(month_end, now.replace(microsecond=0) + dt.timedelta(seconds=1))
     cloudwatch = client("cloudwatch")
     handler_metrics = [SIGNATURE_FAILURES, GATEWAY_REFUSALS, REFUSALS_BY_CODE, *UNAUTHORISED_METRICS,
-                       *CHANNEL_METRICS, CHANNEL_DEAD_LETTERS_BY_REASON]
+                       *CHANNEL_METRICS, CHANNEL_DEAD_LETTERS_BY_REASON, *COPY_METRICS, COPY_REFUSALS_BY_CODE]
     metrics = metric_sums(cloudwatch, METRICS_NAMESPACE, handler_metrics, start, end)
     for name in tiers:
         metrics += metric_sums(cloudwatch, network_namespace(name), NETWORK_WATCH_METRICS, start, end)
@@ -593,7 +629,7 @@ _MARKDOWN = """\
 {% for t in r.tiers -%}
 | {{ t.tier }} | {{ t.raised|length }} | {{ t.cleared|length }} | {{ t.refusals }} | {{ t.signature_failures }} | {{ t.gateway_refusals }} | {{ t.network_rejects_total }} | {{ t.break_glass }} | {{ t.isolations|length }} |
 {% endfor %}
-{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations or t.has_channel %}
+{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations or t.has_channel or t.has_copies %}
 ### {{ t.tier }}
 {% if t.raised or t.cleared %}
 | 時刻 JST (time) | 警報 (alarm) | 状態 (state) |
@@ -609,6 +645,9 @@ _MARKDOWN = """\
 {% endfor %}{% endif %}
 {%- if t.has_channel %}
 市町村間通信 (channel between municipalities): {{ t.channel_line }}
+{% endif %}
+{%- if t.has_copies %}
+広域交付 (wide-area copies of resident records): {{ t.copy_line }}
 {% endif %}
 {%- if t.seals %}
 封印 (seals): {{ t.seals.made }} 作成 (made), {{ t.seals.missing|length }} 欠落 (missing) / {{ t.seals.due }} 期限到来 (due)
@@ -639,7 +678,7 @@ td.n{text-align:right}.bad{color:#b00}.ok{color:#070}</style></head>
 <td class="n">{{ t.refusals }}</td><td class="n">{{ t.signature_failures }}</td><td class="n">{{ t.gateway_refusals }}</td>
 <td class="n">{{ t.network_rejects_total }}</td><td class="n">{{ t.break_glass }}</td><td class="n">{{ t.isolations|length }}</td></tr>
 {% endfor %}</table>
-{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations or t.has_channel %}
+{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations or t.has_channel or t.has_copies %}
 <h3>{{ t.tier }}</h3>
 {% if t.raised or t.cleared %}<table><tr><th>時刻 JST (time)</th><th>警報 (alarm)</th><th>状態 (state)</th><th>理由 (reason)</th></tr>
 {% for e in (t.raised + t.cleared)|sort(attribute="at") %}<tr><td>{{ jst(e.at) }}</td><td>{{ e.alarm }}</td><td>{{ e.old }}→{{ e.new }}</td><td>{{ e.reason }}</td></tr>
@@ -647,6 +686,7 @@ td.n{text-align:right}.bad{color:#b00}.ok{color:#070}</style></head>
 {% if t.refusals_by_code %}<p>拒否の内訳 (refused calls by code): {% for code, n in t.refusals_by_code|dictsort %}{{ code }} {{ n }}{{ ", " if not loop.last }}{% endfor %}</p>{% endif %}
 {% for i in t.isolations %}<p>遮断 (isolation): {{ i.kind }} {{ i.target }} {{ i.isolated_at }} – {{ i.restored_at or "継続中 (still isolated)" }}: {{ i.reason }}</p>{% endfor %}
 {% if t.has_channel %}<p>市町村間通信 (channel between municipalities): {{ t.channel_line }}</p>{% endif %}
+{% if t.has_copies %}<p>広域交付 (wide-area copies of resident records): {{ t.copy_line }}</p>{% endif %}
 {% if t.seals %}<p>封印 (seals): {{ t.seals.made }} 作成 (made), {{ t.seals.missing|length }} 欠落 (missing) / {{ t.seals.due }} 期限到来 (due)</p>{% endif %}
 {% if t.stats %}<p>提供統計と記録の照合 (statistics vs. the log): {{ t.stats.entries }} 件 (provisions),
 {% if t.stats.mismatches %}<span class="bad">不一致 (mismatches): {{ t.stats.mismatches|join("; ") }}</span>{% else %}<span class="ok">一致 (equal)</span>{% endif %}
@@ -686,7 +726,7 @@ def render_csv(report: MonitoringReport) -> str:
     Japanese-free so spreadsheets and scripts read it alike; sections: alarm_raised,
     alarm_cleared, refused, signature_failures, gateway_refusals, network_rejects,
     unauthorised, break_glass, isolation, seals, stats_mismatch, channel, channel_dead_letters,
-    finding."""
+    wide_area_copies, wide_area_copies_refused, finding."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(CSV_HEADER)
@@ -714,6 +754,11 @@ def render_csv(report: MonitoringReport) -> str:
                     w.writerow([m, t.tier, "channel", item, n, "", ""])
             for reason, n in sorted(t.channel_dead.items()):
                 w.writerow([m, t.tier, "channel_dead_letters", reason, n, "", ""])
+        if t.has_copies:
+            for item, n in t.copy_figures.items():
+                w.writerow([m, t.tier, "wide_area_copies", item, n, "", ""])
+            for code, n in sorted(t.copies_refused.items()):
+                w.writerow([m, t.tier, "wide_area_copies_refused", code, n, "", ""])
         if t.seals:
             w.writerow([m, t.tier, "seals", "made", t.seals.made, "", ""])
             w.writerow([m, t.tier, "seals", "missing", len(t.seals.missing), "", " ".join(t.seals.missing)])
@@ -756,6 +801,10 @@ def summary_lines(report: MonitoringReport, shown: int = 8) -> list[str]:
             parts.append("statistics = log" if not t.stats.mismatches else f"statistics ≠ log ({len(t.stats.mismatches)})")
         if t.has_channel:
             parts.append(f"channel: {t.channel_line}")
+        if t.has_copies:
+            f = t.copy_figures
+            parts.append(f"wide-area copies: issued {f['issued']}, refused {f['refused']}, timed out {f['timed_out']}, "
+                         f"issued elsewhere {f['issued_elsewhere']}")
         lines.append(f"  {t.tier:<12} " + "; ".join(parts))
     if report.clean:
         lines.append(f"所見 (finding): {report.finding}")

@@ -34,7 +34,7 @@ from ..domain.codes import ResidentCode
 from ..domain.card import CardRefusal, CardRefusalCode, CardStatus, parse_instant
 from ..domain.channel import Outcome
 from ..domain.errors import ValidationError
-from ..observability import MetricUnit, logger, metrics
+from ..observability import MetricUnit, count_copy_refusal, logger, metrics
 from . import copy_pdf
 from .card import Caller, CardService
 from .channel import ChannelEndpoint, Refused, Responder
@@ -201,7 +201,7 @@ class WideAreaCopies:
             name = f"wide_area_copy_refused_{code}" if final == "refused" else "wide_area_copy_timed_out"
             self.store.count(issuer, month_jst(now), {name: 1})
             if final == "refused":
-                metrics.add_metric(name="WideAreaCopiesRefused", unit=MetricUnit.Count, value=1)
+                count_copy_refusal(code)
             else:
                 metrics.add_metric(name="WideAreaCopiesTimedOut", unit=MetricUnit.Count, value=1)
 
@@ -284,10 +284,10 @@ def copy_responder(local_records: Callable[[str], LocalRecords], cards: CardStor
         if isinstance(outcome, wac.Refusal):
             return Refused(outcome.code, outcome.detail)
         correlation = query.get("_correlation", "")
-        if correlation:
-            copies.record_answered_elsewhere(home, correlation, requester=requester, clerk=parsed.clerk,
-                                             residents=[r["resident_code"] for r in outcome["rows"]],
-                                             proof_kind=parsed.proof_kind, now=clock())
+        if correlation and copies.record_answered_elsewhere(
+                home, correlation, requester=requester, clerk=parsed.clerk,
+                residents=[r["resident_code"] for r in outcome["rows"]], proof_kind=parsed.proof_kind, now=clock()):
+            metrics.add_metric(name="WideAreaCopiesAnsweredForElsewhere", unit=MetricUnit.Count, value=1)
         return outcome
 
     return respond
