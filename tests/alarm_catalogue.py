@@ -159,8 +159,8 @@ CATALOGUE: dict[str, Entry] = {
         "a run of the provision log's hourly sealer failed", ANY_5_MIN, (DEAD_LETTERS_AND_ERRORS,),
         (NORMAL_STRETCH,)),
     "provision-log-not-sealed": Entry(
-        "no seal reported in an hour (the sealer stopped, throttled, failing, or sealing nothing)",
-        "Sum < 1 in 60 min, missing data breaches", (AWS_PUBLISHED,),
+        "no seal reported in two hours (the sealer stopped, throttled, failing, or sealing nothing)",
+        "Sum < 1 in 60 min, 2 of 2 periods, missing data breaches", (AWS_PUBLISHED,),
         (NORMAL_STRETCH,
          "tests/provision/test_log_trust.py::test_the_sealer_reports_every_run_even_with_nothing_to_seal")),
     "provision-sealer-throttled": Entry(

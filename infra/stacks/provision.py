@@ -749,13 +749,18 @@ class ProvisionApi(Construct):
                      metric=custom_metric("ScanSuspected", service=service, tier=NATIONAL), doc=DOC)
         # A heartbeat: the sealer reports every run; no report in an hour (stopped, throttled at
         # concurrency 0, its rule disabled, failing) is as bad as a run that sealed nothing.
+        # Two hourly periods, both breaching: the sealer runs at :10, so the hour in progress has
+        # no report from :00 to :10 by design; one period would raise the alarm every hour then
+        # (the embedded AWS counts the period in progress; a run crossing an hour showed it).
+        # A stopped sealer is found within 2 hours of its last run.
         alarms.alarm("ProvisionLogNotSealed", name=names.alarm(NATIONAL, "provision-log-not-sealed"),
-                     description="No hour of the provision log was sealed in the last hour (the sealer did not run, "
+                     description="No hour of the provision log was sealed in two hours (the sealer did not run, "
                                  "failed or was stopped): entries are protected by their hash chains only.",
                      metric=cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name="ProvisionLogSealed",
                                               dimensions_map={"service": service, "tier": NATIONAL},
                                               statistic=cloudwatch.Stats.SUM, period=SEAL_HEARTBEAT),
                      threshold=1, comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                     evaluation_periods=2, datapoints_to_alarm=2,
                      treat_missing_data=cloudwatch.TreatMissingData.BREACHING, doc=DOC)
         # Once a month: the sealer of a month's last hour compares the statistics with the log.
         alarms.alarm("ProvisionStatsMismatch", name=names.alarm(NATIONAL, "provision-stats-mismatch"),

@@ -647,6 +647,8 @@ def test_alarms_watch_refusals_errors_dead_letters_and_the_seal(nagano: Synth) -
                                         {"Name": "tier", "Value": "national"}]
     assert (not_sealed["ComparisonOperator"], not_sealed["Threshold"]) == ("LessThanThreshold", 1)
     assert not_sealed["TreatMissingData"] == "breaching"
+    # two hours both without a seal: the hour in progress has none until the :10 run
+    assert (not_sealed["EvaluationPeriods"], not_sealed["DatapointsToAlarm"]) == (2, 2)
     assert alarms["jukinet-national-provision-sealer-throttled"]["MetricName"] == "Throttles"
     # Issue 19 part 5: the month's counters against the sealed log, reported by the sealer.
     mismatch = alarms["jukinet-national-provision-stats-mismatch"]
