@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jukinet.domain.message import ALGORITHM as SIGNING_ALGORITHM
+from jukinet.domain.metrics import METRICS_NAMESPACE
 
 from .config import Deployment, Environment
 
@@ -307,10 +308,6 @@ class Names:
         return f"{self.prefix}-{tier}-{what}"
 
 
-# The namespace of the handlers' metrics (lambdas/jukinet/observability.py). Their dimensions are
-# ``tier`` (set by each handler) and ``service`` (Powertools, from POWERTOOLS_SERVICE_NAME, see
-# ``Names.service_name``); alarms must use exactly that dimension set.
-METRICS_NAMESPACE = "Jukinet"
 
 def cs_state_partition(code: str) -> str:
     """The CS state table's partition of one municipality (lambdas/jukinet/adapters/cs_state.py):

@@ -23,8 +23,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from ..naming import PARTITION, PROVISION_API_STAGE, SIGNING_ALGORITHM, municipality_tier
 from ..bundling import lambda_code
+from ..naming import METRICS_NAMESPACE, PARTITION, PROVISION_API_STAGE, SIGNING_ALGORITHM, municipality_tier
 from . import keys, nag
 from .functions import TierFunction
 from .monitoring import PERIOD, custom_metric
@@ -191,7 +191,7 @@ class CounterApi(Construct):
                 "API_ENDPOINT_IDS": self.endpoint.vpc_endpoint_id,
                 **channel_env,
                 "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
-                "POWERTOOLS_METRICS_NAMESPACE": "Jukinet",
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": "INFO",
             },
             timeout=API_TIMEOUT, memory_size=COUNTER_MEMORY_MB, reserved_concurrency=COUNTER_CONCURRENCY,

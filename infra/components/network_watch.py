@@ -45,7 +45,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53resolver as resolver
 from constructs import Construct
 
-from ..naming import METRICS_NAMESPACE, Names
+from jukinet.domain.metrics import DNS_METRIC, LEAVING_METRIC, REJECTS_METRIC, network_namespace
+
+from ..naming import Names
 from .monitoring import PERIOD, TierAlarms
 
 # The default format (version 2) in its order, then the two version-5 fields the filters need.
@@ -60,12 +62,7 @@ MAX_PREFIXES = 40  # wildcard prefixes per pattern (a pattern may have at most 1
 REJECTS_KIND = "flow-log-rejects"
 LEAVING_KIND = "flow-log-leaving-vpc"
 DNS_KIND = "dns-outside-endpoint-zones"
-REJECTS_METRIC, LEAVING_METRIC, DNS_METRIC = "FlowLogRejects", "FlowLogLeavingVpc", "DnsOutsideEndpointZones"
-
-
-def network_namespace(tier: str) -> str:
-    """Metric filters cannot add a constant dimension: each tier's metrics get their own namespace."""
-    return f"{METRICS_NAMESPACE}/Network/{tier}"
+# The metric names and each tier's namespace: jukinet.domain.metrics (the monitoring report reads them).
 
 
 def octet_prefixes(cidr: str) -> list[str]:

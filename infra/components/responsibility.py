@@ -35,6 +35,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from jukinet.domain.metrics import SECURITY_NAMESPACE, break_glass_metric
+
 from ..config import BREAK_GLASS_ROLE, RESPONSIBILITY_ROLES, SAML_AUDIENCE, Contract, Deployment, Person
 from ..naming import NATIONAL, PARTITION, Names
 from . import keys, nag
@@ -46,7 +48,6 @@ MAX_SESSION_SECONDS = 3600
 # A break-glass session needs an MFA sign-in of the last 15 minutes.
 BREAK_GLASS_MFA_MAX_AGE_SECONDS = 900
 REASON_TAG = "reason"
-SECURITY_NAMESPACE = "Jukinet/Security"
 ROLE_TAG = "responsibility"  # tag key (under the prefix) of every people role: its kind
 EXPIRES_TAG = "expires"
 # Identity-table items people may read: the per-municipality ledgers (counts and sequence runs,
@@ -97,10 +98,6 @@ REDRIVE_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
 
 TITLES: dict[str, str] = {**RESPONSIBILITY_ROLES, BREAK_GLASS: "緊急時閲覧 (break-glass)", "contractor": "委託"}
 
-
-def break_glass_metric(tier: str) -> str:
-    """The metric the account trail's filter counts AssumeRole calls of a tier's break-glass role in."""
-    return f"BreakGlassUsed-{tier}"
 
 
 def break_glass_filter_pattern(account: str, role_name: str) -> str:

@@ -7,8 +7,10 @@ import os
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from .domain.metrics import METRICS_NAMESPACE
+
 logger = Logger()
-metrics = Metrics(namespace="Jukinet")
+metrics = Metrics(namespace=METRICS_NAMESPACE)
 
 __all__ = ["MetricUnit", "count_channel_dead_letter", "count_copy_refusal", "count_refused_by_code", "flush", "logger",
            "metrics", "use_tier"]

@@ -185,16 +185,6 @@ def test_a_metric_listed_once_per_datapoint_is_summed_once():
     assert total.total == 7.0 and total.dimensions == {"service": "p", "tier": "national"}
 
 
-def test_the_network_metrics_read_are_the_ones_the_network_watch_publishes():
-    from infra.components import network_watch
-
-    assert set(NETWORK_WATCH_METRICS) == {network_watch.REJECTS_METRIC, network_watch.LEAVING_METRIC,
-                                          network_watch.DNS_METRIC}
-    from jukinet.services.monitoring_report import network_namespace
-
-    assert network_namespace("pref-200000") == network_watch.network_namespace("pref-200000")
-
-
 # --- the scheduled run (decision 0039): which month, which keys, never overwriting -------------------
 
 

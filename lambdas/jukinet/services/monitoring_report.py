@@ -36,25 +36,19 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import month_jst
+from ..domain.metrics import (
+    BREAK_GLASS_METRIC_PREFIX,
+    METRICS_NAMESPACE,
+    NETWORK_WATCH_METRICS,
+    SECURITY_NAMESPACE,
+    break_glass_metric,
+    network_namespace,
+)
 from ..domain.notice import JST
 
 UTC = dt.UTC
-METRICS_NAMESPACE = "Jukinet"
-SECURITY_NAMESPACE = "Jukinet/Security"
-
-# The network watch's metrics (issue 19 part 1), summed per tier as "flow-log rejects": the
-# metrics of the tier's namespace whose name is listed here. Adding the watch's metric name is
-# this one line; a name with no data is simply 0.
-NETWORK_WATCH_METRICS: tuple[str, ...] = (  # infra/components/network_watch.py (a test keeps them equal)
-    "FlowLogRejects",
-    "FlowLogLeavingVpc",
-    "DnsOutsideEndpointZones",
-)
-
-
-def network_namespace(tier: str) -> str:
-    """The network watch's metric filters cannot add a dimension: each tier has its namespace."""
-    return f"{METRICS_NAMESPACE}/Network/{tier}"
+# The network watch's metrics (issue 19 part 1) are summed per tier as "flow-log rejects"; the
+# names, namespaces and the break-glass metric are the ones infra builds on (domain/metrics.py).
 
 # Handler metrics the report sums (namespace Jukinet, the tier's `service` or `tier` dimension).
 SIGNATURE_FAILURES = "SignatureFailures"
@@ -308,8 +302,8 @@ def build_report(inputs: MonitoringInputs) -> MonitoringReport:
         total = int(round(m.total))
         if not total:
             continue
-        if m.namespace == SECURITY_NAMESPACE and m.name.startswith("BreakGlassUsed-"):
-            if (t := tier(m.name.removeprefix("BreakGlassUsed-"))) is not None:
+        if m.namespace == SECURITY_NAMESPACE and m.name.startswith(BREAK_GLASS_METRIC_PREFIX):
+            if (t := tier(m.name.removeprefix(BREAK_GLASS_METRIC_PREFIX))) is not None:
                 t.break_glass += total
             continue
         network_tier = m.namespace.removeprefix(f"{METRICS_NAMESPACE}/Network/")
@@ -582,7 +576,7 @@ def collect_inputs(scope: ReportScope, month: str, *, now: dt.datetime, notifica
     metrics = metric_sums(cloudwatch, METRICS_NAMESPACE, handler_metrics, start, end)
     for name in tiers:
         metrics += metric_sums(cloudwatch, network_namespace(name), NETWORK_WATCH_METRICS, start, end)
-    metrics += metric_sums(cloudwatch, SECURITY_NAMESPACE, [f"BreakGlassUsed-{t}" for t in tiers], start, end)
+    metrics += metric_sums(cloudwatch, SECURITY_NAMESPACE, [break_glass_metric(t) for t in tiers], start, end)
     if notifications is not None:
         alarms, source = alarms_from_notifications(notifications), f"local record {notifications.name}"
     else:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from ..adapters import aws
 from ..adapters.provision_log import ProvisionLog, Seal, SealArchive
 from ..clock import Clock, today_jst
+from ..domain.message import ALGORITHM as SIGNING_ALGORITHM
 from ..domain.provision import (
     GENESIS,
     ChainEntry,
@@ -47,7 +48,7 @@ from ..domain.provision import (
     verify_chain,
 )
 
-SEAL_ALGORITHM = "ECDSA_SHA_256"
+SEAL_ALGORITHM = SIGNING_ALGORITHM  # the seal key is an ECC P-256 key like the notices' (domain/message.py)
 # A period is due for its seal this long after it ends: the sealer runs at :10 and retries
 # twice; past it, a missing seal is a problem (and the ProvisionLogNotSealed alarm has fired).
 SEAL_GRACE = dt.timedelta(hours=1)
