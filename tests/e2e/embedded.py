@@ -13,12 +13,14 @@ import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from infra.config import load_deployment
+from infra.naming import Names, municipality_tier
 from jukinet.adapters import aws
+from jukinet_ops.local.api import LocalApi, local_principals
 from jukinet_ops.local.deploy import deploy_assembly
 from jukinet_ops.local.monitoring import LocalMonitoring
 from jukinet_ops.local.runner import LocalRunner, replace_environ
@@ -107,3 +109,32 @@ def deployed_nagano(tmp_path_factory: Any, *, monitoring: bool = False, notifica
     finally:
         replace_environ(saved)
         aws.reset_clients()
+
+
+def drop_export(deployment: Any, municipality: str, key: str, body: bytes) -> None:
+    """Put an export file into ``incoming/`` of the municipality's drop zone, as its existing
+    system would (the runner's next round invokes its CS)."""
+    names = Names.of(deployment)
+    tier = next(p.municipality_tier for p in deployment.prefectures
+                if any(m.code == municipality for m in p.municipality_tier.municipalities))
+    aws.client("s3").put_object(Bucket=names.drop_zone_bucket(tier.env, municipality), Key=f"incoming/{key}",
+                                Body=body)
+
+
+@contextlib.contextmanager
+def counter_api(deployment: Any, env: Any, runner: LocalRunner, municipalities: Sequence[str], *,
+                operator: bool = False) -> Iterator[tuple[LocalApi, dict[str, Any]]]:
+    """The first prefecture's deployed counter API served locally, and a signed-in principal
+    for each municipality's counter-staff role (and the tier's operator, as ``"operator"``),
+    each calling through the tier's execute-api endpoint."""
+    names = Names.of(deployment)
+    prefecture = deployment.prefectures[0]
+    tier_env = prefecture.municipality_tier.env
+    endpoint = runner.functions[names.card_api(prefecture.code)].environment["API_ENDPOINT_IDS"]
+    roles = {code: names.counter_role_arn(tier_env, prefecture.code, code) for code in municipalities}
+    if operator:
+        roles["operator"] = names.people_role_arn(tier_env, municipality_tier(prefecture.code), "operator")
+    principals = local_principals({arn: endpoint for arn in roles.values()})
+    with LocalApi(env, runner, credentials=principals, api=names.card_api(prefecture.code)) as api:
+        yield api, {who: principals[arn] for who, arn in roles.items()}
+

@@ -11,13 +11,10 @@ import random
 
 import pytest
 
-from infra.naming import Names, municipality_tier
-from jukinet.adapters import aws
 from jukinet.domain.card import VirtualCard
-from jukinet_ops.local.api import LocalApi, local_principals
 
 from ..pipeline.exports import csv_bytes, person, row
-from .embedded import E2E_DEPLOYMENT, deployed_nagano
+from .embedded import E2E_DEPLOYMENT, counter_api, deployed_nagano, drop_export
 
 pytestmark = pytest.mark.slow
 
@@ -27,23 +24,11 @@ NAGANO, MATSUMOTO = "202011", "202029"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     with deployed_nagano(tmp_path_factory) as (deployment, env, runner):
-        names = Names.of(deployment)
-        prefecture = deployment.prefectures[0]
-        tier_env = prefecture.municipality_tier.env
         rng = random.Random(15)
         people = [person(rng) for _ in range(3)]
-        bucket = names.drop_zone_bucket(tier_env, NAGANO)
-        aws.client("s3").put_object(Bucket=bucket, Key="incoming/residents.csv",
-                                    Body=csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
+        drop_export(deployment, NAGANO, "residents.csv", csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
         runner.run_until_idle(timeout_s=300)
-        function_env = runner.functions[names.card_api(prefecture.code)].environment
-        endpoint = function_env["API_ENDPOINT_IDS"]
-        roles = {code: names.counter_role_arn(tier_env, prefecture.code, code) for code in (NAGANO, MATSUMOTO)}
-        operator = names.people_role_arn(tier_env, municipality_tier(prefecture.code), "operator")
-        principals = local_principals({**{arn: endpoint for arn in roles.values()}, operator: endpoint})
-        with LocalApi(env, runner, credentials={**principals}, api=names.card_api(prefecture.code)) as api:
-            by = {code: principals[arn] for code, arn in roles.items()}
-            by["operator"] = principals[operator]
+        with counter_api(deployment, env, runner, (NAGANO, MATSUMOTO), operator=True) as (api, by):
             yield api, by, people
 
 

@@ -25,7 +25,7 @@ from jukinet.settings import ChannelSettings, load_settings
 from jukinet_ops.local.runner import replace_environ
 
 from ..pipeline.exports import csv_bytes, person, row
-from .embedded import deployed_nagano
+from .embedded import deployed_nagano, drop_export
 
 pytestmark = pytest.mark.slow
 
@@ -35,13 +35,9 @@ NAGANO, MATSUMOTO = "202011", "202029"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     with deployed_nagano(tmp_path_factory) as (deployment, env, runner):
-        names = Names.of(deployment)
-        prefecture = deployment.prefectures[0]
         rng = random.Random(16)
         people = [person(rng) for _ in range(2)]
-        bucket = names.drop_zone_bucket(prefecture.municipality_tier.env, NAGANO)
-        aws.client("s3").put_object(Bucket=bucket, Key="incoming/residents.csv",
-                                    Body=csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
+        drop_export(deployment, NAGANO, "residents.csv", csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
         assert runner.run_until_idle(timeout_s=300).idle
         yield deployment, runner, people
 

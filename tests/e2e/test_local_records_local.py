@@ -4,8 +4,6 @@ household index) and sends the basic facts only (decision 0044)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 
 import pytest
@@ -13,10 +11,10 @@ import pytest
 from infra.naming import Names, prefecture_tier
 from jukinet.adapters import aws
 from jukinet.adapters.local_records import LocalRecords
-from jukinet.domain.local_record import LOCAL_COLUMNS, Relationship
+from jukinet.domain.local_record import Relationship
 
-from ..pipeline.exports import COLUMNS, person, row
-from .embedded import deployed_nagano
+from ..pipeline.exports import WITH_LOCAL_COLUMNS, csv_bytes, person, row
+from .embedded import deployed_nagano, drop_export
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +38,7 @@ def test_the_deployed_cs_keeps_the_local_fields_in_its_tier_and_sends_none_of_th
              "previous_address": "前住所デプロイ県試験市2番"}
     rows = [row(head, "転入", "2003-01-05") | local | {"relationship": "世帯主"},
             row(child, "転入", "2003-01-05") | local | {"relationship": "子"}]
-    columns = [*COLUMNS, *LOCAL_COLUMNS]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows([{k: r.get(k, "") for k in columns} for r in rows])
-    aws.client("s3").put_object(Bucket=names.drop_zone_bucket(prefecture.municipality_tier.env, NAGANO),
-                                Key="incoming/local.csv", Body=buffer.getvalue().encode())
+    drop_export(deployment, NAGANO, "local.csv", csv_bytes(rows, columns=WITH_LOCAL_COLUMNS))
     assert runner.process_new_objects() == 1
 
     inbound = names.queue_url(prefecture.env, names.inbound_queue(prefecture_tier(prefecture.code)))

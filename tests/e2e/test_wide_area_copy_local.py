@@ -11,7 +11,6 @@ wiring — names, environment, the bundled reportlab and the names file — end 
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import io
 import json
@@ -24,11 +23,9 @@ from infra.naming import Names
 from jukinet.adapters import aws
 from jukinet.adapters.copy_store import CopyStore
 from jukinet.domain.card import VirtualCard
-from jukinet.domain.local_record import LOCAL_COLUMNS
-from jukinet_ops.local.api import LocalApi, local_principals
 
-from ..pipeline.exports import COLUMNS, person, row
-from .embedded import deployed_nagano
+from ..pipeline.exports import WITH_LOCAL_COLUMNS, csv_bytes, person, row
+from .embedded import counter_api, deployed_nagano, drop_export
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +35,6 @@ NAGANO, MATSUMOTO = "202011", "202029"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     with deployed_nagano(tmp_path_factory) as (deployment, env, runner):
-        names = Names.of(deployment)
-        prefecture = deployment.prefectures[0]
-        tier_env = prefecture.municipality_tier.env
         rng = random.Random(46)
         head, child = person(rng), person(rng)
         local = {"householder_name": head["name_kanji"], "household_number": "0046001",
@@ -48,20 +42,10 @@ def world(tmp_path_factory):
                  "previous_address": "前住所広域県試験市2番"}
         rows = [row(head, "転入", "2003-01-05") | local | {"relationship": "世帯主"},
                 row(child, "転入", "2003-01-05") | local | {"relationship": "子"}]
-        columns = [*COLUMNS, *LOCAL_COLUMNS]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
-        writer.writeheader()
-        writer.writerows([{k: r.get(k, "") for k in columns} for r in rows])
-        aws.client("s3").put_object(Bucket=names.drop_zone_bucket(tier_env, NAGANO), Key="incoming/household.csv",
-                                    Body=buffer.getvalue().encode())
+        drop_export(deployment, NAGANO, "household.csv", csv_bytes(rows, columns=WITH_LOCAL_COLUMNS))
         assert runner.run_until_idle(timeout_s=300).idle
-        function_env = runner.functions[names.card_api(prefecture.code)].environment
-        endpoint = function_env["API_ENDPOINT_IDS"]
-        roles = {code: names.counter_role_arn(tier_env, prefecture.code, code) for code in (NAGANO, MATSUMOTO)}
-        principals = local_principals({arn: endpoint for arn in roles.values()})
-        with LocalApi(env, runner, credentials=principals, api=names.card_api(prefecture.code)) as api:
-            yield deployment, runner, api, {code: principals[arn] for code, arn in roles.items()}, head, child
+        with counter_api(deployment, env, runner, (NAGANO, MATSUMOTO)) as (api, by):
+            yield deployment, runner, api, by, head, child
 
 
 def _call(api, principal, method, path, body=None):

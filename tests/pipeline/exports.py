@@ -7,9 +7,11 @@ import io
 import random
 
 from jukinet.domain.codes import ResidentCode
+from jukinet.domain.local_record import LOCAL_COLUMNS
 
 COLUMNS = ["resident_code", "reason", "change_date", "name_kanji", "name_kana", "birth_date", "sex", "address",
            "previous_resident_code"]
+WITH_LOCAL_COLUMNS = [*COLUMNS, *LOCAL_COLUMNS]
 
 SURNAMES = [("山田", "ヤマダ"), ("佐藤", "サトウ"), ("小林", "コバヤシ"), ("丸山", "マルヤマ"), ("中村", "ナカムラ")]
 GIVEN = [("太郎", "タロウ"), ("花子", "ハナコ"), ("一郎", "イチロウ"), ("美咲", "ミサキ"), ("健", "ケン")]
@@ -33,12 +35,14 @@ def row(p: dict[str, str], reason: str, date: str, **extra: str) -> dict[str, st
     return out
 
 
-def csv_bytes(rows: list[dict[str, str]], encoding: str = "utf-8") -> bytes:
+def csv_bytes(rows: list[dict[str, str]], encoding: str = "utf-8", columns: list[str] = COLUMNS) -> bytes:
+    """The export as the existing system writes it (CRLF, a header row, empty cells for missing
+    values); ``columns=WITH_LOCAL_COLUMNS`` adds the municipality-only record fields."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\r\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: r.get(k, "") for k in COLUMNS})
+        writer.writerow({k: r.get(k, "") for k in columns})
     return buffer.getvalue().encode(encoding)
 
 

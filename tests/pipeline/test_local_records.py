@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import dataclasses
 import datetime as dt
 import gzip
-import io
 import json
 import random
 
@@ -21,10 +19,10 @@ from jukinet.adapters.kms import DataKeys
 from jukinet.adapters.local_records import BY_HOUSEHOLD, LocalRecordConflict, LocalRecords, entry_item
 from jukinet.domain.export import parse_export
 from jukinet.domain.codes import LocalGovernmentCode, ResidentCode
-from jukinet.domain.local_record import LOCAL_COLUMNS, Relationship
+from jukinet.domain.local_record import Relationship
 from jukinet.handlers import municipality_cs
 
-from .exports import COLUMNS, person, row
+from .exports import WITH_LOCAL_COLUMNS, csv_bytes, person, row
 from .harness import MUNICIPALITIES, PREFECTURE, utc
 
 TABLE = "jukinet-muni-200000-local-records"
@@ -48,13 +46,7 @@ def local(pipeline, monkeypatch):
 
 
 def export(rows: list[dict[str, str]]) -> bytes:
-    columns = [*COLUMNS, *LOCAL_COLUMNS]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: r.get(k, "") for k in columns})
-    return buffer.getvalue().encode()
+    return csv_bytes(rows, columns=WITH_LOCAL_COLUMNS)
 
 
 def household(no: str, head: dict[str, str], relationship: str, **more: str) -> dict[str, str]:
