@@ -402,9 +402,9 @@ def runner_overhead_s(counter: Any) -> float:
 def measure(env: Any, runner: Any, counter: Any, deployment: Any, *, batch_rows: int = DEFAULT_BATCH_ROWS,
             seed: int = 2003, profile: bool = False) -> dict:
     """Sections 1-3 above on the deployed environment; ``counter`` is run.py's RequestCounter."""
-    from infra.agreements import agreements_data
+    from jukinet.domain.agreements import agreements_data
 
-    agreements = {r["id"]: r for r in agreements_data(deployment)["recipients"]}
+    agreements = {r["id"]: r for r in agreements_data(deployment.agencies)["recipients"]}
     api = _function(runner, API_FUNCTION)
     started = time.perf_counter()
     codes = current_codes(api.environment["TABLE_NAME"])

@@ -38,7 +38,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jukinet.domain.agreements import FACT_FIELDS, ProvisionFunction
+from pydantic import ValidationError as PydanticValidationError
+
+from jukinet.domain.agreements import (
+    VPC_ENDPOINT_ID,
+    Recipient,
+    RecipientKind,
+    role_key,
+)
 from jukinet.domain.codes import LocalGovernmentCode
 from jukinet.domain.errors import ValidationError
 
@@ -64,19 +71,12 @@ DEFAULT_MAX_MUNICIPALITIES_PER_STACK = 40
 _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}$")
-_VPCE = re.compile(r"^vpce-[0-9a-z]{8,17}$")
+_VPCE = VPC_ENDPOINT_ID
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$")
 _IAM_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|role/.+|user/.+)$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/(?:[\w+=,.@-]+/)*(?P<name>[\w+=,.@-]{1,64})$")
-_AGENCY_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
-_HOURS = re.compile(r"^(?P<start>(?:[01]\d|2[0-3]):[0-5]\d)-(?P<end>(?:[01]\d|2[0-3]):[0-5]\d)$")
 
-PROVISION_FUNCTIONS = frozenset(f.value for f in ProvisionFunction)
-RECIPIENT_KINDS = ("agency", "prefecture")
 # API Gateway's default account-level limits (requests/s, burst): no usage plan may exceed them.
-MAX_THROTTLE_RATE = 10_000.0
-MAX_THROTTLE_BURST = 5_000
 
 
 class ConfigError(ValueError):
@@ -278,138 +278,8 @@ class National:
 # --- agencies and agreements (used by the provision API) ---------------------------------
 
 
-@dataclass(frozen=True)
-class Agreement:
-    """One statutory affair a recipient body may receive identity facts for.
-
-    ``appended_table`` and ``appended_table_item`` refer to 住基法 別表第一〜第五; the demo's
-    item references are illustrative (the statute's numbering is not reproduced here).
-
-    ``agreed_hours``: ``"HH:MM-HH:MM"`` in JST, start inclusive, end exclusive; a window whose
-    end precedes its start runs past midnight (``"22:00-06:00"``). None: any time.
-    """
-
-    affair_code: str
-    affair: str
-    appended_table: str
-    appended_table_item: str
-    functions: frozenset[str]
-    fields: frozenset[str]
-    valid_from: dt.date
-    valid_until: dt.date
-    monthly_record_limit: int
-    max_batch_records: int = 0
-    agreed_hours: str | None = None
-
-    def __post_init__(self) -> None:
-        _require(self.valid_from < self.valid_until,
-                 f"agreement {self.affair_code}: valid_from must precede valid_until")
-        unknown = self.fields - FACT_FIELDS
-        _require(not unknown, f"agreement {self.affair_code}: unknown fields {sorted(unknown)}")
-        bad = self.functions - PROVISION_FUNCTIONS
-        _require(not bad, f"agreement {self.affair_code}: unknown functions {sorted(bad)}")
-        _require(bool(self.functions), f"agreement {self.affair_code}: functions must name at least one of "
-                                       f"{sorted(PROVISION_FUNCTIONS)}")
-        _require(self.monthly_record_limit > 0, f"agreement {self.affair_code}: monthly_record_limit must be positive")
-        _require(self.max_batch_records >= 0, f"agreement {self.affair_code}: max_batch_records must not be negative")
-        if "batch" in self.functions:
-            _require(self.max_batch_records > 0,
-                     f"agreement {self.affair_code}: max_batch_records must be positive when functions include batch")
-        if self.agreed_hours is not None:
-            match = _HOURS.match(self.agreed_hours)
-            _require(match is not None,
-                     f"agreement {self.affair_code}: agreed_hours {self.agreed_hours!r} must be \"HH:MM-HH:MM\" "
-                     "(JST, 00:00-23:59)")
-            assert match is not None
-            _require(match["start"] != match["end"],
-                     f"agreement {self.affair_code}: agreed_hours {self.agreed_hours!r} must not start and end at "
-                     "the same time (leave it out for any time of day)")
-
-    def is_valid_on(self, day: dt.date) -> bool:
-        return self.valid_from <= day <= self.valid_until
-
-
-def role_key(arn: str) -> tuple[str, str]:
-    """(account, role name) of a role ARN: what API Gateway reports for a role's call is the
-    assumed-role session ARN, which drops the role's path, so this pair identifies the caller."""
-    match = _ROLE_ARN.match(arn)
-    if match is None:
-        raise ConfigError(f"{arn!r} is not an IAM role ARN")
-    return match["account"], match["name"]
-
-
-@dataclass(frozen=True)
-class Agency:
-    """A recipient body with its principals, VPC endpoints, throttling and agreements.
-
-    ``kind``: ``agency`` (国の機関等) or ``prefecture`` (the prefecture's own use, 都道府県の利用,
-    with ``prefecture`` its code). ``principals`` call the provision API (SigV4);
-    ``disclosure_principals`` (prefectures only) are the staff roles that may call the
-    disclosure endpoint. ``vpc_endpoint_ids``: every VPC endpoint of the recipient its calls
-    come through — execute-api for the API, and its S3 endpoint for batch files; a prefecture
-    may leave it empty, then its own tier's execute-api endpoint is used.
-    ``throttle_rate``/``throttle_burst``: its usage plan (requests/s, burst).
-    """
-
-    agency_id: str
-    name: str
-    name_ja: str
-    principals: tuple[str, ...]
-    vpc_endpoint_ids: tuple[str, ...]
-    agreements: tuple[Agreement, ...]
-    demo_data: bool = False
-    kind: str = "agency"
-    prefecture: str | None = None
-    disclosure_principals: tuple[str, ...] = ()
-    throttle_rate: float = 20.0
-    throttle_burst: int = 40
-
-    def __post_init__(self) -> None:
-        who = f"agency {self.agency_id}"
-        _require(bool(_AGENCY_ID.match(self.agency_id)),
-                 f"agency id {self.agency_id!r}: 2-31 lowercase letters, digits or '-', starting with a letter")
-        _require(self.kind in RECIPIENT_KINDS, f"{who}: kind {self.kind!r} must be one of {list(RECIPIENT_KINDS)}")
-        if self.kind == "prefecture":
-            _require(self.prefecture is not None, f"{who}: kind \"prefecture\" requires prefecture (its code)")
-            assert self.prefecture is not None
-            parsed = _code(self.prefecture, f"{who}: prefecture")
-            _require(parsed.is_prefecture,
-                     f"{who}: prefecture {self.prefecture} is not a prefecture-level code (like 200000)")
-        else:
-            _require(self.prefecture is None, f"{who}: prefecture is only for kind \"prefecture\"")
-            _require(not self.disclosure_principals, f"{who}: disclosure_principals are only for kind \"prefecture\"")
-            _require(len(self.vpc_endpoint_ids) > 0,
-                     f"{who}: vpc_endpoint_ids must name at least one VPC endpoint (kind \"agency\")")
-        _require(len(self.principals) > 0, f"{who}: principals must name at least one IAM role")
-        for field_name, arns in (("principals", self.principals), ("disclosure_principals", self.disclosure_principals)):
-            for arn in arns:
-                _require(bool(_ROLE_ARN.match(arn)), f"{who}: {field_name}: {arn!r} is not an IAM role ARN")
-        for vpce in self.vpc_endpoint_ids:
-            _require(bool(_VPCE.match(vpce)), f"{who}: vpc_endpoint_ids: {vpce!r} is not a VPC endpoint id")
-        _require(len(set(self.vpc_endpoint_ids)) == len(self.vpc_endpoint_ids), f"{who}: vpc_endpoint_ids repeat")
-        _require(isinstance(self.throttle_rate, int | float) and 0 < self.throttle_rate <= MAX_THROTTLE_RATE,
-                 f"{who}: throttle_rate {self.throttle_rate!r} must be above 0 and at most {MAX_THROTTLE_RATE:g} "
-                 "requests per second")
-        _require(isinstance(self.throttle_burst, int) and 1 <= self.throttle_burst <= MAX_THROTTLE_BURST,
-                 f"{who}: throttle_burst {self.throttle_burst!r} must be a whole number from 1 to {MAX_THROTTLE_BURST}")
-        codes = [a.affair_code for a in self.agreements]
-        _require(len(codes) == len(set(codes)), f"{who}: affair codes repeat")
-        for a in self.agreements:
-            if "own_use" in a.functions:
-                _require(self.kind == "prefecture",
-                         f"{who}: agreement {a.affair_code}: function own_use is only for kind \"prefecture\"")
-            if "batch" in a.functions:
-                _require(len(self.vpc_endpoint_ids) > 0,
-                         f"{who}: agreement {a.affair_code} has function batch, so vpc_endpoint_ids must name the "
-                         "S3 endpoint its batch files come through")
-
-    @property
-    def all_principals(self) -> tuple[str, ...]:
-        return (*self.principals, *self.disclosure_principals)
-
-    @property
-    def uses_batch(self) -> bool:
-        return any("batch" in a.functions for a in self.agreements)
+# The recipients and their agreements are the runtime's own model (jukinet/domain/agreements.py:
+# the same rules validate a TOML table, the agreements file and the runtime's reading of it).
 
 
 # --- people: the responsibility structure as IAM (docs/security.md) ----------------------
@@ -650,7 +520,7 @@ class Deployment:
     name: str
     national: National
     prefectures: tuple[Prefecture, ...]
-    agencies: tuple[Agency, ...] = ()
+    agencies: tuple[Recipient, ...] = ()
     operations: Operations = field(default_factory=Operations)
     prefix: str = "jukinet"
     people: People = field(default_factory=People)
@@ -704,7 +574,7 @@ class Deployment:
         for _, net in networks:
             for az in net.availability_zones:
                 _require(az.startswith(next(iter(regions))), f"availability zone {az} is not in {next(iter(regions))}")
-        agency_ids = [a.agency_id for a in self.agencies]
+        agency_ids = [a.recipient_id for a in self.agencies]
         _require(len(agency_ids) == len(set(agency_ids)), "agency ids repeat")
         self._validate_recipients()
         self.people.validate(self.tiers())
@@ -735,20 +605,20 @@ class Deployment:
         codes = {p.code for p in self.prefectures}
         owners: dict[tuple[str, str], str] = {}
         for a in self.agencies:
-            if a.kind == "prefecture":
+            if a.kind is RecipientKind.PREFECTURE:
                 _require(a.prefecture in codes,
-                         f"agency {a.agency_id}: prefecture {a.prefecture} is not a prefecture of this deployment "
+                         f"agency {a.recipient_id}: prefecture {a.prefecture} is not a prefecture of this deployment "
                          f"(configured: {sorted(codes)})")
             for arn in a.all_principals:
-                key = role_key(arn)
+                key = role_key(arn)  # every principal was checked to be a role ARN
                 _require(key not in owners,
-                         f"agency {a.agency_id}: role {key[1]!r} of account {key[0]} is already a principal of "
+                         f"agency {a.recipient_id}: role {key[1]!r} of account {key[0]} is already a principal of "
                          f"{owners.get(key)}: API Gateway reports a caller by account and role name only, so each "
                          "role may act for one recipient in one capacity")
-                owners[key] = a.agency_id
+                owners[key] = a.recipient_id
         national = self.national.env
         for p in self.prefectures:
-            own_use = [a.agency_id for a in self.own_use_recipients(p.code)]
+            own_use = [a.recipient_id for a in self.own_use_recipients(p.code)]
             if own_use and p.env != national and p.api_endpoint_id is None:
                 raise ConfigError(
                     f"prefecture {p.code} has own-use recipients ({', '.join(own_use)}) but is in account "
@@ -756,9 +626,9 @@ class Deployment:
                     "resource policy cannot import its execute-api endpoint id: deploy the prefecture first and set "
                     "its api_endpoint_id to the 'ExecuteApiEndpointId' output of its stack")
 
-    def own_use_recipients(self, prefecture_code: str) -> tuple[Agency, ...]:
+    def own_use_recipients(self, prefecture_code: str) -> tuple[Recipient, ...]:
         """Recipients of kind prefecture for this prefecture (their staff use its execute-api endpoint)."""
-        return tuple(a for a in self.agencies if a.kind == "prefecture" and a.prefecture == prefecture_code)
+        return tuple(a for a in self.agencies if a.kind is RecipientKind.PREFECTURE and a.prefecture == prefecture_code)
 
     @property
     def region(self) -> str:
@@ -789,47 +659,44 @@ def load_municipalities(path: Path) -> tuple[Municipality, ...]:
                  for r in rows)
 
 
-_AGENCY_KEYS = frozenset({"id", "name", "name_ja", "kind", "prefecture", "principals", "disclosure_principals",
-                          "vpc_endpoint_ids", "throttle_rate", "throttle_burst", "agreement"})
-_AGREEMENT_KEYS = frozenset({"affair_code", "affair", "appended_table", "appended_table_item", "functions", "fields",
-                             "valid_from", "valid_until", "monthly_record_limit", "max_batch_records",
-                             "agreed_hours"})
-
-
 def _known_keys(table: dict, known: frozenset[str], where: str) -> None:
     unknown = sorted(set(table) - known)
     _require(not unknown, f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
 
 
-def load_agencies(path: Path) -> tuple[Agency, ...]:
-    """Recipients and agreements from a TOML file: changing an agreement is a data change."""
+def load_agencies(path: Path) -> tuple[Recipient, ...]:
+    """Recipients and agreements from a TOML file: changing an agreement is a data change. Each
+    ``[[agency]]`` table (with its ``[[agency.agreement]]`` tables) is validated by the runtime's
+    model (``jukinet.domain.agreements.Recipient``); an unknown key or a broken rule is refused
+    with the file, the agency, the field and the rule."""
     with path.open("rb") as fh:
         doc = tomllib.load(fh)
-    demo = bool(doc.get("demo_data", False))
+    _known_keys(doc, frozenset({"demo_data", "agency"}), path.name)
     agencies = []
-    for a in doc.get("agency", []):
-        where = f"{path.name}: agency {a.get('id')!r}"
-        _known_keys(a, _AGENCY_KEYS, where)
-        for g in a.get("agreement", []):
-            _known_keys(g, _AGREEMENT_KEYS, f"{where}, agreement {g.get('affair_code')!r}")
-        agreements = tuple(
-            Agreement(
-                affair_code=g["affair_code"], affair=g["affair"], appended_table=g["appended_table"],
-                appended_table_item=g["appended_table_item"], functions=frozenset(g["functions"]),
-                fields=frozenset(g["fields"]), valid_from=g["valid_from"], valid_until=g["valid_until"],
-                monthly_record_limit=int(g["monthly_record_limit"]),
-                max_batch_records=int(g.get("max_batch_records", 0)), agreed_hours=g.get("agreed_hours"),
-            )
-            for g in a.get("agreement", [])
-        )
-        agencies.append(Agency(
-            agency_id=a["id"], name=a["name"], name_ja=a["name_ja"], principals=tuple(a.get("principals", [])),
-            vpc_endpoint_ids=tuple(a.get("vpc_endpoint_ids", [])), agreements=agreements, demo_data=demo,
-            kind=a.get("kind", "agency"), prefecture=a.get("prefecture"),
-            disclosure_principals=tuple(a.get("disclosure_principals", [])),
-            throttle_rate=a.get("throttle_rate", 20.0), throttle_burst=a.get("throttle_burst", 40),
-        ))
+    for table in doc.get("agency", []):
+        try:
+            agencies.append(Recipient.model_validate(table))
+        except PydanticValidationError as exc:
+            raise ConfigError(f"{path.name}: agency {table.get('id')!r}: {_model_errors(exc, table)}") from None
     return tuple(agencies)
+
+
+def _model_errors(exc: PydanticValidationError, table: dict) -> str:
+    """pydantic's errors as one line each: where (the TOML keys) and the rule."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(_toml_key(part, table) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)
+
+
+def _toml_key(part: object, table: dict) -> str:
+    if part == "agreements" and "agreement" in table:
+        return "agreement"
+    return f"[{part}]" if isinstance(part, int) else str(part)
 
 
 _PERSON_KEYS = frozenset({"id", "name", "organisation", "principal", "saml_subject"})

@@ -43,10 +43,10 @@ def recipient_principals(deployment, runner, api: LocalApi, *, session_tokens: b
     for agency in deployment.agencies:
         endpoint = agency.vpc_endpoint_ids[0] if agency.vpc_endpoint_ids else prefecture_endpoints.get(
             agency.prefecture or "")
-        key = keys.get(names.provision_api_key(agency.agency_id))
-        wanted[agency.agency_id] = (agency.principals[0], endpoint, key)
+        key = keys.get(names.provision_api_key(agency.recipient_id))
+        wanted[agency.recipient_id] = (agency.principals[0], endpoint, key)
         if agency.disclosure_principals:
-            wanted[agency.agency_id + DISCLOSURE] = (agency.disclosure_principals[0], endpoint, key)
+            wanted[agency.recipient_id + DISCLOSURE] = (agency.disclosure_principals[0], endpoint, key)
     any_key = next(iter(keys.values()), None)
     wanted["stranger"] = (STRANGER, next(iter(prefecture_endpoints.values()), None), any_key)
     made = local_principals({arn: endpoint for arn, endpoint, _ in wanted.values()},

@@ -1216,9 +1216,9 @@ def deployed_agreements(ins: Inspection, env: Environment) -> tuple[list[Agreeme
     sources = [AgreementsSource(doc, f"{file} deployed with {', '.join(by_code[sha])}")
                for sha, (file, doc) in files.items()]
     if not sources:
-        from infra.agreements import agreements_data
+        from jukinet.domain.agreements import agreements_data
 
-        sources = [AgreementsSource(agreements_data(ins.deployment), "agreements of the deployment configuration "
+        sources = [AgreementsSource(agreements_data(ins.deployment.agencies), "agreements of the deployment configuration "
                                     f"(no deployed copy readable: {'; '.join(notes) or 'no function reads one'})")]
     return sources, notes
 

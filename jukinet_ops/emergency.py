@@ -704,9 +704,9 @@ class Emergency:
 
     def agency(self, agency_id: str) -> Any:
         for a in self.deployment.agencies:
-            if a.agency_id == agency_id:
+            if a.recipient_id == agency_id:
                 return a
-        known = ", ".join(a.agency_id for a in self.deployment.agencies) or "none"
+        known = ", ".join(a.recipient_id for a in self.deployment.agencies) or "none"
         raise EmergencyError(f"unknown agency {agency_id!r} (recipients of this deployment: {known})")
 
     def target(self, kind: str, target_id: str) -> Target:

@@ -316,16 +316,16 @@ class StatsRow:
 def stats_rows(counts: Mapping[tuple[str, str, str], int], agencies: Iterable) -> list[StatsRow]:
     """The month's statistics in the seed's shape: one row per recipient and affair/function
     with records provided (configuration order of recipients, then affair code and function),
-    then a total row (``recipient_id == ""``). ``agencies``: ``infra.config.Agency`` objects.
+    then a total row (``recipient_id == ""``). ``agencies``: the deployment's ``Recipient`` objects (``jukinet.domain.agreements``).
     Counts of a recipient or affair no longer configured are still shown (names left empty)."""
     order: dict[str, int] = {}
     names: dict[str, tuple[str, str]] = {}
     affairs: dict[tuple[str, str], str] = {}
     for i, a in enumerate(agencies):
-        order[a.agency_id] = i
-        names[a.agency_id] = (a.name_ja, a.name)
+        order[a.recipient_id] = i
+        names[a.recipient_id] = (a.name_ja, a.name)
         for g in a.agreements:
-            affairs[(a.agency_id, g.affair_code)] = g.affair
+            affairs[(a.recipient_id, g.affair_code)] = g.affair
     rows = [StatsRow(recipient, *names.get(recipient, ("", "")), affair, affairs.get((recipient, affair), ""),
                      function, n)
             for (recipient, affair, function), n in counts.items() if n]
@@ -335,7 +335,7 @@ def stats_rows(counts: Mapping[tuple[str, str, str], int], agencies: Iterable) -
 
 
 def monthly_statistics(log: ProvisionLog, month: str, agencies: Sequence) -> list[StatsRow]:
-    return stats_rows(log.statistics(month, [a.agency_id for a in agencies]), agencies)
+    return stats_rows(log.statistics(month, [a.recipient_id for a in agencies]), agencies)
 
 
 def stats_table(rows: Sequence[StatsRow], month: str) -> Table:
@@ -399,8 +399,8 @@ def prefecture_rows(counts: Mapping[tuple[str, str], int], agencies: Iterable = 
     order: dict[str, int] = {}
     names: dict[str, str] = {}
     for i, a in enumerate(agencies):
-        order[a.agency_id] = i
-        names[a.agency_id] = a.name_ja or a.name
+        order[a.recipient_id] = i
+        names[a.recipient_id] = a.name_ja or a.name
     pref_names = {p.code: p.name for p in prefectures}
     rows = [PrefectureRow(p, pref_names.get(p, ""), r, names.get(r, ""), n) for (r, p), n in counts.items() if n]
     rows.sort(key=lambda x: (x.prefecture, order.get(x.recipient_id, len(order)), x.recipient_id))
@@ -409,7 +409,7 @@ def prefecture_rows(counts: Mapping[tuple[str, str], int], agencies: Iterable = 
 
 
 def monthly_statistics_by_prefecture(log: ProvisionLog, month: str, deployment) -> list[PrefectureRow]:
-    return prefecture_rows(log.statistics_by_prefecture(month, [a.agency_id for a in deployment.agencies]),
+    return prefecture_rows(log.statistics_by_prefecture(month, [a.recipient_id for a in deployment.agencies]),
                            deployment.agencies, deployment.prefectures)
 
 

@@ -217,7 +217,7 @@ class TierDashboard(Construct):
                                      dimensions_map={"service": service, "tier": NATIONAL}, statistic=SUM,
                                      period=period)
 
-        recipients = sorted(a.agency_id for a in self._stack.deployment.agencies)
+        recipients = sorted(a.recipient_id for a in self._stack.deployment.agencies)
         not_found = cloudwatch.MathExpression(
             expression=f"IF((found + missing) >= {NOT_FOUND_MIN_ANSWERS}, 100 * missing / (found + missing), 0)",
             using_metrics={"found": m("RecordsProvided", NOT_FOUND_PERIOD),

@@ -35,8 +35,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from jukinet.domain.agreements import AGREEMENTS_FILE, Recipient, agreements_document, role_key
 
-from ..agreements import AGREEMENTS_FILE, agreements_document
 from ..bundling import lambda_code
 from ..components import keys, nag
 from ..components.functions import TierFunction
@@ -44,7 +44,6 @@ from ..components.monitoring import PERIOD, custom_metric
 from ..components.queues import DATA_KEY_REUSE, DLQ_RETENTION, visibility_timeout_for
 from ..components.security_monitoring import provision_anomaly_alarms
 from ..components.tables import provision_log_table, provision_state_table
-from ..config import Agency, role_key
 from ..naming import METRICS_NAMESPACE, NATIONAL, PROVISION_API_STAGE, SIGNING_ALGORITHM
 from .processing import DATA_KEY_ACTIONS, Processing
 from .tier import TierStack
@@ -136,7 +135,7 @@ def route_arn(method: str, path: str) -> str:
     return f"execute-api:/{STAGE}/{method}/{'/'.join(parts)}"
 
 
-def resource_policy(recipients: Sequence[Agency], endpoint_ids: Sequence[str]) -> iam.PolicyDocument:
+def resource_policy(recipients: Sequence[Recipient], endpoint_ids: Sequence[str]) -> iam.PolicyDocument:
     """Who may invoke which route, and only through which VPC endpoints.
 
     Allows name the configured principals (cross-account callers need them). The Denies
@@ -237,7 +236,7 @@ class ProvisionApi(Construct):
         super().__init__(stack, id)
         deployment, names, env = stack.deployment, stack.names, stack.tier_env
         account, region = env.account, env.region
-        recipients = sorted(deployment.agencies, key=lambda a: a.agency_id)
+        recipients = sorted(deployment.agencies, key=lambda a: a.recipient_id)
         batch_recipients = [r for r in recipients if r.uses_batch]
         role_arn = {w: names.role_arn(env, NATIONAL, names.provision_role(w)) for w in ("api", "batch", "sealer")}
         pref_endpoints = dict(sorted(prefecture_api_endpoints.items()))
@@ -372,7 +371,7 @@ class ProvisionApi(Construct):
             conditions={"ArnNotLike": {"aws:PrincipalArn": [role_arn["batch"]]}}))
 
         # --- functions --------------------------------------------------------------------
-        code = lambda_code(extra_files={AGREEMENTS_FILE: agreements_document(deployment)})
+        code = lambda_code(extra_files={AGREEMENTS_FILE: agreements_document(deployment.agencies)})
         common_env = {
             "POWERTOOLS_SERVICE_NAME": names.provision_service(),
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -538,7 +537,7 @@ class ProvisionApi(Construct):
                       description="Recipient id -> API key id (hand each key's value to its recipient)")
 
     # ---------------------------------------------------------------------------------------
-    def _bucket_policy(self, bucket_arn: str, batch_recipients: Sequence[Agency], function_roles: list[str]) -> None:
+    def _bucket_policy(self, bucket_arn: str, batch_recipients: Sequence[Recipient], function_roles: list[str]) -> None:
         """Each batch recipient: put under ``in/<id>/``, get under ``out/<id>/``, only through its
         own VPC endpoints; nobody else but the provision functions touches an object; uploads
         only with the batch key (send no encryption header, or this key's ARN)."""
@@ -559,8 +558,8 @@ class ProvisionApi(Construct):
             actions=[*BATCH_READ_ACTIONS, "s3:PutObject"], resources=[objects],
             conditions={"ArnNotLike": {"aws:PrincipalArn": allowed}}))
         for r in batch_recipients:
-            cid = _camel(r.agency_id)
-            own_in, own_out = f"{IN}{r.agency_id}/", f"{OUT}{r.agency_id}/"
+            cid = _camel(r.recipient_id)
+            own_in, own_out = f"{IN}{r.recipient_id}/", f"{OUT}{r.recipient_id}/"
             roles = sorted(r.principals)
             accounts = [iam.AccountPrincipal(a) for a in sorted({role_key(p)[0] for p in roles})]
             who = {"ArnLike": {"aws:PrincipalArn": roles}}
@@ -583,7 +582,7 @@ class ProvisionApi(Construct):
                 actions=["s3:GetObject", "s3:PutObject"],
                 not_resources=[f"{bucket_arn}/{own_in}*", f"{bucket_arn}/{own_out}*"], conditions=who))
 
-    def _rest_api(self, stack: TierStack, recipients: Sequence[Agency], endpoint_ids: Sequence[str]) -> apigw.RestApi:
+    def _rest_api(self, stack: TierStack, recipients: Sequence[Recipient], endpoint_ids: Sequence[str]) -> apigw.RestApi:
         names = stack.names
         policy = resource_policy(recipients, endpoint_ids)
         self.access_logs = logs.LogGroup(
@@ -665,16 +664,16 @@ class ProvisionApi(Construct):
 
         self.api_key_ids: dict[str, str] = {}
         for r in recipients:
-            cid = _camel(r.agency_id)
+            cid = _camel(r.recipient_id)
             plan = api.add_usage_plan(
-                f"Plan{cid}", name=names.provision_usage_plan(r.agency_id),
+                f"Plan{cid}", name=names.provision_usage_plan(r.recipient_id),
                 description=f"{r.name} ({r.name_ja}): throttling only; IAM (SigV4) authenticates",
                 throttle=apigw.ThrottleSettings(rate_limit=r.throttle_rate, burst_limit=r.throttle_burst),
                 api_stages=[apigw.UsagePlanPerApiStage(api=api, stage=api.deployment_stage)])
-            key = api.add_api_key(f"Key{cid}", api_key_name=names.provision_api_key(r.agency_id),
+            key = api.add_api_key(f"Key{cid}", api_key_name=names.provision_api_key(r.recipient_id),
                                   description=f"{r.name}: selects its usage plan (not a credential)")
             plan.add_api_key(key)
-            self.api_key_ids[r.agency_id] = key.key_id
+            self.api_key_ids[r.recipient_id] = key.key_id
         return api
 
     def _acknowledge(self) -> None:
@@ -772,4 +771,4 @@ class ProvisionApi(Construct):
                      description="The provision log's sealer was throttled (its concurrency set to 0 stops it).",
                      metric=self.sealer.function.metric_throttles(period=PERIOD, statistic=cloudwatch.Stats.SUM),
                      doc=DOC)
-        provision_anomaly_alarms(alarms, names=names, recipient_ids=[a.agency_id for a in stack.deployment.agencies])
+        provision_anomaly_alarms(alarms, names=names, recipient_ids=[a.recipient_id for a in stack.deployment.agencies])

@@ -15,6 +15,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from .domain.agreements import AGREEMENTS_FILE
 from .domain.codes import LocalGovernmentCode
 
 Code6 = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
@@ -129,7 +130,7 @@ class ProvisionSettings(_Settings):
     PROVISION_STATE_TABLE: NonEmpty
     BATCH_BUCKET: NonEmpty
     BATCH_QUEUE_URL: NonEmpty
-    AGREEMENTS_FILE: NonEmpty = "agreements.json"
+    AGREEMENTS_FILE: NonEmpty = AGREEMENTS_FILE
     # The deployment's seal key (ARN): the disclosure checks the seals with its public key.
     SEAL_KEY_ID: NonEmpty
     # JSON object: prefecture code -> that prefecture tier's execute-api endpoint id. Kept as

@@ -55,7 +55,7 @@ def world(tmp_path_factory):
                 LocalApi(env, runner, credentials={}, api=Names.of(deployment).provision_api()) as api:
             runner.monitoring = monitoring
             names = Names.of(deployment)
-            agencies = {a.agency_id: a for a in deployment.agencies}
+            agencies = {a.recipient_id: a for a in deployment.agencies}
             wanted = {agencies[i].principals[0]: agencies[i].vpc_endpoint_ids[0] for i in AFFAIRS}
             keys = {agencies[i].principals[0]: api.api_keys[names.provision_api_key(i)] for i in AFFAIRS}
             made = local_principals(wanted, api_keys=keys)

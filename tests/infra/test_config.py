@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import tomllib
 
 import pytest
 
 from infra.config import (
+    DATA_DIR,
     ConfigError,
     Deployment,
     Environment,
@@ -133,9 +135,9 @@ def test_all_prefectures_must_share_one_account() -> None:
 
 
 def test_demo_agencies_are_marked_demo_and_minimise_fields_per_affair() -> None:
-    agencies = {a.agency_id: a for a in nagano_demo().agencies}
+    agencies = {a.recipient_id: a for a in nagano_demo().agencies}
     assert set(agencies) == {"chikyosai", "mhlw-engo", "nenkin", "fsa", "nagano-pref"}
-    assert all(a.demo_data for a in agencies.values())
+    assert tomllib.loads((DATA_DIR / "agencies.demo.toml").read_text(encoding="utf-8"))["demo_data"] is True
     alive = next(g for g in agencies["nenkin"].agreements if "ALIVE" in g.affair_code)
     assert "address" not in alive.fields and {"status", "change_information"} <= alive.fields
     assert alive.is_valid_on(dt.date(2026, 1, 1))

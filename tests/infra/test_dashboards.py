@@ -131,7 +131,7 @@ def test_national_dashboard_shows_throughput_queues_processor_security_and_provi
         "ProvisionRequests", "RecordsProvided", "NotFoundAnswers", "ProvisionRefusals", "UnauthorisedAttempts",
         "OutsideAgreedHours", "SequentialCodes", "BatchRowsProcessed")}
     by_recipient = {("Jukinet", "RecordsProvidedByRecipient",
-                     frozenset({("service", "jukinet-provision"), ("recipient", a.agency_id)}))
+                     frozenset({("service", "jukinet-provision"), ("recipient", a.recipient_id)}))
                     for a in every.deployment.agencies}
     batch = _queue(names.provision_batch_queue(), "ApproximateNumberOfMessagesVisible",
                    "ApproximateAgeOfOldestMessage") | _queue(f"{names.provision_batch_queue()}-dlq",

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
-from infra.agreements import AGREEMENTS_FILE, agreements_document
-from infra.config import Agency, Agreement, ConfigError, Environment, load_agencies, multi_account_example, nagano_demo
+from pydantic import ValidationError
+
+from infra.config import ConfigError, Environment, load_agencies, multi_account_example, nagano_demo
 from infra.naming import Names, prefecture_tier
 from infra.stacks.provision import LOG_REWRITE_ACTIONS
+from jukinet.domain.agreements import AGREEMENTS_FILE, Agreement, Recipient, agreements_document
 
 from .conftest import REPO, Synth, as_list, statements
 
@@ -41,15 +43,15 @@ def _agreement(**changes: Any) -> Agreement:
     return Agreement(**{**base, **changes})
 
 
-def _agency(**changes: Any) -> Agency:
+def _agency(**changes: Any) -> Recipient:
     base: dict[str, Any] = {
-        "agency_id": "x-agency", "name": "X", "name_ja": "X", "principals": ("arn:aws:iam::123456789012:role/x/caller",),
+        "recipient_id": "x-agency", "name": "X", "name_ja": "X", "principals": ("arn:aws:iam::123456789012:role/x/caller",),
         "vpc_endpoint_ids": ("vpce-0de000000000c0099",), "agreements": (_agreement(),)}
-    return Agency(**{**base, **changes})
+    return Recipient(**{**base, **changes})
 
 
-def _own_use(**changes: Any) -> Agency:
-    return _agency(**{"agency_id": "x-pref", "kind": "prefecture", "prefecture": "200000", "vpc_endpoint_ids": (),
+def _own_use(**changes: Any) -> Recipient:
+    return _agency(**{"recipient_id": "x-pref", "kind": "prefecture", "prefecture": "200000", "vpc_endpoint_ids": (),
                       "agreements": (_agreement(functions=frozenset({"own_use"})),), **changes})
 
 
@@ -61,7 +63,7 @@ def _own_use(**changes: Any) -> Agency:
     ({"functions": frozenset()}, "functions must name at least one"),
 ])
 def test_agreement_rules(changes: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ValidationError, match=message):
         _agreement(**changes)
 
 
@@ -91,7 +93,7 @@ def test_agreed_hours_may_run_past_midnight() -> None:
      "has function batch, so vpc_endpoint_ids must name the S3 endpoint"),
 ])
 def test_recipient_rules(make: Any, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ValidationError, match=message):
         make()
 
 
@@ -119,7 +121,7 @@ def test_a_prefecture_in_another_account_with_own_use_needs_its_api_endpoint_id(
 def test_unknown_toml_fields_are_refused(tmp_path: Any) -> None:
     path = tmp_path / "agencies.toml"
     path.write_text('[[agency]]\nid = "x"\nname = "X"\nname_ja = "X"\nthrottle = 5\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"agency 'x': unknown field\(s\) \['throttle'\]"):
+    with pytest.raises(ConfigError, match=r"agencies.toml: agency 'x': .*throttle: unknown field"):
         load_agencies(path)
 
 
@@ -128,13 +130,13 @@ def test_unknown_toml_fields_are_refused(tmp_path: Any) -> None:
 
 def test_agreements_document_is_the_documented_shape_sorted_and_deterministic() -> None:
     d = nagano_demo()
-    raw = agreements_document(d)
-    assert raw == agreements_document(nagano_demo())
+    raw = agreements_document(d.agencies)
+    assert raw == agreements_document(nagano_demo().agencies)
     doc = json.loads(raw)
     assert raw.decode("utf-8") == json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=1) + "\n"
     assert doc["version"] == 1
     ids = [r["id"] for r in doc["recipients"]]
-    assert ids == sorted(a.agency_id for a in d.agencies)
+    assert ids == sorted(a.recipient_id for a in d.agencies)
     for r in doc["recipients"]:
         assert set(r) == {"id", "name", "name_ja", "kind", "prefecture", "principals", "vpc_endpoint_ids",
                           "disclosure_principals", "agreements"}
@@ -157,7 +159,7 @@ def test_the_runtime_reads_the_agreements_file_as_written() -> None:
     from jukinet.domain.agreements import Directory, ProvisionFunction
 
     d = nagano_demo()
-    directory = Directory.from_document(agreements_document(d), {"200000": "vpce-0pref000000000001"})
+    directory = Directory.from_document(agreements_document(d.agencies), {"200000": "vpce-0pref000000000001"})
     caller = "arn:aws:sts::123456789012:assumed-role/nagano-own-use/session"
     nagano = directory.recipient_for(caller)
     assert nagano is not None and nagano.recipient_id == "nagano-pref"
@@ -165,7 +167,7 @@ def test_the_runtime_reads_the_agreements_file_as_written() -> None:
     passport = nagano.agreement("DEMO-PREF-PASSPORT")
     assert passport is not None and passport.functions == {ProvisionFunction.OWN_USE}
     fsa = directory.get("fsa")
-    assert fsa is not None and fsa.agreements[0].agreed_hours == (dt.time(8), dt.time(20))
+    assert fsa is not None and fsa.agreements[0].hours == (dt.time(8), dt.time(20))
 
 
 # --- the synthesized national stack -----------------------------------------------------------
@@ -346,14 +348,14 @@ def test_one_usage_plan_and_key_per_recipient_with_its_throttle_and_no_quota(eve
              for r in resources.values() if r["Type"] == "AWS::ApiGateway::UsagePlanKey"}
     assert len(plans) == len(keys) == len(links) == len(every.deployment.agencies)
     for a in every.deployment.agencies:
-        lid, plan = plans[f"jukinet-provision-{a.agency_id}"]
+        lid, plan = plans[f"jukinet-provision-{a.recipient_id}"]
         assert plan["Throttle"] == {"RateLimit": a.throttle_rate, "BurstLimit": a.throttle_burst}
         assert "Quota" not in plan
         [stage] = plan["ApiStages"]
         assert "Ref" in stage["Stage"]
         [key] = [k for p, k in links if p == lid]
-        assert keys[key] == f"jukinet-provision-{a.agency_id}"
-    nenkin = next(a for a in every.deployment.agencies if a.agency_id == "nenkin")
+        assert keys[key] == f"jukinet-provision-{a.recipient_id}"
+    nenkin = next(a for a in every.deployment.agencies if a.recipient_id == "nenkin")
     assert (nenkin.throttle_rate, nenkin.throttle_burst) == (50, 100)  # configured, not the default
 
 
@@ -521,14 +523,14 @@ def test_batch_bucket_is_kms_encrypted_and_each_recipient_reaches_only_its_prefi
                 if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": lid}]
     arn = f"arn:aws:s3:::{bucket['BucketName']}"
     allows = [s for s in policy if s["Effect"] == "Allow"]
-    batch = {a.agency_id: a for a in nagano.deployment.agencies if a.uses_batch}
+    batch = {a.recipient_id: a for a in nagano.deployment.agencies if a.uses_batch}
     assert set(batch) == {"chikyosai", "nenkin"}
     granted: dict[tuple[str, str], str] = {}
     for s in allows:
         [role] = as_list(s["Condition"]["ArnLike"]["aws:PrincipalArn"])
         recipient = next(a for a in batch.values() if role in a.principals)
         assert s["Condition"]["StringEquals"]["aws:SourceVpce"] == sorted(recipient.vpc_endpoint_ids)
-        granted[(recipient.agency_id, s["Action"])] = s["Resource"]
+        granted[(recipient.recipient_id, s["Action"])] = s["Resource"]
     for rid in batch:
         assert granted[(rid, "s3:PutObject")] == f"{arn}/in/{rid}/*"
         assert granted[(rid, "s3:GetObject")] == f"{arn}/out/{rid}/*"
@@ -602,7 +604,7 @@ def test_functions_environment_memory_timeouts_and_triggers(every: Synth) -> Non
 
 @slow
 def test_agreements_json_is_in_the_provision_functions_asset_only(every: Synth) -> None:
-    expected = agreements_document(every.deployment)
+    expected = agreements_document(every.deployment.agencies)
     for f in every.props("AWS::Lambda::Function"):
         asset = every.outdir / f"asset.{f['Code']['S3Key'].removesuffix('.zip')}"
         assert asset.is_dir(), asset

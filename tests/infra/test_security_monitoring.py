@@ -358,7 +358,7 @@ def test_not_found_ratio_alarms_on_a_majority_of_unknown_codes_among_enough_answ
 def test_one_anomaly_detection_alarm_per_configured_recipient(every: Synth) -> None:
     _, alarms = _national(every)
     anomaly = [a for a in alarms if "ThresholdMetricId" in a]
-    recipients = {a.agency_id for a in every.deployment.agencies}
+    recipients = {a.recipient_id for a in every.deployment.agencies}
     assert recipients and len(anomaly) == len(recipients)
     seen = set()
     for alarm in anomaly:

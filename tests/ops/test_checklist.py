@@ -243,9 +243,12 @@ def test_an_aws_error_is_a_fail_that_says_why():
 
 
 def agreements_zip(valid_until: str) -> bytes:
-    doc = {"version": 1, "recipients": [{"id": "nenkin", "name": "Japan Pension Service", "agreements": [{
-        "affair_code": "A1", "affair": "x", "functions": ["lookup"], "fields": ["resident_code"],
-        "valid_from": "2009-01-01", "valid_until": valid_until, "monthly_record_limit": 1}]}]}
+    doc = {"version": 1, "recipients": [{
+        "id": "nenkin", "name": "Japan Pension Service", "name_ja": "日本年金機構", "kind": "agency",
+        "principals": ["arn:aws:iam::123456789012:role/nenkin"], "vpc_endpoint_ids": ["vpce-0a000000000000001"],
+        "agreements": [{"affair_code": "A1", "affair": "x", "appended_table": "別表第一", "appended_table_item": "(1)",
+                        "functions": ["lookup"], "fields": ["resident_code"], "valid_from": "2009-01-01",
+                        "valid_until": valid_until, "monthly_record_limit": 1}]}]}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
         z.writestr("agreements.json", json.dumps(doc))

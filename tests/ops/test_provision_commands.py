@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
 from infra import config
-from infra.config import Agency, Agreement, Deployment
+from infra.config import Deployment
 from jukinet.clock import fixed
+from jukinet.domain.agreements import Recipient
 from jukinet_ops.cli import build_parser, main
 from jukinet_ops.provision import StatsRow, stats_rows
 from tests.provision import conftest as provision_conftest
@@ -27,20 +28,9 @@ NOW = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)  # the commands' clock: the
 DEPLOYMENT = "provision-world"
 
 
-def _agencies() -> tuple[Agency, ...]:
-    """The world's recipients as deployment configuration."""
-    out = []
-    for r in AGREEMENTS["recipients"]:
-        agreements = tuple(Agreement(
-            affair_code=g["affair_code"], affair=g["affair"], appended_table=g["appended_table"],
-            appended_table_item=g["appended_table_item"], functions=frozenset(g["functions"]),
-            fields=frozenset(g["fields"]), valid_from=dt.date.fromisoformat(g["valid_from"]),
-            valid_until=dt.date.fromisoformat(g["valid_until"]), monthly_record_limit=g["monthly_record_limit"],
-            max_batch_records=g["max_batch_records"], agreed_hours=g["agreed_hours"]) for g in r["agreements"])
-        out.append(Agency(agency_id=r["id"], name=r["name"], name_ja=r["name_ja"], principals=tuple(r["principals"]),
-                          vpc_endpoint_ids=tuple(r["vpc_endpoint_ids"]), agreements=agreements, kind=r["kind"],
-                          prefecture=r["prefecture"], disclosure_principals=tuple(r["disclosure_principals"])))
-    return tuple(out)
+def _agencies() -> tuple[Recipient, ...]:
+    """The world's recipients as deployment configuration: the same model reads the file."""
+    return tuple(Recipient.model_validate(r) for r in AGREEMENTS["recipients"])
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from jukinet.domain.codes import ResidentCode
 from jukinet.domain.provision import RefusalCode
 from jukinet.handlers import provision_api
 
-from .world import AGREEMENTS, agreement
+from .world import AGREEMENTS, PREFECTURE_ENDPOINTS, agreement
 
 PREF = {"who": "pref-own-use", "vpce": "vpce-0f000000000000200"}
 
@@ -124,6 +124,8 @@ def test_unknown_codes_give_their_reservation_back(world):
 
 
 def _pref_with_search_and_batch(recipients):
+    # batch files come through an S3 endpoint the configuration must name (Recipient's rule)
+    recipients["pref"]["vpc_endpoint_ids"] = [PREFECTURE_ENDPOINTS["200000"]]
     recipients["pref"]["agreements"].append(agreement("PREFALL", ["own_use", "search", "batch"], [
         "resident_code", "name", "birth_date", "sex", "address", "status"]))
 

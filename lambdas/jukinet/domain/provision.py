@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .agreements import AgreementTerms, ProvisionFunction, Recipient, RecipientKind
+from .agreements import Agreement, ProvisionFunction, Recipient, RecipientKind
 from .codes import LocalGovernmentCode, ResidentCode
 from .errors import CodedRefusal, ValidationError
 from .facts import ChangeReason
@@ -103,7 +103,7 @@ class Refusal(CodedRefusal):
 
 def authorise(recipient: Recipient | None, *, affair_code: str, function: ProvisionFunction, now: dt.datetime,
               requested_fields: Iterable[str] | None = None, source_endpoint: str | None = None,
-              allowed_endpoints: frozenset[str] | None = None) -> tuple[Recipient, AgreementTerms, frozenset[str]]:
+              allowed_endpoints: frozenset[str] | None = None) -> tuple[Recipient, Agreement, frozenset[str]]:
     """Decide whether ``recipient`` may receive facts for ``affair_code`` by ``function`` now.
 
     Returns the recipient, its agreement and the fields to provide (those requested, or every

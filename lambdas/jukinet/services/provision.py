@@ -29,7 +29,7 @@ from ..adapters.identity_store import IdentityStore
 from ..adapters.provision_log import LimitReached, ProvisionLog, StatCount
 from ..adapters.recipient_state import RecipientState
 from ..clock import Clock, month_jst, today_jst
-from ..domain.agreements import AgreementTerms, Directory, ProvisionFunction, Recipient
+from ..domain.agreements import Agreement, Directory, ProvisionFunction, Recipient
 from ..domain.blind_index import blind_index
 from ..domain.errors import ValidationError
 from ..domain.facts import MAX_ADDRESS_LENGTH, Sex, parse_date
@@ -92,7 +92,7 @@ class Grant:
     """An authorised request: what the log and statistics need to know about it."""
 
     recipient: Recipient
-    agreement: AgreementTerms
+    agreement: Agreement
     function: ProvisionFunction
     fields: frozenset[str]
     provision_id: str
@@ -187,7 +187,7 @@ class ProvisionService:
         return Grant(recipient, agreement, actual, granted, new_provision_id(now), now,
                      outside_hours=not agreement.within_hours(local))
 
-    def reserve(self, recipient: Recipient, agreement: AgreementTerms, records: int, month: str) -> None:
+    def reserve(self, recipient: Recipient, agreement: Agreement, records: int, month: str) -> None:
         """Reserve ``records`` against the agreement's monthly limit *before* providing them:
         look-ups and batches running at the same time cannot together pass it."""
         try:
@@ -347,7 +347,7 @@ def _isolated() -> Refusal:
                    "this recipient is isolated under the emergency plan; no facts are provided until it is restored")
 
 
-def _over_limit(agreement: AgreementTerms, reserved: int, records: int) -> Refusal:
+def _over_limit(agreement: Agreement, reserved: int, records: int) -> Refusal:
     return Refusal(RefusalCode.VOLUME_LIMIT_EXCEEDED,
                    f"the agreement for {agreement.affair_code} allows {agreement.monthly_record_limit} records a "
                    f"month; {reserved} are provided or reserved this month and {records} more do not fit",
