@@ -68,10 +68,12 @@ def channel_table_partitions(prefecture_code: str) -> list[str]:
     register of residents it answers from (read; the statement cannot split actions by key); for
     the wide-area copy (decision 0046) the counter's recorded requests it sends (``COPY#``), its
     record of copies answered for issue elsewhere (``COPY-ELSEWHERE#``) and the cards whose
-    status a card proof needs (``CARD#``)."""
+    status a card proof needs (``CARD#``); for the special move-out/move-in (part 4) B's recorded
+    requests it sends (``SPECIAL-IN#``), A's records of the move-outs it answers from and completes
+    (``SPECIAL-OUT#``) and the card authentications at B's counter it checks (``CHALLENGE#``, read)."""
     pp = prefecture_code[:2]
     return [f"CHANNEL#{pp}*", f"CHANNEL-IN#{pp}*", "CHANNEL-DEAD#*", "META", "RESIDENT#*", f"COPY#{pp}*",
-            f"COPY-ELSEWHERE#{pp}*", "CARD#*"]
+            f"COPY-ELSEWHERE#{pp}*", "CARD#*", f"SPECIAL-IN#{pp}*", f"SPECIAL-OUT#{pp}*", "CHALLENGE#*"]
 
 
 LOCAL_RECORD_READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:Query"]

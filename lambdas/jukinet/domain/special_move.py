@@ -402,3 +402,27 @@ class NoticeQuery:
         if not isinstance(clerk, str) or len(clerk) > 256:
             raise ValidationError("clerk", "format", "the counter's role session, at most 256 characters")
         return cls(code, correlation, at, clerk)
+
+
+# --- statistics ------------------------------------------------------------------------------------
+MOVE_OUT_FIGURES = ("filed", "by_post", "cancelled", "completed", "expired", "not_moved_in")
+"""A's figures per month (JST): filed (of which by post) in the month; cancelled and completed in
+the month; lapsed in the month — ``expired`` (nobody came) and ``not_moved_in`` (a certificate was
+given, the move-in never completed) — whether or not the lapse has been written yet."""
+
+
+def move_out_figures(records: list[MoveOut], month: str, now: dt.datetime) -> dict[str, int]:
+    def in_month(instant: dt.datetime | None) -> bool:
+        return instant is not None and instant.astimezone(JST).strftime("%Y-%m") == month
+
+    out = dict.fromkeys(MOVE_OUT_FIGURES, 0)
+    for r in records:
+        if in_month(r.filed_at):
+            out["filed"] += 1
+            out["by_post"] += r.by_post
+        state = r.state_at(now)
+        if state in (State.CANCELLED, State.COMPLETED) and in_month(r.changed_at):
+            out[state.value] += 1
+        elif state in (State.EXPIRED, State.NOT_MOVED_IN) and in_month(r.ends_at):
+            out[state.value] += 1
+    return out
