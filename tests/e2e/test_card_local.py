@@ -125,6 +125,11 @@ def test_the_demo_step_issues_authenticates_suspends_and_locks(world, tmp_path):
     assert copy.path.stat().st_size == copy.size
     assert (copy.refused_status, copy.refusal) == ("refused", "not_in_household")
     assert copy.seconds < 5, copy.seconds
+    # The special move 上田市 → 飯田市, when the world has a resident of 上田市 in the register
+    # (the step itself is tested on its own world: tests/e2e/test_special_move_local.py).
+    move = out.get("special_move")
+    if move is not None:
+        assert (move.status, move.card_home, move.balanced) == ("completed", "202053", True), move
     from jukinet_ops.demo_report import DemoOutput
 
     shown = Console(file=io.StringIO(), width=300)
