@@ -31,8 +31,14 @@ def test_the_channel_function_keeps_its_own_municipalities_move_records_and_read
                 (action, key)
         assert evaluate(doc, action="dynamodb:DeleteItem", resource=table,
                         context={"dynamodb:LeadingKeys": [key]}) == IMPLICIT_DENY, key
-    assert evaluate(doc, action="dynamodb:GetItem", resource=table,
-                    context={"dynamodb:LeadingKeys": ["CHALLENGE#" + "a" * 32]}) == ALLOW
+    challenge = {"dynamodb:LeadingKeys": ["CHALLENGE#" + "a" * 32]}
+    assert evaluate(doc, action="dynamodb:GetItem", resource=table, context=challenge) == ALLOW
+    # the attack: a channel function writing an authentication into a challenge (a forged proof)
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"):
+        assert evaluate(doc, action=action, resource=table, context=challenge) == IMPLICIT_DENY, action
+    [read] = [s for s in statements(doc) if s.get("Sid") == "ReadCardAuthentications"]
+    assert as_list(read["Action"]) == ["dynamodb:GetItem"]
+    assert read["Condition"]["Null"] == {"dynamodb:LeadingKeys": "false"}
     # another prefecture's municipalities' records, the statistics, the call records: out of reach
     for key in ("SPECIAL-OUT#131016", "SPECIAL-IN#131016#2003-01", "STAT#202037", "CALL#202037#2003-01"):
         assert evaluate(doc, action="dynamodb:PutItem", resource=table,
