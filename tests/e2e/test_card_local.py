@@ -35,6 +35,9 @@ def world(tmp_path_factory):
         bucket = names.drop_zone_bucket(tier_env, NAGANO)
         aws.client("s3").put_object(Bucket=bucket, Key="incoming/residents.csv",
                                     Body=csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
+        # a resident of 上田市: the demo step's special move 上田市 → 飯田市 (docs/second-phase.md part 4)
+        aws.client("s3").put_object(Bucket=names.drop_zone_bucket(tier_env, "202037"), Key="incoming/ueda.csv",
+                                    Body=csv_bytes([row(person(rng), "転入", "2003-01-06")]))
         runner.run_until_idle(timeout_s=300)
         function_env = runner.functions[names.card_api(prefecture.code)].environment
         endpoint = function_env["API_ENDPOINT_IDS"]
@@ -125,11 +128,11 @@ def test_the_demo_step_issues_authenticates_suspends_and_locks(world, tmp_path):
     assert copy.path.stat().st_size == copy.size
     assert (copy.refused_status, copy.refusal) == ("refused", "not_in_household")
     assert copy.seconds < 5, copy.seconds
-    # The special move 上田市 → 飯田市, when the world has a resident of 上田市 in the register
-    # (the step itself is tested on its own world: tests/e2e/test_special_move_local.py).
-    move = out.get("special_move")
-    if move is not None:
-        assert (move.status, move.card_home, move.balanced) == ("completed", "202053", True), move
+    # The special move 上田市 → 飯田市 of the world's 上田市 resident (the step in detail:
+    # tests/e2e/test_special_move_local.py).
+    move = out["special_move"]
+    assert (move.status, move.card_home, move.register, move.balanced) == (
+        "completed", "202053", "202053 特例転入", True), move
     from jukinet_ops.demo_report import DemoOutput
 
     shown = Console(file=io.StringIO(), width=300)
