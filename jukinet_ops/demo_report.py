@@ -431,9 +431,16 @@ class DemoOutput:
             copy_part = (f"; wide-area copies issued {copies['issued']}, refused {sum(copies_refused.values())}"
                          + (f" ({_counts(copies_refused)})" if copies_refused else "")
                          + (f", timed out {copies['timed_out']}" if copies["timed_out"] else ""))
+        moves: Counter = Counter()
+        for r in rows:
+            moves.update(r.moves)
+        move_part = ""
+        if sum(moves.values()):
+            move_part = (f"; special moves: out filed {moves['out_filed']}, completed {moves['out_completed']}; in "
+                         f"completed {moves['in_completed']}, refused {moves['in_refused']}")
         self._line(f"   resident cards {month} (住基カード): {_counts(counts) or 'none'}"
                    + (f"; refused {sum(refused.values())} ({_counts(refused)})" if refused else "")
-                   + (f" — at {where}" if where else "") + copy_part)
+                   + (f" — at {where}" if where else "") + copy_part + move_part)
 
     # -- 8, 9: notifications and the monitoring report -------------------------------------------
 

@@ -362,6 +362,16 @@ def test_the_special_move_is_one_line_and_trouble_is_shown():
     assert "filed, refused, refused (period_expired)" in text and "NOT reconciled" in text
 
 
+def test_the_card_statistics_line_carries_the_special_moves():
+    out = io.StringIO()
+    DemoOutput(DemoConsole(file=out)).card_stats([
+        CardStatsRow("202037", "上田市", {"issued": 1}, 0, {"filed": 1, "completed": 1}),
+        CardStatsRow("202053", "飯田市", {"auth_ok": 1, "special_move_in_completed": 1})], MONTH)
+    text = " ".join(out.getvalue().split())
+    assert "special moves: out filed 1, completed 1; in completed 1, refused 0" in text
+    assert "202053 飯田市" in text  # its authentication is a card's use
+
+
 def test_refusal_counts_group_by_status_and_reason():
     text = render()
     lines = [line.strip() for line in text.splitlines() if " ×" in line]
