@@ -127,6 +127,27 @@ def test_after_completion_cancel_is_refused_and_another_municipality_is_told_alr
     world.special_move(TARO, chip)
     status, body = world.cancel(TARO.code)
     assert (status, body["error"]["rule"]) == (409, "already_moved_in")
+    # the card is 松本市's now: 長野市's counter naming 上田市 as home is refused at the counter …
+    status, body = world.move_in_request(TARO.code, chip, at=NAGANO)
+    assert (status, body["error"]["rule"]) == (400, "card_home")
+    # … and a query that reaches 上田市 anyway (長野市's channel function, with an authentication its
+    # counter made but never bound to a request) learns nothing of the move: the proof comes first
+    nagano = world.endpoint(NAGANO_PREF)
+    auth = world.authenticate(chip, at=NAGANO)
+    query = sm.CertificateQuery(TARO.code, chip.serial, auth, dt.date(2003, 1, 20), "x").to_dict()
+    correlation = nagano.request(NAGANO, UEDA, query)
+    world.pump()
+    assert nagano.result(correlation).refusal == "not_authenticated_here"
+
+
+def test_a_card_other_than_the_filings_is_not_this_card(world: MoveWorld) -> None:
+    old = world.holder(TARO)
+    world.file(TARO.code, by_post=True)
+    new = world.card(TARO, UEDA)  # re-issued at 上田市 after the filing: the old card is revoked
+    assert new.serial != old.serial
+    result = world.certified(TARO, new)
+    assert (result["status"], result["refusal"]) == ("refused", "not_this_card")
+    assert world.move_out(TARO.code)[1]["state"] == "filed"
 
 
 def test_the_legal_period(world: MoveWorld) -> None:

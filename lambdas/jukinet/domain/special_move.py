@@ -229,6 +229,11 @@ class Refusal:
             raise ValueError(f"undocumented refusal code {self.code}")
 
 
+def closed(record: MoveOut, now: dt.datetime) -> Refusal | None:
+    """Why nothing more can happen to ``record`` at ``now`` (cancelled, lapsed, completed), or ``None``."""
+    return _closed(record, now)
+
+
 def _closed(record: MoveOut, now: dt.datetime) -> Refusal | None:
     state = record.state_at(now)
     if state is State.CANCELLED:

@@ -497,6 +497,12 @@ def certificate_responder(local_records: Callable[[str], LocalRecords], cards: C
                     now - parse_instant(item["authenticated_at"]) > sm.CARD_PROOF_VALIDITY + channel.MAX_DEADLINE:
                 return Refused("not_authenticated_here", "no card authentication of this resident at the requester's "
                                "counter for this request")
+        found = _current(moves, home, parsed.resident_code, now)
+        if found is None:
+            return Refused("no_special_move_out")
+        closed = sm.closed(found[0], now)  # a finished move says so before the card is judged
+        if closed is not None:
+            return Refused(closed.code, closed.detail)
         card = cards.card(parsed.card_serial)
         register = cards.register(parsed.resident_code) if card is not None else None
         if card is None or card.resident_code != parsed.resident_code or card.home != home or \
