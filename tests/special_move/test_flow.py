@@ -293,6 +293,19 @@ def test_attack_a_clerk_of_another_municipality_reads_or_registers_by_correlatio
     assert world.register_move_in(certified["correlation"], at=NAGANO)[1]["error"]["code"] == "NOT_THIS_MUNICIPALITY"
 
 
+def test_attack_a_tier_of_another_prefecture_gets_no_certificate(world: MoveWorld) -> None:
+    chip = world.holder(TARO)
+    world.file(TARO.code, by_post=True)
+    # 千代田区's channel function (東京都's tier) asks with the card's serial: its authentication
+    # cannot be checked in 長野県's tier, so nothing is given (not the certificate, not the state)
+    tokyo = world.endpoint("130001")
+    query = sm.CertificateQuery(TARO.code, chip.serial, "b" * 32, dt.date(2003, 1, 20), "x").to_dict()
+    correlation = tokyo.request(CHIYODA, UEDA, query)
+    world.pump()
+    assert tokyo.result(correlation).refusal == "not_authenticated_here"
+    assert world.move_out(TARO.code)[1]["state"] == "filed"
+
+
 def test_across_prefectures_the_card_carry_over_is_the_seam(world: MoveWorld) -> None:
     from jukinet.services.special_move import carry_over_card
     from jukinet.handlers import card_api

@@ -108,7 +108,8 @@ REFUSALS: dict[str, str] = {
     "cancelled": "the special move-out was cancelled at the home municipality",
     "period_expired": "the legal period has ended (14 days after the move, 30 days after the planned move-out date)",
     "not_this_card": "the card presented is not the card named in the special move-out, or is no longer valid",
-    "not_authenticated_here": "the requesting municipality's counter did not authenticate the card for this request",
+    "not_authenticated_here": "the requesting municipality's counter did not authenticate the card for this request "
+                              "(or it is in another prefecture's tier, whose authentication cannot be checked yet)",
     "already_moved_in": "the special move-out is already completed by a move-in",
     "certificate_given_elsewhere": "another municipality already holds the certificate information: the home "
                                    "municipality must cancel it first",

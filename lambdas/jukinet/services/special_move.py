@@ -486,17 +486,22 @@ def certificate_responder(local_records: Callable[[str], LocalRecords], cards: C
         except ValidationError as exc:
             return Refused("invalid_query", f"{exc.field}: {exc.rule}")
         correlation = str(query.get("_correlation", ""))
-        if serves(requester):
-            # B is in this tier: its counter's authentication is in this table — the server's
-            # record, not B's word. It must be of this card, for this resident, at B, recent, and
-            # claimed by B's counter for this very request.
-            item = cards.challenge_item(parsed.challenge_id)
-            if item is None or "authenticated_at" not in item or item["municipality"] != requester or \
-                    item["authenticated_resident"] != parsed.resident_code or item["serial"] != parsed.card_serial or \
-                    item.get("move_correlation") != correlation or \
-                    now - parse_instant(item["authenticated_at"]) > sm.CARD_PROOF_VALIDITY + channel.MAX_DEADLINE:
-                return Refused("not_authenticated_here", "no card authentication of this resident at the requester's "
-                               "counter for this request")
+        if not serves(requester):
+            # B's counter is in another tier: its card authentication is not in this table and
+            # cannot be checked yet (a card is authenticated only in its own tier, docs/card.md).
+            # Refused rather than trusted: a certificate (本籍 included) needs the proof.
+            return Refused("not_authenticated_here", "a card authentication in another prefecture's tier cannot "
+                           "be checked yet")
+        # B is in this tier: its counter's authentication is in this table — the server's record,
+        # not B's word. It must be of this card, for this resident, at B, recent, and claimed by
+        # B's counter for this very request.
+        item = cards.challenge_item(parsed.challenge_id)
+        if item is None or "authenticated_at" not in item or item["municipality"] != requester or \
+                item["authenticated_resident"] != parsed.resident_code or item["serial"] != parsed.card_serial or \
+                item.get("move_correlation") != correlation or \
+                now - parse_instant(item["authenticated_at"]) > sm.CARD_PROOF_VALIDITY + channel.MAX_DEADLINE:
+            return Refused("not_authenticated_here", "no card authentication of this resident at the requester's "
+                           "counter for this request")
         found = _current(moves, home, parsed.resident_code, now)
         if found is None:
             return Refused("no_special_move_out")
