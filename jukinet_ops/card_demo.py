@@ -4,7 +4,10 @@ locking a card — through the deployed private counter API served by ``LocalApi
 virtual IC chips held here (their private keys never leave them). Then a wide-area copy
 (住民票の写しの広域交付, decision 0046) at the second municipality's counter for the first's
 resident whose card it authenticated, its PDF written to ``.jukinet/reports/``, and one refused
-(a member not in the applicant's household)."""
+(a member not in the applicant's household). Last, a special move-out/move-in (特例転出・特例転入,
+docs/second-phase.md part 4) of a card holder from 上田市 to 飯田市, the card carried over, and the
+matching 転出 and 特例転入 notices sent by the two CSs through the normal export path and
+reconciled."""
 
 from __future__ import annotations
 
@@ -170,6 +173,121 @@ def run_copy_demo(counter: Counter, runner, *, issuer: tuple[str, str], home: tu
                     refused.get("meaning", ""), time.perf_counter() - started)
 
 
+SPECIAL_MOVE = ("202037", "202053")
+"""The demo's special move: 上田市 → 飯田市."""
+
+
+@dataclass(frozen=True)
+class SpecialMoveDemo:
+    """The demo's special move: filed at A, certified and registered at B, completed; the card
+    carried over; the two notices sent and reconciled."""
+
+    home: str
+    home_name: str
+    to: str
+    to_name: str
+    serial: str = ""
+    filed: str = ""            # A's state after the filing
+    certified: str = ""        # B's status after the certificate request
+    status: str = ""           # B's final status (completed) or what came instead
+    carry_over: str = ""       # moved / already / pending_other_tier
+    card_home: str = ""        # the card's home afterwards
+    move_out: str = ""         # A's final state (completed)
+    register: str = ""         # the tier's register after both notices: "<municipality> 特例転入"
+    balanced: bool = False     # both municipalities' reconciliation rows without problems
+    seconds: float = 0.0
+    detail: str = ""           # what went wrong, if anything
+
+
+def _settle(counter: Counter, runner, path: str, waiting: tuple[str, ...]) -> dict:
+    body: dict = {}
+    for _ in range(5):
+        runner.run_until_idle(timeout_s=60)
+        body = counter.get(path)[1]
+        if body.get("status") not in waiting:
+            break
+    return body
+
+
+def special_move_rows(resident: str, certificate: dict, day: str) -> tuple[bytes, bytes]:
+    """The two export files the municipalities' existing systems would send once the special move
+    completed: 転出 at A; 特例転入 at B with the certificate's facts and the destination address
+    (no individual number: B's system adds it from its own records, the certificate never carries it)."""
+    from jukinet_ops.demo_data import _encode
+
+    out = [{"resident_code": resident, "reason": "転出", "change_date": day}]
+    into = [{"resident_code": resident, "reason": "特例転入", "change_date": day, "name_kanji": certificate["name"],
+             "name_kana": certificate.get("kana", ""), "birth_date": certificate["birth_date"],
+             "sex": certificate.get("sex", ""), "address": certificate["destination_address"]}]
+    return _encode(out, "utf8"), _encode(into, "utf8")
+
+
+def run_special_move_demo(api, principals, runner, deployment, *, home: tuple[str, str], to: tuple[str, str],
+                          resident: str) -> SpecialMoveDemo:
+    """A card holder of ``home`` moves to ``to`` by the special procedure, at both counters through
+    the deployed API and channel; then the two CSs send the 転出 and the 特例転入 as export files
+    and the month is reconciled for both municipalities."""
+    from infra.naming import Names
+    from jukinet.adapters import aws
+    from jukinet.clock import month_jst, system_clock, today_jst
+    from jukinet_ops.reconcile import reconcile_deployment
+
+    started = time.perf_counter()
+    names = Names.of(deployment)
+    prefecture = deployment.prefectures[0]
+    at_a, at_b = Counter(api, principals[home[0]]), Counter(api, principals[to[0]])
+    chip = VirtualCard("4321")
+    at_a.issue(resident, chip)
+    at_a.authenticate(chip, "4321")
+    today = today_jst(system_clock()).isoformat()
+    status, filed = at_a.post("/v1/special-move-outs", {
+        "resident_code": resident, "planned_move_date": today, "destination_address": f"長野県{to[1]}追手町2丁目678番地",
+        "card_authentication": at_a.authenticated.get(chip.serial or "")})
+    if status != 201:
+        return SpecialMoveDemo(home[0], home[1], to[0], to[1], chip.serial or "", detail=f"filing {status} {filed}")
+    at_b.authenticate(chip, "4321")
+    status, asked = at_b.post("/v1/special-move-ins", {
+        "resident_code": resident, "home_municipality": home[0], "moved_on": today,
+        "card_authentication": at_b.authenticated.get(chip.serial or "")})
+    if status != 202:
+        return SpecialMoveDemo(home[0], home[1], to[0], to[1], chip.serial or "", filed["state"],
+                               detail=f"request {status} {asked}")
+    path = f"/v1/special-move-ins/{asked['correlation']}"
+    certified = _settle(at_b, runner, path, ("requested",))
+    final = certified
+    if certified.get("status") == "certified":
+        at_b.post(f"{path}/move-in")
+        final = _settle(at_b, runner, path, ("moved_in",))
+    from jukinet.adapters.card_store import CardStore
+    cards = CardStore(names.card_table(prefecture.code))
+    stored = cards.card(chip.serial or "")
+    move_out = at_a.get(f"/v1/special-move-outs/{resident}")[1].get("state", "?")
+    register, balanced = "", False
+    if final.get("status") == "completed":
+        out_file, in_file = special_move_rows(resident, final["certificate"], today)
+        env = prefecture.municipality_tier.env
+        s3 = aws.client("s3")
+        stamp = system_clock().strftime("%Y%m%d%H%M%S")
+        s3.put_object(Bucket=names.drop_zone_bucket(env, home[0]), Key=f"incoming/{home[0]}-tokurei-{stamp}.csv",
+                      Body=out_file)
+        s3.put_object(Bucket=names.drop_zone_bucket(env, to[0]), Key=f"incoming/{to[0]}-tokurei-{stamp}.csv",
+                      Body=in_file)
+        while runner.process_new_objects():
+            pass
+        runner.run_until_idle(timeout_s=120)
+        rows = {r.municipality: r for r in reconcile_deployment(deployment, month_jst(system_clock()),
+                                                                prefecture.code)}
+        checked = [rows.get(home[0]), rows.get(to[0])]
+        balanced = all(r is not None and not r.problems for r in checked)
+        now_registered = cards.register(resident)
+        if now_registered is not None:
+            register = f"{now_registered.municipality} {now_registered.reason.label_ja}"
+    return SpecialMoveDemo(home[0], home[1], to[0], to[1], chip.serial or "", filed.get("state", ""),
+                           certified.get("status", "?"), final.get("status", "?"), final.get("card_carry_over", ""),
+                           stored.home if stored else "?", move_out, register, balanced, time.perf_counter() - started,
+                           final.get("refusal", "") or "")
+
+
 def run_card_demo(console: Console, deployment, env, runner, *, reports_dir: Path | None = None) -> dict[str, Any]:
     """Step 7 of the demo; returns what happened (tests read it): ``copy`` is the wide-area
     copies' ``CopyDemo`` (its PDF written to ``reports_dir`` if given). The month's card
@@ -209,4 +327,11 @@ def run_card_demo(console: Console, deployment, env, runner, *, reports_dir: Pat
         out["copy"] = run_copy_demo(at_other, runner, issuer=(elsewhere, by_code[elsewhere]),
                                     home=(home, by_code[home]), applicant=residents[0], card_serial=chips[0].serial,
                                     stranger=residents[1], reports_dir=reports_dir)
+        # The special move-out/move-in: 上田市 → 飯田市 (both of the tier), if the deployment has them.
+        move_from, move_to = SPECIAL_MOVE
+        movers = active_residents(deployment, move_from, 1) if {move_from, move_to} <= set(by_code) else []
+        if movers:
+            out["special_move"] = run_special_move_demo(api, principals, runner, deployment,
+                                                        home=(move_from, by_code[move_from]),
+                                                        to=(move_to, by_code[move_to]), resident=movers[0])
     return out

@@ -42,6 +42,8 @@ ERROR_CODE_MEANINGS = {
                        "applicant by this clerk at this counter in the last 15 minutes, or already vouched for "
                        "another request",
     "COPY_NOT_FOUND": "no wide-area copy request with this correlation id at this counter",
+    "SPECIAL_MOVE_NOT_FOUND": "no special move-out of this resident at this municipality, or no special move-in request "
+                              "with this correlation id at this counter",
 }
 ERROR_STATUSES = (400, 403, 404, 409)
 

@@ -389,7 +389,7 @@ def cmd_card_stats(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from infra.config import load_deployment
-    from jukinet_ops.card_stats import card_statistics, copies_table, stats_csv, stats_json, stats_table
+    from jukinet_ops.card_stats import card_statistics, copies_table, moves_table, stats_csv, stats_json, stats_table
 
     if args.endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
@@ -404,6 +404,7 @@ def cmd_card_stats(args: argparse.Namespace) -> int:
         console = Console()
         console.print(stats_table(rows, args.month, all_rows=args.all))
         console.print(copies_table(rows, args.month, all_rows=args.all))
+        console.print(moves_table(rows, args.month, all_rows=args.all))
     return 0
 
 

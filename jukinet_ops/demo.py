@@ -183,6 +183,8 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         counter = run_card_demo(console, deployment, env, runner, reports_dir=WORK_DIR / "reports")
         if counter:
             output.wide_area_copies(counter["copy"], REPO_ROOT)
+            if "special_move" in counter:
+                output.special_move(counter["special_move"])
             card_month = month_jst(clock())
             output.card_stats(card_statistics(deployment, card_month), card_month)
         output.alarms(monitoring.evaluate(), title="Alarms after the counter step")

@@ -34,7 +34,7 @@ from jukinet.domain.reconciliation import NATIONAL, PREFECTURE, ReconciliationRo
 if TYPE_CHECKING:
     from jukinet.services.monitoring_report import MonitoringReport
     from jukinet_ops.agency_traffic import TrafficReport
-    from jukinet_ops.card_demo import CopyDemo
+    from jukinet_ops.card_demo import CopyDemo, SpecialMoveDemo
     from jukinet_ops.card_stats import CardStatsRow
     from jukinet_ops.local.monitoring import AlarmVerdict
     from jukinet_ops.provision import StatsRow, VerifyReport
@@ -393,12 +393,26 @@ class DemoOutput:
                    + (f"; both in {copy.seconds:.1f} s" if self.verbose else ""),
                    style=None if copy.refused_status == "refused" else "bold red")
 
+    def special_move(self, move: SpecialMoveDemo) -> None:
+        """The special move-out/move-in in one line (decision 0045): the flow's states, where the
+        card went, the register after the two notices, whether they reconciled; ``--verbose`` adds
+        the time taken."""
+        ok = move.status == "completed" and move.card_home == move.to and move.balanced
+        self._line(f"   special move (特例転出→特例転入) {move.home} {move.home_name} → {move.to} {move.to_name}: "
+                   f"{move.filed or '?'}, {move.certified or '?'}, {move.status or '?'}"
+                   + (f" ({move.detail})" if move.detail else "")
+                   + f"; card {move.serial} carried over ({move.carry_over or '-'}), held by {move.card_home or '?'}; "
+                   f"転出 + 特例転入 notices → register {move.register or '?'}, "
+                   + ("reconciled" if move.balanced else "NOT reconciled")
+                   + (f"; {move.seconds:.1f} s" if self.verbose else ""), style=None if ok else "bold red")
+
     def card_stats(self, rows: Sequence[CardStatsRow], month: str) -> None:
         if self.verbose:
-            from jukinet_ops.card_stats import copies_table, stats_table
+            from jukinet_ops.card_stats import copies_table, moves_table, stats_table
 
             self.console.print(stats_table(rows, month))
             self.console.print(copies_table(rows, month))
+            self.console.print(moves_table(rows, month))
             return
         from jukinet_ops.card_stats import COLUMNS
 
@@ -417,9 +431,16 @@ class DemoOutput:
             copy_part = (f"; wide-area copies issued {copies['issued']}, refused {sum(copies_refused.values())}"
                          + (f" ({_counts(copies_refused)})" if copies_refused else "")
                          + (f", timed out {copies['timed_out']}" if copies["timed_out"] else ""))
+        moves: Counter = Counter()
+        for r in rows:
+            moves.update(r.moves)
+        move_part = ""
+        if sum(moves.values()):
+            move_part = (f"; special moves: out filed {moves['out_filed']}, completed {moves['out_completed']}; in "
+                         f"completed {moves['in_completed']}, refused {moves['in_refused']}")
         self._line(f"   resident cards {month} (住基カード): {_counts(counts) or 'none'}"
                    + (f"; refused {sum(refused.values())} ({_counts(refused)})" if refused else "")
-                   + (f" — at {where}" if where else "") + copy_part)
+                   + (f" — at {where}" if where else "") + copy_part + move_part)
 
     # -- 8, 9: notifications and the monitoring report -------------------------------------------
 

@@ -68,10 +68,14 @@ def channel_table_partitions(prefecture_code: str) -> list[str]:
     register of residents it answers from (read; the statement cannot split actions by key); for
     the wide-area copy (decision 0046) the counter's recorded requests it sends (``COPY#``), its
     record of copies answered for issue elsewhere (``COPY-ELSEWHERE#``) and the cards whose
-    status a card proof needs (``CARD#``)."""
+    status a card proof needs (``CARD#``); for the special move-out/move-in (part 4, decision 0049)
+    B's recorded requests it sends (``SPECIAL-IN#``) and A's records of the move-outs it answers from
+    and completes (``SPECIAL-OUT#``). The card authentications at B's counter it checks are read
+    under their own statement (``ReadCardAuthentications``: ``GetItem`` only) — a channel function
+    that could write a ``CHALLENGE#`` item could forge the proof itself."""
     pp = prefecture_code[:2]
     return [f"CHANNEL#{pp}*", f"CHANNEL-IN#{pp}*", "CHANNEL-DEAD#*", "META", "RESIDENT#*", f"COPY#{pp}*",
-            f"COPY-ELSEWHERE#{pp}*", "CARD#*"]
+            f"COPY-ELSEWHERE#{pp}*", "CARD#*", f"SPECIAL-IN#{pp}*", f"SPECIAL-OUT#{pp}*"]
 
 
 LOCAL_RECORD_READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:Query"]
@@ -316,6 +320,11 @@ class MunicipalityChannel(Construct):
                                     resources=[names.table_arn(env, card_table)],
                                     conditions={"ForAllValues:StringLike": {
                                         "dynamodb:LeadingKeys": channel_table_partitions(code)}}),
+                # A's check of a special move-in's card authentication at B's counter (decision 0049): read only.
+                iam.PolicyStatement(sid="ReadCardAuthentications", actions=["dynamodb:GetItem"],
+                                    resources=[names.table_arn(env, card_table)],
+                                    conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CHALLENGE#*"]},
+                                                "Null": {"dynamodb:LeadingKeys": "false"}}),
                 # A's answer to a wide-area copy: read its municipalities' local records (decision 0046).
                 iam.PolicyStatement(sid="ReadLocalRecords", actions=LOCAL_RECORD_READ_ACTIONS,
                                     resources=[names.table_arn(env, local_table),

@@ -53,6 +53,11 @@ ROUTES = (
     ("POST", "/v1/cards/{serial}/pin-reset"), ("POST", "/v1/challenges"), ("POST", "/v1/authentications"),
     ("POST", "/v1/challenges/{challenge_id}/pin-failure"),
     ("POST", "/v1/wide-area-copies"), ("GET", "/v1/wide-area-copies/{correlation}"),
+    # the special move-out/move-in (docs/second-phase.md part 4)
+    ("POST", "/v1/special-move-outs"), ("GET", "/v1/special-move-outs/{resident_code}"),
+    ("POST", "/v1/special-move-outs/{resident_code}/cancellation"),
+    ("POST", "/v1/special-move-ins"), ("GET", "/v1/special-move-ins/{correlation}"),
+    ("POST", "/v1/special-move-ins/{correlation}/move-in"),
 )
 OPERATOR_ROUTES = (("POST", "/v1/cards/{serial}/suspension"),)
 ACCESS_LOG_FORMAT = ('{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'

@@ -27,6 +27,8 @@ def world(tmp_path_factory):
         rng = random.Random(15)
         people = [person(rng) for _ in range(3)]
         drop_export(deployment, NAGANO, "residents.csv", csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
+        # a resident of 上田市: the demo step's special move 上田市 → 飯田市 (docs/second-phase.md part 4)
+        drop_export(deployment, "202037", "ueda.csv", csv_bytes([row(person(rng), "転入", "2003-01-06")]))
         runner.run_until_idle(timeout_s=300)
         with counter_api(deployment, env, runner, (NAGANO, MATSUMOTO), operator=True) as (api, by):
             yield api, by, people
@@ -110,6 +112,11 @@ def test_the_demo_step_issues_authenticates_suspends_and_locks(world, tmp_path):
     assert copy.path.stat().st_size == copy.size
     assert (copy.refused_status, copy.refusal) == ("refused", "not_in_household")
     assert copy.seconds < 5, copy.seconds
+    # The special move 上田市 → 飯田市 of the world's 上田市 resident (the step in detail:
+    # tests/e2e/test_special_move_local.py).
+    move = out["special_move"]
+    assert (move.status, move.card_home, move.register, move.balanced) == (
+        "completed", "202053", "202053 特例転入", True), move
     from jukinet_ops.demo_report import DemoOutput
 
     shown = Console(file=io.StringIO(), width=300)

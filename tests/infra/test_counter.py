@@ -36,7 +36,7 @@ def test_each_municipality_tier_has_one_private_counter_api_and_every_method_is_
         assert api["Properties"]["EndpointConfiguration"]["Types"] == ["PRIVATE"]
         methods = [r["Properties"] for r in _resources(every, stack, "AWS::ApiGateway::Method").values()
                    if r["Properties"]["RestApiId"] == {"Ref": lid}]
-        assert len(methods) == 11  # 9 card routes, 2 wide-area copy routes (decision 0046)
+        assert len(methods) == 17  # 9 card routes, 2 wide-area copy routes (decision 0046), 6 special-move routes
         assert {m["AuthorizationType"] for m in methods} == {"AWS_IAM"}
 
 

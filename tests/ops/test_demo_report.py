@@ -19,7 +19,7 @@ from jukinet.domain.provision import Problem
 from jukinet.domain.reconciliation import ReconciliationRow
 from jukinet.services.monitoring_report import Incident, MonitoringReport, SealSummary, StatsSummary, TierReport
 from jukinet_ops.agency_traffic import TrafficReport
-from jukinet_ops.card_demo import CopyDemo
+from jukinet_ops.card_demo import CopyDemo, SpecialMoveDemo
 from jukinet_ops.card_stats import CardStatsRow
 from jukinet_ops.cli import build_parser
 from jukinet_ops.demo_report import WIDE, DemoConsole, DemoOutput, NightlyRun, Timings
@@ -41,6 +41,8 @@ INCIDENT = ("pref-200000: a forged or altered update notice (1 signature failure
 COPY = CopyDemo("202029", "松本市", "202011", "長野市", "card", "issued", "202029-2003-000001", 1, 8_123,
                 Path("/repo/.jukinet/reports/wide-area-copy-202029-2003-000001.pdf"), "refused", "not_in_household",
                 "a requested member is not a current member of the applicant's household", 0.8)
+MOVE = SpecialMoveDemo("202037", "上田市", "202053", "飯田市", "202037-3F9A0C21D4E5B6A7", "filed", "certified",
+                       "completed", "moved", "202053", "completed", "202053 特例転入", True, 1.9)
 CARD_COUNTS = {"202011": {"issued": 3, "suspended": 1, "pin_locked": 1, "auth_ok": 1, "auth_refused_CARD_SUSPENDED": 1},
                "202029": {"wide_area_copy_requested": 2, "wide_area_copy_issued": 1,
                           "wide_area_copy_refused_not_in_household": 1}}
@@ -177,6 +179,9 @@ def recorded_run(output: DemoOutput, *, trouble: bool = False) -> None:
     output.verify(verify_report(broken=trouble))
     output.wide_area_copies((COPY if not trouble else CopyDemo(
         "202029", "松本市", "202011", "長野市", "document", "timed_out", refused_status="timed_out")), Path("/repo"))
+    output.special_move(MOVE if not trouble else SpecialMoveDemo(
+        "202037", "上田市", "202053", "飯田市", "202037-00000000000000AA", "filed", "refused", "refused",
+        card_home="202037", move_out="filed", detail="period_expired"))
     output.card_stats([CardStatsRow(code, name, CARD_COUNTS.get(code, {}), 1 if code == "202011" else 0)
                        for code, name in municipalities()], MONTH)
     output.alarms(verdicts([], still=["jukinet-pref-200000-signature-failures"],
@@ -346,6 +351,25 @@ def test_a_copy_not_issued_and_a_request_not_refused_are_shown_as_trouble():
     assert "for a resident of 202011 長野市: timed_out" in text
     assert "not in the applicant's household → timed_out (none)" in text
     assert "wide-area copy (住民票の写しの広域交付)" not in text
+
+
+def test_the_special_move_is_one_line_and_trouble_is_shown():
+    lines = [line for line in render().splitlines() if "特例転出→特例転入" in line]
+    assert lines == ["   special move (特例転出→特例転入) 202037 上田市 → 202053 飯田市: filed, certified, completed; "
+                     "card 202037-3F9A0C21D4E5B6A7 carried over (moved), held by 202053; 転出 + 特例転入 notices → "
+                     "register 202053 特例転入, reconciled"]
+    text = render(trouble=True)
+    assert "filed, refused, refused (period_expired)" in text and "NOT reconciled" in text
+
+
+def test_the_card_statistics_line_carries_the_special_moves():
+    out = io.StringIO()
+    DemoOutput(DemoConsole(file=out)).card_stats([
+        CardStatsRow("202037", "上田市", {"issued": 1}, 0, {"filed": 1, "completed": 1}),
+        CardStatsRow("202053", "飯田市", {"auth_ok": 1, "special_move_in_completed": 1})], MONTH)
+    text = " ".join(out.getvalue().split())
+    assert "special moves: out filed 1, completed 1; in completed 1, refused 0" in text
+    assert "202053 飯田市" in text  # its authentication is a card's use
 
 
 def test_refusal_counts_group_by_status_and_reason():

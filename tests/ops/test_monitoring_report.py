@@ -361,3 +361,48 @@ def test_the_wide_area_copies_per_tier_issued_refused_by_code_timed_out_and_issu
     assert len(lines) == len(summary_lines(build_report(clean_inputs())))  # no line more
     assert any("wide-area copies: issued 2, refused 2, timed out 1, issued elsewhere 3" in line for line in lines)
     assert "広域交付" not in render_markdown(build_report(clean_inputs()))
+
+
+def move_inputs() -> MonitoringInputs:
+    """The special moves' month (issue 16 item 5): 長野県's municipality tier filed 4 special
+    move-outs (1 cancelled, 2 completed, 1 lapsed) and its counters asked for 3 certificates
+    (2 certified and completed, 1 refused: no special move-out)."""
+    inputs = clean_inputs()
+    muni = {"service": "jukinet-muni-200000", "tier": "municipality"}
+    inputs.metrics += [MetricSum("Jukinet", name, muni, value) for name, value in (
+        ("SpecialMoveOutsFiled", 4.0), ("SpecialMoveOutsCancelled", 1.0), ("SpecialMoveOutsCompleted", 2.0),
+        ("SpecialMoveOutsLapsed", 1.0), ("SpecialMoveCertificatesGiven", 2.0), ("SpecialMoveInsRequested", 3.0),
+        ("SpecialMoveInsCertified", 2.0), ("SpecialMoveInsCompleted", 2.0), ("SpecialMoveInsRefused", 1.0))]
+    inputs.metrics.append(MetricSum("Jukinet", "SpecialMovesRefusedByCode", {**muni, "code": "no_special_move_out"},
+                                    1.0))
+    return inputs
+
+
+def test_the_special_moves_per_tier_filed_completed_lapsed_and_refused_by_code():
+    report = build_report(move_inputs())
+    tiers = {t.tier: t for t in report.tiers}
+    assert tiers["muni-200000"].move_figures == {
+        "out_filed": 4, "out_cancelled": 1, "out_completed": 2, "out_lapsed": 1, "in_requested": 3,
+        "in_certified": 2, "in_completed": 2, "in_refused": 1, "in_timed_out": 0}
+    assert not tiers["pref-200000"].has_moves
+    assert report.clean  # a refused special move-in is the service's answer, not an incident
+    markdown = render_markdown(report)
+    assert ("特例転出・特例転入 (special move-outs/move-ins): move-outs filed 4, cancelled 1, completed 2, lapsed 1; "
+            "move-ins requested 3, certified 2, completed 2, refused 1 (no_special_move_out 1), timed out 0") in markdown
+    assert "特例転出・特例転入" in render_html(report)
+    rows = list(csv.reader(io.StringIO(render_csv(report))))
+    assert ["2026-11", "muni-200000", "special_moves", "out_completed", "2", "", ""] in rows
+    assert ["2026-11", "muni-200000", "special_moves_refused", "no_special_move_out", "1", "", ""] in rows
+    lines = summary_lines(report)
+    assert len(lines) == len(summary_lines(build_report(clean_inputs())))  # no line more
+    assert any("special moves: out 4 filed, 2 completed; in 2 completed, 1 refused" in line for line in lines)
+    assert "特例転出" not in render_markdown(build_report(clean_inputs()))
+
+
+def test_every_special_move_metric_in_the_report_is_emitted_by_the_runtime():
+    import pathlib
+
+    from jukinet.services.monitoring_report import MOVE_METRICS, MOVE_REFUSALS_BY_CODE
+    source = (pathlib.Path(__file__).parents[2] / "lambdas/jukinet/services/special_move.py").read_text()
+    for name in (*MOVE_METRICS, MOVE_REFUSALS_BY_CODE):
+        assert f'"{name}"' in source, name

@@ -130,6 +130,8 @@ class CardRefusalCode(Enum):
     # the wide-area copy (services/wide_area_copy.py, docs/second-phase.md part 3)
     PROOF_NOT_VALID = "PROOF_NOT_VALID"
     COPY_NOT_FOUND = "COPY_NOT_FOUND"
+    # the special move-out/move-in (services/special_move.py, docs/second-phase.md part 4)
+    SPECIAL_MOVE_NOT_FOUND = "SPECIAL_MOVE_NOT_FOUND"
 
     @property
     def status(self) -> int:
@@ -147,6 +149,7 @@ _STATUS = {
     CardRefusalCode.PUBLIC_KEY_IN_USE: 409, CardRefusalCode.INVALID_REQUEST: 400,
     CardRefusalCode.INVALID_TRANSITION: 409, CardRefusalCode.CARD_NOT_FOUND: 404,
     CardRefusalCode.NOT_FOUND: 404, CardRefusalCode.PROOF_NOT_VALID: 403, CardRefusalCode.COPY_NOT_FOUND: 404,
+    CardRefusalCode.SPECIAL_MOVE_NOT_FOUND: 404,
     **{c: 403 for c in (CardRefusalCode.CHALLENGE_NOT_FOUND, CardRefusalCode.CHALLENGE_REPLAYED,
                         CardRefusalCode.CHALLENGE_EXPIRED, CardRefusalCode.WRONG_COUNTER,
                         CardRefusalCode.SIGNATURE_INVALID, CardRefusalCode.CARD_SUSPENDED,

@@ -30,6 +30,8 @@ from ..adapters.copy_store import CopyStore
 from ..services.card import Caller, CardService, EventSigner
 from ..services.channel import ChannelEndpoint, ChannelKeys
 from ..services.wide_area_copy import WideAreaCopies
+from ..adapters.special_move_store import SpecialMoveStore
+from ..services.special_move import SpecialMoves
 from ..settings import CardSettings, load_settings
 from ._api import first_validation_error
 
@@ -164,6 +166,60 @@ class WideAreaCopyResult(BaseModel):
     pdf: str | None = Field(default=None, description="issued: the copy as a PDF, base64")
 
 
+class SpecialMoveOutRequest(BaseModel):
+    resident_code: Annotated[str, Field(max_length=16, description="住民票コード of the card holder moving out")]
+    planned_move_date: Annotated[str, Field(max_length=10, description="転出予定年月日, YYYY-MM-DD (at most 14 days "
+                                                                       "past, 30 days ahead)")]
+    destination_address: Annotated[str, Field(max_length=200, description="the address the resident moves to")]
+    by_post: bool = Field(default=False, description="notified by post: the clerk records it without the card")
+    card_authentication: Annotated[str | None, Field(min_length=32, max_length=32, description=(
+        "at the counter: the challenge_id of a successful POST /v1/authentications of the resident's card by this "
+        "clerk here within 15 minutes"))] = None
+
+
+class SpecialMoveOutView(BaseModel):
+    resident_code: str
+    municipality: str = Field(description="the municipality moved out of (A)")
+    state: Literal["filed", "certificate_requested", "completed", "cancelled", "expired", "not_moved_in"]
+    filed_at: str
+    planned_move_date: str
+    last_day: str = Field(description="the last day a special move-in may be registered (JST)")
+    destination_address: str
+    card_serial: str
+    by_post: bool
+    moved_in_at: str | None = Field(default=None, description="the municipality that asked for the certificate")
+    moved_on: str | None = None
+
+
+class SpecialMoveInRequest(BaseModel):
+    resident_code: Annotated[str, Field(max_length=16, description="住民票コード read from the authenticated card")]
+    home_municipality: Annotated[str, Field(max_length=6, description="the municipality moved out of (A)")]
+    moved_on: Annotated[str, Field(max_length=10, description="the day the resident moved here, YYYY-MM-DD")]
+    card_authentication: Annotated[str, Field(min_length=32, max_length=32, description=(
+        "the challenge_id of a successful POST /v1/authentications of the resident's card by this clerk here within "
+        "15 minutes: the server looks it up"))]
+
+
+class SpecialMoveInAccepted(BaseModel):
+    correlation: str = Field(description="poll GET /v1/special-move-ins/{correlation}")
+    status: Literal["requested"]
+
+
+class SpecialMoveInResult(BaseModel):
+    correlation: str
+    home_municipality: str
+    resident_code: str
+    moved_on: str
+    status: Literal["requested", "certified", "moved_in", "completed", "refused", "timed_out"]
+    refusal: str | None = Field(default=None, description="refused: the home municipality's code")
+    meaning: str | None = None
+    certificate: dict[str, str] | None = Field(default=None, description="the move-out certificate information "
+                                                                         "(転出証明書情報)")
+    notice: str | None = Field(default=None, description="certified again after a 転入通知 timed out: register again")
+    notice_correlation: str | None = None
+    card_carry_over: str | None = Field(default=None, description="completed: moved, already, or pending_other_tier")
+
+
 def view(card: Card) -> CardView:
     return CardView(serial=card.serial, resident_code=card.resident_code, issuer=card.issuer, home=card.home,
                     card_type=card.card_type.value, status=card.status.value,
@@ -209,6 +265,23 @@ def copies() -> WideAreaCopies:
     if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
         raise CardRefusal(CardRefusalCode.NOT_FOUND, "wide-area copies are not enabled in this tier (no channel)")
     return _copies(settings, os.environ.get("AWS_ENDPOINT_URL"))
+
+
+@lru_cache(maxsize=8)
+def _moves(settings: CardSettings, endpoint: str | None) -> SpecialMoves:
+    cards = _runtime(settings, endpoint)
+    reader = ChannelEndpoint(settings.MUNICIPALITIES[0][:2] + "0000", ChannelStore(settings.CARD_TABLE_NAME),
+                             ChannelKeys(settings.CHANNEL_KEY_ID, settings.CHANNEL_KEY_ALIAS_PREFIX),
+                             None, None, "", "", None, clock=cards.clock)  # type: ignore[arg-type]
+    return SpecialMoves(cards, SpecialMoveStore(settings.CARD_TABLE_NAME), reader, settings.CHANNEL_QUEUE_URL,
+                        clock=cards.clock)
+
+
+def moves() -> SpecialMoves:
+    settings = load_settings(CardSettings)
+    if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
+        raise CardRefusal(CardRefusalCode.NOT_FOUND, "special moves are not enabled in this tier (no channel)")
+    return _moves(settings, os.environ.get("AWS_ENDPOINT_URL"))
 
 
 def caller() -> Caller:
@@ -335,11 +408,88 @@ def copy_result(correlation: Annotated[str, PathParam(max_length=48, description
     return WideAreaCopyResult(**body)
 
 
+ResidentPath = Annotated[str, PathParam(max_length=16, description="住民票コード")]
+CorrelationPath = Annotated[str, PathParam(max_length=48, description="from POST /v1/special-move-ins")]
+
+
+@app.post("/v1/special-move-outs", tags=["special move-out/move-in"],
+          summary="Record a special move-out (特例転出) of a card holder of this municipality",
+          responses={201: {"description": "filed (or the same filing again)",
+                           "content": {"application/json": {"model": SpecialMoveOutView}}}})
+def file_move_out(request: SpecialMoveOutRequest) -> Response[SpecialMoveOutView]:
+    body = moves().file(caller(), resident_code=request.resident_code, planned_move_date=request.planned_move_date,
+                        destination_address=request.destination_address, by_post=request.by_post,
+                        card_authentication=request.card_authentication)
+    done("special_move_out_file")
+    return Response(status_code=201, content_type="application/json", body=SpecialMoveOutView(**body))
+
+
+@app.get("/v1/special-move-outs/<resident_code>", tags=["special move-out/move-in"],
+         summary="The resident's latest special move-out here and its state",
+         responses={200: {"description": "the record", "content": {"application/json": {"model": SpecialMoveOutView}}}})
+def move_out_status(resident_code: ResidentPath) -> SpecialMoveOutView:
+    body = moves().status(caller(), resident_code)
+    done("special_move_out_status")
+    return SpecialMoveOutView(**body)
+
+
+@app.post("/v1/special-move-outs/<resident_code>/cancellation", tags=["special move-out/move-in"],
+          summary="Cancel an open special move-out (before the move-in completes it)",
+          responses={200: {"description": "cancelled", "content": {"application/json": {"model": SpecialMoveOutView}}}})
+def cancel_move_out(resident_code: ResidentPath) -> SpecialMoveOutView:
+    body = moves().cancel(caller(), resident_code)
+    done("special_move_out_cancel")
+    return SpecialMoveOutView(**body)
+
+
+@app.post("/v1/special-move-ins", tags=["special move-out/move-in"],
+          summary="Ask the home municipality for the move-out certificate information (特例転入), card authenticated here",
+          responses={202: {"description": "sent; poll the result",
+                           "content": {"application/json": {"model": SpecialMoveInAccepted}}}})
+def request_move_in(request: SpecialMoveInRequest) -> Response[SpecialMoveInAccepted]:
+    body = moves().request(caller(), resident_code=request.resident_code, home_municipality=request.home_municipality,
+                           moved_on=request.moved_on, card_authentication=request.card_authentication)
+    done("special_move_in_request")
+    return Response(status_code=202, content_type="application/json", body=SpecialMoveInAccepted(**body))
+
+
+@app.get("/v1/special-move-ins/<correlation>", tags=["special move-out/move-in"],
+         summary="The special move-in now: requested, certified (the certificate information), moved in, completed, "
+                 "refused (code) or timed out",
+         responses={200: {"description": "the outcome", "content": {"application/json": {"model": SpecialMoveInResult}}}})
+def move_in_result(correlation: CorrelationPath) -> SpecialMoveInResult:
+    body = moves().result(caller(), correlation)
+    done("special_move_in_result")
+    return SpecialMoveInResult(**body)
+
+
+@app.post("/v1/special-move-ins/<correlation>/move-in", tags=["special move-out/move-in"],
+          summary="The move-in is registered here: tell the home municipality (転入通知); the card is carried over "
+                  "when it completes the move-out",
+          responses={202: {"description": "the notice is sent; poll the result",
+                           "content": {"application/json": {"model": SpecialMoveInResult}}}})
+def register_move_in(correlation: CorrelationPath) -> Response[SpecialMoveInResult]:
+    body = moves().move_in(caller(), correlation)
+    done("special_move_in_register")
+    return Response(status_code=202, content_type="application/json", body=SpecialMoveInResult(**body))
+
+
 # --- errors --------------------------------------------------------------------------------
 
 
 _ACTIONS = {"/v1/authentications": "authenticate", "/v1/challenges": "challenge", "/v1/cards": "issue",
-            "/v1/wide-area-copies": "wide_area_copy_request"}
+            "/v1/wide-area-copies": "wide_area_copy_request", "/v1/special-move-outs": "special_move_out_file",
+            "/v1/special-move-ins": "special_move_in_request"}
+
+
+def _action(path: str) -> str:
+    if path.startswith("/v1/wide-area-copies/"):
+        return "wide_area_copy_result"
+    if path.startswith("/v1/special-move-outs/"):
+        return "special_move_out_cancel" if path.endswith("/cancellation") else "special_move_out_status"
+    if path.startswith("/v1/special-move-ins/"):
+        return "special_move_in_register" if path.endswith("/move-in") else "special_move_in_result"
+    return _ACTIONS.get(path, path.rsplit("/", 1)[-1])
 
 
 def count_refusal(refusal: CardRefusal, who: Caller, path: str, body: dict) -> None:
@@ -356,8 +506,7 @@ def count_refusal(refusal: CardRefusal, who: Caller, path: str, body: dict) -> N
     logger.warning("card request refused", extra={"code": refusal.code.name, "field": refusal.field,
                                                   "rule": refusal.rule, "caller": who.principal_arn,
                                                   "source_vpce": who.source_endpoint, "path": path})
-    action = "wide_area_copy_result" if path.startswith("/v1/wide-area-copies/") else \
-        _ACTIONS.get(path, path.rsplit("/", 1)[-1])
+    action = _action(path)
     serial = body.get("serial") if isinstance(body.get("serial"), str) else ""
     if not serial and path.startswith("/v1/cards/"):
         serial = path.split("/")[3]

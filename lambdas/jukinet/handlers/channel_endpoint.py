@@ -21,6 +21,9 @@ from ..adapters.copy_store import CopyStore
 from ..adapters.local_records import LocalRecords
 from ..services.channel import ChannelEndpoint, ChannelKeys, register_responder
 from ..services.wide_area_copy import copy_responder, dispatch, nudged_correlation, send_queued
+from ..adapters.special_move_store import SpecialMoveStore
+from ..domain import special_move as sm
+from ..services import special_move
 from ..settings import ChannelSettings, load_settings
 
 
@@ -41,10 +44,16 @@ def _runtime(settings: ChannelSettings, endpoint: str | None) -> ChannelEndpoint
         PublicKeys(settings.SENDER_KEY_ALIAS_PREFIX, pins=store), signer_for, settings.OUTBOUND_QUEUE_URL,
         settings.DEAD_LETTER_QUEUE_URL, dispatch(responders), clock=system_clock,
     )
+    moves = SpecialMoveStore(settings.TABLE_NAME)
+    responders[sm.QUERY_NOTICE] = special_move.notice_responder(moves, lambda: endpoint.clock())
     if settings.LOCAL_RECORDS_TABLE_NAME:  # the wide-area copy, answered from the tier's local records
         responders["wide-area-copy"] = copy_responder(
             lambda municipality: LocalRecords(settings.LOCAL_RECORDS_TABLE_NAME, municipality), cards,
             CopyStore(settings.TABLE_NAME), lambda: endpoint.clock())
+        # the special move-out's certificate information, from the same records (part 4)
+        responders[sm.QUERY_CERTIFICATE] = special_move.certificate_responder(
+            lambda municipality: LocalRecords(settings.LOCAL_RECORDS_TABLE_NAME, municipality), cards, moves,
+            endpoint.serves, lambda: endpoint.clock())
     return endpoint
 
 
@@ -60,8 +69,11 @@ def handler(event: dict, context: object) -> dict:
 
     def record_handler(record: SQSRecord) -> None:
         correlation = nudged_correlation(record.body)
+        moved = special_move.nudged(record.body) if correlation is None else None
         if correlation is not None:  # the tier's counter asks to send a request it recorded
             send_queued(endpoint, CopyStore(endpoint.store.table_name), correlation)
+        elif moved is not None:  # … a special move-in's certificate request or 転入通知 (part 4)
+            special_move.send_queued(endpoint, SpecialMoveStore(endpoint.store.table_name), *moved)
         else:
             endpoint.receive(record.body)
 

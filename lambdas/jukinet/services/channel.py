@@ -37,6 +37,7 @@ from ..domain.channel import Envelope, Kind, Outcome
 from ..domain.envelope import SealedDataError, Sealer
 from ..domain.errors import ValidationError
 from ..domain.message import SignedMessage, load_json
+from ..domain.special_move import REFUSALS as MOVE_REFUSALS
 from ..observability import MetricUnit, count_channel_dead_letter, logger, metrics
 from .tier_processor import PermanentFailure, check_signature
 
@@ -60,6 +61,8 @@ REFUSAL_CODES = {
     "resident_removed": "the resident's record is closed in the home municipality (moved out, died, deleted)",
     "not_in_household": "a requested member is not in the applicant's household",
     "card_suspended": "the card the applicant authenticated with is no longer valid",
+    # the special move-out/move-in (domain/special_move.py REFUSALS)
+    **{code: meaning for code, meaning in MOVE_REFUSALS.items() if code != "invalid_query"},
 }
 
 Responder = Callable[[str, str, dict], "dict | Refused"]

@@ -74,6 +74,17 @@ COPY_METRICS: tuple[str, ...] = ("WideAreaCopiesRequested", "WideAreaCopiesIssue
                                  "WideAreaCopiesTimedOut", "WideAreaCopiesAnsweredForElsewhere")
 COPY_REFUSALS_BY_CODE = "WideAreaCopiesRefusedByCode"
 
+# The special move-outs/move-ins (services/special_move.py; issue 16 item 5): filed and cancelled
+# at the tier's counters (A), completed by a 転入通知 and certificates given (A's channel
+# function), lapsed when written (the first touch after the period), and at B requested,
+# certified, completed, refused, timed out; refusals per code from SpecialMovesRefusedByCode.
+# Per municipality and month: ``jukinet card-stats`` (which also counts lapses not yet written).
+MOVE_METRICS: tuple[str, ...] = ("SpecialMoveOutsFiled", "SpecialMoveOutsCancelled", "SpecialMoveOutsCompleted",
+                                 "SpecialMoveOutsLapsed", "SpecialMoveCertificatesGiven", "SpecialMoveInsRequested",
+                                 "SpecialMoveInsCertified", "SpecialMoveInsCompleted", "SpecialMoveInsRefused",
+                                 "SpecialMoveInsTimedOut")
+MOVE_REFUSALS_BY_CODE = "SpecialMovesRefusedByCode"
+
 NO_INCIDENT = "不正アクセス等は認められない"
 NO_INCIDENT_EN = "no unauthorised access found"
 
@@ -192,6 +203,32 @@ class TierReport:
     channel_dead: dict[str, int] = field(default_factory=dict)    # dead-letter reason → count
     copies: dict[str, int] = field(default_factory=dict)          # COPY_METRICS name → sum
     copies_refused: dict[str, int] = field(default_factory=dict)  # refusal code → count
+    moves: dict[str, int] = field(default_factory=dict)           # MOVE_METRICS name → sum
+    moves_refused: dict[str, int] = field(default_factory=dict)   # refusal code → count
+
+    @property
+    def has_moves(self) -> bool:
+        return bool(self.moves or self.moves_refused)
+
+    @property
+    def move_figures(self) -> dict[str, int]:
+        """Special move-outs filed, cancelled, completed, lapsed at the tier's municipalities (A);
+        special move-ins requested, certified, completed, refused, timed out at its counters (B)."""
+        c = self.moves
+        return {"out_filed": c.get("SpecialMoveOutsFiled", 0), "out_cancelled": c.get("SpecialMoveOutsCancelled", 0),
+                "out_completed": c.get("SpecialMoveOutsCompleted", 0), "out_lapsed": c.get("SpecialMoveOutsLapsed", 0),
+                "in_requested": c.get("SpecialMoveInsRequested", 0), "in_certified": c.get("SpecialMoveInsCertified", 0),
+                "in_completed": c.get("SpecialMoveInsCompleted", 0), "in_refused": c.get("SpecialMoveInsRefused", 0),
+                "in_timed_out": c.get("SpecialMoveInsTimedOut", 0)}
+
+    @property
+    def move_line(self) -> str:
+        f = self.move_figures
+        by_code = ", ".join(f"{code} {n}" for code, n in sorted(self.moves_refused.items()))
+        return (f"move-outs filed {f['out_filed']}, cancelled {f['out_cancelled']}, completed {f['out_completed']}, "
+                f"lapsed {f['out_lapsed']}; move-ins requested {f['in_requested']}, certified {f['in_certified']}, "
+                f"completed {f['in_completed']}, refused {f['in_refused']}" + (f" ({by_code})" if by_code else "")
+                + f", timed out {f['in_timed_out']}")
 
     @property
     def has_copies(self) -> bool:
@@ -331,6 +368,11 @@ def build_report(inputs: MonitoringInputs) -> MonitoringReport:
         elif m.name == COPY_REFUSALS_BY_CODE:
             code = m.dimensions.get("code", "?")
             t.copies_refused[code] = t.copies_refused.get(code, 0) + total
+        elif m.name in MOVE_METRICS:
+            t.moves[m.name] = t.moves.get(m.name, 0) + total
+        elif m.name == MOVE_REFUSALS_BY_CODE:
+            code = m.dimensions.get("code", "?")
+            t.moves_refused[code] = t.moves_refused.get(code, 0) + total
     for iso in inputs.isolations:
         name = {"agency": "national", "prefecture": f"pref-{iso.target}",
                 "municipality": f"muni-{iso.target[:2]}"}.get(iso.kind, "national")
@@ -572,7 +614,7 @@ def collect_inputs(scope: ReportScope, month: str, *, now: dt.datetime, notifica
     end = min(month_end, now.replace(microsecond=0) + dt.timedelta(seconds=1))
     cloudwatch = client("cloudwatch")
     handler_metrics = [SIGNATURE_FAILURES, GATEWAY_REFUSALS, REFUSALS_BY_CODE, *UNAUTHORISED_METRICS,
-                       *CHANNEL_METRICS, CHANNEL_DEAD_LETTERS_BY_REASON, *COPY_METRICS, COPY_REFUSALS_BY_CODE]
+                       *CHANNEL_METRICS, CHANNEL_DEAD_LETTERS_BY_REASON, *COPY_METRICS, COPY_REFUSALS_BY_CODE, *MOVE_METRICS, MOVE_REFUSALS_BY_CODE]
     metrics = metric_sums(cloudwatch, METRICS_NAMESPACE, handler_metrics, start, end)
     for name in tiers:
         metrics += metric_sums(cloudwatch, network_namespace(name), NETWORK_WATCH_METRICS, start, end)
@@ -623,7 +665,7 @@ _MARKDOWN = """\
 {% for t in r.tiers -%}
 | {{ t.tier }} | {{ t.raised|length }} | {{ t.cleared|length }} | {{ t.refusals }} | {{ t.signature_failures }} | {{ t.gateway_refusals }} | {{ t.network_rejects_total }} | {{ t.break_glass }} | {{ t.isolations|length }} |
 {% endfor %}
-{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations or t.has_channel or t.has_copies %}
+{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations or t.has_channel or t.has_copies or t.has_moves %}
 ### {{ t.tier }}
 {% if t.raised or t.cleared %}
 | 時刻 JST (time) | 警報 (alarm) | 状態 (state) |
@@ -642,6 +684,9 @@ _MARKDOWN = """\
 {% endif %}
 {%- if t.has_copies %}
 広域交付 (wide-area copies of resident records): {{ t.copy_line }}
+{% endif %}
+{%- if t.has_moves %}
+特例転出・特例転入 (special move-outs/move-ins): {{ t.move_line }}
 {% endif %}
 {%- if t.seals %}
 封印 (seals): {{ t.seals.made }} 作成 (made), {{ t.seals.missing|length }} 欠落 (missing) / {{ t.seals.due }} 期限到来 (due)
@@ -672,7 +717,7 @@ td.n{text-align:right}.bad{color:#b00}.ok{color:#070}</style></head>
 <td class="n">{{ t.refusals }}</td><td class="n">{{ t.signature_failures }}</td><td class="n">{{ t.gateway_refusals }}</td>
 <td class="n">{{ t.network_rejects_total }}</td><td class="n">{{ t.break_glass }}</td><td class="n">{{ t.isolations|length }}</td></tr>
 {% endfor %}</table>
-{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations or t.has_channel or t.has_copies %}
+{% for t in r.tiers if t.raised or t.cleared or t.refusals_by_code or t.seals or t.isolations or t.has_channel or t.has_copies or t.has_moves %}
 <h3>{{ t.tier }}</h3>
 {% if t.raised or t.cleared %}<table><tr><th>時刻 JST (time)</th><th>警報 (alarm)</th><th>状態 (state)</th><th>理由 (reason)</th></tr>
 {% for e in (t.raised + t.cleared)|sort(attribute="at") %}<tr><td>{{ jst(e.at) }}</td><td>{{ e.alarm }}</td><td>{{ e.old }}→{{ e.new }}</td><td>{{ e.reason }}</td></tr>
@@ -681,6 +726,7 @@ td.n{text-align:right}.bad{color:#b00}.ok{color:#070}</style></head>
 {% for i in t.isolations %}<p>遮断 (isolation): {{ i.kind }} {{ i.target }} {{ i.isolated_at }} – {{ i.restored_at or "継続中 (still isolated)" }}: {{ i.reason }}</p>{% endfor %}
 {% if t.has_channel %}<p>市町村間通信 (channel between municipalities): {{ t.channel_line }}</p>{% endif %}
 {% if t.has_copies %}<p>広域交付 (wide-area copies of resident records): {{ t.copy_line }}</p>{% endif %}
+{% if t.has_moves %}<p>特例転出・特例転入 (special move-outs/move-ins): {{ t.move_line }}</p>{% endif %}
 {% if t.seals %}<p>封印 (seals): {{ t.seals.made }} 作成 (made), {{ t.seals.missing|length }} 欠落 (missing) / {{ t.seals.due }} 期限到来 (due)</p>{% endif %}
 {% if t.stats %}<p>提供統計と記録の照合 (statistics vs. the log): {{ t.stats.entries }} 件 (provisions),
 {% if t.stats.mismatches %}<span class="bad">不一致 (mismatches): {{ t.stats.mismatches|join("; ") }}</span>{% else %}<span class="ok">一致 (equal)</span>{% endif %}
@@ -753,6 +799,11 @@ def render_csv(report: MonitoringReport) -> str:
                 w.writerow([m, t.tier, "wide_area_copies", item, n, "", ""])
             for code, n in sorted(t.copies_refused.items()):
                 w.writerow([m, t.tier, "wide_area_copies_refused", code, n, "", ""])
+        if t.has_moves:
+            for item, n in t.move_figures.items():
+                w.writerow([m, t.tier, "special_moves", item, n, "", ""])
+            for code, n in sorted(t.moves_refused.items()):
+                w.writerow([m, t.tier, "special_moves_refused", code, n, "", ""])
         if t.seals:
             w.writerow([m, t.tier, "seals", "made", t.seals.made, "", ""])
             w.writerow([m, t.tier, "seals", "missing", len(t.seals.missing), "", " ".join(t.seals.missing)])
@@ -799,6 +850,10 @@ def summary_lines(report: MonitoringReport, shown: int = 8) -> list[str]:
             f = t.copy_figures
             parts.append(f"wide-area copies: issued {f['issued']}, refused {f['refused']}, timed out {f['timed_out']}, "
                          f"issued elsewhere {f['issued_elsewhere']}")
+        if t.has_moves:
+            f = t.move_figures
+            parts.append(f"special moves: out {f['out_filed']} filed, {f['out_completed']} completed; in "
+                         f"{f['in_completed']} completed, {f['in_refused']} refused")
         lines.append(f"  {t.tier:<12} " + "; ".join(parts))
     if report.clean:
         lines.append(f"所見 (finding): {report.finding}")
