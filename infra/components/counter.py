@@ -53,6 +53,9 @@ ROUTES = (
     ("POST", "/v1/cards/{serial}/pin-reset"), ("POST", "/v1/challenges"), ("POST", "/v1/authentications"),
     ("POST", "/v1/challenges/{challenge_id}/pin-failure"),
     ("POST", "/v1/wide-area-copies"), ("GET", "/v1/wide-area-copies/{correlation}"),
+    ("POST", "/v1/remote-authentications"), ("GET", "/v1/remote-authentications/{auth_id}"),
+    ("POST", "/v1/remote-authentications/{auth_id}/answer"),
+    ("POST", "/v1/remote-authentications/{auth_id}/pin-failure"),
 )
 OPERATOR_ROUTES = (("POST", "/v1/cards/{serial}/suspension"),)
 ACCESS_LOG_FORMAT = ('{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'

@@ -100,6 +100,9 @@ class ChannelSettings(_Settings):
     DEAD_LETTER_QUEUE_URL: NonEmpty
     # The tier's local-record table (wide-area copies are answered from it); empty: not answered.
     LOCAL_RECORDS_TABLE_NAME: str = ""
+    # The tier's card-event key (decision 0050): cards of this tier are authenticated for counters
+    # of other tiers and carried over to them; empty: those queries are not answered.
+    CARD_EVENT_KEY_ID: str = ""
 
 
 S = TypeVar("S", bound=_Settings)

@@ -130,6 +130,9 @@ class CardRefusalCode(Enum):
     # the wide-area copy (services/wide_area_copy.py, docs/second-phase.md part 3)
     PROOF_NOT_VALID = "PROOF_NOT_VALID"
     COPY_NOT_FOUND = "COPY_NOT_FOUND"
+    # across tiers (services/card_across_tiers.py, decision 0050)
+    CARD_MOVED = "CARD_MOVED"
+    CARRY_OVER_NOT_AGREED = "CARRY_OVER_NOT_AGREED"
 
     @property
     def status(self) -> int:
@@ -147,6 +150,7 @@ _STATUS = {
     CardRefusalCode.PUBLIC_KEY_IN_USE: 409, CardRefusalCode.INVALID_REQUEST: 400,
     CardRefusalCode.INVALID_TRANSITION: 409, CardRefusalCode.CARD_NOT_FOUND: 404,
     CardRefusalCode.NOT_FOUND: 404, CardRefusalCode.PROOF_NOT_VALID: 403, CardRefusalCode.COPY_NOT_FOUND: 404,
+    CardRefusalCode.CARD_MOVED: 409, CardRefusalCode.CARRY_OVER_NOT_AGREED: 403,
     **{c: 403 for c in (CardRefusalCode.CHALLENGE_NOT_FOUND, CardRefusalCode.CHALLENGE_REPLAYED,
                         CardRefusalCode.CHALLENGE_EXPIRED, CardRefusalCode.WRONG_COUNTER,
                         CardRefusalCode.SIGNATURE_INVALID, CardRefusalCode.CARD_SUSPENDED,
@@ -164,6 +168,17 @@ class CardRefusal(CodedRefusal):
     """A counter request refused with a documented code; ``field``/``rule`` say what was wrong."""
 
     code: CardRefusalCode
+
+
+class CardMoved(CardRefusal):
+    """The card was carried over to a municipality of another tier (decision 0027): this tier
+    keeps its record up to the ``moved`` event and refuses every change; ``home`` is where it
+    is held now (an authentication asked of this tier is routed there)."""
+
+    def __init__(self, home: str) -> None:
+        super().__init__(CardRefusalCode.CARD_MOVED, f"the card has moved to {home}, a municipality of another tier: "
+                         "it is held there now", field="serial", rule="moved")
+        self.home = home
 
 
 # --- time ---------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ from ..clock import system_clock
 from ..observability import flush, logger, use_tier
 from ..adapters.copy_store import CopyStore
 from ..adapters.local_records import LocalRecords
+from ..adapters.card_requests import CardRequests
+from ..services.card import CardService, EventSigner
+from ..services.card_across_tiers import card_responders, nudged_card_request, send_card_request
 from ..services.channel import ChannelEndpoint, ChannelKeys, register_responder
 from ..services.wide_area_copy import copy_responder, dispatch, nudged_correlation, send_queued
 from ..settings import ChannelSettings, load_settings
@@ -45,6 +48,10 @@ def _runtime(settings: ChannelSettings, endpoint: str | None) -> ChannelEndpoint
         responders["wide-area-copy"] = copy_responder(
             lambda municipality: LocalRecords(settings.LOCAL_RECORDS_TABLE_NAME, municipality), cards,
             CopyStore(settings.TABLE_NAME), lambda: endpoint.clock())
+    if settings.CARD_EVENT_KEY_ID:  # cards of this tier at counters of other tiers (decision 0050)
+        responders.update(card_responders(CardService(
+            cards, EventSigner(settings.CARD_EVENT_KEY_ID), municipalities=(), counter_role_prefix="",
+            clock=lambda: endpoint.clock(), prefecture=settings.PREFECTURE_CODE)))
     return endpoint
 
 
@@ -60,8 +67,11 @@ def handler(event: dict, context: object) -> dict:
 
     def record_handler(record: SQSRecord) -> None:
         correlation = nudged_correlation(record.body)
+        card_request = nudged_card_request(record.body) if correlation is None else None
         if correlation is not None:  # the tier's counter asks to send a request it recorded
             send_queued(endpoint, CopyStore(endpoint.store.table_name), correlation)
+        elif card_request is not None:  # a card request to another tier the counter recorded
+            send_card_request(endpoint, CardRequests(endpoint.store.table_name), card_request)
         else:
             endpoint.receive(record.body)
 
