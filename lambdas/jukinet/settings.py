@@ -229,5 +229,7 @@ class CardSettings(_Settings):
     CHANNEL_KEY_ID: str = ""
     CHANNEL_KEY_ALIAS_PREFIX: str = "alias/jukinet/channel/"
     MUNICIPALITY_NAMES_FILE: str = ""
+    # Cards carried over from another tier (decision 0050): "{prefecture}" → that tier's card-event key alias.
+    CARD_EVENT_KEY_ALIAS_TEMPLATE: str = "alias/jukinet/muni-{prefecture}/card-events"
 
     _split = field_validator("MUNICIPALITIES", "OPERATOR_ROLES", "API_ENDPOINT_IDS", mode="before")(_csv)

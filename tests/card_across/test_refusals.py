@@ -177,3 +177,16 @@ def test_a_router_altering_the_answer_is_dead_lettered_and_the_counter_times_out
     world.now += dt.timedelta(seconds=31)
     outcome = world.poll(body["id"])[1]
     assert outcome["status"] == "timed_out" and outcome.get("resident_code") is None
+
+
+def test_a_card_ended_by_a_death_notice_is_refused_at_once_and_its_event_written_at_home(world: CrossWorld) -> None:
+    chip = world.resident_with_card(TARO)
+    world.now += dt.timedelta(days=1)
+    world.live(NAGANO, TARO, reason="22", day="2003-01-21")  # 死亡, processed by 長野市's CS
+    assert world.challenge(chip.serial)["code"] == "CARD_REVOKED"
+    # the channel function judged it ended without writing (it may not free the resident's card);
+    # the home tier's counter writes the revoked event at the card's next touch there
+    assert [e.kind.value for e in CardStore(HOME).events(chip.serial)] == ["issued"]
+    status, body = world.call("POST", "/v1/challenges", {"serial": chip.serial}, at=MATSUMOTO)
+    assert (status, body["error"]["code"]) == (403, "CARD_REVOKED")
+    assert [e.kind.value for e in CardStore(HOME).events(chip.serial)] == ["issued", "revoked"]

@@ -28,7 +28,7 @@ from ..observability import MetricUnit, count_refused_by_code, flush, logger, me
 from ..adapters.channel_store import ChannelStore
 from ..adapters.copy_store import CopyStore
 from ..services.card import Caller, CardService, EventSigner
-from ..services.card_across_tiers import RemoteAuthentications
+from ..services.card_across_tiers import CardCarryOvers, CardEventKeys, RemoteAuthentications
 from ..services.channel import ChannelEndpoint, ChannelKeys
 from ..services.wide_area_copy import WideAreaCopies
 from ..settings import CardSettings, load_settings
@@ -246,6 +246,17 @@ def remote() -> RemoteAuthentications:
     if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
         raise CardRefusal(CardRefusalCode.NOT_FOUND, "cards of other tiers are not served here (no channel)")
     return _remote(settings, os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def carry_overs() -> CardCarryOvers:
+    """The new home's side of a card's carry-over from another tier (decision 0050), for the
+    special move-in (転入の特例) to call: ``request`` then ``complete``."""
+    settings = load_settings(CardSettings)
+    if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
+        raise CardRefusal(CardRefusalCode.NOT_FOUND, "cards of other tiers are not served here (no channel)")
+    remote_side = _remote(settings, os.environ.get("AWS_ENDPOINT_URL"))
+    return CardCarryOvers(remote_side.cards, remote_side.reader, settings.CHANNEL_QUEUE_URL,
+                          CardEventKeys(settings.CARD_EVENT_KEY_ALIAS_TEMPLATE), clock=remote_side.cards.clock)
 
 
 def copies() -> WideAreaCopies:

@@ -51,7 +51,7 @@ def _runtime(settings: ChannelSettings, endpoint: str | None) -> ChannelEndpoint
     if settings.CARD_EVENT_KEY_ID:  # cards of this tier at counters of other tiers (decision 0050)
         responders.update(card_responders(CardService(
             cards, EventSigner(settings.CARD_EVENT_KEY_ID), municipalities=(), counter_role_prefix="",
-            clock=lambda: endpoint.clock(), prefecture=settings.PREFECTURE_CODE)))
+            clock=lambda: endpoint.clock(), prefecture=settings.PREFECTURE_CODE, writes_endings=False)))
     return endpoint
 
 

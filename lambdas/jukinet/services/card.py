@@ -27,6 +27,7 @@ from ..domain.card import (
     CardMoved,
     CardRefusal,
     CardRefusalCode,
+    CardStatus,
     CardType,
     Challenge,
     Counter,
@@ -91,7 +92,8 @@ class EventSigner:
 class CardService:
     def __init__(self, store: CardStore, sign: EventSigner, *, municipalities: Iterable[str], counter_role_prefix: str,
                  operator_roles: Iterable[str] = (), account: str | None = None,
-                 allowed_endpoints: Iterable[str] | None = None, clock: Clock, prefecture: str | None = None) -> None:
+                 allowed_endpoints: Iterable[str] | None = None, clock: Clock, prefecture: str | None = None,
+                 writes_endings: bool = True) -> None:
         self.store = store
         self.sign = sign
         self.municipalities = frozenset(municipalities)
@@ -103,6 +105,10 @@ class CardService:
         # The prefectures whose municipalities this tier serves (one): a card whose home is not
         # one of them was carried over to another tier and is only a pointer here (decision 0027).
         self.prefixes = frozenset(m[:2] for m in self.municipalities) | ({prefecture[:2]} if prefecture else set())
+        # False in the channel function (decision 0050): a card ended by a notice is judged ended
+        # at once, its ``revoked`` event written at its next touch at a counter of this tier (that
+        # write frees the resident's one valid card, a delete the channel function may not make).
+        self.writes_endings = writes_endings
 
     def holds(self, card: Card) -> bool:
         """The card's home is a municipality of this tier (not carried over to another tier)."""
@@ -151,6 +157,8 @@ class CardService:
                 return card  # a card carried over to another tier is changed there, never here
             register = self.store.register(card.resident_code)
             reason = register.ends(card) if register else None
+            if not self.writes_endings:
+                return replace(card, status=CardStatus.REVOKED) if reason is not None else card
             try:
                 if reason is not None:
                     return self._change(card, EventKind.REVOKED, now, municipality=card.home,
