@@ -17,7 +17,7 @@ from jukinet.domain.card import CardEvent, CardRefusal, VirtualCard
 from jukinet.handlers import card_api
 from jukinet.services.card_across_tiers import allow_carry_over, carry_over_card, check_chain
 
-from ..channel.world import CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, TOKYO_PREF, resident
+from ..channel.world import CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, TOKYO_PREF, UEDA, resident
 from ..copy.world import Person, counter
 from ..pipeline.harness import environment
 from .world import CrossWorld
@@ -154,3 +154,23 @@ def test_attack_a_key_already_registered_in_the_new_tier_is_refused(world: Cross
     with pytest.raises(CardRefusal) as refused:
         carry_over_card(carry_overs(world).cards, chip.serial, NAGANO, CHIYODA, events, carry_overs(world).keys)
     assert refused.value.code.name == "PUBLIC_KEY_IN_USE"
+
+
+def test_a_card_that_comes_back_continues_the_pointer_its_old_tier_kept(world: CrossWorld) -> None:
+    chip = world.resident_with_card(TARO)
+    agreed(world)
+    carry(world, chip.serial)  # 長野市 → 千代田区
+    world.now += dt.timedelta(days=30)
+    allow_carry_over(CardStore(NEW), TARO.code, CHIYODA, UEDA, world.now + dt.timedelta(days=14))
+    with environment(world.counter_env(NAGANO_PREF)):
+        back = card_api.carry_overs()
+    back.clock = back.cards.clock = back.reader.clock = lambda: world.now
+    correlation = back.request(chip.serial, CHIYODA, UEDA, clerk=counter(UEDA))
+    world.pump()
+    card = back.complete(correlation)
+    assert (card.home, card.seq) == (UEDA, 3)
+    assert CardStore(OLD).card(chip.serial).home == UEDA and CardStore(NEW).card(chip.serial).home == UEDA
+    assert [e.kind.value for e in CardStore(OLD).events(chip.serial)] == ["issued", "moved", "moved"]
+    world.authenticate(chip, at=MATSUMOTO)  # held in 長野県's tier again: the within-tier path
+    assert world.call("POST", f"/v1/cards/{chip.serial}/suspension", {}, at=CHIYODA)[1]["error"]["code"] == \
+        "CARD_MOVED"

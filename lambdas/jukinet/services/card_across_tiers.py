@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from ..adapters import aws
 from ..adapters.card_requests import CardRequests
-from ..adapters.card_store import Conflict, _s, card_item, event_item
+from ..adapters.card_store import Conflict, _n, _s, card_item, event_item
 from ..clock import Clock, month_jst
 from ..domain import channel
 from ..domain.card import (
@@ -244,7 +244,9 @@ class RemoteAuthentications:
                     home = ""
                 if home and home[:2] not in self.cards.prefixes:
                     return self._route(principal, here, auth_id, record, home, now)
-            name = code.name if code is not None else "INVALID_ANSWER"
+            # not a card code: the channel's own (unknown_query: the home tier serves no cards of
+            # other tiers; invalid_query), upper-cased
+            name = code.name if code is not None else (result.refusal.upper()[:32] or "INVALID_ANSWER")
             self._count(here, correlation, name, now, code)
             return {**base, "status": "refused", "code": name,
                     "message": detail if code is not CardRefusalCode.CARD_MOVED else f"the card is held by {detail}"}
@@ -556,27 +558,37 @@ def carry_over_card(cards: CardService, serial: str, from_municipality: str, to_
                           rule="moved_here")
     existing = cards.store.card(serial)
     if existing is not None:
-        if existing.head == card.head or existing.seq > card.seq:
-            return existing
-        raise Conflict(f"card {serial} is stored here with another chain")
+        if existing.head == card.head or cards.holds(existing):
+            if existing.head == card.head or existing.seq > card.seq:
+                return existing  # carried over before (a retry), perhaps changed here since
+            raise Conflict(f"card {serial} is held here with another chain")
+        # The pointer this tier kept when the card moved away: coming back, the chain must continue it.
+        if existing.seq > len(chain) or sorted(chain, key=lambda e: e.seq)[existing.seq - 1].digest_hex != existing.head:
+            raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "the chain does not continue the card this tier held",
+                              field="events", rule="signed_chain")
     ddb = aws.client("dynamodb")
     table = cards.store.table_name
-    for event in chain:  # the signed events as they are (a retry finds them)
+    for event in chain:  # the signed events as they are (a retry or a card coming back finds some)
         try:
             ddb.put_item(TableName=table, Item=event_item(event), ConditionExpression="attribute_not_exists(pk)")
         except Exception as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
                 raise
+    mine = {":s": _s(card.serial)}
+    claim = "attribute_not_exists(pk) OR serial = :s"  # this card's own claims, kept from an earlier stay
+    card_put: dict = {"TableName": table, "Item": card_item(card), "ConditionExpression": "attribute_not_exists(pk)"}
+    if existing is not None:
+        card_put |= {"ConditionExpression": "seq = :old", "ExpressionAttributeValues": {":old": _n(existing.seq)}}
     items: list[dict] = [
-        {"Put": {"TableName": table, "Item": card_item(card), "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": card_put},
         {"Put": {"TableName": table, "Item": {"pk": _s(f"KEY#{card.fingerprint}"), "sk": _s("KEY"),
                                               "serial": _s(card.serial)},
-                 "ConditionExpression": "attribute_not_exists(pk)"}},
+                 "ConditionExpression": claim, "ExpressionAttributeValues": mine}},
     ]
     if not card.status.final:
         items.append({"Put": {"TableName": table, "Item": {"pk": _s(f"RESIDENT#{card.resident_code}"),
                                                            "sk": _s("CARD"), "serial": _s(card.serial)},
-                              "ConditionExpression": "attribute_not_exists(pk)"}})
+                              "ConditionExpression": claim, "ExpressionAttributeValues": mine}})
     try:
         ddb.transact_write_items(TransactItems=items)
     except Exception as exc:
