@@ -223,8 +223,9 @@ class CounterApi(Construct):
         nag.acknowledge(self.function.policy, [
             ("AwsSolutions-IAM5", ("ENI management (Lambda in a VPC) and X-Ray trace writes support no resource-level "
              "permissions."), ["Resource::*"]),
-            ("AwsSolutions-IAM5", ("The channel queue's transport key and the tier's channel key are found by alias; "
-             "the wildcard key ARN is narrowed by kms:ResourceAliases to exactly those aliases."),
+            ("AwsSolutions-IAM5", ("The channel queue's transport key, the tier's channel key and the tiers' "
+             "card-event keys (their public keys only, decision 0050) are found by alias; the wildcard key ARN is "
+             "narrowed by kms:ResourceAliases to exactly those aliases."),
              [f"Resource::{names.keys_arn_pattern(env)}"]),
         ], apply_to_children=True)
         nag.acknowledge(self.function.function, [
