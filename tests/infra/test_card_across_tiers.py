@@ -107,3 +107,22 @@ def test_the_counter_checks_carried_card_events_with_the_tiers_public_keys_only(
     settings = load_settings(CardSettings, _literal_env(env))
     assert settings.CARD_EVENT_KEY_ALIAS_TEMPLATE.format(prefecture="010006") == \
         "alias/jukinet/muni-010006/card-events"
+
+
+def test_the_tiers_kms_endpoint_admits_the_card_event_key_uses_and_no_more(nagano: Synth) -> None:
+    base = _base(nagano, "200000")
+    endpoints = [r["Properties"] for r in nagano.templates[base]["Resources"].values()
+                 if r["Type"] == "AWS::EC2::VPCEndpoint" and ".kms" in str(r["Properties"]["ServiceName"])]
+    [policy] = [e["PolicyDocument"] for e in endpoints]
+    events = "alias/jukinet/muni-200000/card-events"
+
+    def through(who: str, action: str, alias: str) -> str:
+        return evaluate(policy, action=action, resource=KEY, principal=who,
+                        context={"aws:PrincipalArn": who, "kms:ResourceAliases": [alias]})
+
+    assert through(CHANNEL_20, "kms:Sign", events) == ALLOW  # pin_locked, moved across tiers
+    assert through(COUNTER_20, "kms:GetPublicKey", events) == ALLOW  # a card carried over: its events checked
+    assert through(CS_202011, "kms:Sign", events) == IMPLICIT_DENY
+    [carried] = [s for s in statements(policy) if s.get("Sid") == "CounterVerifiesCarriedCards"]
+    assert as_list(carried["Action"]) == ["kms:GetPublicKey"]
+    assert carried["Condition"]["ArnLike"]["aws:PrincipalArn"] == [COUNTER_20]
