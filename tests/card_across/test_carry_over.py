@@ -174,3 +174,27 @@ def test_a_card_that_comes_back_continues_the_pointer_its_old_tier_kept(world: C
     world.authenticate(chip, at=MATSUMOTO)  # held in 長野県's tier again: the within-tier path
     assert world.call("POST", f"/v1/cards/{chip.serial}/suspension", {}, at=CHIYODA)[1]["error"]["code"] == \
         "CARD_MOVED"
+
+
+def test_a_card_carried_on_to_a_third_prefecture_is_asked_for_there(world: CrossWorld) -> None:
+    """The old home answers CARD_MOVED naming a municipality of a third prefecture (大阪市: the card
+    record here is set as a carry-over there leaves it); 千代田区's counter sends the request there
+    once (its record names the new home) — this world serves no third prefecture, so the national
+    tier dead-letters it and the request times out: the routing, not the answer, is under test."""
+    osaka = "271004"
+    chip = world.resident_with_card(TARO)
+    osaka_key = world.kms.create_key(Description="channel 270008")["KeyMetadata"]["Arn"]  # 大阪府's tier's, by alias
+    world.kms.create_alias(AliasName="alias/jukinet/channel/27", TargetKeyId=osaka_key)
+    world.ddb.update_item(TableName=OLD, Key={"pk": {"S": f"CARD#{chip.serial}"}, "sk": {"S": "CARD"}},
+                          UpdateExpression="SET home = :h", ExpressionAttributeValues={":h": {"S": osaka}})
+    status, started = world.start(chip.serial)
+    assert started["home"] == NAGANO
+    world.pump()
+    routed = world.poll(started["id"])[1]
+    assert (routed["status"], routed["home"], routed["step"]) == ("pending", osaka, "challenge")
+    record = CardStore(NEW).challenge_item(started["id"])
+    assert (record["remote_home"], record["routes"]) == (osaka, "1")
+    world.pump()
+    assert [d["jukinet.reason"] for d in world.dead_letters("national")] == ["not_routable"]
+    world.now += dt.timedelta(seconds=31)
+    assert world.poll(started["id"])[1]["status"] == "timed_out"
