@@ -31,6 +31,7 @@ def test_a_nagano_card_is_authenticated_at_chiyoda_and_nothing_else_is_answered(
     status, outcome = world.poll(started["id"])
     assert outcome["status"] == "authenticated"
     assert (outcome["resident_code"], outcome["issuer"]) == (TARO.code, NAGANO)
+    assert set(outcome) == {"id", "serial", "home", "step", "status", "resident_code", "issuer"}  # nothing else
     # The home tier's record: the challenge bound to 千代田区 and the clerk's session, spent.
     home = CardStore(f"jukinet-cards-{NAGANO_PREF}")
     challenge = home.challenge(body["challenge_id"])

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 from ..adapters.card_store import CardStore
 from ..clock import system_clock
@@ -189,6 +189,10 @@ class RemoteAuthenticationStatus(BaseModel):
     code: str | None = Field(default=None, description="refused: the same codes as within the tier (docs/card.md)")
     failures: int | None = None
     locked: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler):  # noqa: ANN001, ANN202 — only the fields this state has
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 def view(card: Card) -> CardView:
@@ -375,7 +379,7 @@ def pin_failure(challenge_id: Annotated[str, PathParam(max_length=64)]) -> PinFa
 def remote_start(request: RemoteAuthenticationRequest) -> Response[RemoteAuthenticationStatus]:
     body = remote().start(caller(), request.serial)
     done("remote_challenge")
-    return Response(status_code=202, content_type="application/json", body=RemoteAuthenticationStatus(**body))
+    return Response(status_code=202, content_type="application/json", body=_status(body))
 
 
 @app.get("/v1/remote-authentications/<auth_id>", tags=["authentication"],
@@ -383,10 +387,16 @@ def remote_start(request: RemoteAuthenticationRequest) -> Response[RemoteAuthent
          responses={200: {"description": "pending, challenge, authenticated, refused (code), timed out, or the "
                                          "wrong PIN counted", "content": {"application/json": {
                                              "model": RemoteAuthenticationStatus}}}})
-def remote_result(auth_id: Annotated[str, PathParam(max_length=64)]) -> RemoteAuthenticationStatus:
+def remote_result(auth_id: Annotated[str, PathParam(max_length=64)]) -> Response[RemoteAuthenticationStatus]:
     body = remote().result(caller(), auth_id)
     done("remote_result")
-    return RemoteAuthenticationStatus(**body)
+    return Response(status_code=200, content_type="application/json", body=_status(body))
+
+
+def _status(body: dict) -> dict:
+    """The fields this state has, no nulls: an authentication answers the resident code and the
+    issuer and nothing else."""
+    return RemoteAuthenticationStatus(**body).model_dump(exclude_none=True)
 
 
 @app.post("/v1/remote-authentications/<auth_id>/answer", tags=["authentication"],
@@ -402,7 +412,7 @@ def remote_answer(auth_id: Annotated[str, PathParam(max_length=64)],
                           rule="base64") from None
     body = remote().answer(caller(), auth_id, signature)
     done("remote_answer")
-    return Response(status_code=202, content_type="application/json", body=RemoteAuthenticationStatus(**body))
+    return Response(status_code=202, content_type="application/json", body=_status(body))
 
 
 @app.post("/v1/remote-authentications/<auth_id>/pin-failure", tags=["authentication"],
@@ -412,7 +422,7 @@ def remote_answer(auth_id: Annotated[str, PathParam(max_length=64)],
 def remote_pin_failure(auth_id: Annotated[str, PathParam(max_length=64)]) -> Response[RemoteAuthenticationStatus]:
     body = remote().pin_failure(caller(), auth_id)
     done("remote_pin_failure")
-    return Response(status_code=202, content_type="application/json", body=RemoteAuthenticationStatus(**body))
+    return Response(status_code=202, content_type="application/json", body=_status(body))
 
 
 @app.post("/v1/wide-area-copies", tags=["wide-area copies"],
