@@ -41,6 +41,12 @@ def test_a_nagano_card_is_authenticated_at_chiyoda_and_nothing_else_is_answered(
     assert CardStore(f"jukinet-cards-{TOKYO_PREF}").statistics(CHIYODA, "2003-01")["auth_ok"] == 1
     served = home.statistics(NAGANO, "2003-01")
     assert served["remote_challenge_ok"] == 1 and served["remote_authenticate_ok"] == 1
+    # The home's record of each call from the other tier: who asked (municipality and clerk), under its correlation id.
+    remote_calls = [c for c in home.calls(NAGANO, "2003-01") if c["action"].startswith("remote_")]
+    assert sorted((c["action"], c["outcome"]) for c in remote_calls) == [("remote_authenticate", "ok"),
+                                                                        ("remote_challenge", "ok")]
+    assert {c["principal"] for c in remote_calls} == {f"{CHIYODA}|{counter(CHIYODA)}"}
+    assert all(c["sk"].split("#", 1)[1].startswith(f"{CHIYODA}-200301-") for c in remote_calls)
     # Polling again counts nothing twice.
     world.poll(started["id"])
     assert CardStore(f"jukinet-cards-{TOKYO_PREF}").statistics(CHIYODA, "2003-01")["auth_ok"] == 1

@@ -331,19 +331,20 @@ def _clerk(query: Mapping) -> str:
 
 
 def _served(cards: CardService, requester: str, home: str, action: str, outcome: str, now: dt.datetime,
-            card: Card | None, serial: str, clerk: str) -> None:
+            card: Card | None, serial: str, clerk: str, query: Mapping) -> None:
     """The home tier's record and count of what it answered a counter of another tier."""
     where = card.home if card is not None and cards.holds(card) else home
     cards.store.record_call(now=now, municipality=where, principal=f"{requester}|{clerk}"[:300],
-                            action=f"remote_{action}", outcome=outcome, request_id="",
+                            action=f"remote_{action}", outcome=outcome,
+                            request_id=str(query.get("_correlation", ""))[:64],
                             resident_code=card.resident_code if card else "", serial=serial)
     cards.store.count(where, month_jst(now), {f"remote_{action}_{outcome}": 1})
 
 
 def _refused(cards: CardService, refusal: CardRefusal, requester: str, home: str, action: str, now: dt.datetime,
-             serial: str, clerk: str) -> Refused:
+             serial: str, clerk: str, query: Mapping) -> Refused:
     card = cards.store.card(serial) if serial else None
-    _served(cards, requester, home, action, refusal.code.name, now, card, serial, clerk)
+    _served(cards, requester, home, action, refusal.code.name, now, card, serial, clerk, query)
     if action != "carry_over":
         count_authentication_refusal(refusal.code)
     logger.warning("card request from another tier refused", extra={
@@ -370,8 +371,8 @@ def card_challenge_responder(cards: CardService) -> Responder:
         try:
             card, challenge = cards.open_challenge(Counter(requester, clerk), serial, now)
         except CardRefusal as refusal:
-            return _refused(cards, refusal, requester, home, "challenge", now, serial, clerk)
-        _served(cards, requester, home, "challenge", "ok", now, card, serial, clerk)
+            return _refused(cards, refusal, requester, home, "challenge", now, serial, clerk, query)
+        _served(cards, requester, home, "challenge", "ok", now, card, serial, clerk, query)
         return {"challenge_id": challenge.challenge_id, "serial": challenge.serial,
                 "message": challenge.message().decode(),
                 "expires_at": challenge.expires_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")}
@@ -395,8 +396,8 @@ def card_authentication_responder(cards: CardService) -> Responder:
         try:
             card = cards.check_answer(Counter(requester, clerk), challenge_id, signature, now)
         except CardRefusal as refusal:
-            return _refused(cards, refusal, requester, home, "authenticate", now, serial, clerk)
-        _served(cards, requester, home, "authenticate", "ok", now, card, serial, clerk)
+            return _refused(cards, refusal, requester, home, "authenticate", now, serial, clerk, query)
+        _served(cards, requester, home, "authenticate", "ok", now, card, serial, clerk, query)
         metrics.add_metric(name="CardAuthentications", unit=MetricUnit.Count, value=1)
         return {"resident_code": card.resident_code, "issuer": card.issuer}
 
@@ -418,9 +419,9 @@ def card_pin_failure_responder(cards: CardService) -> Responder:
         try:
             card, failures = cards.count_wrong_pin(Counter(requester, clerk), challenge_id, now)
         except CardRefusal as refusal:
-            return _refused(cards, refusal, requester, home, "pin_failure", now, serial, clerk)
+            return _refused(cards, refusal, requester, home, "pin_failure", now, serial, clerk, query)
         _served(cards, requester, home, "pin_failure", "locked" if failures >= MAX_PIN_FAILURES else "counted", now,
-                card, serial, clerk)
+                card, serial, clerk, query)
         metrics.add_metric(name="CardPinFailures", unit=MetricUnit.Count, value=1)
         return {"failures": failures, "locked": failures >= MAX_PIN_FAILURES}
 
@@ -489,8 +490,8 @@ def carry_over_responder(cards: CardService, agreed: Agreement = special_move_ou
             assert current is not None
             cards.move(current, requester, actor=f"{requester}|{clerk}"[:300], now=now)
         except CardRefusal as refusal:
-            return _refused(cards, refusal, requester, home, "carry_over", now, serial, clerk)
-        _served(cards, requester, home, "carry_over", "ok", now, card, serial, clerk)
+            return _refused(cards, refusal, requester, home, "carry_over", now, serial, clerk, query)
+        _served(cards, requester, home, "carry_over", "ok", now, card, serial, clerk, query)
         return {"events": [e.to_dict() for e in sorted(cards.store.events(serial), key=lambda e: e.seq)]}
 
     return respond
