@@ -16,6 +16,10 @@ Registered deployments (``DEPLOYMENTS``):
     諏訪市, 須坂市, 小諸市): the same stacks, settings, agencies and people, a quarter of the
     resources. What the embedded-AWS tests deploy (a deployment in seconds, not half a minute);
     what does not depend on the number of municipalities is tested there.
+``two-prefectures-compact``
+    ``nagano-compact`` with a second prefecture, 東京都 (130001), of two municipalities (千代田区,
+    中央区): what the embedded-AWS tests of the channel across prefectures deploy (a card of 長野県
+    authenticated at 千代田区's counter, decision 0050).
 ``large-prefecture-test``
     A synthetic 179-municipality prefecture (Hokkaido's count) beside Nagano: proves that
     the stack split keeps every stack under CloudFormation's 500-resource limit.
@@ -782,6 +786,14 @@ def nagano_compact() -> Deployment:
     return dataclasses.replace(demo, name="nagano-compact", prefectures=(compact,))
 
 
+def two_prefectures_compact() -> Deployment:
+    """``nagano-compact`` and 東京都 with 千代田区 and 中央区 (the channel across prefectures)."""
+    compact = nagano_compact()
+    tokyo = _prefecture("130001", "東京都", "Tokyo", (Municipality("131016", "千代田区"), Municipality("131024", "中央区")),
+                        compact.national.env)
+    return dataclasses.replace(compact, name="two-prefectures-compact", prefectures=(*compact.prefectures, tokyo))
+
+
 def synthetic_municipalities(prefecture_number: str, count: int) -> tuple[Municipality, ...]:
     """``count`` municipalities with valid codes (<pp>201, <pp>202, … + check digit)."""
     return tuple(
@@ -828,6 +840,7 @@ def multi_account_example() -> Deployment:
 DEPLOYMENTS: dict[str, Callable[[], Deployment]] = {
     "nagano-demo": nagano_demo,
     "nagano-compact": nagano_compact,
+    "two-prefectures-compact": two_prefectures_compact,
     "large-prefecture-test": large_prefecture_test,
     "multi-account-example": multi_account_example,
 }

@@ -44,13 +44,18 @@ ERROR_CODE_MEANINGS = {
     "COPY_NOT_FOUND": "no wide-area copy request with this correlation id at this counter",
     "SPECIAL_MOVE_NOT_FOUND": "no special move-out of this resident at this municipality, or no special move-in request "
                               "with this correlation id at this counter",
+    "CARD_MOVED": "the card was carried over to a municipality of another tier (the message names it): this tier "
+                  "changes it no more; authenticate it with POST /v1/remote-authentications",
+    "CARRY_OVER_NOT_AGREED": "(between tiers) the old home has no special move-out of the resident to the "
+                             "municipality asking for the card record",
 }
 ERROR_STATUSES = (400, 403, 404, 409)
 
 DESCRIPTION = """\
 The private REST API of a municipality tier through which its municipalities' counter \
 terminals (窓口端末) issue resident register cards (住基カード), change their status, \
-authenticate a card presented at any counter of the tier, and ask another municipality for a \
+authenticate a card presented at any counter of the tier (a card of another prefecture through \
+its home tier: `/v1/remote-authentications`), and ask another municipality for a \
 wide-area copy of a resident record (住民票の写しの広域交付; docs/second-phase.md). Every \
 request is signed with SigV4 \
 by a counter-staff role (`jukinet-counter-<municipality code>`; the tier's operator role for \

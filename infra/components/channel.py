@@ -75,7 +75,17 @@ def channel_table_partitions(prefecture_code: str) -> list[str]:
     that could write a ``CHALLENGE#`` item could forge the proof itself."""
     pp = prefecture_code[:2]
     return [f"CHANNEL#{pp}*", f"CHANNEL-IN#{pp}*", "CHANNEL-DEAD#*", "META", "RESIDENT#*", f"COPY#{pp}*",
-            f"COPY-ELSEWHERE#{pp}*", "CARD#*", f"SPECIAL-IN#{pp}*", f"SPECIAL-OUT#{pp}*"]
+            f"COPY-ELSEWHERE#{pp}*", "CARD#*", f"SPECIAL-IN#{pp}*", f"SPECIAL-OUT#{pp}*",
+            *card_across_tiers_partitions(pp)]
+
+
+def card_across_tiers_partitions(pp: str) -> list[str]:
+    """Cards across tiers (decision 0050): the challenges the home tier issues to counters of other
+    tiers (``REMOTE-CHALLENGE#``: never ``CHALLENGE#``, the authentications at the tier's own
+    counters, which it may only read — decision 0049), its records and counts of what it answered them (``CALL#``, ``STAT#`` of
+    its municipalities), the card requests its counter recorded for it to send (``CARDREQ#``) and the
+    old home's allow-list of carry-overs it reads (``CARRY-OVER#``)."""
+    return ["REMOTE-CHALLENGE#*", f"CALL#{pp}*", f"STAT#{pp}*", f"CARDREQ#{pp}*", f"CARRY-OVER#{pp}*"]
 
 
 LOCAL_RECORD_READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:Query"]
@@ -195,6 +205,12 @@ class MunicipalityChannel(Construct):
         prefecture_queue = names.inbound_queue(pref_tier)
         card_table = names.card_table(code)
         pp = code[:2]
+        card_events_alias = names.key_alias(tier, "card-events")
+        # Cards of this tier at counters of other tiers (decision 0050): the channel function writes
+        # a card's pin_locked and moved events, signed with the tier's card-event key.
+        stack.counter.event_key.add_to_resource_policy(keys.use_by_roles(
+            "ChannelFunctionSignsCardEvents", env.account, [role_arn], ["kms:Sign"],
+            conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}}))
 
         # --- keys -----------------------------------------------------------------------------
         self.transport_key = stack.symmetric_key(
@@ -281,6 +297,7 @@ class MunicipalityChannel(Construct):
                 "OUTBOUND_QUEUE_URL": names.queue_url(pref_env, prefecture_queue),
                 "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue.queue_url,
                 "LOCAL_RECORDS_TABLE_NAME": local_table,
+                "CARD_EVENT_KEY_ID": stack.counter.event_key.key_arn,
                 "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": "INFO",
@@ -309,6 +326,9 @@ class MunicipalityChannel(Construct):
                                                     names.signing_alias(m.code)
                                                     for m in prefecture.municipality_tier.municipalities)}}),
                 verify_channel_senders(names, deployment),
+                iam.PolicyStatement(sid="SignCardEvents", actions=["kms:Sign"],
+                                    resources=[stack.counter.event_key.key_arn],
+                                    conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}}),
                 iam.PolicyStatement(sid="SealForReaders", actions=["kms:GenerateDataKey"], resources=[keys_arn],
                                     conditions={"StringLike": {"kms:EncryptionContext:from": f"{pp}*"},
                                                 "ForAnyValue:StringEquals": {"kms:ResourceAliases": sorted(
@@ -373,7 +393,7 @@ class MunicipalityChannel(Construct):
             actions=["kms:Sign", "kms:GetPublicKey", "kms:GenerateDataKey", "kms:Decrypt"], resources=[keys_arn],
             conditions={"ArnLike": {"aws:PrincipalArn": [role_arn]},
                         "ForAnyValue:StringLike": {"kms:ResourceAliases": [
-                            f"{names.signing_alias('')}*", f"{names.channel_alias_prefix()}*"]}}))
+                            f"{names.signing_alias('')}*", f"{names.channel_alias_prefix()}*", card_events_alias]}}))
 
         # --- alarms -------------------------------------------------------------------------------
         tier_name = f"{names.prefix}-{tier}"

@@ -58,6 +58,9 @@ ROUTES = (
     ("POST", "/v1/special-move-outs/{resident_code}/cancellation"),
     ("POST", "/v1/special-move-ins"), ("GET", "/v1/special-move-ins/{correlation}"),
     ("POST", "/v1/special-move-ins/{correlation}/move-in"),
+    ("POST", "/v1/remote-authentications"), ("GET", "/v1/remote-authentications/{auth_id}"),
+    ("POST", "/v1/remote-authentications/{auth_id}/answer"),
+    ("POST", "/v1/remote-authentications/{auth_id}/pin-failure"),
 )
 OPERATOR_ROUTES = (("POST", "/v1/cards/{serial}/suspension"),)
 ACCESS_LOG_FORMAT = ('{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
@@ -130,6 +133,11 @@ class CounterApi(Construct):
                                   conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}}),
                 keys.use_by_roles("TierVerifies", env.account, [stack.role_pattern, operator_arn],
                                   ["kms:GetPublicKey"]),
+                # A card carried over to another tier (decision 0050): its new home's counter function
+                # checks every event this key signed.
+                keys.use_by_roles("CounterFunctionsVerifyCarriedCards", env.account,
+                                  [names.role_arn(env, municipality_tier("*"), names.card_api("*"))],
+                                  ["kms:GetPublicKey"]),
             ])
 
         # The tier's execute-api endpoint: the counters' only way in.
@@ -161,7 +169,11 @@ class CounterApi(Construct):
         code = None
         if stack.deployment.channel:
             channel_queue = names.channel_queue(pcode)
-            channel_env = {"CHANNEL_QUEUE_URL": names.queue_url(env, channel_queue),
+            events_aliases = sorted(names.key_alias(municipality_tier(p.code), "card-events")
+                                    for p in stack.deployment.prefectures)
+            channel_env = {"CARD_EVENT_KEY_ALIAS_TEMPLATE": names.key_alias(municipality_tier("{prefecture}"),
+                                                                            "card-events"),
+                           "CHANNEL_QUEUE_URL": names.queue_url(env, channel_queue),
                            "CHANNEL_KEY_ID": f"arn:{PARTITION}:kms:{env.region}:{env.account}:{names.channel_alias(pcode)}",
                            "CHANNEL_KEY_ALIAS_PREFIX": names.channel_alias_prefix(),
                            "MUNICIPALITY_NAMES_FILE": NAMES_FILE}
@@ -179,7 +191,14 @@ class CounterApi(Construct):
                                                 "StringEquals": {"kms:EncryptionContext:channel": ["answer", "refusal"]},
                                                 "ForAnyValue:StringEquals": {"kms:ResourceAliases": [
                                                     names.channel_alias(pcode)]}}),
+                # A card carried over from another tier: its events checked with that tier's key (decision 0050).
+                iam.PolicyStatement(sid="VerifyCarriedCardEvents", actions=["kms:GetPublicKey"], resources=[keys_arn],
+                                    conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": events_aliases}}),
             ]
+            stack.network.allow_through("Kms", iam.PolicyStatement(
+                sid="CounterVerifiesCarriedCards", principals=[iam.AnyPrincipal()], actions=["kms:GetPublicKey"],
+                resources=[keys_arn], conditions={"ArnLike": {"aws:PrincipalArn": [role_arn]},
+                                                  "ForAnyValue:StringEquals": {"kms:ResourceAliases": events_aliases}}))
             code = lambda_code(extra_files={NAMES_FILE: municipality_names(stack.deployment)})
 
         self.function = TierFunction(
@@ -209,8 +228,9 @@ class CounterApi(Construct):
         nag.acknowledge(self.function.policy, [
             ("AwsSolutions-IAM5", ("ENI management (Lambda in a VPC) and X-Ray trace writes support no resource-level "
              "permissions."), ["Resource::*"]),
-            ("AwsSolutions-IAM5", ("The channel queue's transport key and the tier's channel key are found by alias; "
-             "the wildcard key ARN is narrowed by kms:ResourceAliases to exactly those aliases."),
+            ("AwsSolutions-IAM5", ("The channel queue's transport key, the tier's channel key and the tiers' "
+             "card-event keys (their public keys only, decision 0050) are found by alias; the wildcard key ARN is "
+             "narrowed by kms:ResourceAliases to exactly those aliases."),
              [f"Resource::{names.keys_arn_pattern(env)}"]),
         ], apply_to_children=True)
         nag.acknowledge(self.function.function, [

@@ -101,6 +101,9 @@ class ChannelSettings(_Settings):
     DEAD_LETTER_QUEUE_URL: NonEmpty
     # The tier's local-record table (wide-area copies are answered from it); empty: not answered.
     LOCAL_RECORDS_TABLE_NAME: str = ""
+    # The tier's card-event key (decision 0050): cards of this tier are authenticated for counters
+    # of other tiers and carried over to them; empty: those queries are not answered.
+    CARD_EVENT_KEY_ID: str = ""
 
 
 S = TypeVar("S", bound=_Settings)
@@ -227,5 +230,7 @@ class CardSettings(_Settings):
     CHANNEL_KEY_ID: str = ""
     CHANNEL_KEY_ALIAS_PREFIX: str = "alias/jukinet/channel/"
     MUNICIPALITY_NAMES_FILE: str = ""
+    # Cards carried over from another tier (decision 0050): "{prefecture}" → that tier's card-event key alias.
+    CARD_EVENT_KEY_ALIAS_TEMPLATE: str = "alias/jukinet/muni-{prefecture}/card-events"
 
     _split = field_validator("MUNICIPALITIES", "OPERATOR_ROLES", "API_ENDPOINT_IDS", mode="before")(_csv)

@@ -39,7 +39,7 @@ def test_every_route_is_documented_with_every_refusal_code():
     documented = {(m, p) for p, m, _ in card_openapi.operations(doc)}
     from infra.components.counter import ROUTES  # what API Gateway deploys: the comparison that can fail
 
-    assert routes == documented == set(ROUTES) and len(routes) == 17
+    assert routes == documented == set(ROUTES) and len(routes) == 21
     assert set(doc["x-error-codes"]) == {c.name for c in CardRefusalCode}
     for _, _, op in card_openapi.operations(doc):
         assert {"400", "403", "404", "409"} <= set(op["responses"])

@@ -81,15 +81,17 @@ def _cached_synth(deployment: str) -> Path:
 
 @contextlib.contextmanager
 def deployed_nagano(tmp_path_factory: Any, *, monitoring: bool = False, notifications: Any = None,
-                    service_metrics: bool = False, **runner_options: Any) -> Iterator[tuple[Any, Any, LocalRunner]]:
+                    service_metrics: bool = False, deployment_name: str = E2E_DEPLOYMENT,
+                    **runner_options: Any) -> Iterator[tuple[Any, Any, LocalRunner]]:
     """(deployment, deployed environment, runner); this process talks to the embedded AWS
     meanwhile (AWS_ENDPOINT_URL and local credentials), and is restored afterwards.
     ``monitoring``: the functions' metrics go to the embedded CloudWatch and
     ``runner.monitoring`` (a ``LocalMonitoring``) evaluates the alarms, recording each
     notifying transition in ``notifications`` (a ``NotificationLog``) if given; ``service_metrics``:
-    it also publishes the AWS/SQS and AWS/Lambda metrics local mode can observe."""
-    deployment = load_deployment(E2E_DEPLOYMENT)
-    out = nagano_assembly(tmp_path_factory)
+    it also publishes the AWS/SQS and AWS/Lambda metrics local mode can observe; ``deployment_name``: another
+    registered deployment (``two-prefectures-compact`` for the channel across prefectures)."""
+    deployment = load_deployment(deployment_name)
+    out = nagano_assembly(tmp_path_factory, deployment_name)
     saved = dict(os.environ)
     try:
         with MotoServer() as server:

@@ -263,7 +263,8 @@ def test_the_channel_function_has_only_what_its_messages_need(nagano: Synth) -> 
     assert sign["Condition"]["StringEquals"] == {"kms:SigningAlgorithm": "ECDSA_SHA_256"}
     assert sign["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"] == [
         f"alias/jukinet/signing/{c}" for c in municipalities]
-    # not the prefecture's key, not the card-event key
+    # not the prefecture's key, nor by alias the card-event key (SignCardEvents names that one key by ARN:
+    # tests/infra/test_card_across_tiers.py)
     for alias in ("alias/jukinet/signing/200000", "alias/jukinet/muni-200000/card-events"):
         got = evaluate(doc, action="kms:Sign", resource=f"arn:aws:kms:ap-northeast-1:{ACCOUNT}:key/any",
                        context={"kms:ResourceAliases": [alias], "kms:SigningAlgorithm": "ECDSA_SHA_256"})
@@ -275,7 +276,8 @@ def test_the_channel_function_has_only_what_its_messages_need(nagano: Synth) -> 
         "ForAnyValue:StringLike": {"kms:ResourceAliases": ["alias/jukinet/signing/20*"]}}
     assert by_sid["ChannelRecords"]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
         "CHANNEL#20*", "CHANNEL-IN#20*", "CHANNEL-DEAD#*", "META", "RESIDENT#*", "COPY#20*", "COPY-ELSEWHERE#20*",
-        "CARD#*", "SPECIAL-IN#20*", "SPECIAL-OUT#20*"]}}
+        "CARD#*", "SPECIAL-IN#20*", "SPECIAL-OUT#20*", "REMOTE-CHALLENGE#*", "CALL#20*", "STAT#20*", "CARDREQ#20*",
+        "CARRY-OVER#20*"]}}
     assert "dynamodb:DeleteItem" not in as_list(by_sid["ChannelRecords"]["Action"])
     assert by_sid["SendToPrefecture"]["Resource"] == \
         f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:jukinet-pref-200000-inbound"

@@ -36,7 +36,7 @@ def test_each_municipality_tier_has_one_private_counter_api_and_every_method_is_
         assert api["Properties"]["EndpointConfiguration"]["Types"] == ["PRIVATE"]
         methods = [r["Properties"] for r in _resources(every, stack, "AWS::ApiGateway::Method").values()
                    if r["Properties"]["RestApiId"] == {"Ref": lid}]
-        assert len(methods) == 17  # 9 card routes, 2 wide-area copy routes (decision 0046), 6 special-move routes
+        assert len(methods) == 21  # 9 card routes, 2 wide-area copy routes (0046), 6 special-move routes (0049), 4 of a card of another tier (0050)
         assert {m["AuthorizationType"] for m in methods} == {"AWS_IAM"}
 
 
@@ -112,15 +112,18 @@ def test_the_card_table_is_under_its_own_customer_key_recoverable_and_expiring(n
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
-def test_card_events_are_signed_by_a_key_only_the_counter_function_may_sign_with(nagano: Synth) -> None:
+def test_card_events_are_signed_by_a_key_only_the_counter_and_channel_functions_may_sign_with(nagano: Synth) -> None:
     keys = [r["Properties"] for r in _resources(nagano, BASE, "AWS::KMS::Key").values()
             if r["Properties"].get("KeySpec") == "ECC_NIST_P256"]
     assert len(keys) == 1
     signers = [s for s in statements(keys[0]["KeyPolicy"]) if "kms:Sign" in as_list(s["Action"])]
-    assert len(signers) == 1
-    signer_arns = as_list(signers[0]["Condition"]["ArnLike"]["aws:PrincipalArn"])
-    assert len(signer_arns) == 1 and signer_arns[0].endswith(":role/jukinet/muni-200000/jukinet-muni-200000-counter")
-    assert signers[0]["Condition"]["StringEquals"] == {"kms:SigningAlgorithm": "ECDSA_SHA_256"}
+    # the counter function; the tier's channel function for pin_locked and moved across tiers (decision 0050)
+    assert len(signers) == 2
+    signer_arns = sorted(a for s in signers for a in as_list(s["Condition"]["ArnLike"]["aws:PrincipalArn"]))
+    assert [a.rsplit(":role/", 1)[1] for a in signer_arns] == [
+        "jukinet/muni-200000/jukinet-muni-200000-channel", "jukinet/muni-200000/jukinet-muni-200000-counter"]
+    for signer in signers:
+        assert signer["Condition"]["StringEquals"] == {"kms:SigningAlgorithm": "ECDSA_SHA_256"}
 
 
 def test_the_counter_function_runs_in_the_isolated_vpc_with_only_its_table_and_key(nagano: Synth) -> None:
@@ -134,7 +137,8 @@ def test_the_counter_function_runs_in_the_isolated_vpc_with_only_its_table_and_k
     routes = [r["Properties"] for r in _resources(nagano, BASE, "AWS::EC2::Route").values()]
     assert not [r for r in routes if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
     policies = [r["Properties"] for r in _resources(nagano, BASE, "AWS::IAM::ManagedPolicy").values()
-                if any(s.get("Sid") == "SignCardEvents" for s in statements(r["Properties"]["PolicyDocument"]))]
+                if any(s.get("Sid") == "SignCardEvents" for s in statements(r["Properties"]["PolicyDocument"]))
+                and r["Properties"].get("Description") == "Permissions of jukinet-muni-200000-counter"]
     assert len(policies) == 1
     by_sid = {s["Sid"]: s for s in statements(policies[0]["PolicyDocument"]) if "Sid" in s}
     table = as_list(by_sid["CardTable"]["Resource"])

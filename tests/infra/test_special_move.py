@@ -39,8 +39,9 @@ def test_the_channel_function_keeps_its_own_municipalities_move_records_and_read
     [read] = [s for s in statements(doc) if s.get("Sid") == "ReadCardAuthentications"]
     assert as_list(read["Action"]) == ["dynamodb:GetItem"]
     assert read["Condition"]["Null"] == {"dynamodb:LeadingKeys": "false"}
-    # another prefecture's municipalities' records, the statistics, the call records: out of reach
-    for key in ("SPECIAL-OUT#131016", "SPECIAL-IN#131016#2003-01", "STAT#202037", "CALL#202037#2003-01"):
+    # another prefecture's municipalities' records, statistics and call records: out of reach (its own
+    # municipalities' statistics and call records it writes for the cards of other tiers, decision 0050)
+    for key in ("SPECIAL-OUT#131016", "SPECIAL-IN#131016#2003-01", "STAT#131016", "CALL#131016#2003-01"):
         assert evaluate(doc, action="dynamodb:PutItem", resource=table,
                         context={"dynamodb:LeadingKeys": [key]}) == IMPLICIT_DENY, key
 

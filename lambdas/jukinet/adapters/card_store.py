@@ -14,6 +14,7 @@ pk                              sk                     what
                                                        sent it: municipality, reason, status, order key
                                                        (written by the CS, ``ResidentRegister``)
 ``CHALLENGE#<id>``              ``CHALLENGE``          a one-time challenge; expires (TTL) a day later
+``REMOTE-CHALLENGE#<id>``       ``CHALLENGE``          the same, issued to a counter of another tier
 ``CALL#<municipality>#<month>`` ``<instant>#<req id>`` one counter call: who, what, which resident/card
 ``STAT#<municipality>``         ``<YYYY-MM>``          the month's counters (``issued``, ``refused_<CODE>`` …)
 ==============================  =====================  ==============================================
@@ -257,9 +258,18 @@ class Register:
         return None
 
 
+LOCAL_CHALLENGES = "CHALLENGE#"
+REMOTE_CHALLENGES = "REMOTE-CHALLENGE#"
+"""Challenges the home tier's channel function issues to counters of other tiers (decision 0050)
+live in a partition of their own: the channel function may write those and only read
+``CHALLENGE#`` — the authentications at this tier's own counters, which a special move-out's
+certificate request names as its proof (decision 0049) — so it cannot forge one."""
+
+
 class CardStore:
-    def __init__(self, table_name: str) -> None:
+    def __init__(self, table_name: str, challenge_partition: str = LOCAL_CHALLENGES) -> None:
         self.table_name = table_name
+        self.challenge_partition = challenge_partition
 
     # --- reads -----------------------------------------------------------------------------
     def card(self, serial: str) -> Card | None:
@@ -299,7 +309,7 @@ class CardStore:
 
     def challenge(self, challenge_id: str) -> Challenge | None:
         item = aws.client("dynamodb").get_item(
-            TableName=self.table_name, Key={"pk": _s(f"CHALLENGE#{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+            TableName=self.table_name, Key={"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)},
             ConsistentRead=True).get("Item")
         if not item:
             return None
@@ -367,7 +377,7 @@ class CardStore:
 
     def put_challenge(self, challenge: Challenge) -> None:
         aws.client("dynamodb").put_item(TableName=self.table_name, Item={
-            "pk": _s(f"CHALLENGE#{challenge.challenge_id}"), "sk": _s(CHALLENGE_SK), "serial": _s(challenge.serial),
+            "pk": _s(f"{self.challenge_partition}{challenge.challenge_id}"), "sk": _s(CHALLENGE_SK), "serial": _s(challenge.serial),
             "nonce": _s(challenge.nonce), "municipality": _s(challenge.municipality),
             "principal": _s(challenge.principal), "issued_at": _s(_iso(challenge.issued_at)),
             "challenge_expires_at": _s(_iso(challenge.expires_at)), "used": {"BOOL": False},
@@ -378,7 +388,7 @@ class CardStore:
         """Mark the challenge answered; ``False`` if it already was (a replay, even a concurrent one)."""
         try:
             aws.client("dynamodb").update_item(
-                TableName=self.table_name, Key={"pk": _s(f"CHALLENGE#{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+                TableName=self.table_name, Key={"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)},
                 UpdateExpression="SET used = :t", ConditionExpression="used = :f",
                 ExpressionAttributeValues={":t": {"BOOL": True}, ":f": {"BOOL": False}})
             return True
@@ -391,7 +401,7 @@ class CardStore:
         """A successful authentication on this challenge: the server's own record, which a
         wide-area copy request names as its proof (``services/wide_area_copy.py``)."""
         aws.client("dynamodb").update_item(
-            TableName=self.table_name, Key={"pk": _s(f"CHALLENGE#{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+            TableName=self.table_name, Key={"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)},
             UpdateExpression="SET authenticated_resident = :r, authenticated_at = :t",
             ConditionExpression="attribute_exists(pk) AND used = :u",
             ExpressionAttributeValues={":r": _s(resident_code), ":t": _s(_iso(now)), ":u": {"BOOL": True}})
@@ -399,7 +409,7 @@ class CardStore:
     def challenge_item(self, challenge_id: str) -> dict | None:
         """The challenge as stored, with its authentication and copy claim if any (plain values)."""
         item = aws.client("dynamodb").get_item(
-            TableName=self.table_name, Key={"pk": _s(f"CHALLENGE#{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+            TableName=self.table_name, Key={"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)},
             ConsistentRead=True).get("Item")
         return {k: next(iter(v.values())) for k, v in item.items()} if item else None
 
@@ -408,7 +418,7 @@ class CardStore:
         (an earlier one if the request is a retry)."""
         try:
             aws.client("dynamodb").update_item(
-                TableName=self.table_name, Key={"pk": _s(f"CHALLENGE#{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+                TableName=self.table_name, Key={"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)},
                 UpdateExpression="SET copy_correlation = :c",
                 ConditionExpression="attribute_exists(authenticated_resident) AND attribute_not_exists(copy_correlation)",
                 ExpressionAttributeValues={":c": _s(correlation)})

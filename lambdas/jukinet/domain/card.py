@@ -132,6 +132,9 @@ class CardRefusalCode(Enum):
     COPY_NOT_FOUND = "COPY_NOT_FOUND"
     # the special move-out/move-in (services/special_move.py, docs/second-phase.md part 4)
     SPECIAL_MOVE_NOT_FOUND = "SPECIAL_MOVE_NOT_FOUND"
+    # across tiers (services/card_across_tiers.py, decision 0050)
+    CARD_MOVED = "CARD_MOVED"
+    CARRY_OVER_NOT_AGREED = "CARRY_OVER_NOT_AGREED"
 
     @property
     def status(self) -> int:
@@ -150,6 +153,7 @@ _STATUS = {
     CardRefusalCode.INVALID_TRANSITION: 409, CardRefusalCode.CARD_NOT_FOUND: 404,
     CardRefusalCode.NOT_FOUND: 404, CardRefusalCode.PROOF_NOT_VALID: 403, CardRefusalCode.COPY_NOT_FOUND: 404,
     CardRefusalCode.SPECIAL_MOVE_NOT_FOUND: 404,
+    CardRefusalCode.CARD_MOVED: 409, CardRefusalCode.CARRY_OVER_NOT_AGREED: 403,
     **{c: 403 for c in (CardRefusalCode.CHALLENGE_NOT_FOUND, CardRefusalCode.CHALLENGE_REPLAYED,
                         CardRefusalCode.CHALLENGE_EXPIRED, CardRefusalCode.WRONG_COUNTER,
                         CardRefusalCode.SIGNATURE_INVALID, CardRefusalCode.CARD_SUSPENDED,
@@ -167,6 +171,17 @@ class CardRefusal(CodedRefusal):
     """A counter request refused with a documented code; ``field``/``rule`` say what was wrong."""
 
     code: CardRefusalCode
+
+
+class CardMoved(CardRefusal):
+    """The card was carried over to a municipality of another tier (decision 0027): this tier
+    keeps its record up to the ``moved`` event and refuses every change; ``home`` is where it
+    is held now (an authentication asked of this tier is routed there)."""
+
+    def __init__(self, home: str) -> None:
+        super().__init__(CardRefusalCode.CARD_MOVED, f"the card has moved to {home}, a municipality of another tier: "
+                         "it is held there now", field="serial", rule="moved")
+        self.home = home
 
 
 # --- time ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 from ..adapters.card_store import CardStore
 from ..clock import system_clock
@@ -28,6 +28,7 @@ from ..observability import MetricUnit, count_refused_by_code, flush, logger, me
 from ..adapters.channel_store import ChannelStore
 from ..adapters.copy_store import CopyStore
 from ..services.card import Caller, CardService, EventSigner
+from ..services.card_across_tiers import CardCarryOvers, CardEventKeys, RemoteAuthentications
 from ..services.channel import ChannelEndpoint, ChannelKeys
 from ..services.wide_area_copy import WideAreaCopies
 from ..adapters.special_move_store import SpecialMoveStore
@@ -220,6 +221,36 @@ class SpecialMoveInResult(BaseModel):
     card_carry_over: str | None = Field(default=None, description="completed: moved, already, or pending_other_tier")
 
 
+class RemoteAuthenticationRequest(BaseModel):
+    serial: Annotated[str, Field(max_length=32, description="a card held by a municipality of another tier")]
+
+
+class RemoteAnswerRequest(BaseModel):
+    signature: Annotated[str, Field(max_length=256, description="the card's ECDSA P-256 signature over the home "
+                                                                "tier's challenge message, base64 DER")]
+
+
+class RemoteAuthenticationStatus(BaseModel):
+    id: str = Field(description="this counter's authentication id (also a wide-area copy's card proof)")
+    serial: str
+    home: str = Field(description="the municipality the request went to (the card's home)")
+    step: Literal["challenge", "answer", "pin-failure"] | None = None
+    status: Literal["pending", "challenge", "authenticated", "refused", "timed_out", "pin_failure_counted"]
+    challenge_id: str | None = Field(default=None, description="challenge: the home tier's challenge id")
+    message: str | None = Field(default=None, description="challenge: the exact bytes (UTF-8) the card signs; "
+                                                          "refused: what the code means")
+    expires_at: str | None = Field(default=None, description="challenge: judged by the home tier on arrival")
+    resident_code: str | None = Field(default=None, description="authenticated")
+    issuer: str | None = Field(default=None, description="authenticated: the municipality that issued the card")
+    code: str | None = Field(default=None, description="refused: the same codes as within the tier (docs/card.md)")
+    failures: int | None = None
+    locked: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler):  # noqa: ANN001, ANN202 — only the fields this state has
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 def view(card: Card) -> CardView:
     return CardView(serial=card.serial, resident_code=card.resident_code, issuer=card.issuer, home=card.home,
                     card_type=card.card_type.value, status=card.status.value,
@@ -258,6 +289,34 @@ def _copies(settings: CardSettings, endpoint: str | None) -> WideAreaCopies:
                              None, None, "", "", None, clock=cards.clock)  # type: ignore[arg-type]
     return WideAreaCopies(cards, CopyStore(settings.CARD_TABLE_NAME), reader, settings.CHANNEL_QUEUE_URL, names=names,
                           clock=cards.clock)
+
+
+@lru_cache(maxsize=8)
+def _remote(settings: CardSettings, endpoint: str | None) -> RemoteAuthentications:
+    cards = _runtime(settings, endpoint)
+    reader = ChannelEndpoint(settings.MUNICIPALITIES[0][:2] + "0000", ChannelStore(settings.CARD_TABLE_NAME),
+                             ChannelKeys(settings.CHANNEL_KEY_ID, settings.CHANNEL_KEY_ALIAS_PREFIX),
+                             None, None, "", "", None, clock=cards.clock)  # type: ignore[arg-type]
+    return RemoteAuthentications(cards, reader, settings.CHANNEL_QUEUE_URL, clock=cards.clock)
+
+
+def remote() -> RemoteAuthentications:
+    """Cards of other tiers, through the channel (decision 0050)."""
+    settings = load_settings(CardSettings)
+    if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
+        raise CardRefusal(CardRefusalCode.NOT_FOUND, "cards of other tiers are not served here (no channel)")
+    return _remote(settings, os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def carry_overs() -> CardCarryOvers:
+    """The new home's side of a card's carry-over from another tier (decision 0050), for the
+    special move-in (転入の特例) to call: ``request`` then ``complete``."""
+    settings = load_settings(CardSettings)
+    if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
+        raise CardRefusal(CardRefusalCode.NOT_FOUND, "cards of other tiers are not served here (no channel)")
+    remote_side = _remote(settings, os.environ.get("AWS_ENDPOINT_URL"))
+    return CardCarryOvers(remote_side.cards, remote_side.reader, settings.CHANNEL_QUEUE_URL,
+                          CardEventKeys(settings.CARD_EVENT_KEY_ALIAS_TEMPLATE), clock=remote_side.cards.clock)
 
 
 def copies() -> WideAreaCopies:
@@ -386,6 +445,59 @@ def pin_failure(challenge_id: Annotated[str, PathParam(max_length=64)]) -> PinFa
     return PinFailureResponse(**body)
 
 
+@app.post("/v1/remote-authentications", tags=["authentication"],
+          summary="Ask the home tier of a card of another prefecture for a challenge bound to this counter",
+          responses={202: {"description": "sent; poll GET /v1/remote-authentications/{id}",
+                           "content": {"application/json": {"model": RemoteAuthenticationStatus}}}})
+def remote_start(request: RemoteAuthenticationRequest) -> Response[RemoteAuthenticationStatus]:
+    body = remote().start(caller(), request.serial)
+    done("remote_challenge")
+    return Response(status_code=202, content_type="application/json", body=_status(body))
+
+
+@app.get("/v1/remote-authentications/<auth_id>", tags=["authentication"],
+         summary="The state of an authentication by the card's home tier: the challenge to sign, then the outcome",
+         responses={200: {"description": "pending, challenge, authenticated, refused (code), timed out, or the "
+                                         "wrong PIN counted", "content": {"application/json": {
+                                             "model": RemoteAuthenticationStatus}}}})
+def remote_result(auth_id: Annotated[str, PathParam(max_length=64)]) -> Response[RemoteAuthenticationStatus]:
+    body = remote().result(caller(), auth_id)
+    done("remote_result")
+    return Response(status_code=200, content_type="application/json", body=_status(body))
+
+
+def _status(body: dict) -> dict:
+    """The fields this state has, no nulls: an authentication answers the resident code and the
+    issuer and nothing else."""
+    return RemoteAuthenticationStatus(**body).model_dump(exclude_none=True)
+
+
+@app.post("/v1/remote-authentications/<auth_id>/answer", tags=["authentication"],
+          summary="Send the card's signature over the home tier's challenge to the home tier",
+          responses={202: {"description": "sent; poll GET /v1/remote-authentications/{id}",
+                           "content": {"application/json": {"model": RemoteAuthenticationStatus}}}})
+def remote_answer(auth_id: Annotated[str, PathParam(max_length=64)],
+                  request: RemoteAnswerRequest) -> Response[RemoteAuthenticationStatus]:
+    try:
+        signature = base64.b64decode(request.signature, validate=True)
+    except (binascii.Error, ValueError):
+        raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "the signature is not base64", field="signature",
+                          rule="base64") from None
+    body = remote().answer(caller(), auth_id, signature)
+    done("remote_answer")
+    return Response(status_code=202, content_type="application/json", body=_status(body))
+
+
+@app.post("/v1/remote-authentications/<auth_id>/pin-failure", tags=["authentication"],
+          summary="Report to the home tier that the card refused the PIN (it counts, locks at 3)",
+          responses={202: {"description": "sent; poll GET /v1/remote-authentications/{id}",
+                           "content": {"application/json": {"model": RemoteAuthenticationStatus}}}})
+def remote_pin_failure(auth_id: Annotated[str, PathParam(max_length=64)]) -> Response[RemoteAuthenticationStatus]:
+    body = remote().pin_failure(caller(), auth_id)
+    done("remote_pin_failure")
+    return Response(status_code=202, content_type="application/json", body=_status(body))
+
+
 @app.post("/v1/wide-area-copies", tags=["wide-area copies"],
           summary="Ask the home municipality for a wide-area copy of the applicant's record (住民票の写しの広域交付)",
           responses={202: {"description": "sent; poll the result",
@@ -495,7 +607,8 @@ def _action(path: str) -> str:
 def count_refusal(refusal: CardRefusal, who: Caller, path: str, body: dict) -> None:
     metrics.add_metric(name="CardRefusals", unit=MetricUnit.Count, value=1)
     count_refused_by_code(refusal.code.name)
-    if refusal.code.authentication and path in ("/v1/authentications", "/v1/challenges"):
+    remote_path = path.startswith("/v1/remote-authentications")
+    if refusal.code.authentication and (path in ("/v1/authentications", "/v1/challenges") or remote_path):
         metrics.add_metric(name="CardAuthenticationRefusals", unit=MetricUnit.Count, value=1)
     if refusal.code in (CardRefusalCode.CARD_SUSPENDED, CardRefusalCode.CARD_REVOKED):
         metrics.add_metric(name="EndedCardPresented", unit=MetricUnit.Count, value=1)  # a lost or stolen card
@@ -507,6 +620,8 @@ def count_refusal(refusal: CardRefusal, who: Caller, path: str, body: dict) -> N
                                                   "rule": refusal.rule, "caller": who.principal_arn,
                                                   "source_vpce": who.source_endpoint, "path": path})
     action = _action(path)
+    if remote_path:  # counted as the authentication step it is (card-stats: auth refused)
+        action = {"answer": "authenticate", "pin-failure": "pin-failure"}.get(path.rsplit("/", 1)[-1], "challenge")
     serial = body.get("serial") if isinstance(body.get("serial"), str) else ""
     if not serial and path.startswith("/v1/cards/"):
         serial = path.split("/")[3]

@@ -24,9 +24,12 @@ from ..domain.card import (
     MAX_PIN_FAILURES,
     Card,
     CardEvent,
+    CardMoved,
     CardRefusal,
     CardRefusalCode,
+    CardStatus,
     CardType,
+    Challenge,
     Counter,
     EventKind,
     RevocationReason,
@@ -89,7 +92,8 @@ class EventSigner:
 class CardService:
     def __init__(self, store: CardStore, sign: EventSigner, *, municipalities: Iterable[str], counter_role_prefix: str,
                  operator_roles: Iterable[str] = (), account: str | None = None,
-                 allowed_endpoints: Iterable[str] | None = None, clock: Clock) -> None:
+                 allowed_endpoints: Iterable[str] | None = None, clock: Clock, prefecture: str | None = None,
+                 writes_endings: bool = True) -> None:
         self.store = store
         self.sign = sign
         self.municipalities = frozenset(municipalities)
@@ -98,6 +102,17 @@ class CardService:
         self.account = account
         self.allowed_endpoints = frozenset(allowed_endpoints) if allowed_endpoints is not None else None
         self.clock = clock
+        # The prefectures whose municipalities this tier serves (one): a card whose home is not
+        # one of them was carried over to another tier and is only a pointer here (decision 0027).
+        self.prefixes = frozenset(m[:2] for m in self.municipalities) | ({prefecture[:2]} if prefecture else set())
+        # False in the channel function (decision 0050): a card ended by a notice is judged ended
+        # at once, its ``revoked`` event written at its next touch at a counter of this tier (that
+        # write frees the resident's one valid card, a delete the channel function may not make).
+        self.writes_endings = writes_endings
+
+    def holds(self, card: Card) -> bool:
+        """The card's home is a municipality of this tier (not carried over to another tier)."""
+        return card.home[:2] in self.prefixes
 
     # --- who -------------------------------------------------------------------------------
     def identify(self, caller: Caller) -> Staff:
@@ -138,10 +153,12 @@ class CardService:
         is written first as its signed event (actor ``system``)."""
         for _ in range(5):
             card = self.store.card(serial)
-            if card is None or card.status.final:
-                return card
+            if card is None or card.status.final or not self.holds(card):
+                return card  # a card carried over to another tier is changed there, never here
             register = self.store.register(card.resident_code)
             reason = register.ends(card) if register else None
+            if not self.writes_endings:
+                return replace(card, status=CardStatus.REVOKED) if reason is not None else card
             try:
                 if reason is not None:
                     return self._change(card, EventKind.REVOKED, now, municipality=card.home,
@@ -171,6 +188,8 @@ class CardService:
         card = self.current(serial, now)
         if card is None:
             raise CardRefusal(CardRefusalCode.CARD_NOT_FOUND, "no such card", field="serial", rule="registered")
+        if not self.holds(card):
+            raise CardMoved(card.home)
         return card
 
     def _record(self, staff: Staff, now: dt.datetime, caller: Caller, action: str, outcome: str, *,
@@ -304,21 +323,35 @@ class CardService:
         now = self.clock()
         staff = self.identify(caller)
         self._counter_only(staff)
+        card, challenge = self.open_challenge(staff.counter, serial, now)
+        self._record(staff, now, caller, "challenge", "ok", card=card)
+        return {"challenge_id": challenge.challenge_id, "serial": challenge.serial,
+                "message": challenge.message().decode(), "expires_at": challenge.expires_at}
+
+    def open_challenge(self, counter: Counter, serial: object, now: dt.datetime) -> tuple[Card, Challenge]:
+        """A one-time challenge for the card, bound to ``counter`` (municipality and clerk's session):
+        this tier's own counter, or — through the channel — a counter of another tier
+        (``services/card_across_tiers.py``)."""
         card = self._card(serial, now)
         refusal = card_refusal(card, now)
         if refusal is not None:
             raise refusal
-        challenge = new_challenge(card.serial, staff.counter, now)
+        challenge = new_challenge(card.serial, counter, now)
         self.store.put_challenge(challenge)
-        self._record(staff, now, caller, "challenge", "ok", card=card)
-        return {"challenge_id": challenge.challenge_id, "serial": challenge.serial,
-                "message": challenge.message().decode(), "expires_at": challenge.expires_at}
+        return card, challenge
 
     def authenticate(self, caller: Caller, challenge_id: str, signature: bytes) -> dict:
         """The card's signature over the challenge → the resident code and the issuing municipality."""
         now = self.clock()
         staff = self.identify(caller)
         counter = Counter(self._counter_only(staff), staff.principal)
+        decided = self.check_answer(counter, challenge_id, signature, now)
+        self.store.count(counter.municipality, month_jst(now), {"auth_ok": 1})
+        self._record(staff, now, caller, "authenticate", "ok", resident_code=decided.resident_code)
+        return {"resident_code": decided.resident_code, "issuer": decided.issuer}
+
+    def check_answer(self, counter: Counter, challenge_id: str, signature: bytes, now: dt.datetime) -> Card:
+        """Judge the answer ``counter`` presents to the challenge (spent first, right or wrong)."""
         challenge = self.store.challenge(challenge_id)
         if (challenge is not None and not challenge.used and now < challenge.expires_at
                 and (challenge.municipality, challenge.principal) == (counter.municipality, counter.principal)
@@ -327,12 +360,12 @@ class CardService:
             # so a concurrent replay finds it used and a bad signature cannot be retried on it.
             challenge = replace(challenge, used=True)
         card = self.current(challenge.serial, now) if challenge else None
+        if card is not None and not self.holds(card):
+            raise CardMoved(card.home)
         decided = decide_authentication(challenge, card, counter, signature, now)
         assert challenge is not None  # decide_authentication refuses a missing one
         self.store.record_authentication(challenge.challenge_id, decided.resident_code, now)
-        self.store.count(counter.municipality, month_jst(now), {"auth_ok": 1})
-        self._record(staff, now, caller, "authenticate", "ok", resident_code=decided.resident_code)
-        return {"resident_code": decided.resident_code, "issuer": decided.issuer}
+        return decided
 
     def pin_failed(self, caller: Caller, challenge_id: str) -> dict:
         """The counter reports the card refused a PIN for this challenge (one report per challenge);
@@ -340,6 +373,14 @@ class CardService:
         now = self.clock()
         staff = self.identify(caller)
         counter = Counter(self._counter_only(staff), staff.principal)
+        card, failures = self.count_wrong_pin(counter, challenge_id, now)
+        self.store.count(counter.municipality, month_jst(now), {"pin_failures": 1})
+        self._record(staff, now, caller, "pin_failed", "locked" if failures >= MAX_PIN_FAILURES else "counted",
+                     card=card)
+        return {"failures": failures, "locked": failures >= MAX_PIN_FAILURES}
+
+    def count_wrong_pin(self, counter: Counter, challenge_id: str, now: dt.datetime) -> tuple[Card, int]:
+        """Count a wrong PIN reported by ``counter`` on its challenge; the ``pin_locked`` event at the third."""
         challenge = self.store.challenge(challenge_id)
         if challenge is None:
             raise CardRefusal(CardRefusalCode.CHALLENGE_NOT_FOUND, "no such challenge", field="challenge_id",
@@ -352,13 +393,10 @@ class CardService:
                               field="challenge_id", rule="one_time")
         card = self._card(challenge.serial, now)
         failures = self.store.count_pin_failure(card)
-        self.store.count(counter.municipality, month_jst(now), {"pin_failures": 1})
         if failures >= MAX_PIN_FAILURES and not card.pin_locked and not card.status.final:
             card = self._change(replace(card, pin_failures=failures), EventKind.PIN_LOCKED, now,
-                                municipality=card.home, actor=staff.principal, details={"failures": failures})
-        self._record(staff, now, caller, "pin_failed", "locked" if failures >= MAX_PIN_FAILURES else "counted",
-                     card=card)
-        return {"failures": failures, "locked": failures >= MAX_PIN_FAILURES}
+                                municipality=card.home, actor=counter.principal, details={"failures": failures})
+        return card, failures
 
     # --- reports ---------------------------------------------------------------------------------------
     def statistics(self, municipality: str, month: str) -> dict[str, int]:
