@@ -271,6 +271,9 @@ class CardStore:
         self.table_name = table_name
         self.challenge_partition = challenge_partition
 
+    def _challenge_key(self, challenge_id: str) -> dict:
+        return {"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)}
+
     # --- reads -----------------------------------------------------------------------------
     def card(self, serial: str) -> Card | None:
         item = aws.client("dynamodb").get_item(TableName=self.table_name, Key=card_key(serial),
@@ -309,7 +312,7 @@ class CardStore:
 
     def challenge(self, challenge_id: str) -> Challenge | None:
         item = aws.client("dynamodb").get_item(
-            TableName=self.table_name, Key={"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+            TableName=self.table_name, Key=self._challenge_key(challenge_id),
             ConsistentRead=True).get("Item")
         if not item:
             return None
@@ -377,7 +380,7 @@ class CardStore:
 
     def put_challenge(self, challenge: Challenge) -> None:
         aws.client("dynamodb").put_item(TableName=self.table_name, Item={
-            "pk": _s(f"{self.challenge_partition}{challenge.challenge_id}"), "sk": _s(CHALLENGE_SK), "serial": _s(challenge.serial),
+            **self._challenge_key(challenge.challenge_id), "serial": _s(challenge.serial),
             "nonce": _s(challenge.nonce), "municipality": _s(challenge.municipality),
             "principal": _s(challenge.principal), "issued_at": _s(_iso(challenge.issued_at)),
             "challenge_expires_at": _s(_iso(challenge.expires_at)), "used": {"BOOL": False},
@@ -388,7 +391,7 @@ class CardStore:
         """Mark the challenge answered; ``False`` if it already was (a replay, even a concurrent one)."""
         try:
             aws.client("dynamodb").update_item(
-                TableName=self.table_name, Key={"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+                TableName=self.table_name, Key=self._challenge_key(challenge_id),
                 UpdateExpression="SET used = :t", ConditionExpression="used = :f",
                 ExpressionAttributeValues={":t": {"BOOL": True}, ":f": {"BOOL": False}})
             return True
@@ -401,7 +404,7 @@ class CardStore:
         """A successful authentication on this challenge: the server's own record, which a
         wide-area copy request names as its proof (``services/wide_area_copy.py``)."""
         aws.client("dynamodb").update_item(
-            TableName=self.table_name, Key={"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+            TableName=self.table_name, Key=self._challenge_key(challenge_id),
             UpdateExpression="SET authenticated_resident = :r, authenticated_at = :t",
             ConditionExpression="attribute_exists(pk) AND used = :u",
             ExpressionAttributeValues={":r": _s(resident_code), ":t": _s(_iso(now)), ":u": {"BOOL": True}})
@@ -409,7 +412,7 @@ class CardStore:
     def challenge_item(self, challenge_id: str) -> dict | None:
         """The challenge as stored, with its authentication and copy claim if any (plain values)."""
         item = aws.client("dynamodb").get_item(
-            TableName=self.table_name, Key={"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+            TableName=self.table_name, Key=self._challenge_key(challenge_id),
             ConsistentRead=True).get("Item")
         return {k: next(iter(v.values())) for k, v in item.items()} if item else None
 
@@ -418,7 +421,7 @@ class CardStore:
         (an earlier one if the request is a retry)."""
         try:
             aws.client("dynamodb").update_item(
-                TableName=self.table_name, Key={"pk": _s(f"{self.challenge_partition}{challenge_id}"), "sk": _s(CHALLENGE_SK)},
+                TableName=self.table_name, Key=self._challenge_key(challenge_id),
                 UpdateExpression="SET copy_correlation = :c",
                 ConditionExpression="attribute_exists(authenticated_resident) AND attribute_not_exists(copy_correlation)",
                 ExpressionAttributeValues={":c": _s(correlation)})
