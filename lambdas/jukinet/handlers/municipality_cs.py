@@ -1,18 +1,26 @@
-"""Municipality CS: S3 ObjectCreated in the municipality's drop zone → signed notices up."""
+"""Municipality CS: the S3 events of the municipality's drop zone → signed notices up.
+
+Two shapes of event: a batch of SQS records from the CS's inbox queue, each an S3 event
+notification (decision 0051; a failed file is reported in ``batchItemFailures`` under its
+message, and kept with the reason in the failed-event queue at its last attempt), or an S3
+event itself (an operator's re-notification, ``jukinet restore``/``isolate`` undo: a failure is raised,
+and Lambda retries the asynchronous invocation).
+"""
 
 from __future__ import annotations
 
 import os
-import urllib.parse
 from functools import lru_cache
 
+from ..adapters import queues
 from ..adapters.card_store import ResidentRegister
 from ..adapters.cs_state import CsState
 from ..adapters.kms import Signer
 from ..adapters.local_records import LocalRecords
 from ..clock import system_clock
+from ..domain.inbox import ATTEMPTS, MalformedEvent, objects_of
 from ..observability import flush, logger, use_tier
-from ..services.communication_server import CommunicationServer
+from ..services.communication_server import CommunicationServer, FileRef
 from ..settings import MunicipalityCsSettings, load_settings
 
 
@@ -37,12 +45,58 @@ def handler(event: dict, context: object) -> dict:
     settings = load_settings(MunicipalityCsSettings)
     server = _runtime(settings, os.environ.get("AWS_ENDPOINT_URL"))
     use_tier("municipality")
-    outcomes = []
     try:
-        for record in event.get("Records", []):
-            s3 = record.get("s3", {})
-            key = urllib.parse.unquote_plus(s3.get("object", {}).get("key", ""))
-            outcomes.append(server.process_object(s3.get("bucket", {}).get("name", ""), key).__dict__)
+        records = event.get("Records", [])
+        if not records:
+            return {"files": []}
+        if all(r.get("eventSource") == "aws:sqs" for r in records):
+            return _from_inbox(server, settings, records)
+        refs = [FileRef(o.bucket, o.key) for o in objects_of(event)]
+        outcome = server.process_batch(refs)
+        if outcome.failed:
+            raise outcome.failed[0][1]  # Lambda retries the event; the files done are duplicates then
+        return {"files": [f.__dict__ for f in outcome.files]}
     finally:
         flush()
-    return {"files": outcomes}
+
+
+def _from_inbox(server: CommunicationServer, settings: MunicipalityCsSettings, records: list[dict]) -> dict:
+    refs: list[FileRef] = []
+    kept: list[tuple[dict, str, str]] = []  # (record, reason, detail): to the failed-event queue
+    for record in records:
+        try:
+            refs += [FileRef(o.bucket, o.key, record["messageId"]) for o in objects_of(record.get("body", ""))]
+        except MalformedEvent as exc:
+            kept.append((record, "malformed_event", str(exc)))
+    outcome = server.process_batch(refs)
+    errors: dict[str, str] = {}
+    for ref, exc in outcome.failed:
+        errors.setdefault(ref.item, f"{ref.key}: {type(exc).__name__}: {exc}")
+    failures = []
+    by_id = {r["messageId"]: r for r in records}
+    for item, detail in errors.items():
+        record = by_id[item]
+        if _receives(record) >= ATTEMPTS and settings.FAILED_EVENTS_QUEUE_URL:
+            kept.append((record, "file_failed", detail))
+        else:
+            failures.append(item)
+    for record, reason, detail in kept:
+        if not settings.FAILED_EVENTS_QUEUE_URL:
+            failures.append(record["messageId"])
+            continue
+        try:
+            queues.send_dead_letter(settings.FAILED_EVENTS_QUEUE_URL, record.get("body", ""), tier="municipality",
+                                    reason=reason, detail=detail, sender=settings.MUNICIPALITY_CODE)
+            logger.warning("event kept in the failed-event queue", extra={"reason": reason, "detail": detail})
+        except Exception:  # noqa: BLE001 — not kept: it comes again, and the queue's redrive keeps it
+            logger.exception("could not keep the event in the failed-event queue")
+            failures.append(record["messageId"])
+    return {"files": [f.__dict__ for f in outcome.files],
+            "batchItemFailures": [{"itemIdentifier": i} for i in dict.fromkeys(failures)]}
+
+
+def _receives(record: dict) -> int:
+    try:
+        return int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
+    except ValueError:
+        return 1
