@@ -253,14 +253,18 @@ class _Controls:
 
 class _MunicipalityControls(_Controls):
     """The CS stops: reserved concurrency 0 (nothing already emitted runs; Lambda keeps the
-    asynchronous events and retries them for up to 6 hours, then its dead-letter queue) and no
-    S3 event for new files (they wait in the drop zone for as long as needed)."""
+    asynchronous events and retries them for up to 6 hours, then its dead-letter queue; the
+    events already in its inbox wait there — throttled receives count, so after the inbox's
+    maxReceiveCount they move to the failed-event queue, decision 0051) and no S3 event for new
+    files (they wait in the drop zone for as long as needed). Undoing re-notifies the CS of
+    every file without a newer report, whatever became of its event."""
 
     def __init__(self, em: Emergency, target: Target) -> None:
         super().__init__(em, target)
         names = em.names
         prefecture = em.prefecture_of(target.id)
         self.function = names.cs_function(target.id)
+        self.inbox = names.cs_inbox_queue(target.id)
         self.bucket = names.drop_zone_bucket(prefecture.municipality_tier.env, target.id)
 
     def _concurrency(self) -> int | None:
@@ -273,8 +277,20 @@ class _MunicipalityControls(_Controls):
         return {k: v for k, v in config.items() if k != "ResponseMetadata"}
 
     def _to_cs(self, config: dict[str, Any]) -> list[dict[str, Any]]:
-        return [c for c in config.get("LambdaFunctionConfigurations", [])
-                if c.get("LambdaFunctionArn", "").split(":")[6:7] == [self.function]]
+        """The bucket's notifications that reach this CS: to its inbox queue (decision 0051) or,
+        as before it, to the function itself."""
+        return [*(c for c in config.get("LambdaFunctionConfigurations", [])
+                  if c.get("LambdaFunctionArn", "").split(":")[6:7] == [self.function]),
+                *(c for c in config.get("QueueConfigurations", [])
+                  if c.get("QueueArn", "").split(":")[5:6] == [self.inbox])]
+
+    @staticmethod
+    def _with(config: dict[str, Any], kept: list[dict[str, Any]]) -> dict[str, Any]:
+        """``config`` whose Lambda and queue notifications are exactly ``kept``."""
+        out = dict(config)
+        for key, arn in (("LambdaFunctionConfigurations", "LambdaFunctionArn"), ("QueueConfigurations", "QueueArn")):
+            out[key] = [c for c in kept if arn in c]
+        return {k: v for k, v in out.items() if v or k not in ("LambdaFunctionConfigurations", "QueueConfigurations")}
 
     def previous(self, prior: IsolationRecord | None) -> dict[str, Any]:
         try:
@@ -297,9 +313,10 @@ class _MunicipalityControls(_Controls):
         config = self._notifications()
         mine = self._to_cs(config)
         if mine:
-            rest = [c for c in config.get("LambdaFunctionConfigurations", []) if c not in mine]
+            rest = [c for key in ("LambdaFunctionConfigurations", "QueueConfigurations")
+                    for c in config.get(key, []) if c not in mine]
             self.em.client("s3").put_bucket_notification_configuration(
-                Bucket=self.bucket, NotificationConfiguration=dict(config, LambdaFunctionConfigurations=rest))
+                Bucket=self.bucket, NotificationConfiguration=self._with(config, rest))
             changes.append(Change(self.bucket, "s3:PutBucketNotificationConfiguration", mine, []))
         elif not record.previous.get("notifications"):
             notes.append(f"{self.bucket} has no notification to {self.function} (already removed, or local mode, "
@@ -323,8 +340,9 @@ class _MunicipalityControls(_Controls):
         present = self._to_cs(config)
         missing = [c for c in previous.get("notifications", []) if not any(_same_notification(c, p) for p in present)]
         if missing:
-            s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration=dict(
-                config, LambdaFunctionConfigurations=[*config.get("LambdaFunctionConfigurations", []), *missing]))
+            every = [c for key in ("LambdaFunctionConfigurations", "QueueConfigurations") for c in config.get(key, [])]
+            s3.put_bucket_notification_configuration(Bucket=self.bucket,
+                                                     NotificationConfiguration=self._with(config, [*every, *missing]))
             changes.append(Change(self.bucket, "s3:PutBucketNotificationConfiguration", present, [*present, *missing]))
         wanted, now = previous.get("reserved_concurrency"), self._concurrency()
         if wanted != now:
@@ -828,7 +846,7 @@ class Emergency:
 
 
 def _same_notification(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("LambdaFunctionArn", "Events", "Filter")
+    keys = ("LambdaFunctionArn", "QueueArn", "Events", "Filter")
     return all(a.get(k) == b.get(k) for k in keys)
 
 

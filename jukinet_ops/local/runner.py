@@ -18,6 +18,10 @@
   made visible again at once (Lambda would wait for the visibility timeout) so the queue's
   redrive policy moves them to the DLQ after ``maxReceiveCount`` receives - moto applies
   redrive when a message is received. A handler that raises deletes nothing.
+* S3 → SQS notifications (``QueueConfigurations``: the drop zones → the CSs' inboxes, decision
+  0051) are the embedded AWS's own: moto's S3 sends each event to the queue when the object is
+  stored, and the queue's mapping delivers it like any other. Only the queues that hold
+  something are polled (one request for all queues' depths, ``moto_patches`` item 8).
 * S3 → Lambda notifications (CloudFormation ``LambdaConfigurations``, recorded by the
   deployer) are driven by listing the bucket: each new object (version, or ETag and
   modification time) under the filtered prefix is delivered once, as an asynchronous
@@ -60,7 +64,7 @@ from botocore.exceptions import ClientError
 from ..emergency import ISOLATION_TAG
 from .code_image import CodeImage, handler_root
 from .model import BucketNotification, DeployedEnvironment, EventSourceMappingSpec
-from .moto_patches import GENERATIONS_PATH
+from .moto_patches import GENERATIONS_PATH, QUEUE_DEPTHS_PATH
 from .server import local_client, local_credentials
 
 log = logging.getLogger(__name__)
@@ -229,6 +233,7 @@ class LocalRunner:
         # nothing held back; unchanged since, its listing is skipped (moto_patches item 4).
         self._listed_generation: dict[tuple[str, str], int] = {}
         self._generations_served: bool | None = None  # None: not asked yet
+        self._depths_served: bool | None = None  # the same for the queue depths (moto_patches item 8)
         self._async_events: list[tuple[str, dict[str, Any]]] = []
         self._holds: dict[tuple[str, str], str] = {}  # what waits because of an operator hold
 
@@ -397,9 +402,15 @@ class LocalRunner:
     # -- SQS -----------------------------------------------------------------------------------
 
     def poll_queues(self) -> int:
-        """One batch per mapping not held by an operator; returns the number of messages delivered."""
+        """One batch per mapping not held by an operator; returns the number of messages delivered.
+        A mapping whose queue holds nothing (the embedded AWS's depths, one request for all
+        queues) is neither checked for a hold nor polled."""
         delivered = 0
+        depths = self._queue_depths()
         for mapping in self._mappings:
+            if depths is not None and not depths.get(mapping.spec.event_source_arn):
+                self._set_hold(("mapping", mapping.spec.uuid), None)  # nothing waits on it
+                continue
             hold = self._mapping_hold(mapping)
             self._set_hold(("mapping", mapping.spec.uuid), hold)
             if hold is None:
@@ -479,6 +490,9 @@ class LocalRunner:
         held by an operator at the last poll, which wait on purpose)."""
         total = 0
         driven = [m for m in self._mappings if ("mapping", m.spec.uuid) not in self._holds]
+        depths = self._queue_depths()
+        if depths is not None:
+            return sum(depths.get(arn, 0) for arn in {m.spec.event_source_arn for m in driven})
         for url, (region, account) in {m.queue_url: (m.region, m.account) for m in driven}.items():
             attributes = self._client("sqs", region, account).get_queue_attributes(QueueUrl=url, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
@@ -541,6 +555,20 @@ class LocalRunner:
             return None
         self._generations_served = True
         return generations
+
+    def _queue_depths(self) -> dict[str, int] | None:
+        """Messages held by each queue that holds any, by queue ARN, from the embedded AWS's extra
+        route (``moto_patches`` item 8); ``None`` if the server does not offer it."""
+        if self._depths_served is False:
+            return None
+        try:
+            with urllib.request.urlopen(self.endpoint_url + QUEUE_DEPTHS_PATH, timeout=30) as answer:
+                depths = json.loads(answer.read())
+        except (urllib.error.HTTPError, ValueError):  # a plain moto: 404, or not JSON
+            self._depths_served = False
+            return None
+        self._depths_served = True
+        return depths
 
     def invoke_async(self, function: str, event: dict[str, Any]) -> None:
         """Lambda ``Invoke`` with ``InvocationType=Event``: the event is queued and run by the

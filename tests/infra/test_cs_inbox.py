@@ -1,0 +1,163 @@
+"""The CS's inbox (decision 0051): each drop zone notifies its own CS's queue, which the CS
+takes in batches. The attacks: an insider with another municipality's CS role (or any role of
+the account) reads, hides or deletes a municipality's events, or injects a made-up event
+naming a file; another bucket sends to the queue; an event is lost on the way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra.naming import Names
+from infra.stacks.municipality import RESOURCES_PER_MUNICIPALITY
+from jukinet.domain import inbox
+from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
+
+from .conftest import Synth
+
+pytestmark = pytest.mark.slow
+
+TAKE = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:PurgeQueue")
+
+
+def _inboxes(synth: Synth) -> dict[str, dict[str, Any]]:
+    """code → {"queue": properties, "policy": document, "bucket": properties, "mapping": properties}."""
+    names = Names.of(synth.deployment)
+    out: dict[str, dict[str, Any]] = {}
+    for _stack, template in synth.templates.items():
+        resources = template["Resources"]
+        for lid, res in resources.items():
+            if res["Type"] != "AWS::SQS::Queue" or not str(res["Properties"].get("QueueName", "")).endswith("-inbox"):
+                continue
+            code = res["Properties"]["QueueName"].split("-")[-2]
+            [policy] = [r["Properties"]["PolicyDocument"] for r in resources.values()
+                        if r["Type"] == "AWS::SQS::QueuePolicy" and {"Ref": lid} in r["Properties"]["Queues"]]
+            [bucket] = [r for r in resources.values() if r["Type"] == "AWS::S3::Bucket"
+                        and str(r["Properties"].get("BucketName", "")).endswith(f"-{code}")]
+            [mapping] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+                         and r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [lid, "Arn"]}]
+            out[code] = {"queue": res["Properties"], "policy": policy, "bucket": bucket, "mapping": mapping,
+                         "lid": lid, "arn": names.queue_arn(synth.deployment.prefectures[0].municipality_tier.env,
+                                                            res["Properties"]["QueueName"])}
+    return out
+
+
+def test_every_drop_zone_notifies_its_own_cs_inbox_and_nothing_invokes_the_cs_directly(nagano: Synth) -> None:
+    inboxes = _inboxes(nagano)
+    assert len(inboxes) == 77
+    for code, box in inboxes.items():
+        config = box["bucket"]["Properties"]["NotificationConfiguration"]
+        assert "LambdaConfigurations" not in config, code
+        [queue_config] = config["QueueConfigurations"]
+        assert queue_config["Queue"] == {"Fn::GetAtt": [box["lid"], "Arn"]}
+        assert queue_config["Event"] == "s3:ObjectCreated:*"
+        assert queue_config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "incoming/"}]
+        # The queue and its policy exist before S3 checks the configuration.
+        assert box["lid"] in box["bucket"]["DependsOn"], code
+    assert not [r for _, _, r in nagano.resources("AWS::Lambda::Permission")
+                if r["Properties"].get("Principal") == "s3.amazonaws.com"]
+
+
+def test_the_inbox_is_encrypted_with_the_tiers_key_and_loses_nothing(nagano: Synth) -> None:
+    names = Names.of(nagano.deployment)
+    pcode = nagano.deployment.prefectures[0].code
+    for code, box in _inboxes(nagano).items():
+        queue = box["queue"]
+        assert "KmsMasterKeyId" in queue and queue.get("SqsManagedSseEnabled") is not True, code
+        assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+        assert queue["VisibilityTimeout"] >= 6 * 300 + inbox.BATCHING_WINDOW_S
+        redrive = queue["RedrivePolicy"]
+        assert redrive["maxReceiveCount"] == inbox.MAX_RECEIVE_COUNT > inbox.ATTEMPTS
+        # the tier's CS failed-event queue (the base stack's, by its export)
+        assert "CsFailedEvents" in str(redrive["deadLetterTargetArn"]), (names.cs_failure_queue(pcode), redrive)
+
+
+def test_the_cs_takes_its_inbox_in_batches_with_a_window_and_partial_failures(nagano: Synth) -> None:
+    for code, box in _inboxes(nagano).items():
+        mapping = box["mapping"]
+        assert mapping["BatchSize"] == inbox.BATCH_SIZE
+        assert mapping["MaximumBatchingWindowInSeconds"] == inbox.BATCHING_WINDOW_S
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping["ScalingConfig"]["MaximumConcurrency"] == 2
+        assert mapping["Enabled"] is True
+        assert str(mapping["FunctionName"]["Ref"]).startswith(f"Cs{code}"), code
+    functions = {f["FunctionName"]: f for f in nagano.props("AWS::Lambda::Function")}
+    names = Names.of(nagano.deployment)
+    for code in _inboxes(nagano):
+        # never throttled: the mapping runs at most 2 at once, the function may run that many
+        assert functions[names.cs_function(code)]["ReservedConcurrentExecutions"] >= 2
+
+
+def test_only_the_own_drop_zone_may_send_and_no_role_can_inject_an_event(nagano: Synth) -> None:
+    names = Names.of(nagano.deployment)
+    prefecture = nagano.deployment.prefectures[0]
+    env = prefecture.municipality_tier.env
+    tier = f"muni-{prefecture.code}"
+    for code, box in _inboxes(nagano).items():
+        policy, queue = box["policy"], box["arn"]
+        own_bucket = f"arn:aws:s3:::{names.drop_zone_bucket(env, code)}"
+        other = "202029" if code != "202029" else "202011"
+        other_bucket = f"arn:aws:s3:::{names.drop_zone_bucket(env, other)}"
+
+        def send(principal: str, context: dict[str, Any]) -> str:
+            return evaluate(policy, action="sqs:SendMessage", resource=queue, principal=principal,
+                            context={"aws:SecureTransport": "true", **context})
+
+        s3 = "s3.amazonaws.com"
+        assert send(s3, {"aws:SourceArn": own_bucket, "aws:SourceAccount": env.account}) == ALLOW, code
+        assert send(s3, {"aws:SourceArn": other_bucket, "aws:SourceAccount": env.account}) == DENY, code
+        assert send(s3, {"aws:SourceArn": f"arn:aws:s3:::attacker-bucket-{code}", "aws:SourceAccount": "999999999999"}
+                    ) == DENY
+        for insider in (names.role_arn(env, tier, names.cs_role(other)),  # another municipality's CS
+                        names.role_arn(env, tier, names.cs_role(code)),  # even its own CS: events come from S3
+                        names.drop_zone_writer_arn(env, prefecture.code, code),  # the existing system's writer
+                        f"arn:aws:iam::{env.account}:role/Admin"):
+            assert send(insider, {"aws:PrincipalArn": insider}) == DENY, (code, insider)
+
+
+def test_only_the_municipalitys_own_cs_may_read_hide_or_delete_its_events(nagano: Synth) -> None:
+    names = Names.of(nagano.deployment)
+    prefecture = nagano.deployment.prefectures[0]
+    env = prefecture.municipality_tier.env
+    tier = f"muni-{prefecture.code}"
+    roles = {r["Properties"].get("RoleName"): r["Properties"] for _, _, r in nagano.resources("AWS::IAM::Role")}
+    policies = [r["Properties"] for _, _, r in nagano.resources("AWS::IAM::ManagedPolicy")]
+    for code, box in _inboxes(nagano).items():
+        own = names.role_arn(env, tier, names.cs_role(code))
+        other_code = "202029" if code != "202029" else "202011"
+        other = names.role_arn(env, tier, names.cs_role(other_code))
+        for action in TAKE:
+            ctx = {"aws:SecureTransport": "true"}
+            assert evaluate(box["policy"], action=action, resource=box["arn"], principal=other,
+                            context={**ctx, "aws:PrincipalArn": other}) == DENY, (code, action)
+            assert evaluate(box["policy"], action=action, resource=box["arn"], principal=own,
+                            context={**ctx, "aws:PrincipalArn": own}) != DENY, (code, action)
+        # ... and the other CS's own IAM grants nothing on this inbox either (two checks).
+        other_role = names.cs_role(other_code)
+        assert other_role in roles
+        other_docs = [p["PolicyDocument"] for p in policies
+                      if {"Ref": _role_lid(nagano, other_role)} in p.get("Roles", [])]
+        assert other_docs
+        assert evaluate(other_docs, action="sqs:ReceiveMessage", resource=box["arn"]) != ALLOW
+    # The plain-HTTP deny of every queue stays.
+    for box in _inboxes(nagano).values():
+        assert any(s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+                   for s in box["policy"]["Statement"])
+
+
+def _role_lid(synth: Synth, role_name: str) -> str:
+    [lid] = [lid for _, lid, r in synth.resources("AWS::IAM::Role") if r["Properties"].get("RoleName") == role_name]
+    return lid
+
+
+def test_a_municipality_still_fits_forty_to_a_stack(nagano: Synth) -> None:
+    per_stack = {}
+    for stack, template in nagano.templates.items():
+        inboxes = [r for r in template["Resources"].values() if r["Type"] == "AWS::SQS::Queue"
+                   and str(r["Properties"].get("QueueName", "")).endswith("-inbox")]
+        if inboxes:
+            alarms = sum(r["Type"] == "AWS::CloudWatch::Alarm" for r in template["Resources"].values())
+            per_stack[stack] = (len(template["Resources"]) - alarms) / len(inboxes)
+    assert set(per_stack.values()) == {RESOURCES_PER_MUNICIPALITY}
+    assert 40 * RESOURCES_PER_MUNICIPALITY + 8 <= 500
