@@ -285,8 +285,9 @@ CUSTOM_METRICS = {  # Powertools metrics, dimensions {service, tier} (lambdas/ju
     "per_recipient": 1,  # RecordsProvidedByRecipient
 }
 DASHBOARDS = {"national": 1, "prefecture": 1, "municipality_tier": 1}  # one per tier stack
-# inbound queues; national adds the provision batch queue; each municipality tier its channel queue
-SQS_EVENT_SOURCES = {"prefecture": 1, "national": 2, "municipality_tier": 1}
+# inbound queues; national adds the provision batch queue; each municipality tier its channel queue;
+# each municipality its CS's inbox (decision 0051)
+SQS_EVENT_SOURCES = {"prefecture": 1, "national": 2, "municipality_tier": 1, "municipality": 1}
 
 # Every function per stack, by handler (jukinet.handlers.<name>): (memory MB, reserved concurrency), checked against
 # the synthesized nagano-demo by tests/infra/test_projection_counts.py (functions, memory and reservations alike).
@@ -909,8 +910,9 @@ def vpcs(shape: Shape) -> int:
 
 
 def event_sources(shape: Shape) -> int:
-    return SQS_EVENT_SOURCES["national"] + shape.prefectures * (SQS_EVENT_SOURCES["prefecture"]
-                                                                + SQS_EVENT_SOURCES["municipality_tier"])
+    return (SQS_EVENT_SOURCES["national"] + shape.prefectures * (SQS_EVENT_SOURCES["prefecture"]
+                                                                 + SQS_EVENT_SOURCES["municipality_tier"])
+            + shape.municipalities * SQS_EVENT_SOURCES["municipality"])
 
 
 def fixed_lines(shape: Shape, *, muni_azs: int = AZS) -> list[tuple[str, float, float]]:

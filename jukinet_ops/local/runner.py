@@ -228,6 +228,9 @@ class LocalRunner:
         self._by_arn = {f.arn: f.name for f in self.functions.values()}
         self._mappings = self._load_mappings()
         self._notifications = [n for n in env.bucket_notifications if n.function_arn in self._by_arn]
+        # Queues that carry S3 event notifications (moto's S3 sends them): their mappings deliver
+        # new objects, so ``process_new_objects`` polls them.
+        self._s3_queues = {n.queue_arn for n in env.bucket_notifications if n.queue_arn}
         self._versioned: dict[str, bool] = {}
         # (configuration id, bucket) -> the bucket's object generation when last listed with
         # nothing held back; unchanged since, its listing is skipped (moto_patches item 4).
@@ -405,17 +408,21 @@ class LocalRunner:
         """One batch per mapping not held by an operator; returns the number of messages delivered.
         A mapping whose queue holds nothing (the embedded AWS's depths, one request for all
         queues) is neither checked for a hold nor polled."""
-        delivered = 0
+        return sum(len(batch) for batch in self._poll_mappings(self._mappings))
+
+    def _poll_mappings(self, mappings: list[_SqsMapping]) -> list[list[dict[str, Any]]]:
+        """One batch of each of ``mappings`` not held and not empty: the messages delivered."""
+        batches = []
         depths = self._queue_depths()
-        for mapping in self._mappings:
+        for mapping in mappings:
             if depths is not None and not depths.get(mapping.spec.event_source_arn):
                 self._set_hold(("mapping", mapping.spec.uuid), None)  # nothing waits on it
                 continue
             hold = self._mapping_hold(mapping)
             self._set_hold(("mapping", mapping.spec.uuid), hold)
             if hold is None:
-                delivered += self._poll(mapping)
-        return delivered
+                batches.append(self._poll(mapping))
+        return batches
 
     # -- operator holds ------------------------------------------------------------------------
 
@@ -449,7 +456,7 @@ class LocalRunner:
         """What waits because of an operator hold, as of the last round."""
         return tuple(self._holds[k] for k in sorted(self._holds))
 
-    def _poll(self, mapping: _SqsMapping) -> int:
+    def _poll(self, mapping: _SqsMapping) -> list[dict[str, Any]]:
         sqs = self._client("sqs", mapping.region, mapping.account)
         messages: list[dict[str, Any]] = []
         while len(messages) < mapping.batch_size:
@@ -460,7 +467,7 @@ class LocalRunner:
             if len(got) < wanted:
                 break
         if not messages:
-            return 0
+            return []
         event = {"Records": [sqs_record(m, mapping.spec.event_source_arn, mapping.region) for m in messages]}
         result = self.invoke(mapping.function, event)
         ids = {m["MessageId"] for m in messages}
@@ -483,7 +490,7 @@ class LocalRunner:
             sqs.change_message_visibility_batch(QueueUrl=mapping.queue_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
                 for i, m in enumerate(chunk)])
-        return len(messages)
+        return messages
 
     def pending_messages(self) -> int:
         """Messages visible, in flight or delayed in the mapped queues (but those of mappings
@@ -504,8 +511,13 @@ class LocalRunner:
 
     def process_new_objects(self) -> int:
         """Deliver every object created since the last call to the functions notified for
-        it; returns the number of objects delivered."""
+        it; returns the number of objects delivered. Objects whose events go to a queue (S3 →
+        SQS, sent by the embedded AWS itself) are delivered by one batch of each such queue's
+        mapping (call again until 0); S3's test events name no object and count 0."""
         delivered = 0
+        s3_mappings = [m for m in self._mappings if m.spec.event_source_arn in self._s3_queues]
+        for batch in self._poll_mappings(s3_mappings) if s3_mappings else []:
+            delivered += sum(_s3_objects(m.get("Body", "")) for m in batch)
         throttled: dict[str, bool] = {}
         generations = self._object_generations()
         for notification in self._notifications:
@@ -760,6 +772,15 @@ def s3_record(n: BucketNotification, obj: Mapping[str, Any], region: str) -> dic
             "object": s3_object,
         },
     }
+
+
+def _s3_objects(body: str) -> int:
+    """How many objects an S3 event notification (an SQS body) names."""
+    try:
+        records = json.loads(body).get("Records")
+    except (ValueError, AttributeError):
+        return 0
+    return len(records) if isinstance(records, list) else 0
 
 
 def _batch_item_failures(response: Any, ids: set[str]) -> set[str]:

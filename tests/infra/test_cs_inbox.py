@@ -122,7 +122,7 @@ def test_only_the_municipalitys_own_cs_may_read_hide_or_delete_its_events(nagano
     env = prefecture.municipality_tier.env
     tier = f"muni-{prefecture.code}"
     roles = {r["Properties"].get("RoleName"): r["Properties"] for _, _, r in nagano.resources("AWS::IAM::Role")}
-    policies = [r["Properties"] for _, _, r in nagano.resources("AWS::IAM::ManagedPolicy")]
+    managed = {lid: r["Properties"] for _, lid, r in nagano.resources("AWS::IAM::ManagedPolicy")}
     for code, box in _inboxes(nagano).items():
         own = names.role_arn(env, tier, names.cs_role(code))
         other_code = "202029" if code != "202029" else "202011"
@@ -134,21 +134,19 @@ def test_only_the_municipalitys_own_cs_may_read_hide_or_delete_its_events(nagano
             assert evaluate(box["policy"], action=action, resource=box["arn"], principal=own,
                             context={**ctx, "aws:PrincipalArn": own}) != DENY, (code, action)
         # ... and the other CS's own IAM grants nothing on this inbox either (two checks).
-        other_role = names.cs_role(other_code)
-        assert other_role in roles
-        other_docs = [p["PolicyDocument"] for p in policies
-                      if {"Ref": _role_lid(nagano, other_role)} in p.get("Roles", [])]
+        other_role = roles[names.cs_role(other_code)]
+        other_docs = [managed[ref["Ref"]]["PolicyDocument"] for ref in other_role["ManagedPolicyArns"]
+                      if isinstance(ref, dict) and ref.get("Ref") in managed]
         assert other_docs
-        assert evaluate(other_docs, action="sqs:ReceiveMessage", resource=box["arn"]) != ALLOW
+        for action in TAKE:
+            assert evaluate(other_docs, action=action, resource=box["arn"]) != ALLOW
+        own_docs = [managed[ref["Ref"]]["PolicyDocument"] for ref in roles[names.cs_role(code)]["ManagedPolicyArns"]
+                    if isinstance(ref, dict) and ref.get("Ref") in managed]
+        assert evaluate(own_docs, action="sqs:ReceiveMessage", resource=box["arn"]) == ALLOW
     # The plain-HTTP deny of every queue stays.
     for box in _inboxes(nagano).values():
         assert any(s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
                    for s in box["policy"]["Statement"])
-
-
-def _role_lid(synth: Synth, role_name: str) -> str:
-    [lid] = [lid for _, lid, r in synth.resources("AWS::IAM::Role") if r["Properties"].get("RoleName") == role_name]
-    return lid
 
 
 def test_a_municipality_still_fits_forty_to_a_stack(nagano: Synth) -> None:
