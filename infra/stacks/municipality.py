@@ -25,7 +25,6 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
@@ -268,7 +267,7 @@ class CommunicationServer(Construct):
         inbox_name = names.cs_inbox_queue(code)
         self.inbox = sqs.Queue(
             self, "Inbox", queue_name=inbox_name, encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=kms.Alias.from_alias_name(self, "AtRestKey", names.key_alias(tier, "at-rest")),
+            encryption_master_key=base.at_rest_key,
             data_key_reuse=DATA_KEY_REUSE, retention_period=INBOX_RETENTION,
             visibility_timeout=Duration.seconds(inbox.VISIBILITY_TIMEOUT_S),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=inbox.MAX_RECEIVE_COUNT, queue=sqs.Queue.from_queue_arn(

@@ -67,7 +67,7 @@ def test_the_inbox_is_encrypted_with_the_tiers_key_and_loses_nothing(nagano: Syn
     pcode = nagano.deployment.prefectures[0].code
     for code, box in _inboxes(nagano).items():
         queue = box["queue"]
-        assert queue["KmsMasterKeyId"] == names.key_alias(f"muni-{pcode}", "at-rest"), code  # the tier's CMK
+        assert "AtRestKey" in str(queue["KmsMasterKeyId"]), code  # the tier's CMK (the base stack's)
         assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
         assert queue["VisibilityTimeout"] >= 6 * 300 + inbox.BATCHING_WINDOW_S
         redrive = queue["RedrivePolicy"]
