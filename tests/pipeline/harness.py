@@ -153,19 +153,21 @@ class Pipeline:
             return municipality_cs.handler(event, Context())
 
     def drop_batch(self, municipality: str, files: list[tuple[str, bytes | None]], now: dt.datetime | None = None,
-                   receives: int = 1, bodies: list[str] | None = None) -> dict:
+                   receives: int = 1, bodies: list[str] | None = None, size: int | None = None) -> dict:
         """Drop export files (``None``: name a file that is not there) and run the CS once on
         one batch of its inbox: one SQS record per file, each an S3 event notification, as the
         event source mapping delivers them (``receives``: their ApproximateReceiveCount;
-        ``bodies``: further raw SQS bodies). Returns the handler's response, with the records'
+        ``bodies``: further raw SQS bodies; ``size``: the object size each event claims, else none).
+        Returns the handler's response, with the records'
         ``messageIds`` in the order given."""
         records, ids = [], []
         for name, data in files:
             key = f"{municipality}/incoming/{name}"
             if data is not None:
                 self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+            obj = {"key": key} if size is None else {"key": key, "size": size}
             body = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {
-                "bucket": {"name": self.bucket}, "object": {"key": key}}}]})
+                "bucket": {"name": self.bucket}, "object": obj}}]})
             records.append(body)
         records += bodies or []
         event = {"Records": []}

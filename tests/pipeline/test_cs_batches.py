@@ -181,3 +181,26 @@ def test_ten_small_files_cost_one_signature_and_four_state_requests(pipeline):
     state = (pipeline.calls["dynamodb:BatchGetItem"] + pipeline.calls["dynamodb:GetItem"]
              + pipeline.calls["dynamodb:TransactWriteItems"])
     assert state <= 4 + 1  # files, counter, reservation, finish; + one local-record write
+
+
+def test_large_files_are_taken_in_chunks_and_what_there_is_no_time_for_comes_again(pipeline):
+    """Initial-load files (~15 MB each): one chunk each; the harness's invocation has 60 s left,
+    under the CS's 150-s reserve, so after the first chunk the rest is reported back — not as a
+    failure: it is not kept in the failed-event queue even at its last attempt."""
+    from jukinet.domain.inbox import MAX_CHUNK_BYTES
+
+    batch = files(2, 3, 1)
+    response = pipeline.drop_batch(NAGANO, batch, size=MAX_CHUNK_BYTES - 1, receives=3)
+    assert [(o["status"], o["first_seq"]) for o in response["files"]] == [("sent", 1)]
+    assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == set(response["messageIds"][1:])
+    assert "Messages" not in pipeline.sqs.receive_message(QueueUrl=pipeline.cs_failed)
+    again = pipeline.drop_batch(NAGANO, batch[1:2], size=MAX_CHUNK_BYTES - 1, receives=4)
+    assert [(o["status"], o["first_seq"], o["last_seq"]) for o in again["files"]] == [("sent", 3, 5)]
+
+
+def test_chunks_keep_each_within_the_limit_and_take_an_oversized_file_alone():
+    from jukinet.domain.inbox import chunks
+
+    assert [list(r) for r in chunks([5, 5, 5, 20, 1, 1], limit=10)] == [[0, 1], [2], [3], [4, 5]]
+    assert [list(r) for r in chunks([0] * 4, limit=10)] == [[0, 1, 2, 3]]
+    assert chunks([], limit=10) == []

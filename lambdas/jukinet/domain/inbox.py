@@ -29,6 +29,13 @@ BATCH_SIZE = 100
 # How long Lambda gathers events before it invokes: the files of one export run (arriving
 # within seconds of each other) are taken together, and a lone file waits at most this long.
 BATCHING_WINDOW_S = 20
+# One invocation holds at most this many bytes of export files at once: the files of a batch are
+# taken in chunks of this size (one file at least), each chunk its own transactions and messages,
+# so a batch of initial-load files (100,000 rows, ~15 MB each) never needs more than one such file
+# in memory. Before each further chunk the CS checks its remaining time; files it has no time for
+# are reported back (``DEFER_BELOW_MS``) and come again after the visibility timeout.
+MAX_CHUNK_BYTES = 16 * 1024 * 1024
+DEFER_BELOW_MS = 150_000
 # Receives of one event before the CS keeps it, with the reason, in the failed-event queue.
 ATTEMPTS = 3
 MAX_RECEIVE_COUNT = ATTEMPTS + 2
@@ -42,6 +49,7 @@ VISIBILITY_TIMEOUT_S = 6 * 5 * 60 + BATCHING_WINDOW_S
 class ObjectEvent:
     bucket: str
     key: str
+    size: int = 0  # as the event gives it (0 if it does not)
 
 
 class MalformedEvent(ValueError):
@@ -71,5 +79,20 @@ def objects_of(body: str | dict) -> list[ObjectEvent]:
         key = (s3.get("object") or {}).get("key")
         if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
             raise MalformedEvent(f"Records[{i}].s3: bucket name and object key are required")
-        out.append(ObjectEvent(bucket, urllib.parse.unquote_plus(key)))
+        size = (s3.get("object") or {}).get("size")
+        out.append(ObjectEvent(bucket, urllib.parse.unquote_plus(key), size if isinstance(size, int) else 0))
+    return out
+
+
+def chunks(sizes: list[int], limit: int = MAX_CHUNK_BYTES) -> list[range]:
+    """Consecutive index ranges of ``sizes`` whose sum stays within ``limit`` (each at least one)."""
+    out: list[range] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > limit:
+            out.append(range(start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        out.append(range(start, len(sizes)))
     return out

@@ -18,7 +18,7 @@ from ..adapters.cs_state import CsState
 from ..adapters.kms import Signer
 from ..adapters.local_records import LocalRecords
 from ..clock import system_clock
-from ..domain.inbox import ATTEMPTS, MalformedEvent, objects_of
+from ..domain.inbox import ATTEMPTS, DEFER_BELOW_MS, MalformedEvent, chunks, objects_of
 from ..observability import flush, logger, use_tier
 from ..services.communication_server import CommunicationServer, FileRef
 from ..settings import MunicipalityCsSettings, load_settings
@@ -50,7 +50,7 @@ def handler(event: dict, context: object) -> dict:
         if not records:
             return {"files": []}
         if all(r.get("eventSource") == "aws:sqs" for r in records):
-            return _from_inbox(server, settings, records)
+            return _from_inbox(server, settings, records, context)
         refs = [FileRef(o.bucket, o.key) for o in objects_of(event)]
         outcome = server.process_batch(refs)
         if outcome.failed:
@@ -60,19 +60,32 @@ def handler(event: dict, context: object) -> dict:
         flush()
 
 
-def _from_inbox(server: CommunicationServer, settings: MunicipalityCsSettings, records: list[dict]) -> dict:
+def _from_inbox(server: CommunicationServer, settings: MunicipalityCsSettings, records: list[dict],
+                context: object) -> dict:
     refs: list[FileRef] = []
+    sizes: list[int] = []
     kept: list[tuple[dict, str, str]] = []  # (record, reason, detail): to the failed-event queue
     for record in records:
         try:
-            refs += [FileRef(o.bucket, o.key, record["messageId"]) for o in objects_of(record.get("body", ""))]
+            for o in objects_of(record.get("body", "")):
+                refs.append(FileRef(o.bucket, o.key, record["messageId"]))
+                sizes.append(o.size)
         except MalformedEvent as exc:
             kept.append((record, "malformed_event", str(exc)))
-    outcome = server.process_batch(refs)
+    files: list[dict] = []
     errors: dict[str, str] = {}
-    for ref, exc in outcome.failed:
-        errors.setdefault(ref.item, f"{ref.key}: {type(exc).__name__}: {exc}")
-    failures = []
+    deferred: set[str] = set()
+    for n, part in enumerate(chunks(sizes)):
+        if n and _remaining_ms(context) < DEFER_BELOW_MS:  # no time for more: they come again
+            deferred |= {refs[i].item for i in part}
+            continue
+        outcome = server.process_batch([refs[i] for i in part])
+        files += [f.__dict__ for f in outcome.files]
+        for ref, exc in outcome.failed:
+            errors.setdefault(ref.item, f"{ref.key}: {type(exc).__name__}: {exc}")
+    if deferred:
+        logger.info("files left for the next invocation", extra={"events": len(deferred)})
+    failures = [item for item in deferred if item not in errors]
     by_id = {r["messageId"]: r for r in records}
     for item, detail in errors.items():
         record = by_id[item]
@@ -91,8 +104,12 @@ def _from_inbox(server: CommunicationServer, settings: MunicipalityCsSettings, r
         except Exception:  # noqa: BLE001 — not kept: it comes again, and the queue's redrive keeps it
             logger.exception("could not keep the event in the failed-event queue")
             failures.append(record["messageId"])
-    return {"files": [f.__dict__ for f in outcome.files],
-            "batchItemFailures": [{"itemIdentifier": i} for i in dict.fromkeys(failures)]}
+    return {"files": files, "batchItemFailures": [{"itemIdentifier": i} for i in dict.fromkeys(failures)]}
+
+
+def _remaining_ms(context: object) -> int:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return int(remaining()) if callable(remaining) else 10 ** 9
 
 
 def _receives(record: dict) -> int:
