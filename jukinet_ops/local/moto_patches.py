@@ -57,7 +57,13 @@ the server child process (``python -m jukinet_ops.local.moto_server``), the thre
    holding n > 0 messages (visible, in flight or delayed). Read only; a server without the
    route makes the runner poll every mapping, as before.
 
-``apply()`` makes corrections 1, 2, 5 and 6, wherever moto runs (the in-process ``mock_aws`` tests
+9. **A role's inline policy from a template is kept as JSON.** moto 5.2.5 creates an
+   ``AWS::IAM::Role``'s ``Policies`` with the template's parsed document (a dict), which
+   ``GetRolePolicy`` then answers as Python's ``repr`` — not JSON, so no client can read it
+   (the checklist's EDGE-1 reads the drop-zone writers' inline policy, decision 0051). Here a
+   document that is not a string is stored as JSON text, as ``PutRolePolicy`` stores one.
+
+``apply()`` makes corrections 1, 2, 5, 6 and 9, wherever moto runs (the in-process ``mock_aws`` tests
 too); ``apply_server()`` all of them, for the servers (3, 4 and 7 serve deployments and the
 runner, and importing moto's CloudFormation costs a process ~3 s; 8 too). Both are idempotent.
 """
@@ -84,6 +90,7 @@ def apply() -> None:
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name)))
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
     _no_rsa_key_for_symmetric_keys()
+    _inline_role_policies_as_json()
     _query_reads_its_partition()
     _APPLIED = True
 
@@ -156,6 +163,18 @@ def _no_rsa_key_for_symmetric_keys() -> None:
         return _KeyPairOnDemand(lambda: original(key_spec))
 
     models.generate_private_key = generate_private_key
+
+
+def _inline_role_policies_as_json() -> None:
+    from moto.iam.models import Role
+
+    put_policy = Role.put_policy
+
+    def put_policy_as_json(self: Any, policy_name: str, policy_json: Any) -> None:
+        put_policy(self, policy_name, policy_json if isinstance(policy_json, str) else json.dumps(policy_json))
+
+    put_policy_as_json.__wrapped__ = put_policy  # type: ignore[attr-defined]
+    Role.put_policy = put_policy_as_json  # type: ignore[method-assign]
 
 
 def apply_server() -> None:
