@@ -173,9 +173,9 @@ def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *
         out["host_counts"] = {k: v for k, v in counter.counts.items() if k not in out["counts"]}
         out["cs_messages"] = len(counter.cs_bodies)
         out["cs_bytes"] = sum(len(b.encode()) for b in counter.cs_bodies)
-        # What only the emulation does: finding new objects by listing the 77 drop zones (S3
-        # delivers notifications to Lambda in AWS), and reading operator holds (reserved
-        # concurrency, mapping tags) through the Lambda API each round (Lambda knows its own).
+        # What only the emulation does: reading operator holds (reserved concurrency, mapping tags)
+        # through the Lambda API (Lambda knows its own), and listing buckets that notify a
+        # function directly (none of the drop zones since decision 0051: they notify the CS inboxes).
         out["listing_s"] = runner_overhead_s(counter)
         out["upload_s"] = sum(v for (s, sv, op), v in counter.seconds.items()
                               if s == "lambda service (runner)" and op == "PutObject")
