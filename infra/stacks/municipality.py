@@ -136,7 +136,8 @@ class MunicipalityBaseStack(TierStack):
             conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
         self.network.allow_through("Sqs", iam.PolicyStatement(
             sid="KeepFailedInboxEvents", principals=[iam.AnyPrincipal()], actions=["sqs:SendMessage"],
-            resources=[self.failed_events.queue_arn], conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+            resources=[names.queue_arn(env, names.cs_failure_queue(code))],
+            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
         self.network.allow_through("Kms", iam.PolicyStatement(
             sid="SignWithOwnKeysOnly", principals=[iam.AnyPrincipal()], actions=["kms:Sign"],
             resources=[names.keys_arn_pattern(env)],

@@ -175,3 +175,25 @@ def test_a_forty_cs_stack_template_stays_under_cloudformations_size_limit(nagano
     indented. The largest CS stack, as written to cdk.out."""
     sizes = {p.name: p.stat().st_size for p in nagano.outdir.glob("*-muni-*.template.json")}
     assert sizes and max(sizes.values()) < 1_000_000, sizes
+
+
+def test_the_tiers_sqs_endpoint_lets_a_cs_keep_a_failed_event_and_nothing_else_new(nagano: Synth) -> None:
+    """The CS keeps an event that failed its last attempt in the tier's failed-event queue, from
+    inside the VPC: the endpoint admits that send for the tier's function roles, and still no
+    send to another queue of the account (the prefecture's inbound queue aside)."""
+    names = Names.of(nagano.deployment)
+    prefecture = nagano.deployment.prefectures[0]
+    env = prefecture.municipality_tier.env
+    tier = f"muni-{prefecture.code}"
+    [endpoint] = [r["Properties"] for s, _, r in nagano.resources("AWS::EC2::VPCEndpoint")
+                  if s == names.municipality_base_stack(prefecture.code) and "sqs" in str(r["Properties"]["ServiceName"])]
+    cs = names.role_arn(env, tier, names.cs_role("202011"))
+    failed = names.queue_arn(env, names.cs_failure_queue(prefecture.code))
+
+    def send(queue: str, principal: str) -> str:
+        return evaluate(endpoint["PolicyDocument"], action="sqs:SendMessage", resource=queue, principal=principal,
+                        context={"aws:PrincipalArn": principal})
+
+    assert send(failed, cs) == ALLOW
+    assert send(names.queue_arn(env, names.cs_inbox_queue("202029")), cs) != ALLOW  # no made-up inbox event
+    assert send(failed, names.drop_zone_writer_arn(env, prefecture.code, "202011")) != ALLOW
