@@ -203,8 +203,12 @@ class Measured:
 
 
 MEASURED_PER_1000: tuple[Measured, ...] = (  # bench/run.py of 2026-12-03 09:19 UTC (issue 13's write path)
-    Measured("dynamodb", "GetItem", "cs", 37.1, "file"),  # 3 per file: file record, counter, statistics
-    Measured("dynamodb", "TransactWriteItems", "cs", 24.7, "file"),  # 2 per file (reserve, finish)
+    # The CS's state table, per batch since decision 0051 (one BatchGetItem of the files, the counter, one
+    # reservation and one finish transaction); counted per file, as if each file came alone (a lone file, one a
+    # day): an upper bound — the month of 231 files measured 77 batches (docs/performance.md, 2026-12-04).
+    Measured("dynamodb", "BatchGetItem", "cs", 12.4, "file"),  # the files' records (was 2 GetItems per file)
+    Measured("dynamodb", "GetItem", "cs", 12.4, "file"),  # the counter
+    Measured("dynamodb", "TransactWriteItems", "cs", 24.7, "file"),  # 2 per batch (reserve, finish)
     Measured("dynamodb", "BatchGetItem", "national", 20.7, "notice"),  # one read: history, currents, ledgers
     Measured("dynamodb", "GetItem", "national", 4.3, "message"),  # sender pins, blind-index key (per cold start)
     Measured("dynamodb", "PutItem", "national", 4.2, "message"),  # sender pins (conditional, per cold start)
@@ -285,8 +289,9 @@ CUSTOM_METRICS = {  # Powertools metrics, dimensions {service, tier} (lambdas/ju
     "per_recipient": 1,  # RecordsProvidedByRecipient
 }
 DASHBOARDS = {"national": 1, "prefecture": 1, "municipality_tier": 1}  # one per tier stack
-# inbound queues; national adds the provision batch queue; each municipality tier its channel queue
-SQS_EVENT_SOURCES = {"prefecture": 1, "national": 2, "municipality_tier": 1}
+# inbound queues; national adds the provision batch queue; each municipality tier its channel queue;
+# each municipality its CS's inbox (decision 0051)
+SQS_EVENT_SOURCES = {"prefecture": 1, "national": 2, "municipality_tier": 1, "municipality": 1}
 
 # Every function per stack, by handler (jukinet.handlers.<name>): (memory MB, reserved concurrency), checked against
 # the synthesized nagano-demo by tests/infra/test_projection_counts.py (functions, memory and reservations alike).
@@ -909,8 +914,9 @@ def vpcs(shape: Shape) -> int:
 
 
 def event_sources(shape: Shape) -> int:
-    return SQS_EVENT_SOURCES["national"] + shape.prefectures * (SQS_EVENT_SOURCES["prefecture"]
-                                                                + SQS_EVENT_SOURCES["municipality_tier"])
+    return (SQS_EVENT_SOURCES["national"] + shape.prefectures * (SQS_EVENT_SOURCES["prefecture"]
+                                                                 + SQS_EVENT_SOURCES["municipality_tier"])
+            + shape.municipalities * SQS_EVENT_SOURCES["municipality"])
 
 
 def fixed_lines(shape: Shape, *, muni_azs: int = AZS) -> list[tuple[str, float, float]]:

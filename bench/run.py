@@ -119,7 +119,8 @@ def _tier(function: str) -> str:
 # -- 2 + 3: the pipeline and its raw baseline --------------------------------------------------------
 
 def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *,
-             batch_rows: int = bench_provision.DEFAULT_BATCH_ROWS, profile_lookups: bool = False) -> dict:
+             batch_rows: int = bench_provision.DEFAULT_BATCH_ROWS, profile_lookups: bool = False,
+             exports: int = 3) -> dict:
     from infra.config import load_deployment
     from infra.naming import Names
     from jukinet.adapters import aws
@@ -147,7 +148,7 @@ def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *
         aws.reset_clients()
 
         municipalities = {m.code: m.name for m in prefecture.municipality_tier.municipalities}
-        month = generate_month(municipalities, notices=notices, seed=seed)
+        month = generate_month(municipalities, notices=notices, seed=seed, exports=exports)
         out.update(notices=month.valid_rows, malformed=month.malformed_rows, files=month.file_count)
         devnull = stack.enter_context(open(os.devnull, "w", encoding="utf-8"))
         runner = stack.enter_context(LocalRunner(env, log_stream=devnull, share_modules=True,
@@ -165,14 +166,16 @@ def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *
         out["pipeline_s"] = time.perf_counter() - t
         counter.active = False
         out["invocations"] = summary.invocations
+        out["cs_invocations"] = sum(s.invocations for name, s in runner.stats.items()
+                                    if name.startswith(names.cs_function("")))
         out["counts"] = {k: v for k, v in counter.counts.items() if k[0] != "lambda service (runner)"
                          or (k[1] == "sqs" and not hold_check(k[1], k[2]))}
         out["host_counts"] = {k: v for k, v in counter.counts.items() if k not in out["counts"]}
         out["cs_messages"] = len(counter.cs_bodies)
         out["cs_bytes"] = sum(len(b.encode()) for b in counter.cs_bodies)
-        # What only the emulation does: finding new objects by listing the 77 drop zones (S3
-        # delivers notifications to Lambda in AWS), and reading operator holds (reserved
-        # concurrency, mapping tags) through the Lambda API each round (Lambda knows its own).
+        # What only the emulation does: reading operator holds (reserved concurrency, mapping tags)
+        # through the Lambda API (Lambda knows its own), and listing buckets that notify a
+        # function directly (none of the drop zones since decision 0051: they notify the CS inboxes).
         out["listing_s"] = runner_overhead_s(counter)
         out["upload_s"] = sum(v for (s, sv, op), v in counter.seconds.items()
                               if s == "lambda service (runner)" and op == "PutObject")
@@ -419,11 +422,15 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=bench_provision.DEFAULT_BATCH_ROWS,
                         help=f"resident codes in the batch provision file (default "
                              f"{bench_provision.DEFAULT_BATCH_ROWS:,}; codes of existing residents, sampled)")
+    parser.add_argument("--exports-per-month", type=int, default=3,
+                        help="export files per municipality a month (default 3; 31: one a day, many small files)")
     parser.add_argument("--profile-lookups", action="store_true",
                         help="after the table, cProfile of 200 more in-process look-ups (main thread only)")
     args = parser.parse_args()
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
+    if not 1 <= args.exports_per_month <= 31:
+        parser.error("--exports-per-month must be 1..31")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     started = time.perf_counter()
     load_before = os.getloadavg()[0]  # 1-minute load average: other work on the machine skews every figure
@@ -432,7 +439,7 @@ def main() -> None:
     imports = {h: import_time_us(f"jukinet.handlers.{h}") for h in HANDLERS}
     with tempfile.TemporaryDirectory(prefix="jukinet-bench-") as tmp:
         p = pipeline(args.notices, args.seed, args.deployment, Path(tmp), batch_rows=args.batch_rows,
-                     profile_lookups=args.profile_lookups)
+                     profile_lookups=args.profile_lookups, exports=args.exports_per_month)
         packages = code_packages(p["cdk_out"])
 
     rows: list[tuple[str, str, str]] = []
@@ -455,10 +462,10 @@ def main() -> None:
     rows.append(("pipeline end to end (CS → prefecture → national)",
                  f"{rate:,.0f} notices/s ({p['pipeline_s']:.1f} s)",
                  (f"{notices:,} notices + {p['malformed']} malformed rows, {p['files']} files, "
-                  f"{p['invocations']} invocations, {p['errors']} errors")))
+                  f"{p['invocations']} invocations ({p['cs_invocations']} of the CSs), {p['errors']} errors")))
     rows.append(("  of which dropping the export files", f"{p['upload_s']:.1f} s", "PutObject into the drop zones"))
     rows.append(("  of which the runner's listing and hold checks", f"{p['listing_s']:.1f} s",
-                 "emulation only: S3 notifies Lambda in AWS, Lambda knows its holds"))
+                 "emulation only: Lambda knows its holds (the drop zones notify the CS inboxes: no listing)"))
     aws_s = p["aws_s_by_source"]
     for source in ("municipality CS", "prefecture processor", "national processor"):
         rows.append((f"  of which {source} AWS calls", f"{aws_s.get(source, 0.0):.1f} s",

@@ -189,7 +189,10 @@ class MunicipalityTier:
         duplicates = sorted({c for c in codes if codes.count(c) > 1})
         _require(not duplicates, f"municipality codes repeat: {duplicates}")
         _require(1 <= self.max_per_stack <= 40, "max_per_stack must be between 1 and 40 (500-resource limit)")
-        _require(self.cs_reserved_concurrency >= 1, "cs_reserved_concurrency must be at least 1")
+        # Two: the fewest invocations the CS's inbox mapping may run at once (decision 0051); fewer
+        # would throttle it, and throttled events count towards the inbox's maxReceiveCount.
+        _require(self.cs_reserved_concurrency >= 2, "cs_reserved_concurrency must be at least 2 (the inbox mapping's "
+                 "fewest concurrent invocations)")
         if self.sqs_endpoint_id is not None:
             _require(bool(_VPCE.match(self.sqs_endpoint_id)), f"{self.sqs_endpoint_id!r} is not a VPC endpoint id")
         if self.stack_groups is not None:

@@ -80,8 +80,13 @@ class Names:
         return f"{self.prefix}-muni-{prefecture_code}-channel"
 
     def cs_failure_queue(self, prefecture_code: str) -> str:
-        """Where Lambda puts S3 events a municipality CS failed to process after its retries."""
+        """Where the S3 events a municipality CS failed to process end, with the reason: its
+        inbox's last attempts (the CS, or the inbox's redrive) and its asynchronous invocations."""
         return f"{self.prefix}-{municipality_tier(prefecture_code)}-cs-failed-events"
+
+    def cs_inbox_queue(self, code: str) -> str:
+        """A municipality CS's inbox: its drop zone's S3 events, taken in batches (decision 0051)."""
+        return f"{self.prefix}-cs-{code}-inbox"
 
     @staticmethod
     def queue_arn(env: Environment, name: str) -> str:

@@ -1309,6 +1309,8 @@ def municipality_findings(ins: Inspection, prefecture: Prefecture, municipality:
     return [
         *check_bucket(ins, env, n.drop_zone_bucket(env, code), n.key_alias(tier, "at-rest"), scope),
         *check_drop_zone_writer(ins, env, prefecture.code, code, scope),
+        # the CS's inbox (decision 0051): a customer-managed key, a redrive policy
+        *check_queue(ins, env, QueueSpec(n.cs_inbox_queue(code), redrive=True), scope),
         *check_function(ins, env, n.cs_function(code), tier, scope),
         *check_signing_key(ins, env, n.signing_alias(code), scope),
         *check_cs_alarms(ins, env, tier, n.cs_function(code), scope),

@@ -142,9 +142,11 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
             first_code, first_files = next(iter(month.files.items()))
             s3.put_object(Bucket=names.drop_zone_bucket(muni_env, first_code),
                           Key=f"incoming/resent-{first_files[0][0]}", Body=first_files[0][1])
-            while runner.process_new_objects():
-                progress.update(cs_task, completed=_cs_invocations(runner))
-            progress.update(cs_task, completed=_cs_invocations(runner))
+            taken = 0  # files delivered to the CSs: several per invocation (decision 0051)
+            while delivered := runner.process_new_objects():
+                taken += delivered
+                progress.update(cs_task, completed=taken)
+            progress.update(cs_task, completed=taken)
             timings["cs"] = time.perf_counter() - t
 
             inbound = names.inbound_queue(prefecture_tier(prefecture.code))

@@ -65,8 +65,11 @@ class DemoMonth:
 
 
 def generate_month(municipalities: dict[str, str], *, notices: int = 18_692, year: int = 2003, month: int = 1,
-                   malformed_every: int = 400, seed: int = 2003) -> DemoMonth:
-    """``notices`` valid rows in all (the seed's January 2003 figure for Nagano by default)."""
+                   malformed_every: int = 400, seed: int = 2003, exports: int = 3) -> DemoMonth:
+    """``notices`` valid rows in all (the seed's January 2003 figure for Nagano by default), in
+    ``exports`` files per municipality a month (fewer where a period has no change): 3 by
+    default (1st–10th, 11th–20th, 21st–end), 31 for one file a day (``bench/run.py
+    --exports-per-month``: many small files)."""
     rng = random.Random(seed)
     codes = list(municipalities)
     weights = [1 / (rank + 1) ** 0.9 for rank in range(len(codes))]  # the list starts with the cities
@@ -143,7 +146,9 @@ def generate_month(municipalities: dict[str, str], *, notices: int = 18_692, yea
     for index, muni in enumerate(codes):
         muni_rows = sorted(rows[muni], key=lambda r: r["change_date"])
         # Three exports a month (1st–10th, 11th–20th, 21st–end), as a batch-sending system would.
-        for part, (lo, hi) in enumerate(((1, 10), (11, 20), (21, 31)), start=1):
+        periods = ((1, 10), (11, 20), (21, 31)) if exports == 3 else tuple(
+            (1 + 31 * i // exports, 31 * (i + 1) // exports) for i in range(exports))
+        for part, (lo, hi) in enumerate(periods, start=1):
             part_rows = [r for r in muni_rows if lo <= int(r["change_date"][8:10]) <= hi]
             if not part_rows:
                 continue

@@ -253,14 +253,18 @@ class _Controls:
 
 class _MunicipalityControls(_Controls):
     """The CS stops: reserved concurrency 0 (nothing already emitted runs; Lambda keeps the
-    asynchronous events and retries them for up to 6 hours, then its dead-letter queue) and no
-    S3 event for new files (they wait in the drop zone for as long as needed)."""
+    asynchronous events and retries them for up to 6 hours, then its dead-letter queue; the
+    events already in its inbox wait there — throttled receives count, so after the inbox's
+    maxReceiveCount they move to the failed-event queue, decision 0051) and no S3 event for new
+    files (they wait in the drop zone for as long as needed). Undoing re-notifies the CS of
+    every file without a newer report, whatever became of its event."""
 
     def __init__(self, em: Emergency, target: Target) -> None:
         super().__init__(em, target)
         names = em.names
         prefecture = em.prefecture_of(target.id)
         self.function = names.cs_function(target.id)
+        self.inbox = names.cs_inbox_queue(target.id)
         self.bucket = names.drop_zone_bucket(prefecture.municipality_tier.env, target.id)
 
     def _concurrency(self) -> int | None:
@@ -273,8 +277,80 @@ class _MunicipalityControls(_Controls):
         return {k: v for k, v in config.items() if k != "ResponseMetadata"}
 
     def _to_cs(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        """The bucket's notifications that invoke this CS directly (before decision 0051). The
+        notification to its inbox stays: the events wait in the inbox, its mapping disabled."""
         return [c for c in config.get("LambdaFunctionConfigurations", [])
                 if c.get("LambdaFunctionArn", "").split(":")[6:7] == [self.function]]
+
+    # -- the inbox (decision 0051): its mapping disabled and the queue tagged while isolated --
+
+    def _inbox_url(self) -> str | None:
+        try:
+            return str(self.em.client("sqs").get_queue_url(
+                QueueName=self.inbox, QueueOwnerAWSAccountId=self.target.account)["QueueUrl"])
+        except ClientError:
+            return None  # a deployment from before the inbox
+
+    def _inbox_mapping(self) -> dict[str, Any] | None:
+        arn = f"arn:aws:sqs:{self.target.region}:{self.target.account}:{self.inbox}"
+        found = self.em.client("lambda").list_event_source_mappings(
+            FunctionName=self.function, EventSourceArn=arn).get("EventSourceMappings", [])
+        return found[0] if len(found) == 1 else None
+
+    def _set_inbox_mapping(self, mapping: dict[str, Any], enabled: bool) -> str:
+        lam = self.em.client("lambda")
+        state = lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=enabled).get("State", "")
+        goal = "Enabled" if enabled else "Disabled"
+        deadline = time.monotonic() + self.em.wait_timeout_s
+        while state != goal and time.monotonic() < deadline:
+            time.sleep(self.em.poll_s)
+            state = lam.get_event_source_mapping(UUID=mapping["UUID"]).get("State", "")
+        return state
+
+    def _inbox_tags(self, url: str) -> dict[str, str]:
+        return dict(self.em.client("sqs").list_queue_tags(QueueUrl=url).get("Tags", {}))
+
+    def _hold_inbox(self, record: IsolationRecord) -> tuple[list[Change], list[str]]:
+        changes: list[Change] = []
+        notes: list[str] = []
+        url = self._inbox_url()
+        if url is None:
+            return changes, notes
+        mapping = self._inbox_mapping()
+        if mapping is not None and mapping.get("State", "") not in MAPPING_OFF:
+            state = mapping.get("State", "")
+            reached = self._set_inbox_mapping(mapping, False)
+            changes.append(Change(mapping["UUID"], "lambda:UpdateEventSourceMapping", state, reached))
+        if self._inbox_tags(url).get(ISOLATION_TAG) != record.id:
+            self.em.client("sqs").tag_queue(QueueUrl=url, Tags={ISOLATION_TAG: record.id})
+            changes.append(Change(self.inbox, "sqs:TagQueue", None, {ISOLATION_TAG: record.id}))
+        notes.append(f"new files' events wait in {self.inbox} (14 days)")
+        return changes, notes
+
+    def _release_inbox(self, record: IsolationRecord) -> tuple[list[Change], list[str]]:
+        changes: list[Change] = []
+        notes: list[str] = []
+        url = self._inbox_url()
+        if url is None:
+            return changes, notes
+        if ISOLATION_TAG in self._inbox_tags(url):
+            self.em.client("sqs").untag_queue(QueueUrl=url, TagKeys=[ISOLATION_TAG])
+            changes.append(Change(self.inbox, "sqs:UntagQueue", ISOLATION_TAG, None))
+        mapping = self._inbox_mapping()
+        was_enabled = record.previous.get("inbox_mapping_state") not in (None, *MAPPING_OFF)
+        if mapping is not None and was_enabled and mapping.get("State", "") in MAPPING_OFF:
+            state = mapping.get("State", "")
+            reached = self._set_inbox_mapping(mapping, True)
+            changes.append(Change(mapping["UUID"], "lambda:UpdateEventSourceMapping", state, reached))
+        return changes, notes
+
+    @staticmethod
+    def _with(config: dict[str, Any], kept: list[dict[str, Any]]) -> dict[str, Any]:
+        """``config`` whose Lambda and queue notifications are exactly ``kept``."""
+        out = dict(config)
+        for key, arn in (("LambdaFunctionConfigurations", "LambdaFunctionArn"), ("QueueConfigurations", "QueueArn")):
+            out[key] = [c for c in kept if arn in c]
+        return {k: v for k, v in out.items() if v or k not in ("LambdaFunctionConfigurations", "QueueConfigurations")}
 
     def previous(self, prior: IsolationRecord | None) -> dict[str, Any]:
         try:
@@ -285,8 +361,12 @@ class _MunicipalityControls(_Controls):
             notifications = self._to_cs(self._notifications())
         except ClientError as exc:
             raise EmergencyError(f"{self.target}: drop zone {self.bucket}: {exc}") from None
+        try:
+            mapping = self._inbox_mapping() if self._inbox_url() else None
+        except ClientError as exc:
+            raise EmergencyError(f"{self.target}: inbox {self.inbox}: {exc}") from None
         return {"function": self.function, "bucket": self.bucket, "reserved_concurrency": concurrency,
-                "notifications": notifications}
+                "notifications": notifications, "inbox_mapping_state": mapping.get("State") if mapping else None}
 
     def apply(self, record: IsolationRecord) -> tuple[list[Change], list[str]]:
         lam, changes, notes = self.em.client("lambda"), [], []
@@ -297,15 +377,13 @@ class _MunicipalityControls(_Controls):
         config = self._notifications()
         mine = self._to_cs(config)
         if mine:
-            rest = [c for c in config.get("LambdaFunctionConfigurations", []) if c not in mine]
+            rest = [c for key in ("LambdaFunctionConfigurations", "QueueConfigurations")
+                    for c in config.get(key, []) if c not in mine]
             self.em.client("s3").put_bucket_notification_configuration(
-                Bucket=self.bucket, NotificationConfiguration=dict(config, LambdaFunctionConfigurations=rest))
+                Bucket=self.bucket, NotificationConfiguration=self._with(config, rest))
             changes.append(Change(self.bucket, "s3:PutBucketNotificationConfiguration", mine, []))
-        elif not record.previous.get("notifications"):
-            notes.append(f"{self.bucket} has no notification to {self.function} (already removed, or local mode, "
-                         "where S3 -> Lambda notifications live outside the embedded AWS): reserved concurrency 0 "
-                         "holds its events")
-        return changes, notes
+        more, more_notes = self._hold_inbox(record)
+        return changes + more, notes + more_notes
 
     def drift(self, record: IsolationRecord) -> list[str]:
         found = []
@@ -314,6 +392,12 @@ class _MunicipalityControls(_Controls):
             found.append(f"{self.function}: reserved concurrency is {concurrency}, not 0")
         if self._to_cs(self._notifications()):
             found.append(f"{self.bucket}: the notification to {self.function} is back")
+        url = self._inbox_url()
+        if url is not None and ISOLATION_TAG not in self._inbox_tags(url):
+            found.append(f"{self.inbox}: tag {ISOLATION_TAG} missing")
+        mapping = self._inbox_mapping() if url is not None else None
+        if mapping is not None and mapping.get("State") not in MAPPING_OFF:
+            found.append(f"{self.function}'s mapping on {self.inbox} is {mapping.get('State')}")
         return found
 
     def undo(self, record: IsolationRecord) -> tuple[list[Change], list[str], list[str]]:
@@ -323,8 +407,9 @@ class _MunicipalityControls(_Controls):
         present = self._to_cs(config)
         missing = [c for c in previous.get("notifications", []) if not any(_same_notification(c, p) for p in present)]
         if missing:
-            s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration=dict(
-                config, LambdaFunctionConfigurations=[*config.get("LambdaFunctionConfigurations", []), *missing]))
+            every = [c for key in ("LambdaFunctionConfigurations", "QueueConfigurations") for c in config.get(key, [])]
+            s3.put_bucket_notification_configuration(Bucket=self.bucket,
+                                                     NotificationConfiguration=self._with(config, [*every, *missing]))
             changes.append(Change(self.bucket, "s3:PutBucketNotificationConfiguration", present, [*present, *missing]))
         wanted, now = previous.get("reserved_concurrency"), self._concurrency()
         if wanted != now:
@@ -334,6 +419,8 @@ class _MunicipalityControls(_Controls):
                 lam.put_function_concurrency(FunctionName=self.function, ReservedConcurrentExecutions=int(wanted))
             changes.append(Change(self.function, "lambda:PutFunctionConcurrency"
                                   if wanted is not None else "lambda:DeleteFunctionConcurrency", now, wanted))
+        more, more_notes = self._release_inbox(record)
+        changes, notes = changes + more, notes + more_notes
         keys = self.renotify(previous.get("notifications", []))
         if keys is None:
             notes.append("re-notification skipped (no invoker: the embedded AWS cannot run functions; the local "
@@ -828,7 +915,7 @@ class Emergency:
 
 
 def _same_notification(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("LambdaFunctionArn", "Events", "Filter")
+    keys = ("LambdaFunctionArn", "QueueArn", "Events", "Filter")
     return all(a.get(k) == b.get(k) for k in keys)
 
 

@@ -261,6 +261,9 @@ def scope_of(stack: Any) -> TierScope:
         scope.drop_zone_buckets.append(f"arn:{PARTITION}:s3:::{names.drop_zone_bucket_prefix(env)}*")
         cs = f"{names.prefix}-cs-{code[:2]}*"
         scope.functions.append(f"arn:{PARTITION}:lambda:{region}:{account}:function:{cs}")
+        # The CSs' inboxes (decision 0051): an isolated CS's mapping disabled, its inbox tagged.
+        scope.queue_mappings = True
+        scope.held_queues.append(names.queue_arn(env, names.cs_inbox_queue(f"{code[:2]}*")))
         scope.function_logs.append(f"{log_arn}/aws/lambda/{cs}")
         channel = getattr(stack, "channel", None)
         if channel is not None:

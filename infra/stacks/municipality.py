@@ -9,7 +9,8 @@ The drop zone is a bucket per municipality (docs/decisions/0004): the existing r
 registry system puts its export under ``incoming/`` — only as that municipality's writer role
 (``<prefix>-dropzone-writer-<code>``) and only through this tier's S3 endpoints, the gateway
 endpoint or, when ``upload_cidrs`` are configured, an interface endpoint reached over the
-site-to-site VPN or Direct Connect (docs/decisions/0013); S3 invokes the CS directly (the
+site-to-site VPN or Direct Connect (docs/decisions/0013); S3 notifies the municipality's inbox
+queue, which the CS consumes in batches (decision 0051: several files per invocation; the
 notification is set on the L1 bucket — CDK's ``addEventNotification`` would need a
 Lambda-backed custom resource); the CS writes its rejection report under ``reports/``.
 """
@@ -28,6 +29,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from jukinet.domain import inbox
 
 from ..components import keys, nag
 from ..components.channel import MunicipalityChannel, signing_key_statements
@@ -53,15 +55,22 @@ from .tier import DYNAMODB, KMS, S3, SQS, TierStack, cdk_env
 
 CS_TIMEOUT = Duration.minutes(5)
 CS_MEMORY_MB = 512
-STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
-                 "dynamodb:ConditionCheckItem"]
+STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                 "dynamodb:Query", "dynamodb:ConditionCheckItem"]
+# What the CS's event source mapping does on its inbox (the function's role, from the Lambda service).
+INBOX_CONSUMER_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                          "sqs:GetQueueAttributes"]
+# Held exports wait as S3 events for as long as SQS keeps anything (an isolated CS, decision 0051).
+INBOX_RETENTION = Duration.days(14)
+# The fewest concurrent invocations an SQS event source mapping takes (ScalingConfig).
+INBOX_MAX_CONCURRENCY = 2
 # Exports hold identity facts: keep them only as long as reconciliation needs them.
 INCOMING_RETENTION = Duration.days(30)
 REPORTS_RETENTION = Duration.days(90)
 NONCURRENT_RETENTION = Duration.days(7)
-# Signing key + alias, drop-zone bucket + policy, writer role + policy, S3 invoke permission,
-# function, role, policy, log group (tests/infra measure it). Two alarms per ten municipalities
-# come on top.
+# Signing key + alias, drop-zone bucket + policy, writer role (its policy inline), inbox queue +
+# event source mapping, function, role, policy, log group (tests/infra measure it). One inbox
+# policy per stack and two alarms per ten municipalities come on top: 40 make 449 (decision 0051).
 RESOURCES_PER_MUNICIPALITY = 11
 # CloudWatch metric math takes at most 10 metrics per alarm.
 FUNCTIONS_PER_ALARM = 10
@@ -94,6 +103,11 @@ class MunicipalityBaseStack(TierStack):
                 keys.use_by_roles("ExistingSystemsUseDropZones", env.account,
                                   [names.drop_zone_writers_pattern(env, code)], DATA_KEY_ACTIONS,
                                   via_services=["s3"], region=region),
+                # S3 sends each drop zone's events to its CS's inbox, encrypted with this key
+                # (the form AWS documents for S3 event notifications to an SSE-KMS queue; which
+                # bucket may send to which queue is the queue policy's, decision 0051).
+                iam.PolicyStatement(sid="DropZoneEventsToInboxes", principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+                                    actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=["*"]),
             ])
         self.state_table = cs_state_table(self, "StateTable", table_name=names.cs_state_table(code),
                                           key=self.at_rest_key)
@@ -103,8 +117,8 @@ class MunicipalityBaseStack(TierStack):
             retention_period=DLQ_RETENTION, removal_policy=RemovalPolicy.RETAIN,
         )
         nag.acknowledge(self.failed_events, [
-            ("AwsSolutions-SQS3", ("This queue is itself the dead-letter target of the CS functions' asynchronous "
-             "invocations (S3 events that failed all retries).")),
+            ("AwsSolutions-SQS3", ("This queue is itself the dead-letter target of the CS inboxes (S3 events that "
+             "failed their last attempt, with the reason) and of the CS functions' asynchronous invocations.")),
         ])
         self.alarms.queue_alarms("CsFailedEvents", tier_name=f"{names.prefix}-{tier}", queue_label="cs-failed-events",
                                  dead_letter_queue=self.failed_events)
@@ -119,6 +133,10 @@ class MunicipalityBaseStack(TierStack):
         self.network.allow_through("Sqs", iam.PolicyStatement(
             sid="SendToOwnPrefectureOnly", principals=[iam.AnyPrincipal()], actions=["sqs:SendMessage"],
             resources=[names.queue_arn(pref_env, names.inbound_queue(prefecture_tier(code)))],
+            conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
+        self.network.allow_through("Sqs", iam.PolicyStatement(
+            sid="KeepFailedInboxEvents", principals=[iam.AnyPrincipal()], actions=["sqs:SendMessage"],
+            resources=[names.queue_arn(env, names.cs_failure_queue(code))],
             conditions={"ArnLike": {"aws:PrincipalArn": pattern}}))
         self.network.allow_through("Kms", iam.PolicyStatement(
             sid="SignWithOwnKeysOnly", principals=[iam.AnyPrincipal()], actions=["kms:Sign"],
@@ -219,20 +237,19 @@ class CommunicationServer(Construct):
         # the bucket refuses every other PutObject into incoming/, and any not through the tier's
         # S3 endpoints — so a file in incoming/ came from this municipality's system, privately.
         writer_arn = names.drop_zone_writer_arn(env, pcode, code)
-        writer_policy = iam.ManagedPolicy(
-            self, "WriterPolicy", managed_policy_name=names.drop_zone_writer(code),
-            path=names.drop_zone_writers_path(pcode),
-            description=f"Municipality {code}: put exports into its own drop zone's incoming/ only",
-            statements=[iam.PolicyStatement(sid="PutExportsIntoIncoming", actions=["s3:PutObject"],
-                                            resources=[f"{bucket_arn}/{INCOMING}*"])])
+        # Its policy is inline (a property of the role, not a resource of its own: decision 0051
+        # needs the resource for the inbox).
         self.writer = iam.Role(
             self, "Writer", role_name=names.drop_zone_writer(code), path=names.drop_zone_writers_path(pcode),
             assumed_by=iam.AccountPrincipal(env.account), max_session_duration=Duration.hours(1),
             description=f"Municipality {code}: its existing registry system puts exports into incoming/",
-            managed_policies=[writer_policy])
-        nag.acknowledge(writer_policy, [
+            inline_policies={names.drop_zone_writer(code): iam.PolicyDocument(statements=[
+                iam.PolicyStatement(sid="PutExportsIntoIncoming", actions=["s3:PutObject"],
+                                    resources=[f"{bucket_arn}/{INCOMING}*"])])})
+        nag.acknowledge(self.writer, [
             ("AwsSolutions-IAM5", ("Exports of this one municipality under its own drop zone's incoming/ prefix; "
              "the file names are the existing system's."), [f"Resource::{bucket_arn}/{INCOMING}*"]),
+            ("NIST.800.53.R5-IAMNoInlinePolicy", "One statement of this role alone; inline: stack size (decision 0051)"),
         ])
         self.bucket.add_to_resource_policy(iam.PolicyStatement(
             sid="ExportsOnlyFromThisMunicipalitysWriter", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
@@ -246,6 +263,19 @@ class CommunicationServer(Construct):
         cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
             destination_bucket_name=base.access_logs.bucket_name, log_file_prefix=f"dropzones/{code}/")
 
+        # The CS's inbox (decision 0051): the drop zone's S3 events, taken by the CS in batches. Its
+        # policy is the CS stack's, shared by the stack's inboxes (``inbox_policy``).
+        inbox_name = names.cs_inbox_queue(code)
+        self.inbox = sqs.Queue(
+            self, "Inbox", queue_name=inbox_name, encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=base.at_rest_key,
+            data_key_reuse=DATA_KEY_REUSE, retention_period=INBOX_RETENTION,
+            visibility_timeout=Duration.seconds(inbox.VISIBILITY_TIMEOUT_S),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=inbox.MAX_RECEIVE_COUNT, queue=sqs.Queue.from_queue_arn(
+                self, "FailedEvents", names.queue_arn(env, names.cs_failure_queue(pcode)))),
+        )
+        inbox_arn = names.queue_arn(env, inbox_name)
+
         self.cs = TierFunction(
             self, "Cs", function_name=function_name, role_name=role_name, role_path=names.role_path(tier),
             handler="jukinet.handlers.municipality_cs.handler",
@@ -257,6 +287,7 @@ class CommunicationServer(Construct):
                 "OUTBOUND_QUEUE_URL": names.queue_url(pref_env, prefecture_queue),
                 "DROP_ZONE_BUCKET": bucket_name,
                 "CARD_TABLE_NAME": names.card_table(pcode),
+                "FAILED_EVENTS_QUEUE_URL": names.queue_url(env, names.cs_failure_queue(pcode)),
                 **cs_environment(names, pcode),
                 "POWERTOOLS_SERVICE_NAME": names.service_name(tier),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -292,6 +323,7 @@ class CommunicationServer(Construct):
                 *cs_statements(names, env, pcode, code),
                 iam.PolicyStatement(sid="ReportFailedEvents", actions=["sqs:SendMessage"],
                                     resources=[base.failed_events.queue_arn]),
+                iam.PolicyStatement(sid="TakeInboxEvents", actions=INBOX_CONSUMER_ACTIONS, resources=[inbox_arn]),
                 iam.PolicyStatement(sid="FailedEventsEncryption", actions=DATA_KEY_ACTIONS,
                                     resources=[base.at_rest_key.key_arn], conditions={
                                         "StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}}),
@@ -307,18 +339,52 @@ class CommunicationServer(Construct):
              [f"Resource::{names.keys_arn_pattern(pref_env)}"]),
         ], apply_to_children=True)
 
-        # S3 → CS without CDK's notification custom resource: permission first, then the bucket
-        # configuration that S3 validates against it.
-        self.permission = lambda_.CfnPermission(
-            self, "S3Invokes", action="lambda:InvokeFunction", function_name=self.cs.function.function_arn,
-            principal="s3.amazonaws.com", source_account=env.account, source_arn=bucket_arn,
-        )
-        cfn_bucket.add_property_override("NotificationConfiguration.LambdaConfigurations", [{
+        # S3 → inbox → CS without CDK's notification custom resource: the queue policy first, then
+        # the bucket configuration that S3 validates against it (it sends a test event).
+        cfn_bucket.add_property_override("NotificationConfiguration.QueueConfigurations", [{
             "Event": "s3:ObjectCreated:*",
             "Filter": {"S3Key": {"Rules": [{"Name": "prefix", "Value": INCOMING}]}},
-            "Function": self.cs.function.function_arn,
+            "Queue": self.inbox.queue_arn,
         }])
-        cfn_bucket.add_resource_dependency(self.permission)
+        cfn_bucket.add_dependency(self.inbox.node.default_child)  # type: ignore[arg-type]  # (and the policy: the stack)
+        # Files that arrive together are taken together: up to BATCH_SIZE events, gathered for up
+        # to BATCHING_WINDOW_S; at most two invocations at once, which the reserved concurrency
+        # (at least 2) always admits, so the mapping is never throttled (decision 0051).
+        self.mapping = lambda_.EventSourceMapping(
+            self, "InboxMapping", target=self.cs.function, event_source_arn=self.inbox.queue_arn,
+            batch_size=inbox.BATCH_SIZE, max_batching_window=Duration.seconds(inbox.BATCHING_WINDOW_S),
+            report_batch_item_failures=True, max_concurrency=INBOX_MAX_CONCURRENCY, enabled=True)
+
+
+def inbox_policy(scope: Construct, base: MunicipalityBaseStack,
+                 servers: Sequence[CommunicationServer]) -> sqs.CfnQueuePolicy:
+    """One policy for the inboxes of a CS stack (decision 0051: a policy per inbox would push a
+    40-CS stack's template past CloudFormation's 1,000,000 bytes). Only S3, on behalf of one of
+    this tier's drop zones, may send; no principal of any account may send otherwise (an event
+    cannot be made up); only this tier's CS roles may receive, hide or delete an event — each CS's
+    own IAM names its own inbox only, and a CS ignores an event that names another drop zone.
+    TLS only."""
+    names, env, tier = base.names, base.tier_env, base.tier
+    inboxes = names.queue_arn(env, names.cs_inbox_queue("*"))
+    drop_zones = f"arn:{PARTITION}:s3:::{names.drop_zone_bucket_prefix(env)}*"
+    document = iam.PolicyDocument(statements=[
+        iam.PolicyStatement(sid="TlsOnly", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+                            actions=["sqs:*"], resources=[inboxes],
+                            conditions={"Bool": {"aws:SecureTransport": "false"}}),
+        iam.PolicyStatement(sid="DropZoneEvents", principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+                            actions=["sqs:SendMessage"], resources=[inboxes],
+                            conditions={"ArnLike": {"aws:SourceArn": drop_zones},
+                                        "StringEquals": {"aws:SourceAccount": env.account}}),
+        iam.PolicyStatement(sid="NoOtherSender", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+                            actions=["sqs:SendMessage"], resources=[inboxes],
+                            conditions={"ArnNotLike": {"aws:SourceArn": drop_zones}}),
+        iam.PolicyStatement(sid="OnlyCsTake", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+                            actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                                     "sqs:PurgeQueue"], resources=[inboxes],
+                            conditions={"ArnNotLike": {"aws:PrincipalArn": names.role_arn(env, tier, names.cs_role("*"))}}),
+    ])
+    return sqs.CfnQueuePolicy(scope, "InboxPolicy", queues=[s.inbox.queue_url for s in servers],
+                              policy_document=document)
 
 
 class MunicipalityStack(cdk.Stack):
@@ -336,6 +402,9 @@ class MunicipalityStack(cdk.Stack):
         cdk.Tags.of(self).add(f"{names.prefix}:deployment", base.deployment.name)
         self.add_stack_dependency(base)
         self.servers = [CommunicationServer(self, f"Cs{m.code}", base=base, municipality=m) for m in municipalities]
+        self.inbox_policy = inbox_policy(self, base, self.servers)
+        for server in self.servers:  # S3 checks the queue's policy when the notification is configured
+            server.bucket.node.default_child.add_dependency(self.inbox_policy)  # type: ignore[union-attr]
         self._group_alarms(base)
 
     def _group_alarms(self, base: MunicipalityBaseStack) -> None:

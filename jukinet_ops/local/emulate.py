@@ -438,12 +438,18 @@ def _bucket_notifications(ctx: ApplyContext, lid: str, bucket: str, config: dict
     api: dict[str, Any] = {}
     for cfn_key, api_key, arn_key, target in (("QueueConfigurations", "QueueConfigurations", "QueueArn", "Queue"),
                                               ("TopicConfigurations", "TopicConfigurations", "TopicArn", "Topic")):
-        for item in config.get(cfn_key, []):
+        for index, item in enumerate(config.get(cfn_key, [])):
             entry: dict[str, Any] = {arn_key: _require(item.get(target), target), "Events": [item["Event"]]}
             rules = _filter_rules(item.get("Filter"))
             if rules:
                 entry["Filter"] = {"Key": {"FilterRules": rules}}
             api.setdefault(api_key, []).append(entry)
+            if target == "Queue":  # moto's S3 sends these events itself; the runner polls the queue
+                named = {r["Name"]: r["Value"] for r in rules}
+                ctx.bucket_notifications.append(BucketNotification(
+                    stack=ctx.stack_name, bucket_logical_id=lid, bucket=bucket, function_arn="",
+                    event=item["Event"], prefix=named.get("prefix", ""), suffix=named.get("suffix", ""),
+                    configuration_id=f"{lid}-queue-{index}", queue_arn=entry["QueueArn"]))
     if _bool(config.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled", False)):
         api["EventBridgeConfiguration"] = {}
     for index, item in enumerate(config.get("LambdaConfigurations", [])):

@@ -55,7 +55,9 @@ class EventSourceMappingSpec:
 
 @dataclass(frozen=True)
 class BucketNotification:
-    """One S3 → Lambda notification of a bucket (CloudFormation's LambdaConfigurations)."""
+    """One S3 → Lambda notification of a bucket (CloudFormation's LambdaConfigurations), or one
+    S3 → SQS notification (QueueConfigurations: ``queue_arn`` set, ``function_arn`` empty), which
+    the embedded AWS delivers itself; the runner needs to know which queues carry S3 events."""
 
     stack: str
     bucket_logical_id: str
@@ -65,6 +67,7 @@ class BucketNotification:
     prefix: str = ""
     suffix: str = ""
     configuration_id: str = ""
+    queue_arn: str = ""
 
 
 @dataclass

@@ -49,9 +49,23 @@ the server child process (``python -m jukinet_ops.local.moto_server``), the thre
    moto's package directory and stats each entry (~2 % of the server's time in the demo).
    The listing cannot change while the process runs; here it is made once.
 
-``apply()`` makes corrections 1, 2, 5 and 6, wherever moto runs (the in-process ``mock_aws`` tests
+8. **The depth of every queue in one request**, so the local runner polls only the queues
+   that hold something. Since decision 0051 every drop zone notifies its CS's inbox queue
+   (moto's S3 sends the events itself), so the Nagano assembly has ~80 mapped queues; asking
+   each for messages and each mapping's function for its hold every round cost more than the
+   work. ``GET /_jukinet/sqs-queue-depths`` answers ``{"<queue ARN>": n}`` for each queue
+   holding n > 0 messages (visible, in flight or delayed). Read only; a server without the
+   route makes the runner poll every mapping, as before.
+
+9. **A role's inline policy from a template is kept as JSON.** moto 5.2.5 creates an
+   ``AWS::IAM::Role``'s ``Policies`` with the template's parsed document (a dict), which
+   ``GetRolePolicy`` then answers as Python's ``repr`` — not JSON, so no client can read it
+   (the checklist's EDGE-1 reads the drop-zone writers' inline policy, decision 0051). Here a
+   document that is not a string is stored as JSON text, as ``PutRolePolicy`` stores one.
+
+``apply()`` makes corrections 1, 2, 5, 6 and 9, wherever moto runs (the in-process ``mock_aws`` tests
 too); ``apply_server()`` all of them, for the servers (3, 4 and 7 serve deployments and the
-runner, and importing moto's CloudFormation costs a process ~3 s). Both are idempotent.
+runner, and importing moto's CloudFormation costs a process ~3 s; 8 too). Both are idempotent.
 """
 
 from __future__ import annotations
@@ -76,6 +90,7 @@ def apply() -> None:
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name)))
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
     _no_rsa_key_for_symmetric_keys()
+    _inline_role_policies_as_json()
     _query_reads_its_partition()
     _APPLIED = True
 
@@ -150,6 +165,18 @@ def _no_rsa_key_for_symmetric_keys() -> None:
     models.generate_private_key = generate_private_key
 
 
+def _inline_role_policies_as_json() -> None:
+    from moto.iam.models import Role
+
+    put_policy = Role.put_policy
+
+    def put_policy_as_json(self: Any, policy_name: str, policy_json: Any) -> None:
+        put_policy(self, policy_name, policy_json if isinstance(policy_json, str) else json.dumps(policy_json))
+
+    put_policy_as_json.__wrapped__ = put_policy  # type: ignore[attr-defined]
+    Role.put_policy = put_policy_as_json  # type: ignore[method-assign]
+
+
 def apply_server() -> None:
     """Every correction: for a moto server (the child process, ``MotoServer``'s thread mode)."""
     global _APPLIED_SERVER
@@ -175,7 +202,21 @@ def _list_moto_modules_once() -> None:
 
 
 GENERATIONS_PATH = "/_jukinet/s3-object-generations"
+QUEUE_DEPTHS_PATH = "/_jukinet/sqs-queue-depths"
 _GENERATIONS: dict[str, int] = {}
+
+
+def _queue_depths() -> dict[str, int]:
+    from moto.sqs.models import sqs_backends
+
+    depths: dict[str, int] = {}
+    for account in list(dict.values(sqs_backends)):
+        for backend in list(dict.values(account)):
+            for queue in list(backend.queues.values()):
+                n = len(queue._messages)
+                if n:
+                    depths[queue.queue_arn] = n
+    return depths
 
 
 def _count_object_generations() -> None:
@@ -197,9 +238,13 @@ def _count_object_generations() -> None:
     dispatch = DomainDispatcherApplication.__call__
 
     def call(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("PATH_INFO") == GENERATIONS_PATH and environ.get("REQUEST_METHOD") == "GET":
-            with _LOCK:
-                body = json.dumps(_GENERATIONS).encode()
+        path = environ.get("PATH_INFO")
+        if path in (GENERATIONS_PATH, QUEUE_DEPTHS_PATH) and environ.get("REQUEST_METHOD") == "GET":
+            if path == GENERATIONS_PATH:
+                with _LOCK:
+                    body = json.dumps(_GENERATIONS).encode()
+            else:
+                body = json.dumps(_queue_depths()).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         return dispatch(self, environ, start_response)

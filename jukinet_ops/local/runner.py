@@ -18,6 +18,10 @@
   made visible again at once (Lambda would wait for the visibility timeout) so the queue's
   redrive policy moves them to the DLQ after ``maxReceiveCount`` receives - moto applies
   redrive when a message is received. A handler that raises deletes nothing.
+* S3 → SQS notifications (``QueueConfigurations``: the drop zones → the CSs' inboxes, decision
+  0051) are the embedded AWS's own: moto's S3 sends each event to the queue when the object is
+  stored, and the queue's mapping delivers it like any other. Only the queues that hold
+  something are polled (one request for all queues' depths, ``moto_patches`` item 8).
 * S3 → Lambda notifications (CloudFormation ``LambdaConfigurations``, recorded by the
   deployer) are driven by listing the bucket: each new object (version, or ETag and
   modification time) under the filtered prefix is delivered once, as an asynchronous
@@ -60,7 +64,7 @@ from botocore.exceptions import ClientError
 from ..emergency import ISOLATION_TAG
 from .code_image import CodeImage, handler_root
 from .model import BucketNotification, DeployedEnvironment, EventSourceMappingSpec
-from .moto_patches import GENERATIONS_PATH
+from .moto_patches import GENERATIONS_PATH, QUEUE_DEPTHS_PATH
 from .server import local_client, local_credentials
 
 log = logging.getLogger(__name__)
@@ -224,11 +228,15 @@ class LocalRunner:
         self._by_arn = {f.arn: f.name for f in self.functions.values()}
         self._mappings = self._load_mappings()
         self._notifications = [n for n in env.bucket_notifications if n.function_arn in self._by_arn]
+        # Queues that carry S3 event notifications (moto's S3 sends them): their mappings deliver
+        # new objects, so ``process_new_objects`` polls them.
+        self._s3_queues = {n.queue_arn for n in env.bucket_notifications if n.queue_arn}
         self._versioned: dict[str, bool] = {}
         # (configuration id, bucket) -> the bucket's object generation when last listed with
         # nothing held back; unchanged since, its listing is skipped (moto_patches item 4).
         self._listed_generation: dict[tuple[str, str], int] = {}
         self._generations_served: bool | None = None  # None: not asked yet
+        self._depths_served: bool | None = None  # the same for the queue depths (moto_patches item 8)
         self._async_events: list[tuple[str, dict[str, Any]]] = []
         self._holds: dict[tuple[str, str], str] = {}  # what waits because of an operator hold
 
@@ -397,14 +405,24 @@ class LocalRunner:
     # -- SQS -----------------------------------------------------------------------------------
 
     def poll_queues(self) -> int:
-        """One batch per mapping not held by an operator; returns the number of messages delivered."""
-        delivered = 0
-        for mapping in self._mappings:
+        """One batch per mapping not held by an operator; returns the number of messages delivered.
+        A mapping whose queue holds nothing (the embedded AWS's depths, one request for all
+        queues) is neither checked for a hold nor polled."""
+        return sum(len(batch) for batch in self._poll_mappings(self._mappings))
+
+    def _poll_mappings(self, mappings: list[_SqsMapping]) -> list[list[dict[str, Any]]]:
+        """One batch of each of ``mappings`` not held and not empty: the messages delivered."""
+        batches = []
+        depths = self._queue_depths()
+        for mapping in mappings:
+            if depths is not None and not depths.get(mapping.spec.event_source_arn):
+                self._set_hold(("mapping", mapping.spec.uuid), None)  # nothing waits on it
+                continue
             hold = self._mapping_hold(mapping)
             self._set_hold(("mapping", mapping.spec.uuid), hold)
             if hold is None:
-                delivered += self._poll(mapping)
-        return delivered
+                batches.append(self._poll(mapping))
+        return batches
 
     # -- operator holds ------------------------------------------------------------------------
 
@@ -438,7 +456,7 @@ class LocalRunner:
         """What waits because of an operator hold, as of the last round."""
         return tuple(self._holds[k] for k in sorted(self._holds))
 
-    def _poll(self, mapping: _SqsMapping) -> int:
+    def _poll(self, mapping: _SqsMapping) -> list[dict[str, Any]]:
         sqs = self._client("sqs", mapping.region, mapping.account)
         messages: list[dict[str, Any]] = []
         while len(messages) < mapping.batch_size:
@@ -449,7 +467,7 @@ class LocalRunner:
             if len(got) < wanted:
                 break
         if not messages:
-            return 0
+            return []
         event = {"Records": [sqs_record(m, mapping.spec.event_source_arn, mapping.region) for m in messages]}
         result = self.invoke(mapping.function, event)
         ids = {m["MessageId"] for m in messages}
@@ -472,13 +490,16 @@ class LocalRunner:
             sqs.change_message_visibility_batch(QueueUrl=mapping.queue_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
                 for i, m in enumerate(chunk)])
-        return len(messages)
+        return messages
 
     def pending_messages(self) -> int:
         """Messages visible, in flight or delayed in the mapped queues (but those of mappings
         held by an operator at the last poll, which wait on purpose)."""
         total = 0
         driven = [m for m in self._mappings if ("mapping", m.spec.uuid) not in self._holds]
+        depths = self._queue_depths()
+        if depths is not None:
+            return sum(depths.get(arn, 0) for arn in {m.spec.event_source_arn for m in driven})
         for url, (region, account) in {m.queue_url: (m.region, m.account) for m in driven}.items():
             attributes = self._client("sqs", region, account).get_queue_attributes(QueueUrl=url, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
@@ -490,8 +511,13 @@ class LocalRunner:
 
     def process_new_objects(self) -> int:
         """Deliver every object created since the last call to the functions notified for
-        it; returns the number of objects delivered."""
+        it; returns the number of objects delivered. Objects whose events go to a queue (S3 →
+        SQS, sent by the embedded AWS itself) are delivered by one batch of each such queue's
+        mapping (call again until 0); S3's test events name no object and count 0."""
         delivered = 0
+        s3_mappings = [m for m in self._mappings if m.spec.event_source_arn in self._s3_queues]
+        for batch in self._poll_mappings(s3_mappings) if s3_mappings else []:
+            delivered += sum(_s3_objects(m.get("Body", "")) for m in batch)
         throttled: dict[str, bool] = {}
         generations = self._object_generations()
         for notification in self._notifications:
@@ -541,6 +567,20 @@ class LocalRunner:
             return None
         self._generations_served = True
         return generations
+
+    def _queue_depths(self) -> dict[str, int] | None:
+        """Messages held by each queue that holds any, by queue ARN, from the embedded AWS's extra
+        route (``moto_patches`` item 8); ``None`` if the server does not offer it."""
+        if self._depths_served is False:
+            return None
+        try:
+            with urllib.request.urlopen(self.endpoint_url + QUEUE_DEPTHS_PATH, timeout=30) as answer:
+                depths = json.loads(answer.read())
+        except (urllib.error.HTTPError, ValueError):  # a plain moto: 404, or not JSON
+            self._depths_served = False
+            return None
+        self._depths_served = True
+        return depths
 
     def invoke_async(self, function: str, event: dict[str, Any]) -> None:
         """Lambda ``Invoke`` with ``InvocationType=Event``: the event is queued and run by the
@@ -732,6 +772,15 @@ def s3_record(n: BucketNotification, obj: Mapping[str, Any], region: str) -> dic
             "object": s3_object,
         },
     }
+
+
+def _s3_objects(body: str) -> int:
+    """How many objects an S3 event notification (an SQS body) names."""
+    try:
+        records = json.loads(body).get("Records")
+    except (ValueError, AttributeError):
+        return 0
+    return len(records) if isinstance(records, list) else 0
 
 
 def _batch_item_failures(response: Any, ids: set[str]) -> set[str]:

@@ -41,6 +41,9 @@ class MunicipalityCsSettings(_Settings):
     CARD_TABLE_NAME: str = ""
     # The tier's local-record table: each change with the fields that never leave the tier.
     LOCAL_RECORD_TABLE_NAME: str = ""
+    # The tier's CS failed-event queue: an inbox event that failed its last attempt is kept
+    # there with the reason (domain/inbox.py). Empty: the inbox queue's redrive keeps it.
+    FAILED_EVENTS_QUEUE_URL: str = ""
 
     @field_validator("MUNICIPALITY_CODE")
     @classmethod

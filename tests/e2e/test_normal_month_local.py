@@ -65,7 +65,8 @@ def _normal_stretch(deployment, env, runner) -> None:
     for _ in range(10):  # SQS may answer a receive with fewer messages than it holds
         messages += sqs.receive_message(QueueUrl=inbound, MaxNumberOfMessages=10,
                                         VisibilityTimeout=60).get("Messages", [])
-    assert len(messages) == 3
+    # Nagano's two files were taken in one batch and share a message (decision 0051); Matsumoto's one
+    assert len(messages) == 2
     for m in messages:
         sqs.delete_message(QueueUrl=inbound, ReceiptHandle=m["ReceiptHandle"])
     for m in reversed(messages):  # out of order: the newest first

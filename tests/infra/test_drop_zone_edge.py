@@ -89,14 +89,14 @@ def test_one_writer_role_per_municipality_may_put_only_into_its_own_incoming(nag
     zones = _drop_zones(nagano)
     writers = {r["Properties"]["RoleName"]: r["Properties"] for _, _, r in nagano.resources("AWS::IAM::Role")
                if r["Properties"].get("Path") == names.drop_zone_writers_path(prefecture.code)}
-    policies = {lid: r["Properties"] for _, lid, r in nagano.resources("AWS::IAM::ManagedPolicy")}
     assert set(writers) == {names.drop_zone_writer(code) for code in zones}
     for code, (bucket, _, _) in zones.items():
         role = writers[names.drop_zone_writer(code)]
         assert role["MaxSessionDuration"] == 3600
         [trust] = role["AssumeRolePolicyDocument"]["Statement"]
         assert trust["Principal"] == {"AWS": f"arn:aws:iam::{prefecture.municipality_tier.env.account}:root"}
-        [document] = [policies[ref["Ref"]]["PolicyDocument"] for ref in role["ManagedPolicyArns"]]
+        assert "ManagedPolicyArns" not in role  # its one policy is inline (decision 0051)
+        [document] = [p["PolicyDocument"] for p in role["Policies"]]
         own = f"arn:aws:s3:::{bucket}/incoming/export.csv"
         assert evaluate(document, action=PUT, resource=own) == ALLOW
         assert evaluate(document, action=PUT, resource=f"arn:aws:s3:::{bucket}/reports/x.csv") != ALLOW

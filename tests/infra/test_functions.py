@@ -147,8 +147,19 @@ def test_no_policy_grants_all_actions_or_all_kms_actions(every: Synth) -> None:
 
 
 def test_roles_carry_no_inline_policies(every: Synth) -> None:
+    """But the drop-zone writers: one statement each, PutObject into its own incoming/ (decision
+    0051: inline, so that a municipality's CS inbox fits the 500-resource stack)."""
     assert not every.resources("AWS::IAM::Policy")
-    assert all("Policies" not in r for r in every.props("AWS::IAM::Role"))
+    names = Names.of(every.deployment)
+    writer_paths = {names.drop_zone_writers_path(p.code) for p in every.deployment.prefectures}
+    for role in every.props("AWS::IAM::Role"):
+        if role.get("Path") in writer_paths:
+            [policy] = role["Policies"]
+            [statement] = policy["PolicyDocument"]["Statement"]
+            assert statement["Action"] == "s3:PutObject" and statement["Resource"].endswith("/incoming/*")
+            assert "ManagedPolicyArns" not in role
+        else:
+            assert "Policies" not in role, role.get("RoleName")
 
 
 def test_a_cs_role_touches_only_its_own_partition_key_bucket_and_queue(nagano: Synth) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from jukinet.domain import inbox
 from infra.naming import Names, prefecture_tier
 from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
 
@@ -63,8 +64,10 @@ def test_event_source_mappings_report_partial_failures_with_a_maximum_concurrenc
     mappings = every.props("AWS::Lambda::EventSourceMapping")
     provision = 1 if every.deployment.agencies else 0  # the provision batch queue (one task per message)
     channel = len(every.deployment.prefectures) if every.deployment.channel else 0  # each tier's channel queue
-    assert len(mappings) == len(every.deployment.prefectures) + 1 + provision + channel
-    assert sorted(m["BatchSize"] for m in mappings) == [1] * provision + [10] * (len(mappings) - provision)
+    inboxes = sum(len(p.municipality_tier.municipalities) for p in every.deployment.prefectures)  # each CS's inbox
+    assert len(mappings) == len(every.deployment.prefectures) + 1 + provision + channel + inboxes
+    assert sorted(m["BatchSize"] for m in mappings) == ([1] * provision + [10] * (len(mappings) - provision - inboxes)
+                                                        + [inbox.BATCH_SIZE] * inboxes)
     for m in mappings:
         assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert 2 <= m["ScalingConfig"]["MaximumConcurrency"] <= 1000

@@ -495,6 +495,8 @@ def test_the_emergency_plan_runs_with_the_operator_roles_of_the_tiers_it_touches
             ("lambda:InvokeFunction", arn.format("lambda", "function:jukinet-cs-202011")),
             ("s3:PutBucketNotification", f"arn:aws:s3:::jukinet-dropzone-{ACCOUNT}-ap-northeast-1-202011"),
             ("s3:ListBucket", f"arn:aws:s3:::jukinet-dropzone-{ACCOUNT}-ap-northeast-1-202011"),
+            ("sqs:TagQueue", arn.format("sqs", "jukinet-cs-202011-inbox")),
+            ("sqs:UntagQueue", arn.format("sqs", "jukinet-cs-202011-inbox")),
         ],
         "pref-200000": [
             ("ssm:PutParameter", ssm.format("prefecture/200000")),

@@ -35,18 +35,22 @@ def test_each_municipality_has_a_kms_encrypted_access_logged_drop_zone_that_trig
         rule = p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
         assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms" and rule["BucketKeyEnabled"] is True
         assert p["LoggingConfiguration"]["LogFilePrefix"] == f"dropzones/{code}/"
-        [notification] = p["NotificationConfiguration"]["LambdaConfigurations"]
+        # S3 → the CS's inbox queue (decision 0051; tests/infra/test_cs_inbox.py has the rest)
+        assert "LambdaConfigurations" not in p["NotificationConfiguration"]
+        [notification] = p["NotificationConfiguration"]["QueueConfigurations"]
         assert notification["Event"] == "s3:ObjectCreated:*"
         assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "incoming/"}]
         resources = nagano.templates[stack]["Resources"]
-        function = resources[notification["Function"]["Fn::GetAtt"][0]]["Properties"]
+        queue_id = notification["Queue"]["Fn::GetAtt"][0]
+        assert resources[queue_id]["Properties"]["QueueName"] == f"jukinet-cs-{code}-inbox"
+        [mapping] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+                     and r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}]
+        function = resources[mapping["FunctionName"]["Ref"]]["Properties"]
         assert function["FunctionName"] == f"jukinet-cs-{code}"
-        permission = next(r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"
-                          and r["Properties"]["SourceArn"] == f"arn:aws:s3:::{p['BucketName']}")
-        assert permission["Principal"] == "s3.amazonaws.com" and permission["SourceAccount"] == env.account
-        # S3 checks the permission when the notification is configured: it must exist first.
-        permission_id = next(k for k, r in resources.items() if r.get("Properties") is permission)
-        assert permission_id in as_list(resources[lid].get("DependsOn", []))
+        # S3 checks the queue's policy when the notification is configured: it must exist first.
+        [policy_id] = [k for k, r in resources.items() if r["Type"] == "AWS::SQS::QueuePolicy"
+                       and {"Ref": queue_id} in r["Properties"]["Queues"]]
+        assert {queue_id, policy_id} <= set(as_list(resources[lid].get("DependsOn", [])))
 
 
 def test_each_account_has_exactly_one_trail(every: Synth) -> None:

@@ -112,6 +112,47 @@ def test_every_stored_object_counts_in_its_buckets_generation(mode: str):
         assert after["111111111111/bkt-c"] - before.get("111111111111/bkt-c", 0) == 1
 
 
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_the_server_sends_s3_events_to_a_queue_and_answers_every_queues_depth(mode: str):
+    """What the CS inboxes rely on locally (decision 0051): moto's S3 sends an object's event to
+    the queue its bucket notifies (in server mode, and a test event when configured), and
+    moto_patches correction 8 answers the depth of every queue that holds something in one
+    request. A server that sent no event would leave a dropped file undelivered."""
+    import json
+    import urllib.request
+
+    from jukinet_ops.local.moto_patches import QUEUE_DEPTHS_PATH
+
+    def depths(url: str) -> dict[str, int]:
+        with urllib.request.urlopen(url + QUEUE_DEPTHS_PATH, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    with MotoServer(mode=mode) as aws:  # type: ignore[arg-type]
+        s3, sqs = aws.client("s3", "us-east-1"), aws.client("sqs", "us-east-1")
+        url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+        idle = sqs.create_queue(QueueName="idle")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        s3.create_bucket(Bucket="zone")
+        s3.put_bucket_notification_configuration(Bucket="zone", NotificationConfiguration={"QueueConfigurations": [{
+            "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"}]}}}]})
+        s3.put_object(Bucket="zone", Key="incoming/a b.csv", Body=b"1")
+        s3.put_object(Bucket="zone", Key="reports/x", Body=b"1")  # outside the filter: no event
+        assert depths(aws.endpoint_url) == {arn: 2}  # the test event and one object's
+        bodies = [json.loads(m["Body"]) for m in
+                  sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)["Messages"]]
+        assert [b.get("Event") for b in bodies if "Event" in b] == ["s3:TestEvent"]
+        [event] = [b for b in bodies if "Records" in b]
+        assert event["Records"][0]["s3"]["bucket"]["name"] == "zone"
+        # URL-encoded as S3 does (moto encodes the "/" too): the CS decodes it (domain/inbox.py)
+        from jukinet.domain.inbox import objects_of
+        assert [o.key for o in objects_of(event)] == ["incoming/a b.csv"]
+        assert depths(aws.endpoint_url) == {arn: 2}  # in flight still counts
+        sqs.purge_queue(QueueUrl=url)
+        assert depths(aws.endpoint_url) == {}
+        assert idle
+
+
 def test_a_symmetric_key_gets_no_rsa_key_pair_until_one_is_asked_for():
     """moto_patches correction 5: CreateKey of a symmetric key no longer generates a 2048-bit
     RSA key nobody uses (0.1–0.2 s each); keys with a key pair still sign and verify."""

@@ -76,6 +76,7 @@ class Pipeline:
         self.pref_queue = self._queue("jukinet-pref-200000-inbound", dlq=self.pref_dlq)
         self.national_dlq = self._queue("jukinet-national-dlq")
         self.national_queue = self._queue("jukinet-national-inbound", dlq=self.national_dlq)
+        self.cs_failed = self._queue("jukinet-muni-20-cs-failed-events")
         self.bucket = "jukinet-dropzone-20"
         self.s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         self._count_calls()
@@ -119,6 +120,7 @@ class Pipeline:
             "MUNICIPALITY_CODE": municipality, "STATE_TABLE_NAME": "jukinet-cs-20",
             "SIGNING_KEY_ID": self.keys[f"sign-{municipality}"], "OUTBOUND_QUEUE_URL": self.pref_queue,
             "DROP_ZONE_BUCKET": self.bucket, "DROP_ZONE_PREFIX": f"{municipality}/",
+            "FAILED_EVENTS_QUEUE_URL": self.cs_failed,
             "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_METRICS_DISABLED": "true",
         }
 
@@ -149,6 +151,38 @@ class Pipeline:
             server = municipality_cs._runtime(load_settings(MunicipalityCsSettings), os.environ.get("AWS_ENDPOINT_URL"))
             server.clock = clock.fixed(now or self.now)
             return municipality_cs.handler(event, Context())
+
+    def drop_batch(self, municipality: str, files: list[tuple[str, bytes | None]], now: dt.datetime | None = None,
+                   receives: int = 1, bodies: list[str] | None = None, size: int | None = None) -> dict:
+        """Drop export files (``None``: name a file that is not there) and run the CS once on
+        one batch of its inbox: one SQS record per file, each an S3 event notification, as the
+        event source mapping delivers them (``receives``: their ApproximateReceiveCount;
+        ``bodies``: further raw SQS bodies; ``size``: the object size each event claims, else none).
+        Returns the handler's response, with the records'
+        ``messageIds`` in the order given."""
+        records, ids = [], []
+        for name, data in files:
+            key = f"{municipality}/incoming/{name}"
+            if data is not None:
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+            obj = {"key": key} if size is None else {"key": key, "size": size}
+            body = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {
+                "bucket": {"name": self.bucket}, "object": obj}}]})
+            records.append(body)
+        records += bodies or []
+        event = {"Records": []}
+        for body in records:
+            ids.append(new_id())
+            event["Records"].append({
+                "messageId": ids[-1], "receiptHandle": new_id(), "body": body, "md5OfBody": "",
+                "attributes": {"ApproximateReceiveCount": str(receives)}, "messageAttributes": {},
+                "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:cs-inbox",
+                "awsRegion": REGION})
+        with environment(self.cs_env(municipality)):
+            server = municipality_cs._runtime(load_settings(MunicipalityCsSettings), os.environ.get("AWS_ENDPOINT_URL"))
+            server.clock = clock.fixed(now or self.now)
+            response = municipality_cs.handler(event, Context())
+        return {**response, "messageIds": ids}
 
     def drain(self, tier: str, max_rounds: int = 50) -> list[dict]:
         """Deliver the tier's inbound queue to its handler until empty, like an event source mapping."""

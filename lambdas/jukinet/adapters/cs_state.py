@@ -7,6 +7,12 @@ record, reuses the same range and notice time, and therefore re-sends byte-ident
 notices that the next tier deduplicates. Counts move in the transaction that marks the
 file sent, so they are exact whatever the retries.
 
+Several files of one invocation (a batch from the CS's inbox queue) are read with one
+``BatchGetItem``, reserved in one transaction (the counter once, each file its own range, in
+the batch's order) and finished in one transaction (each file's status, each month's counts
+summed): ``files``, ``reserve_many``, ``finish_many``. A file is still recorded by its own
+SHA-256 with its own range, so the rules above hold file by file.
+
 Items (pk ``MUNI#<code>``): ``COUNTER`` (next_seq), ``FILE#<sha256>`` (status, range,
 counts), ``STAT#<YYYY-MM>`` (sent, rejected, files, rejected_files, and ``last_sent``: when the month's latest
 file was sent — the ledger watch waits 15 minutes past it before it calls a shortfall overdue).
@@ -22,6 +28,21 @@ from dataclasses import dataclass
 from . import aws
 
 RESERVED, SENT, REJECTED = "reserved", "sent", "rejected"
+# TransactWriteItems takes 100 items: the counter and 99 files.
+MAX_FILES_PER_TRANSACTION = 99
+_MAX_BATCH_GET = 100
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file to record: its counts and notice time as its parse gave them."""
+
+    sha256: str
+    object_key: str
+    count: int
+    rejected: int
+    notice_time: str
+    month: str
 
 
 @dataclass(frozen=True)
@@ -47,55 +68,126 @@ class CsState:
     def file(self, sha256: str) -> FileRecord | None:
         item = aws.client("dynamodb").get_item(
             TableName=self.table_name, Key=self._key(f"FILE#{sha256}"), ConsistentRead=True).get("Item")
-        if item is None:
-            return None
-        return FileRecord(
-            sha256=sha256, status=item["status"]["S"], object_key=item["object_key"]["S"],
-            first_seq=int(item["first_seq"]["N"]), count=int(item["count"]["N"]),
-            rejected=int(item["rejected"]["N"]), notice_time=item["notice_time"]["S"], month=item["month"]["S"],
-        )
+        return None if item is None else _record(item)
+
+    def files(self, sha256s: list[str]) -> dict[str, FileRecord]:
+        """The records of the files already taken among ``sha256s`` (consistent reads, one
+        ``BatchGetItem`` per 100)."""
+        ddb = aws.client("dynamodb")
+        wanted = list(dict.fromkeys(sha256s))
+        found: dict[str, FileRecord] = {}
+        for start in range(0, len(wanted), _MAX_BATCH_GET):
+            keys = [self._key(f"FILE#{sha}") for sha in wanted[start:start + _MAX_BATCH_GET]]
+            request = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            for _ in range(20):
+                got = ddb.batch_get_item(RequestItems=request)
+                for item in got.get("Responses", {}).get(self.table_name, []):
+                    record = _record(item)
+                    found[record.sha256] = record
+                request = got.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("BatchGetItem left keys unprocessed after 20 attempts")
+        return found
+
+    def reserve_many(self, files: list[NewFile], *, unrecorded: bool = False) -> dict[str, FileRecord]:
+        """Record ``files`` and reserve each its own range of sequence numbers, in the order
+        given, all in one transaction (per 99 files). A file already recorded — by a concurrent
+        invocation — keeps its record, which is returned instead (its status says whether it is
+        finished). Returns a record for every file. ``unrecorded``: the caller has just read them
+        (``files``) and found none recorded; they are read again only if the transaction fails."""
+        out: dict[str, FileRecord] = {}
+        pending = list({f.sha256: f for f in files}.values())
+        ddb = aws.client("dynamodb")
+        for attempt in range(20):
+            if not pending:
+                return out
+            if attempt or not unrecorded:
+                out.update(self.files([f.sha256 for f in pending]))
+            pending = [f for f in pending if f.sha256 not in out]
+            if not pending:
+                return out
+            chunk = pending[:MAX_FILES_PER_TRANSACTION]
+            counter = ddb.get_item(TableName=self.table_name, Key=self._key("COUNTER"), ConsistentRead=True).get("Item")
+            first = int(counter["next_seq"]["N"]) if counter else 1
+            records, seq = [], first
+            for f in chunk:
+                records.append(FileRecord(f.sha256, RESERVED, f.object_key, seq, f.count, f.rejected,
+                                          f.notice_time, f.month))
+                seq += f.count
+            try:
+                ddb.transact_write_items(TransactItems=[
+                    {"Update": self._counter_update(counter, first, seq)},
+                    *({"Put": self._file_put(r)} for r in records)])
+            except Exception as exc:
+                if aws.error_code(exc) == "TransactionCanceledException":
+                    continue  # another invocation took the counter first, or recorded one of the files
+                raise
+            out.update({r.sha256: r for r in records})
+            pending = pending[len(chunk):]
+        raise RuntimeError("could not reserve sequence numbers after 20 attempts")
+
+    def _counter_update(self, counter: dict | None, first: int, new: int) -> dict:
+        update = {
+            "TableName": self.table_name, "Key": self._key("COUNTER"),
+            "UpdateExpression": "SET next_seq = :new",
+            "ExpressionAttributeValues": {":new": {"N": str(new)}},
+        }
+        if counter:
+            update["ConditionExpression"] = "next_seq = :cur"
+            update["ExpressionAttributeValues"][":cur"] = {"N": str(first)}
+        else:
+            update["ConditionExpression"] = "attribute_not_exists(pk)"
+        return update
+
+    def _file_put(self, r: FileRecord) -> dict:
+        return {
+            "TableName": self.table_name,
+            "Item": {
+                **self._key(f"FILE#{r.sha256}"), "status": {"S": RESERVED}, "object_key": {"S": r.object_key},
+                "first_seq": {"N": str(r.first_seq)}, "count": {"N": str(r.count)},
+                "rejected": {"N": str(r.rejected)}, "notice_time": {"S": r.notice_time}, "month": {"S": r.month},
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
 
     def reserve(self, sha256: str, object_key: str, count: int, rejected: int, notice_time: str,
                 month: str) -> FileRecord:
         """Record the file and reserve ``count`` sequence numbers for it, atomically."""
-        ddb = aws.client("dynamodb")
-        for _ in range(20):
-            existing = self.file(sha256)
-            if existing is not None:
-                return existing
-            counter = ddb.get_item(TableName=self.table_name, Key=self._key("COUNTER"), ConsistentRead=True).get("Item")
-            first = int(counter["next_seq"]["N"]) if counter else 1
-            record = FileRecord(sha256, RESERVED, object_key, first, count, rejected, notice_time, month)
-            counter_update = {
-                "TableName": self.table_name, "Key": self._key("COUNTER"),
-                "UpdateExpression": "SET next_seq = :new",
-                "ExpressionAttributeValues": {":new": {"N": str(first + count)}},
-            }
-            if counter:
-                counter_update["ConditionExpression"] = "next_seq = :cur"
-                counter_update["ExpressionAttributeValues"][":cur"] = {"N": str(first)}
-            else:
-                counter_update["ConditionExpression"] = "attribute_not_exists(pk)"
+        return self.reserve_many([NewFile(sha256, object_key, count, rejected, notice_time, month)])[sha256]
+
+    def finish_many(self, done: list[tuple[FileRecord, str]], now: dt.datetime | None = None) -> None:
+        """Mark several files done and count them, in one transaction (per 90 files): each
+        file's status, and per month the counts summed. If any of them was finished already (a
+        concurrent invocation), or the transaction fails otherwise, each is finished on its own
+        (``finish``: once, whatever happened)."""
+        for start in range(0, len(done), 90):
+            chunk = done[start:start + 90]
+            if len(chunk) == 1:
+                self.finish(chunk[0][0], chunk[0][1], now)
+                continue
             try:
-                ddb.transact_write_items(TransactItems=[
-                    {"Update": counter_update},
-                    {"Put": {
-                        "TableName": self.table_name,
-                        "Item": {
-                            **self._key(f"FILE#{sha256}"), "status": {"S": RESERVED}, "object_key": {"S": object_key},
-                            "first_seq": {"N": str(first)}, "count": {"N": str(count)},
-                            "rejected": {"N": str(rejected)}, "notice_time": {"S": notice_time},
-                            "month": {"S": month},
-                        },
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }},
-                ])
+                self._finish_together(chunk, now)
             except Exception as exc:
-                if aws.error_code(exc) == "TransactionCanceledException":
-                    continue  # another file took the counter first, or this file was recorded
-                raise
-            return record
-        raise RuntimeError("could not reserve sequence numbers after 20 attempts")
+                if aws.error_code(exc) != "TransactionCanceledException":
+                    raise
+                for record, status in chunk:
+                    self.finish(record, status, now)
+
+    def _finish_together(self, chunk: list[tuple[FileRecord, str]], now: dt.datetime | None) -> None:
+        months: dict[str, dict[str, int]] = {}
+        for record, status in chunk:
+            stats = months.setdefault(record.month, {":sent": 0, ":rej": 0, ":files": 0, ":rfiles": 0})
+            stats[":sent"] += record.count if status == SENT else 0
+            stats[":rej"] += record.rejected
+            stats[":files"] += 1
+            stats[":rfiles"] += 1 if status == REJECTED else 0
+        aws.client("dynamodb").transact_write_items(TransactItems=[
+            *({"Update": self._status_update(record, status)} for record, status in chunk),
+            *({"Update": self._stats_update(month, stats, now)} for month, stats in months.items()),
+        ])
 
     def finish(self, record: FileRecord, status: str = SENT, now: dt.datetime | None = None) -> bool:
         """Mark the file done and count it, once. False if it was already finished; a
@@ -119,23 +211,27 @@ class CsState:
         raise RuntimeError(f"could not finish file {record.sha256} after 20 attempts")
 
     def _finish(self, record: FileRecord, status: str, stats: dict[str, int], now: dt.datetime | None) -> None:
+        aws.client("dynamodb").transact_write_items(TransactItems=[
+            {"Update": self._status_update(record, status)},
+            {"Update": self._stats_update(record.month, stats, now)},
+        ])
+
+    def _status_update(self, record: FileRecord, status: str) -> dict:
+        return {
+            "TableName": self.table_name, "Key": self._key(f"FILE#{record.sha256}"),
+            "UpdateExpression": "SET #s = :done", "ConditionExpression": "#s = :reserved",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":done": {"S": status}, ":reserved": {"S": RESERVED}},
+        }
+
+    def _stats_update(self, month: str, stats: dict[str, int], now: dt.datetime | None) -> dict:
         values = {k: {"N": str(v)} for k, v in stats.items()}
         expression = "ADD sent :sent, rejected :rej, files :files, rejected_files :rfiles"
         if now is not None:
             values[":at"] = {"S": now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
             expression += " SET last_sent = :at"
-        aws.client("dynamodb").transact_write_items(TransactItems=[
-            {"Update": {
-                "TableName": self.table_name, "Key": self._key(f"FILE#{record.sha256}"),
-                "UpdateExpression": "SET #s = :done", "ConditionExpression": "#s = :reserved",
-                "ExpressionAttributeNames": {"#s": "status"},
-                "ExpressionAttributeValues": {":done": {"S": status}, ":reserved": {"S": RESERVED}},
-            }},
-            {"Update": {
-                "TableName": self.table_name, "Key": self._key(f"STAT#{record.month}"),
-                "UpdateExpression": expression, "ExpressionAttributeValues": values,
-            }},
-        ])
+        return {"TableName": self.table_name, "Key": self._key(f"STAT#{month}"),
+                "UpdateExpression": expression, "ExpressionAttributeValues": values}
 
     def month_stats(self, month: str) -> dict[str, int]:
         return {k: v for k, v in self._month_item(month).items() if k != "last_sent"}  # type: ignore[misc]
@@ -155,3 +251,11 @@ class CsState:
         if "last_sent" in item:
             out["last_sent"] = item["last_sent"]["S"]
         return out
+
+
+def _record(item: dict) -> FileRecord:
+    return FileRecord(
+        sha256=item["sk"]["S"].removeprefix("FILE#"), status=item["status"]["S"], object_key=item["object_key"]["S"],
+        first_seq=int(item["first_seq"]["N"]), count=int(item["count"]["N"]),
+        rejected=int(item["rejected"]["N"]), notice_time=item["notice_time"]["S"], month=item["month"]["S"],
+    )
