@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from jukinet.adapters.card_store import CardStore
+from jukinet.adapters.card_store import REMOTE_CHALLENGES, CardStore
 
 from ..channel.world import CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, TOKYO_PREF, resident
 from ..copy.world import Person, counter
@@ -34,7 +34,8 @@ def test_a_nagano_card_is_authenticated_at_chiyoda_and_nothing_else_is_answered(
     assert set(outcome) == {"id", "serial", "home", "step", "status", "resident_code", "issuer"}  # nothing else
     # The home tier's record: the challenge bound to 千代田区 and the clerk's session, spent.
     home = CardStore(f"jukinet-cards-{NAGANO_PREF}")
-    challenge = home.challenge(body["challenge_id"])
+    challenge = CardStore(home.table_name, challenge_partition=REMOTE_CHALLENGES).challenge(body["challenge_id"])
+    assert home.challenge(body["challenge_id"]) is None  # never among the tier's own counters' (CHALLENGE#)
     assert (challenge.municipality, challenge.principal, challenge.used) == (CHIYODA, counter(CHIYODA), True)
     assert challenge.expires_at - challenge.issued_at == dt.timedelta(seconds=120)
     # Counted at X (as a within-tier authentication is) and at the home, per card home.

@@ -217,3 +217,27 @@ def test_attack_a_municipality_of_another_tier_without_a_completed_move_there(wo
     refused = world.result(accepted["correlation"])
     assert (refused["status"], refused["refusal"]) == ("refused", "already_moved_in")
     assert CardStore(OLD).card(chip.serial).home == MATSUMOTO and CardStore(NEW).card(chip.serial) is None
+
+
+def test_a_lost_carry_over_request_is_asked_again_and_the_card_moves_once(world: XMoveWorld) -> None:
+    chip = world.holder(TARO, NAGANO)
+    world.move_out_at_nagano(TARO, chip)
+    status, accepted = world.ask(TARO, world.remote_auth(chip))
+    world.pump()
+    assert world.result(accepted["correlation"])["status"] == "certified"
+    world.register_move_in(accepted["correlation"], at=CHIYODA)
+    world.pump()
+    assert world.result(accepted["correlation"])["card_carry_over"] == "pending"
+    world.pump(drop={"muni-130001"})  # the counter's nudge is lost: the request is never sent
+    world.later(seconds=89)
+    assert world.result(accepted["correlation"])["card_carry_over"] == "pending"
+    world.later(seconds=2)  # past the deadline and the grace: asked again
+    assert world.result(accepted["correlation"])["card_carry_over"] == "pending"
+    world.pump(drop={"pref-200000"})  # … sent this time, lost between the tiers
+    assert world.result(accepted["correlation"])["card_carry_over"] == "pending"
+    world.later(minutes=1)  # the request timed out: asked a third time
+    assert world.result(accepted["correlation"])["card_carry_over"] == "pending"
+    world.pump()
+    assert world.result(accepted["correlation"])["card_carry_over"] == "moved"
+    assert sum(e.kind.value == "moved" for e in CardStore(NEW).events(chip.serial)) == 1
+    assert CardStore(NEW).card(chip.serial).home == CHIYODA

@@ -471,6 +471,14 @@ class SpecialMoves:
             carried = self._carry_across(correlation, record, record.get("registered_by", principal))
         return {**body, "status": "completed", "card_carry_over": carried}
 
+    def _unsent(self, asked: str, now: dt.datetime) -> bool:
+        """A carry-over request the channel function never sent (its nudge lost), past the grace."""
+        assert self.carry_overs is not None
+        if self.reader.store.request(asked) is not None:
+            return False
+        recorded = self.carry_overs.requests.request(asked)
+        return recorded is None or now > parse_instant(recorded["requested_at"]) + self.wait + UNSENT_GRACE
+
     def _carry_across(self, correlation: str, record: dict, clerk: str) -> str:
         """The card of A's tier carried over to B's (decision 0050): ``card-carry-over`` asked of A
         once the move is completed (A agrees on its completed special move-out record), its answer
@@ -485,9 +493,9 @@ class SpecialMoves:
                 got = self.carry_overs.complete(asked)
             except CardRefusal as refusal:
                 got = refusal.code.name
-            if got == Outcome.PENDING.value:
+            if got == Outcome.PENDING.value and not self._unsent(asked, now):
                 return "pending"
-            if got != Outcome.TIMED_OUT.value:
+            if got not in (Outcome.TIMED_OUT.value, Outcome.PENDING.value):
                 carried = "moved" if not isinstance(got, str) else f"refused_{got}"[:64]
                 if self.moves.advance(correlation, "completed", "completed", {"carry_over": carried}, now) and \
                         carried == "moved":
@@ -497,7 +505,7 @@ class SpecialMoves:
                                                                                 "code": got})
                     metrics.add_metric(name="SpecialMoveCardCarryOversRefused", unit=MetricUnit.Count, value=1)
                 return carried
-        # not asked yet, or asked and lost: ask (again); a concurrent look asks at most once more
+        # not asked yet, or asked and lost (its nudge, or the request in the channel): ask (again); a concurrent look asks at most once more
         # (the old home answers a retry with the same chain; storing it is idempotent)
         fresh = self.carry_overs.request(record["card_serial"], record["home"], here, clerk=clerk)
         self.moves.advance(correlation, "completed", "completed", {"carry_over_correlation": fresh}, now)
