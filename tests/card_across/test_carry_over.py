@@ -36,14 +36,16 @@ def carry_overs(world: CrossWorld):
 
 
 def agreed(world: CrossWorld, resident_code: str = TARO.code, to: str = CHIYODA, *, home: str = NAGANO,
-           table: str = OLD, state: sm.State = sm.State.COMPLETED, completed: dt.datetime | None = None) -> None:
+           table: str = OLD, state: sm.State = sm.State.COMPLETED, completed: dt.datetime | None = None,
+           serial: str | None = None) -> None:
     """The old home's record of the resident's special move-out (``SPECIAL-OUT#``, decision 0049),
     completed by ``to``'s 転入通知 (``completed``, default now): its agreement to the carry-over.
     The whole move through the counters: tests/card_across/test_special_move.py."""
     at = completed or world.now
+    serial = serial if serial is not None else CardStore(table).valid_card_of(resident_code) or ""
     filed = sm.MoveOut(municipality=home, resident_code=resident_code, filed_at=at - dt.timedelta(days=3),
                        planned_move_date=(at - dt.timedelta(days=2)).date(), destination_address="東京都千代田区1番1号",
-                       card_serial="", by_post=True, state=state, requester=to if state is sm.State.COMPLETED else "",
+                       card_serial=serial, by_post=True, state=state, requester=to if state is sm.State.COMPLETED else "",
                        changed_at=at)
     assert SpecialMoveStore(table).file(filed, {})
 
@@ -115,7 +117,10 @@ def test_attack_an_insider_of_chiyoda_cannot_pull_a_card_of_a_resident_who_did_n
     world.now += dt.timedelta(minutes=1)
     agreed(world, state=sm.State.FILED)  # filed to 千代田区 but not completed by its move-in
     assert carry(world, chip.serial) == "CARRY_OVER_NOT_AGREED"
-    assert CardStore(OLD).statistics(NAGANO, "2003-01")["remote_carry_over_CARRY_OVER_NOT_AGREED"] == 3
+    world.now += dt.timedelta(minutes=1)
+    agreed(world, serial="202011-0000000000000099")  # completed by 千代田区, for another card of the resident
+    assert carry(world, chip.serial) == "CARRY_OVER_NOT_AGREED"
+    assert CardStore(OLD).statistics(NAGANO, "2003-01")["remote_carry_over_CARRY_OVER_NOT_AGREED"] == 4
     world.now += dt.timedelta(minutes=1)
     agreed(world)  # completed by 千代田区 … more than 30 days ago
     world.now += dt.timedelta(days=30, seconds=1)

@@ -438,12 +438,13 @@ over (the new home asks at its first look at the completed move-in; a lost reque
 
 
 def special_move_out_filed(store, resident_code: str, from_municipality: str, to_municipality: str,  # noqa: ANN001
-                           now: dt.datetime) -> bool:
+                           now: dt.datetime, serial: str) -> bool:
     """Did ``from_municipality`` (the old home, this tier) agree that its resident's card goes to
     ``to_municipality``? Its own record of the resident's latest special move-out (転出の特例,
     ``SPECIAL-OUT#<from>``, decision 0049) is the agreement: **completed** by the 転入通知 of
     exactly ``to_municipality`` (the municipality that received the certificate information and
-    registered the move-in), at most ``CARRY_OVER_PERIOD`` ago. Anything else refuses — no
+    registered the move-in), at most ``CARRY_OVER_PERIOD`` ago, for the card ``serial`` (the one the
+    filing named and B authenticated). Anything else refuses — no
     filing, a filing still open, cancelled or lapsed, completed by another municipality, long
     ago: an insider with another municipality's rights cannot pull a card of a resident who has
     not moved there."""
@@ -452,10 +453,11 @@ def special_move_out_filed(store, resident_code: str, from_municipality: str, to
         return False
     record = found[0]
     return (record.state is MoveOutState.COMPLETED and record.requester == to_municipality
+            and record.card_serial == serial
             and record.changed_at is not None and now <= record.changed_at + CARRY_OVER_PERIOD)
 
 
-Agreement = Callable[[object, str, str, str, dt.datetime], bool]
+Agreement = Callable[[object, str, str, str, dt.datetime, str], bool]
 
 
 def carry_over_responder(cards: CardService, agreed: Agreement = special_move_out_filed) -> Responder:
@@ -481,7 +483,7 @@ def carry_over_responder(cards: CardService, agreed: Agreement = special_move_ou
             if requester[:2] in cards.prefixes:
                 raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "a move within the tier is CardService.move",
                                   field="to", rule="other_tier")
-            if not agreed(cards.store, card.resident_code, home, requester, now):
+            if not agreed(cards.store, card.resident_code, home, requester, now, serial):
                 raise CardRefusal(CardRefusalCode.CARRY_OVER_NOT_AGREED, f"{home} has no special move-out of this "
                                   f"resident to {requester}", field="serial", rule="move_out_filed")
             current = cards.current(serial, now)
