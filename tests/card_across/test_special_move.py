@@ -241,3 +241,21 @@ def test_a_lost_carry_over_request_is_asked_again_and_the_card_moves_once(world:
     assert world.result(accepted["correlation"])["card_carry_over"] == "moved"
     assert sum(e.kind.value == "moved" for e in CardStore(NEW).events(chip.serial)) == 1
     assert CardStore(NEW).card(chip.serial).home == CHIYODA
+
+
+def test_every_message_delivered_twice_moves_the_card_once(world: XMoveWorld) -> None:
+    chip = world.holder(TARO, NAGANO)
+    world.move_out_at_nagano(TARO, chip)
+    status, accepted = world.ask(TARO, world.remote_auth(chip))
+    world.pump(duplicate=True, rounds=200)
+    assert world.result(accepted["correlation"])["status"] == "certified"
+    world.register_move_in(accepted["correlation"], at=CHIYODA)
+    world.pump(duplicate=True, rounds=200)
+    assert world.result(accepted["correlation"])["card_carry_over"] == "pending"
+    world.pump(duplicate=True, rounds=200)
+    assert world.result(accepted["correlation"])["card_carry_over"] == "moved"
+    assert world.result(accepted["correlation"])["card_carry_over"] == "moved"
+    for table in (OLD, NEW):
+        assert sum(e.kind.value == "moved" for e in CardStore(table).events(chip.serial)) == 1, table
+    assert CardStore(NEW).statistics(CHIYODA, "2003-01")["carried_over"] == 1
+    assert CardStore(OLD).statistics(NAGANO, "2003-01")["special_move_out_filed"] == 1

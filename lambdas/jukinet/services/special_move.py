@@ -466,6 +466,9 @@ class SpecialMoves:
             if across and self.carry_overs is None:
                 logger.warning("card carry-over across tiers not deployed here", extra={"correlation": correlation})
                 metrics.add_metric(name="SpecialMoveCardsPendingOtherTier", unit=MetricUnit.Count, value=1)
+        elif across:  # a concurrent look completed it first: go on from what it stored
+            record = self.moves.move_in(correlation) or record
+            carried = record.get("carry_over", carried)
         if carried == "pending":
             record = self.moves.move_in(correlation) or record
             carried = self._carry_across(correlation, record, record.get("registered_by", principal))
