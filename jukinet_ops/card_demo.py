@@ -190,7 +190,7 @@ class SpecialMoveDemo:
     filed: str = ""            # A's state after the filing
     certified: str = ""        # B's status after the certificate request
     status: str = ""           # B's final status (completed) or what came instead
-    carry_over: str = ""       # moved / already / pending_other_tier
+    carry_over: str = ""       # moved / already (across prefectures: pending, then moved or refused_<CODE>)
     card_home: str = ""        # the card's home afterwards
     move_out: str = ""         # A's final state (completed)
     register: str = ""         # the tier's register after both notices: "<municipality> 特例転入"

@@ -83,9 +83,9 @@ def card_across_tiers_partitions(pp: str) -> list[str]:
     """Cards across tiers (decision 0050): the challenges the home tier issues to counters of other
     tiers (``REMOTE-CHALLENGE#``: never ``CHALLENGE#``, the authentications at the tier's own
     counters, which it may only read — decision 0049), its records and counts of what it answered them (``CALL#``, ``STAT#`` of
-    its municipalities), the card requests its counter recorded for it to send (``CARDREQ#``) and the
-    old home's allow-list of carry-overs it reads (``CARRY-OVER#``)."""
-    return ["REMOTE-CHALLENGE#*", f"CALL#{pp}*", f"STAT#{pp}*", f"CARDREQ#{pp}*", f"CARRY-OVER#{pp}*"]
+    its municipalities) and the card requests its counter recorded for it to send (``CARDREQ#``). A
+    carry-over is agreed on the old home's special move-out record (``SPECIAL-OUT#``, above)."""
+    return ["REMOTE-CHALLENGE#*", f"CALL#{pp}*", f"STAT#{pp}*", f"CARDREQ#{pp}*"]
 
 
 LOCAL_RECORD_READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:Query"]

@@ -34,9 +34,8 @@ def test_a_nagano_card_is_authenticated_at_chiyoda_and_nothing_else_is_answered(
     assert set(outcome) == {"id", "serial", "home", "step", "status", "resident_code", "issuer"}  # nothing else
     # The home tier's record: the challenge bound to 千代田区 and the clerk's session, spent.
     home = CardStore(f"jukinet-cards-{NAGANO_PREF}")
-    # (in the partition of challenges to other tiers' counters: never a CHALLENGE# of its own counters)
-    assert home.challenge(body["challenge_id"]) is None
     challenge = CardStore(home.table_name, challenge_partition=REMOTE_CHALLENGES).challenge(body["challenge_id"])
+    assert home.challenge(body["challenge_id"]) is None  # never among the tier's own counters' (CHALLENGE#)
     assert (challenge.municipality, challenge.principal, challenge.used) == (CHIYODA, counter(CHIYODA), True)
     assert challenge.expires_at - challenge.issued_at == dt.timedelta(seconds=120)
     # Counted at X (as a within-tier authentication is) and at the home, per card home.

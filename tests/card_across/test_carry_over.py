@@ -15,7 +15,9 @@ import pytest
 from jukinet.adapters.card_store import CardStore
 from jukinet.domain.card import CardEvent, CardRefusal, VirtualCard
 from jukinet.handlers import card_api
-from jukinet.services.card_across_tiers import allow_carry_over, carry_over_card, check_chain
+from jukinet.adapters.special_move_store import SpecialMoveStore
+from jukinet.domain import special_move as sm
+from jukinet.services.card_across_tiers import carry_over_card, check_chain
 
 from ..channel.world import CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, TOKYO_PREF, UEDA, resident
 from ..copy.world import Person, counter
@@ -33,9 +35,19 @@ def carry_overs(world: CrossWorld):
     return carry
 
 
-def agreed(world: CrossWorld, resident_code: str = TARO.code, to: str = CHIYODA) -> None:
-    """The old home's record that the resident filed a special move-out to ``to`` (the allow-list)."""
-    allow_carry_over(CardStore(OLD), resident_code, NAGANO, to, world.now + dt.timedelta(days=14))
+def agreed(world: CrossWorld, resident_code: str = TARO.code, to: str = CHIYODA, *, home: str = NAGANO,
+           table: str = OLD, state: sm.State = sm.State.COMPLETED, completed: dt.datetime | None = None,
+           serial: str | None = None) -> None:
+    """The old home's record of the resident's special move-out (``SPECIAL-OUT#``, decision 0049),
+    completed by ``to``'s 転入通知 (``completed``, default now): its agreement to the carry-over.
+    The whole move through the counters: tests/card_across/test_special_move.py."""
+    at = completed or world.now
+    serial = serial if serial is not None else CardStore(table).valid_card_of(resident_code) or ""
+    filed = sm.MoveOut(municipality=home, resident_code=resident_code, filed_at=at - dt.timedelta(days=3),
+                       planned_move_date=(at - dt.timedelta(days=2)).date(), destination_address="東京都千代田区1番1号",
+                       card_serial=serial, by_post=True, state=state, requester=to if state is sm.State.COMPLETED else "",
+                       changed_at=at)
+    assert SpecialMoveStore(table).file(filed, {})
 
 
 def carry(world: CrossWorld, serial: str):
@@ -102,11 +114,19 @@ def test_attack_an_insider_of_chiyoda_cannot_pull_a_card_of_a_resident_who_did_n
     assert carry(world, chip.serial) == "CARRY_OVER_NOT_AGREED"  # no special move-out filed
     agreed(world, to=MATSUMOTO)  # a move-out filed to another municipality
     assert carry(world, chip.serial) == "CARRY_OVER_NOT_AGREED"
-    allow_carry_over(CardStore(OLD), TARO.code, NAGANO, CHIYODA, world.now - dt.timedelta(seconds=1))  # lapsed
+    world.now += dt.timedelta(minutes=1)
+    agreed(world, state=sm.State.FILED)  # filed to 千代田区 but not completed by its move-in
+    assert carry(world, chip.serial) == "CARRY_OVER_NOT_AGREED"
+    world.now += dt.timedelta(minutes=1)
+    agreed(world, serial="202011-0000000000000099")  # completed by 千代田区, for another card of the resident
+    assert carry(world, chip.serial) == "CARRY_OVER_NOT_AGREED"
+    assert CardStore(OLD).statistics(NAGANO, "2003-01")["remote_carry_over_CARRY_OVER_NOT_AGREED"] == 4
+    world.now += dt.timedelta(minutes=1)
+    agreed(world)  # completed by 千代田区 … more than 30 days ago
+    world.now += dt.timedelta(days=30, seconds=1)
     assert carry(world, chip.serial) == "CARRY_OVER_NOT_AGREED"
     card = CardStore(OLD).card(chip.serial)
     assert (card.home, card.seq) == (NAGANO, 1) and CardStore(NEW).card(chip.serial) is None
-    assert CardStore(OLD).statistics(NAGANO, "2003-01")["remote_carry_over_CARRY_OVER_NOT_AGREED"] == 3
 
 
 def _answered_events(world: CrossWorld, serial: str) -> list[dict]:
@@ -161,7 +181,7 @@ def test_a_card_that_comes_back_continues_the_pointer_its_old_tier_kept(world: C
     agreed(world)
     carry(world, chip.serial)  # 長野市 → 千代田区
     world.now += dt.timedelta(days=30)
-    allow_carry_over(CardStore(NEW), TARO.code, CHIYODA, UEDA, world.now + dt.timedelta(days=14))
+    agreed(world, to=UEDA, home=CHIYODA, table=NEW)  # 千代田区's record: the move on to 上田市 completed
     with environment(world.counter_env(NAGANO_PREF)):
         back = card_api.carry_overs()
     back.clock = back.cards.clock = back.reader.clock = lambda: world.now

@@ -73,14 +73,15 @@ def test_the_channel_function_reaches_the_cross_tier_partitions_and_never_delete
     [records] = [s for s in statements(doc) if s.get("Sid") == "ChannelRecords"]
     table = records["Resource"]
     allowed = {"REMOTE-CHALLENGE#0f3c", "CALL#202011#2003-01", "STAT#202011", "CARDREQ#202011#2003-01",
-               "CARRY-OVER#202011"}
+               "SPECIAL-OUT#202011"}
     for key in allowed:
         got = evaluate(doc, action="dynamodb:PutItem", resource=table, context={"dynamodb:LeadingKeys": [key]})
         assert got == ALLOW, key
-    # another prefecture's statistics, calls and requests; the KEY# claims; any delete
-    # and the authentications at the tier's own counters (a special move's proof, decision 0049)
-    for key in ("STAT#131016", "CALL#131016#2003-01", "CARDREQ#131016#2003-01", "KEY#abc", "CARRY-OVER#131016",
-                "CHALLENGE#0f3c"):
+    # another prefecture's statistics, calls, requests and move-outs; the KEY# claims; any delete;
+    # the authentications at the tier's own counters (a special move's proof, decision 0049); the
+    # allow-list partition the special move-out record replaced (CARRY-OVER#: gone)
+    for key in ("STAT#131016", "CALL#131016#2003-01", "CARDREQ#131016#2003-01", "KEY#abc", "SPECIAL-OUT#131016",
+                "CARRY-OVER#202011", "CHALLENGE#0f3c"):
         got = evaluate(doc, action="dynamodb:PutItem", resource=table, context={"dynamodb:LeadingKeys": [key]})
         assert got == IMPLICIT_DENY, key
     for key in allowed | {"CHANNEL#202011#2003-01"}:

@@ -276,8 +276,7 @@ def test_the_channel_function_has_only_what_its_messages_need(nagano: Synth) -> 
         "ForAnyValue:StringLike": {"kms:ResourceAliases": ["alias/jukinet/signing/20*"]}}
     assert by_sid["ChannelRecords"]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
         "CHANNEL#20*", "CHANNEL-IN#20*", "CHANNEL-DEAD#*", "META", "RESIDENT#*", "COPY#20*", "COPY-ELSEWHERE#20*",
-        "CARD#*", "SPECIAL-IN#20*", "SPECIAL-OUT#20*", "REMOTE-CHALLENGE#*", "CALL#20*", "STAT#20*", "CARDREQ#20*",
-        "CARRY-OVER#20*"]}}
+        "CARD#*", "SPECIAL-IN#20*", "SPECIAL-OUT#20*", "REMOTE-CHALLENGE#*", "CALL#20*", "STAT#20*", "CARDREQ#20*"]}}
     assert "dynamodb:DeleteItem" not in as_list(by_sid["ChannelRecords"]["Action"])
     assert by_sid["SendToPrefecture"]["Resource"] == \
         f"arn:aws:sqs:ap-northeast-1:{ACCOUNT}:jukinet-pref-200000-inbound"

@@ -293,27 +293,32 @@ def test_attack_a_clerk_of_another_municipality_reads_or_registers_by_correlatio
     assert world.register_move_in(certified["correlation"], at=NAGANO)[1]["error"]["code"] == "NOT_THIS_MUNICIPALITY"
 
 
-def test_attack_a_tier_of_another_prefecture_gets_no_certificate(world: MoveWorld) -> None:
+def test_attack_a_tier_of_another_prefecture_gets_no_certificate_without_its_challenge(world: MoveWorld) -> None:
     chip = world.holder(TARO)
     world.file(TARO.code, by_post=True)
-    # 千代田区's channel function (東京都's tier) asks with the card's serial: its authentication
-    # cannot be checked in 長野県's tier, so nothing is given (not the certificate, not the state)
+    # 千代田区's channel function (東京都's tier) asks with the card's serial and no challenge
+    # 長野県's tier issued to it (or a made-up one): nothing is given (not the certificate, not the
+    # state). The whole cross-prefecture move: tests/card_across/test_special_move.py
     tokyo = world.endpoint("130001")
-    query = sm.CertificateQuery(TARO.code, chip.serial, "b" * 32, dt.date(2003, 1, 20), "x").to_dict()
-    correlation = tokyo.request(CHIYODA, UEDA, query)
-    world.pump()
-    assert tokyo.result(correlation).refusal == "not_authenticated_here"
+    for home_challenge in ("", "c" * 32):
+        query = sm.CertificateQuery(TARO.code, chip.serial, "b" * 32, dt.date(2003, 1, 20), "x",
+                                    home_challenge).to_dict()
+        correlation = tokyo.request(CHIYODA, UEDA, query)
+        world.pump()
+        assert tokyo.result(correlation).refusal == "not_authenticated_here"
     assert world.move_out(TARO.code)[1]["state"] == "filed"
 
 
-def test_across_prefectures_the_card_carry_over_is_the_seam(world: MoveWorld) -> None:
+def test_the_within_tier_carry_over_leaves_a_card_of_two_tiers_alone(world: MoveWorld) -> None:
     from jukinet.services.special_move import carry_over_card
     from jukinet.handlers import card_api
     from ..pipeline.harness import environment
+    chip = world.holder(TARO)
     with environment(world.counter_env(NAGANO_PREF)):
         cards = card_api.runtime()
-    assert carry_over_card(cards, "202037-0000000000000001", UEDA, CHIYODA, actor="x", now=world.now) == \
-        "pending_other_tier"
+    # across tiers the record is copied through the channel (SpecialMoves._carry_across), not moved here
+    assert carry_over_card(cards, chip.serial, UEDA, CHIYODA, actor="x", now=world.now) == "other_tier"
+    assert world.cards.card(chip.serial).home == UEDA
 
 
 @pytest.mark.parametrize("home", [MATSUMOTO, "200000"])

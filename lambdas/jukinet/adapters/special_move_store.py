@@ -190,10 +190,11 @@ class SpecialMoveStore:
             ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#u)", ExpressionAttributeNames=names,
             ExpressionAttributeValues={f":f{i}": _s(v) for i, v in enumerate(fields.values())})
 
-    def claim_challenge(self, challenge_id: str, correlation: str) -> str:
+    def claim_challenge(self, challenge_id: str, correlation: str, partition: str = "CHALLENGE#") -> str:
         """Bind one special move-in request to a card authentication (the ``CHALLENGE#`` item of
-        ``adapters/card_store.py``); the correlation it is bound to (an earlier one on a retry)."""
-        key = {"pk": _s(f"CHALLENGE#{challenge_id}"), "sk": _s("CHALLENGE")}
+        ``adapters/card_store.py`` at B; at A, for B in another tier, the ``REMOTE-CHALLENGE#``
+        item A's tier issued to B); the correlation it is bound to (an earlier one on a retry)."""
+        key = {"pk": _s(f"{partition}{challenge_id}"), "sk": _s("CHALLENGE")}
         if _conditional(aws.client("dynamodb").update_item, TableName=self.table_name, Key=key,
                         UpdateExpression="SET move_correlation = :c",
                         ConditionExpression="attribute_exists(authenticated_resident) AND "

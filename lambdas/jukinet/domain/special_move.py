@@ -109,7 +109,8 @@ REFUSALS: dict[str, str] = {
     "period_expired": "the legal period has ended (14 days after the move, 30 days after the planned move-out date)",
     "not_this_card": "the card presented is not the card named in the special move-out, or is no longer valid",
     "not_authenticated_here": "the requesting municipality's counter did not authenticate the card for this request "
-                              "(or it is in another prefecture's tier, whose authentication cannot be checked yet)",
+                              "(within the tier: its authentication; from another prefecture's tier: the challenge "
+                              "this tier issued to that counter, answered by the card, recent, used once)",
     "already_moved_in": "the special move-out is already completed by a move-in",
     "certificate_given_elsewhere": "another municipality already holds the certificate information: the home "
                                    "municipality must cancel it first",
@@ -360,10 +361,16 @@ class CertificateQuery:
     challenge_id: str  # B's card authentication (A checks it when B is in its tier)
     moved_on: dt.date
     clerk: str
+    # B in another prefecture's tier: the challenge A's tier issued to B's counter for that
+    # authentication (A's own ``REMOTE-CHALLENGE#`` record, decision 0050), which A checks instead
+    home_challenge: str = ""
 
     def to_dict(self) -> dict:
-        return {"query": QUERY_CERTIFICATE, "resident_code": self.resident_code, "card_serial": self.card_serial,
+        body = {"query": QUERY_CERTIFICATE, "resident_code": self.resident_code, "card_serial": self.card_serial,
                 "challenge_id": self.challenge_id, "moved_on": self.moved_on.isoformat(), "clerk": self.clerk}
+        if self.home_challenge:
+            body["home_challenge"] = self.home_challenge
+        return body
 
     @classmethod
     def parse(cls, raw: Mapping) -> CertificateQuery:
@@ -378,7 +385,10 @@ class CertificateQuery:
         clerk = raw.get("clerk", "")
         if not isinstance(clerk, str) or len(clerk) > 256:
             raise ValidationError("clerk", "format", "the counter's role session, at most 256 characters")
-        return cls(code, serial, challenge, moved_on, clerk)
+        home_challenge = raw.get("home_challenge", "")
+        if not isinstance(home_challenge, str) or len(home_challenge) not in (0, 32):
+            raise ValidationError("home_challenge", "format", "the home tier's challenge id (32 characters)")
+        return cls(code, serial, challenge, moved_on, clerk, home_challenge)
 
 
 @dataclass(frozen=True, slots=True)

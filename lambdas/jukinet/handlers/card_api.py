@@ -218,7 +218,7 @@ class SpecialMoveInResult(BaseModel):
                                                                          "(転出証明書情報)")
     notice: str | None = Field(default=None, description="certified again after a 転入通知 timed out: register again")
     notice_correlation: str | None = None
-    card_carry_over: str | None = Field(default=None, description="completed: moved, already, or pending_other_tier")
+    card_carry_over: str | None = Field(default=None, description="completed: moved, already; another prefecture's card: pending, then moved or refused_<CODE>")
 
 
 class RemoteAuthenticationRequest(BaseModel):
@@ -332,8 +332,13 @@ def _moves(settings: CardSettings, endpoint: str | None) -> SpecialMoves:
     reader = ChannelEndpoint(settings.MUNICIPALITIES[0][:2] + "0000", ChannelStore(settings.CARD_TABLE_NAME),
                              ChannelKeys(settings.CHANNEL_KEY_ID, settings.CHANNEL_KEY_ALIAS_PREFIX),
                              None, None, "", "", None, clock=cards.clock)  # type: ignore[arg-type]
-    return SpecialMoves(cards, SpecialMoveStore(settings.CARD_TABLE_NAME), reader, settings.CHANNEL_QUEUE_URL,
-                        clock=cards.clock)
+    moves = SpecialMoves(cards, SpecialMoveStore(settings.CARD_TABLE_NAME), reader, settings.CHANNEL_QUEUE_URL,
+                         clock=cards.clock)
+    # the card of another tier carried over on the move-in (decision 0050), on the moves' clock
+    moves.carry_overs = CardCarryOvers(cards, reader, settings.CHANNEL_QUEUE_URL,
+                                       CardEventKeys(settings.CARD_EVENT_KEY_ALIAS_TEMPLATE),
+                                       clock=lambda: moves.clock())
+    return moves
 
 
 def moves() -> SpecialMoves:

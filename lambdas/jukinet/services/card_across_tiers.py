@@ -29,7 +29,8 @@ home; X routes the request there (at most ``MAX_ROUTES`` times).
 
 The carry-over of a card record between tiers (decision 0027, part 2) is the query
 ``card-carry-over``: ``request_carry_over`` (the new home's side) → ``carry_over_responder``
-(the old home: checks ``special_move_out_filed``, writes ``moved``, answers the signed chain)
+(the old home: checks ``special_move_out_filed`` — its special move-out record, completed by the
+new home — writes ``moved``, answers the signed chain)
 → ``carry_over_card`` (the new home: checks every event with the old tiers' card-event keys,
 stores the chain as it is).
 """
@@ -47,6 +48,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from ..adapters import aws
 from ..adapters.card_requests import CardRequests
+from ..adapters.special_move_store import SpecialMoveStore
 from ..adapters.card_store import Conflict, _n, _s, card_item, event_item
 from ..clock import Clock, month_jst
 from ..domain import channel
@@ -66,6 +68,7 @@ from ..domain.card import (
 )
 from ..domain.channel import Outcome
 from ..domain.codes import LocalGovernmentCode
+from ..domain.special_move import State as MoveOutState
 from ..domain.errors import ValidationError
 from ..observability import MetricUnit, count_refused_by_code, logger, metrics
 from .card import Caller, CardService
@@ -429,35 +432,32 @@ def card_pin_failure_responder(cards: CardService) -> Responder:
 
 
 # --- the card record's transfer between tiers (decision 0027, part 2) ------------------------------
-CARRY_OVER_PK = "CARRY-OVER#"
+CARRY_OVER_PERIOD = dt.timedelta(days=30)
+"""How long after the special move-out's completion the old home still agrees to hand the card
+over (the new home asks at its first look at the completed move-in; a lost request is asked again)."""
 
 
 def special_move_out_filed(store, resident_code: str, from_municipality: str, to_municipality: str,  # noqa: ANN001
-                           now: dt.datetime) -> bool:
+                           now: dt.datetime, serial: str) -> bool:
     """Did ``from_municipality`` (the old home, this tier) agree that its resident's card goes to
-    ``to_municipality``? The old home's own record that a special move-out (転出の特例) to that
-    municipality was filed is the agreement. **Refuses by default**: until special move-out
-    records exist (issue 16 part 4, another branch), only an explicit allow-list entry counts —
-    the item ``CARRY-OVER#<from>`` / ``<resident code>`` with ``to`` and ``until`` (ISO instant),
-    written by the old home's side (``allow_carry_over``). An insider with another municipality's
-    rights cannot pull a card of a resident who has not moved there."""
-    item = aws.client("dynamodb").get_item(
-        TableName=store.table_name, Key={"pk": _s(f"{CARRY_OVER_PK}{from_municipality}"), "sk": _s(resident_code)},
-        ConsistentRead=True).get("Item")
-    if not item:
+    ``to_municipality``? Its own record of the resident's latest special move-out (転出の特例,
+    ``SPECIAL-OUT#<from>``, decision 0049) is the agreement: **completed** by the 転入通知 of
+    exactly ``to_municipality`` (the municipality that received the certificate information and
+    registered the move-in), at most ``CARRY_OVER_PERIOD`` ago, for the card ``serial`` (the one the
+    filing named and B authenticated). Anything else refuses — no
+    filing, a filing still open, cancelled or lapsed, completed by another municipality, long
+    ago: an insider with another municipality's rights cannot pull a card of a resident who has
+    not moved there."""
+    found = SpecialMoveStore(store.table_name).latest(from_municipality, resident_code)
+    if found is None:
         return False
-    return item.get("to", {}).get("S") == to_municipality and now <= parse_instant(item["until"]["S"])
+    record = found[0]
+    return (record.state is MoveOutState.COMPLETED and record.requester == to_municipality
+            and record.card_serial == serial
+            and record.changed_at is not None and now <= record.changed_at + CARRY_OVER_PERIOD)
 
 
-def allow_carry_over(store, resident_code: str, from_municipality: str, to_municipality: str,  # noqa: ANN001
-                     until: dt.datetime) -> None:
-    """The old home's allow-list entry for ``special_move_out_filed`` (its special move-out record will replace it)."""
-    aws.client("dynamodb").put_item(TableName=store.table_name, Item={
-        "pk": _s(f"{CARRY_OVER_PK}{from_municipality}"), "sk": _s(resident_code), "to": _s(to_municipality),
-        "until": _s(until.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"))})
-
-
-Agreement = Callable[[object, str, str, str, dt.datetime], bool]
+Agreement = Callable[[object, str, str, str, dt.datetime, str], bool]
 
 
 def carry_over_responder(cards: CardService, agreed: Agreement = special_move_out_filed) -> Responder:
@@ -483,7 +483,7 @@ def carry_over_responder(cards: CardService, agreed: Agreement = special_move_ou
             if requester[:2] in cards.prefixes:
                 raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "a move within the tier is CardService.move",
                                   field="to", rule="other_tier")
-            if not agreed(cards.store, card.resident_code, home, requester, now):
+            if not agreed(cards.store, card.resident_code, home, requester, now, serial):
                 raise CardRefusal(CardRefusalCode.CARRY_OVER_NOT_AGREED, f"{home} has no special move-out of this "
                                   f"resident to {requester}", field="serial", rule="move_out_filed")
             current = cards.current(serial, now)

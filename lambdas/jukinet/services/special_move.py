@@ -7,12 +7,16 @@
         at B's counter names the resident and the card; B's record ``SPECIAL-IN#<B>#<month>``;
         nudge the tier's channel function, which asks A (``send_queued``, signed as B)
     A's channel function (``certificate_responder``): the filing, the card, B's authentication
-        (when B is in A's tier), the period → the certificate information (転出証明書情報) or a code
+        (B in A's tier: B's ``CHALLENGE#`` item; B in another prefecture's tier: the challenge A's
+        tier issued to B's counter, ``REMOTE-CHALLENGE#``, bound once to the request), the period
+        → the certificate information (転出証明書情報) or a code
     B's counter ── GET /v1/special-move-ins/{correlation} ──▶ the certificate, or the refusal
     B's counter ── POST /v1/special-move-ins/{correlation}/move-in ──▶ the move-in is registered:
         the 転入通知 goes to A through the channel (``notice_responder``: A completes the move-out)
     B's counter ── GET … ──▶ completed: the card is carried over (``carry_over_card``: the
-        ``moved`` event, home = B, decision 0027)
+        ``moved`` event, home = B, decision 0027); B in another prefecture's tier: ``pending``
+        while ``card-carry-over`` goes to A (``CardCarryOvers``, decision 0050: A agrees on its
+        completed record), then ``moved`` once the signed chain is checked and stored at B
 
 The counter function never signs a channel message (decision 0026): it records and nudges; the
 channel function sends (decision 0046). The 転出 at A and the 特例転入 at B go upward as
@@ -27,7 +31,7 @@ import json
 from collections.abc import Callable
 
 from ..adapters import aws
-from ..adapters.card_store import CardStore, Conflict
+from ..adapters.card_store import REMOTE_CHALLENGES, CardStore, Conflict
 from ..adapters.local_records import LocalRecords
 from ..adapters.special_move_store import SpecialMoveStore, dumps
 from ..clock import Clock, month_jst
@@ -39,6 +43,7 @@ from ..domain.errors import ValidationError
 from ..domain.wide_area_copy import parse_home
 from ..observability import MetricUnit, logger, metrics, single_metric
 from .card import Caller, CardService
+from .card_across_tiers import CardCarryOvers
 from .channel import ChannelEndpoint, Refused, Responder
 
 NUDGE = "jukinet-counter"
@@ -90,19 +95,13 @@ def same_tier(a: str, b: str) -> bool:
 
 
 def carry_over_card(cards: CardService, serial: str, from_: str, to: str, *, actor: str, now: dt.datetime) -> str:
-    """The card carried over to the new municipality (継続利用, decision 0027): **the seam**.
-
-    Within one tier (same prefecture) the card record is in this tier's table: one ``moved``
-    event (home = ``to``), once — ``moved`` if it moved now, ``already`` if it had. Across
-    tiers the card record must be copied to the new tier with its signed events and ``moved``
-    written there (decision 0027): not built here (docs/second-phase.md, "Not yet") — the
-    result is ``pending_other_tier`` and B's record keeps it, so the lead can wire the copy in
-    this one place."""
+    """The card carried over to the new municipality within one tier (継続利用, decision 0027):
+    the card record is in this tier's table: one ``moved`` event (home = ``to``), once —
+    ``moved`` if it moved now, ``already`` if it had. Across tiers the record is copied from the
+    old tier with its signed events (``SpecialMoves._carry_across``, decision 0050); called with
+    two tiers this answers ``other_tier`` and changes nothing."""
     if not same_tier(from_, to):
-        logger.warning("card carry-over across tiers not yet supported", extra={"serial": serial, "from": from_,
-                                                                                 "to": to})
-        metrics.add_metric(name="SpecialMoveCardsPendingOtherTier", unit=MetricUnit.Count, value=1)
-        return "pending_other_tier"
+        return "other_tier"
     for _ in range(5):
         card = cards.current(serial, now)
         if card is None:
@@ -122,9 +121,11 @@ def carry_over_card(cards: CardService, serial: str, from_: str, to: str, *, act
 # --- the counters (A and B) ----------------------------------------------------------------------
 class SpecialMoves:
     def __init__(self, cards: CardService, moves: SpecialMoveStore, reader: ChannelEndpoint, channel_queue_url: str,
-                 *, clock: Clock, wait: dt.timedelta = channel.DEFAULT_DEADLINE) -> None:
+                 *, clock: Clock, wait: dt.timedelta = channel.DEFAULT_DEADLINE,
+                 carry_overs: CardCarryOvers | None = None) -> None:
         self.cards, self.store, self.moves, self.reader = cards, cards.store, moves, reader
         self.channel_queue_url, self.clock, self.wait = channel_queue_url, clock, wait
+        self.carry_overs = carry_overs  # the card of another tier (decision 0050); None: not deployed here
 
     def _record(self, who: str, municipality: str, now: dt.datetime, caller: Caller, action: str, outcome: str,
                 resident: str = "", serial: str = "", counts: dict[str, int] | None = None) -> None:
@@ -135,6 +136,14 @@ class SpecialMoves:
 
     def _authenticated(self, challenge_id: object, principal: str, here: str, resident: str, now: dt.datetime) -> str:
         """The serial of the card this clerk authenticated here for ``resident`` in the last 15 minutes."""
+        return str(self._authentication(challenge_id, principal, here, resident, now)["serial"])
+
+    def _authentication(self, challenge_id: object, principal: str, here: str, resident: str,
+                        now: dt.datetime) -> dict:
+        """The authentication item (``CHALLENGE#``) this clerk's card authentication here names: a
+        card of this tier (``POST /v1/authentications``) or, with ``remote_home`` and
+        ``home_challenge``, a card of another tier authenticated through the channel
+        (``POST /v1/remote-authentications``, decision 0050: this tier's mirror of it)."""
         refuse = CardRefusal(CardRefusalCode.PROOF_NOT_VALID, "no successful card authentication of the resident "
                              "by this clerk at this counter in the last 15 minutes", field="card_authentication",
                              rule="authenticated_here")
@@ -143,9 +152,10 @@ class SpecialMoves:
         item = self.store.challenge_item(challenge_id)
         if item is None or "authenticated_at" not in item or item["municipality"] != here or \
                 item["principal"] != principal or item["authenticated_resident"] != resident or \
-                now - parse_instant(item["authenticated_at"]) > sm.CARD_PROOF_VALIDITY:
+                now - parse_instant(item["authenticated_at"]) > sm.CARD_PROOF_VALIDITY or \
+                ("remote_home" in item and len(str(item.get("home_challenge", ""))) != 32):
             raise refuse
-        return str(item["serial"])
+        return item
 
     def _send(self, kind: str, correlation: str) -> None:
         aws.client("sqs").send_message(QueueUrl=self.channel_queue_url, MessageBody=nudge(kind, correlation))
@@ -270,11 +280,19 @@ class SpecialMoves:
             moved = sm.parse_moved_on(moved_on, now)
         except ValidationError as exc:
             raise _invalid(exc) from None
-        serial = self._authenticated(card_authentication, staff.principal, here, code, now)
-        card = self.cards.current(serial, now)
-        if card is None or card.home != home:
-            raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "the authenticated card is not held by the named home "
-                              "municipality", field="home_municipality", rule="card_home")
+        proof = self._authentication(card_authentication, staff.principal, here, code, now)
+        serial, home_challenge = str(proof["serial"]), str(proof.get("home_challenge", ""))
+        if "remote_home" in proof:
+            # A card of another prefecture's tier: its home tier answered the authentication (the
+            # mirror names the municipality asked); A checks its own record of the challenge.
+            if same_tier(home, here) or not same_tier(str(proof["remote_home"]), home):
+                raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "the authenticated card is not held in the named "
+                                  "home municipality's tier", field="home_municipality", rule="card_home")
+        else:
+            card = self.cards.current(serial, now)
+            if card is None or card.home != home:
+                raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "the authenticated card is not held by the named "
+                                  "home municipality", field="home_municipality", rule="card_home")
         correlation = channel.new_correlation_id(here, now)
         bound = self.moves.claim_challenge(str(card_authentication), correlation)
         if bound != correlation:
@@ -286,7 +304,7 @@ class SpecialMoves:
             self._send(KIND_REQUEST, bound)  # a retry: the same request again, nothing twice
             self._record(staff.principal, here, now, caller, "special_move_in_request", "sent_again", code, serial)
             return {"correlation": bound, "status": "requested"}
-        query = sm.CertificateQuery(code, serial, str(card_authentication), moved, staff.principal)
+        query = sm.CertificateQuery(code, serial, str(card_authentication), moved, staff.principal, home_challenge)
         self.moves.put_move_in(correlation, {"clerk": staff.principal, "resident_code": code, "home": home,
                                              "moved_on": moved.isoformat(), "card_serial": serial,
                                              "challenge_id": str(card_authentication),
@@ -415,7 +433,10 @@ class SpecialMoves:
         notice = record["notice_correlation"]
         body = {**base, "certificate": cert, "notice_correlation": notice}
         if status == "completed":
-            return {**body, "status": "completed", "card_carry_over": record.get("carry_over", "")}
+            carried = record.get("carry_over", "")
+            if carried == "pending":
+                carried = self._carry_across(correlation, record, principal)
+            return {**body, "status": "completed", "card_carry_over": carried}
         outcome = self._sent(notice, record["registered_at"], now)
         if outcome is Outcome.PENDING:
             return {**body, "status": "moved_in"}
@@ -433,12 +454,65 @@ class SpecialMoves:
             return {**body, "status": "refused", "refusal": "invalid_answer",
                     "meaning": "the home municipality's answer does not complete this move"}
         here = channel.correlation_owner(correlation)[0]
-        carried = carry_over_card(self.cards, record["card_serial"], record["home"], here,
-                                  actor=record.get("registered_by", principal), now=now)
+        across = not same_tier(record["home"], here)
+        if across:  # the card record comes from A's tier through the channel: asked below, once
+            carried = "pending" if self.carry_overs is not None else "pending_other_tier"
+        else:
+            carried = carry_over_card(self.cards, record["card_serial"], record["home"], here,
+                                      actor=record.get("registered_by", principal), now=now)
         if self.moves.advance(correlation, "moved_in", "completed", {"carry_over": carried}, now):
             self.store.count(here, month_jst(now), {f"{STAT}completed": 1})
             metrics.add_metric(name="SpecialMoveInsCompleted", unit=MetricUnit.Count, value=1)
+            if across and self.carry_overs is None:
+                logger.warning("card carry-over across tiers not deployed here", extra={"correlation": correlation})
+                metrics.add_metric(name="SpecialMoveCardsPendingOtherTier", unit=MetricUnit.Count, value=1)
+        elif across:  # a concurrent look completed it first: go on from what it stored
+            record = self.moves.move_in(correlation) or record
+            carried = record.get("carry_over", carried)
+        if carried == "pending":
+            record = self.moves.move_in(correlation) or record
+            carried = self._carry_across(correlation, record, record.get("registered_by", principal))
         return {**body, "status": "completed", "card_carry_over": carried}
+
+    def _unsent(self, asked: str, now: dt.datetime) -> bool:
+        """A carry-over request the channel function never sent (its nudge lost), past the grace."""
+        assert self.carry_overs is not None
+        if self.reader.store.request(asked) is not None:
+            return False
+        recorded = self.carry_overs.requests.request(asked)
+        return recorded is None or now > parse_instant(recorded["requested_at"]) + self.wait + UNSENT_GRACE
+
+    def _carry_across(self, correlation: str, record: dict, clerk: str) -> str:
+        """The card of A's tier carried over to B's (decision 0050): ``card-carry-over`` asked of A
+        once the move is completed (A agrees on its completed special move-out record), its answer
+        checked and stored at a later look. ``pending`` until then; ``moved`` once the card is
+        held here; ``refused_<CODE>`` if A refused or the chain does not verify (the lead reads
+        the code; the card stays with A). A request lost in the channel (timed out) is asked again."""
+        assert self.carry_overs is not None
+        now, here = self.clock(), channel.correlation_owner(correlation)[0]
+        asked = record.get("carry_over_correlation", "")
+        if asked:
+            try:
+                got = self.carry_overs.complete(asked)
+            except CardRefusal as refusal:
+                got = refusal.code.name
+            if got == Outcome.PENDING.value and not self._unsent(asked, now):
+                return "pending"
+            if got not in (Outcome.TIMED_OUT.value, Outcome.PENDING.value):
+                carried = "moved" if not isinstance(got, str) else f"refused_{got}"[:64]
+                if self.moves.advance(correlation, "completed", "completed", {"carry_over": carried}, now) and \
+                        carried == "moved":
+                    metrics.add_metric(name="SpecialMoveCardsCarriedAcross", unit=MetricUnit.Count, value=1)
+                elif carried != "moved":
+                    logger.error("card carry-over across tiers refused", extra={"correlation": correlation,
+                                                                                "code": got})
+                    metrics.add_metric(name="SpecialMoveCardCarryOversRefused", unit=MetricUnit.Count, value=1)
+                return carried
+        # not asked yet, or asked and lost (its nudge, or the request in the channel): ask (again); a concurrent look asks at most once more
+        # (the old home answers a retry with the same chain; storing it is idempotent)
+        fresh = self.carry_overs.request(record["card_serial"], record["home"], here, clerk=clerk)
+        self.moves.advance(correlation, "completed", "completed", {"carry_over_correlation": fresh}, now)
+        return "pending"
 
 
 def lapse(moves: SpecialMoveStore, record: sm.MoveOut, version: int, now: dt.datetime) -> tuple[sm.MoveOut, int]:
@@ -479,6 +553,8 @@ def _current(moves: SpecialMoveStore, home: str, code: str, now: dt.datetime) ->
 def certificate_responder(local_records: Callable[[str], LocalRecords], cards: CardStore, moves: SpecialMoveStore,
                           serves: Callable[[str], bool], clock: Clock) -> Responder:
     """A answers B's request for the certificate information (転出証明書情報)."""
+    remote = CardStore(cards.table_name, challenge_partition=REMOTE_CHALLENGES)
+
     def respond(requester: str, home: str, query: dict) -> dict | Refused:
         now = clock()
         try:
@@ -487,21 +563,30 @@ def certificate_responder(local_records: Callable[[str], LocalRecords], cards: C
             return Refused("invalid_query", f"{exc.field}: {exc.rule}")
         correlation = str(query.get("_correlation", ""))
         if not serves(requester):
-            # B's counter is in another tier: its card authentication is not in this table and
-            # cannot be checked yet (a card is authenticated only in its own tier, docs/card.md).
-            # Refused rather than trusted: a certificate (本籍 included) needs the proof.
-            return Refused("not_authenticated_here", "a card authentication in another prefecture's tier cannot "
-                           "be checked yet")
-        # B is in this tier: its counter's authentication is in this table — the server's record,
-        # not B's word. It must be of this card, for this resident, at B, recent, and claimed by
-        # B's counter for this very request.
-        item = cards.challenge_item(parsed.challenge_id)
-        if item is None or "authenticated_at" not in item or item["municipality"] != requester or \
-                item["authenticated_resident"] != parsed.resident_code or item["serial"] != parsed.card_serial or \
-                item.get("move_correlation") != correlation or \
-                now - parse_instant(item["authenticated_at"]) > sm.CARD_PROOF_VALIDITY + channel.MAX_DEADLINE:
-            return Refused("not_authenticated_here", "no card authentication of this resident at the requester's "
-                           "counter for this request")
+            # B's counter is in another prefecture's tier: its authentication of this tier's card
+            # went through the channel, and this tier issued and judged the challenge itself
+            # (REMOTE-CHALLENGE#, decision 0050) — this tier's own record, not B's word. It must be
+            # answered by this card, for this resident, issued to B (proven by the signatures) and
+            # to the clerk asking now, recent, and bound here to this one request (once).
+            item = remote.challenge_item(parsed.home_challenge) if parsed.home_challenge else None
+            if item is None or "authenticated_at" not in item or item["municipality"] != requester or \
+                    item["principal"] != parsed.clerk or item["authenticated_resident"] != parsed.resident_code or \
+                    item["serial"] != parsed.card_serial or \
+                    now - parse_instant(item["authenticated_at"]) > sm.CARD_PROOF_VALIDITY + channel.MAX_DEADLINE or \
+                    moves.claim_challenge(parsed.home_challenge, correlation, REMOTE_CHALLENGES) != correlation:
+                return Refused("not_authenticated_here", "no authentication of this resident's card by the "
+                               "requester's clerk through this tier for this request")
+        else:
+            # B is in this tier: its counter's authentication is in this table — the server's
+            # record, not B's word. It must be of this card, for this resident, at B, recent, and
+            # claimed by B's counter for this very request.
+            item = cards.challenge_item(parsed.challenge_id)
+            if item is None or "authenticated_at" not in item or item["municipality"] != requester or \
+                    item["authenticated_resident"] != parsed.resident_code or item["serial"] != parsed.card_serial or \
+                    item.get("move_correlation") != correlation or \
+                    now - parse_instant(item["authenticated_at"]) > sm.CARD_PROOF_VALIDITY + channel.MAX_DEADLINE:
+                return Refused("not_authenticated_here", "no card authentication of this resident at the "
+                               "requester's counter for this request")
         found = _current(moves, home, parsed.resident_code, now)
         if found is None:
             return Refused("no_special_move_out")
