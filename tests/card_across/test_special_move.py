@@ -14,10 +14,8 @@ the certificate or the card without a completed move to it."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import pytest
-from moto import mock_aws
 
 from jukinet.adapters.card_requests import CardRequests
 from jukinet.adapters.card_store import REMOTE_CHALLENGES, CardStore
@@ -26,8 +24,9 @@ from jukinet.handlers import card_api
 
 from ..channel.world import CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, TOKYO_PREF, resident
 from ..copy.world import Person, counter
-from ..special_move.world import MoveWorld
+from ..moto_world import moto_world
 from ..pipeline.harness import environment
+from ..special_move.world import MoveWorld
 from .world import CrossWorld
 
 TARO = Person(resident(61), "信濃太郎")
@@ -61,12 +60,8 @@ class XMoveWorld(CrossWorld, MoveWorld):
 
 @pytest.fixture
 def world():
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "ap-northeast-1")
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    with mock_aws():
-        yield XMoveWorld()
+    with moto_world(XMoveWorld) as made:
+        yield made
 
 
 def carry_overs(world: XMoveWorld):  # noqa: ANN201 (CardCarryOvers)

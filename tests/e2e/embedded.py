@@ -125,12 +125,13 @@ def drop_export(deployment: Any, municipality: str, key: str, body: bytes) -> No
 
 @contextlib.contextmanager
 def counter_api(deployment: Any, env: Any, runner: LocalRunner, municipalities: Sequence[str], *,
-                operator: bool = False) -> Iterator[tuple[LocalApi, dict[str, Any]]]:
-    """The first prefecture's deployed counter API served locally, and a signed-in principal
-    for each municipality's counter-staff role (and the tier's operator, as ``"operator"``),
-    each calling through the tier's execute-api endpoint."""
+                operator: bool = False, prefecture_code: str | None = None
+                ) -> Iterator[tuple[LocalApi, dict[str, Any]]]:
+    """A prefecture's deployed counter API (the first prefecture's unless ``prefecture_code``)
+    served locally, and a signed-in principal for each municipality's counter-staff role (and the
+    tier's operator, as ``"operator"``), each calling through the tier's execute-api endpoint."""
     names = Names.of(deployment)
-    prefecture = deployment.prefectures[0]
+    prefecture = deployment.prefecture(prefecture_code) if prefecture_code else deployment.prefectures[0]
     tier_env = prefecture.municipality_tier.env
     endpoint = runner.functions[names.card_api(prefecture.code)].environment["API_ENDPOINT_IDS"]
     roles = {code: names.counter_role_arn(tier_env, prefecture.code, code) for code in municipalities}

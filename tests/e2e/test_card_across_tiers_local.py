@@ -19,14 +19,12 @@ import time
 import pytest
 
 from infra.naming import Names
-from jukinet.adapters import aws
 from jukinet.adapters.card_store import CardStore
 from jukinet.clock import month_jst, system_clock
 from jukinet.domain.card import VirtualCard
-from jukinet_ops.local.api import LocalApi, local_principals
 
 from ..pipeline.exports import csv_bytes, person, row
-from .embedded import deployed_nagano
+from .embedded import counter_api, deployed_nagano, drop_export
 
 pytestmark = pytest.mark.slow
 
@@ -37,28 +35,14 @@ DEPLOYMENT = "two-prefectures-compact"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     with deployed_nagano(tmp_path_factory, deployment_name=DEPLOYMENT) as (deployment, env, runner):
-        names = Names.of(deployment)
         nagano, tokyo = deployment.prefectures
         rng = random.Random(50)
         people = [person(rng) for _ in range(2)]
-        aws.client("s3").put_object(Bucket=names.drop_zone_bucket(nagano.municipality_tier.env, NAGANO),
-                                    Key="incoming/residents.csv",
-                                    Body=csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
+        drop_export(deployment, NAGANO, "residents.csv", csv_bytes([row(p, "転入", "2003-01-06") for p in people]))
         assert runner.run_until_idle(timeout_s=300).idle
-        apis, by = {}, {}
-        with LocalApi(env, runner, credentials=_principals(names, runner, nagano, NAGANO, by),
-                      api=names.card_api(nagano.code)) as apis[NAGANO], \
-                LocalApi(env, runner, credentials=_principals(names, runner, tokyo, CHIYODA, by),
-                         api=names.card_api(tokyo.code)) as apis[CHIYODA]:
-            yield deployment, runner, apis, by, people
-
-
-def _principals(names, runner, prefecture, code, by):
-    endpoint = runner.functions[names.card_api(prefecture.code)].environment["API_ENDPOINT_IDS"]
-    arn = names.counter_role_arn(prefecture.municipality_tier.env, prefecture.code, code)
-    principals = local_principals({arn: endpoint})
-    by[code] = principals[arn]
-    return principals
+        with counter_api(deployment, env, runner, (NAGANO,), prefecture_code=nagano.code) as (at_nagano, by), \
+                counter_api(deployment, env, runner, (CHIYODA,), prefecture_code=tokyo.code) as (at_chiyoda, by_t):
+            yield deployment, runner, {NAGANO: at_nagano, CHIYODA: at_chiyoda}, {**by, **by_t}, people
 
 
 def _call(world, at, method, path, body=None):

@@ -22,11 +22,10 @@ from jukinet.adapters.card_store import CardStore
 from jukinet.clock import month_jst, system_clock, today_jst
 from jukinet.domain.card import VirtualCard
 from jukinet_ops.card_demo import Counter, special_move_rows
-from jukinet_ops.local.api import LocalApi, local_principals
 from jukinet_ops.reconcile import reconcile_deployment
 
 from ..pipeline.exports import WITH_LOCAL_COLUMNS, csv_bytes, person, row
-from .embedded import deployed_nagano, drop_export
+from .embedded import counter_api, deployed_nagano, drop_export
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +36,6 @@ DEPLOYMENT = "two-prefectures-compact"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     with deployed_nagano(tmp_path_factory, deployment_name=DEPLOYMENT) as (deployment, env, runner):
-        names = Names.of(deployment)
         nagano, tokyo = deployment.prefectures
         rng = random.Random(52)
         people = [person(rng) for _ in range(1)]
@@ -47,20 +45,9 @@ def world(tmp_path_factory):
         drop_export(deployment, NAGANO, "nagano.csv",
                     csv_bytes([row(p, "転入", "2003-01-05") | local for p in people], columns=WITH_LOCAL_COLUMNS))
         assert runner.run_until_idle(timeout_s=300).idle
-        by = {}
-        with LocalApi(env, runner, credentials=_principals(names, runner, nagano, NAGANO, by),
-                      api=names.card_api(nagano.code)) as at_nagano, \
-                LocalApi(env, runner, credentials=_principals(names, runner, tokyo, CHIYODA, by),
-                         api=names.card_api(tokyo.code)) as at_chiyoda:
-            yield deployment, runner, Counter(at_nagano, by[NAGANO]), Counter(at_chiyoda, by[CHIYODA]), people
-
-
-def _principals(names, runner, prefecture, code, by):
-    endpoint = runner.functions[names.card_api(prefecture.code)].environment["API_ENDPOINT_IDS"]
-    arn = names.counter_role_arn(prefecture.municipality_tier.env, prefecture.code, code)
-    principals = local_principals({arn: endpoint})
-    by[code] = principals[arn]
-    return principals
+        with counter_api(deployment, env, runner, (NAGANO,), prefecture_code=nagano.code) as (at_nagano, by), \
+                counter_api(deployment, env, runner, (CHIYODA,), prefecture_code=tokyo.code) as (at_chiyoda, by_t):
+            yield deployment, runner, Counter(at_nagano, by[NAGANO]), Counter(at_chiyoda, by_t[CHIYODA]), people
 
 
 def _until(runner, call, done, timeout_s=120.0):
