@@ -53,7 +53,7 @@ from jukinet.domain.agreements import (
 from jukinet.domain.codes import LocalGovernmentCode
 from jukinet.domain.errors import ValidationError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _data_dir() -> Path:
@@ -588,7 +588,7 @@ class Deployment:
 
     def tiers(self) -> tuple[str, ...]:
         """Every tier's name (``naming``): national, then pref-<code> and muni-<code> per prefecture."""
-        from .naming import NATIONAL, municipality_tier, prefecture_tier
+        from ..naming import NATIONAL, municipality_tier, prefecture_tier
 
         found = [NATIONAL]
         for p in self.prefectures:
@@ -597,7 +597,7 @@ class Deployment:
 
     def tier_env(self, tier: str) -> Environment:
         """Where a tier (by name) lives."""
-        from .naming import NATIONAL, municipality_tier, prefecture_tier
+        from ..naming import NATIONAL, municipality_tier, prefecture_tier
 
         if tier == NATIONAL:
             return self.national.env
