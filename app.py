@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Composition root: `cdk synth -c deployment=<name> [-c today=YYYY-MM-DD]` (default nagano-demo;
-see infra/config.py). `today` (JST) decides which contractors' roles are synthesized; it
+see infra/config/deployments.py). `today` (JST) decides which contractors' roles are synthesized; it
 defaults to today's date in Japan — the only place synthesis reads the clock."""
 
 import datetime as dt

@@ -176,7 +176,7 @@ QUOTAS: dict[str, Quota] = {
         1_769, "MB of memory for one vCPU (CPU is proportional to memory)", "https://docs.aws.amazon.com/lambda/"
         "latest/dg/configuration-memory.html", "stored copy, undated"),
     "apigw_account_rps": Quota(
-        10_000, "requests/s per account and region (burst 5,000)", "infra/config.py MAX_THROTTLE_RATE",
+        10_000, "requests/s per account and region (burst 5,000)", "infra/config/ MAX_THROTTLE_RATE",
         "as the configuration records it"),
 }
 
@@ -244,7 +244,7 @@ CURRENT_ITEM_BYTES = 671  # a current item as identity_store builds it (sealed f
 
 # --- design constants read off the code ------------------------------------------------------------------------
 
-AZS = 2  # infra/config.py DEMO_AZS: two AZs per tier VPC
+AZS = 2  # infra/config/deployments.py DEMO_AZS: two AZs per tier VPC
 INTERFACE_ENDPOINTS = {  # infra/stacks/*.py interface_endpoints (S3 and DynamoDB are free gateway endpoints)
     # monitoring, ssm: the monthly monitoring report's reads (CloudWatch, isolation records; decision 0039)
     "national": ("sqs", "kms", "monitoring", "ssm"),
@@ -272,7 +272,7 @@ ALARM_METRICS = {  # the metrics those alarms watch (a metric-math alarm is pric
 }
 CS_ALARM_METRICS_PER_MUNICIPALITY = 2  # errors and throttles, grouped ten CSs to an alarm (FUNCTIONS_PER_ALARM)
 FUNCTIONS_PER_ALARM = 10
-MAX_MUNICIPALITIES_PER_STACK = 40  # infra/config.py DEFAULT_MAX_MUNICIPALITIES_PER_STACK
+MAX_MUNICIPALITIES_PER_STACK = 40  # infra/config/tiers.py DEFAULT_MAX_MUNICIPALITIES_PER_STACK
 CUSTOM_METRICS = {  # Powertools metrics, dimensions {service, tier} (lambdas/jukinet/**), and metric filters
     # each tier: + 3 network-watch metric filters (FlowLogRejects, FlowLogLeavingVpc, DnsOutsideEndpointZones);
     # each processing tier: + ReconciliationMismatches. RefusalsByCode (one metric per refusal code that occurs)
@@ -297,12 +297,12 @@ SQS_EVENT_SOURCES = {"prefecture": 1, "national": 2, "municipality_tier": 1, "mu
 # the synthesized nagano-demo by tests/infra/test_projection_counts.py (functions, memory and reservations alike).
 FUNCTIONS: dict[str, dict[str, tuple[int, int]]] = {
     "national": {
-        "national_processor": (1024, 5),  # infra/config.py National.processor_concurrency default
+        "national_processor": (1024, 5),  # infra/config/tiers.py National.processor_concurrency default
         "provision_api": (1024, 20), "provision_batch": (1024, 10), "provision_sealer": (512, 1),  # stacks/provision.py
         "ledger_watch": (256, 1), "reconciliation": (256, 1), "monitoring_report": (512, 1),  # once a day / month
     },
     "prefecture": {
-        "prefecture_processor": (1024, 5),  # infra/config.py Prefecture.processor_concurrency default
+        "prefecture_processor": (1024, 5),  # infra/config/tiers.py Prefecture.processor_concurrency default
         "ledger_watch": (256, 1), "reconciliation": (256, 1), "monitoring_report": (512, 1),
     },
     "municipality_tier": {  # one per prefecture (its municipalities' tier)
@@ -310,7 +310,7 @@ FUNCTIONS: dict[str, dict[str, tuple[int, int]]] = {
         "channel_endpoint": (512, 5),  # the channel between municipalities (infra/components/channel.py)
     },
     "per_municipality": {
-        "municipality_cs": (512, 2),  # infra/config.py MunicipalityTier.cs_reserved_concurrency default
+        "municipality_cs": (512, 2),  # infra/config/tiers.py MunicipalityTier.cs_reserved_concurrency default
     },
 }
 PROCESSOR_MEMORY_MB, PROCESSOR_CONCURRENCY = FUNCTIONS["national"]["national_processor"]

@@ -15,6 +15,7 @@ from jukinet.domain.message import ALGORITHM as SIGNING_ALGORITHM
 from jukinet.domain.metrics import METRICS_NAMESPACE
 
 from .config import Deployment, Environment
+from .tier_names import NATIONAL, municipality_tier, prefecture_tier
 
 # SIGNING_ALGORITHM: the algorithm of every notice signature, the runtime's own constant
 # (jukinet/domain/message.py ALGORITHM), imported, not copied; key policies allow kms:Sign
@@ -23,17 +24,8 @@ __all__ = ["METRICS_NAMESPACE", "NATIONAL", "PARTITION", "PROVISION_API_STAGE", 
            "cs_state_partition", "local_record_partition_prefix", "municipality_tier", "prefecture_tier"]
 
 PARTITION = "aws"
-NATIONAL = "national"
 # The provision API's stage: URLs read …/api/v1/lookups (the version is in the path).
 PROVISION_API_STAGE = "api"
-
-
-def prefecture_tier(code: str) -> str:
-    return f"pref-{code}"
-
-
-def municipality_tier(prefecture_code: str) -> str:
-    return f"muni-{prefecture_code}"
 
 
 @dataclass(frozen=True)

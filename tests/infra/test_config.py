@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from infra.config import (
     Network,
     Operations,
     load_deployment,
+    load_people,
     multi_account_example,
     nagano_demo,
     synthetic_municipalities,
@@ -178,3 +180,48 @@ def test_an_alarm_chat_url_must_be_https_and_names_the_field(url: str) -> None:
 
 def test_an_https_alarm_chat_url_is_accepted() -> None:
     assert Operations(alarm_chat_url="https://chat.example.jp/hooks/jukinet").alarm_chat_url
+
+
+# --- data/operators.*.toml: validated by pydantic models (extra="forbid"), then the dataclasses' rules ---
+
+DEMO_PEOPLE = (DATA_DIR / "operators.demo.toml").read_text(encoding="utf-8")
+
+
+def _people_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "operators.test.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_demo_people_load_as_before() -> None:
+    people = load_people(DATA_DIR / "operators.demo.toml")
+    assert people.demo_data is True
+    takahashi = people.person("takahashi")
+    assert takahashi.principal == "arn:aws:iam::123456789012:user/jukinet-demo-people/takahashi"
+    assert all(isinstance(a.since, dt.date) for a in people.assignments)
+    assert all(isinstance(c.people, tuple) for c in people.contracts) and people.contracts
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("demo_data = true", "demo_data = true\ndemo = 1"), "operators.test.toml: demo: unknown field"),
+    (('id = "takahashi"', 'id = "takahashi"\nnick = "t"'), "operators.test.toml: person 'takahashi': nick: unknown field"),
+    (('name = "高橋 一郎 (demo)"\n', ""), "operators.test.toml: person 'takahashi': name: Field required"),
+    (('id = "takahashi"', "id = 7"), "operators.test.toml: person 7: id: Input should be a valid string"),
+    (("since = 2025-04-01", 'since = "2025-04-01"'),
+     r"operators.test.toml: assignment of '\w+': since: must be a date \(YYYY-MM-DD, unquoted\)"),
+    (("user/jukinet-demo-people/takahashi", "root"),
+     "operators.test.toml: person 'takahashi': principal .* \\(an account root names no person\\)"),
+])
+def test_a_bad_people_file_is_refused_naming_the_file_the_table_the_field_and_the_rule(
+        tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    old, new = edit
+    assert old in DEMO_PEOPLE
+    with pytest.raises(ConfigError, match=message):
+        load_people(_people_file(tmp_path, DEMO_PEOPLE.replace(old, new, 1)))
+
+
+def test_a_contract_field_of_the_wrong_kind_is_refused(tmp_path: Path) -> None:
+    text = DEMO_PEOPLE + '\n[[contract]]\nid = "x1"\ncompany = "c"\ntier = "national"\npeople = "takahashi"\n' \
+                         "since = 2026-01-01\nexpires = 2026-06-01\n"
+    with pytest.raises(ConfigError, match="operators.test.toml: contract 'x1': people: Input should be a valid list"):
+        load_people(_people_file(tmp_path, text))

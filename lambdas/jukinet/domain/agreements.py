@@ -1,7 +1,7 @@
 """Recipients and their agreements (提供先と協定): the one model of them.
 
 The deployment configuration reads ``data/agencies.*.toml`` into these models
-(``infra/config.py`` ``load_agencies``: a TOML table is validated by the same rules);
+(``infra/config/deployments.py`` ``load_agencies``: a TOML table is validated by the same rules);
 synth writes them as ``agreements.json`` beside the provision functions' code
 (``agreements_document``, format in ``docs/provision.md``); the runtime reads that document
 back into them (``Directory.from_document``) and answers the questions a request raises: who
@@ -26,7 +26,7 @@ from .errors import ValidationError
 FactField = Literal["resident_code", "name", "birth_date", "sex", "address", "individual_number", "status",
                     "change_information"]
 """A fact a recipient may be given: the basic facts (本人確認情報) and the change information.
-The one list: the API's request models, the configuration's validation (``infra/config.py``)
+The one list: the API's request models, the configuration's validation (``infra/config/``)
 and the agreements read here all take it from this type."""
 
 FACT_FIELDS: frozenset[str] = frozenset(get_args(FactField))
@@ -60,7 +60,7 @@ MAX_THROTTLE_BURST = 5_000
 
 class Agreement(BaseModel):
     """One statutory affair a recipient may receive facts for: the one model of it, which the
-    deployment configuration (``data/agencies.*.toml`` through ``infra/config.py``), the
+    deployment configuration (``data/agencies.*.toml`` through ``infra/config/``), the
     agreements file synth writes (``Recipient.document``) and the runtime all use.
 
     ``appended_table`` and ``appended_table_item`` refer to 住基法 別表第一〜第五; the demo's
