@@ -24,7 +24,6 @@ def _code(value: str, what: str) -> LocalGovernmentCode:
         raise ConfigError(f"{what} {value!r}: {exc.detail}") from None
 
 
-
 def _model_errors(exc: PydanticValidationError, table: dict) -> str:
     """pydantic's errors as one line each: where (the TOML keys) and the rule."""
     lines = []

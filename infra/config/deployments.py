@@ -65,7 +65,6 @@ DATA_DIR = _data_dir()
 DEFAULT_DEPLOYMENT = "nagano-demo"
 
 
-
 def load_municipalities(path: Path) -> tuple[Municipality, ...]:
     """Read ``local_government_code,name,name_kana`` rows; every code's check digit is verified."""
     with path.open(encoding="utf-8", newline="") as fh:
@@ -95,7 +94,6 @@ def load_agencies(path: Path) -> tuple[Recipient, ...]:
         except PydanticValidationError as exc:
             raise ConfigError(f"{path.name}: agency {table.get('id')!r}: {_model_errors(exc, table)}") from None
     return tuple(agencies)
-
 
 
 DEMO_ACCOUNT = "123456789012"  # placeholder: replace with real accounts before `cdk deploy`

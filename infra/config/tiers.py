@@ -17,8 +17,6 @@ DEFAULT_MAX_MUNICIPALITIES_PER_STACK = 40
 _VPCE = VPC_ENDPOINT_ID
 
 
-
-
 @dataclass(frozen=True)
 class Municipality:
     """市区町村: one CS (function, role, signing key, drop zone) each."""
