@@ -176,7 +176,7 @@ QUOTAS: dict[str, Quota] = {
         1_769, "MB of memory for one vCPU (CPU is proportional to memory)", "https://docs.aws.amazon.com/lambda/"
         "latest/dg/configuration-memory.html", "stored copy, undated"),
     "apigw_account_rps": Quota(
-        10_000, "requests/s per account and region (burst 5,000)", "infra/config/ MAX_THROTTLE_RATE",
+        10_000, "requests/s per account and region (burst 5,000)", "lambdas/jukinet/domain/agreements.py MAX_THROTTLE_RATE",
         "as the configuration records it"),
 }
 
