@@ -1,7 +1,7 @@
 """The provision API's OpenAPI document, generated from the handler's code.
 
-The routes and their request/response models live in ``lambdas/jukinet/handlers/provision_api.py``;
-Powertools derives the paths and schemas from them. This module adds what the code cannot say
+The routes live in ``lambdas/jukinet/handlers/provision_api.py``, their request/response models in
+``lambdas/jukinet/handlers/provision_models.py``; Powertools derives the paths and schemas from them. This module adds what the code cannot say
 by itself — where the API is served, how a caller authenticates, and the documented error
 responses (``RefusalCode``) — and writes the result to ``docs/openapi.json``, byte-stable for
 unchanged code, so that a test can fail when the published file is stale.

@@ -384,7 +384,7 @@ def test_the_alarmed_provision_metrics_are_the_ones_the_handler_emits() -> None:
     emitted = set(re.findall(r'(?:add_metric|single_metric)\(name="(\w+)"', source))
     assert {"OutsideAgreedHours", "SequentialCodes", "RecordsProvided", "NotFoundAnswers",
             "RecordsProvidedByRecipient"} <= emitted
-    handler = (REPO / "lambdas/jukinet/handlers/provision_api.py").read_text(encoding="utf-8")
+    handler = (REPO / "lambdas/jukinet/services/provision_observability.py").read_text(encoding="utf-8")
     assert 'metric.add_dimension(name="recipient"' in handler
 
 

@@ -165,6 +165,79 @@ def parse_resident_codes(raw: object, field: str = "resident_codes", limit: int 
     return list(dict.fromkeys(codes))
 
 
+# --- typed requests and results (the API validates the shapes; the services check the rules) ---
+
+
+@dataclass(frozen=True)
+class LookupQuery:
+    """A look-up (照会) or the prefecture's own use (利用), as the API validated its shape: the
+    codes' check digits, their number and the agreement are the service's to check."""
+
+    affair_code: str
+    resident_codes: tuple[str, ...]
+    fields: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A search by the four basic facts (検索); ``birth_date`` and ``sex`` are checked by the service."""
+
+    affair_code: str
+    kana_name: str
+    birth_date: str
+    sex: str | None = None
+    address: str | None = None
+    fields: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BatchSubmission:
+    """A batch provision (一括提供) of an uploaded file; the key's prefix is checked by the service."""
+
+    affair_code: str
+    input_key: str
+    fields: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DisclosureQuery:
+    """A disclosure (提供状況の開示) of one resident's provisions in [date_from, date_to] (JST,
+    ``YYYY-MM-DD``, checked by the service)."""
+
+    resident_code: str
+    date_from: str | None = None
+    date_to: str | None = None
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    provision_id: str
+    affair_code: str
+    function: str
+    answers: tuple[Answer, ...]
+
+    @property
+    def not_found(self) -> int:
+        return sum(1 for a in self.answers if a.outcome is Outcome.NOT_FOUND)
+
+    @property
+    def records(self) -> int:
+        """Answers other than not-found (the ``RecordsProvided`` metric counts these)."""
+        return len(self.answers) - self.not_found
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """``outcome``: unique, not_found or ambiguous; ``answer`` only when unique, its resident
+    code shown only when the agreement permits it (``code_permitted``)."""
+
+    provision_id: str
+    affair_code: str
+    outcome: str
+    answer: Answer | None = None
+    code_permitted: bool = False
+
+
 # --- data minimisation ------------------------------------------------------------------
 
 

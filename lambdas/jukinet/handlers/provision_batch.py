@@ -9,7 +9,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ..domain.provision import Refusal, RefusalCode
 from ..observability import MetricUnit, flush, logger, metrics, use_tier
-from .provision_api import runtime, scan_metrics
+from ..services.provision_observability import scan_metrics
+from .provision_api import runtime
 
 _processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 

@@ -22,7 +22,7 @@ import datetime as dt
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..adapters.identity_store import IdentityStore
@@ -32,14 +32,19 @@ from ..clock import Clock, month_jst, today_jst
 from ..domain.agreements import Agreement, Directory, ProvisionFunction, Recipient
 from ..domain.blind_index import blind_index
 from ..domain.errors import ValidationError
-from ..domain.facts import MAX_ADDRESS_LENGTH, Sex, parse_date
+from ..domain.facts import Sex, parse_date
 from ..domain.notice import JST
 from ..domain.provision import (
     Answer,
+    DisclosureQuery,
+    LookupQuery,
+    LookupResult,
     Outcome,
     ProvisionRecord,
     Refusal,
     RefusalCode,
+    SearchQuery,
+    SearchResult,
     answer_for,
     authorise,
     entry_day,
@@ -76,6 +81,26 @@ class DisclosureRecord:
         return {"kind": "disclosure", "resident_code": self.resident_code,
                 "at": self.at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "office": self.office, "staff": self.staff, "request_id": self.request_id}
+
+
+@dataclass(frozen=True)
+class Disclosed:
+    """A disclosure's answer: the rows of ``disclosure`` (which ``jukinet disclose`` prints as
+    they are), typed for the API's response model."""
+
+    resident_code: str
+    office: str
+    period_from: str
+    period_to: str
+    provisions: tuple[Mapping, ...]
+    disclosures: tuple[Mapping, ...]
+    chain: Mapping
+
+    @classmethod
+    def of(cls, shown: Mapping) -> Disclosed:
+        return cls(resident_code=shown["resident_code"], office=shown["office"], period_from=shown["from"],
+                   period_to=shown["to"], provisions=tuple(shown["provisions"]),
+                   disclosures=tuple(shown["disclosures"]), chain=shown["chain"])
 
 
 @dataclass(frozen=True)
@@ -163,7 +188,7 @@ class ProvisionService:
         if self.state.isolated(recipient.recipient_id):
             raise _isolated()
 
-    def grant(self, caller: Caller, *, affair_code: object, function: ProvisionFunction,
+    def grant(self, caller: Caller, *, affair_code: str, function: ProvisionFunction,
               fields: Sequence[str] | None = None, records: int = 1) -> Grant:
         """Authorise, then reserve ``records`` against the monthly limit (searches, batches)."""
         grant = self.authorised(caller, affair_code=affair_code, function=function, fields=fields)
@@ -171,10 +196,10 @@ class ProvisionService:
         grant.reserved = records
         return grant
 
-    def authorised(self, caller: Caller, *, affair_code: object, function: ProvisionFunction,
+    def authorised(self, caller: Caller, *, affair_code: str, function: ProvisionFunction,
                    fields: Sequence[str] | None = None) -> Grant:
         """The agreement's decision (no AWS request): refuses, or grants the fields."""
-        if not isinstance(affair_code, str) or not affair_code.strip():
+        if not affair_code.strip():  # the API's model takes any non-empty text
             raise Refusal(RefusalCode.INVALID_REQUEST, "affair_code is required", field="affair_code", rule="required")
         recipient = self.directory.recipient_for(caller.principal_arn)
         now = self.clock()
@@ -224,16 +249,16 @@ class ProvisionService:
                          by_prefecture=Counter(r.prefecture for r in records if r.prefecture))
 
     # --- look-up (照会) and the prefecture's own use (利用) ------------------------------
-    def lookup(self, caller: Caller, body: dict) -> tuple[Grant, dict]:
+    def lookup(self, caller: Caller, query: LookupQuery) -> tuple[Grant, LookupResult]:
         """Three DynamoDB requests (and the delivery confirmation): the state snapshot (isolation mark, the month's records,
         scan window, chain heads), the residents, and one transaction that records them,
         charges the month's records and adds to the scan window. The limit is checked on the
         snapshot before any resident is read, and again, exactly, by the transaction's
         condition on the records *requested* (``r + requested <= limit``, adding only what is
         provided): whether it refuses never depends on which codes exist."""
-        codes = parse_resident_codes(body.get("resident_codes"))
-        grant = self.authorised(caller, affair_code=body.get("affair_code"), function=ProvisionFunction.LOOKUP,
-                                fields=body.get("fields"))
+        codes = parse_resident_codes(list(query.resident_codes))
+        grant = self.authorised(caller, affair_code=query.affair_code, function=ProvisionFunction.LOOKUP,
+                                fields=query.fields)
         snapshot = self.state.snapshot(grant.recipient.recipient_id, grant.month, grant.at, codes)
         if snapshot.isolated:
             raise _isolated()
@@ -254,8 +279,8 @@ class ProvisionService:
         grant.scan = window.signal
         if records:
             self.log.confirm_answered(grant.provision_id, grant.at)  # the last write before the answer
-        return grant, {"provision_id": grant.provision_id, "affair_code": grant.agreement.affair_code,
-                       "function": grant.function.value, "results": [a.to_dict() for a in answers]}
+        return grant, LookupResult(grant.provision_id, grant.agreement.affair_code, grant.function.value,
+                                   tuple(answers))
 
     def answers(self, grant: Grant, codes: Sequence[str]) -> list[Answer]:
         # A resident outside a prefecture recipient's scope is answered as unknown, nothing
@@ -273,10 +298,10 @@ class ProvisionService:
         return lambda municipality: municipality[:2] == prefix
 
     # --- search by the four basic facts (検索) ------------------------------------------
-    def search(self, caller: Caller, body: dict) -> tuple[Grant, dict]:
-        kana, birth_date, sex, address = _search_terms(body)
-        grant = self.grant(caller, affair_code=body.get("affair_code"), function=ProvisionFunction.SEARCH,
-                           fields=body.get("fields"), records=1)
+    def search(self, caller: Caller, query: SearchQuery) -> tuple[Grant, SearchResult]:
+        kana, birth_date, sex, address = _search_terms(query)
+        grant = self.grant(caller, affair_code=query.affair_code, function=ProvisionFunction.SEARCH,
+                           fields=query.fields, records=1)
         key = self.identity.blind_index_key(create=False)
         matches: list = []
         if key is not None:
@@ -289,40 +314,38 @@ class ProvisionService:
                 if address is not None and _address_key(current.facts.address) != address:
                     continue
                 matches.append(current)
-        response: dict = {"provision_id": grant.provision_id, "affair_code": grant.agreement.affair_code}
         if len(matches) == 1:
             answer = answer_for(matches[0].resident_code, matches[0], grant.fields)
             self.record(grant, [answer])
-            result = answer.to_dict()
-            if "resident_code" not in grant.fields:
-                # The searcher did not know the code: it is a fact like any other, given only
-                # when permitted (and then recorded among the fields, as it is in ``facts``).
-                result["resident_code"] = None
-            response.update(outcome="unique", result=result)
+            # The searcher did not know the code: it is a fact like any other, given only
+            # when permitted (and then recorded among the fields, as it is in ``facts``).
+            result = SearchResult(grant.provision_id, grant.agreement.affair_code, "unique", answer,
+                                  code_permitted="resident_code" in grant.fields)
             grant.events.append("search_unique")
         else:
             # No list to fish in: several matches are only "ambiguous", without codes or count.
-            response.update(outcome="not_found" if not matches else "ambiguous")
-            grant.events.append(f"search_{response['outcome']}")
+            result = SearchResult(grant.provision_id, grant.agreement.affair_code,
+                                  "not_found" if not matches else "ambiguous")
+            grant.events.append(f"search_{result.outcome}")
             self.release(grant, grant.reserved)
         grant.scan = self.state.observe(grant.recipient.recipient_id, grant.at, answers=1,
-                                        not_found=1 if response["outcome"] == "not_found" else 0)
-        if response["outcome"] == "unique":
+                                        not_found=1 if result.outcome == "not_found" else 0)
+        if result.outcome == "unique":
             self.log.confirm_answered(grant.provision_id, grant.at)  # the last write before the answer
-        return grant, response
+        return grant, result
 
     # --- disclosure (提供状況の開示) ------------------------------------------------------
-    def disclose(self, caller: Caller, resident_code: str, date_from: str | None, date_to: str | None) -> dict:
+    def disclose(self, caller: Caller, query: DisclosureQuery) -> Disclosed:
         office = self.directory.disclosure_office_for(caller.principal_arn)
         if office is None:
             raise Refusal(RefusalCode.DISCLOSURE_NOT_PERMITTED, "the caller is not disclosure staff of a prefecture")
         if caller.source_endpoint not in self.directory.endpoints_of(office):
             raise Refusal(RefusalCode.ENDPOINT_NOT_ALLOWED,
                           "the request did not come through an interface endpoint configured for this prefecture")
-        code = parse_resident_codes([resident_code], field="resident_code")[0]
+        code = parse_resident_codes([query.resident_code], field="resident_code")[0]
         now = self.clock()
-        start = _date_or(date_from, "from", dt.date(1970, 1, 1))
-        end = _date_or(date_to, "to", today_jst(now))
+        start = _date_or(query.date_from, "from", dt.date(1970, 1, 1))
+        end = _date_or(query.date_to, "to", today_jst(now))
         if start > end:
             raise Refusal(RefusalCode.INVALID_REQUEST, "from must not be after to", field="from", rule="range")
         # Staff of a prefecture disclose to residents of their prefecture only: where the
@@ -334,8 +357,8 @@ class ProvisionService:
             raise Refusal(RefusalCode.DISCLOSURE_NOT_PERMITTED,
                           "the resident is not registered in this prefecture: ask the prefecture of residence",
                           field="resident_code", rule="prefecture")
-        result = disclosure(self.log, code, start, end, public_key=self.seal_public_key(), now=now,
-                            office=office.recipient_id)
+        result = Disclosed.of(disclosure(self.log, code, start, end, public_key=self.seal_public_key(), now=now,
+                                         office=office.recipient_id))
         # Recorded before it is answered, like a provision: no record, no disclosure.
         self.log.append([DisclosureRecord(code, now, office.recipient_id, caller.principal_arn or "",
                                           caller.request_id)])
@@ -401,22 +424,18 @@ def disclosure(log: ProvisionLog, resident_code: str, start: dt.date, end: dt.da
                       "unsealed_days": sorted(checked.unsealed.get(resident_code, set()))}}
 
 
-def _search_terms(body: dict) -> tuple[str, dt.date, Sex | None, str | None]:
-    kana = body.get("kana_name")
-    if not isinstance(kana, str) or not kana.strip():
+def _search_terms(query: SearchQuery) -> tuple[str, dt.date, Sex | None, str | None]:
+    """What the API's model does not check: a name of more than blanks, the date and the sex
+    (its length: at most 100 characters; the address's: ``MAX_ADDRESS_LENGTH``)."""
+    kana = query.kana_name
+    if not kana.strip():
         raise Refusal(RefusalCode.INVALID_REQUEST, "kana_name is required", field="kana_name", rule="required")
-    if len(kana) > 100:
-        raise Refusal(RefusalCode.INVALID_REQUEST, "kana_name is at most 100 characters", field="kana_name",
-                      rule="length")
     try:
-        birth_date = parse_date(body.get("birth_date"), "birth_date")
-        sex = Sex.parse(body["sex"], "sex") if body.get("sex") not in (None, "") else None
+        birth_date = parse_date(query.birth_date, "birth_date")
+        sex = Sex.parse(query.sex, "sex") if query.sex not in (None, "") else None
     except ValidationError as exc:
         raise Refusal(RefusalCode.INVALID_REQUEST, exc.detail, field=exc.field, rule=exc.rule) from None
-    address = body.get("address")
-    if address is not None and (not isinstance(address, str) or len(address) > MAX_ADDRESS_LENGTH):
-        raise Refusal(RefusalCode.INVALID_REQUEST, f"address is text of at most {MAX_ADDRESS_LENGTH} characters",
-                      field="address", rule="length")
+    address = query.address
     return kana, birth_date, sex, (_address_key(address) if address else None)
 
 
@@ -439,4 +458,4 @@ def _date_or(raw: str | None, name: str, default: dt.date) -> dt.date:
                       rule="date") from None
 
 
-__all__ = ["Caller", "DisclosureRecord", "Grant", "Outcome", "ProvisionService", "disclosure"]
+__all__ = ["Caller", "Disclosed", "DisclosureRecord", "Grant", "Outcome", "ProvisionService", "disclosure"]

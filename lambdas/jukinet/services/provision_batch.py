@@ -32,7 +32,7 @@ from ..clock import month_jst
 from ..domain.agreements import ProvisionFunction
 from ..domain.codes import ResidentCode
 from ..domain.errors import ValidationError
-from ..domain.provision import Answer, Outcome, Refusal, RefusalCode, authorise
+from ..domain.provision import Answer, BatchSubmission, Outcome, Refusal, RefusalCode, authorise
 from .provision import Caller, Grant, ProvisionService
 
 CHUNK_ROWS = 1000
@@ -46,12 +46,14 @@ class BatchProvision:
         self.jobs = jobs
 
     # --- the API side -------------------------------------------------------------------
-    def submit(self, caller: Caller, body: dict) -> tuple[Grant, dict]:
-        grant = self.service.grant(caller, affair_code=body.get("affair_code"), function=ProvisionFunction.BATCH,
-                                   fields=body.get("fields"), records=0)
-        key = body.get("input_key")
+    def submit(self, caller: Caller, submission: BatchSubmission) -> tuple[Grant, Job]:
+        """Accept a job (its answer: the accepted ``Job``). The key's length the API's model
+        checked; that it is the recipient's own is checked here."""
+        grant = self.service.grant(caller, affair_code=submission.affair_code, function=ProvisionFunction.BATCH,
+                                   fields=submission.fields, records=0)
+        key = submission.input_key
         prefix = f"in/{grant.recipient.recipient_id}/"
-        if not isinstance(key, str) or not key.startswith(prefix) or ".." in key or len(key) > 512:
+        if not key.startswith(prefix) or ".." in key:
             raise Refusal(RefusalCode.INVALID_REQUEST, f"input_key must be an object under {prefix}",
                           field="input_key", rule="prefix")
         pinned = self.jobs.input_object(key)
@@ -68,15 +70,15 @@ class BatchProvision:
                   input_etag=pinned.etag, input_size=pinned.size)
         self.jobs.create(job, grant.at)
         self.jobs.enqueue([{"kind": "split", "job_id": job.job_id}])
-        return grant, {"job_id": job.job_id, "provision_id": job.provision_id, "status": job.status}
+        return grant, job
 
-    def status(self, caller: Caller, job_id: str) -> dict:
+    def status(self, caller: Caller, job_id: str) -> Job:
         recipient = self.service.identify(caller)
-        job = self.jobs.get(job_id) if isinstance(job_id, str) and job_id.startswith("J-") else None
+        job = self.jobs.get(job_id) if job_id.startswith("J-") else None
         if job is None or job.recipient_id != recipient.recipient_id:
             raise Refusal(RefusalCode.NOT_FOUND, "no such batch job for this recipient", field="job_id",
                           rule="exists")
-        return job.to_status()
+        return job
 
     # --- the worker side ----------------------------------------------------------------
     def handle(self, task: dict) -> Grant | None:
