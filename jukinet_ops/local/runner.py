@@ -11,7 +11,8 @@
   jukinet's do) work either way.
 * For the duration of an invocation ``os.environ`` is replaced by the function's
   environment, Lambda's reserved variables, dummy credentials and ``AWS_ENDPOINT_URL``
-  (the embedded AWS); it is restored afterwards.
+  (the embedded AWS); it is restored afterwards. Only Python's mapping changes, never the C
+  environment (``replace_environ``: a ``setenv`` under a thread reading it crashed a CI run).
 * SQS event source mappings (held disabled in moto, see ``template.py``) are polled with
   their BatchSize; partial batch responses are honoured when the mapping reports
   ``ReportBatchItemFailures``: only the successful records are deleted. Failed records are
@@ -48,6 +49,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import urllib.error
@@ -82,14 +84,27 @@ _DEFAULT_ASYNC_RETRIES = 2  # Lambda's default for asynchronous invocations
 
 
 def replace_environ(variables: Mapping[str, str]) -> None:
-    """Make ``os.environ`` exactly ``variables`` without ever clearing it: a variable in both
-    (FAKETIME, read by libfaketime from any thread) is never absent."""
-    for name in [k for k in os.environ if k not in variables]:
-        del os.environ[name]
-    # Only what changes: each setenv may move the C environment under a thread reading it.
-    for name, value in variables.items():
-        if os.environ.get(name) != value:
-            os.environ[name] = value
+    """Make ``os.environ`` exactly ``variables``, in Python only: the C environment (``environ``,
+    ``getenv``) stays as it is.
+
+    What a function reads (boto3, Powertools, jukinet's own settings) reads ``os.environ``; what
+    reads the C environment is C code, from any thread, at any time: libfaketime reads FAKETIME on
+    clock calls (scripts/test-any-date), glibc reads TZ. A ``setenv`` that adds a variable may
+    move glibc's array of variables while such a thread walks it, and the process dies of a
+    segmentation fault: the CI run of stop 26 did, in this function (``tests/local/
+    test_runner_environ.py`` reproduces it in a subprocess). So ``os.environ``'s own mapping is
+    changed and ``putenv``/``unsetenv`` are never called. A process started meanwhile with
+    ``env=None`` inherits the C environment, not the function's: pass ``env=`` explicitly."""
+    data = getattr(os.environ, "_data", None)
+    encode_key = getattr(os.environ, "encodekey", None)
+    encode_value = getattr(os.environ, "encodevalue", None)
+    if not isinstance(data, dict) or encode_key is None or encode_value is None:
+        raise RuntimeError(f"os.environ of Python {sys.version.split()[0]} has no _data/encodekey/encodevalue; "
+                           "the local runner needs them to swap a function's environment without setenv")
+    wanted = {encode_key(name): encode_value(value) for name, value in variables.items()}
+    for key in [k for k in data if k not in wanted]:
+        del data[key]
+    data.update(wanted)
 
 
 class FunctionNotRunnable(RuntimeError):
