@@ -33,7 +33,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "ap-northeast-1")
 
 from jukinet.adapters import aws
 from jukinet.domain.channel import Outcome
-from jukinet_ops.local.server import MotoServer
+from embedded_aws.server import MotoServer
 
 from tests.channel.world import CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, World, resident
 

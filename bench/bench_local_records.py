@@ -28,7 +28,7 @@ from jukinet.adapters.local_records import BY_HOUSEHOLD, LocalRecords  # noqa: E
 from jukinet.domain.codes import LocalGovernmentCode  # noqa: E402
 from jukinet.domain.export import parse_export  # noqa: E402
 from jukinet.domain.local_record import LOCAL_COLUMNS  # noqa: E402
-from jukinet_ops.local.server import MotoServer  # noqa: E402
+from embedded_aws.server import MotoServer  # noqa: E402
 from tests.pipeline.exports import COLUMNS, person, row  # noqa: E402
 from tests.pipeline.harness import utc  # noqa: E402
 

@@ -30,7 +30,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws
 
-from jukinet_ops.local import moto_patches
+from embedded_aws import moto_patches
 
 from tests.pipeline.exports import csv_bytes, move_ins
 from tests.pipeline.harness import MUNICIPALITIES, Pipeline

@@ -222,7 +222,7 @@ def in_process(runner: Any, counter: Any, codes: list[str], agreements: dict, *,
     # Registered only now: the runner extracts a code image on a function's first invocation and
     # owns the top-level packages of every handler then sharing its CodeSha256; bench_provision is
     # the host's module, not the image's.
-    from jukinet_ops.local.runner import FunctionStats
+    from embedded_aws.runner import FunctionStats
 
     minimal = dataclasses.replace(api, name=api.name + MINIMAL_FUNCTION_SUFFIX,
                                   arn=api.arn + MINIMAL_FUNCTION_SUFFIX,
@@ -288,7 +288,7 @@ def through_api(env: Any, runner: Any, counter: Any, codes: list[str], agreement
                 calls: int = LOOKUP_CALLS, warmup: int = WARMUP_CALLS, batch_rows: int = DEFAULT_BATCH_ROWS,
                 rng: random.Random, batch_bucket: str, timeout_s: float = 1800) -> dict:
     from jukinet.adapters import aws
-    from jukinet_ops.local.api import LocalApi, local_principals
+    from embedded_aws.api import LocalApi, local_principals
 
     principals = local_principals(recipient_endpoints(env, agreements))
     out: dict = {}

@@ -60,7 +60,7 @@ DEFAULT_NOTICES = 18_692  # Nagano, January 2003; the whole default run: ~3.5 mi
 class RequestCounter:
     """Counts every botocore API call in this process by (source, service, operation).
 
-    The deployed code is imported as its own module copy (jukinet_ops/local/code_image.py)
+    The deployed code is imported as its own module copy (embedded_aws/code_image.py)
     and builds clients from fresh boto3 sessions, so hooks on the host's ``jukinet`` or on
     a session's event system do not see its calls; botocore itself is the host's, so a
     wrapper on ``BaseClient._make_api_call`` sees them all. The source is the function
@@ -125,9 +125,9 @@ def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *
     from infra.naming import Names
     from jukinet.adapters import aws
     from jukinet_ops.demo_data import generate_month
-    from jukinet_ops.local.deploy import deploy_assembly
-    from jukinet_ops.local.runner import LocalRunner
-    from jukinet_ops.local.server import MotoServer, local_credentials
+    from embedded_aws.deploy import deploy_assembly
+    from embedded_aws.runner import LocalRunner
+    from embedded_aws.server import MotoServer, local_credentials
     from jukinet_ops.synth import synth
 
     deployment = load_deployment(deployment_name)
@@ -203,7 +203,7 @@ def raw_baseline(endpoint_url: str, region: str, bodies: list[str]) -> dict:
     import base64
 
     from jukinet.domain.message import Payload
-    from jukinet_ops.local.server import local_client
+    from embedded_aws.server import local_client
 
     sqs = local_client(endpoint_url, "sqs", region)
     ddb = local_client(endpoint_url, "dynamodb", region)
@@ -306,7 +306,7 @@ def import_time_us(module: str, runs: int = 3) -> tuple[float, float]:
 
 def code_packages(cdk_out: Path) -> list[dict]:
     """The Lambda code assets of the assembly: functions using each, zipped and unzipped size."""
-    from jukinet_ops.local.assembly import zip_directory
+    from embedded_aws.assembly import zip_directory
 
     uses: Counter[str] = Counter()
     for template in cdk_out.glob("*.template.json"):

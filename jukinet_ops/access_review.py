@@ -38,7 +38,7 @@ from infra.config import (
 from infra.naming import Names, municipality_tier
 from jukinet.clock import JST, today_jst
 
-from .iam_policy import as_list, date_bounds, statements
+from embedded_aws.iam_policy import as_list, date_bounds, statements
 
 EXPIRING_WITHIN_DAYS = 30
 CONTRACTOR = "contractor"

@@ -21,7 +21,7 @@ from jukinet.adapters.identity_store import IdentityStore
 from jukinet.adapters.kms import DataKeys
 from jukinet.domain.codes import ResidentCode
 
-from .local.api import LocalApi, LocalPrincipal, local_principals
+from embedded_aws.api import LocalApi, LocalPrincipal, local_principals
 
 DISCLOSURE = ":disclosure"
 STRANGER = "arn:aws:iam::123456789012:role/not-a-recipient/prober"

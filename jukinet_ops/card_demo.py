@@ -28,7 +28,7 @@ def counter_principals(deployment, runner) -> dict[str, Any]:
     """Local credentials: each municipality's counter-staff role (key: its code) and the
     tier's operator (``operator``), coming through the tier's execute-api endpoint."""
     from infra.naming import Names, municipality_tier
-    from jukinet_ops.local.api import local_principals
+    from embedded_aws.api import local_principals
 
     names = Names.of(deployment)
     prefecture = deployment.prefectures[0]
@@ -293,7 +293,7 @@ def run_card_demo(console: Console, deployment, env, runner, *, reports_dir: Pat
     copies' ``CopyDemo`` (its PDF written to ``reports_dir`` if given). The month's card
     statistics (``card_stats.card_statistics``) and the copies' lines are the demo's to print."""
     from infra.naming import Names
-    from jukinet_ops.local.api import LocalApi
+    from embedded_aws.api import LocalApi
 
     names = Names.of(deployment)
     prefecture = deployment.prefectures[0]

@@ -50,7 +50,7 @@ from infra.naming import NATIONAL, PARTITION, Names, municipality_tier, prefectu
 from jukinet.adapters.aws import error_code
 from jukinet.clock import today_jst
 from jukinet.domain.notice import JST
-from jukinet_ops.iam_policy import as_list
+from embedded_aws.iam_policy import as_list
 
 EXPIRY_WARNING_DAYS = 30
 ECC_SPEC = "ECC_NIST_P256"
@@ -1152,7 +1152,7 @@ def _deployed_code(ins: Inspection, env: Environment, got: Mapping[str, Any]) ->
         raise Unreadable(f"{config['FunctionName']}: no code location")
     if ins.local:
         # moto's Code.Location is not served; its path is the S3 key the deployer published to
-        # the bootstrap assets bucket (as jukinet_ops/local/runner.py reads it).
+        # the bootstrap assets bucket (as embedded_aws/runner.py reads it).
         key = urllib.parse.unquote(urllib.parse.urlparse(location).path.lstrip("/"))
         s3 = ins.client("s3", env)
         for bucket in [b["Name"] for b in s3.list_buckets().get("Buckets", []) if "-assets-" in b["Name"]]:
@@ -1719,7 +1719,7 @@ _LOCAL_CLIENTS: dict[tuple[Any, str, str], Any] = {}
 
 def local_clients(endpoint_url: str) -> ClientFactory:
     """Clients of the embedded AWS (any account: moto attributes assumed-role credentials)."""
-    from jukinet_ops.local.server import local_client, local_session
+    from embedded_aws.server import local_client, local_session
 
     def factory(service: str, env: Environment) -> Any:
         key = (local_session(endpoint_url, env.region, env.account), service, endpoint_url)

@@ -164,7 +164,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 def _use_local(args: argparse.Namespace) -> None:
     """``--local``: act on the environment ``jukinet up`` runs, as its ``.jukinet/env`` says."""
-    from jukinet_ops.local.client_env import LocalEnvironmentFiles, read_env_file
+    from embedded_aws.client_env import LocalEnvironmentFiles, read_env_file
     from jukinet_ops.up import state_dir
 
     variables = read_env_file(LocalEnvironmentFiles(state_dir()))
@@ -663,7 +663,7 @@ def _run(argv: list[str] | None, clock: Clock) -> int:
     args = build_parser(now).parse_args(argv)
     args.now, args.clock = now, clock
     if getattr(args, "local", False):
-        from jukinet_ops.local.client_env import NotRunning
+        from embedded_aws.client_env import NotRunning
 
         try:
             _use_local(args)

@@ -62,11 +62,11 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
     from infra.config import load_deployment
     from infra.naming import Names, prefecture_tier
     from jukinet_ops.demo_data import generate_month
-    from jukinet_ops.local.deploy import deploy_assembly
-    from jukinet_ops.local.flow_logs import FlowLogRecorder
-    from jukinet_ops.local.monitoring import LocalMonitoring, NotificationLog
-    from jukinet_ops.local.runner import LocalRunner
-    from jukinet_ops.local.server import MotoServer, local_credentials
+    from embedded_aws.deploy import deploy_assembly
+    from embedded_aws.flow_logs import FlowLogRecorder
+    from embedded_aws.monitoring import LocalMonitoring, NotificationLog
+    from embedded_aws.runner import LocalRunner
+    from embedded_aws.server import MotoServer, local_credentials
     from jukinet_ops.reconcile import reconcile_deployment
     from jukinet_ops.synth import synth
 
@@ -114,7 +114,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         # with its own environment; the handlers cache their runtime per environment). Separate
         # copies per function cost ~0.5 s of cold start each, 40 s for Nagano's 79 functions.
         # The functions' EMF metrics become CloudWatch metric data in the embedded AWS, and the
-        # deployed alarms are evaluated from them (jukinet_ops/local/monitoring.py).
+        # deployed alarms are evaluated from them (embedded_aws/monitoring.py).
         # Every alarm transition that notifies a tier's topic is also written to a log: what
         # would have been sent by e-mail or chat (shown at the end).
         notifications = NotificationLog(WORK_DIR / "notifications.log", truncate=True)
@@ -200,7 +200,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
 def _agency_traffic(output: DemoOutput, deployment, env, runner, after_attacks, clock: Clock) -> None:
     from infra.naming import Names
     from jukinet_ops.agency_traffic import recipient_principals, run_demo_traffic, sample_residents
-    from jukinet_ops.local.api import LocalApi
+    from embedded_aws.api import LocalApi
     from jukinet_ops.provision import disclose, key_source, monthly_statistics, provision_tables, verify_log
 
     console = output.console

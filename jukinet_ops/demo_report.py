@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from jukinet_ops.agency_traffic import TrafficReport
     from jukinet_ops.card_demo import CopyDemo, SpecialMoveDemo
     from jukinet_ops.card_stats import CardStatsRow
-    from jukinet_ops.local.monitoring import AlarmVerdict
+    from embedded_aws.monitoring import AlarmVerdict
     from jukinet_ops.provision import StatsRow, VerifyReport
     from jukinet_ops.redrive import QueueReport
 
@@ -246,7 +246,7 @@ class DemoOutput:
         """The alarm states: the tables (verbose), or the counts, each alarm in ALARM with its
         reason (the ones raised by this evaluation) or by name (already in ALARM), and the cleared ones."""
         if self.verbose:
-            from jukinet_ops.local.monitoring import print_alarm_status
+            from embedded_aws.monitoring import print_alarm_status
 
             print_alarm_status(self.console, verdicts, title=title)
             return

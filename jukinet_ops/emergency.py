@@ -45,8 +45,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jukinet.adapters.aws import error_code
 from jukinet.adapters.recipient_state import isolation_key
 from jukinet.clock import Clock, system_clock
+from jukinet.domain.isolation import ISOLATION_TAG
 
-ISOLATION_TAG = "jukinet:isolation"
 KINDS = ("municipality", "prefecture", "agency")
 RECORD_VERSION = 1
 ISOLATING, ISOLATED, RESTORED = "isolating", "isolated", "restored"
@@ -1024,7 +1024,7 @@ def _emergency(args: Any) -> Emergency:
     deployment = load_deployment(args.deployment)
     invoke: Any = Emergency._DEFAULT
     if args.endpoint_url:
-        from .local.server import local_credentials
+        from embedded_aws.server import local_credentials
 
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
         for name, value in local_credentials(args.endpoint_url, deployment.region).items():

@@ -46,7 +46,7 @@ from jukinet.clock import Clock, today_jst
 from jukinet.handlers.monitoring_report import LOCAL_ALARM_HISTORY
 
 from .demo import WORK_DIR
-from .local.client_env import (
+from embedded_aws.client_env import (
     ClientProfile,
     LocalEnvironmentFiles,
     NotRunning,
@@ -79,13 +79,13 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
     from infra.naming import Names
 
     from .agency_traffic import recipient_principals
-    from .local.api import LocalApi
-    from .local.deploy import deploy_assembly
-    from .local.flow_logs import FlowLogRecorder
-    from .local.monitoring import LocalMonitoring, NotificationLog
-    from .local.runner import LocalRunner
-    from .local.schedules import LocalSchedules
-    from .local.server import MotoServer, local_credentials
+    from embedded_aws.api import LocalApi
+    from embedded_aws.deploy import deploy_assembly
+    from embedded_aws.flow_logs import FlowLogRecorder
+    from embedded_aws.monitoring import LocalMonitoring, NotificationLog
+    from embedded_aws.runner import LocalRunner
+    from embedded_aws.schedules import LocalSchedules
+    from embedded_aws.server import MotoServer, local_credentials
     from .synth import synth
 
     console = console or Console(soft_wrap=True)  # lines stay whole in a log file too
@@ -98,7 +98,7 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
         console.print(f"[red]jukinet up:[/] an environment is already running (pid {running}); "
                       f"`jukinet down` first, or set JUKINET_STATE_DIR for a second one")
         return 2
-    from .local.server import port_free
+    from embedded_aws.server import port_free
     taken = [port for port in range(port_base, port_base + 2 + len(deployment.prefectures)) if not port_free(port)]
     if taken:
         console.print(f"[red]jukinet up:[/] port {taken[0]} on 127.0.0.1 is in use (moto, the provision API and one "
@@ -201,7 +201,7 @@ def _serve_counter_apis(stack: ExitStack, deployment: Any, names: Any, env: Any,
     the tier's execute-api endpoint as the deployed function knows it."""
     from infra.naming import municipality_tier
 
-    from .local.api import LocalApi, LocalPrincipal
+    from embedded_aws.api import LocalApi, LocalPrincipal
 
     served: dict[str, Any] = {}
     for offset, prefecture in enumerate(deployment.prefectures):
@@ -279,7 +279,7 @@ class _Loop:
         return work + runner.process_async_events()
 
     def _evaluate_alarms(self) -> None:
-        from .local.code_image import INVOCATION_LOCK
+        from embedded_aws.code_image import INVOCATION_LOCK
 
         now = self.clock()
         with INVOCATION_LOCK:
@@ -340,7 +340,7 @@ def _seed_done(console: Console, deployment: Any, files: LocalEnvironmentFiles, 
                runner: Any) -> bool:
     """Once every queue is empty after seeding: add sample resident codes to the env file."""
     from .agency_traffic import active_codes
-    from .local.code_image import INVOCATION_LOCK
+    from embedded_aws.code_image import INVOCATION_LOCK
 
     with INVOCATION_LOCK:
         if runner.pending_messages():

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from jukinet.clock import JST
-from jukinet_ops.local import moto_patches
+from embedded_aws import moto_patches
 
 # Every in-process mock_aws gets the embedded AWS's corrections (atomic conditional writes,
-# TransactWriteItems in time proportional to the transaction): jukinet_ops/local/moto_patches.py
+# TransactWriteItems in time proportional to the transaction): embedded_aws/moto_patches.py
 moto_patches.apply()
 
 # Every botocore session of the test process reads the JSON models through one loader. Each

@@ -120,7 +120,7 @@ def _problems_of_sections(path: str) -> list[str]:
     return problems
 
 
-PATH = re.compile(r"(?<![\w./\\-])((?:docs|infra|lambdas|jukinet_ops|tests|bench|scripts|data|\.ci)/[\w./*-]*[\w*])")
+PATH = re.compile(r"(?<![\w./\\-])((?:docs|infra|lambdas|jukinet_ops|embedded_aws|tests|bench|scripts|data|\.ci)/[\w./*-]*[\w*])")
 
 
 def _problems_of_paths(path: str) -> list[str]:
@@ -188,7 +188,7 @@ def test_the_checker_tells_a_resolving_reference_from_a_dangling_one(source, ref
     ("decision `docs/decisions/0030-*`, docs/decisions/0006", True),
     ("see `docs/operation.md`", False),
     ("decision docs/decisions/0024", False),  # never written
-    ("`jukinet_ops/local/runner.Runner`", True),
+    ("`embedded_aws/runner.Runner`", True),
 ])
 def test_the_checker_tells_an_existing_path_from_a_missing_one(reference, resolves, pretend):
     pretend("docs/security.md", reference)

@@ -1,5 +1,5 @@
 """The counter API's alarms, evaluated by the embedded AWS's CloudWatch evaluator
-(``jukinet_ops.local.monitoring``) on the metrics the counter function itself prints: quiet
+(``embedded_aws.monitoring``) on the metrics the counter function itself prints: quiet
 through a normal day at the counters (cards issued, authenticated at another counter, a wrong
 PIN, a card suspended by its own municipality), and each raised by its attack. The alarms are
 created as ``infra/components/counter.py`` synthesizes them (``tests/alarm_catalogue.py`` checks
@@ -14,7 +14,7 @@ import pytest
 
 from jukinet import observability
 from jukinet.domain.card import VirtualCard, WrongPin
-from jukinet_ops.local.monitoring import ALARM, OK, MetricSink, evaluate_alarms
+from embedded_aws.monitoring import ALARM, OK, MetricSink, evaluate_alarms
 
 from .world import MATSUMOTO, NAGANO, REGION, UEDA, counter
 

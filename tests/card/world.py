@@ -21,7 +21,7 @@ from jukinet.adapters.card_store import CardStore, ResidentRegister
 from jukinet.domain.card import CardEvent, VirtualCard
 from jukinet.domain.notice import UpdateNotice
 from jukinet.handlers import card_api
-from jukinet_ops.local.runner import replace_environ
+from embedded_aws.runner import replace_environ
 
 REGION = "ap-northeast-1"
 ACCOUNT = "123456789012"

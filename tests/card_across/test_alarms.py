@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from jukinet import observability
-from jukinet_ops.local.monitoring import ALARM, OK, MetricSink, evaluate_alarms
+from embedded_aws.monitoring import ALARM, OK, MetricSink, evaluate_alarms
 
 from ..channel.world import CHIYODA, NAGANO, REGION, resident
 from ..copy.world import Person, counter

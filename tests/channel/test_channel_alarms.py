@@ -2,7 +2,7 @@
 world on a moto server, its handlers' EMF metrics put into the embedded CloudWatch by a
 ``MetricSink`` as Lambda's log agent would, and the alarm as ``infra/components/channel.py``
 synthesizes it (``tests/infra/test_channel.py`` asserts the same name, metric and dimensions),
-evaluated by ``jukinet_ops.local.monitoring.evaluate_alarms``.
+evaluated by ``embedded_aws.monitoring.evaluate_alarms``.
 
 ``channel-dead-letters`` fires when the tier's channel function dead-letters a message (here a
 request that reached the home tier after its deadline) and stays quiet through normal traffic
@@ -22,9 +22,9 @@ from jukinet.adapters import aws
 from jukinet.clock import system_clock
 from jukinet.domain.channel import Outcome
 from jukinet.handlers import channel_endpoint, national_processor, prefecture_processor
-from jukinet_ops.local.monitoring import ALARM, OK, MetricSink, evaluate_alarms
-from jukinet_ops.local.runner import replace_environ
-from jukinet_ops.local.server import MotoServer, local_credentials
+from embedded_aws.monitoring import ALARM, OK, MetricSink, evaluate_alarms
+from embedded_aws.runner import replace_environ
+from embedded_aws.server import MotoServer, local_credentials
 
 from ..pipeline.harness import environment
 from .world import CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, REGION, TOKYO_PREF, World, resident

@@ -22,7 +22,7 @@ from jukinet.adapters import aws
 from jukinet.domain.channel import Outcome
 from jukinet.handlers import channel_endpoint
 from jukinet.settings import ChannelSettings, load_settings
-from jukinet_ops.local.runner import replace_environ
+from embedded_aws.runner import replace_environ
 
 from ..pipeline.exports import csv_bytes, person, row
 from .embedded import deployed_nagano, drop_export

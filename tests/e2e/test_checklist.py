@@ -24,8 +24,8 @@ from infra.naming import NATIONAL, Names, municipality_tier, prefecture_tier
 from jukinet.clock import JST, fixed
 from jukinet_ops.checklist import CHECKS, Audit, Status, run_checklist
 from jukinet_ops.cli import main
-from jukinet_ops.local.deploy import deploy_assembly
-from jukinet_ops.local.server import MotoServer, local_client
+from embedded_aws.deploy import deploy_assembly
+from embedded_aws.server import MotoServer, local_client
 
 from ..dates import SYNTH_DAY
 from .embedded import nagano_assembly

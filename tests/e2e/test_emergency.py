@@ -20,11 +20,11 @@ from infra.naming import Names, prefecture_tier
 from jukinet.adapters import aws
 from jukinet_ops.cli import main
 from jukinet_ops.emergency import SQS_MAX_RETENTION_S, Emergency, Outcome
-from jukinet_ops.local.api import LocalApi, local_principals
-from jukinet_ops.local.deploy import deploy_assembly
-from jukinet_ops.local.monitoring import LocalMonitoring
-from jukinet_ops.local.runner import LocalRunner, replace_environ
-from jukinet_ops.local.server import MotoServer, local_credentials
+from embedded_aws.api import LocalApi, local_principals
+from embedded_aws.deploy import deploy_assembly
+from embedded_aws.monitoring import LocalMonitoring
+from embedded_aws.runner import LocalRunner, replace_environ
+from embedded_aws.server import MotoServer, local_credentials
 from jukinet_ops.reconcile import reconcile_deployment
 
 from ..dates import months_jst

@@ -21,11 +21,11 @@ from jukinet.adapters import aws
 from jukinet.clock import month_jst, today_jst
 from jukinet.domain.notice import JST
 from jukinet_ops.agency_traffic import recipient_principals, sample_residents
-from jukinet_ops.local.api import LocalApi
-from jukinet_ops.local.monitoring import NotificationLog
+from embedded_aws.api import LocalApi
+from embedded_aws.monitoring import NotificationLog
 from jukinet.handlers.monitoring_report import LOCAL_ALARM_HISTORY
 from jukinet.services.monitoring_report import NO_INCIDENT, render_csv, render_markdown
-from jukinet_ops.local.schedules import LocalSchedules
+from embedded_aws.schedules import LocalSchedules
 from jukinet_ops.monitoring_report import monitoring_report
 
 from ..pipeline.exports import csv_bytes, person, row

@@ -2,7 +2,7 @@
 invocation with its function's VPC (read back from the embedded AWS: subnets, flow log,
 endpoints), so a normal file's traffic through the three tiers writes flow-log records that keep
 ``flow-log-rejects``, ``flow-log-leaving-vpc`` and ``dns-outside-endpoint-zones`` quiet, and a connection out of a deployed
-function's VPC raises them (``jukinet_ops/local/flow_logs.py``)."""
+function's VPC raises them (``embedded_aws/flow_logs.py``)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from infra.components.network_watch import DNS_KIND, LEAVING_KIND, REJECTS_KIND
 from infra.naming import Names, municipality_tier, prefecture_tier
 from jukinet.adapters import aws
-from jukinet_ops.local.flow_logs import FlowLogRecorder
-from jukinet_ops.local.monitoring import ALARM, OK
+from embedded_aws.flow_logs import FlowLogRecorder
+from embedded_aws.monitoring import ALARM, OK
 
 from ..pipeline.exports import csv_bytes, person, row
 from .embedded import deployed_nagano

@@ -1,6 +1,6 @@
 """The quiet half of every alarm at once: the synthesized assembly deployed into the embedded
 AWS, a normal stretch of work through it, and then EVERY alarm of the deployment evaluated by
-the local CloudWatch (``jukinet_ops.local.monitoring``) — none may be in ALARM.
+the local CloudWatch (``embedded_aws.monitoring``) — none may be in ALARM.
 
 Normal work: files from two municipalities, their messages delivered to the prefecture out of
 order and one twice; the ledger watches on their schedule (now and 20 minutes on, past the gap
@@ -26,8 +26,8 @@ from infra.components.monitoring import alarm_kind
 from infra.naming import Names, prefecture_tier
 from jukinet.adapters import aws
 from jukinet_ops.agency_traffic import recipient_principals, sample_residents
-from jukinet_ops.local.api import LocalApi
-from jukinet_ops.local.monitoring import ALARM, evaluate_alarms
+from embedded_aws.api import LocalApi
+from embedded_aws.monitoring import ALARM, evaluate_alarms
 
 from ..alarm_catalogue import CATALOGUE, KNOWN_GAPS
 from ..pipeline.exports import csv_bytes, person, row

@@ -16,7 +16,7 @@ from jukinet.adapters import aws
 from jukinet.clock import month_jst
 from jukinet.domain.codes import ResidentCode
 from jukinet_ops.agency_traffic import recipient_principals, sample_residents
-from jukinet_ops.local.api import LocalApi
+from embedded_aws.api import LocalApi
 from jukinet_ops.provision import monthly_statistics, provision_tables
 
 from ..pipeline.exports import csv_bytes, person, row

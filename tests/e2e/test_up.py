@@ -27,7 +27,7 @@ import pytest
 from infra.config import load_deployment
 from infra.naming import NATIONAL, Names
 from jukinet.domain.card import VirtualCard
-from jukinet_ops.local.client_env import LocalEnvironmentFiles, read_env_file
+from embedded_aws.client_env import LocalEnvironmentFiles, read_env_file
 
 from .embedded import E2E_DEPLOYMENT, nagano_assembly
 

@@ -6,7 +6,7 @@ import pytest
 from moto import mock_aws
 
 from jukinet.handlers import municipality_cs, national_processor, prefecture_processor
-from jukinet_ops.local.faults import FaultInjector
+from embedded_aws.faults import FaultInjector
 
 from .world import FaultyPipeline
 

@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from jukinet_ops.local.faults import Rule
+from embedded_aws.faults import Rule
 
 from ..pipeline.exports import csv_bytes, move_ins
 from .world import MAX_RECEIVES, Drop, Month, check

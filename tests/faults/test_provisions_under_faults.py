@@ -19,7 +19,7 @@ from collections import Counter
 import pytest
 
 from jukinet.adapters.provision_log import SealArchive
-from jukinet_ops.local.faults import FunctionKilled, Rule
+from embedded_aws.faults import FunctionKilled, Rule
 from jukinet.services.provision import DELIVERED, UNCONFIRMED, disclosure
 from jukinet_ops.provision import verify_log
 

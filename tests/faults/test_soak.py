@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from jukinet_ops.local.faults import FaultInjector, Rule
+from embedded_aws.faults import FaultInjector, Rule
 
 from .world import FaultyPipeline, Month, check
 

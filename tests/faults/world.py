@@ -1,5 +1,5 @@
 """The three tiers (``tests/pipeline/harness.Pipeline``, moto in-process) driven the way
-Lambda drives them while AWS misbehaves (``jukinet_ops.local.faults``), a month of notices to
+Lambda drives them while AWS misbehaves (``embedded_aws.faults``), a month of notices to
 run through them, and the checks that nothing was lost, doubled or left wrong.
 
 Driving: a CS invocation that fails or dies is invoked again (Lambda's asynchronous retries;
@@ -27,7 +27,7 @@ from jukinet.domain.notice import UpdateNotice
 from jukinet.domain.ordering import converge, events_for
 from jukinet.domain.reconciliation import ReconciliationRow
 from jukinet.handlers import national_processor, prefecture_processor
-from jukinet_ops.local.faults import FaultInjector, FunctionKilled
+from embedded_aws.faults import FaultInjector, FunctionKilled
 from jukinet_ops.reconcile import TierTables, reconcile
 
 from ..pipeline.exports import csv_bytes, person, row

@@ -31,7 +31,7 @@ from aws_cdk import assertions
 from infra.bundling import build_bundle
 from infra.composition import Built, build
 from infra.config import Deployment, load_deployment
-from jukinet_ops.iam_policy import as_list
+from embedded_aws.iam_policy import as_list
 
 from ..dates import SYNTH_DAY
 

@@ -14,7 +14,7 @@ import pytest
 from infra.config import ConfigError, multi_account_example
 from infra.naming import Names, municipality_tier, prefecture_tier
 from jukinet.settings import ChannelSettings, NationalSettings, PrefectureSettings, load_settings
-from jukinet_ops.iam_policy import ALLOW, IMPLICIT_DENY, evaluate
+from embedded_aws.iam_policy import ALLOW, IMPLICIT_DENY, evaluate
 
 from .conftest import Synth, as_list, statements
 

@@ -13,7 +13,7 @@ import pytest
 from infra.naming import Names
 from infra.stacks.municipality import RESOURCES_PER_MUNICIPALITY
 from jukinet.domain import inbox
-from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
+from embedded_aws.iam_policy import ALLOW, DENY, evaluate
 
 from .conftest import Synth
 

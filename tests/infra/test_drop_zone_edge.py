@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra.naming import Names
-from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
+from embedded_aws.iam_policy import ALLOW, DENY, evaluate
 
 from .conftest import Synth
 

@@ -1,4 +1,5 @@
-"""No import cycle among the configuration (``infra/config/``) and ``infra.naming``.
+"""No import cycle among the configuration (``infra/config/``) and ``infra.naming``; and the embedded
+AWS (``embedded_aws/``) imports nothing from the operator commands (``jukinet_ops/``).
 
 ``infra.naming`` imports ``infra.config``; the configuration once imported ``infra.naming`` back
 (inside ``Deployment.tiers``) for the tier names, which now live in ``infra/tier_names.py``.
@@ -111,3 +112,64 @@ def test_each_module_imports_first_in_a_fresh_interpreter_in_both_orders():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok ")
+
+
+# -- the embedded AWS imports nothing from the operator commands (decision 0052) ---------------
+
+EMBEDDED_AWS = REPO_ROOT / "embedded_aws"
+
+
+def _imported_modules(package: str, source: str) -> set[str]:
+    """Every module a file of ``package`` imports (absolute, or relative resolved against the
+    package), at any depth of the file: an import inside a function counts as one at the top."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return found
+
+
+def _embedded_aws_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in EMBEDDED_AWS.rglob("*.py"):
+        name = _module_name(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = _imported_modules(package, path.read_text(encoding="utf-8"))
+    return graph
+
+
+def _operator_imports(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The embedded AWS's modules that import the operator command's package, with those imports."""
+    found = {module: {i for i in imports if i == "jukinet_ops" or i.startswith("jukinet_ops.")}
+             for module, imports in graph.items()}
+    return {module: imports for module, imports in found.items() if imports}
+
+
+def test_the_embedded_aws_modules_are_found():
+    graph = _embedded_aws_graph()
+    assert {"embedded_aws", "embedded_aws.runner", "embedded_aws.api", "embedded_aws.iam_policy"} <= set(graph)
+
+
+def test_the_embedded_aws_imports_nothing_from_the_operator_commands():
+    """``embedded_aws`` is a package of its own: the operator commands (``jukinet_ops``) use it,
+    never the other way round (the runner once imported ``jukinet_ops.emergency.ISOLATION_TAG``)."""
+    assert _operator_imports(_embedded_aws_graph()) == {}
+
+
+def test_the_dependency_check_finds_an_operator_import():
+    """The check can fail: the runner's old import of the isolation tag from the emergency command,
+    inside a function, and a relative import climbing out of the package."""
+    graph = _embedded_aws_graph()
+    graph["embedded_aws.runner"] |= _imported_modules(
+        "embedded_aws", "def f():\n    from jukinet_ops.emergency import ISOLATION_TAG\n")
+    graph["embedded_aws.api"] |= _imported_modules("embedded_aws.api", "from ...jukinet_ops import cli\n")
+    assert _operator_imports(graph) == {
+        "embedded_aws.runner": {"jukinet_ops.emergency", "jukinet_ops.emergency.ISOLATION_TAG"},
+        "embedded_aws.api": {"jukinet_ops", "jukinet_ops.cli"}}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra.naming import Names, local_record_partition_prefix
-from jukinet_ops.iam_policy import ALLOW, DENY, IMPLICIT_DENY, evaluate
+from embedded_aws.iam_policy import ALLOW, DENY, IMPLICIT_DENY, evaluate
 
 from .conftest import Synth, as_list, statements
 

@@ -717,7 +717,7 @@ def test_the_batch_worker_may_read_the_pinned_version_of_an_input_and_others_may
 
 @slow
 def test_only_the_national_operator_sets_an_isolation_mark_and_only_isolation_marks(nagano: Synth) -> None:
-    from jukinet_ops.iam_policy import ALLOW, IMPLICIT_DENY, evaluate
+    from embedded_aws.iam_policy import ALLOW, IMPLICIT_DENY, evaluate
 
     from .test_responsibility import people_roles, policies_of, tier_stacks
 
@@ -742,7 +742,7 @@ def test_a_writer_cannot_rewrite_or_delete_an_entry_through_a_transaction(nagano
     transaction). So the attack — an insider with the api or batch function's rights sending a
     TransactWriteItems that deletes or updates a log entry, or sets its expiry — meets the same
     Denies as the plain calls, in the role's policy and in the table's resource policy."""
-    from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
+    from embedded_aws.iam_policy import ALLOW, DENY, evaluate
 
     resources = _national(nagano)
     log = _table_id(nagano, "-provision-log")

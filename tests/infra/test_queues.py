@@ -6,7 +6,7 @@ import pytest
 
 from jukinet.domain import inbox
 from infra.naming import Names, prefecture_tier
-from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
+from embedded_aws.iam_policy import ALLOW, DENY, evaluate
 
 from .conftest import Synth, as_list, statements
 

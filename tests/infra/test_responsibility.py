@@ -2,7 +2,7 @@
 break-glass with its alarm, contractors whose access ends by itself, and the configuration's rules.
 
 Assertions are on the synthesized templates by property (role name and path, policy content),
-and the policies are evaluated with ``jukinet_ops.iam_policy``: would this person, at this
+and the policies are evaluated with ``embedded_aws.iam_policy``: would this person, at this
 time, with this context, be allowed?
 """
 
@@ -34,7 +34,7 @@ from infra.config import (
 )
 from infra.naming import Names
 from jukinet.clock import JST
-from jukinet_ops.iam_policy import ALLOW, DENY, IMPLICIT_DENY, as_list, evaluate
+from embedded_aws.iam_policy import ALLOW, DENY, IMPLICIT_DENY, as_list, evaluate
 
 from ..dates import SYNTH_DAY
 from .conftest import Synth, cdk_context, offline
@@ -323,7 +323,7 @@ def test_every_assume_role_of_break_glass_raises_its_tiers_alarm(every: Synth) -
 
 
 def test_the_break_glass_filter_matches_cloudtrails_assume_role_event_with_or_without_the_path() -> None:
-    monitoring = pytest.importorskip("jukinet_ops.local.monitoring")
+    monitoring = pytest.importorskip("embedded_aws.monitoring")
     from infra.components.responsibility import break_glass_filter_pattern
 
     pattern = monitoring.parse_filter_pattern(break_glass_filter_pattern(ACCOUNT, "jukinet-national-break-glass"))

@@ -450,7 +450,7 @@ def test_a_normal_month_of_the_systems_management_events_matches_no_trail_filter
     break-glass filter (their fire halves: the per-control tests above and
     tests/infra/test_responsibility.py): nothing a normal month records is counted."""
     from infra.components.responsibility import break_glass_filter_pattern
-    from jukinet_ops.local.monitoring import parse_filter_pattern
+    from embedded_aws.monitoring import parse_filter_pattern
 
     events = _normal_month_of_management_events()
     assert len(events) > 1500

@@ -13,7 +13,7 @@ import pytest
 
 from infra.naming import Names
 from infra.stacks.processing import MONITORING_REPORT_SCHEDULE, RECONCILIATION_SCHEDULE
-from jukinet_ops.iam_policy import ALLOW, DENY, evaluate
+from embedded_aws.iam_policy import ALLOW, DENY, evaluate
 
 from .conftest import Synth, as_list
 from .test_responsibility import ACCOUNT, people_roles, policies_of, tier_stacks

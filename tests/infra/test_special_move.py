@@ -10,7 +10,7 @@ import pytest
 
 from infra.components.counter import ROUTES, route_arn
 from infra.naming import Names
-from jukinet_ops.iam_policy import ALLOW, IMPLICIT_DENY, evaluate
+from embedded_aws.iam_policy import ALLOW, IMPLICIT_DENY, evaluate
 
 from .conftest import Synth, as_list, statements
 from .test_channel import ACCOUNT, _base, _role_policy

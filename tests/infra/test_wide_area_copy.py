@@ -12,7 +12,7 @@ import pytest
 
 from infra.naming import Names
 from jukinet.settings import CardSettings, ChannelSettings, load_settings
-from jukinet_ops.iam_policy import ALLOW, IMPLICIT_DENY, evaluate
+from embedded_aws.iam_policy import ALLOW, IMPLICIT_DENY, evaluate
 
 from .conftest import Synth, as_list, statements
 from .test_channel import ACCOUNT, _base, _function, _literal_env, _role_policy

@@ -1,5 +1,5 @@
 """The alarms judged from the ledger (``sequence-gaps`` on ``AgedSequenceGaps``, ``notices-overdue``),
-evaluated by the embedded AWS's local CloudWatch (``jukinet_ops.local.monitoring``).
+evaluated by the embedded AWS's local CloudWatch (``embedded_aws.monitoring``).
 
 The three tiers' handlers run in-process against a moto server (``tests/pipeline/harness.py``),
 each with its clock set to the instant the test says; their Powertools metrics are printed into
@@ -31,9 +31,9 @@ from jukinet.domain.message import Payload, SignedMessage
 from jukinet.domain.notice import JST
 from jukinet.handlers import ledger_watch, municipality_cs, national_processor, prefecture_processor
 from jukinet.settings import NationalSettings, PrefectureSettings, load_settings
-from jukinet_ops.local.monitoring import ALARM, OK, MetricSink, evaluate_alarms
-from jukinet_ops.local.runner import replace_environ
-from jukinet_ops.local.server import MotoServer, local_credentials
+from embedded_aws.monitoring import ALARM, OK, MetricSink, evaluate_alarms
+from embedded_aws.runner import replace_environ
+from embedded_aws.server import MotoServer, local_credentials
 
 from ..pipeline.exports import csv_bytes, person, row
 from ..pipeline.harness import REGION, Context, Pipeline, environment

@@ -1,4 +1,4 @@
-"""The deployed private REST API served locally (jukinet_ops/local/api.py): a toy CDK app
+"""The deployed private REST API served locally (embedded_aws/api.py): a toy CDK app
 with a private RestApi (resource policy, AWS_IAM methods, an API key and usage plan, an
 access-logged stage) is synthesized, deployed into moto and called with SigV4 exactly as
 any AWS SDK signs an execute-api request.
@@ -25,7 +25,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from jukinet_ops.local.api import (
+from embedded_aws.api import (
     LocalApi,
     LocalPrincipal,
     RawValue,
@@ -36,9 +36,9 @@ from jukinet_ops.local.api import (
     send,
     sign_request,
 )
-from jukinet_ops.local.deploy import DeployedEnvironment, deploy_assembly
-from jukinet_ops.local.runner import LocalRunner
-from jukinet_ops.local.server import MotoServer
+from embedded_aws.deploy import DeployedEnvironment, deploy_assembly
+from embedded_aws.runner import LocalRunner
+from embedded_aws.server import MotoServer
 
 slow = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Profiles for the roles of a deployed environment (jukinet_ops/local/client_env.py): a profile
+"""Profiles for the roles of a deployed environment (embedded_aws/client_env.py): a profile
 for every role people or systems assume, none for a role only AWS services assume; each holds
 a session of its role. And a fixed port that is taken is refused before anything starts."""
 
@@ -10,9 +10,9 @@ import socket
 import boto3
 import pytest
 
-from jukinet_ops.local.client_env import deployed_role_profiles
-from jukinet_ops.local.model import DeployedEnvironment, ResourceStatus, StackReport
-from jukinet_ops.local.server import MotoServer, MotoServerError
+from embedded_aws.client_env import deployed_role_profiles
+from embedded_aws.model import DeployedEnvironment, ResourceStatus, StackReport
+from embedded_aws.server import MotoServer, MotoServerError
 
 REGION, ACCOUNT = "ap-northeast-1", "123456789012"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import jukinet
-from jukinet_ops.local.assembly import zip_directory
-from jukinet_ops.local.code_image import CodeImage, handler_root
+from embedded_aws.assembly import zip_directory
+from embedded_aws.code_image import CodeImage, handler_root
 
 
 def _package(tmp_path: Path) -> Path:
@@ -99,7 +99,7 @@ def test_an_asset_is_zipped_once_for_every_process_and_again_when_its_files_chan
     """The archive of a directory asset is kept beside it in the assembly: the next process
     (an xdist worker, a moved-clock run, `jukinet up`) reads it instead of compressing again.
     A file changed under the same asset id is zipped anew, never served stale."""
-    from jukinet_ops.local import assembly
+    from embedded_aws import assembly
 
     src = tmp_path / "cdk.out" / "asset.abc"
     src.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Alarms evaluated for real in local mode (jukinet_ops/local/monitoring.py).
+"""Alarms evaluated for real in local mode (embedded_aws/monitoring.py).
 
 Against a moto server: alarms created through the CloudWatch API as the stacks define them,
 metric data from EMF lines printed by the runtime's own Powertools ``Metrics``
@@ -23,7 +23,7 @@ import pytest
 from rich.console import Console
 
 from jukinet import observability
-from jukinet_ops.local.monitoring import (
+from embedded_aws.monitoring import (
     ALARM,
     INSUFFICIENT_DATA,
     NEEDS_HISTORY,
@@ -41,7 +41,7 @@ from jukinet_ops.local.monitoring import (
     parse_filter_pattern,
     print_alarm_status,
 )
-from jukinet_ops.local.server import MotoServer, local_credentials
+from embedded_aws.server import MotoServer, local_credentials
 
 from ..e2e.embedded import E2E_DEPLOYMENT, nagano_assembly
 
@@ -333,7 +333,7 @@ def test_every_notified_transition_is_one_line_of_the_notification_log(aws, fact
                                                                          tmp_path):
     """What the embedded AWS would send: time, tier, alarm, old→new, reason — one line per
     transition that notifies a topic; none for an alarm without actions or without a change."""
-    from jukinet_ops.local.monitoring import NotificationLog
+    from embedded_aws.monitoring import NotificationLog
 
     topic = aws.client("sns", REGION).create_topic(Name="jukinet-pref-200000-alarms")["TopicArn"]
     name = "jukinet-pref-200000-signature-failures"
@@ -628,8 +628,8 @@ def test_print_alarm_status(factory, cloudwatch, powertools):
 def nagano(tmp_path_factory):
     from infra.config import load_deployment
     from jukinet.adapters import aws
-    from jukinet_ops.local.deploy import deploy_assembly
-    from jukinet_ops.local.runner import LocalRunner, replace_environ
+    from embedded_aws.deploy import deploy_assembly
+    from embedded_aws.runner import LocalRunner, replace_environ
 
     deployment = load_deployment(E2E_DEPLOYMENT)
     out = nagano_assembly(tmp_path_factory)
@@ -656,7 +656,7 @@ def test_a_forged_message_raises_exactly_the_prefectures_signature_alarm(nagano)
     from infra.naming import Names, prefecture_tier
     from jukinet.adapters import aws
     from jukinet.domain.message import Payload
-    from jukinet_ops.local.runner import sqs_record
+    from embedded_aws.runner import sqs_record
 
     from ..pipeline.exports import csv_bytes, person, row
 

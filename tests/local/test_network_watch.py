@@ -32,9 +32,9 @@ from infra.components.network_watch import (
     network_namespace,
     rejects_pattern,
 )
-from jukinet_ops.local.flow_logs import FlowLogRecorder, TierNetworkView
-from jukinet_ops.local.monitoring import ALARM, OK, LogMetricFilters, evaluate_alarms
-from jukinet_ops.local.server import MotoServer
+from embedded_aws.flow_logs import FlowLogRecorder, TierNetworkView
+from embedded_aws.monitoring import ALARM, OK, LogMetricFilters, evaluate_alarms
+from embedded_aws.server import MotoServer
 
 REGION, ACCOUNT = "ap-northeast-1", "123456789012"
 TIER, CIDR = "pref-200000", "10.20.0.0/22"

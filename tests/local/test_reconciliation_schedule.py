@@ -19,7 +19,7 @@ import json
 import pytest
 
 from jukinet.handlers import reconciliation
-from jukinet_ops.local.monitoring import evaluate_alarms
+from embedded_aws.monitoring import evaluate_alarms
 
 from ..pipeline.harness import REGION, Context, environment
 from .test_alarms_with_meaning import A, B, MINUTE, PERIOD, firing, start

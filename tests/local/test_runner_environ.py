@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jukinet_ops.local.runner import _HOST_VARIABLES, replace_environ
+from embedded_aws.runner import _HOST_VARIABLES, replace_environ
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,7 @@ def test_swapping_while_threads_read_the_c_environment_does_not_crash_the_proces
     second here."""
     script = textwrap.dedent("""
         import ctypes, os, sys, threading, time
-        from jukinet_ops.local.runner import replace_environ
+        from embedded_aws.runner import replace_environ
         libc = ctypes.CDLL(None)
         libc.getenv.restype = ctypes.c_char_p
         stop = False

@@ -1,4 +1,4 @@
-"""EventBridge schedules fired locally as time passes (jukinet_ops/local/schedules.py), on fixed
+"""EventBridge schedules fired locally as time passes (embedded_aws/schedules.py), on fixed
 instants: the deployed rules are read from a stand-in for the embedded AWS's EventBridge."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from jukinet_ops.local.schedules import CronSchedule, LocalSchedules, ScheduleError, parse_schedule
+from embedded_aws.schedules import CronSchedule, LocalSchedules, ScheduleError, parse_schedule
 
 UTC = dt.UTC
 SEAL_RULE = {"Name": "jukinet-national-provision-seal", "State": "ENABLED", "ScheduleExpression": "cron(0 16 * * ? *)",

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import boto3
 import pytest
 
-from jukinet_ops.local.server import MotoServer
+from embedded_aws.server import MotoServer
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -51,7 +51,7 @@ def test_a_json_template_is_parsed_as_json_and_a_yaml_one_still_as_yaml(monkeypa
     import yaml
     from moto.cloudformation.models import Stack
 
-    from jukinet_ops.local import moto_patches
+    from embedded_aws import moto_patches
 
     moto_patches.apply_server()  # what the server does (the thread mode test may have done it)
     real_load = yaml.load
@@ -87,7 +87,7 @@ def test_every_stored_object_counts_in_its_buckets_generation(mode: str):
     import json
     import urllib.request
 
-    from jukinet_ops.local.moto_patches import GENERATIONS_PATH
+    from embedded_aws.moto_patches import GENERATIONS_PATH
 
     def generations(url: str) -> dict[str, int]:
         with urllib.request.urlopen(url + GENERATIONS_PATH, timeout=10) as answer:
@@ -121,7 +121,7 @@ def test_the_server_sends_s3_events_to_a_queue_and_answers_every_queues_depth(mo
     import json
     import urllib.request
 
-    from jukinet_ops.local.moto_patches import QUEUE_DEPTHS_PATH
+    from embedded_aws.moto_patches import QUEUE_DEPTHS_PATH
 
     def depths(url: str) -> dict[str, int]:
         with urllib.request.urlopen(url + QUEUE_DEPTHS_PATH, timeout=10) as answer:
@@ -160,7 +160,7 @@ def test_a_symmetric_key_gets_no_rsa_key_pair_until_one_is_asked_for():
     from moto.kms import models
     from moto.kms.utils import RSAPrivateKey
 
-    from jukinet_ops.local import moto_patches
+    from embedded_aws import moto_patches
 
     moto_patches.apply()  # what tests/conftest.py and the servers do
     with mock_aws():
@@ -189,7 +189,7 @@ def test_a_query_reads_its_partition_and_answers_as_moto_would():
     from moto import mock_aws
     from moto.dynamodb.models.table import Table
 
-    from jukinet_ops.local import moto_patches
+    from embedded_aws import moto_patches
 
     moto_patches.apply()
     queries = [
@@ -252,7 +252,7 @@ def test_the_server_lists_motos_modules_once(monkeypatch):
 
     from moto import backends
 
-    from jukinet_ops.local import moto_patches
+    from embedded_aws import moto_patches
 
     moto_patches.apply_server()
     listed = list(backends.list_of_moto_modules.__wrapped__())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from jukinet_ops.local.emulate import API_CREATED, RESOLVED_PROPERTIES, without_conditional_statements
-from jukinet_ops.local.template import PLACEHOLDER_PREFIX, RESOLVED_OUTPUT_PREFIX, analyse, rewrite
+from embedded_aws.emulate import API_CREATED, RESOLVED_PROPERTIES, without_conditional_statements
+from embedded_aws.template import PLACEHOLDER_PREFIX, RESOLVED_OUTPUT_PREFIX, analyse, rewrite
 
 
 def _prepare(resources: dict, outputs: dict | None = None, literals: dict | None = None):

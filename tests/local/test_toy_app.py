@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from jukinet_ops.local.deploy import DeployedEnvironment, deploy_assembly
-from jukinet_ops.local.runner import LocalRunner
-from jukinet_ops.local.server import MotoServer
+from embedded_aws.deploy import DeployedEnvironment, deploy_assembly
+from embedded_aws.runner import LocalRunner
+from embedded_aws.server import MotoServer
 
 pytestmark = pytest.mark.slow
 

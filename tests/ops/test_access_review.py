@@ -28,7 +28,7 @@ from jukinet_ops.access_review import (
     trust_principals,
 )
 from jukinet_ops.cli import main
-from jukinet_ops.iam_policy import ALLOW, DENY, IMPLICIT_DENY, evaluate
+from embedded_aws.iam_policy import ALLOW, DENY, IMPLICIT_DENY, evaluate
 
 DEMO = load_deployment("nagano-demo")
 NAMES = Names.of(DEMO)

@@ -23,7 +23,7 @@ from jukinet_ops.card_demo import CopyDemo, SpecialMoveDemo
 from jukinet_ops.card_stats import CardStatsRow
 from jukinet_ops.cli import build_parser
 from jukinet_ops.demo_report import WIDE, DemoConsole, DemoOutput, NightlyRun, Timings
-from jukinet_ops.local.monitoring import AlarmVerdict
+from embedded_aws.monitoring import AlarmVerdict
 from jukinet_ops.provision import StatsRow, VerifyReport
 from jukinet_ops.redrive import QueueReport
 

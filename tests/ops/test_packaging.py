@@ -20,7 +20,7 @@ from jukinet_ops import cli
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-OWN = {"jukinet", "jukinet_ops", "infra"}
+OWN = {"jukinet", "jukinet_ops", "embedded_aws", "infra"}
 
 
 def _closure(requirements: list[str]) -> set[str]:
@@ -79,7 +79,7 @@ def test_the_ops_extra_holds_the_operator_tools_and_dev_holds_ops():
 
 def test_every_package_the_operator_command_imports_comes_with_jukinet_ops():
     installed = _closure([*PROJECT["dependencies"], *PROJECT["optional-dependencies"]["ops"]])
-    missing = _unprovided(_third_party_imports("jukinet_ops", "infra"), installed)
+    missing = _unprovided(_third_party_imports("jukinet_ops", "embedded_aws", "infra"), installed)
     assert missing == {}, f"imported by the jukinet command but in neither the dependencies nor the ops extra: {missing}"
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from jukinet.clock import fixed
 from jukinet_ops import cli
-from jukinet_ops.local.client_env import (
+from embedded_aws.client_env import (
     ClientProfile,
     LocalEnvironmentFiles,
     NotRunning,

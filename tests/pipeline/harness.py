@@ -21,7 +21,7 @@ from jukinet import clock
 from jukinet.adapters import aws
 from jukinet.handlers import municipality_cs, national_processor, prefecture_processor
 from jukinet.settings import MunicipalityCsSettings, load_settings
-from jukinet_ops.local.runner import replace_environ
+from embedded_aws.runner import replace_environ
 
 REGION = "ap-northeast-1"
 PREFECTURE = "200000"

@@ -23,7 +23,7 @@ from jukinet.adapters.kms import DataKeys
 from jukinet.adapters.provision_log import ProvisionLog
 from jukinet.domain.notice import UpdateNotice
 from jukinet.handlers import provision_api, provision_batch, provision_sealer
-from jukinet_ops.local.runner import replace_environ
+from embedded_aws.runner import replace_environ
 
 from ..pipeline.exports import person
 

@@ -42,7 +42,7 @@ History before current within a transaction changes nothing (it is atomic); acro
 transactions (more than 100 items) history chunks go first, so a function that dies in
 between leaves history that the retry finds (a duplicate) while it still compares and
 writes the current state. On DynamoDB a transactional write costs two write units per item
-(one for BatchWriteItem/PutItem); the embedded AWS needs ``jukinet_ops.local.moto_patches``
+(one for BatchWriteItem/PutItem); the embedded AWS needs ``embedded_aws.moto_patches``
 (moto copies the whole table per transaction item otherwise).
 """
 

@@ -478,7 +478,7 @@ def alarms_from_history(cloudwatch: Any, prefix: str, start: dt.datetime, end: d
 
 def alarms_from_notifications(path: Path) -> list[AlarmEvent]:
     """The embedded AWS's record of alarm transitions, ``.jukinet/notifications.log``
-    (``jukinet_ops.local.monitoring.NotificationLog``): ``time  tier  alarm  old→new  reason``."""
+    (``embedded_aws.monitoring.NotificationLog``): ``time  tier  alarm  old→new  reason``."""
     events = []
     if not path.is_file():
         return events

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jukinet_ops.iam_policy import as_list
+from .iam_policy import as_list
 
 from .model import BucketNotification, NotEmulated
 from .template import PLACEHOLDER_PREFIX, is_placeholder
@@ -185,7 +185,7 @@ def _alarm(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
         else:
             request[key] = value
     ctx.client("cloudwatch").put_metric_alarm(**request)
-    ctx.note("alarm evaluation", "moto never evaluates it; LocalMonitoring (jukinet_ops/local/monitoring.py, used "
+    ctx.note("alarm evaluation", "moto never evaluates it; LocalMonitoring (embedded_aws/monitoring.py, used "
                                  "by the demo) evaluates it from the metrics the functions emit")
     return name
 
@@ -263,7 +263,7 @@ def _event_invoke_config(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) 
 # API Gateway REST APIs: moto's CloudFormation creates RestApi, Resource, Method (with
 # its Integration's Type, Uri and IntegrationHttpMethod only) and Deployment; it has no
 # model for Stage, ApiKey, UsagePlan, UsagePlanKey. The API is served by
-# jukinet_ops/local/api.py (LocalApi), which reads all of this back from moto.
+# embedded_aws/api.py (LocalApi), which reads all of this back from moto.
 
 
 def _apigw_stage(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
@@ -588,7 +588,7 @@ def _rest_api(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
         ctx.client("apigateway").update_rest_api(restApiId=api_id, patchOperations=operations)
     if props.get("Policy"):
         ctx.note("API Gateway resource policy enforcement", "stored on the API; evaluated only when the API is "
-                                                            "served by jukinet_ops.local.api.LocalApi")
+                                                            "served by embedded_aws.api.LocalApi")
     return api_id
 
 
@@ -655,7 +655,7 @@ IGNORED_PROPERTY_REASONS: dict[tuple[str, str], str] = {
     ("AWS::ApiGateway::Method", "RequestValidatorId"): "requests are not validated locally",
     ("AWS::ApiGateway::Method", "RequestModels"): "requests are not validated locally",
     ("AWS::ApiGateway::Method", "RequestParameters"): "requests are not validated locally",
-    ("AWS::ApiGateway::Method", "AuthorizerId"): "only AWS_IAM authorization is emulated (jukinet_ops.local.api)",
+    ("AWS::ApiGateway::Method", "AuthorizerId"): "only AWS_IAM authorization is emulated (embedded_aws.api)",
 }
 
 

@@ -73,7 +73,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jukinet.clock import system_clock
-from jukinet_ops.iam_policy import as_list
+from .iam_policy import as_list
 
 from .code_image import INVOCATION_LOCK
 from .model import DeployedEnvironment, NotEmulated, StackReport

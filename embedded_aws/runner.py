@@ -63,7 +63,8 @@ from typing import Any, Self, TextIO
 
 from botocore.exceptions import ClientError
 
-from ..emergency import ISOLATION_TAG
+from jukinet.domain.isolation import ISOLATION_TAG
+
 from .code_image import CodeImage, handler_root
 from .model import BucketNotification, DeployedEnvironment, EventSourceMappingSpec
 from .moto_patches import GENERATIONS_PATH, QUEUE_DEPTHS_PATH

@@ -1,5 +1,5 @@
 """Corrections to the embedded AWS (moto), applied wherever moto runs for jukinet:
-the server child process (``python -m jukinet_ops.local.moto_server``), the thread mode of
+the server child process (``python -m embedded_aws.moto_server``), the thread mode of
 ``MotoServer`` and the in-process ``mock_aws`` tests and benchmarks.
 
 1. **TransactWriteItems in time proportional to the transaction, not the table.** moto

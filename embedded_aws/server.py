@@ -1,6 +1,6 @@
 """The embedded AWS: a moto server on 127.0.0.1 and the boto3 sessions that talk to it.
 
-By default the server is a child process (``python -m jukinet_ops.local.moto_server``: moto's
+By default the server is a child process (``python -m embedded_aws.moto_server``: moto's
 server with the corrections of ``moto_patches``), not a thread of this
 one: moto keeps its state in module globals, so a thread would share that state (and the
 ``werkzeug`` request log, and moto's Docker settings) with anything else in the process,
@@ -138,7 +138,7 @@ class MotoServer:
             port = self._fixed_port or _free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
             process = subprocess.Popen(
-                [sys.executable, "-m", "jukinet_ops.local.moto_server", "-H", HOST, "-p", str(port)],
+                [sys.executable, "-m", "embedded_aws.moto_server", "-H", HOST, "-p", str(port)],
                 stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, env=env, start_new_session=self._own_session,
             )
             if _wait_until_ready(port, process, self.start_timeout_s):

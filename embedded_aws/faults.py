@@ -25,7 +25,7 @@ answer" is ``kill_after`` on the log's ``TransactWriteItems``.
 
 Usage::
 
-    from jukinet_ops.local.faults import FaultInjector, Rule
+    from embedded_aws.faults import FaultInjector, Rule
 
     faults = FaultInjector(seed=7)
     faults.add(Rule("dynamodb", "TransactWriteItems", "throttle", rate=0.2))      # 20% of calls
