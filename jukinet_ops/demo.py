@@ -61,12 +61,16 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
     the one-screen summary (``demo_report.DemoOutput``)."""
     from infra.config import load_deployment
     from infra.naming import Names, prefecture_tier
+    from embedded_aws import (
+        FlowLogRecorder,
+        LocalMonitoring,
+        LocalRunner,
+        MotoServer,
+        NotificationLog,
+        deploy_assembly,
+        local_credentials,
+    )
     from jukinet_ops.demo_data import generate_month
-    from embedded_aws.deploy import deploy_assembly
-    from embedded_aws.flow_logs import FlowLogRecorder
-    from embedded_aws.monitoring import LocalMonitoring, NotificationLog
-    from embedded_aws.runner import LocalRunner
-    from embedded_aws.server import MotoServer, local_credentials
     from jukinet_ops.reconcile import reconcile_deployment
     from jukinet_ops.synth import synth
 
@@ -120,7 +124,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         notifications = NotificationLog(WORK_DIR / "notifications.log", truncate=True)
         monitoring = stack.enter_context(LocalMonitoring(env, stream=log_stream, notifications=notifications))
         # Each invocation's AWS calls and sockets become the flow-log and DNS query-log records its
-        # VPC would write, so the network watch's alarms see the demo's traffic (local/flow_logs.py).
+        # VPC would write, so the network watch's alarms see the demo's traffic (embedded_aws/flow_logs.py).
         flow_logs = stack.enter_context(FlowLogRecorder(env.client, now=lambda: clock().timestamp()).installed())
         runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True, flow_logs=flow_logs,
                                                  cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-"))))
@@ -200,7 +204,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
 def _agency_traffic(output: DemoOutput, deployment, env, runner, after_attacks, clock: Clock) -> None:
     from infra.naming import Names
     from jukinet_ops.agency_traffic import recipient_principals, run_demo_traffic, sample_residents
-    from embedded_aws.api import LocalApi
+    from embedded_aws import LocalApi
     from jukinet_ops.provision import disclose, key_source, monthly_statistics, provision_tables, verify_log
 
     console = output.console

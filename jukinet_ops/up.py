@@ -10,7 +10,7 @@
    against a key pair per recipient, and each municipality tier's counter API (住基カード) on
    ``--port-base + 2`` onwards (one port per prefecture, in the configuration's order), checked
    against the sessions of the counter-staff roles and the tier's operator role;
-3. write what a client needs (``local/client_env.py``: ``.jukinet/env``, an AWS
+3. write what a client needs (``embedded_aws/client_env.py``: ``.jukinet/env``, an AWS
    config/credentials pair with a profile per recipient and per deployed people and writer
    role) and print it;
 4. run until Ctrl-C or ``jukinet down`` (SIGTERM): the functions run from their deployed
@@ -78,14 +78,19 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
     from infra.config import load_deployment
     from infra.naming import Names
 
+    from embedded_aws import (
+        FlowLogRecorder,
+        LocalApi,
+        LocalMonitoring,
+        LocalRunner,
+        LocalSchedules,
+        MotoServer,
+        NotificationLog,
+        deploy_assembly,
+        local_credentials,
+    )
+
     from .agency_traffic import recipient_principals
-    from embedded_aws.api import LocalApi
-    from embedded_aws.deploy import deploy_assembly
-    from embedded_aws.flow_logs import FlowLogRecorder
-    from embedded_aws.monitoring import LocalMonitoring, NotificationLog
-    from embedded_aws.runner import LocalRunner
-    from embedded_aws.schedules import LocalSchedules
-    from embedded_aws.server import MotoServer, local_credentials
     from .synth import synth
 
     console = console or Console(soft_wrap=True)  # lines stay whole in a log file too
@@ -141,7 +146,7 @@ def run_up(*, clock: Clock, deployment_name: str | None = None, cdk_out: str | N
         # The monthly monitoring report reads the alarm transitions from notifications.log (the
         # embedded AWS serves no alarm history: jukinet.handlers.monitoring_report).
         runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True,
-                                                 flow_logs=flow_logs,  # network watch: local/flow_logs.py
+                                                 flow_logs=flow_logs,  # network watch: embedded_aws/flow_logs.py
                                                  env_overrides={LOCAL_ALARM_HISTORY: str(
                                                      (files.state_dir / "notifications.log").resolve())}))
         schedules = LocalSchedules(env, clock())
@@ -201,7 +206,7 @@ def _serve_counter_apis(stack: ExitStack, deployment: Any, names: Any, env: Any,
     the tier's execute-api endpoint as the deployed function knows it."""
     from infra.naming import municipality_tier
 
-    from embedded_aws.api import LocalApi, LocalPrincipal
+    from embedded_aws import LocalApi, LocalPrincipal
 
     served: dict[str, Any] = {}
     for offset, prefecture in enumerate(deployment.prefectures):

@@ -17,14 +17,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from embedded_aws import (
+    LocalApi,
+    LocalMonitoring,
+    LocalRunner,
+    MotoServer,
+    deploy_assembly,
+    local_credentials,
+    local_principals,
+    replace_environ,
+)
 from infra.config import load_deployment
 from infra.naming import Names, municipality_tier
 from jukinet.adapters import aws
-from embedded_aws.api import LocalApi, local_principals
-from embedded_aws.deploy import deploy_assembly
-from embedded_aws.monitoring import LocalMonitoring
-from embedded_aws.runner import LocalRunner, replace_environ
-from embedded_aws.server import MotoServer, local_credentials
 from jukinet_ops.synth import synth
 
 from ..dates import SYNTH_DAY
