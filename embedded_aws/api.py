@@ -73,6 +73,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jukinet.clock import system_clock
+from . import iam_policy
 from .iam_policy import as_list
 
 from .code_image import INVOCATION_LOCK
@@ -211,36 +212,29 @@ def sign_request(principal: LocalPrincipal, method: str, url: str, region: str, 
 
 Decision = Literal["allow", "explicit-deny", "implicit-deny"]
 
-# Condition operator -> the keys it is evaluated for (lower case, as IAM compares them).
+# Condition operator (lower case) -> IAM's name of it, and the keys it is evaluated for (lower case).
 _CONDITIONS = {
-    "stringequals": frozenset({"aws:sourcevpce", "aws:principalarn"}),
-    "stringnotequals": frozenset({"aws:sourcevpce", "aws:principalarn"}),
-    "arnlike": frozenset({"aws:principalarn"}),
-    "arnnotlike": frozenset({"aws:principalarn"}),
+    "stringequals": ("StringEquals", frozenset({"aws:sourcevpce", "aws:principalarn"})),
+    "stringnotequals": ("StringNotEquals", frozenset({"aws:sourcevpce", "aws:principalarn"})),
+    "arnlike": ("ArnLike", frozenset({"aws:principalarn"})),
+    "arnnotlike": ("ArnNotLike", frozenset({"aws:principalarn"})),
 }
 _STATEMENT_KEYS = frozenset({"Sid", "Effect", "Principal", "Action", "Resource", "Condition"})
-
-
-@dataclass(frozen=True)
-class _Statement:
-    sid: str
-    effect: str
-    principals: tuple[str, ...]  # "*" or AWS principals
-    actions: tuple[str, ...]
-    resources: tuple[str, ...]  # ARN patterns, execute-api:/ shorthand expanded
-    conditions: tuple[tuple[str, str, tuple[str, ...]], ...]  # (operator, key, values), all lower-case but values
+_DECISIONS: dict[str, Decision] = {iam_policy.ALLOW: "allow", iam_policy.DENY: "explicit-deny",
+                                   iam_policy.IMPLICIT_DENY: "implicit-deny"}
 
 
 class ResourcePolicy:
     """An API Gateway resource policy, evaluated for ``execute-api:Invoke``.
 
-    Implements exactly what the stacks use: ``Allow``/``Deny`` statements with
+    Accepts exactly what the stacks use: ``Allow``/``Deny`` statements with
     ``Principal`` ``*`` or ``{"AWS": ...}`` (role ARNs, assumed-role session ARNs, account
     ids or roots), ``Action``, ``Resource`` (ARNs with wildcards, or API Gateway's
     ``execute-api:/stage/METHOD/path`` shorthand), and conditions ``StringEquals``/
     ``StringNotEquals`` on ``aws:SourceVpce`` or ``aws:PrincipalArn``, ``ArnLike``/
     ``ArnNotLike`` on ``aws:PrincipalArn``. Anything else raises ``UnsupportedPolicyError``
-    when the policy is loaded (never a silent allow)."""
+    when the policy is loaded (never a silent allow). The accepted statements, their shorthand
+    expanded, are evaluated by the one IAM evaluator (``iam_policy.evaluate``, decision 0052)."""
 
     def __init__(self, document: str | Mapping[str, Any], *, region: str, account: str, api_id: str,
                  partition: str = "aws") -> None:
@@ -253,7 +247,9 @@ class ResourcePolicy:
         self.api_arn = f"arn:{partition}:execute-api:{region}:{account}:{api_id}"
         self.statements = [self._statement(s, i) for i, s in enumerate(as_list(parsed.get("Statement")))]
 
-    def _statement(self, raw: Any, index: int) -> _Statement:
+    def _statement(self, raw: Any, index: int) -> dict[str, Any]:
+        """The statement as ``iam_policy`` evaluates it, once it is known to hold only what is
+        accepted: condition operators in IAM's spelling, the ``execute-api:/`` shorthand expanded."""
         if not isinstance(raw, Mapping):
             raise UnsupportedPolicyError(f"statement {index} is not an object")
         sid = str(raw.get("Sid", index))
@@ -265,16 +261,16 @@ class ResourcePolicy:
             raise UnsupportedPolicyError(f"statement {sid}: Effect {effect!r}")
         principal = raw.get("Principal")
         if principal == "*":
-            principals: tuple[str, ...] = ("*",)
+            principals: Any = "*"
         elif isinstance(principal, Mapping) and set(principal) == {"AWS"}:
-            principals = tuple(str(p) for p in as_list(principal["AWS"]))
+            principals = {"AWS": [str(p) for p in as_list(principal["AWS"])]}
         else:
             raise UnsupportedPolicyError(f"statement {sid}: Principal {principal!r} (only * and AWS principals)")
-        actions = tuple(str(a) for a in as_list(raw.get("Action")))
-        resources = tuple(self._expand(str(r)) for r in as_list(raw.get("Resource")))
+        actions = [str(a) for a in as_list(raw.get("Action"))]
+        resources = [self._expand(str(r)) for r in as_list(raw.get("Resource"))]
         if not actions or not resources:
             raise UnsupportedPolicyError(f"statement {sid}: needs Action and Resource")
-        conditions = []
+        conditions: dict[str, dict[str, list[str]]] = {}
         for operator, block in (raw.get("Condition") or {}).items():
             if operator.lower() not in _CONDITIONS:
                 raise UnsupportedPolicyError(f"statement {sid}: condition operator {operator} is not evaluated "
@@ -282,13 +278,15 @@ class ResourcePolicy:
                                              f"ArnNotLike)")
             if not isinstance(block, Mapping):
                 raise UnsupportedPolicyError(f"statement {sid}: condition {operator} is not an object")
+            name, keys = _CONDITIONS[operator.lower()]
             for key, values in block.items():
-                if key.lower() not in _CONDITIONS[operator.lower()]:
+                if key.lower() not in keys:
                     raise UnsupportedPolicyError(f"statement {sid}: {operator} on {key} is not evaluated locally "
                                                  f"(supported: StringEquals/StringNotEquals on aws:SourceVpce or "
                                                  f"aws:PrincipalArn, ArnLike/ArnNotLike on aws:PrincipalArn)")
-                conditions.append((operator.lower(), key.lower(), tuple(str(v) for v in as_list(values))))
-        return _Statement(sid, effect, principals, actions, resources, tuple(conditions))
+                conditions.setdefault(name, {})[key.lower()] = [str(v) for v in as_list(values)]
+        return {"Sid": sid, "Effect": effect, "Principal": principals, "Action": actions, "Resource": resources,
+                **({"Condition": conditions} if conditions else {})}
 
     def _expand(self, resource: str) -> str:
         if resource.startswith("execute-api:/"):
@@ -298,65 +296,18 @@ class ResourcePolicy:
     def evaluate(self, *, resource_arn: str, principal: LocalPrincipal | None, source_vpce: str | None,
                  action: str = INVOKE_ACTION) -> Decision:
         """``explicit-deny`` if a matching Deny statement applies, else ``allow`` if a
-        matching Allow does, else ``implicit-deny``. ``principal`` None: anonymous."""
+        matching Allow does, else ``implicit-deny``. ``principal`` None: anonymous (matched by a
+        ``*`` principal only). A signed-in caller is its role and its session: a statement naming
+        either, or its account, applies to it."""
         context: dict[str, str] = {}
         if source_vpce:
-            context["aws:sourcevpce"] = source_vpce
+            context["aws:SourceVpce"] = source_vpce
         if principal is not None:
-            context["aws:principalarn"] = principal.principal_arn
-        allowed = False
-        for statement in self.statements:
-            if not self._applies(statement, resource_arn, principal, action, context):
-                continue
-            if statement.effect == "Deny":
-                return "explicit-deny"
-            allowed = True
-        return "allow" if allowed else "implicit-deny"
-
-    @staticmethod
-    def _applies(statement: _Statement, resource_arn: str, principal: LocalPrincipal | None, action: str,
-                 context: Mapping[str, str]) -> bool:
-        if not any(_glob(pattern, action, case_sensitive=False) for pattern in statement.actions):
-            return False
-        if not any(_glob(pattern, resource_arn) for pattern in statement.resources):
-            return False
-        if not any(_principal_matches(p, principal) for p in statement.principals):
-            return False
-        return all(_condition(operator, context.get(key), values) for operator, key, values in statement.conditions)
-
-
-def _principal_matches(value: str, principal: LocalPrincipal | None) -> bool:
-    if value == "*":
-        return True
-    if principal is None:
-        return False
-    return value in (principal.principal_arn, principal.session_arn, principal.account,
-                     f"arn:aws:iam::{principal.account}:root")
-
-
-def _condition(operator: str, actual: str | None, values: tuple[str, ...]) -> bool:
-    # A negated operator is true when the key is absent from the request (IAM's rule).
-    if operator == "stringequals":
-        return actual is not None and actual in values
-    if operator == "stringnotequals":
-        return actual is None or actual not in values
-    if operator == "arnlike":
-        return actual is not None and any(_arn_like(v, actual) for v in values)
-    if operator == "arnnotlike":
-        return actual is None or not any(_arn_like(v, actual) for v in values)
-    raise UnsupportedPolicyError(operator)  # validated at load time
-
-
-def _arn_like(pattern: str, arn: str) -> bool:
-    # Each of the six colon-separated parts is matched separately, wildcards within a part.
-    wanted, got = pattern.split(":", 5), arn.split(":", 5)
-    return len(wanted) == len(got) == 6 and all(_glob(w, g) for w, g in zip(wanted, got, strict=True))
-
-
-def _glob(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
-    if not case_sensitive:
-        pattern, value = pattern.lower(), value.lower()
-    return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
+            context["aws:PrincipalArn"] = principal.principal_arn
+        identities = () if principal is None else (principal.principal_arn, principal.session_arn)
+        decision = iam_policy.evaluate({"Statement": self.statements}, action=action, resource=resource_arn,
+                                       principal=identities, context=context)
+        return _DECISIONS[decision]
 
 
 # -- SigV4 ---------------------------------------------------------------------------------------

@@ -1,14 +1,18 @@
 """A small IAM policy evaluator: enough of IAM's rules to answer "would this be allowed?" offline.
 
-Used by the access review (is a deployed trust policy still in force today?) and by the tests
-that prove a contractor's access ends by itself. It follows IAM's evaluation logic for one
-set of policies: an explicit Deny wins, else any Allow, else the implicit deny. Supported:
+The one IAM evaluator of the repository (decision 0052): the embedded AWS's locally served APIs
+evaluate their resource policies with it (``api.ResourcePolicy``), the access review asks it
+whether a deployed trust policy is still in force today, the checklist reads policies with its
+``as_list``, and ``tests/infra`` proves with it what each role may do (a contractor's access
+ending by itself, an insider refused). It follows IAM's evaluation logic for one set of
+policies: an explicit Deny wins, else any Allow, else the implicit deny. Supported:
 ``Action``/``NotAction``, ``Resource``/``NotResource`` (wildcards ``*`` and ``?``),
-``Principal`` (``AWS``, ``Federated``, ``*``) for trust policies, and the condition operators
-this system writes — String*, Arn*, Bool, Null, Date*, Numeric*, with ``ForAnyValue:`` /
-``ForAllValues:`` and ``…IfExists``. Anything else raises ``UnsupportedPolicy`` rather than
-guessing. A resource that is still a CloudFormation intrinsic (``{"Fn::GetAtt": …}``) matches
-only an equal request resource, so synthesized templates can be evaluated as they are.
+``Principal`` (``AWS``, ``Federated``, ``*``) for trust and resource policies, and the
+condition operators this system writes — String*, Arn*, Bool, Null, Date*, Numeric*, with
+``ForAnyValue:`` / ``ForAllValues:`` and ``…IfExists``. Anything else raises
+``UnsupportedPolicy`` rather than guessing. A resource or an ARN condition value that is still a
+CloudFormation intrinsic (``{"Fn::GetAtt": …}``) matches only an equal request value, so
+synthesized templates can be evaluated as they are.
 """
 
 from __future__ import annotations
@@ -43,6 +47,16 @@ def _glob(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
     return re.fullmatch(regex, value, flags=re.DOTALL) is not None
 
 
+def _arn_like(pattern: Any, arn: Any) -> bool:
+    """``ArnLike``/``ArnEquals``: each of the six colon-separated parts of the ARN is matched on
+    its own, wildcards within a part (a ``*`` never swallows a separator: ``arn:aws:iam::1111*``
+    matches no role ARN). A value that is not a string (an intrinsic) matches only an equal one."""
+    if not (isinstance(pattern, str) and isinstance(arn, str)):
+        return pattern == arn
+    wanted, got = pattern.split(":", 5), arn.split(":", 5)
+    return len(wanted) == len(got) == 6 and all(_glob(w, g) for w, g in zip(wanted, got, strict=True))
+
+
 def _resource_matches(pattern: Any, resource: Any) -> bool:
     if isinstance(pattern, str) and isinstance(resource, str):
         return _glob(pattern, resource)
@@ -71,7 +85,7 @@ def _compare(base: str, actual: Any, expected: Any) -> bool:
     if base == "StringLike":
         return _glob(str(expected), str(actual))
     if base in ("ArnLike", "ArnEquals"):
-        return _glob(str(expected), str(actual))
+        return _arn_like(expected, actual)
     if base == "Bool":
         return str(actual).lower() == str(expected).lower()
     if base.startswith("Date"):
@@ -142,24 +156,32 @@ def conditions_hold(conditions: Mapping[str, Mapping[str, Any]] | None, context:
     return True
 
 
-def _principal_matches(principal_block: Any, principal: str | None) -> bool:
+Principal = str | Sequence[str] | None
+"""Who calls: an ARN; or the caller's identities — an assumed-role session is its session ARN and
+its role's ARN — of which any may match; an empty sequence is an anonymous caller, whom only
+``*`` matches. None: no caller given (an identity policy's evaluation): a ``Principal`` element
+then applies to nobody."""
+
+
+def _principal_matches(principal_block: Any, principal: Principal) -> bool:
     if principal_block == "*":
         return True
     if principal is None or not isinstance(principal_block, Mapping):
         return False
+    identities = [principal] if isinstance(principal, str) else list(principal)
     for kind, values in principal_block.items():
         if kind not in ("AWS", "Federated", "Service", "CanonicalUser"):
             raise UnsupportedPolicy(f"principal type {kind!r}")
         for value in as_list(values):
-            if value == "*" or value == principal:
+            if value == "*" or value in identities:
                 return True
             account = re.fullmatch(r"arn:[\w-]+:iam::(\d{12}):root|(\d{12})", str(value))
-            if account and f":{account[1] or account[2]}:" in principal:
+            if account and any(f":{account[1] or account[2]}:" in identity for identity in identities):
                 return True
     return False
 
 
-def _statement_applies(statement: Mapping[str, Any], *, action: str, resource: Any, principal: str | None,
+def _statement_applies(statement: Mapping[str, Any], *, action: str, resource: Any, principal: Principal,
                        context: Mapping[str, Any]) -> bool:
     if "Principal" in statement or "NotPrincipal" in statement:
         if "NotPrincipal" in statement:
@@ -184,11 +206,12 @@ def statements(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def evaluate(documents: Mapping[str, Any] | Iterable[Mapping[str, Any]], *, action: str, resource: Any = "*",
-             principal: str | None = None, context: Mapping[str, Any] | None = None) -> str:
+             principal: Principal = None, context: Mapping[str, Any] | None = None) -> str:
     """``allow``, ``deny`` (an explicit Deny applies) or ``implicit-deny`` for one request.
 
-    ``documents``: one policy or several (a role's policies together, or a trust policy —
-    then give ``principal``, the caller's ARN or SAML provider ARN). ``context``: condition
+    ``documents``: one policy or several (a role's policies together, or a trust or resource
+    policy — then give ``principal``, the caller's ARN or SAML provider ARN, or its identities:
+    ``Principal``). ``context``: condition
     keys of the request (``aws:CurrentTime`` as a datetime or ISO string, ``aws:MultiFactorAuthPresent``…).
     """
     docs = [documents] if isinstance(documents, Mapping) else list(documents)
@@ -218,5 +241,5 @@ def date_bounds(document: Mapping[str, Any]) -> list[dt.datetime]:
     return found
 
 
-__all__ = ["ALLOW", "DENY", "IMPLICIT_DENY", "UnsupportedPolicy", "conditions_hold", "date_bounds", "evaluate",
-           "parse_time", "statements"]
+__all__ = ["ALLOW", "DENY", "IMPLICIT_DENY", "Principal", "UnsupportedPolicy", "as_list", "conditions_hold",
+           "date_bounds", "evaluate", "parse_time", "statements"]

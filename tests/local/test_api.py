@@ -537,6 +537,46 @@ def test_policy_arn_conditions_on_the_principal_arn():
     assert narrow.evaluate(resource_arn=RESOURCE, principal=_principal(), source_vpce=VPCE) == "implicit-deny"
 
 
+def test_policy_principal_forms_anonymous_callers_and_the_account():
+    """Every principal form the stacks write, as the one IAM evaluator (``iam_policy``) reads it:
+    ``{"AWS": "*"}`` (CDK's ``AnyPrincipal``) matches an unsigned caller too; the account root and
+    the bare account id match any role of the account; a role ARN matches its sessions."""
+    anyone = _policy({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "execute-api:Invoke",
+                      "Resource": "execute-api:/*"})
+    assert anyone.evaluate(resource_arn=RESOURCE, principal=None, source_vpce=None) == "allow"
+    root = _policy({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                    "Action": "execute-api:Invoke", "Resource": "execute-api:/*"})
+    assert root.evaluate(resource_arn=RESOURCE, principal=_principal(), source_vpce=None) == "allow"
+    assert root.evaluate(resource_arn=RESOURCE, principal=None, source_vpce=None) == "implicit-deny"
+    elsewhere = _principal(arn="arn:aws:iam::444455556666:role/agency/nenkin-provision")
+    assert root.evaluate(resource_arn=RESOURCE, principal=elsewhere, source_vpce=None) == "implicit-deny"
+    role = _policy({"Effect": "Allow", "Principal": {"AWS": [ROLE]}, "Action": "execute-api:Invoke",
+                    "Resource": "execute-api:/*"})
+    assert role.evaluate(resource_arn=RESOURCE, principal=_principal(), source_vpce=None) == "allow"
+    assert role.evaluate(resource_arn=RESOURCE, principal=None, source_vpce=None) == "implicit-deny"
+
+
+def test_policy_string_conditions_on_the_principal_arn_and_absent_keys():
+    """``StringEquals``/``StringNotEquals`` on ``aws:PrincipalArn``, and IAM's rule for a key the
+    request lacks (an unsigned call has no principal ARN, a direct call no endpoint): a negated
+    operator holds, a positive one does not. Operators are read whatever their case, as before."""
+    policy = _policy(
+        {"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "execute-api:/*",
+         "Condition": {"stringequals": {"aws:PrincipalArn": ROLE}}},
+        {"Effect": "Deny", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "execute-api:/*",
+         "Condition": {"StringNotEquals": {"aws:PrincipalArn": [ROLE]}}})
+    assert policy.evaluate(resource_arn=RESOURCE, principal=_principal(), source_vpce=None) == "allow"
+    other = _principal(arn="arn:aws:iam::111122223333:role/agency/other")
+    assert policy.evaluate(resource_arn=RESOURCE, principal=other, source_vpce=None) == "explicit-deny"
+    assert policy.evaluate(resource_arn=RESOURCE, principal=None, source_vpce=None) == "explicit-deny"
+    endpoint = _policy({"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "*",
+                        "Condition": {"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/agency/other"},
+                                      "StringEquals": {"aws:SourceVpce": VPCE}}})
+    assert endpoint.evaluate(resource_arn=RESOURCE, principal=None, source_vpce=VPCE) == "allow"
+    assert endpoint.evaluate(resource_arn=RESOURCE, principal=None, source_vpce=None) == "implicit-deny"
+    assert endpoint.evaluate(resource_arn=RESOURCE, principal=other, source_vpce=VPCE) == "implicit-deny"
+
+
 @pytest.mark.parametrize("statement", [
     {"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "*",
      "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}},
