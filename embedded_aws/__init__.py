@@ -23,7 +23,7 @@ re-exported here; everything else is in the modules named below and may change::
 | deploy an assembly | ``deploy_assembly`` → ``DeployedEnvironment`` | ``deploy.py``, ``model.py`` |
 | run the functions until idle | ``LocalRunner`` (``run_until_idle``, ``invoke``), ``replace_environ`` | ``runner.py`` |
 | serve a private REST API | ``LocalApi``, ``LocalPrincipal``, ``local_principals`` | ``api.py`` |
-| evaluate the alarms | ``LocalMonitoring``, ``evaluate_alarms``, ``MetricSink``, ``AlarmVerdict``, ``NotificationLog``, ``print_alarm_status``, ``ALARM``, ``OK``, ``INSUFFICIENT_DATA`` | ``monitoring.py`` |
+| evaluate the alarms | ``LocalMonitoring``, ``evaluate_alarms``, ``MetricSink``, ``AlarmVerdict``, ``NotificationLog``, ``print_alarm_status``, ``ALARM``, ``OK``, ``INSUFFICIENT_DATA`` | ``monitoring/`` |
 | fire the schedules | ``LocalSchedules`` | ``schedules.py`` |
 | record flow and DNS query logs | ``FlowLogRecorder`` | ``flow_logs.py`` |
 | inject faults | ``FaultInjector``, ``Rule``, ``FunctionKilled`` | ``faults.py`` |

@@ -185,7 +185,7 @@ def _alarm(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:
         else:
             request[key] = value
     ctx.client("cloudwatch").put_metric_alarm(**request)
-    ctx.note("alarm evaluation", "moto never evaluates it; LocalMonitoring (embedded_aws/monitoring.py, used "
+    ctx.note("alarm evaluation", "moto never evaluates it; LocalMonitoring (embedded_aws/monitoring/, used "
                                  "by the demo) evaluates it from the metrics the functions emit")
     return name
 

@@ -6,7 +6,7 @@ flow-log group, the records the VPC would have written for what the runner can s
 invocation, in the deployed format (``infra/components/network_watch.py``: the 14 default
 version-2 fields, then ``flow-direction`` and ``pkt-dst-aws-service``), so the deployed metric
 filters and alarms (``flow-log-rejects``, ``flow-log-leaving-vpc``) are evaluated on them by
-``monitoring.py`` like any other log:
+``monitoring/`` like any other log:
 
 * **each AWS call** the function makes through boto3 (``BaseClient._make_api_call``, wrapped): if the
   tier's VPC has an endpoint for the service in that region (``DescribeVpcEndpoints``), an

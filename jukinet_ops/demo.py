@@ -118,7 +118,7 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         # with its own environment; the handlers cache their runtime per environment). Separate
         # copies per function cost ~0.5 s of cold start each, 40 s for Nagano's 79 functions.
         # The functions' EMF metrics become CloudWatch metric data in the embedded AWS, and the
-        # deployed alarms are evaluated from them (embedded_aws/monitoring.py).
+        # deployed alarms are evaluated from them (embedded_aws/monitoring/).
         # Every alarm transition that notifies a tier's topic is also written to a log: what
         # would have been sent by e-mail or chat (shown at the end).
         notifications = NotificationLog(WORK_DIR / "notifications.log", truncate=True)

@@ -1,4 +1,4 @@
-"""Alarms evaluated for real in local mode (embedded_aws/monitoring.py).
+"""Alarms evaluated for real in local mode (embedded_aws/monitoring/).
 
 Against a moto server: alarms created through the CloudWatch API as the stacks define them,
 metric data from EMF lines printed by the runtime's own Powertools ``Metrics``
