@@ -22,7 +22,7 @@ re-exported here; everything else is in the modules named below and may change::
 | start the embedded AWS, and talk to it | ``MotoServer``, ``local_credentials``, ``local_client``, ``local_session`` | ``server.py`` |
 | deploy an assembly | ``deploy_assembly`` → ``DeployedEnvironment`` | ``deploy.py``, ``model.py`` |
 | run the functions until idle | ``LocalRunner`` (``run_until_idle``, ``invoke``), ``replace_environ`` | ``runner.py`` |
-| serve a private REST API | ``LocalApi``, ``LocalPrincipal``, ``local_principals`` | ``api.py`` |
+| serve a private REST API | ``LocalApi``, ``LocalPrincipal``, ``local_principals`` | ``api/`` |
 | evaluate the alarms | ``LocalMonitoring``, ``evaluate_alarms``, ``MetricSink``, ``AlarmVerdict``, ``NotificationLog``, ``print_alarm_status``, ``ALARM``, ``OK``, ``INSUFFICIENT_DATA`` | ``monitoring/`` |
 | fire the schedules | ``LocalSchedules`` | ``schedules.py`` |
 | record flow and DNS query logs | ``FlowLogRecorder`` | ``flow_logs.py`` |

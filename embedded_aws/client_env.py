@@ -16,7 +16,7 @@
   deployment, never listed here.
 
 The credentials are local-only: the embedded AWS evaluates no IAM, and the provision API's
-key pairs are known to the locally served API only (``embedded_aws/api.py``).
+key pairs are known to the locally served API only (``embedded_aws/api/``).
 """
 
 from __future__ import annotations

@@ -263,7 +263,7 @@ def _event_invoke_config(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) 
 # API Gateway REST APIs: moto's CloudFormation creates RestApi, Resource, Method (with
 # its Integration's Type, Uri and IntegrationHttpMethod only) and Deployment; it has no
 # model for Stage, ApiKey, UsagePlan, UsagePlanKey. The API is served by
-# embedded_aws/api.py (LocalApi), which reads all of this back from moto.
+# embedded_aws/api/ (LocalApi), which reads all of this back from moto.
 
 
 def _apigw_stage(ctx: ApplyContext, lid: str, resolved: dict[str, Any]) -> str:

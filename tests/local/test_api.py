@@ -1,4 +1,4 @@
-"""The deployed private REST API served locally (embedded_aws/api.py): a toy CDK app
+"""The deployed private REST API served locally (embedded_aws/api/): a toy CDK app
 with a private RestApi (resource policy, AWS_IAM methods, an API key and usage plan, an
 access-logged stage) is synthesized, deployed into moto and called with SigV4 exactly as
 any AWS SDK signs an execute-api request.
