@@ -26,9 +26,10 @@ def world():
 
 
 @pytest.fixture
-def home_alarms(world, monkeypatch):
+def home_alarms(world, monkeypatch, metrics_at_one_instant):
     """The home tier's card alarms, evaluated by the embedded AWS's CloudWatch evaluator on what
-    the channel functions print; the fixture gives a function returning {kind: state}."""
+    the channel functions print (at one instant, evaluated there: tests/conftest.py); the fixture
+    gives a function returning {kind: state}."""
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
 
     def factory(service, region=None, account=None):
@@ -47,7 +48,7 @@ def home_alarms(world, monkeypatch):
     def states() -> dict[str, str]:
         sink.flush()
         assert not sink.problems, sink.problems
-        return {v.name.removeprefix(f"{HOME_SERVICE}-"): v.new_state for v in evaluate_alarms(factory)}
+        return {v.name.removeprefix(f"{HOME_SERVICE}-"): v.new_state for v in evaluate_alarms(factory, metrics_at_one_instant)}
 
     yield states
     sink.close()
