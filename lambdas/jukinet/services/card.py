@@ -23,12 +23,12 @@ from ..clock import Clock, month_jst
 from ..domain.card import (
     MAX_PIN_FAILURES,
     Card,
+    CardApplication,
     CardEvent,
     CardMoved,
     CardRefusal,
     CardRefusalCode,
     CardStatus,
-    CardType,
     Challenge,
     Counter,
     EventKind,
@@ -216,16 +216,13 @@ class CardService:
         self.store.count(where, month_jst(now), {f"{prefix}{refusal.code.name}": 1})
 
     # --- issuance (交付) -------------------------------------------------------------------------
-    def issue(self, caller: Caller, *, resident_code: object, card_type: object, public_key: object) -> Card:
+    def issue(self, caller: Caller, application: CardApplication) -> Card:
         now = self.clock()
         staff = self.identify(caller)
         municipality = self._counter_only(staff)
         try:
-            code = ResidentCode.parse(resident_code).value
-            kind = CardType(card_type) if card_type in ("A", "B") else None
-            if kind is None:
-                raise ValidationError("card_type", "enum", "card_type is A (no photo) or B (photo)")
-            details = issue_details(code, kind, public_key if isinstance(public_key, str) else "", now)
+            code = ResidentCode.parse(application.resident_code).value
+            details = issue_details(code, application.card_type, application.public_key, now)
         except ValidationError as exc:
             raise CardRefusal(CardRefusalCode.INVALID_REQUEST, exc.detail, field=exc.field, rule=exc.rule) from None
         register = self.store.register(code)
@@ -258,7 +255,7 @@ class CardService:
         card = self._card(serial, now)
         self._home_counter(staff, card, operator_too=True)
         after = self._change(card, EventKind.SUSPENDED, now, municipality=card.home, actor=staff.principal,
-                             details={"reason": reason[:64]})
+                             details={"reason": reason})  # at most 64 characters (the API model)
         self._record(staff, now, caller, "suspend", "ok", card=after)
         return after
 
