@@ -430,6 +430,17 @@ class CardApplication:
     public_key: str  # base64 DER
 
 
+@dataclass(frozen=True, slots=True)
+class PinFailures:
+    """A wrong PIN counted: the card's failures so far, and whether that locked it."""
+
+    failures: int
+
+    @property
+    def locked(self) -> bool:
+        return self.failures >= MAX_PIN_FAILURES
+
+
 def issue_details(resident_code: str, card_type: CardType, public_key_b64: str, now: dt.datetime) -> dict:
     ResidentCode.parse(resident_code)
     public_key_from_b64(public_key_b64)

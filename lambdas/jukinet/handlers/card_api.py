@@ -128,9 +128,9 @@ def reset_pin(serial: Serial, request: PinResetRequest) -> PinResetResponse:
                            "content": {"application/json": {"model": ChallengeResponse}}}})
 def challenge(request: ChallengeRequest) -> ChallengeResponse:
     who = caller()
-    body = runtime().challenge(who, request.serial)
+    issued = runtime().challenge(who, request.serial)
     served("challenge", who)
-    return ChallengeResponse.of(body)
+    return ChallengeResponse.of(issued)
 
 
 @app.post("/v1/authentications", summary="Authenticate a card: its signature over the challenge",
@@ -139,10 +139,10 @@ def challenge(request: ChallengeRequest) -> ChallengeResponse:
                            "content": {"application/json": {"model": AuthenticationResponse}}}})
 def authenticate(request: AuthenticationRequest) -> AuthenticationResponse:
     who, signature = caller(), request.signature_bytes()
-    body = runtime().authenticate(who, request.challenge_id, signature)
+    card = runtime().authenticate(who, request.challenge_id, signature)
     served("authenticate", who)
     metrics.add_metric(name="CardAuthentications", unit=MetricUnit.Count, value=1)
-    return AuthenticationResponse(**body)
+    return AuthenticationResponse.of(card)
 
 
 @app.post("/v1/challenges/<challenge_id>/pin-failure", tags=["authentication"],
@@ -150,10 +150,10 @@ def authenticate(request: AuthenticationRequest) -> AuthenticationResponse:
           responses={200: {"description": "counted", "content": {"application/json": {"model": PinFailureResponse}}}})
 def pin_failure(challenge_id: Annotated[str, PathParam(max_length=64)]) -> PinFailureResponse:
     who = caller()
-    body = runtime().pin_failed(who, challenge_id)
+    counted = runtime().pin_failed(who, challenge_id)
     served("pin_failed", who)
     metrics.add_metric(name="CardPinFailures", unit=MetricUnit.Count, value=1)
-    return PinFailureResponse(**body)
+    return PinFailureResponse.of(counted)
 
 
 @app.post("/v1/remote-authentications", tags=["authentication"],
@@ -208,9 +208,10 @@ def remote_pin_failure(auth_id: Annotated[str, PathParam(max_length=64)]) -> Res
                            "content": {"application/json": {"model": WideAreaCopyAccepted}}}})
 def request_copy(request: WideAreaCopyRequest) -> Response[WideAreaCopyAccepted]:
     who = caller()
-    body = copies().request(who, request.to_application())
+    correlation = copies().request(who, request.to_application())
     served("wide_area_copy_request", who)
-    return Response(status_code=202, content_type="application/json", body=WideAreaCopyAccepted(**body))
+    return Response(status_code=202, content_type="application/json",
+                    body=WideAreaCopyAccepted(correlation=correlation, status="pending"))
 
 
 @app.get("/v1/wide-area-copies/<correlation>", tags=["wide-area copies"],
@@ -265,9 +266,10 @@ def cancel_move_out(resident_code: ResidentPath) -> SpecialMoveOutView:
                            "content": {"application/json": {"model": SpecialMoveInAccepted}}}})
 def request_move_in(request: SpecialMoveInRequest) -> Response[SpecialMoveInAccepted]:
     who = caller()
-    body = moves().request(who, request.to_application())
+    correlation = moves().request(who, request.to_application())
     served("special_move_in_request", who)
-    return Response(status_code=202, content_type="application/json", body=SpecialMoveInAccepted(**body))
+    return Response(status_code=202, content_type="application/json",
+                    body=SpecialMoveInAccepted(correlation=correlation, status="requested"))
 
 
 @app.get("/v1/special-move-ins/<correlation>", tags=["special move-out/move-in"],

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, model_serializer
 
 from ..domain import special_move as sm
 from ..domain import wide_area_copy as wac
-from ..domain.card import Card, CardApplication, CardRefusal, CardRefusalCode, CardType
+from ..domain.card import Card, CardApplication, CardRefusal, CardRefusalCode, CardType, Challenge, PinFailures
 
 
 def signature_bytes(text: str) -> bytes:
@@ -100,9 +100,10 @@ class ChallengeResponse(BaseModel):
     expires_at: str
 
     @classmethod
-    def of(cls, body: dict) -> ChallengeResponse:
-        return cls(challenge_id=body["challenge_id"], serial=body["serial"], message=body["message"],
-                   expires_at=body["expires_at"].astimezone(dt.UTC).isoformat().replace("+00:00", "Z"))
+    def of(cls, challenge: Challenge) -> ChallengeResponse:
+        return cls(challenge_id=challenge.challenge_id, serial=challenge.serial,
+                   message=challenge.message().decode(),
+                   expires_at=challenge.expires_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"))
 
 
 class AuthenticationRequest(BaseModel):
@@ -117,10 +118,19 @@ class AuthenticationResponse(BaseModel):
     resident_code: str
     issuer: str = Field(description="the municipality that issued the card")
 
+    @classmethod
+    def of(cls, card: Card) -> AuthenticationResponse:
+        """The resident code and the issuing municipality, nothing else of the card."""
+        return cls(resident_code=card.resident_code, issuer=card.issuer)
+
 
 class PinFailureResponse(BaseModel):
     failures: int
     locked: bool
+
+    @classmethod
+    def of(cls, counted: PinFailures) -> PinFailureResponse:
+        return cls(failures=counted.failures, locked=counted.locked)
 
 
 class CardAuthenticationProof(BaseModel):

@@ -32,6 +32,7 @@ from ..domain.card import (
     Challenge,
     Counter,
     EventKind,
+    PinFailures,
     RevocationReason,
     apply,
     card_refusal,
@@ -316,14 +317,13 @@ class CardService:
                             details={"from": card.home, "to": to})
 
     # --- authentication ---------------------------------------------------------------------------------
-    def challenge(self, caller: Caller, serial: object) -> dict:
+    def challenge(self, caller: Caller, serial: object) -> Challenge:
         now = self.clock()
         staff = self.identify(caller)
         self._counter_only(staff)
         card, challenge = self.open_challenge(staff.counter, serial, now)
         self._record(staff, now, caller, "challenge", "ok", card=card)
-        return {"challenge_id": challenge.challenge_id, "serial": challenge.serial,
-                "message": challenge.message().decode(), "expires_at": challenge.expires_at}
+        return challenge
 
     def open_challenge(self, counter: Counter, serial: object, now: dt.datetime) -> tuple[Card, Challenge]:
         """A one-time challenge for the card, bound to ``counter`` (municipality and clerk's session):
@@ -337,15 +337,16 @@ class CardService:
         self.store.put_challenge(challenge)
         return card, challenge
 
-    def authenticate(self, caller: Caller, challenge_id: str, signature: bytes) -> dict:
-        """The card's signature over the challenge → the resident code and the issuing municipality."""
+    def authenticate(self, caller: Caller, challenge_id: str, signature: bytes) -> Card:
+        """The card's signature over the challenge → the card (the API answers its resident code
+        and issuing municipality, nothing else)."""
         now = self.clock()
         staff = self.identify(caller)
         counter = Counter(self._counter_only(staff), staff.principal)
         decided = self.check_answer(counter, challenge_id, signature, now)
         self.store.count(counter.municipality, month_jst(now), {"auth_ok": 1})
         self._record(staff, now, caller, "authenticate", "ok", resident_code=decided.resident_code)
-        return {"resident_code": decided.resident_code, "issuer": decided.issuer}
+        return decided
 
     def check_answer(self, counter: Counter, challenge_id: str, signature: bytes, now: dt.datetime) -> Card:
         """Judge the answer ``counter`` presents to the challenge (spent first, right or wrong)."""
@@ -364,7 +365,7 @@ class CardService:
         self.store.record_authentication(challenge.challenge_id, decided.resident_code, now)
         return decided
 
-    def pin_failed(self, caller: Caller, challenge_id: str) -> dict:
+    def pin_failed(self, caller: Caller, challenge_id: str) -> PinFailures:
         """The counter reports the card refused a PIN for this challenge (one report per challenge);
         the network's own count locks the card at the third."""
         now = self.clock()
@@ -372,9 +373,9 @@ class CardService:
         counter = Counter(self._counter_only(staff), staff.principal)
         card, failures = self.count_wrong_pin(counter, challenge_id, now)
         self.store.count(counter.municipality, month_jst(now), {"pin_failures": 1})
-        self._record(staff, now, caller, "pin_failed", "locked" if failures >= MAX_PIN_FAILURES else "counted",
-                     card=card)
-        return {"failures": failures, "locked": failures >= MAX_PIN_FAILURES}
+        counted = PinFailures(failures)
+        self._record(staff, now, caller, "pin_failed", "locked" if counted.locked else "counted", card=card)
+        return counted
 
     def count_wrong_pin(self, counter: Counter, challenge_id: str, now: dt.datetime) -> tuple[Card, int]:
         """Count a wrong PIN reported by ``counter`` on its challenge; the ``pin_locked`` event at the third."""

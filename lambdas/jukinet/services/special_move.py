@@ -262,7 +262,9 @@ class SpecialMoves:
         raise Conflict(f"special move-out of {code} keeps changing")
 
     # --- B: the special move-in --------------------------------------------------------------------
-    def request(self, caller: Caller, application: sm.MoveInApplication) -> dict:
+    def request(self, caller: Caller, application: sm.MoveInApplication) -> str:
+        """Record and send the request for the certificate: its correlation id (a retry with the
+        same card authentication: the first request's)."""
         now = self.clock()
         staff = self.cards.identify(caller)
         here = self.cards._counter_only(staff)
@@ -299,7 +301,7 @@ class SpecialMoves:
                                   "request", field="card_authentication", rule="one_request")
             self._send(KIND_REQUEST, bound)  # a retry: the same request again, nothing twice
             self._record(staff.principal, here, now, caller, "special_move_in_request", "sent_again", code, serial)
-            return {"correlation": bound, "status": "requested"}
+            return bound
         query = sm.CertificateQuery(code, serial, card_authentication, moved, staff.principal, home_challenge)
         self.moves.put_move_in(correlation, {"clerk": staff.principal, "resident_code": code, "home": home,
                                              "moved_on": moved.isoformat(), "card_serial": serial,
@@ -309,7 +311,7 @@ class SpecialMoves:
         self._record(staff.principal, here, now, caller, "special_move_in_request", "sent", code, serial,
                      {f"{STAT}requested": 1})
         metrics.add_metric(name="SpecialMoveInsRequested", unit=MetricUnit.Count, value=1)
-        return {"correlation": correlation, "status": "requested"}
+        return correlation
 
     def _own(self, caller: Caller, correlation: object) -> tuple[str, str, str, dict]:
         staff = self.cards.identify(caller)

@@ -82,7 +82,9 @@ class WideAreaCopies:
         if counts:
             self.store.count(municipality, month_jst(now), counts)
 
-    def request(self, caller: Caller, application: wac.CopyApplication) -> dict:
+    def request(self, caller: Caller, application: wac.CopyApplication) -> str:
+        """Record and send the request: its correlation id (a retry with the same card
+        authentication: the first request's)."""
         now = self.clock()
         staff = self.cards.identify(caller)
         here = self.cards._counter_only(staff)
@@ -117,7 +119,7 @@ class WideAreaCopies:
                     self._send(bound)
                     self._record(staff.principal, here, now, caller, "wide_area_copy_request", "sent_again",
                                  applicant)
-                    return {"correlation": bound, "status": "pending"}
+                    return bound
         else:
             serial = ""
             recorded = {"kind": "document", "document_type": checked.document_type, "number": checked.number,
@@ -129,7 +131,7 @@ class WideAreaCopies:
         self._record(staff.principal, here, now, caller, "wide_area_copy_request", "sent", applicant,
                      {"wide_area_copy_requested": 1})
         metrics.add_metric(name="WideAreaCopiesRequested", unit=MetricUnit.Count, value=1)
-        return {"correlation": correlation, "status": "pending"}
+        return correlation
 
     @staticmethod
     def _query(applicant: str, members: tuple[str, ...], whole: bool, serial: str, clerk: str) -> str:
