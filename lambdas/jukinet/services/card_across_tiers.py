@@ -350,6 +350,8 @@ def _refused(cards: CardService, refusal: CardRefusal, requester: str, home: str
     _served(cards, requester, home, action, refusal.code.name, now, card, serial, clerk, query)
     if action != "carry_over":
         count_authentication_refusal(refusal.code)
+    else:  # the old home never refuses a carry-over it agreed to: an insider pulling a card (decision 0050)
+        metrics.add_metric(name="CardUnauthorisedAttempts", unit=MetricUnit.Count, value=1)
     logger.warning("card request from another tier refused", extra={
         "code": refusal.code.name, "requester": requester, "clerk": clerk, "serial": serial, "action": action})
     detail = refusal.home if isinstance(refusal, CardMoved) else refusal.message
