@@ -290,7 +290,7 @@ class CounterApi(Construct):
         )
         nag.acknowledge(api, [
             ("AwsSolutions-APIG2", ("Requests are validated by the handler against the models of "
-             "lambdas/jukinet/handlers/card_api.py (Powertools, enable_validation; published as "
+             "lambdas/jukinet/handlers/card_models.py (Powertools, enable_validation; published as "
              "docs/card-openapi.json), which refuses with INVALID_REQUEST naming the field.")),
         ])
         api.latest_deployment.add_to_logical_id({"policy": policy.to_json()})  # type: ignore[union-attr]

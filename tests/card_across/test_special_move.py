@@ -20,7 +20,7 @@ import pytest
 from jukinet.adapters.card_requests import CardRequests
 from jukinet.adapters.card_store import REMOTE_CHALLENGES, CardStore
 from jukinet.domain import special_move as sm
-from jukinet.handlers import card_api
+from jukinet.handlers import card_runtime
 from jukinet_ops.local.monitoring import ALARM, OK
 
 from ..channel.world import CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, TOKYO_PREF, resident
@@ -69,7 +69,7 @@ def world():
 def carry_overs(world: XMoveWorld):  # noqa: ANN201 (CardCarryOvers)
     """千代田区's side of a carry-over, called directly (as an insider of its counter function could)."""
     with environment(world.counter_env(TOKYO_PREF)):
-        carry = card_api.carry_overs()
+        carry = card_runtime.carry_overs()
     carry.clock = carry.cards.clock = carry.reader.clock = lambda: world.now
     return carry
 
