@@ -1,6 +1,6 @@
 """The counter API's OpenAPI document (resident cards), generated from the handler's code.
 
-Routes and models live in ``lambdas/jukinet/handlers/card_api.py``; this module adds the
+Routes live in ``lambdas/jukinet/handlers/card_api.py``, models in ``card_models.py``; this module adds the
 servers, the SigV4 scheme and the documented refusals (``CardRefusalCode``) and writes
 ``docs/card-openapi.json``, byte-stable, so a test fails when the published file is stale.
 ``jukinet openapi`` writes it together with the provision API's document.

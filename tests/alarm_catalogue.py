@@ -138,9 +138,14 @@ CATALOGUE: dict[str, Entry] = {
         (CARD + "test_each_card_alarm_fires_on_its_attack",),
         (CARD + "test_a_normal_day_at_the_counters_keeps_the_card_alarms_quiet", NORMAL_STRETCH)),
     "card-unauthorised-attempts": Entry(
-        "a caller refused by the counter API (unknown role or endpoint, another municipality's card, a cloned key)",
-        ANY_5_MIN, (CARD + "test_each_card_alarm_fires_on_its_attack",),
-        (CARD + "test_a_normal_day_at_the_counters_keeps_the_card_alarms_quiet", NORMAL_STRETCH)),
+        "a caller refused by the counter API (unknown role or endpoint, another municipality's card, a cloned key), "
+        "or a carry-over of one of the tier's cards to another tier refused (no completed special move-out there)",
+        ANY_5_MIN, (CARD + "test_each_card_alarm_fires_on_its_attack",
+                    "tests/card_across/test_special_move.py::"
+                    "test_attack_a_card_pulled_without_a_move_raises_the_old_homes_unauthorised_attempts_alarm"),
+        (CARD + "test_a_normal_day_at_the_counters_keeps_the_card_alarms_quiet", NORMAL_STRETCH,
+         "tests/card_across/test_special_move.py::"
+         "test_a_special_move_across_prefectures_keeps_the_old_homes_card_alarms_quiet")),
     "counter-api-errors": Entry(
         "the counter API answered 5XX", ANY_5_MIN, (AWS_PUBLISHED,), (NORMAL_STRETCH,)),
     # --- the provision API (national; docs/provision.md) ----------------------------------------

@@ -81,3 +81,20 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.xdist_group("infra-synth"))
         elif path.startswith(_ONE_WORKER_PER_MODULE):
             item.add_marker(pytest.mark.xdist_group(path))
+
+
+@pytest.fixture
+def metrics_at_one_instant(monkeypatch) -> dt.datetime:
+    """One instant for every metric the in-process functions print through ``jukinet.observability``
+    (Powertools stamps each flush with the wall clock): the start of the current 5-minute period,
+    plus a second. Evaluate the alarms at the instant this returns: then a burst of refusals cannot
+    straddle a period boundary, nor the evaluation fall a period after the burst. On a slow
+    machine either happened (a CI run found the stolen-card burst split over two periods: OK, not
+    ALARM). Tests of how alarms follow time stamp their own data instead (tests/local/test_monitoring.py)."""
+    from jukinet import observability
+    from jukinet.clock import system_clock
+
+    now = system_clock()
+    instant = now - dt.timedelta(seconds=now.timestamp() % 300) + dt.timedelta(seconds=1)
+    monkeypatch.setattr(observability.metrics.provider, "timestamp", int(instant.timestamp() * 1000))
+    return instant

@@ -290,7 +290,7 @@ class CounterApi(Construct):
         )
         nag.acknowledge(api, [
             ("AwsSolutions-APIG2", ("Requests are validated by the handler against the models of "
-             "lambdas/jukinet/handlers/card_api.py (Powertools, enable_validation; published as "
+             "lambdas/jukinet/handlers/card_models.py (Powertools, enable_validation; published as "
              "docs/card-openapi.json), which refuses with INVALID_REQUEST naming the field.")),
         ])
         api.latest_deployment.add_to_logical_id({"policy": policy.to_json()})  # type: ignore[union-attr]
@@ -350,7 +350,9 @@ class CounterApi(Construct):
                                  "use. The function log names the counter.", metric=m("EndedCardPresented"), doc=DOC)
         alarms.alarm("CardUnauthorisedAttempts", name=names.alarm(tier, "card-unauthorised-attempts"),
                      description="The counter API refused a caller (unknown role or endpoint), a counter acting on "
-                                 "another municipality's card, or a public key already registered (a cloned key).",
+                                 "another municipality's card, or a public key already registered (a cloned key); "
+                                 "or this tier refused to carry one of its cards over to another tier (no "
+                                 "completed special move-out to the asking municipality).",
                      metric=m("CardUnauthorisedAttempts"), doc=DOC)
         alarms.alarm("CounterApiErrors", name=names.alarm(tier, "counter-api-errors"),
                      description="The counter API answered with 5XX (handler failure, timeout or throttling).",

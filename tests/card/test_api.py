@@ -249,11 +249,11 @@ def test_every_call_is_recorded_with_who_where_which_resident_and_what(world):
 
 def test_a_moved_card_keeps_serial_key_pin_and_issuer_and_belongs_to_its_new_home(world):
     """継続利用 (decision 0027): the special move-in (part 2) calls ``CardService.move``."""
-    from jukinet.handlers import card_api
+    from jukinet.handlers import card_runtime
 
     chip = issued(world)
     with world.environment():
-        service = card_api.runtime()
+        service = card_runtime.runtime()
         service.clock = lambda: world.now
         moved = service.move(service.store.card(chip.serial), MATSUMOTO, actor="system:special-move-in",
                              now=world.now)

@@ -28,7 +28,7 @@ CODES = ["24727059608", "50000000016", "11111111113"]
 
 
 @pytest.fixture
-def counters(world, monkeypatch):
+def counters(world, monkeypatch, metrics_at_one_instant):
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     world.env["POWERTOOLS_SERVICE_NAME"] = SERVICE
     world.env.pop("POWERTOOLS_METRICS_DISABLED", None)
@@ -54,7 +54,7 @@ def counters(world, monkeypatch):
     def states() -> dict[str, str]:
         sink.flush()
         assert not sink.problems, sink.problems
-        return {v.name.removeprefix("jukinet-muni-200000-"): v.new_state for v in evaluate_alarms(factory)}
+        return {v.name.removeprefix("jukinet-muni-200000-"): v.new_state for v in evaluate_alarms(factory, metrics_at_one_instant)}
 
     yield printed, states
     sink.close()

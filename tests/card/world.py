@@ -20,7 +20,7 @@ from jukinet.adapters import aws
 from jukinet.adapters.card_store import CardStore, ResidentRegister
 from jukinet.domain.card import CardEvent, VirtualCard
 from jukinet.domain.notice import UpdateNotice
-from jukinet.handlers import card_api
+from jukinet.handlers import card_api, card_runtime
 from embedded_aws.runner import replace_environ
 
 REGION = "ap-northeast-1"
@@ -127,9 +127,15 @@ class World:
         """A fresh copy of the counter function's module, as a second Lambda execution environment
         would load it. Concurrent invocations never share one environment on AWS (Powertools'
         resolver keeps the current event on itself), so a race between calls gives each its own."""
-        spec = importlib.util.find_spec(card_api.__name__)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        fresh = []
+        for name in (card_runtime.__name__, card_api.__name__):
+            spec = importlib.util.find_spec(name)
+            fresh.append(importlib.util.module_from_spec(spec))
+            spec.loader.exec_module(fresh[-1])
+        runtime, module = fresh
+        # its own services too (their caches are per module): the routes call these by name
+        for name in ("runtime", "copies", "moves", "remote"):
+            setattr(module, name, getattr(runtime, name))
         return module
 
     def call(self, method: str, path: str, body: object = None, *, who: str | None = None,
@@ -194,4 +200,4 @@ class World:
 
 def reset_runtime() -> None:
     aws.reset_clients()
-    card_api._runtime.cache_clear()
+    card_runtime._runtime.cache_clear()

@@ -14,7 +14,7 @@ import pytest
 
 from jukinet.adapters.card_store import CardStore
 from jukinet.domain.card import CardEvent, CardRefusal, VirtualCard
-from jukinet.handlers import card_api
+from jukinet.handlers import card_runtime
 from jukinet.adapters.special_move_store import SpecialMoveStore
 from jukinet.domain import special_move as sm
 from jukinet.services.card_across_tiers import carry_over_card, check_chain
@@ -30,7 +30,7 @@ OLD, NEW = f"jukinet-cards-{NAGANO_PREF}", f"jukinet-cards-{TOKYO_PREF}"
 
 def carry_overs(world: CrossWorld):
     with environment(world.counter_env(TOKYO_PREF)):
-        carry = card_api.carry_overs()
+        carry = card_runtime.carry_overs()
     carry.clock = carry.cards.clock = carry.reader.clock = lambda: world.now
     return carry
 
@@ -183,7 +183,7 @@ def test_a_card_that_comes_back_continues_the_pointer_its_old_tier_kept(world: C
     world.now += dt.timedelta(days=30)
     agreed(world, to=UEDA, home=CHIYODA, table=NEW)  # 千代田区's record: the move on to 上田市 completed
     with environment(world.counter_env(NAGANO_PREF)):
-        back = card_api.carry_overs()
+        back = card_runtime.carry_overs()
     back.clock = back.cards.clock = back.reader.clock = lambda: world.now
     correlation = back.request(chip.serial, CHIYODA, UEDA, clerk=counter(UEDA))
     world.pump()

@@ -20,13 +20,15 @@ import pytest
 from jukinet.adapters.card_requests import CardRequests
 from jukinet.adapters.card_store import REMOTE_CHALLENGES, CardStore
 from jukinet.domain import special_move as sm
-from jukinet.handlers import card_api
+from jukinet.handlers import card_runtime
+from embedded_aws.monitoring import ALARM, OK
 
 from ..channel.world import CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, TOKYO_PREF, resident
 from ..copy.world import Person, counter
 from ..moto_world import moto_world
 from ..pipeline.harness import environment
 from ..special_move.world import MoveWorld
+from .conftest import HOME_ALARMS
 from .world import CrossWorld
 
 TARO = Person(resident(61), "信濃太郎")
@@ -67,7 +69,7 @@ def world():
 def carry_overs(world: XMoveWorld):  # noqa: ANN201 (CardCarryOvers)
     """千代田区's side of a carry-over, called directly (as an insider of its counter function could)."""
     with environment(world.counter_env(TOKYO_PREF)):
-        carry = card_api.carry_overs()
+        carry = card_runtime.carry_overs()
     carry.clock = carry.cards.clock = carry.reader.clock = lambda: world.now
     return carry
 
@@ -254,3 +256,32 @@ def test_every_message_delivered_twice_moves_the_card_once(world: XMoveWorld) ->
         assert sum(e.kind.value == "moved" for e in CardStore(table).events(chip.serial)) == 1, table
     assert CardStore(NEW).statistics(CHIYODA, "2003-01")["carried_over"] == 1
     assert CardStore(OLD).statistics(NAGANO, "2003-01")["special_move_out_filed"] == 1
+
+
+def test_a_special_move_across_prefectures_keeps_the_old_homes_card_alarms_quiet(world: XMoveWorld,
+                                                                                 home_alarms) -> None:
+    """The whole move, every channel message delivered as usual: the old home's card alarms (fed by
+    its channel function: the remote authentication, the certificate, the carry-over) stay quiet."""
+    chip = world.holder(TARO, NAGANO)
+    world.move_out_at_nagano(TARO, chip)
+    status, accepted = world.ask(TARO, world.remote_auth(chip))
+    assert status == 202, accepted
+    world.pump()
+    assert world.register_move_in(accepted["correlation"], at=CHIYODA)[0] == 202
+    world.pump()
+    assert world.result(accepted["correlation"])["card_carry_over"] == "pending"  # asked of A at this look
+    world.pump()
+    assert world.result(accepted["correlation"])["card_carry_over"] == "moved"
+    assert home_alarms() == dict.fromkeys(HOME_ALARMS, OK)
+
+
+def test_attack_a_card_pulled_without_a_move_raises_the_old_homes_unauthorised_attempts_alarm(
+        world: XMoveWorld, home_alarms) -> None:
+    """An insider with 千代田区's channel rights asks 長野市 for a card whose holder filed no move
+    to 千代田区: refused (the test above), and 長野県's ``card-unauthorised-attempts`` fires."""
+    chip = world.holder(TARO, NAGANO)
+    carry = carry_overs(world)
+    asked = carry.request(chip.serial, NAGANO, CHIYODA, clerk=counter(CHIYODA))
+    world.pump()
+    assert carry.complete(asked) == "CARRY_OVER_NOT_AGREED"
+    assert home_alarms() == {**dict.fromkeys(HOME_ALARMS, OK), "card-unauthorised-attempts": ALARM}

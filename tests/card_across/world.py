@@ -9,7 +9,7 @@ import base64
 from dataclasses import dataclass
 
 from jukinet.domain.card import VirtualCard
-from jukinet.handlers import card_api
+from jukinet.handlers import card_runtime
 
 from ..channel.world import CHIYODA, NAGANO, NAGANO_PREF, TOKYO_PREF
 from ..copy.world import CopyWorld, Person, pref_of
@@ -25,7 +25,7 @@ class CrossWorld(CopyWorld):
         for pref in (NAGANO_PREF, TOKYO_PREF):
             self.kms.create_alias(AliasName=EVENTS_ALIAS.format(prefecture=pref),
                                   TargetKeyId=self.keys[f"events-{pref}"])
-        card_api._remote.cache_clear()
+        card_runtime._remote.cache_clear()
 
     def channel_env(self, pref: str) -> dict[str, str]:
         return {**super().channel_env(pref), "CARD_EVENT_KEY_ID": self.keys[f"events-{pref}"]}
@@ -33,7 +33,7 @@ class CrossWorld(CopyWorld):
     def call(self, method: str, path: str, body: object = None, *, at: str = CHIYODA,
              who: str | None = None) -> tuple[int, dict]:
         with environment(self.counter_env(pref_of(at))):
-            remote = card_api.remote()
+            remote = card_runtime.remote()
             remote.clock = remote.reader.clock = remote.cards.clock = lambda: self.now
         return super().call(method, path, body, at=at, who=who)
 

@@ -17,7 +17,7 @@ from jukinet.adapters.local_records import BY_HOUSEHOLD, LocalRecords
 from jukinet.domain.card import VirtualCard
 from jukinet.domain.local_record import LocalRecordFields, Relationship
 from jukinet.domain.notice import UpdateNotice
-from jukinet.handlers import card_api
+from jukinet.handlers import card_api, card_runtime
 
 from ..channel.world import ACCOUNT, CHIYODA, MATSUMOTO, NAGANO, NAGANO_PREF, REGION, TOKYO_PREF, UEDA, World
 from ..pipeline.harness import Context, environment
@@ -66,8 +66,8 @@ class CopyWorld(World):
                     "Projection": {"ProjectionType": "KEYS_ONLY"}}])
             self.keys[f"events-{pref}"] = self.kms.create_key(KeySpec="ECC_NIST_P256",
                                                               KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
-        card_api._runtime.cache_clear()
-        card_api._copies.cache_clear()
+        card_runtime._runtime.cache_clear()
+        card_runtime._copies.cache_clear()
 
     def channel_env(self, pref: str) -> dict[str, str]:
         return {**super().channel_env(pref), "LOCAL_RECORDS_TABLE_NAME": f"jukinet-local-{pref}"}
@@ -119,10 +119,10 @@ class CopyWorld(World):
                                             "sourceIp": "10.0.0.1", "vpceId": ENDPOINT, "accessKey": "ASIA0",
                                             "userAgent": "test", "caller": None}}}
         with environment(self.counter_env(pref_of(at))):
-            card_api.runtime().clock = lambda: self.now
+            card_runtime.runtime().clock = lambda: self.now
             if body is not None or method == "GET":
                 with contextlib.suppress(Exception):
-                    copies = card_api.copies()
+                    copies = card_runtime.copies()
                     copies.clock = copies.reader.clock = lambda: self.now
             with contextlib.redirect_stdout(io.StringIO()):
                 response = card_api.handler(event, Context())

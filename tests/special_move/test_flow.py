@@ -311,11 +311,11 @@ def test_attack_a_tier_of_another_prefecture_gets_no_certificate_without_its_cha
 
 def test_the_within_tier_carry_over_leaves_a_card_of_two_tiers_alone(world: MoveWorld) -> None:
     from jukinet.services.special_move import carry_over_card
-    from jukinet.handlers import card_api
+    from jukinet.handlers import card_runtime
     from ..pipeline.harness import environment
     chip = world.holder(TARO)
     with environment(world.counter_env(NAGANO_PREF)):
-        cards = card_api.runtime()
+        cards = card_runtime.runtime()
     # across tiers the record is copied through the channel (SpecialMoves._carry_across), not moved here
     assert carry_over_card(cards, chip.serial, UEDA, CHIYODA, actor="x", now=world.now) == "other_tier"
     assert world.cards.card(chip.serial).home == UEDA

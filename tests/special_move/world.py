@@ -11,7 +11,7 @@ import datetime as dt
 from jukinet.adapters.card_store import CardStore
 from jukinet.adapters.special_move_store import SpecialMoveStore
 from jukinet.domain.card import VirtualCard
-from jukinet.handlers import card_api
+from jukinet.handlers import card_runtime
 
 from ..channel.world import MATSUMOTO, NAGANO_PREF, UEDA
 from ..copy.world import CopyWorld, Person, pref_of
@@ -22,13 +22,13 @@ TABLE = f"jukinet-cards-{NAGANO_PREF}"
 class MoveWorld(CopyWorld):
     def __post_init__(self) -> None:
         super().__post_init__()
-        card_api._moves.cache_clear()
+        card_runtime._moves.cache_clear()
 
     def call(self, method: str, path: str, body: object = None, **kwargs) -> tuple[int, dict]:
         at = kwargs.get("at", MATSUMOTO)
         from ..pipeline.harness import environment
         with environment(self.counter_env(pref_of(at))), contextlib.suppress(Exception):
-            moves = card_api.moves()
+            moves = card_runtime.moves()
             moves.clock = moves.reader.clock = lambda: self.now
         return super().call(method, path, body, **kwargs)
 

@@ -26,25 +26,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
 
 from ..domain.channel import correlation_owner
 from . import aws
+from .dynamo_items import plain as _plain, string as _s
 
 RETENTION = dt.timedelta(days=7 * 366)
 MIRROR_KEEP = dt.timedelta(days=1)
 
 
-def _s(value: str) -> dict:
-    return {"S": value}
-
-
 def _iso(instant: dt.datetime) -> str:
     return instant.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _plain(item: Mapping) -> dict:
-    return {k: next(iter(v.values())) for k, v in item.items()}
 
 
 def request_key(correlation: str) -> dict:

@@ -46,6 +46,7 @@ from ..domain.card import (
 from ..domain.facts import ChangeReason, ChangeKind
 from ..domain.notice import UpdateNotice
 from . import aws
+from .dynamo_items import number as _n, string as _s
 
 CARD_SK, REGISTER_SK, CHALLENGE_SK, KEY_SK = "CARD", "REGISTER", "CHALLENGE", "KEY"
 CHALLENGE_KEEP = dt.timedelta(days=1)
@@ -54,14 +55,6 @@ CALL_RETENTION = dt.timedelta(days=7 * 366)  # kept like the provision records: 
 
 class Conflict(RuntimeError):
     """Someone else changed the card first (its ``seq`` moved): read it again and retry."""
-
-
-def _s(value: str) -> dict:
-    return {"S": value}
-
-
-def _n(value: int) -> dict:
-    return {"N": str(value)}
 
 
 def card_key(serial: str) -> dict:

@@ -26,6 +26,7 @@ from collections import Counter
 from ..domain.channel import Outcome, RequestRecord, correlation_owner
 from . import aws
 from .kms import TableKeyPins
+from .dynamo_items import conditional as _conditional
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -36,16 +37,6 @@ def _iso(instant: dt.datetime) -> str:
 
 def _instant(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, _ISO).replace(tzinfo=dt.UTC)
-
-
-def _conditional(call, **kwargs) -> bool:
-    try:
-        call(**kwargs)
-    except Exception as exc:
-        if aws.error_code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
 
 
 def _out_key(correlation: str) -> dict:

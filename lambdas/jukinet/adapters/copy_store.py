@@ -28,12 +28,9 @@ from collections.abc import Mapping
 from ..clock import month_jst
 from ..domain.channel import correlation_owner
 from . import aws
+from .dynamo_items import conditional as _conditional, plain as _plain, string as _s
 
 RETENTION = dt.timedelta(days=7 * 366)
-
-
-def _s(value: str) -> dict:
-    return {"S": value}
 
 
 def _iso(instant: dt.datetime) -> str:
@@ -43,20 +40,6 @@ def _iso(instant: dt.datetime) -> str:
 def _key(correlation: str) -> dict:
     issuer, month = correlation_owner(correlation)
     return {"pk": _s(f"COPY#{issuer}#{month}"), "sk": _s(correlation)}
-
-
-def _plain(item: Mapping) -> dict:
-    return {k: next(iter(v.values())) for k, v in item.items()}
-
-
-def _conditional(call, **kwargs) -> bool:
-    try:
-        call(**kwargs)
-        return True
-    except Exception as exc:
-        if aws.error_code(exc) != "ConditionalCheckFailedException":
-            raise
-        return False
 
 
 class CopyStore:

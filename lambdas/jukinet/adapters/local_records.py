@@ -38,6 +38,7 @@ from ..domain.facts import ChangeReason
 from ..domain.local_record import LocalRecord, LocalRecordEntry, LocalRecordFields, fold
 from ..domain.notice import UpdateNotice
 from . import aws
+from .dynamo_items import string as _s
 
 BY_HOUSEHOLD = "by_household"
 TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
@@ -54,10 +55,6 @@ def partition(municipality: str, resident_code: str) -> str:
 
 def household_key(municipality: str, household_number: str) -> str:
     return f"MUNI#{municipality}#HH#{household_number}"
-
-
-def _s(value: str) -> dict:
-    return {"S": value}
 
 
 def _json(value: object) -> str:

@@ -34,12 +34,9 @@ from collections.abc import Mapping
 from ..domain.channel import correlation_owner
 from ..domain.special_move import MoveOut, State
 from . import aws
+from .dynamo_items import conditional as _conditional, plain as _plain, string as _s
 
 RETENTION = dt.timedelta(days=7 * 366)
-
-
-def _s(value: str) -> dict:
-    return {"S": value}
 
 
 def _iso(instant: dt.datetime) -> str:
@@ -48,20 +45,6 @@ def _iso(instant: dt.datetime) -> str:
 
 def _instant(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _plain(item: Mapping) -> dict:
-    return {k: next(iter(v.values())) for k, v in item.items()}
-
-
-def _conditional(call, **kwargs) -> bool:
-    try:
-        call(**kwargs)
-        return True
-    except Exception as exc:
-        if aws.error_code(exc) != "ConditionalCheckFailedException":
-            raise
-        return False
 
 
 def out_partition(municipality: str) -> str:

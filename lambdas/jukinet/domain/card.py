@@ -420,6 +420,27 @@ def next_event(card: Card | None, kind: EventKind, *, serial: str, at: dt.dateti
                      actor=actor, previous=card.head if card else "", details=details or {})
 
 
+@dataclass(frozen=True, slots=True)
+class CardApplication:
+    """An application for a card (交付申請) at the counter, as the API validated it (types, lengths,
+    the card type): the service checks the rest (the check digit, the key, the register)."""
+
+    resident_code: str
+    card_type: CardType
+    public_key: str  # base64 DER
+
+
+@dataclass(frozen=True, slots=True)
+class PinFailures:
+    """A wrong PIN counted: the card's failures so far, and whether that locked it."""
+
+    failures: int
+
+    @property
+    def locked(self) -> bool:
+        return self.failures >= MAX_PIN_FAILURES
+
+
 def issue_details(resident_code: str, card_type: CardType, public_key_b64: str, now: dt.datetime) -> dict:
     ResidentCode.parse(resident_code)
     public_key_from_b64(public_key_b64)

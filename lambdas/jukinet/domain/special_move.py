@@ -146,9 +146,7 @@ def period_refusal(planned: dt.date, moved_on: dt.date | None, now: dt.datetime)
 
 
 # --- the filing at A ---------------------------------------------------------------------
-def parse_destination(raw: object) -> str:
-    if not isinstance(raw, str):
-        raise ValidationError("destination_address", "required", "the address the resident moves to is required")
+def parse_destination(raw: str) -> str:
     text = unicodedata.normalize("NFKC", raw).strip()
     if not text:
         raise ValidationError("destination_address", "required", "the address the resident moves to is required")
@@ -158,10 +156,8 @@ def parse_destination(raw: object) -> str:
     return text
 
 
-def parse_planned(raw: object, now: dt.datetime) -> dt.date:
+def parse_planned(raw: str, now: dt.datetime) -> dt.date:
     """The planned move-out date (転出予定年月日): at most 14 days past, 30 days ahead (JST)."""
-    if not isinstance(raw, str):
-        raise ValidationError("planned_move_date", "required", "the planned move-out date (YYYY-MM-DD) is required")
     planned = parse_date(raw, "planned_move_date")
     today = _day(now)
     if planned < today - FILED_LATE:
@@ -173,14 +169,36 @@ def parse_planned(raw: object, now: dt.datetime) -> dt.date:
     return planned
 
 
-def parse_moved_on(raw: object, now: dt.datetime) -> dt.date:
+def parse_moved_on(raw: str, now: dt.datetime) -> dt.date:
     """The day the resident actually moved (B's counter asks): not in the future (JST)."""
-    if not isinstance(raw, str):
-        raise ValidationError("moved_on", "required", "the day the resident moved (YYYY-MM-DD) is required")
     moved_on = parse_date(raw, "moved_on")
     if moved_on > _day(now):
         raise ValidationError("moved_on", "range", f"the move date {moved_on} is in the future")
     return moved_on
+
+
+@dataclass(frozen=True, slots=True)
+class MoveOutFiling:
+    """A special move-out filed at A's counter, as the counter API validated it (types, lengths,
+    the authentication's length): ``SpecialMoves.file`` checks the rest (the check digit, the
+    dates' period, the address, the card and its authentication)."""
+
+    resident_code: str
+    planned_move_date: str  # YYYY-MM-DD
+    destination_address: str
+    by_post: bool
+    card_authentication: str | None  # at the counter: the challenge id of the card's authentication here
+
+
+@dataclass(frozen=True, slots=True)
+class MoveInApplication:
+    """A special move-in asked for at B's counter, as the counter API validated it (types, lengths,
+    the authentication's length): ``SpecialMoves.request`` checks the rest."""
+
+    resident_code: str
+    home_municipality: str
+    moved_on: str  # YYYY-MM-DD
+    card_authentication: str  # the challenge id of the card's authentication at this counter
 
 
 @dataclass(frozen=True, slots=True)

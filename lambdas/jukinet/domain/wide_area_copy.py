@@ -93,33 +93,37 @@ class DocumentProof:
 Proof = CardProof | DocumentProof
 
 
-def parse_proof(raw: object) -> Proof:
-    """``{"card_authentication": "<challenge id>"}`` or ``{"document": {"type", "number", "clerk"}}``."""
-    if not isinstance(raw, Mapping) or len(raw) != 1 or not ({"card_authentication", "document"} & set(raw)):
-        raise ValidationError("proof", "required", "proof is either {\"card_authentication\": <challenge id>} or "
-                                                   "{\"document\": {\"type\", \"number\", \"clerk\"}}")
-    if "card_authentication" in raw:
-        challenge = raw["card_authentication"]
-        if not isinstance(challenge, str) or not re.fullmatch(r"[0-9a-f]{32}", challenge):
+def checked_proof(proof: Proof) -> Proof:
+    """The proof as the counter API validated its shape (one of the two, the document type one
+    of ``DOCUMENT_TYPES``, the lengths), checked for what the model cannot say: the challenge id's
+    format, and the document's number and the clerk's name after normalisation (NFKC, trimmed)."""
+    if isinstance(proof, CardProof):
+        if not re.fullmatch(r"[0-9a-f]{32}", proof.challenge_id):
             raise ValidationError("proof.card_authentication", "format",
                                   "the challenge id of a successful card authentication at this counter (32 hex)")
-        return CardProof(challenge)
-    doc = raw["document"]
-    if not isinstance(doc, Mapping):
-        raise ValidationError("proof.document", "format", "document is an object: type, number, clerk")
-    kind = doc.get("type")
-    if kind not in DOCUMENT_TYPES:
-        raise ValidationError("proof.document.type", "enum", "document type is one of " + ", ".join(
-            f"{k} ({v})" for k, v in DOCUMENT_TYPES.items()))
-    number = unicodedata.normalize("NFKC", str(doc.get("number") or "")).strip()
+        return proof
+    number = unicodedata.normalize("NFKC", proof.number).strip()
     if not _DOCUMENT_NUMBER.match(number):
         raise ValidationError("proof.document.number", "format",
                               f"the document's number: 1–{MAX_DOCUMENT_NUMBER} letters, digits or hyphens")
-    clerk = unicodedata.normalize("NFKC", str(doc.get("clerk") or "")).strip()
+    clerk = unicodedata.normalize("NFKC", proof.clerk).strip()
     if not clerk or len(clerk) > MAX_CLERK_NAME or any(unicodedata.category(c)[0] == "C" for c in clerk):
         raise ValidationError("proof.document.clerk", "format",
                               f"the name of the clerk who checked the document: 1–{MAX_CLERK_NAME} printable characters")
-    return DocumentProof(str(kind), number, clerk)
+    return DocumentProof(proof.document_type, number, clerk)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyApplication:
+    """A request for a wide-area copy at B's counter, as the counter API validated it (types,
+    lengths, at most ``MAX_MEMBERS`` members, the proof's shape): ``WideAreaCopies.request``
+    checks the rest (check digits, the home municipality, the members, the proof's content)."""
+
+    resident_code: str
+    home_municipality: str
+    members: tuple[str, ...]
+    whole_household: bool
+    proof: Proof
 
 
 # --- the query B sends A -------------------------------------------------------------------------
@@ -161,10 +165,16 @@ class CopyQuery:
 
 
 def parse_members(raw: object, applicant: str) -> tuple[str, ...]:
+    """The members of a query as A reads it (any JSON)."""
     if not isinstance(raw, list):
         raise ValidationError("members", "format", "members is a list of resident codes")
     if len(raw) > MAX_MEMBERS:
         raise ValidationError("members", "max_items", f"at most {MAX_MEMBERS} other members")
+    return checked_members(raw, applicant)
+
+
+def checked_members(raw: Iterable[object], applicant: str) -> tuple[str, ...]:
+    """Each member's code valid, none the applicant's, none twice (their number is checked already)."""
     codes: list[str] = []
     for i, value in enumerate(raw):
         code = ResidentCode.parse(value, f"members[{i}]").value

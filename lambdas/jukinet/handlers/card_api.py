@@ -1,40 +1,53 @@
 """Counter API (窓口) of one municipality tier: resident cards (住基カード) — private REST API, IAM/SigV4.
 
-Routes and models are declared here; Powertools validates requests and generates the OpenAPI
-document published as ``docs/card-openapi.json`` (``jukinet openapi --card``; a test fails
-when it is stale). Errors are mapped once, below. Every call is recorded and counted by the
-service (``services/card.py``); refusals also go to the metrics alarmed in bursts.
+Routes and the entry point; the request/response models are in ``card_models.py`` (Powertools
+validates requests against them, ``enable_validation=True``, and generates the OpenAPI document
+published as ``docs/card-openapi.json``: ``jukinet openapi --card``; a test fails when it is
+stale), the services built from the settings in ``card_runtime.py``, the metrics and logs in
+``services/card_observability.py``. Errors are mapped once, below: routes never build error
+JSON. Every call is recorded and counted by the service (``services/card.py``); refusals also
+go to the metrics alarmed in bursts.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
 import json
-import os
-from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
-from pydantic import BaseModel, Field, model_serializer
 
-from ..adapters.card_store import CardStore
-from ..clock import system_clock
-from ..domain.card import Card, CardRefusal, CardRefusalCode
-from ..observability import MetricUnit, count_refused_by_code, flush, logger, metrics, use_tier
-from ..adapters.channel_store import ChannelStore
-from ..adapters.copy_store import CopyStore
-from ..services.card import Caller, CardService, EventSigner
-from ..services.card_across_tiers import CardCarryOvers, CardEventKeys, RemoteAuthentications
-from ..services.channel import ChannelEndpoint, ChannelKeys
-from ..services.wide_area_copy import WideAreaCopies
-from ..adapters.special_move_store import SpecialMoveStore
-from ..services.special_move import SpecialMoves
-from ..settings import CardSettings, load_settings
+from ..domain.card import CardRefusal, CardRefusalCode
+from ..observability import MetricUnit, flush, logger, metrics, use_tier
+from ..services.card import Caller
+from ..services.card_observability import count_refusal, count_unidentified, served
 from ._api import first_validation_error
+from .card_models import (
+    AuthenticationRequest,
+    AuthenticationResponse,
+    CardView,
+    ChallengeRequest,
+    ChallengeResponse,
+    IssueRequest,
+    PinFailureResponse,
+    PinResetRequest,
+    PinResetResponse,
+    RemoteAnswerRequest,
+    RemoteAuthenticationRequest,
+    RemoteAuthenticationStatus,
+    SignedEvent,
+    SpecialMoveInAccepted,
+    SpecialMoveInRequest,
+    SpecialMoveInResult,
+    SpecialMoveOutRequest,
+    SpecialMoveOutView,
+    SuspendRequest,
+    WideAreaCopyAccepted,
+    WideAreaCopyRequest,
+    WideAreaCopyResult,
+)
+from .card_runtime import copies, moves, remote, runtime
 
 API_TITLE = "jukinet counter API (resident cards)"
 API_VERSION = "1.0.0"
@@ -45,319 +58,10 @@ app = APIGatewayRestResolver(enable_validation=True)
 Serial = Annotated[str, PathParam(max_length=32, description="card serial: <issuer code>-<16 hex digits>")]
 
 
-# --- models --------------------------------------------------------------------------------
-
-
-class IssueRequest(BaseModel):
-    resident_code: Annotated[str, Field(max_length=16, description="住民票コード (11 digits)")]
-    card_type: Annotated[Literal["A", "B"], Field(description="A: no photo; B: photo")]
-    public_key: Annotated[str, Field(max_length=512, description="the card's P-256 public key, base64 DER")]
-
-
-class CardView(BaseModel):
-    serial: str
-    resident_code: str
-    issuer: str = Field(description="the municipality that issued the card")
-    home: str = Field(description="the municipality that holds the card now (differs after a special move-in)")
-    card_type: Literal["A", "B"]
-    status: Literal["active", "suspended", "revoked", "expired"]
-    valid_until: str = Field(description="last day of validity (JST)")
-    pin_locked: bool
-    events: int = Field(description="number of signed lifecycle events")
-
-
-class SuspendRequest(BaseModel):
-    reason: Annotated[str, Field(max_length=64, description="e.g. lost, stolen")] = "lost"
-
-
-class PinResetRequest(BaseModel):
-    resident_code: Annotated[str, Field(max_length=16,
-                                        description="the resident code read from the resident's own documents")]
-
-
-class SignedEvent(BaseModel):
-    serial: str
-    seq: int
-    kind: str
-    at: str
-    municipality: str
-    actor: str
-    previous: str
-    details: dict
-    signer: str
-    signature: str
-    v: int
-
-
-class PinResetResponse(BaseModel):
-    card: CardView
-    event: SignedEvent = Field(description="the signed pin_reset event the card takes to set its new PIN")
-
-
-class ChallengeRequest(BaseModel):
-    serial: Annotated[str, Field(max_length=32)]
-
-
-class ChallengeResponse(BaseModel):
-    challenge_id: str
-    serial: str
-    message: str = Field(description="the exact bytes (UTF-8) the card signs after its PIN")
-    expires_at: str
-
-
-class AuthenticationRequest(BaseModel):
-    challenge_id: Annotated[str, Field(max_length=64)]
-    signature: Annotated[str, Field(max_length=256, description="the card's ECDSA P-256 signature, base64 DER")]
-
-
-class AuthenticationResponse(BaseModel):
-    resident_code: str
-    issuer: str = Field(description="the municipality that issued the card")
-
-
-class PinFailureResponse(BaseModel):
-    failures: int
-    locked: bool
-
-
-class CardAuthenticationProof(BaseModel):
-    card_authentication: Annotated[str, Field(min_length=32, max_length=32, description=(
-        "the challenge_id of a successful POST /v1/authentications by this clerk at this counter for the "
-        "applicant, within the last 15 minutes: the server looks it up, the caller vouches for nothing"))]
-
-
-class CheckedDocument(BaseModel):
-    type: Literal["driving_licence", "passport", "individual_number_card", "resident_card_with_photo",
-                  "residence_card", "disability_certificate"]
-    number: Annotated[str, Field(min_length=1, max_length=32, description="the document's number as printed")]
-    clerk: Annotated[str, Field(min_length=1, max_length=64, description="the clerk who checked the document")]
-
-
-class DocumentProofModel(BaseModel):
-    document: CheckedDocument
-
-
-class WideAreaCopyRequest(BaseModel):
-    resident_code: Annotated[str, Field(max_length=16, description="住民票コード of the applicant (the person at "
-                                                                   "the counter, whose identity the proof shows)")]
-    home_municipality: Annotated[str, Field(max_length=6, description="the municipality that holds the applicant's "
-                                                                      "record (6-digit code)")]
-    members: Annotated[list[Annotated[str, Field(max_length=16)]], Field(max_length=19, description=(
-        "resident codes of other members of the applicant's household to put on the copy"))] = []
-    whole_household: bool = Field(default=False, description="every current member of the household (not with members)")
-    proof: CardAuthenticationProof | DocumentProofModel = Field(description="how the applicant's identity was proven")
-
-
-class WideAreaCopyAccepted(BaseModel):
-    correlation: str = Field(description="poll GET /v1/wide-area-copies/{correlation}")
-    status: Literal["pending"]
-
-
-class WideAreaCopyResult(BaseModel):
-    correlation: str
-    home_municipality: str
-    status: Literal["pending", "refused", "timed_out", "issued"]
-    refusal: str | None = Field(default=None, description="refused: the home municipality's code")
-    meaning: str | None = None
-    serial: str | None = Field(default=None, description="issued: 交付番号 <issuer>-<year>-<6 digits>")
-    issued_on: str | None = None
-    issued_on_ja: str | None = Field(default=None, description="the date of issue in the Japanese calendar")
-    rows: list[dict[str, str]] | None = Field(default=None, description="the copy's content (never 本籍 or 筆頭者)")
-    pdf_sha256: str | None = None
-    pdf: str | None = Field(default=None, description="issued: the copy as a PDF, base64")
-
-
-class SpecialMoveOutRequest(BaseModel):
-    resident_code: Annotated[str, Field(max_length=16, description="住民票コード of the card holder moving out")]
-    planned_move_date: Annotated[str, Field(max_length=10, description="転出予定年月日, YYYY-MM-DD (at most 14 days "
-                                                                       "past, 30 days ahead)")]
-    destination_address: Annotated[str, Field(max_length=200, description="the address the resident moves to")]
-    by_post: bool = Field(default=False, description="notified by post: the clerk records it without the card")
-    card_authentication: Annotated[str | None, Field(min_length=32, max_length=32, description=(
-        "at the counter: the challenge_id of a successful POST /v1/authentications of the resident's card by this "
-        "clerk here within 15 minutes"))] = None
-
-
-class SpecialMoveOutView(BaseModel):
-    resident_code: str
-    municipality: str = Field(description="the municipality moved out of (A)")
-    state: Literal["filed", "certificate_requested", "completed", "cancelled", "expired", "not_moved_in"]
-    filed_at: str
-    planned_move_date: str
-    last_day: str = Field(description="the last day a special move-in may be registered (JST)")
-    destination_address: str
-    card_serial: str
-    by_post: bool
-    moved_in_at: str | None = Field(default=None, description="the municipality that asked for the certificate")
-    moved_on: str | None = None
-
-
-class SpecialMoveInRequest(BaseModel):
-    resident_code: Annotated[str, Field(max_length=16, description="住民票コード read from the authenticated card")]
-    home_municipality: Annotated[str, Field(max_length=6, description="the municipality moved out of (A)")]
-    moved_on: Annotated[str, Field(max_length=10, description="the day the resident moved here, YYYY-MM-DD")]
-    card_authentication: Annotated[str, Field(min_length=32, max_length=32, description=(
-        "the challenge_id of a successful POST /v1/authentications of the resident's card by this clerk here within "
-        "15 minutes: the server looks it up"))]
-
-
-class SpecialMoveInAccepted(BaseModel):
-    correlation: str = Field(description="poll GET /v1/special-move-ins/{correlation}")
-    status: Literal["requested"]
-
-
-class SpecialMoveInResult(BaseModel):
-    correlation: str
-    home_municipality: str
-    resident_code: str
-    moved_on: str
-    status: Literal["requested", "certified", "moved_in", "completed", "refused", "timed_out"]
-    refusal: str | None = Field(default=None, description="refused: the home municipality's code")
-    meaning: str | None = None
-    certificate: dict[str, str] | None = Field(default=None, description="the move-out certificate information "
-                                                                         "(転出証明書情報)")
-    notice: str | None = Field(default=None, description="certified again after a 転入通知 timed out: register again")
-    notice_correlation: str | None = None
-    card_carry_over: str | None = Field(default=None, description="completed: moved, already; another prefecture's card: pending, then moved or refused_<CODE>")
-
-
-class RemoteAuthenticationRequest(BaseModel):
-    serial: Annotated[str, Field(max_length=32, description="a card held by a municipality of another tier")]
-
-
-class RemoteAnswerRequest(BaseModel):
-    signature: Annotated[str, Field(max_length=256, description="the card's ECDSA P-256 signature over the home "
-                                                                "tier's challenge message, base64 DER")]
-
-
-class RemoteAuthenticationStatus(BaseModel):
-    id: str = Field(description="this counter's authentication id (also a wide-area copy's card proof)")
-    serial: str
-    home: str = Field(description="the municipality the request went to (the card's home)")
-    step: Literal["challenge", "answer", "pin-failure"] | None = None
-    status: Literal["pending", "challenge", "authenticated", "refused", "timed_out", "pin_failure_counted"]
-    challenge_id: str | None = Field(default=None, description="challenge: the home tier's challenge id")
-    message: str | None = Field(default=None, description="challenge: the exact bytes (UTF-8) the card signs; "
-                                                          "refused: what the code means")
-    expires_at: str | None = Field(default=None, description="challenge: judged by the home tier on arrival")
-    resident_code: str | None = Field(default=None, description="authenticated")
-    issuer: str | None = Field(default=None, description="authenticated: the municipality that issued the card")
-    code: str | None = Field(default=None, description="refused: the same codes as within the tier (docs/card.md)")
-    failures: int | None = None
-    locked: bool | None = None
-
-    @model_serializer(mode="wrap")
-    def _without_nulls(self, handler):  # noqa: ANN001, ANN202 — only the fields this state has
-        return {k: v for k, v in handler(self).items() if v is not None}
-
-
-def view(card: Card) -> CardView:
-    return CardView(serial=card.serial, resident_code=card.resident_code, issuer=card.issuer, home=card.home,
-                    card_type=card.card_type.value, status=card.status.value,
-                    valid_until=card.valid_until.isoformat(), pin_locked=card.pin_locked, events=card.seq)
-
-
-# --- runtime -------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=8)  # one per distinct environment: a cold start
-def _runtime(settings: CardSettings, endpoint: str | None) -> CardService:
-    return CardService(CardStore(settings.CARD_TABLE_NAME), EventSigner(settings.CARD_EVENT_KEY_ID),
-                       municipalities=settings.MUNICIPALITIES, counter_role_prefix=settings.COUNTER_ROLE_PREFIX,
-                       operator_roles=settings.OPERATOR_ROLES, account=settings.ACCOUNT_ID or None,
-                       allowed_endpoints=settings.API_ENDPOINT_IDS or None, clock=system_clock)
-
-
-def runtime() -> CardService:
-    return _runtime(load_settings(CardSettings), os.environ.get("AWS_ENDPOINT_URL"))
-
-
-@lru_cache(maxsize=8)
-def _copies(settings: CardSettings, endpoint: str | None) -> WideAreaCopies:
-    cards = _runtime(settings, endpoint)
-    names: dict[str, str] = {}
-    if settings.MUNICIPALITY_NAMES_FILE:
-        path = settings.MUNICIPALITY_NAMES_FILE
-        if not os.path.isabs(path):
-            path = os.path.join(os.environ.get("LAMBDA_TASK_ROOT", "."), path)
-        with open(path, encoding="utf-8") as fh:
-            names = json.load(fh)
-    store = ChannelStore(settings.CARD_TABLE_NAME)
-    # Only .result is used: the answers are read (Decrypt) here; requests are sent by the channel function.
-    reader = ChannelEndpoint(settings.MUNICIPALITIES[0][:2] + "0000", store,
-                             ChannelKeys(settings.CHANNEL_KEY_ID, settings.CHANNEL_KEY_ALIAS_PREFIX),
-                             None, None, "", "", None, clock=cards.clock)  # type: ignore[arg-type]
-    return WideAreaCopies(cards, CopyStore(settings.CARD_TABLE_NAME), reader, settings.CHANNEL_QUEUE_URL, names=names,
-                          clock=cards.clock)
-
-
-@lru_cache(maxsize=8)
-def _remote(settings: CardSettings, endpoint: str | None) -> RemoteAuthentications:
-    cards = _runtime(settings, endpoint)
-    reader = ChannelEndpoint(settings.MUNICIPALITIES[0][:2] + "0000", ChannelStore(settings.CARD_TABLE_NAME),
-                             ChannelKeys(settings.CHANNEL_KEY_ID, settings.CHANNEL_KEY_ALIAS_PREFIX),
-                             None, None, "", "", None, clock=cards.clock)  # type: ignore[arg-type]
-    return RemoteAuthentications(cards, reader, settings.CHANNEL_QUEUE_URL, clock=cards.clock)
-
-
-def remote() -> RemoteAuthentications:
-    """Cards of other tiers, through the channel (decision 0050)."""
-    settings = load_settings(CardSettings)
-    if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
-        raise CardRefusal(CardRefusalCode.NOT_FOUND, "cards of other tiers are not served here (no channel)")
-    return _remote(settings, os.environ.get("AWS_ENDPOINT_URL"))
-
-
-def carry_overs() -> CardCarryOvers:
-    """The new home's side of a card's carry-over from another tier (decision 0050), for the
-    special move-in (転入の特例) to call: ``request`` then ``complete``."""
-    settings = load_settings(CardSettings)
-    if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
-        raise CardRefusal(CardRefusalCode.NOT_FOUND, "cards of other tiers are not served here (no channel)")
-    remote_side = _remote(settings, os.environ.get("AWS_ENDPOINT_URL"))
-    return CardCarryOvers(remote_side.cards, remote_side.reader, settings.CHANNEL_QUEUE_URL,
-                          CardEventKeys(settings.CARD_EVENT_KEY_ALIAS_TEMPLATE), clock=remote_side.cards.clock)
-
-
-def copies() -> WideAreaCopies:
-    settings = load_settings(CardSettings)
-    if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
-        raise CardRefusal(CardRefusalCode.NOT_FOUND, "wide-area copies are not enabled in this tier (no channel)")
-    return _copies(settings, os.environ.get("AWS_ENDPOINT_URL"))
-
-
-@lru_cache(maxsize=8)
-def _moves(settings: CardSettings, endpoint: str | None) -> SpecialMoves:
-    cards = _runtime(settings, endpoint)
-    reader = ChannelEndpoint(settings.MUNICIPALITIES[0][:2] + "0000", ChannelStore(settings.CARD_TABLE_NAME),
-                             ChannelKeys(settings.CHANNEL_KEY_ID, settings.CHANNEL_KEY_ALIAS_PREFIX),
-                             None, None, "", "", None, clock=cards.clock)  # type: ignore[arg-type]
-    moves = SpecialMoves(cards, SpecialMoveStore(settings.CARD_TABLE_NAME), reader, settings.CHANNEL_QUEUE_URL,
-                         clock=cards.clock)
-    # the card of another tier carried over on the move-in (decision 0050), on the moves' clock
-    moves.carry_overs = CardCarryOvers(cards, reader, settings.CHANNEL_QUEUE_URL,
-                                       CardEventKeys(settings.CARD_EVENT_KEY_ALIAS_TEMPLATE),
-                                       clock=lambda: moves.clock())
-    return moves
-
-
-def moves() -> SpecialMoves:
-    settings = load_settings(CardSettings)
-    if not settings.CHANNEL_QUEUE_URL or not settings.CHANNEL_KEY_ID:
-        raise CardRefusal(CardRefusalCode.NOT_FOUND, "special moves are not enabled in this tier (no channel)")
-    return _moves(settings, os.environ.get("AWS_ENDPOINT_URL"))
-
-
 def caller() -> Caller:
     identity = app.current_event.raw_event.get("requestContext", {}).get("identity", {}) or {}
     return Caller(principal_arn=identity.get("userArn"), source_endpoint=identity.get("vpceId"),
                   request_id=app.current_event.request_context.request_id or "")
-
-
-def done(action: str, card: Card | None = None) -> None:
-    metrics.add_metric(name="CardRequests", unit=MetricUnit.Count, value=1)
-    logger.info("card request served", extra={"action": action, "caller": caller().principal_arn,
-                                              "serial": card.serial if card else None})
 
 
 # --- routes --------------------------------------------------------------------------------
@@ -366,51 +70,56 @@ def done(action: str, card: Card | None = None) -> None:
 @app.post("/v1/cards", summary="Issue a card (交付) to a resident of the caller's municipality", tags=["cards"],
           responses={201: {"description": "issued", "content": {"application/json": {"model": CardView}}}})
 def issue(request: IssueRequest) -> Response[CardView]:
-    card = runtime().issue(caller(), resident_code=request.resident_code, card_type=request.card_type,
-                           public_key=request.public_key)
-    done("issue", card)
+    who = caller()
+    card = runtime().issue(who, request.to_application())
+    served("issue", who, card)
     metrics.add_metric(name="CardsIssued", unit=MetricUnit.Count, value=1)
-    return Response(status_code=201, content_type="application/json", body=view(card))
+    return Response(status_code=201, content_type="application/json", body=CardView.of(card))
 
 
 @app.post("/v1/cards/<serial>/suspension", summary="Suspend a card (一時停止), e.g. reported lost", tags=["cards"],
           responses={200: {"description": "suspended", "content": {"application/json": {"model": CardView}}}})
 def suspend(serial: Serial, request: SuspendRequest) -> CardView:
-    card = runtime().suspend(caller(), serial, request.reason)
-    done("suspend", card)
-    return view(card)
+    who = caller()
+    card = runtime().suspend(who, serial, request.reason)
+    served("suspend", who, card)
+    return CardView.of(card)
 
 
 @app.post("/v1/cards/<serial>/resumption", summary="Resume a suspended card", tags=["cards"],
           responses={200: {"description": "active again", "content": {"application/json": {"model": CardView}}}})
 def resume(serial: Serial) -> CardView:
-    card = runtime().resume(caller(), serial)
-    done("resume", card)
-    return view(card)
+    who = caller()
+    card = runtime().resume(who, serial)
+    served("resume", who, card)
+    return CardView.of(card)
 
 
 @app.post("/v1/cards/<serial>/revocation", summary="Revoke a returned card (返納)", tags=["cards"],
           responses={200: {"description": "revoked", "content": {"application/json": {"model": CardView}}}})
 def revoke(serial: Serial) -> CardView:
-    card = runtime().revoke(caller(), serial)
-    done("revoke", card)
-    return view(card)
+    who = caller()
+    card = runtime().revoke(who, serial)
+    served("revoke", who, card)
+    return CardView.of(card)
 
 
 @app.post("/v1/cards/<serial>/expiry", summary="Record that a card's validity has ended", tags=["cards"],
           responses={200: {"description": "expired", "content": {"application/json": {"model": CardView}}}})
 def expire(serial: Serial) -> CardView:
-    card = runtime().expire(caller(), serial)
-    done("expire", card)
-    return view(card)
+    who = caller()
+    card = runtime().expire(who, serial)
+    served("expire", who, card)
+    return CardView.of(card)
 
 
 @app.post("/v1/cards/<serial>/pin-reset", summary="Reset the PIN at the counter, identity checked", tags=["cards"],
           responses={200: {"description": "reset", "content": {"application/json": {"model": PinResetResponse}}}})
 def reset_pin(serial: Serial, request: PinResetRequest) -> PinResetResponse:
-    card, event = runtime().reset_pin(caller(), serial, resident_code=request.resident_code)
-    done("reset_pin", card)
-    return PinResetResponse(card=view(card), event=SignedEvent.model_validate(event.to_dict()))
+    who = caller()
+    card, event = runtime().reset_pin(who, serial, resident_code=request.resident_code)
+    served("reset_pin", who, card)
+    return PinResetResponse(card=CardView.of(card), event=SignedEvent.model_validate(event.to_dict()))
 
 
 @app.post("/v1/challenges", summary="A one-time challenge for a card presented at this counter",
@@ -418,10 +127,10 @@ def reset_pin(serial: Serial, request: PinResetRequest) -> PinResetResponse:
           responses={200: {"description": "sign it with the card",
                            "content": {"application/json": {"model": ChallengeResponse}}}})
 def challenge(request: ChallengeRequest) -> ChallengeResponse:
-    body = runtime().challenge(caller(), request.serial)
-    done("challenge")
-    return ChallengeResponse(challenge_id=body["challenge_id"], serial=body["serial"], message=body["message"],
-                             expires_at=body["expires_at"].astimezone(dt.UTC).isoformat().replace("+00:00", "Z"))
+    who = caller()
+    issued = runtime().challenge(who, request.serial)
+    served("challenge", who)
+    return ChallengeResponse.of(issued)
 
 
 @app.post("/v1/authentications", summary="Authenticate a card: its signature over the challenge",
@@ -429,25 +138,22 @@ def challenge(request: ChallengeRequest) -> ChallengeResponse:
           responses={200: {"description": "the card's resident code and issuing municipality, nothing else",
                            "content": {"application/json": {"model": AuthenticationResponse}}}})
 def authenticate(request: AuthenticationRequest) -> AuthenticationResponse:
-    try:
-        signature = base64.b64decode(request.signature, validate=True)
-    except (binascii.Error, ValueError):
-        raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "the signature is not base64", field="signature",
-                          rule="base64") from None
-    body = runtime().authenticate(caller(), request.challenge_id, signature)
-    done("authenticate")
+    who, signature = caller(), request.signature_bytes()
+    card = runtime().authenticate(who, request.challenge_id, signature)
+    served("authenticate", who)
     metrics.add_metric(name="CardAuthentications", unit=MetricUnit.Count, value=1)
-    return AuthenticationResponse(**body)
+    return AuthenticationResponse.of(card)
 
 
 @app.post("/v1/challenges/<challenge_id>/pin-failure", tags=["authentication"],
           summary="Report that the card refused the PIN for this challenge (the network counts, locks at 3)",
           responses={200: {"description": "counted", "content": {"application/json": {"model": PinFailureResponse}}}})
 def pin_failure(challenge_id: Annotated[str, PathParam(max_length=64)]) -> PinFailureResponse:
-    body = runtime().pin_failed(caller(), challenge_id)
-    done("pin_failed")
+    who = caller()
+    counted = runtime().pin_failed(who, challenge_id)
+    served("pin_failed", who)
     metrics.add_metric(name="CardPinFailures", unit=MetricUnit.Count, value=1)
-    return PinFailureResponse(**body)
+    return PinFailureResponse.of(counted)
 
 
 @app.post("/v1/remote-authentications", tags=["authentication"],
@@ -455,9 +161,10 @@ def pin_failure(challenge_id: Annotated[str, PathParam(max_length=64)]) -> PinFa
           responses={202: {"description": "sent; poll GET /v1/remote-authentications/{id}",
                            "content": {"application/json": {"model": RemoteAuthenticationStatus}}}})
 def remote_start(request: RemoteAuthenticationRequest) -> Response[RemoteAuthenticationStatus]:
-    body = remote().start(caller(), request.serial)
-    done("remote_challenge")
-    return Response(status_code=202, content_type="application/json", body=_status(body))
+    who = caller()
+    body = remote().start(who, request.serial)
+    served("remote_challenge", who)
+    return Response(status_code=202, content_type="application/json", body=RemoteAuthenticationStatus.of(body))
 
 
 @app.get("/v1/remote-authentications/<auth_id>", tags=["authentication"],
@@ -466,15 +173,10 @@ def remote_start(request: RemoteAuthenticationRequest) -> Response[RemoteAuthent
                                          "wrong PIN counted", "content": {"application/json": {
                                              "model": RemoteAuthenticationStatus}}}})
 def remote_result(auth_id: Annotated[str, PathParam(max_length=64)]) -> Response[RemoteAuthenticationStatus]:
-    body = remote().result(caller(), auth_id)
-    done("remote_result")
-    return Response(status_code=200, content_type="application/json", body=_status(body))
-
-
-def _status(body: dict) -> dict:
-    """The fields this state has, no nulls: an authentication answers the resident code and the
-    issuer and nothing else."""
-    return RemoteAuthenticationStatus(**body).model_dump(exclude_none=True)
+    who = caller()
+    body = remote().result(who, auth_id)
+    served("remote_result", who)
+    return Response(status_code=200, content_type="application/json", body=RemoteAuthenticationStatus.of(body))
 
 
 @app.post("/v1/remote-authentications/<auth_id>/answer", tags=["authentication"],
@@ -483,14 +185,10 @@ def _status(body: dict) -> dict:
                            "content": {"application/json": {"model": RemoteAuthenticationStatus}}}})
 def remote_answer(auth_id: Annotated[str, PathParam(max_length=64)],
                   request: RemoteAnswerRequest) -> Response[RemoteAuthenticationStatus]:
-    try:
-        signature = base64.b64decode(request.signature, validate=True)
-    except (binascii.Error, ValueError):
-        raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "the signature is not base64", field="signature",
-                          rule="base64") from None
-    body = remote().answer(caller(), auth_id, signature)
-    done("remote_answer")
-    return Response(status_code=202, content_type="application/json", body=_status(body))
+    who, signature = caller(), request.signature_bytes()  # refused before the channel is looked for
+    body = remote().answer(who, auth_id, signature)
+    served("remote_answer", who)
+    return Response(status_code=202, content_type="application/json", body=RemoteAuthenticationStatus.of(body))
 
 
 @app.post("/v1/remote-authentications/<auth_id>/pin-failure", tags=["authentication"],
@@ -498,9 +196,10 @@ def remote_answer(auth_id: Annotated[str, PathParam(max_length=64)],
           responses={202: {"description": "sent; poll GET /v1/remote-authentications/{id}",
                            "content": {"application/json": {"model": RemoteAuthenticationStatus}}}})
 def remote_pin_failure(auth_id: Annotated[str, PathParam(max_length=64)]) -> Response[RemoteAuthenticationStatus]:
-    body = remote().pin_failure(caller(), auth_id)
-    done("remote_pin_failure")
-    return Response(status_code=202, content_type="application/json", body=_status(body))
+    who = caller()
+    body = remote().pin_failure(who, auth_id)
+    served("remote_pin_failure", who)
+    return Response(status_code=202, content_type="application/json", body=RemoteAuthenticationStatus.of(body))
 
 
 @app.post("/v1/wide-area-copies", tags=["wide-area copies"],
@@ -508,11 +207,11 @@ def remote_pin_failure(auth_id: Annotated[str, PathParam(max_length=64)]) -> Res
           responses={202: {"description": "sent; poll the result",
                            "content": {"application/json": {"model": WideAreaCopyAccepted}}}})
 def request_copy(request: WideAreaCopyRequest) -> Response[WideAreaCopyAccepted]:
-    body = copies().request(caller(), resident_code=request.resident_code,
-                            home_municipality=request.home_municipality, members=request.members,
-                            whole_household=request.whole_household, proof=request.proof.model_dump())
-    done("wide_area_copy_request")
-    return Response(status_code=202, content_type="application/json", body=WideAreaCopyAccepted(**body))
+    who = caller()
+    correlation = copies().request(who, request.to_application())
+    served("wide_area_copy_request", who)
+    return Response(status_code=202, content_type="application/json",
+                    body=WideAreaCopyAccepted(correlation=correlation, status="pending"))
 
 
 @app.get("/v1/wide-area-copies/<correlation>", tags=["wide-area copies"],
@@ -520,8 +219,9 @@ def request_copy(request: WideAreaCopyRequest) -> Response[WideAreaCopyAccepted]
          responses={200: {"description": "the outcome", "content": {"application/json": {"model": WideAreaCopyResult}}}})
 def copy_result(correlation: Annotated[str, PathParam(max_length=48, description="from POST /v1/wide-area-copies")]
                 ) -> WideAreaCopyResult:
-    body = copies().result(caller(), correlation)
-    done("wide_area_copy_result")
+    who = caller()
+    body = copies().result(who, correlation)
+    served("wide_area_copy_result", who)
     return WideAreaCopyResult(**body)
 
 
@@ -534,10 +234,9 @@ CorrelationPath = Annotated[str, PathParam(max_length=48, description="from POST
           responses={201: {"description": "filed (or the same filing again)",
                            "content": {"application/json": {"model": SpecialMoveOutView}}}})
 def file_move_out(request: SpecialMoveOutRequest) -> Response[SpecialMoveOutView]:
-    body = moves().file(caller(), resident_code=request.resident_code, planned_move_date=request.planned_move_date,
-                        destination_address=request.destination_address, by_post=request.by_post,
-                        card_authentication=request.card_authentication)
-    done("special_move_out_file")
+    who = caller()
+    body = moves().file(who, request.to_filing())
+    served("special_move_out_file", who)
     return Response(status_code=201, content_type="application/json", body=SpecialMoveOutView(**body))
 
 
@@ -545,8 +244,9 @@ def file_move_out(request: SpecialMoveOutRequest) -> Response[SpecialMoveOutView
          summary="The resident's latest special move-out here and its state",
          responses={200: {"description": "the record", "content": {"application/json": {"model": SpecialMoveOutView}}}})
 def move_out_status(resident_code: ResidentPath) -> SpecialMoveOutView:
-    body = moves().status(caller(), resident_code)
-    done("special_move_out_status")
+    who = caller()
+    body = moves().status(who, resident_code)
+    served("special_move_out_status", who)
     return SpecialMoveOutView(**body)
 
 
@@ -554,8 +254,9 @@ def move_out_status(resident_code: ResidentPath) -> SpecialMoveOutView:
           summary="Cancel an open special move-out (before the move-in completes it)",
           responses={200: {"description": "cancelled", "content": {"application/json": {"model": SpecialMoveOutView}}}})
 def cancel_move_out(resident_code: ResidentPath) -> SpecialMoveOutView:
-    body = moves().cancel(caller(), resident_code)
-    done("special_move_out_cancel")
+    who = caller()
+    body = moves().cancel(who, resident_code)
+    served("special_move_out_cancel", who)
     return SpecialMoveOutView(**body)
 
 
@@ -564,10 +265,11 @@ def cancel_move_out(resident_code: ResidentPath) -> SpecialMoveOutView:
           responses={202: {"description": "sent; poll the result",
                            "content": {"application/json": {"model": SpecialMoveInAccepted}}}})
 def request_move_in(request: SpecialMoveInRequest) -> Response[SpecialMoveInAccepted]:
-    body = moves().request(caller(), resident_code=request.resident_code, home_municipality=request.home_municipality,
-                           moved_on=request.moved_on, card_authentication=request.card_authentication)
-    done("special_move_in_request")
-    return Response(status_code=202, content_type="application/json", body=SpecialMoveInAccepted(**body))
+    who = caller()
+    correlation = moves().request(who, request.to_application())
+    served("special_move_in_request", who)
+    return Response(status_code=202, content_type="application/json",
+                    body=SpecialMoveInAccepted(correlation=correlation, status="requested"))
 
 
 @app.get("/v1/special-move-ins/<correlation>", tags=["special move-out/move-in"],
@@ -575,8 +277,9 @@ def request_move_in(request: SpecialMoveInRequest) -> Response[SpecialMoveInAcce
                  "refused (code) or timed out",
          responses={200: {"description": "the outcome", "content": {"application/json": {"model": SpecialMoveInResult}}}})
 def move_in_result(correlation: CorrelationPath) -> SpecialMoveInResult:
-    body = moves().result(caller(), correlation)
-    done("special_move_in_result")
+    who = caller()
+    body = moves().result(who, correlation)
+    served("special_move_in_result", who)
     return SpecialMoveInResult(**body)
 
 
@@ -586,55 +289,17 @@ def move_in_result(correlation: CorrelationPath) -> SpecialMoveInResult:
           responses={202: {"description": "the notice is sent; poll the result",
                            "content": {"application/json": {"model": SpecialMoveInResult}}}})
 def register_move_in(correlation: CorrelationPath) -> Response[SpecialMoveInResult]:
-    body = moves().move_in(caller(), correlation)
-    done("special_move_in_register")
+    who = caller()
+    body = moves().move_in(who, correlation)
+    served("special_move_in_register", who)
     return Response(status_code=202, content_type="application/json", body=SpecialMoveInResult(**body))
 
 
 # --- errors --------------------------------------------------------------------------------
 
 
-_ACTIONS = {"/v1/authentications": "authenticate", "/v1/challenges": "challenge", "/v1/cards": "issue",
-            "/v1/wide-area-copies": "wide_area_copy_request", "/v1/special-move-outs": "special_move_out_file",
-            "/v1/special-move-ins": "special_move_in_request"}
-
-
-def _action(path: str) -> str:
-    if path.startswith("/v1/wide-area-copies/"):
-        return "wide_area_copy_result"
-    if path.startswith("/v1/special-move-outs/"):
-        return "special_move_out_cancel" if path.endswith("/cancellation") else "special_move_out_status"
-    if path.startswith("/v1/special-move-ins/"):
-        return "special_move_in_register" if path.endswith("/move-in") else "special_move_in_result"
-    return _ACTIONS.get(path, path.rsplit("/", 1)[-1])
-
-
-def count_refusal(refusal: CardRefusal, who: Caller, path: str, body: dict) -> None:
-    metrics.add_metric(name="CardRefusals", unit=MetricUnit.Count, value=1)
-    count_refused_by_code(refusal.code.name)
-    remote_path = path.startswith("/v1/remote-authentications")
-    if refusal.code.authentication and (path in ("/v1/authentications", "/v1/challenges") or remote_path):
-        metrics.add_metric(name="CardAuthenticationRefusals", unit=MetricUnit.Count, value=1)
-    if refusal.code in (CardRefusalCode.CARD_SUSPENDED, CardRefusalCode.CARD_REVOKED):
-        metrics.add_metric(name="EndedCardPresented", unit=MetricUnit.Count, value=1)  # a lost or stolen card
-    if refusal.code in (CardRefusalCode.UNKNOWN_CALLER, CardRefusalCode.ENDPOINT_NOT_ALLOWED,
-                        CardRefusalCode.NOT_THIS_MUNICIPALITY, CardRefusalCode.PUBLIC_KEY_IN_USE,
-                        CardRefusalCode.PROOF_NOT_VALID):
-        metrics.add_metric(name="CardUnauthorisedAttempts", unit=MetricUnit.Count, value=1)
-    logger.warning("card request refused", extra={"code": refusal.code.name, "field": refusal.field,
-                                                  "rule": refusal.rule, "caller": who.principal_arn,
-                                                  "source_vpce": who.source_endpoint, "path": path})
-    action = _action(path)
-    if remote_path:  # counted as the authentication step it is (card-stats: auth refused)
-        action = {"answer": "authenticate", "pin-failure": "pin-failure"}.get(path.rsplit("/", 1)[-1], "challenge")
-    serial = body.get("serial") if isinstance(body.get("serial"), str) else ""
-    if not serial and path.startswith("/v1/cards/"):
-        serial = path.split("/")[3]
-    try:
-        runtime().refused(who, action, refusal, serial=serial[:32],
-                          resident_code=str(body.get("resident_code", ""))[:16])
-    except Exception:  # the refusal must reach the caller even if its record cannot be written
-        logger.exception("card refusal not recorded")
+def _refused_body(refusal: CardRefusal, who: Caller) -> str:
+    return json.dumps({"error": {**refusal.to_dict(), "request_id": who.request_id}})
 
 
 def refusal_response(refusal: CardRefusal) -> Response:
@@ -644,9 +309,9 @@ def refusal_response(refusal: CardRefusal) -> Response:
         body = json.loads(event.body or "{}")
     except ValueError:
         body = {}
-    count_refusal(refusal, who, event.path, body if isinstance(body, dict) else {})
+    count_refusal(refusal, who, event.path, body if isinstance(body, dict) else {}, runtime())
     return Response(status_code=refusal.code.status, content_type="application/json",
-                    body=json.dumps({"error": {**refusal.to_dict(), "request_id": who.request_id}}))
+                    body=_refused_body(refusal, who))
 
 
 @app.exception_handler(CardRefusal)
@@ -678,13 +343,9 @@ def precheck(event: dict) -> dict | None:
             raise CardRefusal(CardRefusalCode.INVALID_REQUEST, f"the request body is over {MAX_REQUEST_BYTES} bytes",
                               field="body", rule="max_bytes")
     except CardRefusal as refusal:
-        metrics.add_metric(name="CardRefusals", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="CardUnauthorisedAttempts", unit=MetricUnit.Count, value=1)
-        logger.warning("card request refused", extra={"code": refusal.code.name, "caller": who.principal_arn,
-                                                      "source_vpce": who.source_endpoint})
+        count_unidentified(refusal, who)
         return {"statusCode": refusal.code.status, "headers": {"Content-Type": "application/json"},
-                "body": json.dumps({"error": {**refusal.to_dict(), "request_id": who.request_id}}),
-                "isBase64Encoded": False}
+                "body": _refused_body(refusal, who), "isBase64Encoded": False}
     return None
 
 

@@ -23,15 +23,16 @@ from ..clock import Clock, month_jst
 from ..domain.card import (
     MAX_PIN_FAILURES,
     Card,
+    CardApplication,
     CardEvent,
     CardMoved,
     CardRefusal,
     CardRefusalCode,
     CardStatus,
-    CardType,
     Challenge,
     Counter,
     EventKind,
+    PinFailures,
     RevocationReason,
     apply,
     card_refusal,
@@ -216,16 +217,13 @@ class CardService:
         self.store.count(where, month_jst(now), {f"{prefix}{refusal.code.name}": 1})
 
     # --- issuance (交付) -------------------------------------------------------------------------
-    def issue(self, caller: Caller, *, resident_code: object, card_type: object, public_key: object) -> Card:
+    def issue(self, caller: Caller, application: CardApplication) -> Card:
         now = self.clock()
         staff = self.identify(caller)
         municipality = self._counter_only(staff)
         try:
-            code = ResidentCode.parse(resident_code).value
-            kind = CardType(card_type) if card_type in ("A", "B") else None
-            if kind is None:
-                raise ValidationError("card_type", "enum", "card_type is A (no photo) or B (photo)")
-            details = issue_details(code, kind, public_key if isinstance(public_key, str) else "", now)
+            code = ResidentCode.parse(application.resident_code).value
+            details = issue_details(code, application.card_type, application.public_key, now)
         except ValidationError as exc:
             raise CardRefusal(CardRefusalCode.INVALID_REQUEST, exc.detail, field=exc.field, rule=exc.rule) from None
         register = self.store.register(code)
@@ -258,7 +256,7 @@ class CardService:
         card = self._card(serial, now)
         self._home_counter(staff, card, operator_too=True)
         after = self._change(card, EventKind.SUSPENDED, now, municipality=card.home, actor=staff.principal,
-                             details={"reason": reason[:64]})
+                             details={"reason": reason})  # at most 64 characters (the API model)
         self._record(staff, now, caller, "suspend", "ok", card=after)
         return after
 
@@ -319,14 +317,13 @@ class CardService:
                             details={"from": card.home, "to": to})
 
     # --- authentication ---------------------------------------------------------------------------------
-    def challenge(self, caller: Caller, serial: object) -> dict:
+    def challenge(self, caller: Caller, serial: object) -> Challenge:
         now = self.clock()
         staff = self.identify(caller)
         self._counter_only(staff)
         card, challenge = self.open_challenge(staff.counter, serial, now)
         self._record(staff, now, caller, "challenge", "ok", card=card)
-        return {"challenge_id": challenge.challenge_id, "serial": challenge.serial,
-                "message": challenge.message().decode(), "expires_at": challenge.expires_at}
+        return challenge
 
     def open_challenge(self, counter: Counter, serial: object, now: dt.datetime) -> tuple[Card, Challenge]:
         """A one-time challenge for the card, bound to ``counter`` (municipality and clerk's session):
@@ -340,15 +337,16 @@ class CardService:
         self.store.put_challenge(challenge)
         return card, challenge
 
-    def authenticate(self, caller: Caller, challenge_id: str, signature: bytes) -> dict:
-        """The card's signature over the challenge → the resident code and the issuing municipality."""
+    def authenticate(self, caller: Caller, challenge_id: str, signature: bytes) -> Card:
+        """The card's signature over the challenge → the card (the API answers its resident code
+        and issuing municipality, nothing else)."""
         now = self.clock()
         staff = self.identify(caller)
         counter = Counter(self._counter_only(staff), staff.principal)
         decided = self.check_answer(counter, challenge_id, signature, now)
         self.store.count(counter.municipality, month_jst(now), {"auth_ok": 1})
         self._record(staff, now, caller, "authenticate", "ok", resident_code=decided.resident_code)
-        return {"resident_code": decided.resident_code, "issuer": decided.issuer}
+        return decided
 
     def check_answer(self, counter: Counter, challenge_id: str, signature: bytes, now: dt.datetime) -> Card:
         """Judge the answer ``counter`` presents to the challenge (spent first, right or wrong)."""
@@ -367,7 +365,7 @@ class CardService:
         self.store.record_authentication(challenge.challenge_id, decided.resident_code, now)
         return decided
 
-    def pin_failed(self, caller: Caller, challenge_id: str) -> dict:
+    def pin_failed(self, caller: Caller, challenge_id: str) -> PinFailures:
         """The counter reports the card refused a PIN for this challenge (one report per challenge);
         the network's own count locks the card at the third."""
         now = self.clock()
@@ -375,9 +373,9 @@ class CardService:
         counter = Counter(self._counter_only(staff), staff.principal)
         card, failures = self.count_wrong_pin(counter, challenge_id, now)
         self.store.count(counter.municipality, month_jst(now), {"pin_failures": 1})
-        self._record(staff, now, caller, "pin_failed", "locked" if failures >= MAX_PIN_FAILURES else "counted",
-                     card=card)
-        return {"failures": failures, "locked": failures >= MAX_PIN_FAILURES}
+        counted = PinFailures(failures)
+        self._record(staff, now, caller, "pin_failed", "locked" if counted.locked else "counted", card=card)
+        return counted
 
     def count_wrong_pin(self, counter: Counter, challenge_id: str, now: dt.datetime) -> tuple[Card, int]:
         """Count a wrong PIN reported by ``counter`` on its challenge; the ``pin_locked`` event at the third."""

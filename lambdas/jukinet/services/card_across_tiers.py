@@ -160,10 +160,10 @@ class RemoteAuthentications:
         self._record(staff.principal, here, now, caller, "remote_challenge", "sent", serial)
         return {"id": auth_id, "serial": serial, "home": home, "status": "pending"}
 
-    def _mine(self, caller: Caller, auth_id: object) -> tuple[str, str, dict]:
+    def _mine(self, caller: Caller, auth_id: str) -> tuple[str, str, dict]:
         staff = self.cards.identify(caller)
         here = self.cards._counter_only(staff)
-        record = self.requests.authentication(auth_id) if isinstance(auth_id, str) and len(auth_id) == 32 else None
+        record = self.requests.authentication(auth_id) if len(auth_id) == 32 else None
         if record is None:
             raise CardRefusal(CardRefusalCode.CHALLENGE_NOT_FOUND, "no such authentication", field="id", rule="issued")
         if (record["municipality"], record["principal"]) != (here, staff.principal):
@@ -171,16 +171,16 @@ class RemoteAuthentications:
                               field="id", rule="bound_to_counter")
         return staff.principal, here, record
 
-    def answer(self, caller: Caller, auth_id: object, signature: bytes) -> dict:
+    def answer(self, caller: Caller, auth_id: str, signature: bytes) -> dict:
         """Send the card's signature over the home's challenge to the home; poll the outcome."""
         return self._follow_up(caller, auth_id, "answer", ANSWER_QUERY,
                                {"signature": base64.b64encode(signature).decode("ascii")})
 
-    def pin_failure(self, caller: Caller, auth_id: object) -> dict:
+    def pin_failure(self, caller: Caller, auth_id: str) -> dict:
         """Report to the home that the card refused the PIN for this challenge (counted there, locks at 3)."""
         return self._follow_up(caller, auth_id, "pin-failure", PIN_QUERY, {})
 
-    def _follow_up(self, caller: Caller, auth_id: object, step: str, kind: str, extra: dict) -> dict:
+    def _follow_up(self, caller: Caller, auth_id: str, step: str, kind: str, extra: dict) -> dict:
         now = self.clock()
         principal, here, record = self._mine(caller, auth_id)
         if record["step"] != "challenge":
@@ -191,13 +191,13 @@ class RemoteAuthentications:
             raise CardRefusal(CardRefusalCode.INVALID_TRANSITION, "the home tier has not issued the challenge yet: "
                               "poll GET /v1/remote-authentications/{id}", field="id", rule="challenge_issued")
         correlation = channel.new_correlation_id(here, now)
-        if not self.requests.next_step(str(auth_id), was="challenge",
+        if not self.requests.next_step(auth_id, was="challenge",
                                        was_correlation=record["step_correlation"], step=step, correlation=correlation,
                                        home_challenge=issued["challenge_id"]):
             raise CardRefusal(CardRefusalCode.CHALLENGE_REPLAYED, "the challenge was already answered",
                               field="id", rule="one_time")
         query = {"query": kind, "challenge_id": issued["challenge_id"], "clerk": principal, **extra}
-        self.requests.put_request(correlation, to=record["remote_home"], query=query, auth_id=str(auth_id),
+        self.requests.put_request(correlation, to=record["remote_home"], query=query, auth_id=auth_id,
                                   clerk=principal, now=now)
         aws.client("sqs").send_message(QueueUrl=self.channel_queue_url, MessageBody=nudge(correlation))
         self._record(principal, here, now, caller, f"remote_{step.replace('-', '_')}", "sent", record["serial"])
@@ -212,10 +212,10 @@ class RemoteAuthentications:
             return None
         return self.reader.result(correlation)
 
-    def result(self, caller: Caller, auth_id: object) -> dict:
+    def result(self, caller: Caller, auth_id: str) -> dict:
         now = self.clock()
         principal, here, record = self._mine(caller, auth_id)
-        body = self._outcome(principal, here, str(auth_id), record, now)
+        body = self._outcome(principal, here, auth_id, record, now)
         self._record(principal, here, now, caller, "remote_result", body["status"], record["serial"],
                      body.get("resident_code", ""))
         return body
@@ -350,6 +350,8 @@ def _refused(cards: CardService, refusal: CardRefusal, requester: str, home: str
     _served(cards, requester, home, action, refusal.code.name, now, card, serial, clerk, query)
     if action != "carry_over":
         count_authentication_refusal(refusal.code)
+    else:  # the old home never refuses a carry-over it agreed to: an insider pulling a card (decision 0050)
+        metrics.add_metric(name="CardUnauthorisedAttempts", unit=MetricUnit.Count, value=1)
     logger.warning("card request from another tier refused", extra={
         "code": refusal.code.name, "requester": requester, "clerk": clerk, "serial": serial, "action": action})
     detail = refusal.home if isinstance(refusal, CardMoved) else refusal.message

@@ -134,11 +134,11 @@ class SpecialMoves:
         if counts:
             self.store.count(municipality, month_jst(now), counts)
 
-    def _authenticated(self, challenge_id: object, principal: str, here: str, resident: str, now: dt.datetime) -> str:
+    def _authenticated(self, challenge_id: str, principal: str, here: str, resident: str, now: dt.datetime) -> str:
         """The serial of the card this clerk authenticated here for ``resident`` in the last 15 minutes."""
         return str(self._authentication(challenge_id, principal, here, resident, now)["serial"])
 
-    def _authentication(self, challenge_id: object, principal: str, here: str, resident: str,
+    def _authentication(self, challenge_id: str, principal: str, here: str, resident: str,
                         now: dt.datetime) -> dict:
         """The authentication item (``CHALLENGE#``) this clerk's card authentication here names: a
         card of this tier (``POST /v1/authentications``) or, with ``remote_home`` and
@@ -147,8 +147,6 @@ class SpecialMoves:
         refuse = CardRefusal(CardRefusalCode.PROOF_NOT_VALID, "no successful card authentication of the resident "
                              "by this clerk at this counter in the last 15 minutes", field="card_authentication",
                              rule="authenticated_here")
-        if not isinstance(challenge_id, str) or len(challenge_id) != 32:
-            raise refuse
         item = self.store.challenge_item(challenge_id)
         if item is None or "authenticated_at" not in item or item["municipality"] != here or \
                 item["principal"] != principal or item["authenticated_resident"] != resident or \
@@ -171,17 +169,15 @@ class SpecialMoves:
                 "moved_in_at": record.requester or None,
                 "moved_on": record.moved_on.isoformat() if record.moved_on else None}
 
-    def file(self, caller: Caller, *, resident_code: object, planned_move_date: object, destination_address: object,
-             by_post: object = False, card_authentication: object = None) -> dict:
+    def file(self, caller: Caller, filing: sm.MoveOutFiling) -> dict:
         now = self.clock()
         staff = self.cards.identify(caller)
         here = self.cards._counter_only(staff)
+        by_post, card_authentication = filing.by_post, filing.card_authentication
         try:
-            code = ResidentCode.parse(resident_code, "resident_code").value
-            planned = sm.parse_planned(planned_move_date, now)
-            destination = sm.parse_destination(destination_address)
-            if not isinstance(by_post, bool):
-                raise ValidationError("by_post", "format", "by_post is true or false")
+            code = ResidentCode.parse(filing.resident_code, "resident_code").value
+            planned = sm.parse_planned(filing.planned_move_date, now)
+            destination = sm.parse_destination(filing.destination_address)
             if not by_post and card_authentication is None:
                 raise ValidationError("card_authentication", "required", "at the counter the card is authenticated "
                                       "(POST /v1/authentications); by post: by_post true")
@@ -207,7 +203,7 @@ class SpecialMoves:
             if self._authenticated(card_authentication, staff.principal, here, code, now) != card.serial:
                 raise CardRefusal(CardRefusalCode.PROOF_NOT_VALID, "the authenticated card is not the resident's "
                                   "valid card", field="card_authentication", rule="card")
-            proof = {"kind": "card", "challenge_id": str(card_authentication)}
+            proof = {"kind": "card", "challenge_id": card_authentication}
         found = self.moves.latest(here, code)
         if found is not None and not found[0].state_at(now).final:
             existing = found[0]
@@ -266,18 +262,20 @@ class SpecialMoves:
         raise Conflict(f"special move-out of {code} keeps changing")
 
     # --- B: the special move-in --------------------------------------------------------------------
-    def request(self, caller: Caller, *, resident_code: object, home_municipality: object, moved_on: object,
-                card_authentication: object) -> dict:
+    def request(self, caller: Caller, application: sm.MoveInApplication) -> str:
+        """Record and send the request for the certificate: its correlation id (a retry with the
+        same card authentication: the first request's)."""
         now = self.clock()
         staff = self.cards.identify(caller)
         here = self.cards._counter_only(staff)
+        card_authentication = application.card_authentication
         try:
-            code = ResidentCode.parse(resident_code, "resident_code").value
-            home = parse_home(home_municipality)
+            code = ResidentCode.parse(application.resident_code, "resident_code").value
+            home = parse_home(application.home_municipality)
             if home == here:
                 raise ValidationError("home_municipality", "other_municipality",
                                       "a move within the municipality is a 転居, not a special move-in")
-            moved = sm.parse_moved_on(moved_on, now)
+            moved = sm.parse_moved_on(application.moved_on, now)
         except ValidationError as exc:
             raise _invalid(exc) from None
         proof = self._authentication(card_authentication, staff.principal, here, code, now)
@@ -294,7 +292,7 @@ class SpecialMoves:
                 raise CardRefusal(CardRefusalCode.INVALID_REQUEST, "the authenticated card is not held by the named "
                                   "home municipality", field="home_municipality", rule="card_home")
         correlation = channel.new_correlation_id(here, now)
-        bound = self.moves.claim_challenge(str(card_authentication), correlation)
+        bound = self.moves.claim_challenge(card_authentication, correlation)
         if bound != correlation:
             existing = self.moves.move_in(bound) if bound else None
             if existing is None or (existing["resident_code"], existing["home"], existing["moved_on"]) != \
@@ -303,17 +301,17 @@ class SpecialMoves:
                                   "request", field="card_authentication", rule="one_request")
             self._send(KIND_REQUEST, bound)  # a retry: the same request again, nothing twice
             self._record(staff.principal, here, now, caller, "special_move_in_request", "sent_again", code, serial)
-            return {"correlation": bound, "status": "requested"}
-        query = sm.CertificateQuery(code, serial, str(card_authentication), moved, staff.principal, home_challenge)
+            return bound
+        query = sm.CertificateQuery(code, serial, card_authentication, moved, staff.principal, home_challenge)
         self.moves.put_move_in(correlation, {"clerk": staff.principal, "resident_code": code, "home": home,
                                              "moved_on": moved.isoformat(), "card_serial": serial,
-                                             "challenge_id": str(card_authentication),
+                                             "challenge_id": card_authentication,
                                              "query": dumps(query.to_dict())}, now)
         self._send(KIND_REQUEST, correlation)
         self._record(staff.principal, here, now, caller, "special_move_in_request", "sent", code, serial,
                      {f"{STAT}requested": 1})
         metrics.add_metric(name="SpecialMoveInsRequested", unit=MetricUnit.Count, value=1)
-        return {"correlation": correlation, "status": "requested"}
+        return correlation
 
     def _own(self, caller: Caller, correlation: object) -> tuple[str, str, str, dict]:
         staff = self.cards.identify(caller)

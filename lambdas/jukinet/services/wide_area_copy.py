@@ -82,24 +82,24 @@ class WideAreaCopies:
         if counts:
             self.store.count(municipality, month_jst(now), counts)
 
-    def request(self, caller: Caller, *, resident_code: object, home_municipality: object, members: object = (),
-                whole_household: object = False, proof: object = None) -> dict:
+    def request(self, caller: Caller, application: wac.CopyApplication) -> str:
+        """Record and send the request: its correlation id (a retry with the same card
+        authentication: the first request's)."""
         now = self.clock()
         staff = self.cards.identify(caller)
         here = self.cards._counter_only(staff)
+        whole_household = application.whole_household
         try:
-            applicant = ResidentCode.parse(resident_code, "resident_code").value
-            home = wac.parse_home(home_municipality)
+            applicant = ResidentCode.parse(application.resident_code, "resident_code").value
+            home = wac.parse_home(application.home_municipality)
             if home == here:
                 raise ValidationError("home_municipality", "other_municipality",
                                       "a copy of your own municipality's resident is an ordinary copy, not a "
                                       "wide-area one")
-            chosen = wac.parse_members(list(members) if isinstance(members, (list, tuple)) else members, applicant)
-            if not isinstance(whole_household, bool):
-                raise ValidationError("whole_household", "format", "whole_household is true or false")
+            chosen = wac.checked_members(application.members, applicant)
             if whole_household and chosen:
                 raise ValidationError("members", "consistency", "name members or ask for the whole household")
-            checked = wac.parse_proof(proof)
+            checked = wac.checked_proof(application.proof)
         except ValidationError as exc:
             raise _invalid(exc) from None
         correlation = channel.new_correlation_id(here, now)
@@ -119,7 +119,7 @@ class WideAreaCopies:
                     self._send(bound)
                     self._record(staff.principal, here, now, caller, "wide_area_copy_request", "sent_again",
                                  applicant)
-                    return {"correlation": bound, "status": "pending"}
+                    return bound
         else:
             serial = ""
             recorded = {"kind": "document", "document_type": checked.document_type, "number": checked.number,
@@ -131,7 +131,7 @@ class WideAreaCopies:
         self._record(staff.principal, here, now, caller, "wide_area_copy_request", "sent", applicant,
                      {"wide_area_copy_requested": 1})
         metrics.add_metric(name="WideAreaCopiesRequested", unit=MetricUnit.Count, value=1)
-        return {"correlation": correlation, "status": "pending"}
+        return correlation
 
     @staticmethod
     def _query(applicant: str, members: tuple[str, ...], whole: bool, serial: str, clerk: str) -> str:
