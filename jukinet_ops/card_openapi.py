@@ -1,7 +1,8 @@
 """The counter API's OpenAPI document (resident cards), generated from the handler's code.
 
-Routes live in ``lambdas/jukinet/handlers/card_api.py``, models in ``card_models.py``; this module adds the
-servers, the SigV4 scheme and the documented refusals (``CardRefusalCode``) and writes
+Routes live in ``lambdas/jukinet/handlers/card_api.py``, models in ``card_models.py``; this module gives
+Powertools the servers, the SigV4 scheme and the error codes (``jukinet_ops.openapi.generate``), documents
+the refusals (``CardRefusalCode``) on every operation and writes
 ``docs/card-openapi.json``, byte-stable, so a test fails when the published file is stale.
 ``jukinet openapi`` writes it together with the provision API's document.
 """
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .openapi import ROOT, _refs, operations
+from .openapi import ROOT, generate, with_error_responses
 
 DOCUMENT_PATH = ROOT / "docs" / "card-openapi.json"
 REGENERATE = "jukinet openapi"
@@ -92,40 +93,30 @@ def error_codes() -> dict[str, dict[str, Any]]:
 def document() -> dict[str, Any]:
     from jukinet.handlers import card_api
 
-    generated = card_api.app.get_openapi_schema(title=card_api.API_TITLE, version=card_api.API_VERSION)
-    doc: dict[str, Any] = json.loads(generated.model_dump_json(by_alias=True, exclude_none=True))
     codes = error_codes()
     table = "\n".join(f"| `{name}` | {c['status']} | {c['description']} |" for name, c in codes.items())
-    doc["info"]["description"] = DESCRIPTION.format(regenerate=REGENERATE, table=table)
-    doc["servers"] = [{"url": "https://{api_id}-{vpce_id}.execute-api.{region}.amazonaws.com/api",
-                       "description": "The tier's private REST API through its execute-api endpoint",
-                       "variables": {"api_id": {"default": "api_id"}, "vpce_id": {"default": "vpce-0123456789abcdef0"},
-                                     "region": {"default": "ap-northeast-1"}}}]
-    doc["security"] = [{"sigv4": []}]
-    doc["x-error-codes"] = codes
-    components = doc.setdefault("components", {})
-    components["securitySchemes"] = {"sigv4": {
-        "type": "apiKey", "in": "header", "name": "Authorization", "x-amazon-apigateway-authtype": "awsSigv4",
-        "description": "AWS Signature Version 4 (service execute-api) with a counter-staff role of the tier"}}
-    schemas = components.setdefault("schemas", {})
-    schemas["ErrorResponse"] = {"title": "ErrorResponse", "type": "object", "required": ["error"], "properties": {
-        "error": {"type": "object", "required": ["code", "message"], "properties": {
-            "code": {"type": "string", "enum": list(codes)}, "message": {"type": "string"},
-            "field": {"type": "string"}, "rule": {"type": "string"}, "request_id": {"type": "string"}}}}}
-    for _, _, op in operations(doc):
-        responses = op.setdefault("responses", {})
-        responses.pop("422", None)
-        for status in ERROR_STATUSES:
-            names = ", ".join(f"`{n}`" for n, c in codes.items() if c["status"] == status)
-            responses[str(status)] = {"description": f"Refused: {names}", "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
-    while True:
-        used = {ref.rsplit("/", 1)[-1] for ref in _refs(doc) if ref.startswith("#/components/schemas/")}
-        unused = [name for name in schemas if name not in used and name != "ErrorResponse"]
-        if not unused:
-            return doc
-        for name in unused:
-            del schemas[name]
+    doc = generate(
+        card_api.app, title=card_api.API_TITLE, version=card_api.API_VERSION,
+        description=DESCRIPTION.format(regenerate=REGENERATE, table=table),
+        servers=[{"url": "https://{api_id}-{vpce_id}.execute-api.{region}.amazonaws.com/api",
+                  "description": "The tier's private REST API through its execute-api endpoint",
+                  "variables": {"api_id": {"default": "api_id"}, "vpce_id": {"default": "vpce-0123456789abcdef0"},
+                                "region": {"default": "ap-northeast-1"}}}],
+        security_schemes={"sigv4": {
+            "type": "apiKey", "in": "header", "name": "Authorization", "x-amazon-apigateway-authtype": "awsSigv4",
+            "description": "AWS Signature Version 4 (service execute-api) with a counter-staff role of the tier"}},
+        security=[{"sigv4": []}], extensions={"x-error-codes": codes})
+    doc["components"].setdefault("schemas", {})["ErrorResponse"] = {
+        "title": "ErrorResponse", "type": "object", "required": ["error"], "properties": {
+            "error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string", "enum": list(codes)}, "message": {"type": "string"},
+                "field": {"type": "string"}, "rule": {"type": "string"}, "request_id": {"type": "string"}}}}}
+    responses = {}
+    for status in ERROR_STATUSES:
+        names = ", ".join(f"`{n}`" for n, c in codes.items() if c["status"] == status)
+        responses[status] = {"description": f"Refused: {names}", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    return with_error_responses(doc, responses)
 
 
 def render(doc: dict[str, Any] | None = None) -> str:

@@ -1,9 +1,10 @@
 """The provision API's OpenAPI document, generated from the handler's code.
 
 The routes live in ``lambdas/jukinet/handlers/provision_api.py``, their request/response models in
-``lambdas/jukinet/handlers/provision_models.py``; Powertools derives the paths and schemas from them. This module adds what the code cannot say
-by itself — where the API is served, how a caller authenticates, and the documented error
-responses (``RefusalCode``) — and writes the result to ``docs/openapi.json``, byte-stable for
+``lambdas/jukinet/handlers/provision_models.py``; Powertools derives the paths and schemas from them. This module gives Powertools what the code cannot say
+by itself — where the API is served, how a caller authenticates, the tags, the error codes
+(``RefusalCode``) — then documents the error responses on every operation (the one thing the
+library cannot take for all routes at once) and writes the result to ``docs/openapi.json``, byte-stable for
 unchanged code, so that a test can fail when the published file is stale.
 
     python -m jukinet_ops.openapi            write docs/openapi.json
@@ -191,46 +192,59 @@ def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             for method, op in sorted(item.items()) if method in HTTP_METHODS]
 
 
+def generate(app: Any, *, title: str, version: str, description: str, servers: list[dict[str, Any]],
+             security_schemes: dict[str, Any], security: list[dict[str, list[str]]],
+             tags: list[dict[str, Any]] | None = None, extensions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Powertools' document of ``app`` (a resolver) with what the library itself takes: the
+    description, servers, tags, security schemes and requirement, and ``x-`` extensions."""
+    from aws_lambda_powertools.event_handler.openapi.models import Server, Tag
+
+    schema = app.get_openapi_schema(
+        title=title, version=version, description=description, servers=[Server(**s) for s in servers],
+        tags=[Tag(**t) for t in tags] if tags else None, security_schemes=security_schemes, security=security,
+        openapi_extensions=extensions)
+    return json.loads(schema.model_dump_json(by_alias=True, exclude_none=True))
+
+
+def with_error_responses(doc: dict[str, Any], responses: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """What Powertools cannot say for every route at once: each operation documents ``responses``
+    (status → response object) instead of Powertools' own 422 body (the handlers answer every
+    validation error 400 ``INVALID_REQUEST``); then the schemas nothing refers to any more
+    (Powertools' ``HTTPValidationError`` and ``ValidationError``) are dropped."""
+    for _, _, op in operations(doc):
+        documented = op.setdefault("responses", {})
+        documented.pop("422", None)
+        for status, response in responses.items():
+            documented[str(status)] = response
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    while True:
+        used = {ref.rsplit("/", 1)[-1] for ref in _refs(doc) if ref.startswith("#/components/schemas/")}
+        unused = [name for name in schemas if name not in used and name != "ErrorResponse"]
+        if not unused:
+            return doc
+        for name in unused:
+            del schemas[name]
+
+
 def document() -> dict[str, Any]:
     """The provision API's OpenAPI document (a JSON-able dict)."""
     from jukinet.domain.provision import MAX_LOOKUP_CODES, MAX_REQUEST_BYTES
     from jukinet.handlers import provision_api
 
-    generated = provision_api.app.get_openapi_schema(title=provision_api.API_TITLE, version=provision_api.API_VERSION)
-    doc: dict[str, Any] = json.loads(generated.model_dump_json(by_alias=True, exclude_none=True))
     codes = error_codes()
-
     table = "\n".join(f"| `{name}` | {c['status']} | {c['description']}"
                       f"{' (an unauthorised attempt: counted and alarmed)' if c['unauthorised'] else ''} |"
                       for name, c in codes.items())
-    doc["info"]["description"] = DESCRIPTION.format(max_bytes=MAX_REQUEST_BYTES, max_codes=MAX_LOOKUP_CODES,
-                                                    regenerate=REGENERATE, table=table)
-    doc["servers"] = SERVERS
-    doc["tags"] = TAGS
-    doc["security"] = [{"sigv4": [], "api_key": []}]
+    doc = generate(provision_api.app, title=provision_api.API_TITLE, version=provision_api.API_VERSION,
+                   description=DESCRIPTION.format(max_bytes=MAX_REQUEST_BYTES, max_codes=MAX_LOOKUP_CODES,
+                                                  regenerate=REGENERATE, table=table),
+                   servers=SERVERS, tags=TAGS, security_schemes=SECURITY_SCHEMES,
+                   security=[{"sigv4": [], "api_key": []}], extensions={"x-error-codes": codes})
+    # A relative link to the docs beside the published file: the library's model takes absolute URLs only.
     doc["externalDocs"] = {"description": "Provision to agencies: agreements, the provision log, disclosure",
                            "url": "provision.md"}
-    doc["x-error-codes"] = codes
-
-    components = doc.setdefault("components", {})
-    components["securitySchemes"] = SECURITY_SCHEMES
-    schemas = components.setdefault("schemas", {})
-    schemas.update(_error_schemas(codes))
-    for _, _, op in operations(doc):
-        responses = op.setdefault("responses", {})
-        # Powertools documents its own 422 body; the handler answers every validation error 400 INVALID_REQUEST.
-        responses.pop("422", None)
-        for status in ERROR_STATUSES:
-            responses[str(status)] = _error_response(status, codes)
-    # Drop schemas nothing refers to any more (Powertools' HTTPValidationError and ValidationError).
-    while True:
-        used = {ref.rsplit("/", 1)[-1] for ref in _refs(doc) if ref.startswith("#/components/schemas/")}
-        unused = [name for name in schemas if name not in used and name != "ErrorResponse"]
-        if not unused:
-            break
-        for name in unused:
-            del schemas[name]
-    return doc
+    doc["components"].setdefault("schemas", {}).update(_error_schemas(codes))
+    return with_error_responses(doc, {status: _error_response(status, codes) for status in ERROR_STATUSES})
 
 
 def render(doc: dict[str, Any] | None = None) -> str:
