@@ -2,8 +2,8 @@
 
 The one IAM evaluator of the repository (decision 0052): the embedded AWS's locally served APIs
 evaluate their resource policies with it (``api.ResourcePolicy``), the access review asks it
-whether a deployed trust policy is still in force today, the checklist reads policies with its
-``as_list``, and ``tests/infra`` proves with it what each role may do (a contractor's access
+whether a deployed trust policy is still in force today, the checklist and the access review
+read policy documents with its ``document`` and ``as_list``, and ``tests/infra`` proves with it what each role may do (a contractor's access
 ending by itself, an insider refused). It follows IAM's evaluation logic for one set of
 policies: an explicit Deny wins, else any Allow, else the implicit deny. Supported:
 ``Action``/``NotAction``, ``Resource``/``NotResource`` (wildcards ``*`` and ``?``),
@@ -18,7 +18,9 @@ synthesized templates can be evaluated as they are.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +29,22 @@ ALLOW, DENY, IMPLICIT_DENY = "allow", "deny", "implicit-deny"
 
 class UnsupportedPolicy(ValueError):
     """The policy uses something this evaluator does not implement."""
+
+
+def document(value: Any) -> Any:
+    """A policy document as AWS returns it, parsed: IAM's URL-encoded JSON (``%7B...``), a JSON
+    string (API Gateway escapes its quotes; some APIs return it encoded twice), or a mapping
+    already parsed (copied). Anything else (``None``) is returned as it is."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if not isinstance(value, str):
+        return value
+    text = urllib.parse.unquote(value) if value.startswith(("%7B", "%7b")) else value
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = json.loads(text.replace('\\"', '"'))
+    return json.loads(parsed) if isinstance(parsed, str) else parsed
 
 
 def as_list(value: Any) -> list[Any]:

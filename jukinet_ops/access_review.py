@@ -19,10 +19,8 @@ import argparse
 import csv
 import datetime as dt
 import io
-import json
 import os
 import sys
-import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +37,7 @@ from infra.naming import Names, municipality_tier
 from jukinet.clock import JST, today_jst
 
 from embedded_aws.iam_policy import as_list, date_bounds, statements
+from embedded_aws.iam_policy import document as _document
 
 EXPIRING_WITHIN_DAYS = 30
 CONTRACTOR = "contractor"
@@ -227,15 +226,6 @@ def queue_rights(deployment: Deployment) -> list[QueueRight]:
 
 
 # --- the deployment side ----------------------------------------------------------------
-
-
-def _document(value: Any) -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        return dict(value)
-    text = str(value)
-    if text.startswith(("%7B", "%7b")):
-        text = urllib.parse.unquote(text)
-    return json.loads(text)
 
 
 def trust_principals(document: Mapping[str, Any]) -> frozenset[str]:

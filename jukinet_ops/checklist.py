@@ -51,6 +51,7 @@ from jukinet.adapters.aws import error_code
 from jukinet.clock import today_jst
 from jukinet.domain.notice import JST
 from embedded_aws.iam_policy import as_list
+from embedded_aws.iam_policy import document as _json
 
 EXPIRY_WARNING_DAYS = 30
 ECC_SPEC = "ECC_NIST_P256"
@@ -215,17 +216,6 @@ def _guard(check_ids: Sequence[str], scope: Scope, resource: str,
     except (ClientError, BotoCoreError, Unreadable, ValueError, KeyError) as exc:  # the last two: malformed answers
         return [Finding(c, scope, resource, Status.FAIL, f"could not inspect: {type(exc).__name__}: {exc}")
                 for c in check_ids]
-
-
-def _json(text: Any) -> Any:
-    """A policy document as AWS returns it: a JSON string (API Gateway escapes its quotes), or parsed."""
-    if not isinstance(text, str):
-        return text
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = json.loads(text.replace('\\"', '"'))
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _statements(policy: Any) -> list[dict[str, Any]]:
@@ -422,9 +412,7 @@ def check_drop_zone_writer(ins: Inspection, env: Environment, prefecture_code: s
         for attached in iam.list_attached_role_policies(RoleName=role_name).get("AttachedPolicies", []):
             policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
             version = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"])
-            documents.append((attached["PolicyName"], _json(urllib.parse.unquote(
-                version["PolicyVersion"]["Document"]) if isinstance(version["PolicyVersion"]["Document"], str)
-                else version["PolicyVersion"]["Document"])))
+            documents.append((attached["PolicyName"], _json(version["PolicyVersion"]["Document"])))
         for name, document in documents:
             for st in _statements(document):
                 if st.get("Effect") != "Allow":
