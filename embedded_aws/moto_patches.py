@@ -7,7 +7,8 @@ the server child process (``python -m embedded_aws.moto_server``), the thread mo
    transaction so that it can roll back: 100 items on a table of 10,000 items took 79 s
    (docs/decisions/0021-identity-store-transactions.md). Here only the items the
    transaction touches are remembered and restored; the checks, the cancellation reasons
-   and the writes are moto's own.
+   and the writes are moto's own (a Put's or Delete's condition is checked once, not again
+   by the write it guards).
 2. **Writes are atomic.** moto evaluates a condition and then writes, with no lock, so two
    threads' conditional writes to one item can interleave (both pass the check) — DynamoDB
    never lets that happen, and a transaction is all-or-nothing. One lock serialises the
@@ -63,9 +64,29 @@ the server child process (``python -m embedded_aws.moto_server``), the thread mo
    (the checklist's EDGE-1 reads the drop-zone writers' inline policy, decision 0051). Here a
    document that is not a string is stored as JSON text, as ``PutRolePolicy`` stores one.
 
-``apply()`` makes corrections 1, 2, 5, 6 and 9, wherever moto runs (the in-process ``mock_aws`` tests
+10. **Connections are kept open between requests.** Werkzeug's development server, which
+   moto's server is, answers every request with ``Connection: close`` (its comment: Python's
+   ``http.server`` does not drain an unread request body before the next request line), so
+   every AWS call of the demo opened a TCP connection and the server started a thread for it
+   (the profile of ``jukinet demo``, 2026-12-04: a connect per call in the client, thread start
+   and socket set-up in the server). Here a request with a ``Content-Length`` (or none: no
+   body) is answered without that header when its response has a ``Content-Length``, and what
+   the application left unread of its body is read and dropped before the next request; a
+   chunked request, a client's ``Connection: close`` or a response without a length closes the
+   connection as before. Idle connections end with the client's pool or the server. (Nagle's
+   algorithm is off on the server's sockets, or each reused connection's response would wait
+   for the client's delayed ACK.)
+
+11. **An item is built in time proportional to its size.** moto 5.2.5 builds each stored item
+   attribute by attribute into a dict that checks the 400 KB limit on every insertion by
+   summing the sizes of *all* attributes already there (quadratic in the attributes; ~5 % of
+   the embedded AWS's CPU in the demo). Here the attributes are converted, their sizes summed
+   once and the same limit applied to the total — the same answer, since a prefix of the sum
+   is over the limit only if the whole is.
+
+``apply()`` makes corrections 1, 2, 5, 6, 9 and 11, wherever moto runs (the in-process ``mock_aws`` tests
 too); ``apply_server()`` all of them, for the servers (3, 4 and 7 serve deployments and the
-runner, and importing moto's CloudFormation costs a process ~3 s; 8 too). Both are idempotent.
+runner, and importing moto's CloudFormation costs a process ~3 s; 8 and 10 too). Both are idempotent.
 """
 
 from __future__ import annotations
@@ -92,7 +113,24 @@ def apply() -> None:
     _no_rsa_key_for_symmetric_keys()
     _inline_role_policies_as_json()
     _query_reads_its_partition()
+    _items_built_in_linear_time()
     _APPLIED = True
+
+
+def _items_built_in_linear_time() -> None:
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    def init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        self.hash_key, self.range_key = hash_key, range_key
+        converted = {key: DynamoType(value) for key, value in attrs.items()}
+        if sum(bytesize(key) + value.size() for key, value in converted.items()) > 405000:  # moto's limit
+            raise ItemSizeTooLarge
+        self.attrs = LimitedSizeDict(converted)  # dict.update: no check per attribute
+
+    init.__wrapped__ = Item.__init__  # type: ignore[attr-defined]
+    Item.__init__ = init  # type: ignore[method-assign]
 
 
 _QUERY = threading.local()  # (table, hash key or None) while that table answers a Query on this thread
@@ -186,7 +224,83 @@ def apply_server() -> None:
     _parse_json_templates_as_json()
     _count_object_generations()
     _list_moto_modules_once()
+    _keep_connections_open()
     _APPLIED_SERVER = True
+
+
+class _BodyReader:
+    """The request's body: at most its ``Content-Length`` bytes of the connection's stream, so
+    that neither the application nor werkzeug's drain after the response reads the next request."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        self.stream, self.left = stream, length
+
+    def _size(self, n: int | None) -> int:
+        return self.left if n is None or n < 0 else min(n, self.left)
+
+    def read(self, n: int | None = -1) -> bytes:
+        data = self.stream.read(self._size(n)) if self.left else b""
+        self.left -= len(data)
+        return data
+
+    read1 = read
+
+    def readline(self, n: int | None = -1) -> bytes:
+        data = self.stream.readline(self._size(n)) if self.left else b""
+        self.left -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _keep_connections_open() -> None:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    run_wsgi, send_header = MotoRequestHandler.run_wsgi, MotoRequestHandler.send_header
+
+    def keeping_run_wsgi(self: Any) -> None:
+        length = self.headers.get("Content-Length")
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        self._jukinet_keep = (not chunked and self.request_version == "HTTP/1.1"
+                              and (length is None or length.strip().isdigit()))
+        self._jukinet_length_sent = False
+        if not self._jukinet_keep:
+            return run_wsgi(self)
+        rfile = self.rfile
+        self.rfile = body = _BodyReader(rfile, int(length) if length else 0)
+        try:
+            run_wsgi(self)
+        finally:
+            self.rfile = rfile
+        while body.left > 0 and not self.close_connection:  # what the application left unread
+            if not body.read(65536):
+                self.close_connection = True
+
+    def keeping_send_header(self: Any, keyword: str, value: str) -> None:
+        if keyword.lower() == "content-length":
+            self._jukinet_length_sent = True
+        if keyword.lower() == "connection" and value.lower() == "close" \
+                and getattr(self, "_jukinet_keep", False) and self._jukinet_length_sent:
+            return  # keep-alive: the request body is drained after the response (keeping_run_wsgi)
+        send_header(self, keyword, value)
+
+    # A response goes out as two writes (headers, body): with Nagle's algorithm on, the second
+    # waits for the client's delayed ACK (~40 ms) once the connection is reused.
+    MotoRequestHandler.disable_nagle_algorithm = True
+    MotoRequestHandler.run_wsgi = keeping_run_wsgi  # type: ignore[method-assign]
+    MotoRequestHandler.send_header = keeping_send_header  # type: ignore[method-assign]
 
 
 def _list_moto_modules_once() -> None:
@@ -358,12 +472,12 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
                         raise ConditionalCheckFailed(item=original_item)
                 if op_type != "ConditionCheck":
                     remember(table_name, key)
+                # The condition was checked just above, on the same item, under the same lock:
+                # moto's put/delete would parse and check it again (half the transaction's parsing).
                 if op_type == "Put":
-                    self.put_item(table_name, op["Item"], condition_expression=condition_expression,
-                                  expression_attribute_names=names, expression_attribute_values=values)
+                    self.put_item(table_name, op["Item"])
                 elif op_type == "Delete":
-                    self.delete_item(table_name, key, condition_expression=condition_expression,
-                                     expression_attribute_names=names, expression_attribute_values=values)
+                    self.delete_item(table_name, key)
                 elif op_type == "Update":
                     self.update_item(table_name, key, update_expression=op["UpdateExpression"],
                                      condition_expression=condition_expression,

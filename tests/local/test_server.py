@@ -259,3 +259,56 @@ def test_the_server_lists_motos_modules_once(monkeypatch):
     assert "dynamodb" in listed and "sqs" in listed
     monkeypatch.setattr(os, "listdir", lambda *_: (_ for _ in ()).throw(AssertionError("listed again")))
     assert list(backends.list_of_moto_modules()) == listed
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_requests_share_a_connection_and_an_unread_body_does_not_spill_into_the_next(mode: str):
+    """moto_patches correction 10: one TCP connection serves many requests (werkzeug closed each
+    one), and what the application leaves unread of a request body is dropped, not parsed as the
+    next request line — S3 refuses a PUT into a missing bucket without reading its body."""
+    import http.client
+
+    with MotoServer(mode=mode) as aws:  # type: ignore[arg-type]
+        url = urlparse(aws.endpoint_url)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        connection.connect()
+        opened = connection.sock
+        answers = []
+        for body in (b"x" * 300_000, b"", b"y" * 10):
+            connection.request("PUT", "/no-such-bucket-here/key", body=body,
+                               headers={"Host": f"127.0.0.1:{url.port}"})
+            response = connection.getresponse()
+            response.read()
+            answers.append(response.status)
+            assert response.getheader("Connection") != "close"
+        connection.request("GET", "/moto-api/data.json")
+        assert connection.getresponse().status == 200
+        assert connection.sock is opened  # never reconnected
+        assert answers == [404, 404, 404]
+        s3 = aws.client("s3", "ap-northeast-1")
+        s3.create_bucket(Bucket="bodies-kept-apart", CreateBucketConfiguration={"LocationConstraint": "ap-northeast-1"})
+        for size in (0, 1, 70_000, 1_000_000):
+            s3.put_object(Bucket="bodies-kept-apart", Key=f"k{size}", Body=b"z" * size)
+            assert s3.get_object(Bucket="bodies-kept-apart", Key=f"k{size}")["Body"].read() == b"z" * size
+        connection.close()
+
+
+def test_an_item_is_refused_over_400_kb_and_stored_under_it_as_moto_would():
+    """moto_patches correction 11: the item is built once, the limit applied to its total size."""
+    from moto import mock_aws
+
+    from jukinet_ops.local import moto_patches
+
+    moto_patches.apply()
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="ap-northeast-1")
+        ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        near = {"pk": {"S": "a"}, **{f"a{i}": {"S": "v" * 99_000} for i in range(4)}}
+        ddb.put_item(TableName="t", Item=near)
+        assert ddb.get_item(TableName="t", Key={"pk": {"S": "a"}})["Item"] == near
+        over = {"pk": {"S": "b"}, **{f"a{i}": {"S": "v" * 99_000} for i in range(5)}}  # each under, all over
+        with pytest.raises(ddb.exceptions.ClientError, match="Item size has exceeded the maximum allowed size"):
+            ddb.put_item(TableName="t", Item=over)
+        assert "Item" not in ddb.get_item(TableName="t", Key={"pk": {"S": "b"}})
