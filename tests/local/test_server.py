@@ -297,7 +297,7 @@ def test_an_item_is_refused_over_400_kb_and_stored_under_it_as_moto_would():
     """moto_patches correction 11: the item is built once, the limit applied to its total size."""
     from moto import mock_aws
 
-    from jukinet_ops.local import moto_patches
+    from embedded_aws import moto_patches
 
     moto_patches.apply()
     with mock_aws():
