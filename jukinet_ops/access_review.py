@@ -284,14 +284,16 @@ def parse_role(deployment: Deployment, role: Mapping[str, Any]) -> DeployedRole 
 def read_deployed(deployment: Deployment, *, iam: Any = None,
                   sts: Any = None) -> tuple[list[DeployedRole], dict[str, str]]:
     """The people roles of every tier in the account the credentials reach, and per tier whether it was read."""
-    import boto3  # here: the configuration-only review needs no AWS SDK
+    # here: the configuration-only review needs no AWS SDK
     from botocore.exceptions import BotoCoreError, ClientError
+
+    from .clients import operator_client
 
     unreachable = (BotoCoreError, ClientError, OSError)
 
     region = os.environ.get("AWS_DEFAULT_REGION") or deployment.region
     try:
-        sts = sts or boto3.client("sts", region_name=region)
+        sts = sts or operator_client("sts", region)
         account = sts.get_caller_identity()["Account"]
     except unreachable as exc:  # no credentials, no network, an embedded AWS that is not running
         reason = f"not checked: {type(exc).__name__}: {exc}".splitlines()[0][:200]
@@ -307,7 +309,7 @@ def read_deployed(deployment: Deployment, *, iam: Any = None,
             checked[tier] = f"not checked: the tier is in account {env.account}, the credentials are for {account}"
     if not wanted:
         return [], checked
-    iam = iam or boto3.client("iam", region_name=region)
+    iam = iam or operator_client("iam", region)
     found: list[DeployedRole] = []
     prefix = f"/{Names.of(deployment).prefix}/"
     try:

@@ -1722,7 +1722,11 @@ def aws_clients(role_name: str | None = None, endpoint_url: str | None = None) -
     credentials of ``role_name`` assumed there (when given)."""
     import boto3
 
-    session = boto3.session.Session()
+    from jukinet.adapters.aws import new_session
+
+    from .clients import operator_client
+
+    session = new_session()
     sessions: dict[str, Any] = {}
     cache: dict[tuple[str, Environment], Any] = {}
     caller: list[str] = []
@@ -1746,8 +1750,8 @@ def aws_clients(role_name: str | None = None, endpoint_url: str | None = None) -
 
     def factory(service: str, env: Environment) -> Any:
         if (service, env) not in cache:
-            cache[(service, env)] = session_for(env.account, env.region).client(service, region_name=env.region,
-                                                                    endpoint_url=endpoint_url)
+            cache[(service, env)] = operator_client(service, env.region, session=session_for(env.account, env.region),
+                                                    endpoint_url=endpoint_url)
         return cache[(service, env)]
     return factory
 

@@ -47,6 +47,8 @@ from jukinet.adapters.recipient_state import isolation_key
 from jukinet.clock import Clock, system_clock
 from jukinet.domain.isolation import ISOLATION_TAG
 
+from .clients import ClientCache
+
 KINDS = ("municipality", "prefecture", "agency")
 RECORD_VERSION = 1
 ISOLATING, ISOLATED, RESTORED = "isolating", "isolated", "restored"
@@ -743,8 +745,7 @@ class Emergency:
         self.wait_timeout_s = wait_timeout_s
         self.poll_s = poll_s
         self.clock = clock  # when records and notes say something happened
-        self._clients: dict[str, Any] = {}
-        self._client_factory = clients
+        self._clients = ClientCache(self.region, clients)
         self.invoke_event: InvokeEvent | None = self._lambda_invoke if invoke_event is Emergency._DEFAULT \
             else invoke_event
         self.store = RecordStore(self.client("ssm"), deployment.prefix)
@@ -754,18 +755,7 @@ class Emergency:
         return self.clock().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def client(self, service: str) -> Any:
-        if service not in self._clients:
-            if self._client_factory is not None:
-                self._clients[service] = self._client_factory(service)
-            else:
-                from botocore.config import Config
-
-                from jukinet.adapters import aws
-
-                self._clients[service] = aws.new_session().client(
-                    service, region_name=self.region,
-                    config=Config(retries={"mode": "standard", "max_attempts": 5}))
-        return self._clients[service]
+        return self._clients(service)
 
     def _lambda_invoke(self, function: str, event: dict[str, Any]) -> None:
         got = self.client("lambda").invoke(FunctionName=function, InvocationType="Event",

@@ -56,6 +56,8 @@ from jukinet.domain.errors import ValidationError
 from jukinet.domain.message import SignedMessage
 from jukinet.services.tier_processor import REDRIVE_ATTRIBUTE
 
+from .clients import ClientCache
+
 NO_REASON = "none"  # moved by SQS after maxReceiveCount failed receives: no reason attribute
 # Security events until explained (docs/operations.md): moved only when named with --reason.
 SECURITY_REASONS = ("signature_invalid", "origin_signature_invalid", "lineage_missing", "not_holder")
@@ -177,24 +179,12 @@ class Redrive:
         self.names = Names.of(deployment)
         self.clock = clock
         self.hold_seconds = hold_seconds
-        self._client_factory = clients
-        self._clients: dict[str, Any] = {}
+        self._clients = ClientCache(self.deployment.region, clients)
         self._caller: str | None = None
         self._queue_urls = queue_urls  # tier → (DLQ URL, source URL), instead of the deployment's names
 
     def client(self, service: str) -> Any:
-        if service not in self._clients:
-            if self._client_factory is not None:
-                self._clients[service] = self._client_factory(service)
-            else:
-                from botocore.config import Config
-
-                from jukinet.adapters import aws
-
-                self._clients[service] = aws.new_session().client(
-                    service, region_name=self.deployment.region,
-                    config=Config(retries={"mode": "standard", "max_attempts": 5}))
-        return self._clients[service]
+        return self._clients(service)
 
     def caller(self) -> str:
         if self._caller is None:
