@@ -3,8 +3,8 @@
 The one IAM evaluator of the repository (decision 0052): the embedded AWS's locally served APIs
 evaluate their resource policies with it (``api.ResourcePolicy``), the access review asks it
 whether a deployed trust policy is still in force today, the checklist and the access review
-read policy documents with its ``document`` and ``as_list``, and ``tests/infra`` proves with it what each role may do (a contractor's access
-ending by itself, an insider refused). It follows IAM's evaluation logic for one set of
+read policy documents with its ``document`` and ``as_list``, and ``tests/infra`` proves with it
+what each role may do (a contractor's access ending by itself, an insider refused). It follows IAM's evaluation logic for one set of
 policies: an explicit Deny wins, else any Allow, else the implicit deny. Supported:
 ``Action``/``NotAction``, ``Resource``/``NotResource`` (wildcards ``*`` and ``?``),
 ``Principal`` (``AWS``, ``Federated``, ``*``) for trust and resource policies, and the

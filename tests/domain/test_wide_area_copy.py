@@ -103,14 +103,25 @@ def test_japanese_dates(day, expected) -> None:
     assert wac.japanese_date(day) == expected
 
 
-@pytest.mark.parametrize(("raw", "field", "rule"), [
-    (None, "proof", "required"), ({}, "proof", "required"),
-    ({"card_authentication": "xyz"}, "proof.card_authentication", "format"),
-    ({"document": {"type": "library_card", "number": "1", "clerk": "a"}}, "proof.document.type", "enum"),
-    ({"document": {"type": "passport", "number": "", "clerk": "a"}}, "proof.document.number", "format"),
-    ({"document": {"type": "passport", "number": "TK1", "clerk": ""}}, "proof.document.clerk", "format"),
+# The proof's shape (one of the two, the document type one of DOCUMENT_TYPES, the lengths) is the
+# request model's (tests/card/test_invalid_requests.py); the domain checks what the model cannot say.
+@pytest.mark.parametrize(("proof", "field", "rule"), [
+    (wac.CardProof("xyz"), "proof.card_authentication", "format"),
+    (wac.CardProof("A" * 32), "proof.card_authentication", "format"),
+    (wac.DocumentProof("passport", "", "a"), "proof.document.number", "format"),
+    (wac.DocumentProof("passport", "TK 1", "a"), "proof.document.number", "format"),
+    (wac.DocumentProof("passport", "TK1", ""), "proof.document.clerk", "format"),
+    (wac.DocumentProof("passport", "TK1", "\u3000"), "proof.document.clerk", "format"),
+    (wac.DocumentProof("passport", "TK1", "a\x07"), "proof.document.clerk", "format"),
 ])
-def test_a_proof_names_its_rule(raw, field, rule) -> None:
+def test_a_proof_names_its_rule(proof, field, rule) -> None:
     with pytest.raises(ValidationError) as exc:
-        wac.parse_proof(raw)
+        wac.checked_proof(proof)
     assert (exc.value.field, exc.value.rule) == (field, rule)
+
+
+def test_a_proof_is_kept_normalised() -> None:
+    assert wac.checked_proof(wac.DocumentProof("passport", " ＴＫ－１ ", " 窓口　花子 ")) == \
+        wac.DocumentProof("passport", "TK-1", "窓口 花子")
+    card = wac.CardProof("0" * 32)
+    assert wac.checked_proof(card) is card
