@@ -76,10 +76,12 @@ log = logging.getLogger(__name__)
 # AWS_PROFILE and friends included, is hidden so nothing of the host's AWS setup leaks in.
 # libfaketime's settings pass through: a clock moved for the whole process (scripts/test-any-date)
 # is read from FAKETIME (every few seconds), so hiding it would give the function the real clock.
+# JUKINET_VALIDATE_AWS_REQUESTS: the test suite's request checking (jukinet.adapters.aws) reaches
+# the functions it runs.
 _HOST_VARIABLES = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT",
                    "PYTHONHASHSEED", "PYTHONUTF8", "SSL_CERT_FILE", "SSL_CERT_DIR", "TZ",
                    "LD_PRELOAD", "FAKETIME", "FAKETIME_NO_CACHE", "DONT_FAKE_MONOTONIC",
-                   "FAKETIME_FORCE_MONOTONIC_FIX")
+                   "FAKETIME_FORCE_MONOTONIC_FIX", "JUKINET_VALIDATE_AWS_REQUESTS")
 _MAX_SQS_RECEIVE = 10  # SQS ReceiveMessage limit
 _DEFAULT_ASYNC_RETRIES = 2  # Lambda's default for asynchronous invocations
 

@@ -233,6 +233,17 @@ def test_order_key_breaks_ties_on_the_same_day_and_time(data):
     assert (base.order_key < other.order_key) == (_order_tuple(base) < _order_tuple(other))
 
 
+@given(update_notices(), st.integers(1, MAX_SEQUENCE))
+def test_order_key_made_once_follows_every_replace(notice, sequence):
+    # The key is made at construction; a copy with another sequence or time must not keep the old one.
+    changed = dataclasses.replace(notice, sequence=sequence,
+                                  notice_time=notice.notice_time + dt.timedelta(microseconds=1))
+    assert changed.order_key == UpdateNotice.from_dict(changed.to_dict()).order_key
+    assert changed.order_key.endswith(f"|{sequence:012d}")
+    assert changed.order_key != notice.order_key
+    assert UpdateNotice.from_dict(notice.to_dict()) == notice  # the made key is not compared
+
+
 def test_payload_that_inflates_beyond_the_cap_is_refused_without_inflating_it():
     import gzip
 
