@@ -53,7 +53,7 @@ def active_residents(deployment, municipality: str, limit: int, candidates: Iter
 
     table = Names.of(deployment).card_table(deployment.prefectures[0].code)
     if candidates is not None:
-        return sorted(_registered(table, sorted(set(candidates)), municipality))[:limit]
+        return sorted(_registered(table, sorted(set(candidates)), municipality, limit))[:limit]
     found: list[str] = []
     kwargs: dict = {}
     while len(found) < limit:
@@ -68,14 +68,17 @@ def active_residents(deployment, municipality: str, limit: int, candidates: Iter
     return sorted(found)[:limit]
 
 
-def _registered(table: str, codes: list[str], municipality: str) -> list[str]:
-    """Those of ``codes`` whose register entry says they live in ``municipality``: the scan's
-    filter (``active_residents``) applied to the entries read by key."""
+def _registered(table: str, codes: list[str], municipality: str, limit: int) -> list[str]:
+    """The first ``limit`` (at least) of ``codes`` whose register entry says they live in
+    ``municipality``: the scan's filter (``active_residents``) applied to the entries read by
+    key, 100 a ``BatchGetItem``, until ``limit`` are found."""
     from jukinet.adapters import aws
 
     ddb = aws.client("dynamodb")
     found: list[str] = []
     for start in range(0, len(codes), 100):
+        if len(found) >= limit:  # codes are sorted: the lowest ``limit`` are found
+            break
         request: dict = {table: {
             "Keys": [{"pk": {"S": f"RESIDENT#{c}"}, "sk": {"S": "REGISTER"}} for c in codes[start:start + 100]],
             "ProjectionExpression": "pk, municipality, ended, reason", "ConsistentRead": True}}

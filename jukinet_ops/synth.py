@@ -117,14 +117,14 @@ def _node_version(root: Path) -> str:
 
 
 def synth_cached(deployment: str | None = None, out: str | os.PathLike = "cdk.out", *,
-                 today: dt.date | None = None) -> tuple[Path, bool]:
+                 today: dt.date | None = None, root: Path = REPO_ROOT) -> tuple[Path, bool]:
     """``synth``, unless ``out`` already holds the assembly of the same inputs: (the assembly,
     whether it was reused). The inputs' digest (``synth_inputs_key``) is written into the
     assembly after a successful synthesis and removed before one starts, so an interrupted or
     failed synthesis is never reused; the digest is taken before synthesis starts, so a file
-    changed meanwhile makes the next run synthesize again."""
+    changed meanwhile makes the next run synthesize again. ``root``: the checkout (tests)."""
     out_dir = Path(out).resolve()
-    key = synth_inputs_key(deployment, today)
+    key = synth_inputs_key(deployment, today, root=root)
     stamp = out_dir / SYNTH_KEY_FILE
     try:
         if (out_dir / "manifest.json").is_file() and stamp.read_text(encoding="utf-8").strip() == key:
