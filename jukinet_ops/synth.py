@@ -38,8 +38,11 @@ def synth_environment(deployment: str | None, out_dir: Path, today: dt.date | No
 
 def synth(deployment: str | None = None, out: str | os.PathLike = "cdk.out", *, today: dt.date | None = None) -> Path:
     """Synthesize ``deployment`` into ``out``; ``today`` (JST) is the day of synthesis
-    (default: today in Japan, read by ``app.py``)."""
+    (default: today in Japan, read by ``app.py``). Whatever synthesizes into ``out`` makes a
+    reused assembly's stamp there void (``synth_cached``: ``jukinet up`` synthesizes into the
+    demo's ``.jukinet/cdk.out``)."""
     out_dir = Path(out).resolve()
+    (out_dir / SYNTH_KEY_FILE).unlink(missing_ok=True)
     result = subprocess.run([sys.executable, str(REPO_ROOT / "app.py")], cwd=REPO_ROOT,
                             env=synth_environment(deployment, out_dir, today), capture_output=True, text=True)
     if result.returncode != 0:
@@ -131,7 +134,6 @@ def synth_cached(deployment: str | None = None, out: str | os.PathLike = "cdk.ou
             return out_dir, True
     except OSError:
         pass
-    stamp.unlink(missing_ok=True)
-    synth(deployment, out_dir, today=today)
+    synth(deployment, out_dir, today=today)  # removes the stamp first
     stamp.write_text(key + "\n", encoding="utf-8")
     return out_dir, False

@@ -203,3 +203,19 @@ def test_the_assembly_is_reused_only_while_its_inputs_are_unchanged(tmp_path, mo
     os.remove(out / "manifest.json")
     assert cached(today=day + dt.timedelta(days=1))[1] is False
     assert len(runs) == 6
+
+
+def test_any_synthesis_into_the_directory_voids_the_stamp(tmp_path, monkeypatch):
+    """``jukinet up`` (and ``jukinet synth --out``) synthesize into the demo's directory with
+    their own deployment and day: the demo must not take that assembly for its own."""
+    import subprocess
+
+    from jukinet_ops import synth
+
+    out = tmp_path / "cdk.out"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    (out / synth.SYNTH_KEY_FILE).write_text("a key\n")
+    monkeypatch.setattr(synth.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "", ""))
+    synth.synth("nagano-compact", out)
+    assert not (out / synth.SYNTH_KEY_FILE).exists()
