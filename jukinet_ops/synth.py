@@ -134,6 +134,7 @@ def synth_cached(deployment: str | None = None, out: str | os.PathLike = "cdk.ou
             return out_dir, True
     except OSError:
         pass
-    synth(deployment, out_dir, today=today)  # removes the stamp first
+    stamp.unlink(missing_ok=True)  # synth() does too; here it does not depend on that
+    synth(deployment, out_dir, today=today)
     stamp.write_text(key + "\n", encoding="utf-8")
     return out_dir, False
