@@ -219,3 +219,24 @@ def test_any_synthesis_into_the_directory_voids_the_stamp(tmp_path, monkeypatch)
     monkeypatch.setattr(synth.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "", ""))
     synth.synth("nagano-compact", out)
     assert not (out / synth.SYNTH_KEY_FILE).exists()
+
+
+def test_the_cli_passes_resynth_and_step_one_says_when_the_assembly_was_reused(monkeypatch):
+    import io
+
+    import jukinet_ops.demo
+    from jukinet_ops.cli import main
+    from jukinet_ops.demo_report import DemoConsole, DemoOutput
+
+    seen: dict = {}
+    monkeypatch.setattr(jukinet_ops.demo, "run_demo", lambda **kwargs: seen.update(kwargs) or 0)
+    assert main(["demo", "--resynth"]) == 0 and seen["resynth"] is True
+    assert main(["demo"]) == 0 and seen["resynth"] is False
+
+    def step_one(**kwargs) -> str:
+        text = io.StringIO()
+        DemoOutput(DemoConsole(file=text)).assembly(".jukinet/cdk.out", 3.0, **kwargs)
+        return text.getvalue()
+
+    assert "reused" in step_one(reused=True) and "--resynth" in step_one(reused=True)
+    assert "reused" not in step_one()
