@@ -118,16 +118,28 @@ class TierNetworkView:
         return False
 
 
-def view_of_function(client: Callable[[str, str, str], Any], name: str, region: str, account: str
+def view_of_function(client: Callable[[str, str, str], Any], name: str, region: str, account: str,
+                     vpcs: dict[tuple[str, str, str], TierNetworkView | None] | None = None
                      ) -> TierNetworkView | None:
     """The VPC of a deployed function from the embedded AWS: its subnets' VPC, CIDR, flow-log
-    group (``DescribeFlowLogs``) and endpoints (``DescribeVpcEndpoints``); None outside a VPC."""
+    group (``DescribeFlowLogs``) and endpoints (``DescribeVpcEndpoints``); None outside a VPC.
+    ``vpcs``: the views already read, by (VPC, region, account) — a tier's functions share its
+    VPC, so each VPC is described once (79 functions, 5 VPCs in the Nagano assembly)."""
     config = client("lambda", region, account).get_function(FunctionName=name)["Configuration"]
     subnets = (config.get("VpcConfig") or {}).get("SubnetIds") or []
     if not subnets:
         return None
     ec2 = client("ec2", region, account)
     vpc_id = ec2.describe_subnets(SubnetIds=subnets[:1])["Subnets"][0]["VpcId"]
+    if vpcs is None:
+        return _view_of_vpc(client, ec2, vpc_id, region, account)
+    if (vpc_id, region, account) not in vpcs:
+        vpcs[(vpc_id, region, account)] = _view_of_vpc(client, ec2, vpc_id, region, account)
+    return vpcs[(vpc_id, region, account)]
+
+
+def _view_of_vpc(client: Callable[[str, str, str], Any], ec2: Any, vpc_id: str, region: str, account: str
+                 ) -> TierNetworkView | None:
     cidr = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["CidrBlock"]
     flow = [f for f in ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc_id]}])["FlowLogs"]
             if f.get("LogDestinationType", "cloud-watch-logs") == "cloud-watch-logs" and f.get("LogGroupName")]
@@ -176,12 +188,13 @@ class FlowLogRecorder:
         self.queries: list[str] = []  # every DNS query-log line written
         self._local = threading.local()
         self._views: dict[tuple[str, str, str], TierNetworkView | None] = {}
+        self._vpcs: dict[tuple[str, str, str], TierNetworkView | None] = {}  # by (VPC, region, account)
 
     def view(self, function: str, region: str, account: str) -> TierNetworkView | None:
         key = (function, region, account)
         if key not in self._views:
             try:
-                self._views[key] = view_of_function(self.client, function, region, account)
+                self._views[key] = view_of_function(self.client, function, region, account, self._vpcs)
             except (ClientError, KeyError, IndexError):
                 self._views[key] = None
         return self._views[key]

@@ -154,9 +154,10 @@ class MotoServer:
     def _start_thread(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        from . import moto_patches
+        from . import moto_code_hash, moto_patches
 
         moto_patches.apply_server()
+        moto_code_hash.apply()
 
         # werkzeug logs every request at INFO; quiet it while this server runs.
         werkzeug = logging.getLogger("werkzeug")

@@ -15,6 +15,7 @@ import base64
 import json
 import re
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,18 @@ def counter_principals(deployment, runner) -> dict[str, Any]:
     return {label: made[arn] for label, arn in roles.items()}
 
 
-def active_residents(deployment, municipality: str, limit: int) -> list[str]:
-    """Up to ``limit`` residents the tier's register shows living in ``municipality``."""
+def active_residents(deployment, municipality: str, limit: int, candidates: Iterable[str] | None = None) -> list[str]:
+    """Up to ``limit`` residents the tier's register shows living in ``municipality`` (the
+    lowest codes). ``candidates``: every resident code that may be registered there (the demo's
+    month knows whom its notices named): their register entries are read by key
+    (``BatchGetItem``), not by a scan of the table, which costs the embedded AWS the whole
+    table per page; without, the table is scanned."""
     from infra.naming import Names
     from jukinet.adapters import aws
 
     table = Names.of(deployment).card_table(deployment.prefectures[0].code)
+    if candidates is not None:
+        return sorted(_registered(table, sorted(set(candidates)), municipality, limit))[:limit]
     found: list[str] = []
     kwargs: dict = {}
     while len(found) < limit:
@@ -59,6 +66,29 @@ def active_residents(deployment, municipality: str, limit: int) -> list[str]:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     return sorted(found)[:limit]
+
+
+def _registered(table: str, codes: list[str], municipality: str, limit: int) -> list[str]:
+    """The first ``limit`` (at least) of ``codes`` whose register entry says they live in
+    ``municipality``: the scan's filter (``active_residents``) applied to the entries read by
+    key, 100 a ``BatchGetItem``, until ``limit`` are found."""
+    from jukinet.adapters import aws
+
+    ddb = aws.client("dynamodb")
+    found: list[str] = []
+    for start in range(0, len(codes), 100):
+        if len(found) >= limit:  # codes are sorted: the lowest ``limit`` are found
+            break
+        request: dict = {table: {
+            "Keys": [{"pk": {"S": f"RESIDENT#{c}"}, "sk": {"S": "REGISTER"}} for c in codes[start:start + 100]],
+            "ProjectionExpression": "pk, municipality, ended, reason", "ConsistentRead": True}}
+        while request:
+            response = ddb.batch_get_item(RequestItems=request)
+            found += [i["pk"]["S"].removeprefix("RESIDENT#") for i in response.get("Responses", {}).get(table, [])
+                      if i.get("municipality", {}).get("S") == municipality and i.get("ended", {}).get("S") == ""
+                      and i.get("reason", {}).get("S") != "21"]
+            request = response.get("UnprocessedKeys") or {}
+    return found
 
 
 class Counter:
@@ -288,10 +318,14 @@ def run_special_move_demo(api, principals, runner, deployment, *, home: tuple[st
                            final.get("refusal", "") or "")
 
 
-def run_card_demo(console: Console, deployment, env, runner, *, reports_dir: Path | None = None) -> dict[str, Any]:
+def run_card_demo(console: Console, deployment, env, runner, *, reports_dir: Path | None = None,
+                  named_by: Mapping[str, Iterable[str]] | None = None) -> dict[str, Any]:
     """Step 7 of the demo; returns what happened (tests read it): ``copy`` is the wide-area
     copies' ``CopyDemo`` (its PDF written to ``reports_dir`` if given). The month's card
-    statistics (``card_stats.card_statistics``) and the copies' lines are the demo's to print."""
+    statistics (``card_stats.card_statistics``) and the copies' lines are the demo's to print.
+    ``named_by``: municipality → the resident codes the month's notices named there
+    (``DemoMonth.named_by``): the residents are chosen among them, read by key; without, by
+    scanning the register (``active_residents``)."""
     from infra.naming import Names
     from embedded_aws.api import LocalApi
 
@@ -299,7 +333,7 @@ def run_card_demo(console: Console, deployment, env, runner, *, reports_dir: Pat
     prefecture = deployment.prefectures[0]
     codes = sorted(m.code for m in prefecture.municipality_tier.municipalities)
     home, elsewhere = codes[0], codes[1]
-    residents = active_residents(deployment, home, 3)
+    residents = active_residents(deployment, home, 3, None if named_by is None else named_by.get(home, ()))
     if len(residents) < 3:
         console.print(f"[yellow]7. counter API: fewer than 3 residents of {home} in the register; skipped[/]")
         return {}
@@ -329,7 +363,8 @@ def run_card_demo(console: Console, deployment, env, runner, *, reports_dir: Pat
                                     stranger=residents[1], reports_dir=reports_dir)
         # The special move-out/move-in: 上田市 → 飯田市 (both of the tier), if the deployment has them.
         move_from, move_to = SPECIAL_MOVE
-        movers = active_residents(deployment, move_from, 1) if {move_from, move_to} <= set(by_code) else []
+        movers = active_residents(deployment, move_from, 1, None if named_by is None else named_by.get(move_from, ())) \
+            if {move_from, move_to} <= set(by_code) else []
         if movers:
             out["special_move"] = run_special_move_demo(api, principals, runner, deployment,
                                                         home=(move_from, by_code[move_from]),

@@ -215,7 +215,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.cdk_out and _checkout_missing(args):
         return 2
     return run_demo(notices=args.notices, seed=args.seed, deployment_name=args.deployment, cdk_out=args.cdk_out,
-                    clock=args.clock, verbose=args.verbose)
+                    clock=args.clock, verbose=args.verbose, resynth=args.resynth)
 
 
 def _date(text: str) -> dt.date:
@@ -426,6 +426,8 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     demo.add_argument("--notices", type=int, default=18_692, help="valid notices in the month (default: 18,692)")
     demo.add_argument("--seed", type=int, default=2003, help="seed of the synthetic population")
     demo.add_argument("--cdk-out", default=None, help="use this synthesized assembly instead of synthesizing")
+    demo.add_argument("--resynth", action="store_true",
+                      help="synthesize even if .jukinet/cdk.out holds the assembly of unchanged inputs")
     demo.add_argument("-v", "--verbose", action="store_true",
                       help="print every table in full (each municipality's reconciliation row, every chain "
                            "verified, every alarm) instead of the one-screen summary")

@@ -37,6 +37,7 @@ import json
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -54,13 +55,16 @@ WORK_DIR = REPO_ROOT / ".jukinet"
 
 def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | None = None,
              cdk_out: str | None = None, console: Console | None = None, clock: Clock = system_clock,
-             verbose: bool = False) -> int:
+             verbose: bool = False, resynth: bool = False) -> int:
     """The demo. ``clock`` is the one the embedded AWS, its functions and the reports share:
     the functions run in this process and read the system clock, so only a moved process
     clock (``scripts/test-any-date``) moves them all together. ``verbose``: every table, not
-    the one-screen summary (``demo_report.DemoOutput``)."""
+    the one-screen summary (``demo_report.DemoOutput``). The assembly in ``.jukinet/cdk.out`` is
+    reused when everything synthesis reads is unchanged since it was synthesized (decision
+    0054); ``resynth``: synthesize anyway."""
     from infra.config import load_deployment
     from infra.naming import Names, prefecture_tier
+    from embedded_aws.template import moto_cloudformation_models
     from embedded_aws import (
         FlowLogRecorder,
         LocalMonitoring,
@@ -72,7 +76,6 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
     )
     from jukinet_ops.demo_data import generate_month
     from jukinet_ops.reconcile import reconcile_deployment
-    from jukinet_ops.synth import synth
 
     console = console or DemoConsole()
     output = DemoOutput(console, verbose=verbose)
@@ -83,19 +86,29 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
     WORK_DIR.mkdir(exist_ok=True)
     started = time.perf_counter()
 
+    municipalities = {m.code: m.name for m in prefecture.municipality_tier.municipalities}
     with ExitStack() as stack:
         t = time.perf_counter()
+        reused = False
         if cdk_out:
             out = Path(cdk_out)
+            server = stack.enter_context(MotoServer(log_file=WORK_DIR / "moto.log"))
+            month = generate_month(municipalities, notices=notices, seed=seed)
         else:
-            with console.status("Synthesizing the CDK app (cdk synth)…"):
-                out = synth(deployment_name, WORK_DIR / "cdk.out", today=today_jst(clock()))
+            # Synthesis is node on one core: meanwhile the other starts the embedded AWS (its
+            # imports), generates the month and imports moto's CloudFormation models.
+            with console.status("Synthesizing the CDK app (cdk synth) and starting the embedded AWS…"), \
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth") as pool:
+                synthesized = pool.submit(_synth, deployment_name, today_jst(clock()), resynth)
+                server = stack.enter_context(MotoServer(log_file=WORK_DIR / "moto.log"))
+                month = generate_month(municipalities, notices=notices, seed=seed)
+                moto_cloudformation_models()
+                out, reused = synthesized.result()
         timings["synth"] = time.perf_counter() - t
-        output.assembly(out, timings["synth"])
+        output.assembly(out, timings["synth"], reused=reused)
 
         t = time.perf_counter()
-        with console.status("Starting the embedded AWS and deploying the assembly…"):
-            server = stack.enter_context(MotoServer(log_file=WORK_DIR / "moto.log"))
+        with console.status("Deploying the assembly into the embedded AWS…"):
             env = deploy_assembly(out, server.endpoint_url, default_region=deployment.region)
         timings["deploy"] = time.perf_counter() - t
         resources = sum(len(s.resources) for s in env.stacks.values())
@@ -108,8 +121,6 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
                            **local_credentials(server.endpoint_url, deployment.region)})
         aws.reset_clients()
 
-        municipalities = {m.code: m.name for m in prefecture.municipality_tier.municipalities}
-        month = generate_month(municipalities, notices=notices, seed=seed)
         output.month(month.valid_rows, month.malformed_rows, month.file_count, len(municipalities))
 
         log_path = WORK_DIR / "demo-functions.log"
@@ -180,13 +191,15 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         t = time.perf_counter()
         if deployment.agencies:
             verdicts: list = []
-            _agency_traffic(output, deployment, env, runner, lambda: verdicts.extend(monitoring.evaluate()), clock)
+            _agency_traffic(output, deployment, env, runner, lambda: verdicts.extend(monitoring.evaluate()), clock,
+                            month.residents)
             output.alarms(verdicts, title="Alarms right after the refused requests and the scan")
         timings["provision"] = time.perf_counter() - t
         from jukinet_ops.card_demo import run_card_demo
         from jukinet_ops.card_stats import card_statistics
 
-        counter = run_card_demo(console, deployment, env, runner, reports_dir=WORK_DIR / "reports")
+        counter = run_card_demo(console, deployment, env, runner, reports_dir=WORK_DIR / "reports",
+                                named_by=month.named_by)
         if counter:
             output.wide_area_copies(counter["copy"], REPO_ROOT)
             if "special_move" in counter:
@@ -201,7 +214,20 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
     return 0
 
 
-def _agency_traffic(output: DemoOutput, deployment, env, runner, after_attacks, clock: Clock) -> None:
+def _synth(deployment_name: str | None, today: dt.date, resynth: bool) -> tuple[Path, bool]:
+    """The assembly in ``.jukinet/cdk.out``: (its path, whether it was reused unchanged)."""
+    from jukinet_ops.synth import SYNTH_KEY_FILE, synth_cached
+
+    if resynth:
+        (WORK_DIR / "cdk.out" / SYNTH_KEY_FILE).unlink(missing_ok=True)
+    return synth_cached(deployment_name, WORK_DIR / "cdk.out", today=today)
+
+
+def _agency_traffic(output: DemoOutput, deployment, env, runner, after_attacks, clock: Clock,
+                    month_residents: list[str]) -> None:
+    """The provision step. ``month_residents``: whom the month's notices named — the residents
+    the agencies ask about and the batch's rows are the active ones among them, read by key
+    (a scan of the national table costs the embedded AWS the whole table per page)."""
     from infra.naming import Names
     from jukinet_ops.agency_traffic import recipient_principals, run_demo_traffic, sample_residents
     from embedded_aws import LocalApi
@@ -212,11 +238,11 @@ def _agency_traffic(output: DemoOutput, deployment, env, runner, after_attacks, 
         principals = recipient_principals(deployment, runner, api)
         api.principals.update({p.access_key_id: p for p in principals.values()})
         output.provision_api(api.url, len(principals) - 1)
-        residents = sample_residents(deployment, 200)
+        residents = sample_residents(deployment, 200, candidates=month_residents)
         with console.status("Agencies calling the provision API…") as status:
             report = run_demo_traffic(api, principals, deployment, runner, residents,
                                       on_step=lambda what: status.update(f"Agencies: {what}…"),
-                                      after_attacks=after_attacks)
+                                      after_attacks=after_attacks, candidates=month_residents)
     output.traffic(report)
     tables = provision_tables(deployment)
     log = tables.log()

@@ -58,6 +58,9 @@ class DemoMonth:
     malformed_rows: int = 0
     by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     residents: list[str] = field(default_factory=list)
+    # municipality code → every resident code its notices name (previous codes included): whom
+    # the demo's later steps may look for there without scanning the tables (decision 0054)
+    named_by: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     @property
     def file_count(self) -> int:
@@ -100,6 +103,9 @@ def generate_month(municipalities: dict[str, str], *, notices: int = 18_692, yea
         if reason in DELETIONS:
             r = {"resident_code": p.code, "reason": reason, "change_date": when.isoformat()}
         rows[muni].append(r)
+        out.named_by[muni].add(p.code)
+        if "previous_resident_code" in extra:
+            out.named_by[muni].add(extra["previous_resident_code"])
         out.by_reason[reason] += 1
         total += 1
 

@@ -126,8 +126,13 @@ class DemoOutput:
 
     # -- 1–5: the assembly, the embedded AWS, the month, the tiers ------------------------------
 
-    def assembly(self, path: Path | str, seconds: float) -> None:
-        self._step(1, f"cloud assembly: {path} ({seconds:.1f} s)")
+    def assembly(self, path: Path | str, seconds: float, *, reused: bool = False) -> None:
+        """``reused``: the assembly of an earlier run, its inputs unchanged (decision 0054)."""
+        if reused:
+            self._step(1, f"cloud assembly: {path} reused — nothing synthesis reads has changed since it was "
+                          f"synthesized (--resynth to synthesize again) ({seconds:.1f} s)")
+        else:
+            self._step(1, f"cloud assembly: {path} ({seconds:.1f} s)")
 
     def deployed(self, endpoint: str, stacks: int, resources: int, seconds: float,
                  not_emulated: Sequence[str] = ()) -> None:
