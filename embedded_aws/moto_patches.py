@@ -507,7 +507,7 @@ ITEM_OPERATIONS = frozenset({
     "GetItem", "PutItem", "DeleteItem", "UpdateItem", "Query", "Scan", "BatchGetItem",
     "BatchWriteItem", "TransactGetItems", "TransactWriteItems",
 })
-SHADOW_ENV = "JUKINET_MOTO_SHADOW"  # "1": run moto's path beside each fast path and fail on any difference
+SHADOW_ENV = "JUKINET_MOTO_SHADOW"  # "1" or a file: run moto's path beside each fast path, fail on a difference
 
 
 class _Slow(Exception):
@@ -724,7 +724,6 @@ def _response_converter(shape: Any, made: dict[str, Any]) -> Any:
 
 
 def _fast_dynamodb_requests_and_answers() -> None:
-    import os
     import sys
 
     from moto import settings
@@ -736,7 +735,7 @@ def _fast_dynamodb_requests_and_answers() -> None:
     from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
     parse_parameters, serialized = DynamoHandler.parse_parameters, DynamoHandler.serialized
-    shadow = os.environ.get(SHADOW_ENV) == "1"
+    shadow = _shadow_on()
 
     def fast_params(self: Any, request: Any) -> Any:
         plan = _plan(self._get_action(), "in")
@@ -810,13 +809,46 @@ def _typed(value: Any) -> Any:
 
 
 SHADOW_DIFFERENCES: list[str] = []
+SHADOW_COMPARED: dict[str, int] = {}  # what -> comparisons made
+
+
+def _shadow_file() -> str | None:
+    import os
+
+    value = os.environ.get(SHADOW_ENV, "")
+    return value if value not in ("", "0", "1") else None
+
+
+def _shadow_on() -> bool:
+    import atexit
+    import os
+
+    value = os.environ.get(SHADOW_ENV, "")
+    if value in ("", "0"):
+        return False
+    if _shadow_file() and not SHADOW_COMPARED:
+        SHADOW_COMPARED["_"] = 0
+        atexit.register(_shadow_report)
+    return True
+
+
+def _shadow_report() -> None:
+    import os
+
+    with open(_shadow_file(), "a") as out:  # type: ignore[arg-type]
+        out.write(json.dumps({"pid": os.getpid(), "compared": SHADOW_COMPARED, "differences": len(SHADOW_DIFFERENCES),
+                              "paths": {"/".join(k): n for k, n in FAST_PATH_COUNTS.items()}}) + "\n")
 
 
 def _shadow_check(what: str, operation: str, fast: Any, slow: Any, stream: Any) -> None:
+    SHADOW_COMPARED[what] = SHADOW_COMPARED.get(what, 0) + 1
     if _typed(fast) != _typed(slow):
         message = f"jukinet moto shadow: {operation} {what} differs\n fast: {fast!r}\n moto: {slow!r}"
         SHADOW_DIFFERENCES.append(message)
         print(message, file=stream, flush=True)
+        if _shadow_file():
+            with open(_shadow_file(), "a") as out:  # type: ignore[arg-type]
+                out.write(json.dumps({"difference": message}) + "\n")
         raise AssertionError(message)
 
 
@@ -827,14 +859,13 @@ _CONDITIONS_MAX = 2048
 
 
 def _conditions_parsed_once() -> None:
-    import os
     import sys
 
     from moto.dynamodb.comparisons import ConditionExpressionParser
 
     parse, make_operand = ConditionExpressionParser.parse, ConditionExpressionParser._make_operand
     value_kind = ConditionExpressionParser.Kind.EXPRESSION_ATTRIBUTE_VALUE
-    shadow = os.environ.get(SHADOW_ENV) == "1"
+    shadow = _shadow_on()
 
     def value_names(node: Any) -> list[str]:
         """The expression attribute values in the order moto's ``_parse_paths`` looks them up."""
