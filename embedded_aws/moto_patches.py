@@ -541,17 +541,19 @@ def _plan(operation: str, direction: str) -> Any:
     return _PLANS[key]
 
 
-def _check_members(shape: Any, picked: bool) -> None:
+def _check_members(shape: Any, picked: bool) -> set[str]:
     """Refuse a document, a member written under another name and (``picked``: for moto's
     serializer) a structure one of whose members moto's AttributePicker could find under another
-    member's key: the keys it tries (the aliases of ``moto.core.serialize``: the member's shape's
-    name, the member's name less the structure's name, less ``dict``, with ``xform_name`` of
-    each) are then all no members, and a dict whose keys are all members is read member by member."""
+    member's key. Returns the keys the picker may try (the aliases of ``moto.core.serialize``: each
+    member's name, its shape's name, its name less the structure's name or less ``dict``, and
+    ``xform_name`` of each): in a dict whose keys are members or none of these, each member is
+    read under its own key, and the other keys are never looked at (moto drops them)."""
     from botocore import xform_name
 
     if shape.is_document_type:
         raise _Slow(shape.name)
     members = shape.members
+    candidates: set[str] = set()
     for name, member in members.items():
         if member.serialization.get("name", name) != name:
             raise _Slow(f"{shape.name}.{name}")
@@ -563,8 +565,11 @@ def _check_members(shape: Any, picked: bool) -> None:
         for prefix in (shape.name, "dict"):
             if name.lower().startswith(prefix.lower()):
                 tried.add(name[len(prefix):])
-        if any(key != name and (key in members or xform_name(key) in members) for key in tried | {xform_name(name)}):
+        tried |= {xform_name(key) for key in tried}
+        if any(key != name and key in members for key in tried):
             raise _Slow(f"{shape.name}.{name}")
+        candidates |= tried
+    return candidates
 
 
 def _request_converter(shape: Any, made: dict[str, Any]) -> Any:
@@ -639,7 +644,7 @@ def _response_converter(shape: Any, made: dict[str, Any]) -> Any:
     if kind == "structure":
         if shape.name in made:
             return made[shape.name]
-        _check_members(shape, picked=True)
+        aliases = _check_members(shape, picked=True)
         members: dict[str, tuple[int, Any]] = {}
 
         def structure(value: Any) -> Any:
@@ -650,7 +655,9 @@ def _response_converter(shape: Any, made: dict[str, Any]) -> Any:
             found = []
             for key, member in value.items():
                 if key not in members:
-                    raise _Slow(f"{key} is no member")  # moto would drop it, or find it under an alias
+                    if key in aliases:
+                        raise _Slow(f"{key} may be read for a member")
+                    continue  # moto never looks at it: dropped
                 if member is not None:
                     found.append((members[key][0], key, member))
             if len(found) > 1:
