@@ -84,7 +84,31 @@ the server child process (``python -m embedded_aws.moto_server``), the thread mo
    once and the same limit applied to the total — the same answer, since a prefix of the sum
    is over the limit only if the whole is.
 
-``apply()`` makes corrections 1, 2, 5, 6, 9 and 11, wherever moto runs (the in-process ``mock_aws`` tests
+12. **DynamoDB's item operations parsed with ``json.loads`` and answered with ``json.dumps``.**
+   moto 5.2.5 walks every request and every answer through the botocore shape generically: for
+   each attribute value of each item its parser visits all ten members of ``AttributeValue`` and
+   its serializer asks an ``AttributePicker`` for each, trying up to six aliases per member (a
+   100-item ``BatchGetItem`` answer: ~250 ms; 20 % of the server's CPU in the demo). For the ten
+   item operations (``ITEM_OPERATIONS``) a plan is made once per operation from the same shapes,
+   doing what moto's walkers do and nothing else: the shape's member order, ``None`` and unknown
+   members dropped, blobs decoded to bytes in requests and encoded to base64 in answers (where
+   moto does: never twice), numbers as moto converts them, the same content type and body text.
+   A structure whose members an alias could confuse is left to moto, as is a result holding a key
+   an alias could read, a value of a type the plan does not expect, a body that is not JSON, an
+   error, any other operation (``DescribeTable``'s timestamps…): on any doubt moto's own path
+   runs. ``tests/local/test_dynamodb_fast_paths.py`` compares both paths byte for byte
+   (docs/decisions/0053-dynamodb-fast-paths-in-the-embedded-aws.md).
+13. **A condition expression is parsed once per (expression, attribute names).** The syntax tree
+   moto's ``ConditionExpressionParser`` builds depends only on those; the ``:values`` enter only
+   as operands. moto parsed the same ``attribute_not_exists(pk) OR order_key < :k`` for each of a
+   transaction's 100 items. Here the tree is kept, a missing value fails as in moto's lexer, and
+   each call's operator tree is built fresh with that call's own values (no tree is shared, so no
+   value leaks from one item to another); a parse that fails is not kept.
+
+``JUKINET_MOTO_SHADOW=1`` (or a file name) runs moto's own path beside 12 and 13 and fails a
+request whose answer differs (the proof of 0053; off by default).
+
+``apply()`` makes corrections 1, 2, 5, 6, 9, 11, 12 and 13, wherever moto runs (the in-process ``mock_aws`` tests
 too); ``apply_server()`` all of them, for the servers (3, 4 and 7 serve deployments and the
 runner, and importing moto's CloudFormation costs a process ~3 s; 8 and 10 too). Both are idempotent.
 """
