@@ -853,13 +853,20 @@ def _shadow_file() -> str | None:
 def _shadow_on() -> bool:
     import atexit
     import os
+    import sys
 
     value = os.environ.get(SHADOW_ENV, "")
     if value in ("", "0"):
         return False
     if _shadow_file() and not SHADOW_COMPARED:
+        import signal
+
         SHADOW_COMPARED["_"] = 0
         atexit.register(_shadow_report)
+        # MotoServer stops its child with SIGTERM, which skips atexit: exit normally instead
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     return True
 
 
