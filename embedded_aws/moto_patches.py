@@ -84,7 +84,31 @@ the server child process (``python -m embedded_aws.moto_server``), the thread mo
    once and the same limit applied to the total — the same answer, since a prefix of the sum
    is over the limit only if the whole is.
 
-``apply()`` makes corrections 1, 2, 5, 6, 9 and 11, wherever moto runs (the in-process ``mock_aws`` tests
+12. **DynamoDB's item operations parsed with ``json.loads`` and answered with ``json.dumps``.**
+   moto 5.2.5 walks every request and every answer through the botocore shape generically: for
+   each attribute value of each item its parser visits all ten members of ``AttributeValue`` and
+   its serializer asks an ``AttributePicker`` for each, trying up to six aliases per member (a
+   100-item ``BatchGetItem`` answer: ~250 ms; 20 % of the server's CPU in the demo). For the ten
+   item operations (``ITEM_OPERATIONS``) a plan is made once per operation from the same shapes,
+   doing what moto's walkers do and nothing else: the shape's member order, ``None`` and unknown
+   members dropped, blobs decoded to bytes in requests and encoded to base64 in answers (where
+   moto does: never twice), numbers as moto converts them, the same content type and body text.
+   A structure whose members an alias could confuse is left to moto, as is a result holding a key
+   an alias could read, a value of a type the plan does not expect, a body that is not JSON, an
+   error, any other operation (``DescribeTable``'s timestamps…): on any doubt moto's own path
+   runs. ``tests/local/test_dynamodb_fast_paths.py`` compares both paths byte for byte
+   (docs/decisions/0053-dynamodb-fast-paths-in-the-embedded-aws.md).
+13. **A condition expression is parsed once per (expression, attribute names).** The syntax tree
+   moto's ``ConditionExpressionParser`` builds depends only on those; the ``:values`` enter only
+   as operands. moto parsed the same ``attribute_not_exists(pk) OR order_key < :k`` for each of a
+   transaction's 100 items. Here the tree is kept, a missing value fails as in moto's lexer, and
+   each call's operator tree is built fresh with that call's own values (no tree is shared, so no
+   value leaks from one item to another); a parse that fails is not kept.
+
+``JUKINET_MOTO_SHADOW=1`` (or a file name) runs moto's own path beside 12 and 13 and fails a
+request whose answer differs (the proof of 0053; off by default).
+
+``apply()`` makes corrections 1, 2, 5, 6, 9, 11, 12 and 13, wherever moto runs (the in-process ``mock_aws`` tests
 too); ``apply_server()`` all of them, for the servers (3, 4 and 7 serve deployments and the
 runner, and importing moto's CloudFormation costs a process ~3 s; 8 and 10 too). Both are idempotent.
 """
@@ -114,6 +138,8 @@ def apply() -> None:
     _inline_role_policies_as_json()
     _query_reads_its_partition()
     _items_built_in_linear_time()
+    _fast_dynamodb_requests_and_answers()
+    _conditions_parsed_once()
     _APPLIED = True
 
 
@@ -493,3 +519,458 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
         if any(code is not None for code, _, _ in errors):
             rollback()
             raise TransactionCanceledException(errors)
+
+
+# --- 12. DynamoDB's item operations parsed with json.loads and answered with json.dumps ---
+
+# The operations whose requests and answers hold items (and nothing else the fast path cannot
+# handle: their shapes have no timestamps, documents or renamed members — checked when a plan
+# is made). Every other DynamoDB operation (DescribeTable with its dates, the table and stream
+# operations, PartiQL) keeps moto's own parser and serializer.
+ITEM_OPERATIONS = frozenset({
+    "GetItem", "PutItem", "DeleteItem", "UpdateItem", "Query", "Scan", "BatchGetItem",
+    "BatchWriteItem", "TransactGetItems", "TransactWriteItems",
+})
+SHADOW_ENV = "JUKINET_MOTO_SHADOW"  # "1" or a file: run moto's path beside each fast path, fail on a difference
+
+
+class _Slow(Exception):
+    """The fast path cannot answer this one exactly: moto's own path does."""
+
+
+_ABSENT = object()  # what moto's serializer leaves out (a structure that is None)
+_PLANS: dict[tuple[str, str], Any] = {}  # (operation, "in" | "out") -> converter, or None: moto's path
+# How often each path answered: ("GetItem", "in" | "out", "fast" | "moto") -> n (for the tests and the shadow runs)
+FAST_PATH_COUNTS: dict[tuple[str, str, str], int] = {}
+
+
+def _count(operation: str, direction: str, path: str) -> None:
+    key = (operation, direction, path)
+    FAST_PATH_COUNTS[key] = FAST_PATH_COUNTS.get(key, 0) + 1
+
+
+def _plan(operation: str, direction: str) -> Any:
+    key = (operation, direction)
+    if operation not in ITEM_OPERATIONS:
+        return None
+    if key not in _PLANS:
+        from moto.core.utils import get_service_model
+
+        try:
+            model = get_service_model("dynamodb").operation_model(operation)
+            shape = model.input_shape if direction == "in" else model.output_shape
+            _PLANS[key] = (_request_converter if direction == "in" else _response_converter)(shape, {})
+        except _Slow:
+            _PLANS[key] = None
+    return _PLANS[key]
+
+
+def _check_members(shape: Any, picked: bool) -> set[str]:
+    """Refuse a document, a member written under another name and (``picked``: for moto's
+    serializer) a structure one of whose members moto's AttributePicker could find under another
+    member's key. Returns the keys the picker may try (the aliases of ``moto.core.serialize``: each
+    member's name, its shape's name, its name less the structure's name or less ``dict``, and
+    ``xform_name`` of each): in a dict whose keys are members or none of these, each member is
+    read under its own key, and the other keys are never looked at (moto drops them)."""
+    from botocore import xform_name
+
+    if shape.is_document_type:
+        raise _Slow(shape.name)
+    members = shape.members
+    candidates: set[str] = set()
+    for name, member in members.items():
+        if member.serialization.get("name", name) != name:
+            raise _Slow(f"{shape.name}.{name}")
+        if not picked:
+            continue
+        tried = {name}
+        if member.type_name in ("list", "structure"):
+            tried.add(member.name)
+        for prefix in (shape.name, "dict"):
+            if name.lower().startswith(prefix.lower()):
+                tried.add(name[len(prefix):])
+        tried |= {xform_name(key) for key in tried}
+        if any(key != name and key in members for key in tried):
+            raise _Slow(f"{shape.name}.{name}")
+        candidates |= tried
+    return candidates
+
+
+def _request_converter(shape: Any, made: dict[str, Any]) -> Any:
+    """What moto's JSON request parser (``moto.core.parse.BaseJSONParser``) does with a value
+    of this shape, for the value ``json.loads`` gave; raises _Slow where it would not be exact."""
+    import base64
+
+    kind = shape.type_name
+    if kind == "structure":
+        if shape.name in made:
+            return made[shape.name]
+        _check_members(shape, picked=False)
+        members: dict[str, tuple[int, str, Any]] = {}
+
+        def structure(value: Any) -> Any:
+            if value is None:
+                return None
+            if type(value) is not dict:
+                raise _Slow("not an object")
+            found = [(members[key][0], key, value[key]) for key in value
+                     if key in members and value[key] is not None]
+            if len(found) > 1:
+                found.sort(key=lambda entry: entry[0])  # moto's parser writes the shape's order
+            return {key: members[key][2](member) for _, key, member in found}
+
+        made[shape.name] = structure
+        for index, (name, member) in enumerate(shape.members.items()):
+            members[name] = (index, name, _request_converter(member, made))
+        return structure
+    if kind == "list":
+        item = _request_converter(shape.member, made)
+
+        def listed(value: Any) -> Any:
+            if type(value) is not list:
+                raise _Slow("not an array")
+            return [item(member) for member in value]
+
+        return listed
+    if kind == "map":
+        if shape.key.type_name != "string":
+            raise _Slow(shape.name)
+        entry = _request_converter(shape.value, made)
+
+        def mapped(value: Any) -> Any:
+            if type(value) is not dict:
+                raise _Slow("not an object")
+            return {key: entry(member) for key, member in value.items()}
+
+        return mapped
+    if kind == "blob":
+        return base64.b64decode  # moto.core.parse.default_blob_parser
+    if kind in ("integer", "long", "short", "byte"):
+        return int
+    if kind in ("float", "double"):
+        return float
+    if kind in ("string", "boolean"):
+        return _same
+    raise _Slow(kind)  # timestamps and anything else: moto's parser
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _response_converter(shape: Any, made: dict[str, Any]) -> Any:
+    """What moto's JSON serializer (``moto.core.serialize.BaseJSONSerializer`` with the
+    ``XFormedAttributePicker``) writes for a value of this shape (``_ABSENT``: nothing); raises
+    _Slow where it would not be exact (a key that is no member, a value of an unexpected type)."""
+    import base64
+
+    kind = shape.type_name
+    if kind == "structure":
+        if shape.name in made:
+            return made[shape.name]
+        aliases = _check_members(shape, picked=True)
+        members: dict[str, tuple[int, Any]] = {}
+
+        def structure(value: Any) -> Any:
+            if value is None:
+                return _ABSENT
+            if type(value) is not dict:
+                raise _Slow("not a dict")
+            found = []
+            for key, member in value.items():
+                if key not in members:
+                    if key in aliases:
+                        raise _Slow(f"{key} may be read for a member")
+                    continue  # moto never looks at it: dropped
+                if member is not None:
+                    found.append((members[key][0], key, member))
+            if len(found) > 1:
+                found.sort(key=lambda entry: entry[0])
+            out = {}
+            for _, key, member in found:
+                written = members[key][1](member)
+                if written is not _ABSENT:
+                    out[key] = written
+            return out
+
+        made[shape.name] = structure
+        for index, (name, member) in enumerate(shape.members.items()):
+            members[name] = (index, _response_converter(member, made))
+        return structure
+    if kind == "list":
+        item = _response_converter(shape.member, made)
+
+        def listed(value: Any) -> Any:
+            if type(value) is not list:
+                raise _Slow("not a list")
+            out = []
+            for member in value:
+                written = item(member)
+                out.append(None if written is _ABSENT else written)  # moto: the item itself (None)
+            return out
+
+        return listed
+    if kind == "map":
+        entry = _response_converter(shape.value, made)
+
+        def mapped(value: Any) -> Any:
+            if type(value) is not dict:
+                raise _Slow("not a dict")
+            out = {}
+            for key, member in value.items():
+                written = entry(member)
+                if written is not _ABSENT:
+                    out[key] = written
+            return out
+
+        return mapped
+    if kind == "blob":
+        def blob(value: Any) -> Any:
+            if type(value) is str:
+                value = value.encode("utf-8")
+            elif type(value) is not bytes:
+                raise _Slow("not bytes")
+            return base64.b64encode(value).strip().decode("utf-8")
+
+        return blob
+    if kind == "string":
+        def string(value: Any) -> Any:
+            if value is None or type(value) is str:
+                return value
+            raise _Slow("not a str")  # moto: Enum values, str() of the rest
+
+        return string
+    if kind == "boolean":
+        def boolean(value: Any) -> Any:
+            if value is None or type(value) is bool:
+                return value
+            raise _Slow("not a bool")
+
+        return boolean
+    if kind in ("integer", "long"):
+        return int
+    if kind in ("float", "double"):
+        return float
+    raise _Slow(kind)
+
+
+def _fast_dynamodb_requests_and_answers() -> None:
+    import sys
+
+    from moto import settings
+    from moto.core.parse import PROTOCOL_PARSERS, JSONParser
+    from moto.core.request import determine_request_protocol
+    from moto.core.responses import ActionResult
+    from moto.core.serialize import JSONSerializer, get_serializer_class
+    from moto.core.utils import get_service_model
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
+
+    parse_parameters, serialized = DynamoHandler.parse_parameters, DynamoHandler.serialized
+    shadow = _shadow_on()
+
+    def fast_params(self: Any, request: Any) -> Any:
+        plan = _plan(self._get_action(), "in")
+        if plan is None or self.PROTOCOL_PARSER_MAP_TYPE is not dict or PROTOCOL_PARSERS.get("json") is not JSONParser:
+            return _Slow
+        if determine_request_protocol(get_service_model("dynamodb"), request.content_type) != "json":
+            return _Slow
+        body = request.data
+        if not body:
+            return _Slow
+        try:
+            parsed = plan(json.loads(body.decode("utf-8") if isinstance(body, bytes) else body))
+        except Exception:  # noqa: BLE001 — _Slow, or bad JSON/base64: moto's parser answers (and raises) as before
+            return _Slow
+        return _Slow if parsed is None else parsed
+
+    def fast_parse_parameters(self: Any, request: Any) -> None:
+        params = fast_params(self, request)
+        _count(self._get_action(), "in", "moto" if params is _Slow else "fast")
+        if params is _Slow or shadow:
+            parse_parameters(self, request)
+        if params is not _Slow:
+            if shadow:
+                _shadow_check("request", self._get_action(), params, self.params, sys.stderr)
+            self.params = params
+
+    def fast_answer(self: Any, action_result: Any) -> Any:
+        result = action_result.result
+        if type(action_result) not in (ActionResult, DynamoResult) or isinstance(result, Exception):
+            return _Slow
+        plan = _plan(self._get_action(), "out")
+        if plan is None or getattr(self, "RESPONSE_KEY_PATH_TO_TRANSFORMER", None):
+            return _Slow
+        service = get_service_model("dynamodb")
+        if self.determine_response_protocol(service) != "json" \
+                or get_serializer_class(service.service_name, "json") is not JSONSerializer:
+            return _Slow
+        try:
+            written = {} if result is None else plan(result)
+        except Exception:  # noqa: BLE001 — moto's serializer answers (and raises) as before
+            return _Slow
+        if written is _ABSENT:
+            written = {}
+        status = service.operation_model(self._get_action()).http.get("responseCode", 200)
+        headers = {"Content-Type": "application/x-amz-json-" + service.metadata.get("jsonVersion", "1.0")}
+        headers.update(self.response_headers)
+        return status, headers, json.dumps(written, indent=4 if settings.PRETTIFY_RESPONSES else None)
+
+    def fast_serialized(self: Any, action_result: Any) -> Any:
+        answer = fast_answer(self, action_result)
+        _count(self._get_action(), "out", "moto" if answer is _Slow else "fast")
+        if answer is _Slow:
+            return serialized(self, action_result)
+        if shadow:
+            _shadow_check("answer", self._get_action(), answer, serialized(self, action_result), sys.stderr)
+        return answer
+
+    fast_parse_parameters.__wrapped__ = parse_parameters  # type: ignore[attr-defined]
+    fast_serialized.__wrapped__ = serialized  # type: ignore[attr-defined]
+    DynamoHandler.parse_parameters = fast_parse_parameters  # type: ignore[method-assign]
+    DynamoHandler.serialized = fast_serialized  # type: ignore[method-assign]
+
+
+def _typed(value: Any) -> Any:
+    """A value with its types and key order made visible, for the shadow comparison."""
+    if isinstance(value, dict):
+        return (type(value).__name__, [(key, _typed(member)) for key, member in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [_typed(member) for member in value])
+    return (type(value).__name__, value)
+
+
+SHADOW_DIFFERENCES: list[str] = []
+SHADOW_COMPARED: dict[str, int] = {}  # what -> comparisons made
+
+
+def _shadow_file() -> str | None:
+    import os
+
+    value = os.environ.get(SHADOW_ENV, "")
+    return value if value not in ("", "0", "1") else None
+
+
+def _shadow_on() -> bool:
+    import atexit
+    import os
+    import sys
+
+    value = os.environ.get(SHADOW_ENV, "")
+    if value in ("", "0"):
+        return False
+    if _shadow_file() and not SHADOW_COMPARED:
+        import signal
+
+        SHADOW_COMPARED["_"] = 0
+        atexit.register(_shadow_report)
+        # MotoServer stops its child with SIGTERM, which skips atexit: exit normally instead
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    return True
+
+
+def _shadow_report() -> None:
+    import os
+
+    with open(_shadow_file(), "a") as out:  # type: ignore[arg-type]
+        out.write(json.dumps({"pid": os.getpid(), "compared": SHADOW_COMPARED, "differences": len(SHADOW_DIFFERENCES),
+                              "paths": {"/".join(k): n for k, n in FAST_PATH_COUNTS.items()}}) + "\n")
+
+
+def _shadow_check(what: str, operation: str, fast: Any, slow: Any, stream: Any) -> None:
+    SHADOW_COMPARED[what] = SHADOW_COMPARED.get(what, 0) + 1
+    if _typed(fast) != _typed(slow):
+        message = f"jukinet moto shadow: {operation} {what} differs\n fast: {fast!r}\n moto: {slow!r}"
+        SHADOW_DIFFERENCES.append(message)
+        print(message, file=stream, flush=True)
+        if _shadow_file():
+            with open(_shadow_file(), "a") as out:  # type: ignore[arg-type]
+                out.write(json.dumps({"difference": message}) + "\n")
+        raise AssertionError(message)
+
+
+# --- 13. A condition expression parsed once per (expression, names), bound to each call's values ---
+
+_CONDITIONS: dict[tuple[Any, ...], tuple[Any, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
+_CONDITIONS_MAX = 2048
+
+
+def _conditions_parsed_once() -> None:
+    import sys
+
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    parse, make_operand = ConditionExpressionParser.parse, ConditionExpressionParser._make_operand
+    value_kind = ConditionExpressionParser.Kind.EXPRESSION_ATTRIBUTE_VALUE
+    shadow = _shadow_on()
+
+    def value_names(node: Any) -> list[str]:
+        """The expression attribute values in the order moto's ``_parse_paths`` looks them up."""
+        if node.kind == value_kind:
+            return [node.text]
+        return [name for child in node.children for name in value_names(child)]
+
+    def recording_parse(self: Any) -> Any:
+        """moto's ``parse`` up to the syntax tree (moto's own steps), remembered for the key."""
+        nodes = self._lex_condition_expression()
+        nodes = self._parse_paths(nodes)
+        nodes = self._apply_functions(nodes)
+        nodes = self._apply_comparator(nodes)
+        nodes = self._apply_in(nodes)
+        nodes = self._apply_between(nodes)
+        nodes = self._apply_parens_and_booleans(nodes)
+        node = nodes[0]
+        self._assert_no_redundant_parentheses(node)
+        return node
+
+    def cached_parse(self: Any) -> Any:
+        expression, names = self.condition_expression, self.expression_attribute_names
+        if not expression or not isinstance(expression, str) or not (names is None or type(names) is dict):
+            return parse(self)
+        try:
+            key = (expression, None if names is None else tuple(names.items()))
+            hash(key)
+        except TypeError:
+            return parse(self)
+        known = _CONDITIONS.get(key)
+        if known is None:
+            node = recording_parse(self)  # raises as moto's parse does: nothing is remembered then
+            known = (node, tuple(value_names(node)), tuple(self._find_literals(node)),
+                     tuple(self._find_expr_attr_values(node)))
+            if len(_CONDITIONS) >= _CONDITIONS_MAX:
+                _CONDITIONS.clear()
+            _CONDITIONS[key] = known
+        else:
+            for name in known[1]:  # a value missing from this call's values fails as in moto's _parse_paths
+                self._lookup_expression_attribute_value(name)
+        node, _, names_found, values_found = known
+        self.expr_attr_names_found.extend(names_found)
+        self.expr_attr_values_found.extend(values_found)
+        op = self._make_op_condition(node)  # operands take this call's values (bound_operand)
+        if shadow:
+            expected = parse(type(self)(expression, names, self.expression_attribute_values))
+            _shadow_check("condition", expression, _op_tree(op), _op_tree(expected), sys.stderr)
+        return op
+
+    def bound_operand(self: Any, node: Any) -> Any:
+        if node.kind == value_kind:
+            from moto.dynamodb.comparisons import AttributeValue
+
+            # moto: AttributeValue(node.value), node.value being this lookup made while lexing
+            return AttributeValue(self._lookup_expression_attribute_value(node.text))
+        return make_operand(self, node)
+
+    cached_parse.__wrapped__ = parse  # type: ignore[attr-defined]
+    bound_operand.__wrapped__ = make_operand  # type: ignore[attr-defined]
+    ConditionExpressionParser.parse = cached_parse  # type: ignore[method-assign]
+    ConditionExpressionParser._make_operand = bound_operand  # type: ignore[method-assign]
+
+
+def _op_tree(op: Any) -> Any:
+    """A condition's operator tree as plain data (types and attributes), for comparisons."""
+    if isinstance(op, (list, tuple)):
+        return [_op_tree(member) for member in op]
+    if hasattr(op, "__dict__") and type(op).__module__.startswith("moto."):
+        return (type(op).__name__, {key: _op_tree(value) for key, value in vars(op).items()})
+    return _typed(op)
