@@ -613,6 +613,11 @@ def _request_converter(shape: Any, made: dict[str, Any]) -> Any:
                 return None
             if type(value) is not dict:
                 raise _Slow("not an object")
+            if len(value) == 1:  # most structures here: an AttributeValue ({"S": ...}); same result, no sort
+                for key, member in value.items():
+                    if key in members and member is not None:
+                        return {key: members[key][2](member)}
+                return {}
             found = [(members[key][0], key, value[key]) for key in value
                      if key in members and value[key] is not None]
             if len(found) > 1:
@@ -676,6 +681,14 @@ def _response_converter(shape: Any, made: dict[str, Any]) -> Any:
                 return _ABSENT
             if type(value) is not dict:
                 raise _Slow("not a dict")
+            if len(value) == 1:  # most structures here: an AttributeValue; same result as below, no sort
+                for key, member in value.items():
+                    if key not in members:
+                        if key in aliases:
+                            raise _Slow(f"{key} may be read for a member")
+                        return {}
+                    written = _ABSENT if member is None else members[key][1](member)
+                    return {} if written is _ABSENT else {key: written}
             found = []
             for key, member in value.items():
                 if key not in members:
