@@ -13,23 +13,6 @@ import pytest
 # -- residents picked by key, the same ones a scan picks ---------------------------------------------
 
 
-@pytest.fixture
-def in_process_aws(monkeypatch):
-    from moto import mock_aws
-
-    from jukinet.adapters import aws
-
-    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-1")
-    aws.reset_clients()
-    with mock_aws():
-        yield aws
-    aws.reset_clients()
-
-
 def _table(ddb, name: str) -> None:
     ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                      KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],

@@ -177,23 +177,6 @@ def test_reading_a_missing_env_file_raises_not_running(tmp_path):
 # -- jukinet status ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def in_process_aws(monkeypatch):
-    from moto import mock_aws
-
-    from jukinet.adapters import aws
-
-    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-1")
-    aws.reset_clients()
-    with mock_aws():
-        yield aws
-    aws.reset_clients()
-
-
 def test_status_counts_dead_letters_and_lists_only_alarms_in_alarm(in_process_aws):
     from infra.config import load_deployment
     from jukinet_ops.status import collect_status
