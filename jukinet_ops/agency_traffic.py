@@ -83,22 +83,15 @@ def active_among(deployment, candidates: Sequence[str], limit: int) -> list[str]
     from jukinet.adapters.identity_store import CURRENT, resident_pk
 
     table = Names.of(deployment).identity_table(NATIONAL)
-    ddb = aws.client("dynamodb")
     codes: list[str] = []
     unique = list(dict.fromkeys(candidates))
     for start in range(0, len(unique), 100):
         if len(codes) >= limit:
             break
         chunk = unique[start:start + 100]
-        active: set[str] = set()
-        request: dict = {table: {"Keys": [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in chunk],
-                                 "ProjectionExpression": "pk, #s", "ExpressionAttributeNames": {"#s": "status"},
-                                 "ConsistentRead": True}}
-        while request:
-            response = ddb.batch_get_item(RequestItems=request)
-            active |= {i["pk"]["S"][2:] for i in response.get("Responses", {}).get(table, [])
-                       if i.get("status", {}).get("S") == "active"}
-            request = response.get("UnprocessedKeys") or {}
+        items = aws.batch_get_all(table, [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in chunk],
+                                  "pk, #s", {"#s": "status"})
+        active = {i["pk"]["S"][2:] for i in items if i.get("status", {}).get("S") == "active"}
         codes += [c for c in chunk if c in active]
     return codes[:limit]
 

@@ -74,20 +74,15 @@ def _registered(table: str, codes: list[str], municipality: str, limit: int) -> 
     key, 100 a ``BatchGetItem``, until ``limit`` are found."""
     from jukinet.adapters import aws
 
-    ddb = aws.client("dynamodb")
     found: list[str] = []
     for start in range(0, len(codes), 100):
         if len(found) >= limit:  # codes are sorted: the lowest ``limit`` are found
             break
-        request: dict = {table: {
-            "Keys": [{"pk": {"S": f"RESIDENT#{c}"}, "sk": {"S": "REGISTER"}} for c in codes[start:start + 100]],
-            "ProjectionExpression": "pk, municipality, ended, reason", "ConsistentRead": True}}
-        while request:
-            response = ddb.batch_get_item(RequestItems=request)
-            found += [i["pk"]["S"].removeprefix("RESIDENT#") for i in response.get("Responses", {}).get(table, [])
-                      if i.get("municipality", {}).get("S") == municipality and i.get("ended", {}).get("S") == ""
-                      and i.get("reason", {}).get("S") != "21"]
-            request = response.get("UnprocessedKeys") or {}
+        items = aws.batch_get_all(table, [{"pk": {"S": f"RESIDENT#{c}"}, "sk": {"S": "REGISTER"}}
+                                          for c in codes[start:start + 100]], "pk, municipality, ended, reason")
+        found += [i["pk"]["S"].removeprefix("RESIDENT#") for i in items
+                  if i.get("municipality", {}).get("S") == municipality and i.get("ended", {}).get("S") == ""
+                  and i.get("reason", {}).get("S") != "21"]
     return found
 
 

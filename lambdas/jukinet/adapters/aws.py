@@ -106,9 +106,11 @@ _BATCH_GET_LIMIT = 100
 _BATCH_WRITE_LIMIT = 25
 
 
-def batch_get_all(table: str, keys: list[dict], projection: str | None = None) -> list[dict]:
+def batch_get_all(table: str, keys: list[dict], projection: str | None = None,
+                  names: dict[str, str] | None = None) -> list[dict]:
     """Every item of ``keys`` (duplicates removed) that exists in ``table``: consistent
-    BatchGetItem 100 keys at a time, following ``UnprocessedKeys``."""
+    BatchGetItem 100 keys at a time, following ``UnprocessedKeys``. ``names``: the
+    projection's ``ExpressionAttributeNames`` (for a reserved word such as ``status``)."""
     ddb = client("dynamodb")
     unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
     found: list[dict] = []
@@ -116,6 +118,8 @@ def batch_get_all(table: str, keys: list[dict], projection: str | None = None) -
         spec: dict[str, Any] = {"Keys": unique[start:start + _BATCH_GET_LIMIT], "ConsistentRead": True}
         if projection:
             spec["ProjectionExpression"] = projection
+        if names:
+            spec["ExpressionAttributeNames"] = names
         request: dict = {table: spec}
         while request:
             response = ddb.batch_get_item(RequestItems=request)
