@@ -615,16 +615,20 @@ def notice_hours(s: NoticeScenario, concurrency: int = PROCESSOR_CONCURRENCY) ->
 # --- provision (by design: adapters/provision_log.py, services/provision*.py) ----------------------------------
 
 
-def lookup_units(k: int) -> dict[str, float]:
-    """One look-up of k codes (decision 0023): one consistent BatchGetItem of the state table per 100
-    keys (isolation mark, STAT#<month>, two scan slots, k chain heads), identity BatchGetItem per 100,
-    then TransactWriteItems of at most 100 actions: per record its log entry (~0.5 KB, plus its by_day
-    index entry) and its head, and the statistics and scan slot once. Transactional writes cost two
-    write units per item (the index entry one); every request waits for the one before."""
+def lookup_units(k: int, *, together: bool = True) -> dict[str, float]:
+    """One look-up of k codes (decisions 0023, 0034, 0056): the state table's keys (isolation mark,
+    STAT#<month>, two scan slots, k chain heads) and the k residents' current items read in consistent
+    BatchGetItems of 100 keys in all (``together=False``, a batch chunk: the state keys and the identity
+    keys each in their own requests), then TransactWriteItems of at most 100 actions: per record its log
+    entry (~0.5 KB, plus its by_day index entry) and its head, and the statistics and scan slot once; then
+    the delivery confirmation (one PutItem). Transactional writes cost two write units per item (the index
+    entry one); every request waits for the one before."""
     state_keys, actions = k + 4, 2 * k + 2
-    calls_ = math.ceil(state_keys / BATCH_GET_KEYS) + math.ceil(k / BATCH_GET_KEYS) + math.ceil(actions / 100)
+    reads = math.ceil((state_keys + k) / BATCH_GET_KEYS) if together \
+        else math.ceil(state_keys / BATCH_GET_KEYS) + math.ceil(k / BATCH_GET_KEYS)
+    calls_ = reads + math.ceil(actions / 100) + 1
     rru = (4 + k) * rru_for(0.2) + k * rru_for(IDENTITY_ITEM_KB)  # state items read strongly consistent
-    wru = 2 * (k * wru_for(PROVISION_LOG_ENTRY_KB) + k * wru_for(0.2) + 2) + k
+    wru = 2 * (k * wru_for(PROVISION_LOG_ENTRY_KB) + k * wru_for(0.2) + 2) + k + wru_for(0.2)
     return {"calls": calls_, "rru": rru, "wru": wru, "puts": 0, "sequential": calls_}
 
 
@@ -652,7 +656,7 @@ def decrypt_miss_rate(cache: int = UNWRAPPED_KEY_CACHE) -> float:
 
 
 def chunk_seconds(miss_rate: float) -> float:
-    u = lookup_units(CHUNK_ROWS)
+    u = lookup_units(CHUNK_ROWS, together=False)
     calls_ = u["calls"] + 2  # + the job read and the chunk count (complete_chunk)
     cpu = (calls_ * CALL_CPU_US + CHUNK_ROWS * MEASURED_DOMAIN_US) * ARM_CPU_FACTOR / 1e6 / vcpu_share(BATCH_MEMORY_MB)
     waits = max(cpu, u["puts"] * AWS_CALL_LATENCY_S / PARALLEL_PUTS) + (u["sequential"] + 2) * AWS_CALL_LATENCY_S
@@ -661,7 +665,7 @@ def chunk_seconds(miss_rate: float) -> float:
 
 def batch_bill(records: int, miss_rate: float) -> Bill:
     chunks = records / CHUNK_ROWS
-    u = lookup_units(CHUNK_ROWS)
+    u = lookup_units(CHUNK_ROWS, together=False)
     rru = chunks * (u["rru"] + rru_for(JOB_ITEM_AVG_KB))
     wru = chunks * (u["wru"] + wru_for(JOB_ITEM_AVG_KB))
     ddb_calls = chunks * (u["calls"] + 2)

@@ -31,14 +31,17 @@ def test_write_units_round_up_per_kilobyte_and_reads_per_four():
 
 def test_a_look_up_costs_the_designed_calls_and_units():
     one = p.lookup_units(1)
-    assert one["calls"] == 3  # state snapshot, identity, one transaction (decision 0023)
+    assert one["calls"] == 3  # state snapshot and identity together, one transaction, the confirmation (0056)
     assert one["rru"] == 4 + 1 + 1  # isolation, statistics, two scan slots; the head; the resident
-    assert one["wru"] == 2 * (1 + 1 + 2) + 1  # transactional: entry, head, statistics, scan slot; index entry
+    # transactional: entry, head, statistics, scan slot; index entry; the confirmation
+    assert one["wru"] == 2 * (1 + 1 + 2) + 1 + 1
     hundred = p.lookup_units(100)
-    assert hundred["calls"] == 2 + 1 + 3  # 104 state keys, 100 identity keys, 202 actions
+    assert hundred["calls"] == 3 + 3 + 1  # 104 state keys and 100 identity keys, 202 actions, the confirmation
     assert hundred["calls"] <= 100 / 10  # issue 13: at most one request per 10 records
     assert hundred["rru"] == 4 + 2 * 100
-    assert hundred["wru"] == 2 * (2 * 100 + 2) + 100
+    assert hundred["wru"] == 2 * (2 * 100 + 2) + 100 + 1
+    chunk = p.lookup_units(1000, together=False)  # a batch chunk reads its heads and residents apart
+    assert chunk["calls"] == 11 + 10 + 21 + 1
 
 
 def test_a_transaction_holds_at_most_100_actions():

@@ -81,6 +81,51 @@ def test_isolated_agency_is_refused_with_another_recipients_key_and_raises_the_a
     assert status == 200
 
 
+def _opened(monkeypatch) -> list[int]:
+    """Counts every envelope opened (a resident's facts decrypted)."""
+    opened: list[int] = []
+    original = envelope.Sealer.open_facts
+    monkeypatch.setattr(envelope.Sealer, "open_facts",
+                        lambda self, *a, **k: opened.append(1) or original(self, *a, **k))
+    return opened
+
+
+def test_an_isolated_agencys_look_up_decrypts_nothing_and_leaves_no_trace_of_a_provision(world, monkeypatch):
+    """Decision 0056: the look-up reads the residents' items in the same request as the
+    isolation mark. The attack: an isolated agency keeps calling, hoping the facts that were
+    read reach it somehow — in the answer, in a log entry, in a confirmation. They must stay
+    ciphertext and be dropped: nothing opened, no data key unwrapped, nothing written."""
+    r = world.add_residents(1)[0]
+    _isolate(world, "pension")
+    opened = _opened(monkeypatch)
+    before = world.calls.copy()
+    status, body = world.call("POST", "/v1/lookups", {"affair_code": "PAY", "resident_codes": [r.code]})
+    assert status == 403 and body["error"]["code"] == RefusalCode.RECIPIENT_ISOLATED.name
+    calls = world.calls - before
+    assert opened == [] and calls["kms.Decrypt"] == 0
+    assert calls["dynamodb.TransactWriteItems"] == 0 and calls["dynamodb.PutItem"] == 0
+    assert r.code not in json.dumps(body) and r.kana not in json.dumps(body)
+    assert _entries(world, r.code) == []
+
+
+def test_a_look_up_past_the_monthly_limit_decrypts_nothing_whether_or_not_its_codes_exist(world, monkeypatch):
+    """Decision 0056 keeps 0023's rule: the limit is decided on the snapshot, on the codes
+    *requested*. The attack: an agency at its limit probes which codes exist by what a refusal
+    costs. Existing and unknown codes are refused alike, with the same requests, nothing opened."""
+    rs = world.add_residents(4)
+    status, _ = world.call("POST", "/v1/lookups", {"affair_code": "SMALL", "resident_codes": _codes(rs[:3])})
+    assert status == 200  # the month's limit of 3 is reached
+    opened = _opened(monkeypatch)
+    costs = []
+    for code in (rs[3].code, _walk(7_100_000_000, 1)[0]):
+        before = world.calls.copy()
+        status, body = world.call("POST", "/v1/lookups", {"affair_code": "SMALL", "resident_codes": [code]})
+        assert status == 429 and body["error"]["code"] == "VOLUME_LIMIT_EXCEEDED"
+        costs.append(+(world.calls - before))
+    assert costs[0] == costs[1] and costs[0]["dynamodb.BatchGetItem"] == 1 and not costs[0]["kms.Decrypt"]
+    assert opened == [] and _entries(world, rs[3].code) == []
+
+
 def test_batch_chunks_of_an_isolated_agency_provide_nothing(world):
     rs = world.add_residents(3)
     _upload(world, "in/pension/a.csv", _codes(rs))
@@ -263,10 +308,11 @@ def test_own_use_out_of_scope_resident_is_not_decrypted_and_costs_what_an_unknow
         assert status == 200 and body["results"][0]["outcome"] == "not_found"
         calls = world.calls - before
         costs.append((len(opened) - n, calls["kms.Decrypt"], calls["dynamodb.BatchGetItem"], +calls))
-    # Nothing opened, no key unwrapped; the same requests, one by one: the state snapshot and
-    # the identity read (two BatchGetItem), the scan window's transaction.
+    # Nothing opened, no key unwrapped; the same requests, one by one: the state snapshot read
+    # together with the identity items (one BatchGetItem, decision 0056), the scan window's
+    # transaction.
     assert costs[0] == costs[1]
-    assert costs[0][:3] == (0, 0, 2)
+    assert costs[0][:3] == (0, 0, 1)
 
 
 # --- 15. scans are detected per recipient across requests ---------------------------------------

@@ -1,8 +1,8 @@
 """Issue 13: what a provision costs in DynamoDB requests (decision 0023), and the guarantees
 the fewer requests keep — counted, not timed (the times are bench/run.py's).
 
-- a single-code look-up: the state snapshot, the identity read, one transaction, and the
-  delivery confirmation last (4; decision 0034);
+- a single-code look-up: the state snapshot read together with the identity items, one
+  transaction, and the delivery confirmation last (3; decisions 0034 and 0056);
 - a look-up of 100 codes and a batch chunk: at most one request per 10 records;
 - a chain appended with a stale head (another writer got there first, or the hint was
   rewound) continues at the real end and never forks;
@@ -38,13 +38,13 @@ def _record(code: str, at: dt.datetime, k: int = 0) -> ProvisionRecord:
                            provider="national", outcome="provided")
 
 
-def test_a_single_code_look_up_makes_four_dynamodb_requests_the_confirmation_last(world):
+def test_a_single_code_look_up_makes_three_dynamodb_requests_the_confirmation_last(world):
     r = world.add_residents(1)[0]
     world.call("POST", "/v1/lookups", {"affair_code": "PAY", "resident_codes": [r.code]})  # a warm start
     before = world.calls.copy()
     status, body = world.call("POST", "/v1/lookups", {"affair_code": "PAY", "resident_codes": [r.code]})
     assert status == 200 and body["results"][0]["outcome"] == "provided"
-    assert _dynamodb(world.calls - before) == {"BatchGetItem": 2, "TransactWriteItems": 1, "PutItem": 1}
+    assert _dynamodb(world.calls - before) == {"BatchGetItem": 1, "TransactWriteItems": 1, "PutItem": 1}
     assert world.log().answered([body["provision_id"]]) == {body["provision_id"]}
     entries = _entries(world, r.code)
     assert [e.n for e in entries] == [1, 2] and not verify_chain(r.code, entries)
@@ -117,3 +117,54 @@ def test_a_limit_reached_between_snapshot_and_transaction_refuses_and_writes_not
     assert refused.value.reserved == 3
     assert _entries(world, code) == []
     assert "Item" not in world.ddb.get_item(TableName=world.state_table, Key=head_key(code))
+
+
+# --- aws.batch_get_tables: two tables' keys read together (decision 0056) ------------------------
+
+
+def test_keys_of_two_tables_are_read_together_at_most_100_keys_a_request(world):
+    from jukinet.adapters import aws
+    from jukinet.adapters.identity_store import IdentityStore
+    from jukinet.adapters.recipient_state import RecipientState
+
+    rs = world.add_residents(60)
+    unknown = [ResidentCode.from_body(f"{b:010d}").value for b in range(8_000_000_000, 8_000_000_020)]
+    codes = _codes(rs) + unknown
+    state_keys = RecipientState.snapshot_keys("pension", "2026-11", world.now, codes)  # 4 + 80 heads
+    identity_keys = IdentityStore.current_keys(codes + codes[:10])  # duplicates are read once
+    with world.environment():
+        before = world.calls.copy()
+        read = aws.batch_get_tables({world.state_table: state_keys, world.identity_table: identity_keys})
+        requests = _dynamodb(world.calls - before)
+        alone = (aws.batch_get_all(world.state_table, state_keys), aws.batch_get_all(world.identity_table,
+                                                                                         identity_keys))
+    assert requests == {"BatchGetItem": 2}  # 164 distinct keys: 100 + 64
+    key = lambda i: (i["pk"]["S"], i["sk"]["S"])  # noqa: E731
+    assert sorted(map(key, read[world.state_table])) == sorted(map(key, alone[0]))
+    assert sorted(map(key, read[world.identity_table])) == sorted(map(key, alone[1]))
+    assert {i["pk"]["S"][2:] for i in read[world.identity_table]} == set(_codes(rs))
+
+
+def test_keys_left_unprocessed_are_asked_again_per_table(monkeypatch):
+    from jukinet.adapters import aws
+
+    asked: list[dict] = []
+
+    class Throttled:
+        """Answers the first request's second table as unprocessed (DynamoDB's partial answer)."""
+
+        def batch_get_item(self, RequestItems):  # noqa: N803 - botocore's name
+            asked.append(RequestItems)
+            answer = {"Responses": {t: [k for k in spec["Keys"]] for t, spec in RequestItems.items()}}
+            if len(asked) == 1:
+                answer["Responses"].pop("b")
+                answer["UnprocessedKeys"] = {"b": RequestItems["b"]}
+            return answer
+
+    monkeypatch.setattr(aws, "client", lambda service: Throttled())
+    a = [{"pk": {"S": f"a{i}"}} for i in range(3)]
+    b = [{"pk": {"S": f"b{i}"}} for i in range(2)]
+    assert aws.batch_get_tables({"a": a, "b": b}) == {"a": a, "b": b}
+    assert [sorted(r) for r in asked] == [["a", "b"], ["b"]]
+    assert all(spec["ConsistentRead"] for r in asked for spec in r.values())
+    assert aws.batch_get_tables({"a": [], "b": []}) == {"a": [], "b": []}

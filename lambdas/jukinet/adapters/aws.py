@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -111,19 +111,34 @@ def batch_get_all(table: str, keys: list[dict], projection: str | None = None,
     """Every item of ``keys`` (duplicates removed) that exists in ``table``: consistent
     BatchGetItem 100 keys at a time, following ``UnprocessedKeys``. ``names``: the
     projection's ``ExpressionAttributeNames`` (for a reserved word such as ``status``)."""
+    return batch_get_tables({table: keys}, projection=projection, names=names)[table]
+
+
+def batch_get_tables(keys_by_table: Mapping[str, list[dict]], projection: str | None = None,
+                     names: dict[str, str] | None = None) -> dict[str, list[dict]]:
+    """Per table, every item of its keys (duplicates removed) that exists: the tables' keys
+    read *together*, consistent BatchGetItem of up to 100 keys in all (one request may
+    span several tables, in the order given), following ``UnprocessedKeys``. Every table
+    of ``keys_by_table`` is in the answer, an empty list when nothing was found; a projection
+    applies to every table."""
     ddb = client("dynamodb")
-    unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
-    found: list[dict] = []
-    for start in range(0, len(unique), _BATCH_GET_LIMIT):
-        spec: dict[str, Any] = {"Keys": unique[start:start + _BATCH_GET_LIMIT], "ConsistentRead": True}
-        if projection:
-            spec["ProjectionExpression"] = projection
-        if names:
-            spec["ExpressionAttributeNames"] = names
-        request: dict = {table: spec}
+    pending = [(table, key) for table, keys in keys_by_table.items()
+               for key in {json.dumps(k, sort_keys=True): k for k in keys}.values()]
+    found: dict[str, list[dict]] = {table: [] for table in keys_by_table}
+    for start in range(0, len(pending), _BATCH_GET_LIMIT):
+        request: dict = {}
+        for table, key in pending[start:start + _BATCH_GET_LIMIT]:
+            if table not in request:
+                request[table] = {"Keys": [], "ConsistentRead": True}
+                if projection:
+                    request[table]["ProjectionExpression"] = projection
+                if names:
+                    request[table]["ExpressionAttributeNames"] = names
+            request[table]["Keys"].append(key)
         while request:
             response = ddb.batch_get_item(RequestItems=request)
-            found.extend(response.get("Responses", {}).get(table, []))
+            for table, items in response.get("Responses", {}).items():
+                found[table].extend(items)
             request = response.get("UnprocessedKeys") or {}
     return found
 

@@ -564,8 +564,17 @@ class IdentityStore(TableKeyPins):
         codes are absent. ``within(municipality)``: residents of a municipality it refuses are
         absent too, decided on the item's plaintext municipality *before* anything is
         decrypted, so an out-of-scope code costs what an unknown one costs."""
-        keys = [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in resident_codes]
-        items = aws.batch_get_all(self.table_name, keys)
+        return self.currents_of(aws.batch_get_all(self.table_name, self.current_keys(resident_codes)), within)
+
+    @staticmethod
+    def current_keys(resident_codes: Iterable[str]) -> list[dict]:
+        """The keys of the residents' current items (for a caller that reads them together
+        with another table's, ``aws.batch_get_tables``)."""
+        return [{"pk": {"S": resident_pk(c)}, "sk": {"S": CURRENT}} for c in resident_codes]
+
+    def currents_of(self, items: Iterable[dict],
+                    within: Callable[[str], bool] | None = None) -> dict[str, StoredEntry]:
+        """``currents`` of the current items read for ``current_keys``: scoped, then decrypted."""
         if within is not None:
             items = [i for i in items if within(i.get("municipality", {}).get("S", ""))]
         entries = (self._entry(item) for item in items)

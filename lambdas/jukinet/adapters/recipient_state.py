@@ -140,11 +140,24 @@ class RecipientState:
         """The isolation mark, the month's statistics item, the scan window (this slot and the
         one before) and the chain heads of ``codes``: one consistent BatchGetItem (two past
         96 codes)."""
+        keys = self.snapshot_keys(recipient_id, month, now, codes)
+        return self.snapshot_of(aws.batch_get_all(self.state_table, keys), recipient_id, month, now, codes)
+
+    @staticmethod
+    def snapshot_keys(recipient_id: str, month: str, now: dt.datetime, codes: Iterable[str]) -> list[dict]:
+        """The state table's keys a snapshot reads (for a caller that reads them together with
+        another table's, ``aws.batch_get_tables``)."""
+        slot = scan.slot_of(now)
+        return [isolation_key(recipient_id), stat_key(month, recipient_id), _slot_key(recipient_id, slot - 1),
+                _slot_key(recipient_id, slot)] + [head_key(c) for c in dict.fromkeys(codes)]
+
+    @staticmethod
+    def snapshot_of(found: Iterable[dict], recipient_id: str, month: str, now: dt.datetime,
+                    codes: Iterable[str]) -> Snapshot:
+        """The snapshot made of the items read for ``snapshot_keys`` (those that exist)."""
         slot = scan.slot_of(now)
         codes = list(dict.fromkeys(codes))
-        keys = [isolation_key(recipient_id), stat_key(month, recipient_id), _slot_key(recipient_id, slot - 1),
-                _slot_key(recipient_id, slot)] + [head_key(c) for c in codes]
-        items = {(i["pk"]["S"], i["sk"]["S"]): i for i in aws.batch_get_all(self.state_table, keys)}
+        items = {(i["pk"]["S"], i["sk"]["S"]): i for i in found}
 
         def get(key: dict) -> dict | None:
             return items.get((key["pk"]["S"], key["sk"]["S"]))

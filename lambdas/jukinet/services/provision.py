@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..adapters import aws
 from ..adapters.identity_store import IdentityStore
 from ..adapters.provision_log import LimitReached, ProvisionLog, StatCount
 from ..adapters.recipient_state import RecipientState
@@ -250,23 +251,31 @@ class ProvisionService:
 
     # --- look-up (照会) and the prefecture's own use (利用) ------------------------------
     def lookup(self, caller: Caller, query: LookupQuery) -> tuple[Grant, LookupResult]:
-        """Three DynamoDB requests (and the delivery confirmation): the state snapshot (isolation mark, the month's records,
-        scan window, chain heads), the residents, and one transaction that records them,
-        charges the month's records and adds to the scan window. The limit is checked on the
-        snapshot before any resident is read, and again, exactly, by the transaction's
-        condition on the records *requested* (``r + requested <= limit``, adding only what is
-        provided): whether it refuses never depends on which codes exist."""
+        """Three DynamoDB requests (decision 0056): one read of the state snapshot (isolation
+        mark, the month's records, scan window, chain heads) *and* the residents' current
+        items, together; one transaction that records the answers, charges the month's
+        records and adds to the scan window; the delivery confirmation (decision 0034).
+        Isolation and the limit are decided on the snapshot before any resident is decrypted
+        or answered (the items read with it stay ciphertext and are dropped on a refusal), and
+        the limit again, exactly, by the transaction's condition on the records *requested*
+        (``r + requested <= limit``, adding only what is provided): whether it refuses never
+        depends on which codes exist."""
         codes = parse_resident_codes(list(query.resident_codes))
         grant = self.authorised(caller, affair_code=query.affair_code, function=ProvisionFunction.LOOKUP,
                                 fields=query.fields)
-        snapshot = self.state.snapshot(grant.recipient.recipient_id, grant.month, grant.at, codes)
+        recipient_id = grant.recipient.recipient_id
+        state_table, identity_table = self.state.state_table, self.identity.table_name
+        read = aws.batch_get_tables({
+            state_table: self.state.snapshot_keys(recipient_id, grant.month, grant.at, codes),
+            identity_table: self.identity.current_keys(codes)})
+        snapshot = self.state.snapshot_of(read[state_table], recipient_id, grant.month, grant.at, codes)
         if snapshot.isolated:
             raise _isolated()
         limit = grant.agreement.monthly_record_limit
         reserved = snapshot.reserved.get(grant.agreement.affair_code, 0)
         if reserved + len(codes) > limit:
             raise _over_limit(grant.agreement, reserved, len(codes))
-        answers = self.answers(grant, codes)
+        answers = self.answers(grant, codes, read=read[identity_table])
         records = [grant.record(a) for a in answers if a.provides_facts]
         window = self.state.scan_write(grant.recipient.recipient_id, grant.at, snapshot, codes=codes,
                                        answers=len(answers),
@@ -282,10 +291,13 @@ class ProvisionService:
         return grant, LookupResult(grant.provision_id, grant.agreement.affair_code, grant.function.value,
                                    tuple(answers))
 
-    def answers(self, grant: Grant, codes: Sequence[str]) -> list[Answer]:
+    def answers(self, grant: Grant, codes: Sequence[str], read: Sequence[dict] | None = None) -> list[Answer]:
+        """``read``: the residents' current items, already read (``IdentityStore.current_keys``)."""
         # A resident outside a prefecture recipient's scope is answered as unknown, nothing
         # revealed — and dropped before decryption, so it costs what an unknown code costs.
-        found = self.identity.currents(codes, within=self.scope(grant.recipient))
+        within = self.scope(grant.recipient)
+        found = self.identity.currents(codes, within=within) if read is None \
+            else self.identity.currents_of(read, within=within)
         return [answer_for(code, found.get(code), grant.fields) for code in codes]
 
     @staticmethod
