@@ -461,23 +461,35 @@ class LocalRunner:
     def poll_queues(self) -> int:
         """One batch per mapping not held by an operator; returns the number of messages delivered.
         A mapping whose queue holds nothing (the embedded AWS's depths, one request for all
-        queues) is neither checked for a hold nor polled."""
+        queues) is neither checked for a hold nor polled. With workers the batches run
+        concurrently, and all are settled when this returns."""
         return sum(len(batch) for batch in self._poll_mappings(self._mappings))
 
-    def _poll_mappings(self, mappings: list[_SqsMapping]) -> list[list[dict[str, Any]]]:
-        """One batch of each of ``mappings`` not held and not empty: the messages delivered."""
+    def _poll_mappings(self, mappings: list[_SqsMapping], settle: bool = True) -> list[list[dict[str, Any]]]:
+        """One batch of each of ``mappings`` not held and not empty: the messages delivered.
+        With workers and not ``settle`` (``run_until_idle``'s rounds), a mapping whose batch runs
+        or that finds no idle worker is left for a later round, and nothing is waited for."""
+        if self.workers and settle:
+            self._wait_in_flight()
         batches = []
         depths = self._queue_depths()
         for mapping in mappings:
             if depths is not None and not depths.get(mapping.spec.event_source_arn):
                 self._set_hold(("mapping", mapping.spec.uuid), None)  # nothing waits on it
                 continue
-            if self.workers and (mapping.spec.uuid in self._in_flight or not self._pool_for_dispatch().has_idle()):
-                continue  # its batch runs, or every worker is busy: taken in a later round
+            if self.workers:
+                if mapping.spec.uuid in self._in_flight:
+                    continue
+                if not self._pool_for_dispatch().has_idle():
+                    if not settle:
+                        continue  # every worker is busy: taken in a later round
+                    self._collect(None)
             hold = self._mapping_hold(mapping)
             self._set_hold(("mapping", mapping.spec.uuid), hold)
             if hold is None:
                 batches.append(self._poll(mapping))
+        if self.workers and settle:
+            self._wait_in_flight()
         return batches
 
     # -- operator holds ------------------------------------------------------------------------
@@ -642,6 +654,10 @@ class LocalRunner:
         with self._process_environment(self._environment(fn, self._image(fn))):
             self.log_stream.write(text)
 
+    def _wait_in_flight(self) -> None:
+        while self._in_flight:
+            self._collect(None)
+
     def _drain(self, timeout_s: float) -> None:
         """Settle the batches in flight; those not finished within ``timeout_s`` are abandoned
         with their workers (their messages come back after the visibility timeout)."""
@@ -683,9 +699,12 @@ class LocalRunner:
         it; returns the number of objects delivered. Objects whose events go to a queue (S3 →
         SQS, sent by the embedded AWS itself) are delivered by one batch of each such queue's
         mapping (call again until 0); S3's test events name no object and count 0."""
+        return self._process_new_objects()
+
+    def _process_new_objects(self, settle: bool = True) -> int:
         delivered = 0
         s3_mappings = [m for m in self._mappings if m.spec.event_source_arn in self._s3_queues]
-        for batch in self._poll_mappings(s3_mappings) if s3_mappings else []:
+        for batch in self._poll_mappings(s3_mappings, settle) if s3_mappings else []:
             delivered += sum(_s3_objects(m.get("Body", "")) for m in batch)
         throttled: dict[str, bool] = {}
         generations = self._object_generations()
@@ -852,7 +871,8 @@ class LocalRunner:
         while True:
             rounds += 1
             before = self._invocations
-            work = self.poll_queues() + self.process_new_objects() + self.process_async_events()
+            work = (sum(len(batch) for batch in self._poll_mappings(self._mappings, settle=False))
+                    + self._process_new_objects(settle=False) + self.process_async_events())
             if self._in_flight:  # wait for a worker's result when nothing else was to be done
                 work += self._collect(0 if work else 0.5)
             elapsed = time.monotonic() - started
@@ -860,7 +880,7 @@ class LocalRunner:
                 pending = self.pending_messages()
                 if on_progress:
                     on_progress(RunProgress(elapsed, self._invocations - first, None, None, pending))
-                if pending == 0 and self.process_new_objects() == 0 and self.process_async_events() == 0:
+                if pending == 0 and self._process_new_objects(settle=False) == 0 and self.process_async_events() == 0:
                     return RunSummary(True, elapsed, self._invocations - first, rounds, self.held())
                 if pending:
                     time.sleep(0.02)  # in flight elsewhere, or delayed: wait, do not spin

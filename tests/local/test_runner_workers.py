@@ -273,16 +273,42 @@ def test_workers_end_with_close_and_with_an_exception_inside_the_block(deployed:
     assert _children() == []
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
-    _send(deployed, "Inbox", [{"id": f"{tag}-3", "sleep": 2}])
     with pytest.raises(KeyError), LocalRunner(deployed, workers=2) as runner:
-        runner.poll_queues()  # the batch is in flight in a worker
-        assert runner.worker_pids()
+        runner.run_until_idle(timeout_s=120)
         pids = runner.worker_pids()
-        raise KeyError("the caller fails meanwhile")
+        raise KeyError("the caller fails after a run")
     assert _children() == []
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+    # the caller's progress callback fails while the auditor's batch still runs
+    _send(deployed, "Inbox", [{"id": f"{tag}-3"}])
+    _send(deployed, "AuditQueue", [{"id": f"{tag}-4", "sleep": 3}])
+    seen: list[int] = []
+
+    def fail(progress) -> None:
+        seen.extend(runner.worker_pids())
+        if progress.last_function is not None:
+            assert runner._in_flight  # the other batch is still running
+            raise KeyError("progress display failed")
+
+    with LocalRunner(deployed, workers=2) as runner:
+        with pytest.raises(KeyError):
+            runner.run_until_idle(timeout_s=120, on_progress=fail)
+        assert runner.worker_pids() == [] and _children() == []
+    assert seen and not any(Path(f"/proc/{pid}").exists() for pid in seen)
     with LocalRunner(deployed) as runner:  # the abandoned batch comes back (visibility timeout)
-        runner.run_until_idle(timeout_s=120)
+        assert runner.run_until_idle(timeout_s=120).idle
+
+
+def test_poll_queues_with_workers_settles_every_batch_it_took(deployed: DeployedEnvironment):
+    processor = _physical(deployed, "Toy", "Processor", "AWS::Lambda::Function")
+    tag = uuid.uuid4().hex[:6]
+    _send(deployed, "Inbox", [{"id": f"{tag}-{i}"} for i in range(3)])
+    _send(deployed, "AuditQueue", [{"id": f"{tag}-{i}"} for i in range(3)])
+    with LocalRunner(deployed, workers=1) as runner:
+        assert runner.poll_queues() == 6  # one batch per mapping, as without workers
+        assert runner._in_flight == {} and runner.stats[processor].records == 3
+        assert runner.pending_messages() == 0
 
 
 def test_fault_injection_needs_workers_0(deployed: DeployedEnvironment):
