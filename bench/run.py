@@ -5,7 +5,8 @@
 
 1. domain core on one core (bench_domain.measure): notices/s and µs per notice;
 2. the pipeline end to end through the three tiers on the embedded AWS (the synthesized
-   assembly deployed into a moto server, the deployed functions run by LocalRunner), from the
+   assembly deployed into a moto server, the deployed functions run by LocalRunner, the queue
+   batches in --workers worker processes, default 2: decision 0057), from the
    first export file dropped until every queue is idle, against a raw baseline in the same
    server: the CS's signed message bodies moved SQS → ReceiveMessage → DynamoDB
    BatchWriteItem → DeleteMessageBatch with no logic;
