@@ -20,9 +20,10 @@ import pytest
 
 from embedded_aws.deploy import DeployedEnvironment, deploy_assembly
 from embedded_aws.faults import FaultInjector, Rule
-from embedded_aws.runner import LocalRunner
+from embedded_aws.runner import LocalRunner, RunTimeout
 from embedded_aws.runner_workers import WorkerInvocationError
 from embedded_aws.server import MotoServer
+from jukinet.domain.isolation import ISOLATION_TAG
 
 from .test_toy_app import build_toy_app
 
@@ -321,3 +322,42 @@ def test_fault_injection_needs_workers_0(deployed: DeployedEnvironment):
     assert _children() == []
     with LocalRunner(deployed) as runner:
         assert runner.run_until_idle(timeout_s=60).idle
+
+
+def test_an_operator_hold_is_read_before_a_batch_is_taken(deployed: DeployedEnvironment):
+    auditor = _physical(deployed, "ToyAudit", "Auditor", "AWS::Lambda::Function")
+    audit_queue = _physical(deployed, "Toy", "AuditQueue", "AWS::SQS::Queue")
+    tag = uuid.uuid4().hex[:6]
+    sqs = deployed.client("sqs")
+    sqs.tag_queue(QueueUrl=audit_queue, Tags={ISOLATION_TAG: "test"})
+    try:
+        _send(deployed, "AuditQueue", [{"id": f"{tag}-held"}])
+        _send(deployed, "Inbox", [{"id": f"{tag}-free"}])
+        with LocalRunner(deployed, workers=2) as runner:
+            summary = runner.run_until_idle(timeout_s=60)
+            assert summary.idle and any("disabled by an operator" in h for h in summary.held)
+            assert runner.stats[auditor].invocations == 0
+            assert _items(deployed, f"audit#ok#{tag}-held") == {} and _items(deployed, f"ok#{tag}-free")
+            sqs.untag_queue(QueueUrl=audit_queue, TagKeys=[ISOLATION_TAG])
+            assert runner.run_until_idle(timeout_s=60).held == ()
+            assert runner.stats[auditor].invocations == 1
+        assert _items(deployed, f"audit#ok#{tag}-held")
+    finally:
+        sqs.untag_queue(QueueUrl=audit_queue, TagKeys=[ISOLATION_TAG])
+
+
+def test_a_run_timeout_settles_the_batches_in_flight_and_keeps_its_meaning(deployed: DeployedEnvironment):
+    """A message that always fails on a queue without a redrive policy never lets the runner be idle."""
+    auditor = _physical(deployed, "ToyAudit", "Auditor", "AWS::Lambda::Function")
+    audit_queue = _physical(deployed, "Toy", "AuditQueue", "AWS::SQS::Queue")
+    _send(deployed, "AuditQueue", [{"id": f"{uuid.uuid4().hex[:6]}-forever", "raise": True}])
+    try:
+        with LocalRunner(deployed, workers=2) as runner:
+            with pytest.raises(RunTimeout) as timeout:
+                runner.run_until_idle(timeout_s=3)
+            assert not timeout.value.summary.idle and timeout.value.summary.invocations >= 1
+            assert runner._in_flight == {}  # settled before RunTimeout left
+            assert runner.stats[auditor].errors == runner.stats[auditor].invocations >= 1
+            assert runner.pending_messages() == 1  # made visible again: nothing lost
+    finally:
+        deployed.client("sqs").purge_queue(QueueUrl=audit_queue)
