@@ -8,6 +8,7 @@ because it does not pickle, output that stays in the worker, a worker left runni
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing
@@ -361,3 +362,59 @@ def test_a_run_timeout_settles_the_batches_in_flight_and_keeps_its_meaning(deplo
             assert runner.pending_messages() == 1  # made visible again: nothing lost
     finally:
         deployed.client("sqs").purge_queue(QueueUrl=audit_queue)
+
+
+def _pool_ports() -> set[int]:
+    """The local ports of the connected sockets urllib3 holds in this process (botocore's pools)."""
+    import gc
+
+    import urllib3
+
+    ports = set()
+    for obj in gc.get_objects():
+        if isinstance(obj, urllib3.connection.HTTPConnection) and getattr(obj, "sock", None) is not None:
+            with contextlib.suppress(OSError):
+                ports.add(obj.sock.getsockname()[1])
+    return ports
+
+
+class SocketProbe:
+    """A collector that reports, from each worker before each batch, the sockets its pools hold."""
+
+    def __init__(self) -> None:
+        self.seen: list[set[int]] = []
+        self._ports: set[int] | None = None
+
+    def worker_state(self) -> None:
+        return None
+
+    def worker_apply(self, state: None) -> None:
+        self._ports = _pool_ports()
+
+    def worker_take(self) -> set[int] | None:
+        taken, self._ports = self._ports, None
+        return taken
+
+    def worker_merge(self, data: set[int] | None) -> None:
+        if data is not None:
+            self.seen.append(data)
+
+
+def test_a_worker_uses_no_connection_of_the_parent(deployed: DeployedEnvironment):
+    """A keep-alive socket inherited by a fork and used by both processes would mix their requests
+    and answers: the worker starts with none of the parent's connections."""
+    tag = uuid.uuid4().hex[:6]
+    _send(deployed, "Inbox", [{"id": f"{tag}-{i}"} for i in range(12)])
+    _send(deployed, "AuditQueue", [{"id": f"{tag}-{i}"} for i in range(12)])
+    probe = SocketProbe()
+    with LocalRunner(deployed, workers=2) as runner:
+        runner.add_collector(probe)
+        # open connections of the runner's clients and of the caller's
+        runner._client("sqs", "ap-northeast-1", "123456789012").list_queues()
+        runner._client("dynamodb", "ap-northeast-1", "123456789012").list_tables()
+        deployed.client("dynamodb").list_tables()
+        parent = _pool_ports()
+        assert len(parent) >= 2
+        assert runner.run_until_idle(timeout_s=120).idle
+    assert len(probe.seen) >= 4
+    assert all(not (ports & parent) for ports in probe.seen), (parent, probe.seen)
