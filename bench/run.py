@@ -1,11 +1,12 @@
 """One benchmark command: prints one table, each figure measured in this run with its baseline.
 
     .venv/bin/python bench/run.py [--notices N] [--seed S] [--deployment NAME] [--batch-rows N]
-                                  [--profile-lookups]
+                                  [--workers N] [--profile-lookups]
 
 1. domain core on one core (bench_domain.measure): notices/s and µs per notice;
 2. the pipeline end to end through the three tiers on the embedded AWS (the synthesized
-   assembly deployed into a moto server, the deployed functions run by LocalRunner), from the
+   assembly deployed into a moto server, the deployed functions run by LocalRunner, the queue
+   batches in --workers worker processes, default 2: decision 0057), from the
    first export file dropped until every queue is idle, against a raw baseline in the same
    server: the CS's signed message bodies moved SQS → ReceiveMessage → DynamoDB
    BatchWriteItem → DeleteMessageBatch with no logic;
@@ -103,6 +104,25 @@ class RequestCounter:
     def __exit__(self, *exc: object) -> None:
         botocore.client.BaseClient._make_api_call = self._original
 
+    # The runner's workers (LocalRunner(workers=N), embedded_aws/runner_workers.py) are forks of this
+    # process: each counts the calls of the batches it runs and sends them back with each result.
+    def worker_state(self) -> bool:
+        return self.active
+
+    def worker_apply(self, state: bool) -> None:
+        self.active = state
+
+    def worker_take(self) -> tuple[Counter, Counter, list[str]]:
+        taken = (self.counts, self.seconds, self.cs_bodies)
+        self.counts, self.seconds, self.cs_bodies = Counter(), Counter(), []
+        return taken
+
+    def worker_merge(self, data: tuple[Counter, Counter, list[str]]) -> None:
+        counts, seconds, bodies = data
+        self.counts.update(counts)
+        self.seconds.update(seconds)
+        self.cs_bodies += bodies
+
 
 def _tier(function: str) -> str:
     if "-provision-" in function:  # jukinet-national-provision-api: before "-national-"
@@ -120,7 +140,7 @@ def _tier(function: str) -> str:
 
 def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *,
              batch_rows: int = bench_provision.DEFAULT_BATCH_ROWS, profile_lookups: bool = False,
-             exports: int = 3) -> dict:
+             exports: int = 3, workers: int = 2) -> dict:
     from infra.config import load_deployment
     from infra.naming import Names
     from jukinet.adapters import aws
@@ -152,10 +172,12 @@ def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *
         out.update(notices=month.valid_rows, malformed=month.malformed_rows, files=month.file_count)
         devnull = stack.enter_context(open(os.devnull, "w", encoding="utf-8"))
         runner = stack.enter_context(LocalRunner(env, log_stream=devnull, share_modules=True,
-                                                 cache_dir=work / "code"))
+                                                 cache_dir=work / "code", workers=workers))
+        out["workers"] = runner.workers
         s3 = aws.client("s3")
         muni_env = prefecture.municipality_tier.env
         counter = stack.enter_context(RequestCounter())
+        runner.add_collector(counter)
         counter.active = True
         t = time.perf_counter()
         for code, files in month.files.items():
@@ -424,11 +446,16 @@ def main() -> None:
                              f"{bench_provision.DEFAULT_BATCH_ROWS:,}; codes of existing residents, sampled)")
     parser.add_argument("--exports-per-month", type=int, default=3,
                         help="export files per municipality a month (default 3; 31: one a day, many small files)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker processes of the local runner (default 2; 0: every invocation in this "
+                             "process, one at a time; decision 0057)")
     parser.add_argument("--profile-lookups", action="store_true",
                         help="after the table, cProfile of 200 more in-process look-ups (main thread only)")
     args = parser.parse_args()
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
+    if args.workers < 0:
+        parser.error("--workers must be 0 or more")
     if not 1 <= args.exports_per_month <= 31:
         parser.error("--exports-per-month must be 1..31")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
@@ -439,7 +466,7 @@ def main() -> None:
     imports = {h: import_time_us(f"jukinet.handlers.{h}") for h in HANDLERS}
     with tempfile.TemporaryDirectory(prefix="jukinet-bench-") as tmp:
         p = pipeline(args.notices, args.seed, args.deployment, Path(tmp), batch_rows=args.batch_rows,
-                     profile_lookups=args.profile_lookups, exports=args.exports_per_month)
+                     profile_lookups=args.profile_lookups, exports=args.exports_per_month, workers=args.workers)
         packages = code_packages(p["cdk_out"])
 
     rows: list[tuple[str, str, str]] = []
@@ -462,7 +489,8 @@ def main() -> None:
     rows.append(("pipeline end to end (CS → prefecture → national)",
                  f"{rate:,.0f} notices/s ({p['pipeline_s']:.1f} s)",
                  (f"{notices:,} notices + {p['malformed']} malformed rows, {p['files']} files, "
-                  f"{p['invocations']} invocations ({p['cs_invocations']} of the CSs), {p['errors']} errors")))
+                  f"{p['invocations']} invocations ({p['cs_invocations']} of the CSs), {p['errors']} errors; "
+                  f"runner workers {p['workers']}")))
     rows.append(("  of which dropping the export files", f"{p['upload_s']:.1f} s", "PutObject into the drop zones"))
     rows.append(("  of which the runner's listing and hold checks", f"{p['listing_s']:.1f} s",
                  "emulation only: Lambda knows its holds (the drop zones notify the CS inboxes: no listing)"))

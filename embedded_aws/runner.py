@@ -37,7 +37,9 @@
   ``template.py``, so its State cannot say what an operator decided). Held work does not keep
   ``run_until_idle`` from returning; ``held()`` lists it.
 
-Invocations are strictly sequential (see the lock in ``code_image.py``).
+Invocations are strictly sequential in this process (see the lock in ``code_image.py``). With
+``workers=N`` the mappings' batches run in N forked processes instead, one batch per mapping at a
+time (``runner_workers.py``, decision 0057).
 """
 
 from __future__ import annotations
@@ -65,9 +67,10 @@ from botocore.exceptions import ClientError
 
 from jukinet.domain.isolation import ISOLATION_TAG
 
-from .code_image import CodeImage, handler_root
+from .code_image import INVOCATION_LOCK, CodeImage, handler_root
 from .model import BucketNotification, DeployedEnvironment, EventSourceMappingSpec
 from .moto_patches import GENERATIONS_PATH, QUEUE_DEPTHS_PATH
+from .runner_workers import WorkerCollector, WorkerPool, error_from, fork_available
 from .server import local_client, local_credentials
 
 log = logging.getLogger(__name__)
@@ -222,9 +225,15 @@ class LocalRunner:
 
     def __init__(self, env: DeployedEnvironment, *, cache_dir: Path | None = None,
                  env_overrides: Mapping[str, str] | None = None, log_stream: TextIO | None = None,
-                 share_modules: bool = False, flow_logs: Any | None = None) -> None:
+                 share_modules: bool = False, flow_logs: Any | None = None, workers: int = 0) -> None:
         """``flow_logs``: a ``flow_logs.FlowLogRecorder`` (installed by the caller); each
-        invocation is armed with the function's VPC, so its calls become flow-log records."""
+        invocation is armed with the function's VPC, so its calls become flow-log records.
+
+        ``workers``: 0 (the default) runs every invocation here, one at a time. N > 0 runs the SQS
+        mappings' batches of ``run_until_idle`` in N forked worker processes, at most one batch
+        per mapping at a time (``runner_workers.py``, decision 0057); S3 → Lambda notifications,
+        asynchronous invocations and ``invoke`` still run here. Where ``fork`` is not available
+        the runner warns and runs with 0. Fault injection (``faults.py``) needs 0."""
         self.env = env
         self.flow_logs = flow_logs
         self.share_modules = share_modules
@@ -257,6 +266,17 @@ class LocalRunner:
         self._depths_served: bool | None = None  # the same for the queue depths (moto_patches item 8)
         self._async_events: list[tuple[str, dict[str, Any]]] = []
         self._holds: dict[tuple[str, str], str] = {}  # what waits because of an operator hold
+        self.workers = 0
+        self._pool: WorkerPool | None = None
+        self._in_flight: dict[str, tuple[_SqsMapping, list[dict[str, Any]]]] = {}  # by mapping UUID
+        self._collectors: list[WorkerCollector] = []
+        if workers > 0:
+            if fork_available():
+                self.workers = workers
+            else:
+                self.warnings.append(f"workers={workers}: no fork on this platform, every invocation runs "
+                                     f"in this process (workers=0)")
+                log.warning("%s", self.warnings[-1])
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -380,20 +400,30 @@ class LocalRunner:
         finally:
             replace_environ(saved)
 
-    def invoke(self, function: str, event: Any) -> InvocationResult:
-        """Invoke one function synchronously with ``event``, as Lambda would."""
+    def _function(self, function: str) -> DeployedFunction:
         fn = self.functions.get(function) or self.functions.get(self._by_arn.get(function, ""))
         if fn is None:
             raise KeyError(f"no deployed function {function!r}; known: {', '.join(sorted(self.functions))}")
+        return fn
+
+    def invoke(self, function: str, event: Any) -> InvocationResult:
+        """Invoke one function synchronously with ``event``, as Lambda would (in this process,
+        also when the runner has workers)."""
+        fn = self._function(function)
+        response, error, duration = self._execute(fn, event, self.log_stream)
+        return self._account(fn, response, error, duration)
+
+    def _execute(self, fn: DeployedFunction, event: Any, stream: TextIO | None
+                 ) -> tuple[Any, BaseException | None, float]:
+        """Run the handler once in this process: (response, error, seconds)."""
         image = self._image(fn)
         context = LambdaContext(
             function_name=fn.name, function_version="$LATEST", invoked_function_arn=fn.arn,
             memory_limit_in_mb=str(fn.memory_mb), aws_request_id=str(uuid.uuid4()),
             log_group_name=f"/aws/lambda/{fn.name}", log_stream_name=f"local/{fn.name}", timeout_s=fn.timeout_s)
-        stats = self.stats[fn.name]
         redirect: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if self.log_stream is not None:
-            redirect = _redirect_output(self.log_stream)
+        if stream is not None:
+            redirect = _redirect_output(stream)
         space = "" if self.share_modules else fn.name
         armed: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if self.flow_logs is not None:
@@ -406,6 +436,12 @@ class LocalRunner:
             except Exception as exc:  # noqa: BLE001 - the function failed: Lambda reports, the caller decides
                 response, error = None, exc
             duration = time.perf_counter() - started
+        return response, error, duration
+
+    def _account(self, fn: DeployedFunction, response: Any, error: BaseException | None,
+                 duration: float) -> InvocationResult:
+        """Count one finished invocation (here or in a worker) in the stats."""
+        stats = self.stats[fn.name]
         self._invocations += 1
         stats.invocations += 1
         stats.total_s += duration
@@ -425,21 +461,35 @@ class LocalRunner:
     def poll_queues(self) -> int:
         """One batch per mapping not held by an operator; returns the number of messages delivered.
         A mapping whose queue holds nothing (the embedded AWS's depths, one request for all
-        queues) is neither checked for a hold nor polled."""
+        queues) is neither checked for a hold nor polled. With workers the batches run
+        concurrently, and all are settled when this returns."""
         return sum(len(batch) for batch in self._poll_mappings(self._mappings))
 
-    def _poll_mappings(self, mappings: list[_SqsMapping]) -> list[list[dict[str, Any]]]:
-        """One batch of each of ``mappings`` not held and not empty: the messages delivered."""
+    def _poll_mappings(self, mappings: list[_SqsMapping], settle: bool = True) -> list[list[dict[str, Any]]]:
+        """One batch of each of ``mappings`` not held and not empty: the messages delivered.
+        With workers and not ``settle`` (``run_until_idle``'s rounds), a mapping whose batch runs
+        or that finds no idle worker is left for a later round, and nothing is waited for."""
+        if self.workers and settle:
+            self._wait_in_flight()
         batches = []
         depths = self._queue_depths()
         for mapping in mappings:
             if depths is not None and not depths.get(mapping.spec.event_source_arn):
                 self._set_hold(("mapping", mapping.spec.uuid), None)  # nothing waits on it
                 continue
+            if self.workers:
+                if mapping.spec.uuid in self._in_flight:
+                    continue
+                if not self._pool_for_dispatch().has_idle():
+                    if not settle:
+                        continue  # every worker is busy: taken in a later round
+                    self._collect(None)
             hold = self._mapping_hold(mapping)
             self._set_hold(("mapping", mapping.spec.uuid), hold)
             if hold is None:
                 batches.append(self._poll(mapping))
+        if self.workers and settle:
+            self._wait_in_flight()
         return batches
 
     # -- operator holds ------------------------------------------------------------------------
@@ -475,6 +525,16 @@ class LocalRunner:
         return tuple(self._holds[k] for k in sorted(self._holds))
 
     def _poll(self, mapping: _SqsMapping) -> list[dict[str, Any]]:
+        if self.workers:
+            return self._dispatch(mapping)
+        messages = self._receive(mapping)
+        if not messages:
+            return []
+        result = self.invoke(mapping.function, self._sqs_event(mapping, messages))
+        self._settle(mapping, messages, result)
+        return messages
+
+    def _receive(self, mapping: _SqsMapping) -> list[dict[str, Any]]:
         sqs = self._client("sqs", mapping.region, mapping.account)
         messages: list[dict[str, Any]] = []
         while len(messages) < mapping.batch_size:
@@ -484,10 +544,16 @@ class LocalRunner:
             messages += got
             if len(got) < wanted:
                 break
-        if not messages:
-            return []
-        event = {"Records": [sqs_record(m, mapping.spec.event_source_arn, mapping.region) for m in messages]}
-        result = self.invoke(mapping.function, event)
+        return messages
+
+    @staticmethod
+    def _sqs_event(mapping: _SqsMapping, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"Records": [sqs_record(m, mapping.spec.event_source_arn, mapping.region) for m in messages]}
+
+    def _settle(self, mapping: _SqsMapping, messages: list[dict[str, Any]], result: InvocationResult) -> None:
+        """What Lambda's poller does with a batch once its invocation returned: delete the
+        successful records, make the failed ones visible again, count them."""
+        sqs = self._client("sqs", mapping.region, mapping.account)
         ids = {m["MessageId"] for m in messages}
         if not result.ok:
             failed = ids
@@ -508,7 +574,108 @@ class LocalRunner:
             sqs.change_message_visibility_batch(QueueUrl=mapping.queue_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
                 for i, m in enumerate(chunk)])
+
+    # -- workers (runner_workers.py) --------------------------------------------------------------
+
+    def add_collector(self, collector: WorkerCollector) -> None:
+        """Record in the workers what ``collector`` records here (see ``WorkerCollector``); workers
+        already running are stopped (they are forked anew, with it, when next needed)."""
+        if self._in_flight:
+            raise RuntimeError("add_collector while batches run in workers")
+        self._collectors.append(collector)
+        self._stop_workers()
+
+    def _pool_for_dispatch(self) -> WorkerPool:
+        if self._pool is None:
+            self._refuse_faults()
+            # What every worker would otherwise do once for itself: extract the code (two workers
+            # extracting into one cache directory would race), read the functions' VPCs.
+            for mapping in self._mappings:
+                fn = self.functions[mapping.function]
+                self._image(fn)
+                if self.flow_logs is not None:
+                    self.flow_logs.view(fn.name, fn.region, fn.account)
+            self._pool = WorkerPool(self, self.workers)
+        return self._pool
+
+    @staticmethod
+    def _refuse_faults() -> None:
+        from botocore import handlers
+
+        from .faults import FaultInjector
+
+        if any(isinstance(getattr(spec[1], "__self__", None), FaultInjector) for spec in handlers.BUILTIN_HANDLERS):
+            raise RuntimeError("fault injection is installed: its rules count and fire in this process, so a "
+                               "runner with workers cannot honour them; use workers=0")
+
+    def _dispatch(self, mapping: _SqsMapping) -> list[dict[str, Any]]:
+        """Take a batch of ``mapping`` and hand it to an idle worker (none in flight for it)."""
+        key = mapping.spec.uuid
+        pool = self._pool_for_dispatch()
+        if key in self._in_flight or not pool.has_idle():
+            return []
+        messages = self._receive(mapping)
+        if not messages:
+            return []
+        worker = pool.idle(mapping.function)
+        assert worker is not None
+        self._in_flight[key] = (mapping, messages)
+        pool.submit(worker, key, mapping.function, self._sqs_event(mapping, messages),
+                    [c.worker_state() for c in self._collectors])
         return messages
+
+    def _collect(self, timeout: float | None) -> int:
+        """Settle the batches the workers finished within ``timeout``; returns how many."""
+        if self._pool is None or not self._in_flight:
+            return 0
+        settled = 0
+        for key, payload in self._pool.results(timeout):
+            mapping, messages = self._in_flight.pop(key)
+            fn = self.functions[mapping.function]
+            error = error_from(payload["error"])
+            with INVOCATION_LOCK:
+                self._write_output(fn, payload["output"])
+                if self.flow_logs is not None:
+                    self.flow_logs.records += payload["flow"][0]
+                    self.flow_logs.queries += payload["flow"][1]
+                for collector, data in zip(self._collectors, payload["collected"], strict=False):
+                    collector.worker_merge(data)
+                result = self._account(fn, payload["response"], error, payload["duration"])
+            self._settle(mapping, messages, result)
+            settled += 1
+        return settled
+
+    def _write_output(self, fn: DeployedFunction, text: str) -> None:
+        """A worker's captured output of one invocation, written to the log stream at once, with
+        the function's environment in place (``MetricSink`` reads the invocation's log group and
+        identity from it)."""
+        if not text or self.log_stream is None:
+            return
+        with self._process_environment(self._environment(fn, self._image(fn))):
+            self.log_stream.write(text)
+
+    def _wait_in_flight(self) -> None:
+        while self._in_flight:
+            self._collect(None)
+
+    def _drain(self, timeout_s: float) -> None:
+        """Settle the batches in flight; those not finished within ``timeout_s`` are abandoned
+        with their workers (their messages come back after the visibility timeout)."""
+        deadline = time.monotonic() + timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            self._collect(max(0.0, deadline - time.monotonic()))
+        if self._in_flight:
+            self._stop_workers(graceful=False)
+
+    def _stop_workers(self, *, graceful: bool = True) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.stop(graceful=graceful and not self._in_flight)
+        self._in_flight.clear()
+
+    def worker_pids(self) -> list[int]:
+        """The running workers' process ids."""
+        return [w.process.pid for w in self._pool.workers] if self._pool is not None else []
 
     def pending_messages(self) -> int:
         """Messages visible, in flight or delayed in the mapped queues (but those of mappings
@@ -532,9 +699,12 @@ class LocalRunner:
         it; returns the number of objects delivered. Objects whose events go to a queue (S3 →
         SQS, sent by the embedded AWS itself) are delivered by one batch of each such queue's
         mapping (call again until 0); S3's test events name no object and count 0."""
+        return self._process_new_objects()
+
+    def _process_new_objects(self, settle: bool = True) -> int:
         delivered = 0
         s3_mappings = [m for m in self._mappings if m.spec.event_source_arn in self._s3_queues]
-        for batch in self._poll_mappings(s3_mappings) if s3_mappings else []:
+        for batch in self._poll_mappings(s3_mappings, settle) if s3_mappings else []:
             delivered += sum(_s3_objects(m.get("Body", "")) for m in batch)
         throttled: dict[str, bool] = {}
         generations = self._object_generations()
@@ -682,19 +852,35 @@ class LocalRunner:
         remains — apart from work held by an operator (``held()``). Raises ``RunTimeout``
         if that takes longer than ``timeout_s`` (a message that always fails on a queue
         without a redrive policy never lets the environment become idle)."""
+        try:
+            return self._run_until_idle(timeout_s, on_progress)
+        except RunTimeout:
+            # a batch running in a worker is finished and settled (as a sequential runner is never
+            # interrupted inside one), for at most its function's timeout
+            self._drain(max([self.functions[m.function].timeout_s for m, _ in self._in_flight.values()],
+                            default=0) + 5.0)
+            raise
+        except BaseException:
+            self._stop_workers(graceful=False)
+            raise
+
+    def _run_until_idle(self, timeout_s: float, on_progress: Callable[[RunProgress], None] | None) -> RunSummary:
         started = time.monotonic()
         first = self._invocations
         rounds = 0
         while True:
             rounds += 1
             before = self._invocations
-            work = self.poll_queues() + self.process_new_objects() + self.process_async_events()
+            work = (sum(len(batch) for batch in self._poll_mappings(self._mappings, settle=False))
+                    + self._process_new_objects(settle=False) + self.process_async_events())
+            if self._in_flight:  # wait for a worker's result when nothing else was to be done
+                work += self._collect(0 if work else 0.5)
             elapsed = time.monotonic() - started
-            if work == 0:
+            if work == 0 and not self._in_flight:
                 pending = self.pending_messages()
                 if on_progress:
                     on_progress(RunProgress(elapsed, self._invocations - first, None, None, pending))
-                if pending == 0 and self.process_new_objects() == 0 and self.process_async_events() == 0:
+                if pending == 0 and self._process_new_objects(settle=False) == 0 and self.process_async_events() == 0:
                     return RunSummary(True, elapsed, self._invocations - first, rounds, self.held())
                 if pending:
                     time.sleep(0.02)  # in flight elsewhere, or delayed: wait, do not spin
@@ -717,6 +903,7 @@ class LocalRunner:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
+        self._stop_workers()
         self._images.clear()
         if self._own_cache:
             shutil.rmtree(self.cache_dir, ignore_errors=True)

@@ -215,7 +215,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.cdk_out and _checkout_missing(args):
         return 2
     return run_demo(notices=args.notices, seed=args.seed, deployment_name=args.deployment, cdk_out=args.cdk_out,
-                    clock=args.clock, verbose=args.verbose, resynth=args.resynth)
+                    clock=args.clock, verbose=args.verbose, resynth=args.resynth, workers=args.workers)
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"workers must be a whole number, 0 or more, got {text!r}")
+    return value
 
 
 def _date(text: str) -> dt.date:
@@ -428,6 +438,9 @@ def build_parser(now: dt.datetime | None = None) -> argparse.ArgumentParser:
     demo.add_argument("--cdk-out", default=None, help="use this synthesized assembly instead of synthesizing")
     demo.add_argument("--resynth", action="store_true",
                       help="synthesize even if .jukinet/cdk.out holds the assembly of unchanged inputs")
+    demo.add_argument("--workers", type=_workers, default=2,
+                      help="worker processes running the functions' queue batches concurrently (default 2; "
+                           "0: one invocation at a time in this process)")
     demo.add_argument("-v", "--verbose", action="store_true",
                       help="print every table in full (each municipality's reconciliation row, every chain "
                            "verified, every alarm) instead of the one-screen summary")

@@ -55,13 +55,14 @@ WORK_DIR = REPO_ROOT / ".jukinet"
 
 def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | None = None,
              cdk_out: str | None = None, console: Console | None = None, clock: Clock = system_clock,
-             verbose: bool = False, resynth: bool = False) -> int:
+             verbose: bool = False, resynth: bool = False, workers: int = 2) -> int:
     """The demo. ``clock`` is the one the embedded AWS, its functions and the reports share:
     the functions run in this process and read the system clock, so only a moved process
     clock (``scripts/test-any-date``) moves them all together. ``verbose``: every table, not
     the one-screen summary (``demo_report.DemoOutput``). The assembly in ``.jukinet/cdk.out`` is
     reused when everything synthesis reads is unchanged since it was synthesized (decision
-    0054); ``resynth``: synthesize anyway."""
+    0054); ``resynth``: synthesize anyway. ``workers``: the runner's worker processes (queue batches
+    of different functions run concurrently, decision 0057; 0: one invocation at a time, here)."""
     from infra.config import load_deployment
     from infra.naming import Names, prefecture_tier
     from embedded_aws.template import moto_cloudformation_models
@@ -138,7 +139,8 @@ def run_demo(*, notices: int = 18_692, seed: int = 2003, deployment_name: str | 
         # VPC would write, so the network watch's alarms see the demo's traffic (embedded_aws/flow_logs.py).
         flow_logs = stack.enter_context(FlowLogRecorder(env.client, now=lambda: clock().timestamp()).installed())
         runner = stack.enter_context(LocalRunner(env, log_stream=monitoring.sink, share_modules=True, flow_logs=flow_logs,
-                                                 cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-"))))
+                                                 cache_dir=Path(tempfile.mkdtemp(prefix="jukinet-code-")),
+                                                 workers=workers))
         if deployment.agencies:
             # The sealer's hourly scheduled run (EventBridge is not emulated): it starts the seal
             # chain and reports the heartbeat the provision-log-not-sealed alarm watches.
