@@ -53,7 +53,7 @@ import botocore.client
 from bench_provision import hold_check, runner_overhead_s
 
 HANDLERS = ("municipality_cs", "prefecture_processor", "national_processor")
-DEFAULT_NOTICES = 18_692  # Nagano, January 2003; the whole default run: ~3.5 minutes on 2 cores (215 s measured)
+DEFAULT_NOTICES = 18_692  # Nagano, January 2003; the whole default run: about 2.5 minutes on a quiet 2-core machine (135 s measured on 2026-12-04), allow 5
 
 
 # -- request counting ------------------------------------------------------------------------------
@@ -179,6 +179,7 @@ def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *
         counter = stack.enter_context(RequestCounter())
         runner.add_collector(counter)
         counter.active = True
+        cpu_before = (process_cpu_s(os.getpid()), process_cpu_s(server.pid))
         t = time.perf_counter()
         for code, files in month.files.items():
             bucket = names.drop_zone_bucket(muni_env, code)
@@ -186,6 +187,9 @@ def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *
                 s3.put_object(Bucket=bucket, Key=f"incoming/{name}", Body=data)
         summary = runner.run_until_idle(timeout_s=1800)
         out["pipeline_s"] = time.perf_counter() - t
+        # CPU seconds during the pipeline, per process: where the wall time can go on 2 cores
+        out["cpu"] = _cpu_split(cpu_before, (process_cpu_s(os.getpid()), process_cpu_s(server.pid)),
+                                [process_cpu_s(pid) for pid in runner.worker_pids()])
         counter.active = False
         out["invocations"] = summary.invocations
         out["cs_invocations"] = sum(s.invocations for name, s in runner.stats.items()
@@ -206,11 +210,33 @@ def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *
         out["errors"] = sum(s.errors for s in runner.stats.values())
         out["failed_records"] = sum(s.failed_records for s in runner.stats.values())
 
+        cpu_before = (process_cpu_s(os.getpid()), process_cpu_s(server.pid))
         out.update(raw_baseline(server.endpoint_url, deployment.region, counter.cs_bodies))
+        out["raw_cpu"] = _cpu_split(cpu_before, (process_cpu_s(os.getpid()), process_cpu_s(server.pid)), [])
         # 5: the provision API, on the residents the pipeline stored nationally
         out["provision"] = bench_provision.measure(env, runner, counter, deployment, batch_rows=batch_rows,
                                                    seed=seed, profile=profile_lookups)
     return out
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a running process so far (Linux ``/proc``; None elsewhere)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_split(before: tuple[float | None, float | None], after: tuple[float | None, float | None],
+               workers: list[float | None]) -> dict | None:
+    """CPU seconds between two readings: this process (the runner, and the functions when it has
+    no workers), the workers (forked during the run: all their CPU), the embedded AWS."""
+    if None in before or None in after or None in workers:
+        return None
+    return {"host": after[0] - before[0], "workers": sum(workers), "server": after[1] - before[1]}
 
 
 def raw_baseline(endpoint_url: str, region: str, bodies: list[str]) -> dict:
@@ -498,12 +524,22 @@ def main() -> None:
     for source in ("municipality CS", "prefecture processor", "national processor"):
         rows.append((f"  of which {source} AWS calls", f"{aws_s.get(source, 0.0):.1f} s",
                      "wall time inside botocore calls (moto server's work included)"))
+    if p.get("cpu"):
+        c = p["cpu"]
+        rows.append(("  CPU during the pipeline", f"{c['host'] + c['workers'] + c['server']:.1f} s",
+                     (f"functions' workers {c['workers']:.1f} s, this process (runner{'' if p['workers'] else ' and functions'}) "
+                      f"{c['host']:.1f} s, embedded AWS {c['server']:.1f} s; {os.cpu_count()} cores: "
+                      f"the wall time cannot fall below the total / cores, nor below the embedded AWS's share")))
     rows.append(("raw baseline A: per notice, two hops", f"{raw_rate:,.0f} notices/s ({p['raw_notice_s']:.1f} s)",
                  (f"the CS's {p['cs_messages']} signed bodies ({p['cs_bytes'] / 1e6:.1f} MB, {p['raw_notices']:,} "
                   f"notices) → queue → {p['raw_notice_items']:,} items in 2 tables")))
     rows.append(("raw baseline B: per message, one hop",
                  f"{raw_message_rate:,.0f} notices/s ({p['raw_message_s']:.1f} s)",
                  f"the same bodies → queue → {p['raw_message_items']} items (one per body)"))
+    if p.get("raw_cpu"):
+        c = p["raw_cpu"]
+        rows.append(("  CPU during raw baselines A and B", f"{c['host'] + c['server']:.1f} s",
+                     f"this process {c['host']:.1f} s, embedded AWS {c['server']:.1f} s"))
     rows.append(("ratio pipeline / raw A", f"{rate / raw_rate:.2f}", "aim ≥ 0.5"))
     rows.append(("ratio pipeline / raw B", f"{rate / raw_message_rate:.3f}", "the brief's literal baseline"))
 

@@ -283,23 +283,29 @@ def test_workers_end_with_close_and_with_an_exception_inside_the_block(deployed:
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
     # the caller's progress callback fails while the auditor's batch still runs
-    _send(deployed, "Inbox", [{"id": f"{tag}-3"}])
-    _send(deployed, "AuditQueue", [{"id": f"{tag}-4", "sleep": 3}])
-    seen: list[int] = []
+    audit, sqs = _physical(deployed, "Toy", "AuditQueue", "AWS::SQS::Queue"), deployed.client("sqs")
+    timeout = sqs.get_queue_attributes(QueueUrl=audit, AttributeNames=["VisibilityTimeout"])["Attributes"]
+    sqs.set_queue_attributes(QueueUrl=audit, Attributes={"VisibilityTimeout": "4"})  # comes back sooner
+    try:
+        _send(deployed, "Inbox", [{"id": f"{tag}-3"}])
+        _send(deployed, "AuditQueue", [{"id": f"{tag}-4", "sleep": 3}])
+        seen: list[int] = []
 
-    def fail(progress) -> None:
-        seen.extend(runner.worker_pids())
-        if progress.last_function is not None:
-            assert runner._in_flight  # the other batch is still running
-            raise KeyError("progress display failed")
+        def fail(progress) -> None:
+            seen.extend(runner.worker_pids())
+            if progress.last_function is not None:
+                assert runner._in_flight  # the other batch is still running
+                raise KeyError("progress display failed")
 
-    with LocalRunner(deployed, workers=2) as runner:
-        with pytest.raises(KeyError):
-            runner.run_until_idle(timeout_s=120, on_progress=fail)
-        assert runner.worker_pids() == [] and _children() == []
-    assert seen and not any(Path(f"/proc/{pid}").exists() for pid in seen)
-    with LocalRunner(deployed) as runner:  # the abandoned batch comes back (visibility timeout)
-        assert runner.run_until_idle(timeout_s=120).idle
+        with LocalRunner(deployed, workers=2) as runner:
+            with pytest.raises(KeyError):
+                runner.run_until_idle(timeout_s=120, on_progress=fail)
+            assert runner.worker_pids() == [] and _children() == []
+        assert seen and not any(Path(f"/proc/{pid}").exists() for pid in seen)
+        with LocalRunner(deployed) as runner:  # the abandoned batch comes back (visibility timeout)
+            assert runner.run_until_idle(timeout_s=120).idle
+    finally:
+        sqs.set_queue_attributes(QueueUrl=audit, Attributes=timeout)
 
 
 def test_poll_queues_with_workers_settles_every_batch_it_took(deployed: DeployedEnvironment):
