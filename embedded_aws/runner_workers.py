@@ -24,7 +24,6 @@ import io
 import logging
 import multiprocessing
 import multiprocessing.connection
-import os
 import pickle
 import signal
 import time
@@ -277,8 +276,7 @@ def _run(runner: LocalRunner, capture: io.StringIO | None, function: str, event:
         del runner.flow_logs.records[:]
         del runner.flow_logs.queries[:]
     return {"response": _picklable_response(response), "error": _portable_error(error), "duration": duration,
-            "output": output, "flow": flow, "collected": [c.worker_take() for c in runner._collectors],
-            "pid": os.getpid(), "started": time.time() - duration}
+            "output": output, "flow": flow, "collected": [c.worker_take() for c in runner._collectors]}
 
 
 def _picklable_response(response: Any) -> Any:
