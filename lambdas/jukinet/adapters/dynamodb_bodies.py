@@ -4,7 +4,8 @@ botocore's JSON serializer builds a request body by visiting every value of the 
 through its shape: a method looked up by name, and a wrapper dict, for each attribute of
 each item. For DynamoDB that walk changes nothing but the blobs (``B``, ``BS``: base64):
 the bodies are the request itself. A 100-item ``TransactWriteItems`` spent more time there
-than anywhere else in a processing tier's own code (docs/performance.md, "Issue 13, the last night").
+than anywhere else in a processing tier's own code (measured in
+docs/decisions/0058-dynamodb-request-bodies-without-the-shape-walk.md).
 
 ``FastBodies`` wraps a DynamoDB client's serializer: for the item operations it converts
 only the members whose shapes can hold a blob, following plans made once from the same
