@@ -17,6 +17,7 @@ import datetime as dt
 
 import pytest
 
+from jukinet.adapters import aws
 from jukinet.adapters.provision_log import LimitReached, StatCount, head_key
 from jukinet.adapters.recipient_state import RecipientState
 from jukinet.domain.agreements import ProvisionFunction
@@ -29,6 +30,12 @@ from .test_api_threats import _codes, _entries, _upload
 
 def _dynamodb(calls) -> dict[str, int]:
     return {k.removeprefix("dynamodb."): v for k, v in calls.items() if k.startswith("dynamodb.") and v}
+
+
+def _snapshot(state: RecipientState, now: dt.datetime, codes: list[str]):
+    """What a look-up of ``codes`` by pension reads of the state table (decision 0056)."""
+    keys = state.snapshot_keys("pension", "2026-11", now, codes)
+    return state.snapshot_of(aws.batch_get_all(state.state_table, keys), "pension", "2026-11", now, codes)
 
 
 def _record(code: str, at: dt.datetime, k: int = 0) -> ProvisionRecord:
@@ -96,12 +103,12 @@ def test_the_scan_window_is_judged_again_when_another_request_wrote_it_meanwhile
     state = RecipientState(world.state_table)
     walk = [ResidentCode.from_body(f"{b:010d}").value for b in range(5_000_000_000, 5_000_000_012)]
     with world.environment():
-        snapshot = state.snapshot("pension", "2026-11", world.now, walk[6:])
+        snapshot = _snapshot(state, world.now, walk[6:])
         state.observe("pension", world.now, codes=walk[:6], answers=6, not_found=6)  # concurrent, first
         write = state.scan_write("pension", world.now, snapshot, codes=walk[6:], answers=6, not_found=6)
         assert write.signal.window_answers == 6  # judged on the slot as read: alone
         world.log().append([], extras=[write])
-        again = state.snapshot("pension", "2026-11", world.now, [])
+        again = _snapshot(state, world.now, [])
     assert write.signal.window_answers == 12 and write.signal.near == 6 and write.signal.suspect
     assert again.current.answers == 12 and len(again.current.bodies) == 12
 
@@ -123,7 +130,6 @@ def test_a_limit_reached_between_snapshot_and_transaction_refuses_and_writes_not
 
 
 def test_keys_of_two_tables_are_read_together_at_most_100_keys_a_request(world):
-    from jukinet.adapters import aws
     from jukinet.adapters.identity_store import IdentityStore
     from jukinet.adapters.recipient_state import RecipientState
 
@@ -146,7 +152,6 @@ def test_keys_of_two_tables_are_read_together_at_most_100_keys_a_request(world):
 
 
 def test_keys_left_unprocessed_are_asked_again_per_table(monkeypatch):
-    from jukinet.adapters import aws
 
     asked: list[dict] = []
 

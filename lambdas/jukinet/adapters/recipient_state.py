@@ -17,9 +17,9 @@ The isolation mark is written by the operators' emergency command and read by th
 functions on every request, so an isolated recipient is refused whatever API key its calls
 carry (``docs/emergency.md``).
 
-A look-up reads everything it needs of this table in one consistent BatchGetItem
-(``snapshot``: the mark, the month's statistics item, the two slots of the scan window and
-the residents' chain heads) and writes the window in the same transaction as its log entries
+A look-up reads everything it needs of this table in one consistent BatchGetItem, together
+with the residents' items (``snapshot_keys``/``snapshot_of``: the mark, the month's statistics
+item, the two slots of the scan window and the residents' chain heads; decision 0056) and writes the window in the same transaction as its log entries
 (``ScanWrite``, an ``Extra`` of ``ProvisionLog.append``), conditioned on the slot's version
 ``v`` as read: of two concurrent requests the later one is judged again with the earlier
 one's codes.
@@ -136,17 +136,11 @@ class RecipientState:
                                                ConsistentRead=True).get("Item")
         return bool(item and item.get("isolated", {}).get("BOOL"))
 
-    def snapshot(self, recipient_id: str, month: str, now: dt.datetime, codes: Iterable[str]) -> Snapshot:
-        """The isolation mark, the month's statistics item, the scan window (this slot and the
-        one before) and the chain heads of ``codes``: one consistent BatchGetItem (two past
-        96 codes)."""
-        keys = self.snapshot_keys(recipient_id, month, now, codes)
-        return self.snapshot_of(aws.batch_get_all(self.state_table, keys), recipient_id, month, now, codes)
-
     @staticmethod
     def snapshot_keys(recipient_id: str, month: str, now: dt.datetime, codes: Iterable[str]) -> list[dict]:
-        """The state table's keys a snapshot reads (for a caller that reads them together with
-        another table's, ``aws.batch_get_tables``)."""
+        """The state table's keys a look-up's snapshot reads — the isolation mark, the month's
+        statistics item, the scan window (this slot and the one before) and the chain heads of
+        ``codes`` — read together with the residents' items (``aws.batch_get_tables``, decision 0056)."""
         slot = scan.slot_of(now)
         return [isolation_key(recipient_id), stat_key(month, recipient_id), _slot_key(recipient_id, slot - 1),
                 _slot_key(recipient_id, slot)] + [head_key(c) for c in dict.fromkeys(codes)]
