@@ -27,7 +27,7 @@ from ..e2e.embedded import deployed_nagano
 
 pytestmark = pytest.mark.slow
 
-NOTICES = 900
+NOTICES = 400
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z?")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # per deployment: the blind index's HMAC key; the digest signed covers the notice's time
