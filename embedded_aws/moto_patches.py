@@ -114,12 +114,20 @@ the server child process (``python -m embedded_aws.moto_server``), the thread mo
    cannot match it); the response headers are still made by moto's own function. ~1.3 s of a
    demo's server CPU.
 
+15. **One botocore loader for the server's process.** moto's backends ask a new
+   ``boto3.Session`` for the available regions while they are imported (EC2's, for
+   CloudFormation), and each new session made a loader of its own, which read and parsed
+   botocore's ``endpoints.json`` and service models again: ~0.26 s of every server's start
+   (~50 starts per CI run). Here ``botocore.session.create_loader`` returns one loader per
+   search path for the process, as the product (``jukinet.adapters.aws``) and the tests
+   (``tests/conftest.py``) already share theirs; a loader only reads files, and caches them.
+
 ``JUKINET_MOTO_SHADOW=1`` (or a file name) runs moto's own path beside 12 and 13 and fails a
 request whose answer differs (the proof of 0053; off by default).
 
 ``apply()`` makes corrections 1, 2, 5, 6, 9, 11, 12, 13 and 14, wherever moto runs (the in-process ``mock_aws`` tests
 too); ``apply_server()`` all of them, for the servers (3, 4 and 7 serve deployments and the
-runner, and importing moto's CloudFormation costs a process ~3 s; 8 and 10 too). Both are idempotent.
+runner, and importing moto's CloudFormation costs a process ~3 s; 8, 10 and 15 too). Both are idempotent.
 """
 
 from __future__ import annotations
@@ -283,6 +291,8 @@ def _inline_role_policies_as_json() -> None:
 def apply_server() -> None:
     """Every correction: for a moto server (the child process, ``MotoServer``'s thread mode)."""
     global _APPLIED_SERVER
+    if not _APPLIED_SERVER:
+        _one_botocore_loader()  # before apply(): moto's backends make sessions as they are imported
     apply()
     if _APPLIED_SERVER:
         return
@@ -366,6 +376,15 @@ def _keep_connections_open() -> None:
     MotoRequestHandler.disable_nagle_algorithm = True
     MotoRequestHandler.run_wsgi = keeping_run_wsgi  # type: ignore[method-assign]
     MotoRequestHandler.send_header = keeping_send_header  # type: ignore[method-assign]
+
+
+def _one_botocore_loader() -> None:
+    import functools
+
+    import botocore.session
+
+    if not hasattr(botocore.session.create_loader, "cache_info"):  # the tests' process shares one already
+        botocore.session.create_loader = functools.lru_cache(maxsize=None)(botocore.session.create_loader)
 
 
 def _list_moto_modules_once() -> None:

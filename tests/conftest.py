@@ -76,7 +76,7 @@ def pytest_report_header(config) -> str | None:
 # tests/infra shares the session's synths (30-70 s each), and each module of tests/e2e and
 # tests/local that deploys into an embedded AWS shares its module's deployment (~45 s).
 _ONE_WORKER_PER_MODULE = ("tests/e2e/", "tests/local/test_monitoring.py", "tests/local/test_api.py",
-                          "tests/local/test_toy_app.py")
+                          "tests/local/test_toy_app.py", "tests/local/test_runner_workers_month.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into the node ids

@@ -261,6 +261,24 @@ def test_the_server_lists_motos_modules_once(monkeypatch):
     assert list(backends.list_of_moto_modules()) == listed
 
 
+def test_the_servers_sessions_share_one_botocore_loader():
+    """moto_patches correction 15: in a server's process (a fresh interpreter, as the child is;
+    this test process shares its loader already, tests/conftest.py) every new session reads
+    botocore's data through one loader, so moto's backends parse endpoints.json once."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, boto3\n"
+             "from embedded_aws import moto_patches\n"
+             "if sys.argv[1] == 'patched': moto_patches.apply_server()\n"
+             "a, b = boto3.Session()._session, boto3.Session()._session\n"
+             "print(a.get_component('data_loader') is b.get_component('data_loader'))\n")
+    answers = {how: subprocess.run([sys.executable, "-c", probe, how], capture_output=True, text=True,
+                                   check=True, timeout=120).stdout.strip()
+               for how in ("plain", "patched")}
+    assert answers == {"plain": "False", "patched": "True"}
+
+
 @pytest.mark.parametrize("mode", ["process", "thread"])
 def test_requests_share_a_connection_and_an_unread_body_does_not_spill_into_the_next(mode: str):
     """moto_patches correction 10: one TCP connection serves many requests (werkzeug closed each
