@@ -3,7 +3,7 @@
 
 The tests deploy ``nagano-compact`` (``E2E_DEPLOYMENT``): nagano-demo's stacks, settings,
 agencies and people with 8 of its 77 municipalities, deployed in half the time (each module
-deploys once, at each of the test run's three clock instants). ``tests/e2e/test_checklist.py``
+deploys once, at each of the test run's two clock instants). ``tests/e2e/test_checklist.py``
 deploys the full ``nagano-demo`` and checks every one of its 77 municipalities."""
 
 from __future__ import annotations
