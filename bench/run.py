@@ -53,7 +53,7 @@ import botocore.client
 from bench_provision import hold_check, runner_overhead_s
 
 HANDLERS = ("municipality_cs", "prefecture_processor", "national_processor")
-DEFAULT_NOTICES = 18_692  # Nagano, January 2003; the whole default run: about 2.5 minutes on a quiet 2-core machine (135 s measured on 2026-12-04), allow 5
+DEFAULT_NOTICES = 18_692  # Nagano, January 2003; the whole default run: about 2 minutes on a quiet 2-core machine (105 s measured on 2026-12-05), allow 5
 
 
 # -- request counting ------------------------------------------------------------------------------
@@ -215,7 +215,8 @@ def pipeline(notices: int, seed: int, deployment_name: str | None, work: Path, *
         out["raw_cpu"] = _cpu_split(cpu_before, (process_cpu_s(os.getpid()), process_cpu_s(server.pid)), [])
         # 5: the provision API, on the residents the pipeline stored nationally
         out["provision"] = bench_provision.measure(env, runner, counter, deployment, batch_rows=batch_rows,
-                                                   seed=seed, profile=profile_lookups)
+                                                   seed=seed, profile=profile_lookups,
+                                                   candidates=month.residents)
     return out
 
 
