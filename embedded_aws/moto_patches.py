@@ -117,10 +117,11 @@ the server child process (``python -m embedded_aws.moto_server``), the thread mo
 15. **One botocore loader for the server's process.** moto's backends ask a new
    ``boto3.Session`` for the available regions while they are imported (EC2's, for
    CloudFormation), and each new session made a loader of its own, which read and parsed
-   botocore's ``endpoints.json`` and service models again: a server started in 1.15 s, 0.80 s
-   with this (~50 starts per CI run; decision 0059). Here ``botocore.session.create_loader`` returns one loader per
-   search path for the process, as the product (``jukinet.adapters.aws``) and the tests
-   (``tests/conftest.py``) already share theirs; a loader only reads files, and caches them.
+   botocore's ``endpoints.json`` and service models again: a server started in 1.15 s, in
+   0.80 s with this (every end-to-end test module starts one; decision 0059). Here
+   ``botocore.session.create_loader`` returns one loader per search path for the process, as
+   the product (``jukinet.adapters.aws``) and the tests (``tests/conftest.py``) already share
+   theirs; a loader only reads files, and caches them.
 
 ``JUKINET_MOTO_SHADOW=1`` (or a file name) runs moto's own path beside 12 and 13 and fails a
 request whose answer differs (the proof of 0053; off by default).
