@@ -2,8 +2,9 @@
 
 The CDK CLI passes ``cdk.json``'s context to the app through ``CDK_CONTEXT_JSON`` and the
 output directory through ``CDK_OUTDIR``; doing the same here lets tests and the demo synth
-without the CLI. ``node_modules/.bin`` goes first on PATH so jsii runs on the Node 22 the
-repo installs (Node 20 prints an end-of-life banner on every synth).
+without the CLI. ``node_modules/.bin`` goes first on PATH so jsii runs on the Node 24 the
+repo installs (on a Node jsii no longer supports, every synth prints an end-of-life banner:
+decision 0060).
 """
 
 from __future__ import annotations
