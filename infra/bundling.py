@@ -129,7 +129,7 @@ def _install_deps(requirements: tuple[str, ...], target: Path) -> None:
 def _prune(keep: Path) -> None:
     bundles = sorted(CACHE_DIR.glob("bundle-*"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in bundles[_KEEP_BUNDLES:]:
-        if old != keep and not old.name.endswith(".tmp"):
+        if old != keep and ".tmp" not in old.name:  # another process's bundle-<key>.tmp<pid>, being built
             shutil.rmtree(old, ignore_errors=True)
 
 

@@ -86,3 +86,22 @@ def test_extra_files_make_a_content_addressed_copy_of_the_bundle(tmp_path: Path,
         bundling.build_bundle_with({"jukinet/__init__.py": b""})
     with pytest.raises(bundling.BundlingError, match="must be a relative path"):
         bundling.build_bundle_with({"../escape.json": b""})
+
+
+def test_pruning_old_bundles_leaves_another_process_s_bundle_being_built(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process copying a bundle into ``bundle-<key>.tmp<pid>`` (a synth of another
+    checkout state, started earlier) must find its directory there when it renames it: pruning
+    removes only finished bundles beyond the newest three."""
+    import os
+
+    monkeypatch.setattr(bundling, "CACHE_DIR", tmp_path)
+    building = tmp_path / "bundle-other.tmp4242"
+    finished = [tmp_path / f"bundle-{n}" for n in ("a", "b", "c", "d", "e")]
+    for age, path in enumerate([*reversed(finished), building]):  # the one being built is the oldest
+        path.mkdir()
+        os.utime(path, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    keep = finished[-1]
+    bundling._prune(keep)
+    assert building.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle-c", "bundle-d", "bundle-e", "bundle-other.tmp4242"]
