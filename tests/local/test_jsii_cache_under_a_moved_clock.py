@@ -42,7 +42,7 @@ def test_kernels_starting_together_under_a_moved_clock_find_the_cache_whole(tmp_
     run = subprocess.run([str(REPO / "scripts" / "test-any-date"), "--at", "2027-01-01 00:59", "--",
                           "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--rootdir", str(tmp_path),
                           str(tmp_path / "test_inner.py")],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "1 passed" in run.stdout
     assert any(cache.rglob(".jsii")), "the kernels did not use the cache under test"
