@@ -2,7 +2,8 @@
 (scripts/warm-jsii-cache says why): on an empty cache, jsii kernels that start together under a
 moved clock break each other's lock files as stale and fail. The attack here is a fresh machine:
 an empty cache (its own directory, so the user's cache is not touched) and three kernels at once
-under the date run's instants, started through scripts/test-any-date as CI starts them."""
+under the whole suite's moved clock (2027-01-01 00:59 JST), started through scripts/test-any-date
+as CI starts them."""
 
 from __future__ import annotations
 
